@@ -1,0 +1,38 @@
+# changeover: `make demo` runs a live rollout on this machine, `make test` runs the suite.
+# Both install what they need first (a virtualenv in .venv with pinned-enough packages).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test unit lint check bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/changeover demo
+
+test: $(STAMP)
+	$(MAKE) lint
+	$(BIN)/pytest -q
+
+unit: $(STAMP)
+	$(BIN)/pytest -q -m 'not slow'
+
+lint: $(STAMP)
+	$(BIN)/ruff check changeover tests examples bench
+	$(BIN)/ruff format --check changeover tests examples bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+"""changeover: progressive delivery for model and web services, from laptop to cluster."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,62 @@
+"""The operations users perform, as one Protocol: what the HTTP API and the CLI call.
+
+``controller.local.LocalService`` implements it for the embedded platform (and later the
+Kubernetes platform gets its own). Every method raises only from ``changeover.errors``:
+``SpecError`` (bad input, nothing stored), ``NotFound``, ``StateError`` (e.g. promote when
+nothing is rolling out).
+
+Status documents are the JSON contract of DESIGN.md §4::
+
+    {"name": "chat", "phase": "Paused", "message": "paused at step 2 of 4",
+     "strategy": "canary", "revision": 2, "stableRevision": 1, "canaryRevision": 2,
+     "currentStepIndex": 1, "totalSteps": 4, "weights": {"1": 80, "2": 20},
+     "replicas": {"1": 3, "2": 1}, "analysis": {}, "endpoint": "http://127.0.0.1:8080",
+     "previewEndpoint": null, "pause": {...} | null, "updatedAt": 1763900000.0}
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+JSON = dict[str, Any]
+
+
+class RolloutService(Protocol):
+    async def apply(self, documents: list[JSON], *, source: str) -> list[JSON]:
+        """Validate every document first (all errors at once, naming ``source``), then store.
+        Returns one ``{"name", "revision", "action": "created"|"updated"|"unchanged"}`` each."""
+
+    def list(self) -> list[JSON]:
+        """The status document of every rollout, sorted by name."""
+
+    def status(self, name: str) -> JSON:
+        """The status document of ``name``."""
+
+    def events(self, name: str, *, limit: int = 50) -> list[JSON]:
+        """Newest last: ``{"time", "reason", "message", "revision"}``."""
+
+    def history(self, name: str) -> list[JSON]:
+        """Kept revisions, oldest first: ``{"revision", "createdAt", "command", "stable",
+        "current"}``."""
+
+    def spec(self, name: str) -> JSON:
+        """The stored spec document (camelCase), as last applied."""
+
+    async def promote(self, name: str, *, full: bool = False) -> JSON: ...
+
+    async def abort(self, name: str) -> JSON: ...
+
+    async def retry(self, name: str) -> JSON: ...
+
+    async def pause(self, name: str) -> JSON: ...
+
+    async def resume(self, name: str) -> JSON: ...
+
+    async def undo(self, name: str, *, to_revision: int | None = None) -> JSON:
+        """Roll forward to an earlier revision's template (the previous one by default)."""
+
+    async def delete(self, name: str) -> None:
+        """Stop every replica of ``name`` and forget it."""
+
+    def metrics_text(self) -> str:
+        """Prometheus text exposition of the router's per-revision metrics."""

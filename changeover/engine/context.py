@@ -1,0 +1,58 @@
+"""What the engine is given: the spec, the current status, observations and the time.
+
+The controller builds a ``Context`` from the store, the platform and the router on every
+tick; strategies read it and return a ``Plan``. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from changeover.engine.status import RolloutStatus
+from changeover.spec import models
+
+
+@dataclass(frozen=True, kw_only=True)
+class RevisionObservation:
+    """What the platform reports of one revision's replicas."""
+
+    revision: int
+    desired: int  # what the platform was last asked to keep running
+    ready: int  # passing readiness now
+    available: int  # ready for at least minReadySeconds
+    restarts: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class HookResult:
+    hook_id: str
+    state: Literal["running", "succeeded", "failed"]
+    message: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Observations:
+    revisions: Mapping[int, RevisionObservation] = field(default_factory=dict)
+    hooks: Mapping[str, HookResult] = field(default_factory=dict)
+
+    def of(self, revision: int | None) -> RevisionObservation:
+        """The observation of ``revision``, or an all-zero one if the platform has none."""
+        if revision is not None and revision in self.revisions:
+            return self.revisions[revision]
+        return RevisionObservation(revision=revision or 0, desired=0, ready=0, available=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Context:
+    rollout: models.Rollout
+    # The revision number the current spec.template maps to (the controller assigns numbers).
+    revision: int
+    status: RolloutStatus
+    observations: Observations
+    now: float  # seconds, from the injected clock
+
+    @property
+    def spec(self) -> models.RolloutSpec:
+        return self.rollout.spec

@@ -1,0 +1,89 @@
+"""The rollout status the engine owns: persisted by the controller, rendered by the CLI.
+
+Only the engine produces a new status (``Plan.status``); the controller stores it before
+and after acting on a plan and never edits it, except through ``engine.commands`` (promote,
+abort, pause...), which are pure functions too.
+
+``traffic`` is the traffic state the engine last asked for. After a crash the controller
+re-applies it to a fresh router before the first plan, so the router and the status agree.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from changeover.engine.phases import Phase
+from changeover.spec import models
+
+
+class _Status(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+
+class HeaderRouteState(_Status):
+    revision: int
+    match: list[models.RouteMatch]
+
+
+class StickyState(_Status):
+    revision: int
+    user_key: models.UserKey | None
+    weight: int
+
+
+class MirrorState(_Status):
+    revision: int
+    percentage: int
+    match: list[models.RouteMatch] = Field(default_factory=list)
+
+
+class TrafficState(_Status):
+    """What the router was last told. ``weights``: revision (as a string key, since JSON
+    keys are strings) → percent."""
+
+    weights: dict[str, int] = Field(default_factory=dict)
+    header_routes: dict[str, HeaderRouteState] = Field(default_factory=dict)
+    sticky: StickyState | None = None
+    mirrors: dict[str, MirrorState] = Field(default_factory=dict)
+    preview_revision: int | None = None
+    maintenance: bool = False
+
+
+class PauseState(_Status):
+    reason: Literal["step", "user", "inconclusive", "promotion"]
+    started_at: float
+    # For a timed pause (``pause: {duration: 30s}``, ``autoPromotionSeconds``): when it ends.
+    until: float | None = None
+
+
+class RolloutStatus(_Status):
+    phase: Phase = Phase.PROGRESSING
+    message: str = ""
+    strategy: str = ""
+    # The revision the spec's template maps to: what the rollout is moving towards.
+    target_revision: int | None = None
+    stable_revision: int | None = None
+    # The revision being rolled out; None when one revision serves everything.
+    canary_revision: int | None = None
+    current_step_index: int | None = None
+    step_started_at: float | None = None
+    # When the rollout last made progress (for progressDeadlineSeconds).
+    progress_at: float | None = None
+    pause: PauseState | None = None
+    # Requests from a human, consumed by the engine (see engine.commands).
+    abort: bool = False
+    promote: Literal["step", "full"] | None = None
+    user_paused: bool = False
+    aborted_at: float | None = None
+    traffic: TrafficState = Field(default_factory=TrafficState)
+    # hook id → "succeeded" | "failed" (hooks that have finished; see RunHook).
+    hooks: dict[str, str] = Field(default_factory=dict)
+    # revision (as string) → clock time after which it may be scaled to zero (blue-green
+    # scaleDownDelaySeconds, canary abortScaleDownDelaySeconds).
+    scale_down_at: dict[str, float] = Field(default_factory=dict)
+
+    def to_json_dict(self) -> dict[str, object]:
+        return self.model_dump(mode="json", by_alias=True)

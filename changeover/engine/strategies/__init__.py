@@ -1,0 +1,1 @@
+"""changeover.engine.strategies."""

@@ -1,0 +1,102 @@
+"""The Platform plug-in axis: where replicas of a revision run.
+
+A platform keeps the replica counts it is asked for (``scale`` sets a desired count; a
+supervisor converges on it in the background) and reports what actually runs (``observe``).
+It never imports the engine or a router: the controller translates between them.
+
+Implementations: ``platforms.local`` (supervised OS processes, the embedded default),
+``platforms.fake`` (in memory, for fast unit tests), and later ``platforms.kubernetes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+from changeover.endpoints import Endpoint
+from changeover.spec import models
+
+
+class ReplicaState(StrEnum):
+    STARTING = "Starting"  # process started, readiness not yet passed
+    READY = "Ready"  # passing readiness: may receive traffic
+    NOT_READY = "NotReady"  # was ready, readiness now failing
+    TERMINATING = "Terminating"  # out of the pool, draining, then stopped
+    CRASHED = "Crashed"  # exited; will be restarted after a backoff
+
+
+@dataclass(frozen=True, kw_only=True)
+class Replica:
+    id: str
+    revision: int
+    state: ReplicaState
+    endpoint: Endpoint | None
+    ready_since: float | None = None  # monotonic-ish wall clock (time.time()) when it became ready
+    restarts: int = 0
+    pid: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RevisionState:
+    revision: int
+    desired: int
+    replicas: tuple[Replica, ...] = ()
+
+    @property
+    def ready(self) -> tuple[Replica, ...]:
+        return tuple(r for r in self.replicas if r.state is ReplicaState.READY)
+
+
+class HookState(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, kw_only=True)
+class HookStatus:
+    hook_id: str
+    state: HookState
+    message: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+# Called with an endpoint that is about to be stopped: it must leave the router's pool and
+# the call returns when its in-flight requests have finished (or a timeout passed).
+Drainer = Callable[[Endpoint], Awaitable[None]]
+
+
+class Platform(Protocol):
+    name: str
+    capabilities: frozenset[str]
+
+    async def start(self) -> None:
+        """Begin supervising; re-adopt replicas recorded by an earlier run."""
+
+    async def close(self, *, stop_replicas: bool = False) -> None:
+        """Stop supervising. Replicas keep running unless ``stop_replicas``."""
+
+    async def ensure_revision(
+        self, *, rollout: str, revision: int, template: models.ProcessTemplate
+    ) -> None:
+        """Make ``revision`` known with this template (idempotent). Starts nothing."""
+
+    async def scale(self, *, rollout: str, revision: int, replicas: int) -> None:
+        """Set the desired replica count; returns at once, the supervisor converges."""
+
+    async def delete_revision(self, *, rollout: str, revision: int) -> None:
+        """Stop (draining) and forget every replica of ``revision``."""
+
+    def observe(self, rollout: str) -> dict[int, RevisionState]:
+        """Every known revision of ``rollout`` with its replicas, as of now."""
+
+    async def start_hook(self, *, rollout: str, hook_id: str, hook: models.Hook) -> None:
+        """Start ``hook`` once for ``hook_id``; a second call with the same id is a no-op."""
+
+    def hook_status(self, *, rollout: str, hook_id: str) -> HookStatus | None:
+        """The hook's state, or None if it was never started (by this process)."""
+
+    async def delete_rollout(self, rollout: str) -> None:
+        """Stop and forget everything of ``rollout``."""

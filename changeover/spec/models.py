@@ -1,0 +1,405 @@
+"""The Rollout spec as typed, frozen models: the shape users write in YAML.
+
+Field names follow Argo Rollouts' camelCase where the concept is the same; Python code uses
+the snake_case attribute (``spec.min_ready_seconds``), YAML and JSON use the alias
+(``minReadySeconds``). Unknown fields are rejected so a typo is an error, not a silent no-op.
+
+Who uses it: ``spec.load`` builds these from YAML (and turns pydantic's errors into
+``SpecError`` with field paths); the engine reads them; the controller stores them as JSON.
+Cross-field rules that need more than one model (a step the router cannot do, a port
+clash) live in ``spec.validate``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+API_VERSION = "changeover.dev/v1alpha1"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from ``30s``, ``5m``, ``1h``, ``250ms`` or a bare number of seconds.
+
+    >>> parse_duration("30s"), parse_duration("5m"), parse_duration(12), parse_duration("1.5h")
+    (30.0, 300.0, 12.0, 5400.0)
+    """
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 5m or 1h")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("expected a non-negative duration")
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    raise ValueError(f"expected a duration such as 30s, 5m or 1h, got {value!r}")
+
+
+def format_duration(seconds: float) -> str:
+    """The inverse of ``parse_duration`` for display: 30.0 → '30s', 300.0 → '5m'."""
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    if seconds == int(seconds):
+        return f"{int(seconds)}s"
+    return f"{seconds:g}s"
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+]
+
+_PERCENT = re.compile(r"^(\d+)%$")
+
+
+def _int_or_percent(value: object) -> int | str:
+    if isinstance(value, bool):
+        raise ValueError("expected an integer or a percentage such as 25%")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("expected a non-negative integer or a percentage such as 25%")
+        return value
+    if isinstance(value, str):
+        if value.isdigit():
+            return int(value)
+        if _PERCENT.match(value):
+            return value
+    raise ValueError(f"expected an integer or a percentage such as 25%, got {value!r}")
+
+
+IntOrPercent = Annotated[int | str, BeforeValidator(_int_or_percent)]
+Percent = Annotated[int, Field(ge=0, le=100)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Model(BaseModel):
+    """Base for every spec model: camelCase aliases, frozen, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The user-facing form: camelCase keys, defaults left out."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+# --- metadata -------------------------------------------------------------------------
+
+
+class Metadata(Model):
+    name: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+    namespace: str = "default"
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+# --- the process template (local platform) -------------------------------------------
+
+
+class HttpGetAction(Model):
+    path: str = "/"
+
+
+class ReadinessProbe(Model):
+    http_get: HttpGetAction | None = None
+    initial_delay_seconds: Annotated[float, Field(ge=0)] = 0.0
+    period_seconds: Annotated[float, Field(gt=0)] = 1.0
+    timeout_seconds: Annotated[float, Field(gt=0)] = 1.0
+    failure_threshold: Annotated[int, Field(ge=1)] = 3
+    success_threshold: Annotated[int, Field(ge=1)] = 1
+
+
+class ProcessTemplate(Model):
+    """One replica is one OS process started from ``command`` (an argv list, never a shell).
+
+    ``$(PORT)`` in ``command`` and ``env`` values is replaced by the replica's port, as
+    Kubernetes expands ``$(VAR)``; ``PORT`` is also set in the environment.
+    """
+
+    command: Annotated[list[str], Field(min_length=1)]
+    env: dict[str, str] = Field(default_factory=dict)
+    working_dir: str | None = None
+    readiness_probe: ReadinessProbe | None = None
+    termination_grace_period_seconds: Annotated[float, Field(ge=0)] = 10.0
+
+
+class ServiceSpec(Model):
+    """Where the builtin router serves this rollout (always loopback unless told otherwise)."""
+
+    port: Port
+    host: str = "127.0.0.1"
+
+
+# --- traffic matching ------------------------------------------------------------------
+
+
+class StringMatch(Model):
+    """Exactly one of exact / prefix / regex (Argo's ``headerValue``)."""
+
+    exact: str | None = None
+    prefix: str | None = None
+    regex: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> StringMatch:
+        given = [k for k in ("exact", "prefix", "regex") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("expected exactly one of exact, prefix, regex")
+        if self.regex is not None:
+            try:
+                re.compile(self.regex)
+            except re.error as exc:
+                raise ValueError(f"regex does not compile: {exc}") from exc
+        return self
+
+
+class RouteMatch(Model):
+    """Match a request by one header or one cookie.
+
+    ``{headerName: x-variant, headerValue: {exact: b}}`` or
+    ``{cookieName: variant, cookieValue: {prefix: beta}}``.
+    """
+
+    header_name: str | None = None
+    header_value: StringMatch | None = None
+    cookie_name: str | None = None
+    cookie_value: StringMatch | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> RouteMatch:
+        header = self.header_name is not None and self.header_value is not None
+        cookie = self.cookie_name is not None and self.cookie_value is not None
+        if header == cookie:
+            raise ValueError(
+                "expected either headerName with headerValue, or cookieName with cookieValue"
+            )
+        return self
+
+
+class UserKey(Model):
+    """Where the sticky split finds the user's identity: one header or one cookie."""
+
+    header: str | None = None
+    cookie: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> UserKey:
+        if (self.header is None) == (self.cookie is None):
+            raise ValueError("expected exactly one of header, cookie")
+        return self
+
+
+# --- hooks ----------------------------------------------------------------------------
+
+
+class Hook(Model):
+    """A command run once at a point of a rollout (recreate's pre/mid/post)."""
+
+    command: Annotated[list[str], Field(min_length=1)]
+    env: dict[str, str] = Field(default_factory=dict)
+    working_dir: str | None = None
+    timeout_seconds: Annotated[float, Field(gt=0)] = 300.0
+    failure_policy: Literal["Abort", "Ignore"] = "Abort"
+
+
+# --- strategies -----------------------------------------------------------------------
+
+
+class RecreateStrategy(Model):
+    pre: Hook | None = None
+    mid: Hook | None = None
+    post: Hook | None = None
+
+
+class RollingUpdateStrategy(Model):
+    max_surge: IntOrPercent = "25%"
+    max_unavailable: IntOrPercent = "25%"
+
+
+class BlueGreenStrategy(Model):
+    """Active and preview: the new revision is served on ``previewPort`` until promoted."""
+
+    active_service: str | None = None
+    preview_service: str | None = None
+    preview_port: Port | None = None
+    auto_promotion_enabled: bool = True
+    auto_promotion_seconds: Duration | None = None
+    scale_down_delay_seconds: Duration = 30.0
+    preview_replica_count: Annotated[int, Field(ge=1)] | None = None
+
+
+class Pause(Model):
+    """``pause: {}`` waits for promote; ``pause: {duration: 30s}`` waits that long."""
+
+    duration: Duration | None = None
+
+
+class SetCanaryScale(Model):
+    replicas: Annotated[int, Field(ge=0)] | None = None
+    weight: Percent | None = None
+    match_traffic_weight: bool = False
+
+    @model_validator(mode="after")
+    def _one(self) -> SetCanaryScale:
+        given = sum([self.replicas is not None, self.weight is not None, self.match_traffic_weight])
+        if given != 1:
+            raise ValueError("expected exactly one of replicas, weight, matchTrafficWeight")
+        return self
+
+
+class SetHeaderRoute(Model):
+    """Send requests matching ``match`` to the canary; an empty ``match`` removes the route."""
+
+    name: str
+    match: list[RouteMatch] = Field(default_factory=list)
+
+
+class SetMirrorRoute(Model):
+    """Copy ``percentage`` of requests to the canary; clients never see its responses."""
+
+    name: str
+    percentage: Percent = 100
+    match: list[RouteMatch] = Field(default_factory=list)
+
+
+class CanaryStep(Model):
+    """Exactly one of the step kinds. ``analysis`` is carried opaquely until analysis lands."""
+
+    set_weight: Percent | None = None
+    pause: Pause | None = None
+    set_canary_scale: SetCanaryScale | None = None
+    set_header_route: SetHeaderRoute | None = None
+    set_mirror_route: SetMirrorRoute | None = None
+    analysis: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> CanaryStep:
+        kinds = [name for name, value in self if value is not None]
+        if len(kinds) != 1:
+            raise ValueError(
+                "expected exactly one of setWeight, pause, setCanaryScale, setHeaderRoute, "
+                f"setMirrorRoute, analysis; got {', '.join(kinds) or 'none'}"
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(name for name, value in self if value is not None)
+
+
+class CanaryStrategy(Model):
+    steps: list[CanaryStep] = Field(default_factory=list)
+    max_surge: IntOrPercent = "25%"
+    max_unavailable: IntOrPercent = 0
+    abort_scale_down_delay_seconds: Duration = 30.0
+
+
+class ABTestStrategy(Model):
+    """Variant B (the new revision) gets requests matching ``match`` plus ``weight`` percent
+    of users, chosen by a stable hash of ``userKey``; a request with no key and no match
+    stays on A. Without ``duration`` the test runs until promote or abort."""
+
+    match: list[RouteMatch] = Field(default_factory=list)
+    user_key: UserKey | None = None
+    weight: Percent = 50
+    duration: Duration | None = None
+
+    @model_validator(mode="after")
+    def _something_routes(self) -> ABTestStrategy:
+        if not self.match and self.user_key is None:
+            raise ValueError("expected match, userKey, or both: otherwise B gets no traffic")
+        return self
+
+
+class ShadowStrategy(Model):
+    """The new revision receives a copy of ``percentage`` of requests; clients only ever get
+    stable's responses. Without ``duration`` the shadow runs until promote or abort."""
+
+    percentage: Percent = 100
+    duration: Duration | None = None
+    replicas: Annotated[int, Field(ge=1)] | None = None
+
+
+STRATEGY_NAMES = ("recreate", "rollingUpdate", "blueGreen", "canary", "abTest", "shadow")
+
+
+class Strategy(Model):
+    """Exactly one strategy is set."""
+
+    recreate: RecreateStrategy | None = None
+    rolling_update: RollingUpdateStrategy | None = None
+    blue_green: BlueGreenStrategy | None = None
+    canary: CanaryStrategy | None = None
+    ab_test: ABTestStrategy | None = None
+    shadow: ShadowStrategy | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Strategy:
+        given = [to_camel(name) for name, value in self if value is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"expected exactly one strategy of {', '.join(STRATEGY_NAMES)}; "
+                f"got {', '.join(given) or 'none'}"
+            )
+        return self
+
+    @property
+    def name(self) -> str:
+        """The camelCase name users wrote: 'canary', 'blueGreen', ..."""
+        return next(to_camel(name) for name, value in self if value is not None)
+
+
+class TrafficSpec(Model):
+    """Which router carries traffic. Each key names a router in ``traffic`` 's registry."""
+
+    builtin: dict[str, Any] | None = None
+    haproxy: dict[str, Any] | None = None
+
+    @property
+    def router(self) -> str:
+        return "haproxy" if self.haproxy is not None else "builtin"
+
+
+class RolloutSpec(Model):
+    replicas: Annotated[int, Field(ge=0)] = 1
+    min_ready_seconds: Annotated[float, Field(ge=0)] = 0.0
+    progress_deadline_seconds: Annotated[float, Field(gt=0)] = 600.0
+    revision_history_limit: Annotated[int, Field(ge=0)] = 10
+    paused: bool = False
+    template: ProcessTemplate
+    service: ServiceSpec
+    strategy: Strategy
+    traffic: TrafficSpec = Field(default_factory=TrafficSpec)
+
+
+class Rollout(Model):
+    api_version: Literal["changeover.dev/v1alpha1"] = API_VERSION
+    kind: Literal["Rollout"] = "Rollout"
+    metadata: Metadata
+    spec: RolloutSpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name

@@ -1,0 +1,100 @@
+"""The TrafficRouter plug-in axis: how requests are split between revisions.
+
+One router object serves one rollout. Each router declares ``capabilities``; validation
+rejects a spec step the chosen router cannot do instead of silently doing nothing. Every
+setter states desired state, so calling it twice with the same arguments changes nothing.
+
+Implementations: ``traffic.builtin`` (the embedded asyncio proxy), ``traffic.recording``
+(records calls, for unit tests), later HAProxy and the Kubernetes routers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from enum import StrEnum
+from typing import Protocol
+
+from changeover.endpoints import Endpoint
+from changeover.spec import models
+
+
+class Capability(StrEnum):
+    WEIGHTS = "weights"  # exact per-request weights
+    HEADER_ROUTES = "headerRoutes"
+    COOKIE_ROUTES = "cookieRoutes"
+    STICKY = "sticky"  # sticky split by a hashed user key
+    MIRROR = "mirror"
+    PREVIEW = "preview"  # serve one revision on a separate preview endpoint
+    MAINTENANCE = "maintenance"  # 503 + Retry-After while no revision runs
+    BACKENDS = "backends"  # the router is told replica endpoints (local platform)
+
+
+class TrafficRouter(Protocol):
+    name: str
+    capabilities: frozenset[Capability]
+
+    async def set_weight(self, weights: Mapping[int, int]) -> None:
+        """revision → percent, summing to 100; atomic for new requests."""
+
+    async def set_header_route(
+        self, name: str, revision: int | None, match: Sequence[models.RouteMatch]
+    ) -> None:
+        """Route requests matching any of ``match`` to ``revision``; None/empty removes."""
+
+    async def set_sticky_split(
+        self, revision: int | None, user_key: models.UserKey | None, weight: int
+    ) -> None:
+        """``weight`` percent of users (hash of ``user_key``) to ``revision``; None removes."""
+
+    async def set_mirror_route(
+        self,
+        name: str,
+        revision: int | None,
+        percentage: int,
+        match: Sequence[models.RouteMatch],
+    ) -> None:
+        """Mirror ``percentage`` of (matching) requests to ``revision``; None removes."""
+
+    async def set_preview(self, revision: int | None) -> None:
+        """Serve ``revision`` on the preview endpoint; None stops."""
+
+    async def set_maintenance(self, enabled: bool, retry_after_seconds: int) -> None:
+        """Answer 503 + Retry-After + a maintenance page while enabled."""
+
+    async def remove_managed_routes(self) -> None:
+        """Drop header routes, the sticky split and mirrors."""
+
+    async def verify_weight(self, weights: Mapping[int, int]) -> bool:
+        """True if the data plane applies exactly ``weights`` now."""
+
+    async def set_backends(self, revision: int, endpoints: Sequence[Endpoint]) -> None:
+        """The ready replica endpoints of ``revision`` (routers with ``BACKENDS``)."""
+
+    async def drain(self, endpoint: Endpoint, timeout: float) -> None:
+        """Take ``endpoint`` out of every pool and wait until its in-flight requests end."""
+
+    async def close(self) -> None:
+        """Stop listening; in-flight requests finish."""
+
+
+# name → factory. A factory builds a router for one rollout; the builtin data plane and
+# others register here, and validation asks ``capabilities_of`` before running anything.
+RouterFactory = Callable[..., TrafficRouter]
+_REGISTRY: dict[str, tuple[frozenset[Capability], RouterFactory]] = {}
+
+
+def register(name: str, capabilities: frozenset[Capability], factory: RouterFactory) -> None:
+    _REGISTRY[name] = (capabilities, factory)
+
+
+def capabilities_of(name: str) -> frozenset[Capability]:
+    """The declared capabilities of router ``name`` (KeyError if none is registered)."""
+    return _REGISTRY[name][0]
+
+
+def factory_of(name: str) -> RouterFactory:
+    return _REGISTRY[name][1]
+
+
+def registered() -> list[str]:
+    return sorted(_REGISTRY)
