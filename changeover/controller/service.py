@@ -26,7 +26,7 @@ class RolloutService(Protocol):
         """Validate every document first (all errors at once, naming ``source``), then store.
         Returns one ``{"name", "revision", "action": "created"|"updated"|"unchanged"}`` each."""
 
-    def list(self) -> list[JSON]:
+    def list_rollouts(self) -> list[JSON]:
         """The status document of every rollout, sorted by name."""
 
     def status(self, name: str) -> JSON:

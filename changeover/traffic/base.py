@@ -70,7 +70,7 @@ class TrafficRouter(Protocol):
     async def set_backends(self, revision: int, endpoints: Sequence[Endpoint]) -> None:
         """The ready replica endpoints of ``revision`` (routers with ``BACKENDS``)."""
 
-    async def drain(self, endpoint: Endpoint, timeout: float) -> None:
+    async def drain(self, endpoint: Endpoint, grace_seconds: float) -> None:
         """Take ``endpoint`` out of every pool and wait until its in-flight requests end."""
 
     async def close(self) -> None:
