@@ -1,0 +1,413 @@
+"""Durable state of the local platform: rollouts, their revisions and events, in SQLite.
+
+The controller is the only writer (one ``changeover serve`` per state directory); the API
+reads through the service. Every write is one transaction (``BEGIN IMMEDIATE`` … ``COMMIT``),
+so a crash leaves either the old row or the new one, never half of each. The database runs
+in WAL mode with ``synchronous=FULL``: the controller persists status *before* acting, and a
+status that vanished on power loss after its actions ran would break resume-after-crash.
+
+sqlite3 errors are translated to ``errors.BackendError`` at this boundary.
+
+Revision numbers follow Argo Rollouts: re-applying the template the rollout is already
+moving to keeps its number; any other template, even one seen before (a rollback), gets
+the next number. Numbers are never reused, even after pruning::
+
+    apply v1 → 1 (created)   apply v1 → 1 (not created)   apply v2 → 2   apply v1 → 3
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from changeover import errors
+
+JSON = dict[str, Any]
+
+# Per rollout: older events are dropped so a long-lived rollout does not grow without bound.
+MAX_EVENTS_PER_ROLLOUT = 1000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rollouts (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    status TEXT,
+    last_revision INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS revisions (
+    rollout TEXT NOT NULL REFERENCES rollouts(name) ON DELETE CASCADE,
+    number INTEGER NOT NULL,
+    template_hash TEXT NOT NULL,
+    template TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (rollout, number)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    rollout TEXT NOT NULL REFERENCES rollouts(name) ON DELETE CASCADE,
+    time REAL NOT NULL,
+    reason TEXT NOT NULL,
+    message TEXT NOT NULL,
+    revision INTEGER
+);
+CREATE INDEX IF NOT EXISTS events_by_rollout ON events (rollout, id);
+"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredRollout:
+    name: str
+    spec: JSON
+    # Bumped each time a *different* spec is stored (Kubernetes' metadata.generation).
+    generation: int
+    # None until the controller first persists a status.
+    status: JSON | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredRevision:
+    rollout: str
+    number: int
+    template_hash: str
+    template: JSON
+    spec: JSON
+    created_at: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredEvent:
+    time: float
+    reason: str
+    message: str
+    revision: int | None = None
+
+
+class EventLike(Protocol):
+    """What ``add_events`` needs: ``engine.actions.Event`` and ``StoredEvent`` both fit."""
+
+    @property
+    def reason(self) -> str: ...
+
+    @property
+    def message(self) -> str: ...
+
+    @property
+    def revision(self) -> int | None: ...
+
+
+def _dumps(value: JSON) -> str:
+    # Sorted keys make equal documents equal strings: put_spec compares them.
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+class Store:
+    """One SQLite database file. Safe to share between threads (one connection, one lock)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, so every write is
+            # exactly the transaction we wrote and never an implicit one left open.
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=10.0
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise errors.BackendError(f"cannot open the state database {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock, contextlib.suppress(sqlite3.Error):
+            self._db.close()
+
+    # --- plumbing ----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed if the block returns, rolled back if it raises."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise errors.BackendError(f"state database: {exc}") from exc
+            try:
+                yield self._db
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise errors.BackendError(f"state database: {exc}") from exc
+            except BaseException:
+                self._rollback()
+                raise
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise errors.BackendError(f"state database: {exc}") from exc
+
+    def _rollback(self) -> None:
+        # A failed ROLLBACK means SQLite already rolled back (e.g. on a full disk).
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("ROLLBACK")
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise errors.BackendError(f"state database: {exc}") from exc
+
+    @staticmethod
+    def _require(db: sqlite3.Connection, name: str) -> None:
+        if db.execute("SELECT 1 FROM rollouts WHERE name = ?", (name,)).fetchone() is None:
+            raise errors.NotFound(f"rollout {name!r} not found")
+
+    # --- rollouts ----------------------------------------------------------------------
+
+    def get_rollout(self, name: str) -> StoredRollout | None:
+        rows = self._read(
+            "SELECT name, spec, generation, status, created_at, updated_at "
+            "FROM rollouts WHERE name = ?",
+            (name,),
+        )
+        return _rollout(rows[0]) if rows else None
+
+    def list_rollouts(self) -> list[StoredRollout]:
+        """Every rollout, sorted by name."""
+        rows = self._read(
+            "SELECT name, spec, generation, status, created_at, updated_at "
+            "FROM rollouts ORDER BY name"
+        )
+        return [_rollout(row) for row in rows]
+
+    def put_spec(self, name: str, spec_json: JSON, *, now: float | None = None) -> int:
+        """Store ``name``'s spec (creating the rollout) and return its generation."""
+        with self._write() as db:
+            return self._put_spec(db, name, spec_json, time.time() if now is None else now)
+
+    def _put_spec(self, db: sqlite3.Connection, name: str, spec_json: JSON, now: float) -> int:
+        text = _dumps(spec_json)
+        row = db.execute("SELECT spec, generation FROM rollouts WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            db.execute(
+                "INSERT INTO rollouts (name, spec, generation, created_at, updated_at) "
+                "VALUES (?, ?, 1, ?, ?)",
+                (name, text, now, now),
+            )
+            return 1
+        if row[0] == text:
+            return int(row[1])
+        generation = int(row[1]) + 1
+        db.execute(
+            "UPDATE rollouts SET spec = ?, generation = ?, updated_at = ? WHERE name = ?",
+            (text, generation, now, name),
+        )
+        return generation
+
+    def put_status(self, name: str, status_json: JSON, *, now: float | None = None) -> None:
+        """Replace ``name``'s status document. NotFound if the rollout does not exist."""
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE rollouts SET status = ?, updated_at = ? WHERE name = ?",
+                (_dumps(status_json), time.time() if now is None else now, name),
+            )
+            if cursor.rowcount == 0:
+                raise errors.NotFound(f"rollout {name!r} not found")
+
+    def delete_rollout(self, name: str) -> bool:
+        """Forget ``name``, its revisions and its events. False if it did not exist."""
+        with self._write() as db:
+            db.execute("DELETE FROM events WHERE rollout = ?", (name,))
+            db.execute("DELETE FROM revisions WHERE rollout = ?", (name,))
+            return db.execute("DELETE FROM rollouts WHERE name = ?", (name,)).rowcount > 0
+
+    # --- revisions ---------------------------------------------------------------------
+
+    def revision_for(
+        self,
+        name: str,
+        template_hash: str,
+        template_json: JSON,
+        spec_json: JSON,
+        now: float,
+        *,
+        current: int | None = None,
+    ) -> tuple[int, bool]:
+        """The revision number for a template, and whether it was just created.
+
+        ``current`` is the revision the rollout is moving to (``status.targetRevision``);
+        by default the newest revision. If that revision has ``template_hash`` its number
+        is returned unchanged; otherwise a new number (one past the highest ever issued).
+        """
+        with self._write() as db:
+            self._require(db, name)
+            return self._revision_for(
+                db, name, template_hash, template_json, spec_json, now, current
+            )
+
+    def _revision_for(
+        self,
+        db: sqlite3.Connection,
+        name: str,
+        template_hash: str,
+        template_json: JSON,
+        spec_json: JSON,
+        now: float,
+        current: int | None,
+    ) -> tuple[int, bool]:
+        if current is None:
+            row = db.execute(
+                "SELECT number, template_hash FROM revisions WHERE rollout = ? "
+                "ORDER BY number DESC LIMIT 1",
+                (name,),
+            ).fetchone()
+        else:
+            row = db.execute(
+                "SELECT number, template_hash FROM revisions WHERE rollout = ? AND number = ?",
+                (name, current),
+            ).fetchone()
+        if row is not None and row[1] == template_hash:
+            # Same template, maybe other fields changed (steps, replicas): keep the
+            # revision but remember the latest full spec for undo.
+            db.execute(
+                "UPDATE revisions SET spec = ? WHERE rollout = ? AND number = ?",
+                (_dumps(spec_json), name, row[0]),
+            )
+            return int(row[0]), False
+        (last,) = db.execute(
+            "SELECT last_revision FROM rollouts WHERE name = ?", (name,)
+        ).fetchone()
+        number = int(last) + 1
+        db.execute(
+            "INSERT INTO revisions (rollout, number, template_hash, template, spec, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (name, number, template_hash, _dumps(template_json), _dumps(spec_json), now),
+        )
+        db.execute("UPDATE rollouts SET last_revision = ? WHERE name = ?", (number, name))
+        return number, True
+
+    def apply(
+        self,
+        name: str,
+        *,
+        spec_json: JSON,
+        template_hash: str,
+        template_json: JSON,
+        now: float,
+        current: int | None = None,
+    ) -> tuple[int, int, bool]:
+        """``put_spec`` and ``revision_for`` in one transaction: ``(generation, revision,
+        created)``. A crash between the two can never leave a spec without its revision."""
+        with self._write() as db:
+            generation = self._put_spec(db, name, spec_json, now)
+            number, created = self._revision_for(
+                db, name, template_hash, template_json, spec_json, now, current
+            )
+            return generation, number, created
+
+    def revisions(self, name: str) -> list[StoredRevision]:
+        """Kept revisions of ``name``, oldest first (empty if the rollout is unknown)."""
+        rows = self._read(
+            "SELECT rollout, number, template_hash, template, spec, created_at "
+            "FROM revisions WHERE rollout = ? ORDER BY number",
+            (name,),
+        )
+        return [
+            StoredRevision(
+                rollout=row[0],
+                number=int(row[1]),
+                template_hash=row[2],
+                template=json.loads(row[3]),
+                spec=json.loads(row[4]),
+                created_at=float(row[5]),
+            )
+            for row in rows
+        ]
+
+    def revision(self, name: str, number: int) -> StoredRevision | None:
+        return next((r for r in self.revisions(name) if r.number == number), None)
+
+    def prune_revisions(self, name: str, keep: int, protect: set[int]) -> list[int]:
+        """Apply ``revisionHistoryLimit``: keep the ``keep`` newest revisions that are not
+        protected, plus every protected one (stable, canary, target); delete the rest.
+        Returns the pruned numbers, oldest first.
+
+        Revisions 1..6, keep=2, protect={6, 3} → pruned [1, 2], kept 3, 4, 5, 6.
+        """
+        if keep < 0:
+            raise ValueError("keep must be >= 0")
+        with self._write() as db:
+            numbers = [
+                int(n)
+                for (n,) in db.execute(
+                    "SELECT number FROM revisions WHERE rollout = ? ORDER BY number DESC",
+                    (name,),
+                )
+            ]
+            unprotected = [n for n in numbers if n not in protect]
+            doomed = sorted(unprotected[keep:])
+            db.executemany(
+                "DELETE FROM revisions WHERE rollout = ? AND number = ?",
+                [(name, n) for n in doomed],
+            )
+            return doomed
+
+    # --- events ------------------------------------------------------------------------
+
+    def add_events(self, name: str, events: Iterable[EventLike], *, now: float) -> None:
+        """Append events (in order) at time ``now``; trims to the newest
+        ``MAX_EVENTS_PER_ROLLOUT``."""
+        rows = [(name, now, str(e.reason), e.message, e.revision) for e in events]
+        if not rows:
+            return
+        with self._write() as db:
+            self._require(db, name)
+            db.executemany(
+                "INSERT INTO events (rollout, time, reason, message, revision) "
+                "VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+            db.execute(
+                "DELETE FROM events WHERE rollout = ? AND id <= ("
+                " SELECT id FROM events WHERE rollout = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (name, name, MAX_EVENTS_PER_ROLLOUT),
+            )
+
+    def events(self, name: str, limit: int = 50) -> list[StoredEvent]:
+        """The newest ``limit`` events of ``name``, newest last."""
+        rows = self._read(
+            "SELECT time, reason, message, revision FROM events WHERE rollout = ? "
+            "ORDER BY id DESC LIMIT ?",
+            (name, max(0, limit)),
+        )
+        return [
+            StoredEvent(time=float(t), reason=r, message=m, revision=rev)
+            for t, r, m, rev in reversed(rows)
+        ]
+
+
+def _rollout(row: tuple[Any, ...]) -> StoredRollout:
+    return StoredRollout(
+        name=row[0],
+        spec=json.loads(row[1]),
+        generation=int(row[2]),
+        status=None if row[3] is None else json.loads(row[3]),
+        created_at=float(row[4]),
+        updated_at=float(row[5]),
+    )

@@ -1,0 +1,201 @@
+"""The SQLite store: specs and generations, revision numbering, pruning, events, atomicity."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from changeover import errors
+from changeover.controller import store as store_mod
+from changeover.controller.store import Store, StoredEvent
+
+V1: dict[str, Any] = {"command": ["server", "--v", "1"]}
+V2: dict[str, Any] = {"command": ["server", "--v", "2"]}
+
+
+def spec(template: dict[str, Any], replicas: int = 1) -> dict[str, Any]:
+    return {"metadata": {"name": "chat"}, "spec": {"replicas": replicas, "template": template}}
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Store]:
+    s = Store(tmp_path / "state" / "changeover.db")
+    yield s
+    s.close()
+
+
+def revision(
+    db: Store, template: dict[str, Any], h: str, current: int | None = None
+) -> tuple[int, bool]:
+    return db.revision_for("chat", h, template, spec(template), 100.0, current=current)
+
+
+def test_database_runs_in_wal_mode(db: Store) -> None:
+    con = sqlite3.connect(db.path)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    con.close()
+
+
+def test_put_spec_creates_then_bumps_generation_only_on_change(db: Store) -> None:
+    assert db.get_rollout("chat") is None
+    assert db.put_spec("chat", spec(V1), now=1.0) == 1
+    assert db.put_spec("chat", spec(V1), now=2.0) == 1
+    assert db.put_spec("chat", spec(V1, replicas=3), now=3.0) == 2
+    got = db.get_rollout("chat")
+    assert got is not None
+    assert got.generation == 2
+    assert got.spec == spec(V1, replicas=3)
+    assert got.status is None
+    assert (got.created_at, got.updated_at) == (1.0, 3.0)
+
+
+def test_put_status_round_trips_and_needs_a_rollout(db: Store) -> None:
+    with pytest.raises(errors.NotFound):
+        db.put_status("chat", {"phase": "Healthy"})
+    db.put_spec("chat", spec(V1))
+    db.put_status("chat", {"phase": "Paused", "weights": {"1": 80, "2": 20}})
+    got = db.get_rollout("chat")
+    assert got is not None
+    assert got.status == {"phase": "Paused", "weights": {"1": 80, "2": 20}}
+
+
+def test_list_rollouts_sorted_by_name(db: Store) -> None:
+    for name in ("web", "api", "chat"):
+        db.put_spec(name, {"n": name})
+    assert [r.name for r in db.list_rollouts()] == ["api", "chat", "web"]
+
+
+def test_revisions_same_template_reused_other_template_new_rollback_new(db: Store) -> None:
+    db.put_spec("chat", spec(V1))
+    assert revision(db, V1, "h1") == (1, True)
+    assert revision(db, V1, "h1") == (1, False)
+    assert revision(db, V2, "h2") == (2, True)
+    # Rolling back to v1's template is a new revision, as in Argo Rollouts.
+    assert revision(db, V1, "h1") == (3, True)
+    assert [(r.number, r.template_hash) for r in db.revisions("chat")] == [
+        (1, "h1"),
+        (2, "h2"),
+        (3, "h1"),
+    ]
+    assert db.revisions("chat")[1].template == V2
+
+
+def test_revision_compares_with_the_given_current_target(db: Store) -> None:
+    db.put_spec("chat", spec(V1))
+    revision(db, V1, "h1")
+    revision(db, V2, "h2")
+    # The controller says it is still moving to 1 (e.g. 2 was never acted on).
+    assert revision(db, V1, "h1", current=1) == (1, False)
+
+
+def test_same_template_updates_the_revision_spec(db: Store) -> None:
+    db.put_spec("chat", spec(V1))
+    revision(db, V1, "h1")
+    db.revision_for("chat", "h1", V1, spec(V1, replicas=5), 200.0)
+    kept = db.revision("chat", 1)
+    assert kept is not None
+    assert kept.spec == spec(V1, replicas=5)
+    assert kept.created_at == 100.0
+
+
+def test_revision_for_unknown_rollout_is_not_found(db: Store) -> None:
+    with pytest.raises(errors.NotFound):
+        revision(db, V1, "h1")
+
+
+def test_numbers_are_never_reused_after_pruning(db: Store) -> None:
+    db.put_spec("chat", spec(V1))
+    for i in range(1, 5):
+        revision(db, {"command": [str(i)]}, f"h{i}")
+    assert db.prune_revisions("chat", keep=0, protect={4}) == [1, 2, 3]
+    assert revision(db, V1, "new") == (5, True)
+
+
+def test_prune_keeps_newest_unprotected_plus_protected(db: Store) -> None:
+    db.put_spec("chat", spec(V1))
+    for i in range(1, 7):
+        revision(db, {"command": [str(i)]}, f"h{i}")
+    assert db.prune_revisions("chat", keep=2, protect={6, 3}) == [1, 2]
+    assert [r.number for r in db.revisions("chat")] == [3, 4, 5, 6]
+    assert db.prune_revisions("chat", keep=2, protect={6, 3}) == []
+
+
+def test_apply_is_one_transaction(db: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure while numbering the revision leaves no spec behind either."""
+
+    def boom(*args: object, **kwargs: object) -> tuple[int, bool]:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(Store, "_revision_for", boom)
+    with pytest.raises(errors.BackendError, match="disk I/O error") as info:
+        db.apply("chat", spec_json=spec(V1), template_hash="h1", template_json=V1, now=1.0)
+    assert isinstance(info.value.__cause__, sqlite3.OperationalError)
+    assert db.get_rollout("chat") is None
+    monkeypatch.undo()
+    assert db.apply("chat", spec_json=spec(V1), template_hash="h1", template_json=V1, now=1.0) == (
+        1,
+        1,
+        True,
+    )
+
+
+def test_state_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    first = Store(path)
+    first.apply("chat", spec_json=spec(V1), template_hash="h1", template_json=V1, now=1.0)
+    first.put_status("chat", {"phase": "Healthy"})
+    first.close()
+    again = Store(path)
+    got = again.get_rollout("chat")
+    assert got is not None
+    assert got.status == {"phase": "Healthy"}
+    assert [r.number for r in again.revisions("chat")] == [1]
+    again.close()
+
+
+def test_events_newest_last_with_limit(db: Store) -> None:
+    db.put_spec("chat", spec(V1))
+    db.add_events(
+        "chat",
+        [
+            StoredEvent(time=0, reason="RolloutUpdated", message="a", revision=1),
+            StoredEvent(time=0, reason="RolloutPaused", message="b"),
+        ],
+        now=10.0,
+    )
+    db.add_events("chat", [StoredEvent(time=0, reason="RolloutResumed", message="c")], now=11.0)
+    assert [(e.message, e.time) for e in db.events("chat")] == [
+        ("a", 10.0),
+        ("b", 10.0),
+        ("c", 11.0),
+    ]
+    assert [e.message for e in db.events("chat", limit=2)] == ["b", "c"]
+    assert db.events("chat")[0].revision == 1
+
+
+def test_events_are_trimmed(db: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_mod, "MAX_EVENTS_PER_ROLLOUT", 3)
+    db.put_spec("chat", spec(V1))
+    for i in range(5):
+        db.add_events("chat", [StoredEvent(time=0, reason="R", message=str(i))], now=i)
+    assert [e.message for e in db.events("chat", limit=10)] == ["2", "3", "4"]
+
+
+def test_delete_forgets_everything(db: Store) -> None:
+    db.apply("chat", spec_json=spec(V1), template_hash="h1", template_json=V1, now=1.0)
+    db.add_events("chat", [StoredEvent(time=0, reason="R", message="m")], now=1.0)
+    assert db.delete_rollout("chat") is True
+    assert db.delete_rollout("chat") is False
+    assert db.get_rollout("chat") is None
+    assert db.revisions("chat") == []
+    assert db.events("chat") == []
+
+
+def test_unopenable_database_is_a_backend_error(tmp_path: Path) -> None:
+    (tmp_path / "dir.db").mkdir()
+    with pytest.raises(errors.BackendError):
+        Store(tmp_path / "dir.db")
