@@ -37,11 +37,14 @@ class SpecProblem:
     file: str
     path: str
     message: str
+    # "error" blocks an apply; "warning" is reported by lint but lets the spec through.
+    severity: str = "error"
 
     def __str__(self) -> str:
         where = f"{self.file}: " if self.file else ""
         field = f"{self.path}: " if self.path else ""
-        return f"{where}{field}{self.message}"
+        level = "warning: " if self.severity == "warning" else ""
+        return f"{where}{field}{level}{self.message}"
 
 
 class SpecError(ChangeoverError):

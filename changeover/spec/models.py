@@ -90,6 +90,14 @@ Percent = Annotated[int, Field(ge=0, le=100)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
+def _null_means_empty(value: object, keys: tuple[str, ...]) -> object:
+    """Read ``recreate:`` or ``- pause:`` (YAML null) as ``{}``: the user named the thing
+    and left it at its defaults; treating null as "absent" would report "got none"."""
+    if isinstance(value, dict):
+        return {k: ({} if k in keys and v is None else v) for k, v in value.items()}
+    return value
+
+
 class Model(BaseModel):
     """Base for every spec model: camelCase aliases, frozen, unknown fields rejected."""
 
@@ -294,9 +302,14 @@ class CanaryStep(Model):
     set_mirror_route: SetMirrorRoute | None = None
     analysis: dict[str, Any] | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_pause(cls, data: object) -> object:
+        return _null_means_empty(data, ("pause",))
+
     @model_validator(mode="after")
     def _exactly_one(self) -> CanaryStep:
-        kinds = [name for name, value in self if value is not None]
+        kinds = [to_camel(name) for name, value in self if value is not None]
         if len(kinds) != 1:
             raise ValueError(
                 "expected exactly one of setWeight, pause, setCanaryScale, setHeaderRoute, "
@@ -355,6 +368,11 @@ class Strategy(Model):
     ab_test: ABTestStrategy | None = None
     shadow: ShadowStrategy | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_strategy(cls, data: object) -> object:
+        return _null_means_empty(data, STRATEGY_NAMES)
+
     @model_validator(mode="after")
     def _exactly_one(self) -> Strategy:
         given = [to_camel(name) for name, value in self if value is not None]
@@ -371,11 +389,28 @@ class Strategy(Model):
         return next(to_camel(name) for name, value in self if value is not None)
 
 
+ROUTER_NAMES = ("builtin", "haproxy")
+
+
 class TrafficSpec(Model):
     """Which router carries traffic. Each key names a router in ``traffic`` 's registry."""
 
     builtin: dict[str, Any] | None = None
     haproxy: dict[str, Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_router(cls, data: object) -> object:
+        return _null_means_empty(data, ROUTER_NAMES)
+
+    @model_validator(mode="after")
+    def _at_most_one(self) -> TrafficSpec:
+        given = [name for name, value in self if value is not None]
+        if len(given) > 1:
+            raise ValueError(
+                f"expected at most one router of {', '.join(ROUTER_NAMES)}; got {', '.join(given)}"
+            )
+        return self
 
     @property
     def router(self) -> str:
