@@ -36,6 +36,7 @@ class Replica:
     ready_since: float | None = None  # monotonic-ish wall clock (time.time()) when it became ready
     restarts: int = 0
     pid: int | None = None
+    message: str = ""  # why it is not Ready (last exit, spawn error, probe failure); "" if fine
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,10 +44,16 @@ class RevisionState:
     revision: int
     desired: int
     replicas: tuple[Replica, ...] = ()
+    message: str = ""  # the latest error of any replica (spawn failure, crash), "" if none
 
     @property
     def ready(self) -> tuple[Replica, ...]:
         return tuple(r for r in self.replicas if r.state is ReplicaState.READY)
+
+    @property
+    def restarts(self) -> int:
+        """Restarts summed over the revision's current replicas."""
+        return sum(r.restarts for r in self.replicas)
 
 
 class HookState(StrEnum):
