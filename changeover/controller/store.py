@@ -22,7 +22,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -40,6 +40,9 @@ CREATE TABLE IF NOT EXISTS rollouts (
     spec TEXT NOT NULL,
     generation INTEGER NOT NULL,
     status TEXT,
+    -- The revision the stored spec's template maps to (what the rollout moves towards).
+    revision INTEGER,
+    -- The highest revision number ever issued, so numbers survive pruning unreused.
     last_revision INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
@@ -73,6 +76,8 @@ class StoredRollout:
     generation: int
     # None until the controller first persists a status.
     status: JSON | None
+    # The revision the spec's template maps to; 0 before any revision was numbered.
+    revision: int
     created_at: float
     updated_at: float
 
@@ -96,7 +101,8 @@ class StoredEvent:
 
 
 class EventLike(Protocol):
-    """What ``add_events`` needs: ``engine.actions.Event`` and ``StoredEvent`` both fit."""
+    """An event object: ``engine.actions.Event`` and ``StoredEvent`` both fit. ``add_events``
+    and ``put_status`` also take plain ``{"reason", "message", "revision"}`` mappings."""
 
     @property
     def reason(self) -> str: ...
@@ -106,6 +112,17 @@ class EventLike(Protocol):
 
     @property
     def revision(self) -> int | None: ...
+
+
+Events = Iterable[EventLike | Mapping[str, Any]]
+
+
+def _event_row(name: str, now: float, event: EventLike | Mapping[str, Any]) -> tuple[Any, ...]:
+    if isinstance(event, Mapping):
+        reason, message, revision = event["reason"], event["message"], event.get("revision")
+    else:
+        reason, message, revision = event.reason, event.message, event.revision
+    return (name, now, str(reason), str(message), revision)
 
 
 def _dumps(value: JSON) -> str:
@@ -182,24 +199,36 @@ class Store:
 
     def get_rollout(self, name: str) -> StoredRollout | None:
         rows = self._read(
-            "SELECT name, spec, generation, status, created_at, updated_at "
-            "FROM rollouts WHERE name = ?",
+            f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE name = ?",
             (name,),
         )
         return _rollout(rows[0]) if rows else None
 
     def list_rollouts(self) -> list[StoredRollout]:
         """Every rollout, sorted by name."""
-        rows = self._read(
-            "SELECT name, spec, generation, status, created_at, updated_at "
-            "FROM rollouts ORDER BY name"
-        )
+        rows = self._read(f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts ORDER BY name")
         return [_rollout(row) for row in rows]
 
-    def put_spec(self, name: str, spec_json: JSON, *, now: float | None = None) -> int:
-        """Store ``name``'s spec (creating the rollout) and return its generation."""
+    def rollout_names(self) -> list[str]:
+        """Every rollout's name, sorted (cheaper than ``list_rollouts`` for the loop)."""
+        return [row[0] for row in self._read("SELECT name FROM rollouts ORDER BY name")]
+
+    def put_spec(
+        self,
+        name: str,
+        spec_json: JSON,
+        *,
+        template: JSON,
+        template_hash: str,
+        now: float,
+    ) -> tuple[int, bool]:
+        """Store ``name``'s spec (creating the rollout) and number its template, in one
+        transaction: a crash can never leave a spec without its revision. Returns
+        ``(revision, created)`` as ``revision_for`` does; the generation is on
+        ``get_rollout``."""
         with self._write() as db:
-            return self._put_spec(db, name, spec_json, time.time() if now is None else now)
+            self._put_spec(db, name, spec_json, now)
+            return self._revision_for(db, name, template_hash, template, spec_json, now, None)
 
     def _put_spec(self, db: sqlite3.Connection, name: str, spec_json: JSON, now: float) -> int:
         text = _dumps(spec_json)
@@ -220,15 +249,20 @@ class Store:
         )
         return generation
 
-    def put_status(self, name: str, status_json: JSON, *, now: float | None = None) -> None:
-        """Replace ``name``'s status document. NotFound if the rollout does not exist."""
+    def put_status(
+        self, name: str, status_json: JSON, *, events: Events = (), now: float | None = None
+    ) -> None:
+        """Replace ``name``'s status and append ``events`` in one transaction (a status
+        and the events that explain it are never split). NotFound if there is no rollout."""
+        now = time.time() if now is None else now
         with self._write() as db:
             cursor = db.execute(
                 "UPDATE rollouts SET status = ?, updated_at = ? WHERE name = ?",
-                (_dumps(status_json), time.time() if now is None else now, name),
+                (_dumps(status_json), now, name),
             )
             if cursor.rowcount == 0:
                 raise errors.NotFound(f"rollout {name!r} not found")
+            self._insert_events(db, name, [_event_row(name, now, e) for e in events])
 
     def delete_rollout(self, name: str) -> bool:
         """Forget ``name``, its revisions and its events. False if it did not exist."""
@@ -251,9 +285,10 @@ class Store:
     ) -> tuple[int, bool]:
         """The revision number for a template, and whether it was just created.
 
-        ``current`` is the revision the rollout is moving to (``status.targetRevision``);
-        by default the newest revision. If that revision has ``template_hash`` its number
-        is returned unchanged; otherwise a new number (one past the highest ever issued).
+        ``current`` is the revision the rollout is moving to; by default the one the store
+        last numbered for it (``StoredRollout.revision``). If that revision has
+        ``template_hash`` its number is returned unchanged; otherwise a new number (one past
+        the highest ever issued). Either way it becomes the rollout's ``revision``.
         """
         with self._write() as db:
             self._require(db, name)
@@ -271,55 +306,36 @@ class Store:
         now: float,
         current: int | None,
     ) -> tuple[int, bool]:
-        if current is None:
-            row = db.execute(
-                "SELECT number, template_hash FROM revisions WHERE rollout = ? "
-                "ORDER BY number DESC LIMIT 1",
-                (name,),
-            ).fetchone()
-        else:
-            row = db.execute(
-                "SELECT number, template_hash FROM revisions WHERE rollout = ? AND number = ?",
-                (name, current),
-            ).fetchone()
+        target, last = db.execute(
+            "SELECT revision, last_revision FROM rollouts WHERE name = ?", (name,)
+        ).fetchone()
+        current = target if current is None else current
+        row = db.execute(
+            "SELECT number, template_hash FROM revisions WHERE rollout = ? AND number = ?",
+            (name, current),
+        ).fetchone()
         if row is not None and row[1] == template_hash:
             # Same template, maybe other fields changed (steps, replicas): keep the
             # revision but remember the latest full spec for undo.
+            number, created = int(row[0]), False
             db.execute(
                 "UPDATE revisions SET spec = ? WHERE rollout = ? AND number = ?",
-                (_dumps(spec_json), name, row[0]),
+                (_dumps(spec_json), name, number),
             )
-            return int(row[0]), False
-        (last,) = db.execute(
-            "SELECT last_revision FROM rollouts WHERE name = ?", (name,)
-        ).fetchone()
-        number = int(last) + 1
+        else:
+            number, created = int(last) + 1, True
+            db.execute(
+                "INSERT INTO revisions "
+                "(rollout, number, template_hash, template, spec, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (name, number, template_hash, _dumps(template_json), _dumps(spec_json), now),
+            )
         db.execute(
-            "INSERT INTO revisions (rollout, number, template_hash, template, spec, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (name, number, template_hash, _dumps(template_json), _dumps(spec_json), now),
+            "UPDATE rollouts SET revision = ?, last_revision = max(last_revision, ?) "
+            "WHERE name = ?",
+            (number, number, name),
         )
-        db.execute("UPDATE rollouts SET last_revision = ? WHERE name = ?", (number, name))
-        return number, True
-
-    def apply(
-        self,
-        name: str,
-        *,
-        spec_json: JSON,
-        template_hash: str,
-        template_json: JSON,
-        now: float,
-        current: int | None = None,
-    ) -> tuple[int, int, bool]:
-        """``put_spec`` and ``revision_for`` in one transaction: ``(generation, revision,
-        created)``. A crash between the two can never leave a spec without its revision."""
-        with self._write() as db:
-            generation = self._put_spec(db, name, spec_json, now)
-            number, created = self._revision_for(
-                db, name, template_hash, template_json, spec_json, now, current
-            )
-            return generation, number, created
+        return number, created
 
     def revisions(self, name: str) -> list[StoredRevision]:
         """Kept revisions of ``name``, oldest first (empty if the rollout is unknown)."""
@@ -342,6 +358,13 @@ class Store:
 
     def revision(self, name: str, number: int) -> StoredRevision | None:
         return next((r for r in self.revisions(name) if r.number == number), None)
+
+    def template(self, name: str, number: int) -> JSON | None:
+        """The template of one kept revision (None if unknown or pruned)."""
+        rows = self._read(
+            "SELECT template FROM revisions WHERE rollout = ? AND number = ?", (name, number)
+        )
+        return json.loads(rows[0][0]) if rows else None
 
     def prune_revisions(self, name: str, keep: int, protect: set[int]) -> list[int]:
         """Apply ``revisionHistoryLimit``: keep the ``keep`` newest revisions that are not
@@ -370,36 +393,45 @@ class Store:
 
     # --- events ------------------------------------------------------------------------
 
-    def add_events(self, name: str, events: Iterable[EventLike], *, now: float) -> None:
-        """Append events (in order) at time ``now``; trims to the newest
-        ``MAX_EVENTS_PER_ROLLOUT``."""
-        rows = [(name, now, str(e.reason), e.message, e.revision) for e in events]
+    def add_events(self, name: str, events: Events, *, now: float) -> None:
+        """Append events (in order) at time ``now``; keeps the newest
+        ``MAX_EVENTS_PER_ROLLOUT``. NotFound if there is no such rollout."""
+        rows = [_event_row(name, now, e) for e in events]
         if not rows:
             return
         with self._write() as db:
             self._require(db, name)
-            db.executemany(
-                "INSERT INTO events (rollout, time, reason, message, revision) "
-                "VALUES (?, ?, ?, ?, ?)",
-                rows,
-            )
-            db.execute(
-                "DELETE FROM events WHERE rollout = ? AND id <= ("
-                " SELECT id FROM events WHERE rollout = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                (name, name, MAX_EVENTS_PER_ROLLOUT),
-            )
+            self._insert_events(db, name, rows)
 
-    def events(self, name: str, limit: int = 50) -> list[StoredEvent]:
-        """The newest ``limit`` events of ``name``, newest last."""
+    @staticmethod
+    def _insert_events(db: sqlite3.Connection, name: str, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        db.executemany(
+            "INSERT INTO events (rollout, time, reason, message, revision) VALUES (?, ?, ?, ?, ?)",
+            rows,
+        )
+        db.execute(
+            "DELETE FROM events WHERE rollout = ? AND id <= ("
+            " SELECT id FROM events WHERE rollout = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+            (name, name, MAX_EVENTS_PER_ROLLOUT),
+        )
+
+    def events(self, name: str, limit: int = 50) -> list[JSON]:
+        """The newest ``limit`` events of ``name``, newest last, in the API's shape:
+        ``{"time", "reason", "message", "revision"}``."""
         rows = self._read(
             "SELECT time, reason, message, revision FROM events WHERE rollout = ? "
             "ORDER BY id DESC LIMIT ?",
             (name, max(0, limit)),
         )
         return [
-            StoredEvent(time=float(t), reason=r, message=m, revision=rev)
+            {"time": float(t), "reason": r, "message": m, "revision": rev}
             for t, r, m, rev in reversed(rows)
         ]
+
+
+_ROLLOUT_COLUMNS = "name, spec, generation, status, revision, created_at, updated_at"
 
 
 def _rollout(row: tuple[Any, ...]) -> StoredRollout:
@@ -408,6 +440,7 @@ def _rollout(row: tuple[Any, ...]) -> StoredRollout:
         spec=json.loads(row[1]),
         generation=int(row[2]),
         status=None if row[3] is None else json.loads(row[3]),
-        created_at=float(row[4]),
-        updated_at=float(row[5]),
+        revision=int(row[4] or 0),
+        created_at=float(row[5]),
+        updated_at=float(row[6]),
     )

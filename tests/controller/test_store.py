@@ -40,14 +40,27 @@ def test_database_runs_in_wal_mode(db: Store) -> None:
     con.close()
 
 
+def put(
+    db: Store,
+    template: dict[str, Any],
+    h: str,
+    *,
+    replicas: int = 1,
+    now: float = 1.0,
+    name: str = "chat",
+) -> tuple[int, bool]:
+    return db.put_spec(name, spec(template, replicas), template=template, template_hash=h, now=now)
+
+
 def test_put_spec_creates_then_bumps_generation_only_on_change(db: Store) -> None:
     assert db.get_rollout("chat") is None
-    assert db.put_spec("chat", spec(V1), now=1.0) == 1
-    assert db.put_spec("chat", spec(V1), now=2.0) == 1
-    assert db.put_spec("chat", spec(V1, replicas=3), now=3.0) == 2
+    assert put(db, V1, "h1", now=1.0) == (1, True)
+    assert put(db, V1, "h1", now=2.0) == (1, False)
+    assert put(db, V1, "h1", replicas=3, now=3.0) == (1, False)
     got = db.get_rollout("chat")
     assert got is not None
     assert got.generation == 2
+    assert got.revision == 1
     assert got.spec == spec(V1, replicas=3)
     assert got.status is None
     assert (got.created_at, got.updated_at) == (1.0, 3.0)
@@ -56,22 +69,47 @@ def test_put_spec_creates_then_bumps_generation_only_on_change(db: Store) -> Non
 def test_put_status_round_trips_and_needs_a_rollout(db: Store) -> None:
     with pytest.raises(errors.NotFound):
         db.put_status("chat", {"phase": "Healthy"})
-    db.put_spec("chat", spec(V1))
-    db.put_status("chat", {"phase": "Paused", "weights": {"1": 80, "2": 20}})
+    put(db, V1, "h1")
+    db.put_status(
+        "chat",
+        {"phase": "Paused", "weights": {"1": 80, "2": 20}},
+        events=[{"reason": "RolloutPaused", "message": "step 2", "revision": 2}],
+        now=5.0,
+    )
     got = db.get_rollout("chat")
     assert got is not None
     assert got.status == {"phase": "Paused", "weights": {"1": 80, "2": 20}}
+    assert db.events("chat") == [
+        {"time": 5.0, "reason": "RolloutPaused", "message": "step 2", "revision": 2}
+    ]
+
+
+def test_put_status_with_events_is_one_transaction(
+    db: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put(db, V1, "h1")
+    db.put_status("chat", {"phase": "Progressing"})
+
+    def boom(*args: object) -> None:
+        raise sqlite3.OperationalError("disk full")
+
+    monkeypatch.setattr(Store, "_insert_events", staticmethod(boom))
+    with pytest.raises(errors.BackendError, match="disk full"):
+        db.put_status("chat", {"phase": "Healthy"}, events=[{"reason": "R", "message": "m"}])
+    got = db.get_rollout("chat")
+    assert got is not None
+    assert got.status == {"phase": "Progressing"}
 
 
 def test_list_rollouts_sorted_by_name(db: Store) -> None:
     for name in ("web", "api", "chat"):
-        db.put_spec(name, {"n": name})
+        put(db, V1, "h1", name=name)
     assert [r.name for r in db.list_rollouts()] == ["api", "chat", "web"]
+    assert db.rollout_names() == ["api", "chat", "web"]
 
 
 def test_revisions_same_template_reused_other_template_new_rollback_new(db: Store) -> None:
-    db.put_spec("chat", spec(V1))
-    assert revision(db, V1, "h1") == (1, True)
+    assert put(db, V1, "h1") == (1, True)
     assert revision(db, V1, "h1") == (1, False)
     assert revision(db, V2, "h2") == (2, True)
     # Rolling back to v1's template is a new revision, as in Argo Rollouts.
@@ -82,19 +120,27 @@ def test_revisions_same_template_reused_other_template_new_rollback_new(db: Stor
         (3, "h1"),
     ]
     assert db.revisions("chat")[1].template == V2
+    assert db.template("chat", 2) == V2
+    assert db.template("chat", 9) is None
+    got = db.get_rollout("chat")
+    assert got is not None
+    assert got.revision == 3
 
 
 def test_revision_compares_with_the_given_current_target(db: Store) -> None:
-    db.put_spec("chat", spec(V1))
-    revision(db, V1, "h1")
+    put(db, V1, "h1")
     revision(db, V2, "h2")
     # The controller says it is still moving to 1 (e.g. 2 was never acted on).
     assert revision(db, V1, "h1", current=1) == (1, False)
+    got = db.get_rollout("chat")
+    assert got is not None
+    assert got.revision == 1
+    # The next number still skips past 2.
+    assert revision(db, {"command": ["v3"]}, "h3") == (3, True)
 
 
 def test_same_template_updates_the_revision_spec(db: Store) -> None:
-    db.put_spec("chat", spec(V1))
-    revision(db, V1, "h1")
+    put(db, V1, "h1", now=100.0)
     db.revision_for("chat", "h1", V1, spec(V1, replicas=5), 200.0)
     kept = db.revision("chat", 1)
     assert kept is not None
@@ -108,23 +154,23 @@ def test_revision_for_unknown_rollout_is_not_found(db: Store) -> None:
 
 
 def test_numbers_are_never_reused_after_pruning(db: Store) -> None:
-    db.put_spec("chat", spec(V1))
+    put(db, {"command": ["0"]}, "h0")
     for i in range(1, 5):
         revision(db, {"command": [str(i)]}, f"h{i}")
-    assert db.prune_revisions("chat", keep=0, protect={4}) == [1, 2, 3]
-    assert revision(db, V1, "new") == (5, True)
+    assert db.prune_revisions("chat", keep=0, protect={5}) == [1, 2, 3, 4]
+    assert revision(db, V1, "new") == (6, True)
 
 
 def test_prune_keeps_newest_unprotected_plus_protected(db: Store) -> None:
-    db.put_spec("chat", spec(V1))
-    for i in range(1, 7):
+    put(db, {"command": ["1"]}, "h1")
+    for i in range(2, 7):
         revision(db, {"command": [str(i)]}, f"h{i}")
     assert db.prune_revisions("chat", keep=2, protect={6, 3}) == [1, 2]
     assert [r.number for r in db.revisions("chat")] == [3, 4, 5, 6]
     assert db.prune_revisions("chat", keep=2, protect={6, 3}) == []
 
 
-def test_apply_is_one_transaction(db: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_put_spec_is_one_transaction(db: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """A failure while numbering the revision leaves no spec behind either."""
 
     def boom(*args: object, **kwargs: object) -> tuple[int, bool]:
@@ -132,21 +178,17 @@ def test_apply_is_one_transaction(db: Store, monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setattr(Store, "_revision_for", boom)
     with pytest.raises(errors.BackendError, match="disk I/O error") as info:
-        db.apply("chat", spec_json=spec(V1), template_hash="h1", template_json=V1, now=1.0)
+        put(db, V1, "h1")
     assert isinstance(info.value.__cause__, sqlite3.OperationalError)
     assert db.get_rollout("chat") is None
     monkeypatch.undo()
-    assert db.apply("chat", spec_json=spec(V1), template_hash="h1", template_json=V1, now=1.0) == (
-        1,
-        1,
-        True,
-    )
+    assert put(db, V1, "h1") == (1, True)
 
 
 def test_state_survives_reopening(tmp_path: Path) -> None:
     path = tmp_path / "c.db"
     first = Store(path)
-    first.apply("chat", spec_json=spec(V1), template_hash="h1", template_json=V1, now=1.0)
+    put(first, V1, "h1")
     first.put_status("chat", {"phase": "Healthy"})
     first.close()
     again = Store(path)
@@ -158,7 +200,7 @@ def test_state_survives_reopening(tmp_path: Path) -> None:
 
 
 def test_events_newest_last_with_limit(db: Store) -> None:
-    db.put_spec("chat", spec(V1))
+    put(db, V1, "h1")
     db.add_events(
         "chat",
         [
@@ -168,25 +210,30 @@ def test_events_newest_last_with_limit(db: Store) -> None:
         now=10.0,
     )
     db.add_events("chat", [StoredEvent(time=0, reason="RolloutResumed", message="c")], now=11.0)
-    assert [(e.message, e.time) for e in db.events("chat")] == [
+    assert [(e["message"], e["time"]) for e in db.events("chat")] == [
         ("a", 10.0),
         ("b", 10.0),
         ("c", 11.0),
     ]
-    assert [e.message for e in db.events("chat", limit=2)] == ["b", "c"]
-    assert db.events("chat")[0].revision == 1
+    assert [e["message"] for e in db.events("chat", limit=2)] == ["b", "c"]
+    assert db.events("chat")[0]["revision"] == 1
+
+
+def test_events_need_a_rollout(db: Store) -> None:
+    with pytest.raises(errors.NotFound):
+        db.add_events("ghost", [{"reason": "R", "message": "m"}], now=1.0)
 
 
 def test_events_are_trimmed(db: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(store_mod, "MAX_EVENTS_PER_ROLLOUT", 3)
-    db.put_spec("chat", spec(V1))
+    put(db, V1, "h1")
     for i in range(5):
         db.add_events("chat", [StoredEvent(time=0, reason="R", message=str(i))], now=i)
-    assert [e.message for e in db.events("chat", limit=10)] == ["2", "3", "4"]
+    assert [e["message"] for e in db.events("chat", limit=10)] == ["2", "3", "4"]
 
 
 def test_delete_forgets_everything(db: Store) -> None:
-    db.apply("chat", spec_json=spec(V1), template_hash="h1", template_json=V1, now=1.0)
+    put(db, V1, "h1")
     db.add_events("chat", [StoredEvent(time=0, reason="R", message="m")], now=1.0)
     assert db.delete_rollout("chat") is True
     assert db.delete_rollout("chat") is False
