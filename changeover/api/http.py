@@ -1,0 +1,263 @@
+"""A small HTTP/1.1 server protocol for the JSON API: asyncio + httptools, no framework.
+
+``api.server`` builds one ``HttpProtocol`` per connection with an ``app`` coroutine
+(``Request -> Response``). This layer owns the wire: parsing, keep-alive, pipelined
+requests answered in order, limits (header and body size, idle time) and the status-line
+bookkeeping. It never lets an exception out of ``app`` reach the socket as a traceback:
+``app`` is expected to map its own errors, and anything that still escapes becomes a
+plain 500.
+
+Limits are deliberately small: this API carries rollout specs and status documents, not
+uploads, and a client that sends more is either broken or hostile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+import httptools
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 4 * 1024 * 1024
+MAX_HEADER_BYTES = 64 * 1024
+IDLE_TIMEOUT_SECONDS = 60.0
+LINGER_SECONDS = 2.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    # Lower-cased names; a repeated header keeps its last value.
+    headers: dict[str, str]
+    body: bytes
+    client: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Response:
+    status: int
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @staticmethod
+    def json(status: int, doc: Any, headers: dict[str, str] | None = None) -> Response:
+        return Response(
+            status=status,
+            body=json.dumps(doc, separators=(",", ":")).encode() + b"\n",
+            headers=headers or {},
+        )
+
+    @staticmethod
+    def error(
+        status: int, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+    ) -> Response:
+        return Response.json(status, {"error": message, **extra}, headers)
+
+
+App = Callable[[Request], Awaitable[Response]]
+
+
+class _TooLarge(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class HttpProtocol(asyncio.Protocol):
+    """One client connection. httptools calls the ``on_*`` methods while we feed it."""
+
+    def __init__(self, app: App, connections: set[HttpProtocol]) -> None:
+        self._app = app
+        self._connections = connections
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._client = ""
+        # Per message being parsed.
+        self._url = b""
+        self._headers: dict[str, str] = {}
+        self._header_bytes = 0
+        self._body = bytearray()
+        self._last_header = b""
+        # Complete requests waiting for their turn: HTTP/1.1 answers in order.
+        self._queue: collections.deque[tuple[Request, bool]] = collections.deque()
+        self._worker: asyncio.Task[None] | None = None
+        self._idle: asyncio.TimerHandle | None = None
+        self._closing = False
+
+    # --- asyncio.Protocol ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self._client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else ""
+        self._connections.add(self)
+        self._arm_idle()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._connections.discard(self)
+        self._closing = True
+        if self._idle is not None:
+            self._idle.cancel()
+        if self._worker is not None and not self._worker.done():
+            self._worker.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            # After a protocol error we read and drop what the client is still sending, so
+            # the kernel does not reset the connection before it reads our error response.
+            return
+        self._arm_idle()
+        try:
+            self._parser.feed_data(data)
+        except _TooLarge as exc:
+            self._fail(exc.status, str(exc))
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, _TooLarge):
+                self._fail(cause.status, str(cause))
+            else:
+                self._fail(400, "malformed HTTP request")
+        except httptools.HttpParserUpgrade:
+            self._fail(400, "protocol upgrades are not supported")
+        except httptools.HttpParserError:
+            self._fail(400, "malformed HTTP request")
+
+    # --- httptools callbacks -------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = {}
+        self._header_bytes = 0
+        self._body = bytearray()
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._count_header(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_header(len(name) + len(value))
+        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        length = self._headers.get("content-length", "")
+        if length.isdigit() and int(length) > MAX_BODY_BYTES:
+            raise _TooLarge(413, f"request body larger than {MAX_BODY_BYTES} bytes")
+        # curl sends this for bodies over 1 KiB and waits a second for the go-ahead.
+        if self._headers.get("expect", "").lower() == "100-continue" and self._transport:
+            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        self._body += body
+        if len(self._body) > MAX_BODY_BYTES:
+            raise _TooLarge(413, f"request body larger than {MAX_BODY_BYTES} bytes")
+
+    def on_message_complete(self) -> None:
+        method = self._parser.get_method().decode("ascii", "replace")
+        try:
+            parsed = httptools.parse_url(self._url)
+            path = unquote(parsed.path.decode("latin-1"))
+            query = parse_qs(parsed.query.decode("latin-1")) if parsed.query else {}
+        except httptools.HttpParserInvalidURLError:
+            path, query = "", {}
+        request = Request(
+            method=method,
+            path=path,
+            query=query,
+            headers=self._headers,
+            body=bytes(self._body),
+            client=self._client,
+        )
+        self._queue.append((request, self._parser.should_keep_alive()))
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.get_running_loop().create_task(self._serve_queue())
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _count_header(self, n: int) -> None:
+        self._header_bytes += n
+        if self._header_bytes > MAX_HEADER_BYTES:
+            raise _TooLarge(431, "request headers too large")
+
+    def _arm_idle(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        loop = asyncio.get_running_loop()
+        self._idle = loop.call_later(IDLE_TIMEOUT_SECONDS, self._on_idle)
+
+    def _on_idle(self) -> None:
+        # Only drop a connection that is not in the middle of answering.
+        if self._transport is not None and (self._worker is None or self._worker.done()):
+            self._transport.close()
+
+    async def _serve_queue(self) -> None:
+        while self._queue and not self._closing:
+            request, keep_alive = self._queue.popleft()
+            try:
+                response = await self._app(request)
+            except Exception:
+                log.exception("unhandled error answering %s %s", request.method, request.path)
+                response = Response.error(500, "internal error (see the server log)")
+            self._write(response, keep_alive=keep_alive, head=request.method == "HEAD")
+            if not keep_alive:
+                self._close()
+                return
+            self._arm_idle()
+
+    def _fail(self, status: int, message: str) -> None:
+        """A protocol-level error: answer once, then hang up (the stream is unusable).
+
+        Closing at once would make the kernel answer the client's unsent remainder (a
+        413's body, say) with a reset that can destroy our response in flight; so we
+        half-close, keep draining for a moment, and only then close."""
+        self._queue.clear()
+        self._write(Response.error(status, message), keep_alive=False, head=False)
+        self._closing = True
+        transport = self._transport
+        if transport is None:
+            return
+        if transport.can_write_eof():
+            transport.write_eof()
+        if self._idle is not None:
+            self._idle.cancel()
+        self._idle = asyncio.get_running_loop().call_later(LINGER_SECONDS, transport.close)
+
+    def _close(self) -> None:
+        self._closing = True
+        if self._transport is not None:
+            self._transport.close()
+
+    def _write(self, response: Response, *, keep_alive: bool, head: bool) -> None:
+        if self._transport is None or self._transport.is_closing():
+            return
+        try:
+            reason = HTTPStatus(response.status).phrase
+        except ValueError:
+            reason = "Unknown"
+        lines = [
+            f"HTTP/1.1 {response.status} {reason}",
+            f"Content-Type: {response.content_type}",
+            f"Content-Length: {len(response.body)}",
+            "Cache-Control: no-store",
+            "X-Content-Type-Options: nosniff",
+            f"Connection: {'keep-alive' if keep_alive else 'close'}",
+        ]
+        lines += [f"{name}: {value}" for name, value in response.headers.items()]
+        head_bytes = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self._transport.write(head_bytes if head else head_bytes + response.body)
+
+    def close(self) -> None:
+        """Used by the server on shutdown."""
+        self._close()
