@@ -15,7 +15,7 @@ Endpoints::
 
 Every response carries ``x-app-version``. Knobs (flag, or environment variable)::
 
-    --port / PORT                 --version / APP_VERSION
+    --port / PORT                 --version / APP_VERSION       --model / MODEL (a label)
     --error-rate / ERROR_RATE     share of requests answered 500 (healthz excluded)
     --latency-ms / LATENCY_MS     added before each answer, plus uniform jitter
     --jitter-ms / JITTER_MS       (default: a fifth of the latency)
@@ -67,6 +67,7 @@ WORDS = ("the", "new", "model", "answers", "calmly", "while", "the", "old", "one
 class Config:
     port: int
     version: str
+    model: str | None
     error_rate: float
     latency_ms: float
     jitter_ms: float
@@ -171,7 +172,9 @@ class App:
             return keep_alive and not self.draining
 
         if path == "/":
-            info = {"version": self.config.version, "pid": os.getpid()}
+            info: dict[str, object] = {"version": self.config.version, "pid": os.getpid()}
+            if self.config.model:
+                info["model"] = self.config.model
             head_only = request.method == "HEAD"
             await self.send_json(writer, 200, info, keep_alive=keep_alive, head_only=head_only)
         elif path == "/stream":
@@ -191,6 +194,10 @@ class App:
         return keep_alive and not self.draining
 
     # --- behaviours ------------------------------------------------------------------
+
+    @property
+    def model_name(self) -> str:
+        return self.config.model or f"example-{self.config.version}"
 
     def readiness(self) -> tuple[int, str]:
         age = time.monotonic() - self.started
@@ -214,7 +221,7 @@ class App:
         return {
             "id": f"chatcmpl-{os.getpid()}-{self.served}",
             "object": "chat.completion",
-            "model": f"example-{self.config.version}",
+            "model": self.model_name,
             "choices": [
                 {
                     "index": 0,
@@ -252,7 +259,7 @@ class App:
             event = {
                 "id": f"chatcmpl-{os.getpid()}-{self.served}",
                 "object": "chat.completion.chunk",
-                "model": f"example-{self.config.version}",
+                "model": self.model_name,
                 "version": self.config.version,
                 "index": i,
                 "choices": [{"index": 0, "delta": {"content": WORDS[i % len(WORDS)] + " "}}],
@@ -440,6 +447,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--port", type=int, default=int(env.get("PORT", "8080")))
     parser.add_argument("--version", default=env.get("APP_VERSION", "v1"))
+    parser.add_argument("--model", default=env.get("MODEL") or None, help="reported in answers")
     parser.add_argument("--error-rate", type=float, default=env_float("ERROR_RATE", 0.0))
     parser.add_argument("--latency-ms", type=float, default=env_float("LATENCY_MS", 0.0))
     parser.add_argument("--jitter-ms", type=float, default=env_float("JITTER_MS", None))
@@ -461,6 +469,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     return Config(
         port=args.port,
         version=args.version,
+        model=args.model,
         error_rate=args.error_rate,
         latency_ms=latency,
         jitter_ms=jitter,
