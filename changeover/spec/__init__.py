@@ -7,9 +7,16 @@ The surface other layers use::
     rollouts = spec.parse_rollouts(spec.load_text(body, source="request"))
 
 Inside the package, import modules (``from changeover.spec import models``), not these names.
+
+``validate`` asks the traffic registry what routers can do, and importing ``changeover.traffic``
+registers (so imports) the builtin proxy. The engine imports ``spec.models`` and must not pay
+for, or depend on, that; so the names from ``validate`` load on first use (PEP 562).
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from changeover.spec.load import (
     LoadedDocument,
@@ -20,7 +27,18 @@ from changeover.spec.load import (
     parse_rollouts,
 )
 from changeover.spec.models import API_VERSION, STRATEGY_NAMES, Rollout
-from changeover.spec.validate import lint, read, read_text, validate_rollouts
+
+if TYPE_CHECKING:
+    from changeover.spec.validate import lint, read, read_text, validate_rollouts
+
+_LAZY = ("lint", "read", "read_text", "validate_rollouts")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module("changeover.spec.validate"), name)
+    raise AttributeError(f"module 'changeover.spec' has no attribute {name!r}")
+
 
 __all__ = [
     "API_VERSION",

@@ -179,11 +179,12 @@ class _Loader(yaml.SafeLoader):
 
 
 def _documents(text: str, source: str) -> tuple[list[LoadedDocument], list[errors.SpecProblem]]:
-    loader = _Loader(text)
     found: list[tuple[int, Any, dict[Loc, int]]] = []
     problems: list[errors.SpecProblem] = []
     index = 0
+    loader: _Loader | None = None
     try:
+        loader = _Loader(text)  # the reader already rejects control characters here
         while loader.check_node():
             node = loader.get_node()
             if node is not None:
@@ -198,7 +199,8 @@ def _documents(text: str, source: str) -> tuple[list[LoadedDocument], list[error
     except RecursionError:
         problems.append(_problem(source, "malformed YAML: nested too deeply"))
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
     non_empty = [(i, data, lines) for i, data, lines in found if data is not None]
     multi = len(non_empty) > 1 or index > 1

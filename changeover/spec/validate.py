@@ -169,10 +169,12 @@ def _router_problems(rollout: models.Rollout) -> list[errors.SpecProblem]:
         reported.add((what, capability))  # one problem per kind of need, not per match
         words = _CAPABILITY_WORDS[capability]
         able = [r for r in traffic.registered() if capability in traffic.capabilities_of(r)]
-        routers = ", ".join(able) if able else "no registered router has it"
-        problems.append(
-            _problem(path, f"{what} needs a router with {words}: {routers} ('{router}' has none)")
+        message = (
+            f"{what} needs a router with {words}: {', '.join(able)} (this rollout uses '{router}')"
+            if able
+            else f"{what} needs a router with {words}, and no registered router has it"
         )
+        problems.append(_problem(path, message))
     canary = rollout.spec.strategy.canary
     if canary is not None and traffic.Capability.WEIGHTS not in has:
         first = next((i for i, s in enumerate(canary.steps) if s.set_weight is not None), None)
