@@ -1,0 +1,455 @@
+"""One proxied request/response: routing, upstream choice, retries, streaming, metrics.
+
+``proxy.ClientConnection`` creates an ``Exchange`` when a request head is parsed, feeds it
+body pieces, and starts it when it reaches the front of the connection's pipeline. The
+exchange binds itself to an ``upstream.UpstreamConnection`` as its ``Sink`` and writes the
+response to the client as it arrives; it never buffers a whole response.
+
+Writes are batched per socket read: callbacks append to ``_up_out`` / ``_down_out`` and one
+``flush`` joins them into a single ``transport.write`` (one syscall for head + first body
+piece instead of several).
+
+Retries never resend what may have been processed: a request moves to another endpoint
+when the connect failed (nothing was sent), or when a *reused* keep-alive connection died
+before any response byte and the request is idempotent and was kept whole in memory (the
+classic keep-alive race, retried the way Go's net/http does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from changeover.traffic.builtin import metrics, pool, upstream, wire
+
+if TYPE_CHECKING:
+    from changeover.traffic.builtin import proxy
+
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+MIRROR_BODY_LIMIT = 1024 * 1024  # a request with a bigger body is not mirrored
+
+# Why the client socket is not being read (bit flags; reading resumes when all clear).
+PAUSE_UPSTREAM = 1  # the upstream send buffer is full
+PAUSE_BUFFERED = 2  # too much body buffered before an upstream connection exists
+PAUSE_PIPELINE = 4  # too many pipelined requests queued
+
+
+class Exchange:
+    __slots__ = (
+        "_attempts",
+        "_avoid",
+        "_connect_task",
+        "_down_out",
+        "_mirror_body",
+        "_mirror_bytes",
+        "_reused",
+        "_sent",
+        "_sent_bytes",
+        "_timer",
+        "_up_out",
+        "_up_out_bytes",
+        "body_done",
+        "chunked_in",
+        "chunked_out",
+        "conn",
+        "done",
+        "down",
+        "ep",
+        "expect_continue",
+        "headers",
+        "keep_alive",
+        "local",
+        "method",
+        "mirror_targets",
+        "responded",
+        "revision",
+        "rm",
+        "state",
+        "status",
+        "t0",
+        "url",
+    )
+
+    def __init__(
+        self,
+        down: proxy.ClientConnection,
+        *,
+        method: bytes,
+        url: bytes,
+        headers: list[tuple[bytes, bytes]],
+        head: bytes,
+        keep_alive: bool,
+        chunked_in: bool,
+        expect_continue: bool,
+    ) -> None:
+        self.down = down
+        self.state = down.state
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.keep_alive = keep_alive
+        self.chunked_in = chunked_in
+        self.expect_continue = expect_continue
+        self._up_out: list[bytes] = [head]
+        self._up_out_bytes = len(head)
+        self._sent: list[bytes] | None = [] if method in IDEMPOTENT else None
+        self._sent_bytes = 0
+        self._down_out: list[bytes] = []
+        self._mirror_body: list[bytes] | None = None
+        self._mirror_bytes = 0
+        self._attempts = 0
+        self._reused = False
+        self._avoid: list[pool.EndpointState] = []
+        self._connect_task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self.mirror_targets: list[int] = []
+        # A response the proxy gives itself (the maintenance page), by keep-alive flag.
+        self.local: Callable[[bool], bytes] | None = None
+        self.body_done = False
+        self.chunked_out = False
+        self.conn: upstream.UpstreamConnection | None = None
+        self.ep: pool.EndpointState | None = None
+        self.rm: metrics.RevisionMetrics | None = None
+        self.revision = 0
+        self.responded = False
+        self.done = False
+        self.status = 0
+        self.t0 = 0.0
+
+    # -- request side ---------------------------------------------------------------
+
+    def feed_body(self, data: bytes) -> None:
+        if self.done:
+            return  # answered already (e.g. 503): the rest of the body is read and dropped
+        mb = self._mirror_body
+        if mb is not None:
+            self._mirror_bytes += len(data)
+            if self._mirror_bytes > MIRROR_BODY_LIMIT:
+                self._mirror_body = None  # too big to copy: this request is not mirrored
+            else:
+                mb.append(data)
+        self._up_out.append(wire.chunk(data) if self.chunked_in else data)
+        self._up_out_bytes += len(data)
+        if self.conn is not None:
+            self.down.mark_dirty(self)
+        elif self._up_out_bytes > self.state.settings.buffer_limit:
+            self.down.pause_reading(PAUSE_BUFFERED)
+
+    def end_body(self) -> None:
+        self.body_done = True
+        if self.done:
+            return
+        if self.chunked_in:
+            self._up_out.append(wire.LAST_CHUNK)
+        mb = self._mirror_body
+        if mb is not None and self.state.mirror is not None:
+            body = b"".join(mb)
+            for rev in self.mirror_targets:
+                self.state.mirror.offer(
+                    rev, self.method, self.url, self.headers, body, self.down.client_ip
+                )
+            self._mirror_body = None
+        if self.conn is not None:
+            self.down.mark_dirty(self)
+
+    def flush_up(self) -> None:
+        conn = self.conn
+        if conn is None or not self._up_out:
+            return
+        data = b"".join(self._up_out) if len(self._up_out) > 1 else self._up_out[0]
+        self._up_out.clear()
+        self._up_out_bytes = 0
+        sent = self._sent
+        if sent is not None:
+            self._sent_bytes += len(data)
+            if self._sent_bytes > self.state.settings.replay_limit:
+                self._sent = None
+            else:
+                sent.append(data)
+        conn.write(data)
+
+    # -- starting: routing and picking an upstream -------------------------------------
+
+    def prepare(self, revision: int | None, mirror_to: list[int]) -> None:
+        """The routing decision, made when the head is parsed (so a pipelined request
+        waiting its turn still captures its body for the mirror)."""
+        self.t0 = self.down.loop.time()
+        if revision is None:
+            self.revision = -1
+            return
+        self.revision = revision
+        if mirror_to and self.state.mirror is not None:
+            self.mirror_targets = mirror_to
+            self._mirror_body = []
+
+    def start(self) -> None:
+        """Called by the client connection when this request is at the pipeline's front."""
+        st = self.state
+        local = self.local
+        if local is not None:
+            if not self.body_done:
+                self.keep_alive = False
+            self.down.write(local(self.keep_alive))
+            self._finish(503)
+            return
+        if self.revision < 0:
+            st.metrics.unrouted += 1
+            self.respond_local(503, b"no revision is serving this service\n")
+            return
+        rm = self.rm = st.metrics.revision(self.revision)
+        rm.in_flight += 1
+        if self.expect_continue and not self.body_done:
+            self.down.write(wire.CONTINUE)
+        self._go()
+
+    def _go(self) -> None:
+        st = self.state
+        rm = self.rm
+        assert rm is not None
+        loop = self.down.loop
+        ep = st.pool.pick(self.revision, loop.time(), self._avoid)
+        if ep is None:
+            rm.no_backend += 1
+            self.respond_local(503, b"no ready backend for revision %d\n" % self.revision)
+            return
+        self._attempts += 1
+        self.ep = ep
+        ep.enter()
+        conn = ep.take_idle()
+        if conn is not None:
+            assert isinstance(conn, upstream.UpstreamConnection)
+            self._attach(conn, reused=True)
+        else:
+            self._connect_task = loop.create_task(self._connect(ep))
+
+    async def _connect(self, ep: pool.EndpointState) -> None:
+        loop = self.down.loop
+        st = self.state
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: upstream.UpstreamConnection(ep), ep.endpoint.host, ep.endpoint.port
+                ),
+                st.settings.connect_timeout,
+            )
+        except (OSError, TimeoutError) as exc:
+            self._connect_task = None
+            if self.done:
+                return
+            ep.down_until = loop.time() + pool.DOWN_SECONDS
+            assert self.rm is not None
+            self.rm.connect_errors += 1
+            self._retry(timeout=isinstance(exc, TimeoutError))
+            return
+        self._connect_task = None
+        if self.done:  # the client went away while connecting
+            ep.release(conn)
+            return
+        self._attach(conn, reused=False)
+
+    def _retry(self, *, timeout: bool) -> None:
+        """Move to another endpoint of the same revision, or give up with 502/504."""
+        ep = self.ep
+        assert ep is not None and self.rm is not None
+        self.ep = None
+        ep.leave()
+        self._avoid.append(ep)
+        limit = max(3, len(self._avoid) + 1) if self.state.pool.has_endpoints(self.revision) else 0
+        if self._attempts >= min(limit, 8):
+            if timeout:
+                self.rm.timeouts += 1
+                self.respond_local(504, b"upstream connect timed out\n")
+            else:
+                self.rm.bad_responses += 1
+                self.respond_local(502, b"upstream refused the connection\n")
+            return
+        self.rm.retries += 1
+        self._go()
+
+    def _attach(self, conn: upstream.UpstreamConnection, *, reused: bool) -> None:
+        self.conn = conn
+        self._reused = reused
+        conn.bind(self, head_only=self.method == b"HEAD")
+        self._timer = self.down.loop.call_later(
+            self.state.settings.response_timeout, self._on_timeout
+        )
+        if self.down.write_paused:
+            conn.pause_reading()
+        if self.down.in_feed:
+            self.down.mark_dirty(self)  # head + body of this read go out in one write
+        else:
+            self.flush_up()
+        if self._up_out_bytes <= self.state.settings.buffer_limit:
+            self.down.resume_reading(PAUSE_BUFFERED)
+
+    def _on_timeout(self) -> None:
+        self._timer = None
+        if self.done or self.responded:
+            return
+        conn = self.conn
+        if conn is not None:
+            self.conn = None
+            conn.abort()
+        assert self.rm is not None
+        self.rm.timeouts += 1
+        self.respond_local(504, b"upstream did not answer in time\n")
+
+    # -- response side (upstream.Sink) ---------------------------------------------------
+
+    def on_head(
+        self,
+        conn: upstream.UpstreamConnection,
+        status: int,
+        reason: bytes,
+        headers: list[tuple[bytes, bytes]],
+        framing: int,
+    ) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.responded = True
+        self.status = status
+        rm = self.rm
+        assert rm is not None
+        rm.ttfb.observe(self.down.loop.time() - self.t0)
+        extra = [self.state.revision_header(self.revision)]
+        http11 = self.down.http11
+        if framing == upstream.CHUNKED or framing == upstream.CLOSE:
+            if http11:
+                self.chunked_out = True
+                extra.append(wire.CHUNKED)
+            else:
+                self.keep_alive = False  # HTTP/1.0: the body ends when we close
+        if not self.keep_alive:
+            extra.append(b"connection: close\r\n")
+        elif not http11:
+            extra.append(b"connection: keep-alive\r\n")
+        self._down_out.append(wire.response_head(status, reason, headers, extra=b"".join(extra)))
+
+    def on_body(self, data: bytes) -> None:
+        self._down_out.append(wire.chunk(data) if self.chunked_out else data)
+
+    def flush(self) -> None:
+        out = self._down_out
+        if out:
+            self.down.write(b"".join(out) if len(out) > 1 else out[0])
+            out.clear()
+
+    def on_complete(self, conn: upstream.UpstreamConnection, keep_alive: bool) -> None:
+        if self.chunked_out:
+            self._down_out.append(wire.LAST_CHUNK)
+        self.flush()
+        self.conn = None
+        ep = self.ep
+        if keep_alive and self.body_done and not self._up_out and ep is not None:
+            conn.resume_reading()
+            ep.release(conn)
+        else:
+            conn.close()
+        self._finish(self.status)
+
+    def on_lost(self, conn: upstream.UpstreamConnection, bad_response: bool) -> None:
+        self.conn = None
+        rm = self.rm
+        assert rm is not None
+        if self.done:
+            return
+        if self.responded:
+            # Mid-stream failure: the head is out, so the only honest signal is a cut
+            # connection (a truncated chunked body), never a spliced-in error page.
+            self.flush()
+            rm.bad_responses += 1
+            self.keep_alive = False
+            self.down.abort()
+            self._finish(502)
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        sent = self._sent
+        replayable = sent is not None and self._reused and self._attempts < 8
+        if replayable and not bad_response and not conn.got_bytes:
+            # Keep-alive race: replay the exact bytes on a fresh connection.
+            assert sent is not None and self.ep is not None
+            self._up_out[:0] = sent
+            self._up_out_bytes = sum(map(len, self._up_out))
+            self._sent = []
+            self._sent_bytes = 0
+            self.ep.leave()
+            self.ep = None
+            rm.retries += 1
+            self._go_fresh()
+            return
+        rm.bad_responses += 1
+        self.respond_local(502, b"upstream closed the connection\n")
+
+    def _go_fresh(self) -> None:
+        """Like ``_go`` but never on an idle pooled connection (they may all be stale)."""
+        ep = self.state.pool.pick(self.revision, self.down.loop.time(), ())
+        if ep is None:
+            assert self.rm is not None
+            self.rm.no_backend += 1
+            self.respond_local(503, b"no ready backend for revision %d\n" % self.revision)
+            return
+        self._attempts += 1
+        self.ep = ep
+        ep.enter()
+        self._connect_task = self.down.loop.create_task(self._connect(ep))
+
+    def pause_source(self) -> None:
+        self.down.pause_reading(PAUSE_UPSTREAM)
+
+    def resume_source(self) -> None:
+        self.down.resume_reading(PAUSE_UPSTREAM)
+
+    # -- ending --------------------------------------------------------------------------
+
+    def respond_local(self, status: int, body: bytes) -> None:
+        """Answer from the proxy itself (before any upstream byte reached the client)."""
+        if not self.body_done:
+            self.keep_alive = False  # the unread body would be parsed as the next request
+        self.down.write(wire.simple_response(status, body, keep_alive=self.keep_alive))
+        self._finish(status)
+
+    def _finish(self, status: int) -> None:
+        if self.done:
+            return
+        self.done = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        ep = self.ep
+        if ep is not None:
+            self.ep = None
+            ep.leave()
+        rm = self.rm
+        if rm is not None:
+            rm.in_flight -= 1
+            rm.record(status, self.down.loop.time() - self.t0)
+        self.down.resume_reading(PAUSE_UPSTREAM | PAUSE_BUFFERED)
+        self.down.exchange_done(self, close=not self.keep_alive or not self.body_done)
+
+    def client_lost(self) -> None:
+        """The client connection closed: stop everything this exchange started."""
+        if self.done:
+            return
+        self.done = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._connect_task is not None:
+            self._connect_task.cancel()
+            self._connect_task = None
+        conn = self.conn
+        if conn is not None:
+            self.conn = None
+            conn.abort()
+        ep = self.ep
+        if ep is not None:
+            self.ep = None
+            ep.leave()
+        rm = self.rm
+        if rm is not None:
+            rm.in_flight -= 1
+            rm.client_aborts += 1

@@ -1,0 +1,273 @@
+"""In-memory per-revision metrics of the builtin router, rendered as Prometheus text.
+
+The proxy (``builtin.proxy``, ``builtin.mirror``) bumps plain integer attributes on the hot
+path; nothing here allocates per request. ``Registry.render()`` serves ``/metrics`` for the
+HTTP API and ``Registry.snapshot()`` feeds the CLI and the analysis providers.
+
+One ``Registry`` is shared by every router of a ``changeover serve`` process; each router
+owns one ``RolloutMetrics`` inside it (``registry.rollout("checkout")``).
+
+    >>> registry = Registry()
+    >>> rev = registry.rollout("web").revision(2)
+    >>> rev.record(200, 0.012)
+    >>> 'changeover_requests_total{rollout="web",revision="2",code="2xx"} 1' in registry.render()
+    True
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Any
+
+# Seconds. Fixed so that histograms of different revisions (and processes) can be compared
+# and summed; the long tail is for LLM completions that stream for tens of seconds.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
+
+CODE_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+
+
+class Histogram:
+    """Fixed-bucket histogram; ``counts[i]`` is per bucket (not cumulative) until rendering."""
+
+    __slots__ = ("bounds", "count", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last slot is +Inf
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        # bisect_left: a value equal to a bound belongs to that bucket (Prometheus ``le``).
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+        self.count += 1
+
+    def cumulative(self) -> list[int]:
+        out: list[int] = []
+        total = 0
+        for c in self.counts:
+            total += c
+            out.append(total)
+        return out
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "buckets": dict(zip([*map(str, self.bounds), "+Inf"], self.cumulative(), strict=True)),
+            "sum": self.sum,
+            "count": self.count,
+        }
+
+
+class RevisionMetrics:
+    """Counters for one revision of one rollout. Attributes are bumped directly by the proxy."""
+
+    __slots__ = (
+        "bad_responses",
+        "client_aborts",
+        "codes",
+        "connect_errors",
+        "in_flight",
+        "latency",
+        "mirror_codes",
+        "mirror_dropped",
+        "mirror_failed",
+        "mirror_latency",
+        "mirror_sent",
+        "no_backend",
+        "retries",
+        "timeouts",
+        "ttfb",
+    )
+
+    def __init__(self) -> None:
+        # Indexed by ``status // 100`` (index 0 unused), so recording is one list store.
+        self.codes = [0] * 6
+        self.in_flight = 0
+        self.latency = Histogram()
+        self.ttfb = Histogram()
+        self.connect_errors = 0  # connection refused / connect timeout (each attempt)
+        self.retries = 0  # a request moved to another endpoint or connection
+        self.timeouts = 0  # answered 504
+        self.bad_responses = 0  # answered 502 (malformed or reset upstream response)
+        self.no_backend = 0  # answered 503: the revision had no endpoint
+        self.client_aborts = 0  # the client went away before the response ended
+        # The mirror (shadow) side: copies sent, dropped under pressure, failed; and the
+        # shadow's own answers, kept apart so they never count as served traffic.
+        self.mirror_sent = 0
+        self.mirror_dropped = 0
+        self.mirror_failed = 0
+        self.mirror_codes = [0] * 6
+        self.mirror_latency = Histogram()
+
+    def record(self, status: int, seconds: float) -> None:
+        self.codes[status // 100 if 100 <= status < 600 else 5] += 1
+        self.latency.observe(seconds)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "requests": dict(zip(CODE_CLASSES, self.codes[1:], strict=True)),
+            "inFlight": self.in_flight,
+            "latency": self.latency.snapshot(),
+            "ttfb": self.ttfb.snapshot(),
+            "connectErrors": self.connect_errors,
+            "retries": self.retries,
+            "timeouts": self.timeouts,
+            "badResponses": self.bad_responses,
+            "noBackend": self.no_backend,
+            "clientAborts": self.client_aborts,
+            "mirror": {
+                "sent": self.mirror_sent,
+                "dropped": self.mirror_dropped,
+                "failed": self.mirror_failed,
+                "responses": dict(zip(CODE_CLASSES, self.mirror_codes[1:], strict=True)),
+                "latency": self.mirror_latency.snapshot(),
+            },
+        }
+
+
+class RolloutMetrics:
+    """The metrics of one rollout's router: per revision, plus router-wide counters."""
+
+    __slots__ = ("bad_requests", "maintenance", "name", "revisions", "unrouted")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.revisions: dict[int, RevisionMetrics] = {}
+        self.bad_requests = 0  # malformed requests answered 400 (no revision to blame)
+        self.maintenance = 0  # requests answered by the maintenance page
+        self.unrouted = 0  # answered 503 because no weights were set yet
+
+    def revision(self, revision: int) -> RevisionMetrics:
+        found = self.revisions.get(revision)
+        if found is None:
+            found = self.revisions[revision] = RevisionMetrics()
+        return found
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "revisions": {str(r): m.snapshot() for r, m in sorted(self.revisions.items())},
+            "badRequests": self.bad_requests,
+            "maintenanceResponses": self.maintenance,
+            "unrouted": self.unrouted,
+        }
+
+
+_COUNTERS: tuple[tuple[str, str, str], ...] = (
+    # (metric name, RevisionMetrics attribute, help)
+    ("changeover_upstream_connect_errors_total", "connect_errors", "Failed upstream connects."),
+    ("changeover_upstream_retries_total", "retries", "Requests retried on another endpoint."),
+    ("changeover_upstream_timeouts_total", "timeouts", "Requests answered 504."),
+    ("changeover_upstream_bad_responses_total", "bad_responses", "Requests answered 502."),
+    ("changeover_no_backend_total", "no_backend", "Requests answered 503: no endpoint."),
+    ("changeover_client_aborts_total", "client_aborts", "Clients gone before the response."),
+    ("changeover_mirror_sent_total", "mirror_sent", "Mirrored copies answered by the shadow."),
+    ("changeover_mirror_dropped_total", "mirror_dropped", "Mirror copies dropped (queue full)."),
+    ("changeover_mirror_failed_total", "mirror_failed", "Mirror copies that failed."),
+)
+
+
+class Registry:
+    """Every rollout's router metrics in one process; what ``/metrics`` renders."""
+
+    def __init__(self) -> None:
+        self.rollouts: dict[str, RolloutMetrics] = {}
+
+    def rollout(self, name: str) -> RolloutMetrics:
+        found = self.rollouts.get(name)
+        if found is None:
+            found = self.rollouts[name] = RolloutMetrics(name)
+        return found
+
+    def snapshot(self) -> dict[str, Any]:
+        return {name: m.snapshot() for name, m in sorted(self.rollouts.items())}
+
+    def render(self) -> str:
+        """Prometheus text exposition format (version 0.0.4)."""
+        out: list[str] = []
+        rows = [
+            (f'rollout="{_escape(ro.name)}",revision="{rev}"', m)
+            for ro in sorted(self.rollouts.values(), key=lambda r: r.name)
+            for rev, m in sorted(ro.revisions.items())
+        ]
+
+        def family(name: str, kind: str, help_text: str) -> None:
+            out.append(f"# HELP {name} {help_text}")
+            out.append(f"# TYPE {name} {kind}")
+
+        family("changeover_requests_total", "counter", "Proxied requests by status class.")
+        for labels, m in rows:
+            for cls, n in zip(CODE_CLASSES, m.codes[1:], strict=True):
+                out.append(f'changeover_requests_total{{{labels},code="{cls}"}} {n}')
+        family("changeover_requests_in_flight", "gauge", "Requests being proxied now.")
+        for labels, m in rows:
+            out.append(f"changeover_requests_in_flight{{{labels}}} {m.in_flight}")
+        _histogram(
+            out, family, "changeover_request_duration_seconds", "Request latency.", rows, "latency"
+        )
+        _histogram(
+            out, family, "changeover_time_to_first_byte_seconds", "Time to response head.", rows,
+            "ttfb",
+        )  # fmt: skip
+        for name, attr, help_text in _COUNTERS:
+            family(name, "counter", help_text)
+            for labels, m in rows:
+                out.append(f"{name}{{{labels}}} {getattr(m, attr)}")
+        family("changeover_mirror_responses_total", "counter", "Shadow answers by status class.")
+        for labels, m in rows:
+            for cls, n in zip(CODE_CLASSES, m.mirror_codes[1:], strict=True):
+                out.append(f'changeover_mirror_responses_total{{{labels},code="{cls}"}} {n}')
+        _histogram(
+            out, family, "changeover_mirror_duration_seconds", "Shadow latency.", rows,
+            "mirror_latency",
+        )  # fmt: skip
+        family("changeover_bad_requests_total", "counter", "Malformed requests answered 400.")
+        for ro in sorted(self.rollouts.values(), key=lambda r: r.name):
+            out.append(f'changeover_bad_requests_total{{rollout="{_escape(ro.name)}"}} ' +
+                       str(ro.bad_requests))  # fmt: skip
+        family("changeover_maintenance_responses_total", "counter", "Maintenance-page answers.")
+        for ro in sorted(self.rollouts.values(), key=lambda r: r.name):
+            out.append(f'changeover_maintenance_responses_total{{rollout="{_escape(ro.name)}"}} ' +
+                       str(ro.maintenance))  # fmt: skip
+        return "\n".join(out) + "\n"
+
+
+def _histogram(
+    out: list[str],
+    family: Any,
+    name: str,
+    help_text: str,
+    rows: list[tuple[str, RevisionMetrics]],
+    attr: str,
+) -> None:
+    family(name, "histogram", help_text)
+    for labels, m in rows:
+        h: Histogram = getattr(m, attr)
+        for bound, n in zip([*map(_le, h.bounds), "+Inf"], h.cumulative(), strict=True):
+            out.append(f'{name}_bucket{{{labels},le="{bound}"}} {n}')
+        out.append(f"{name}_sum{{{labels}}} {h.sum!r}")
+        out.append(f"{name}_count{{{labels}}} {h.count}")
+
+
+def _le(bound: float) -> str:
+    return repr(bound)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -1,0 +1,231 @@
+"""``BuiltinRouter``: the embedded data plane for one rollout (a ``TrafficRouter``).
+
+The controller of ``changeover serve`` builds one per rollout (through the registry in
+``changeover.traffic``), ``await router.start()``, then drives it with the Protocol's
+setters. Each setter builds a new routing table and swaps it in with one assignment, so
+it is atomic for new requests and idempotent. The listener(s) serve
+``proxy.ClientConnection``; a 1-second sweep closes idle keep-alive connections.
+
+    router = BuiltinRouter("web", port=8080, preview_port=8081, metrics=registry)
+    await router.start()
+    await router.set_backends(1, [Endpoint("127.0.0.1", 9001)])
+    await router.set_weight({1: 100})
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Mapping, Sequence
+
+from changeover import errors
+from changeover.endpoints import Endpoint
+from changeover.spec import models
+from changeover.traffic import base
+from changeover.traffic.builtin import metrics as metrics_mod
+from changeover.traffic.builtin import mirror, proxy, table
+from changeover.traffic.builtin import state as state_mod
+
+CAPABILITIES = frozenset(base.Capability)
+
+
+class BuiltinRouter:
+    name = "builtin"
+    capabilities: frozenset[base.Capability] = CAPABILITIES
+
+    def __init__(
+        self,
+        rollout: str,
+        *,
+        host: str = "127.0.0.1",
+        port: int,
+        preview_port: int | None = None,
+        metrics: metrics_mod.Registry | None = None,
+        settings: state_mod.Settings | None = None,
+    ) -> None:
+        self.rollout = rollout
+        self.host = host
+        self.port = port  # the bound port after start() (useful with port 0)
+        self.preview_port = preview_port
+        self.metrics_registry = metrics or metrics_mod.Registry()
+        self.metrics = self.metrics_registry.rollout(rollout)
+        self.settings = settings or state_mod.Settings()
+        self.state = state_mod.ProxyState(rollout_metrics=self.metrics, settings=self.settings)
+        self.mirror: mirror.Mirror | None = None
+        self._servers: list[asyncio.Server] = []
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind the listener (and the preview listener). Raises PermanentBackendError."""
+        loop = asyncio.get_running_loop()
+        st = self.state
+        self.mirror = mirror.Mirror(st)
+        st.mirror = self.mirror
+        self.port = await self._listen(self.port, preview=False)
+        if self.preview_port is not None:
+            self.preview_port = await self._listen(self.preview_port, preview=True)
+        self.mirror.start()
+        self._sweeper = loop.create_task(self._sweep())
+
+    async def _listen(self, port: int, *, preview: bool) -> int:
+        loop = asyncio.get_running_loop()
+        st = self.state
+        try:
+            server = await loop.create_server(
+                lambda: proxy.ClientConnection(st, preview=preview),
+                self.host,
+                port,
+                reuse_address=True,
+                backlog=1024,
+            )
+        except OSError as exc:
+            await self.close()
+            what = "preview port" if preview else "port"
+            raise errors.PermanentBackendError(
+                f"builtin router for {self.rollout!r} cannot listen on "
+                f"{self.host}:{port} ({what} {port}): {exc.strerror or exc}"
+            ) from exc
+        self._servers.append(server)
+        sock: socket.socket = server.sockets[0]
+        return int(sock.getsockname()[1])
+
+    async def close(self) -> None:
+        """Stop listening; in-flight requests finish (bounded by the drain grace)."""
+        for server in self._servers:
+            server.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.drain_grace
+        # Polling is fine here: close() runs once, and a 20 ms step is invisible.
+        while any(not c.idle() for c in self.state.connections) and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        for conn in list(self.state.connections):
+            if conn.transport is not None:
+                conn.transport.close()
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
+        self._servers = []
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        if self.mirror is not None:
+            await self.mirror.close()
+        self.state.pool.close()
+
+    async def _sweep(self) -> None:
+        st = self.state
+        while True:
+            await asyncio.sleep(1.0)
+            for ep in st.pool.all_states():
+                for conn in list(ep.idle):
+                    conn.idle_ticks += 1
+                    if conn.idle_ticks >= st.settings.upstream_idle:
+                        ep.forget(conn)
+                        conn.close()
+            for client in list(st.connections):
+                if client.idle():
+                    client.idle_ticks += 1
+                    if client.idle_ticks >= st.settings.client_idle and client.transport:
+                        client.transport.close()
+
+    # -- TrafficRouter ------------------------------------------------------------------
+
+    def _swap(self, new: table.RoutingTable) -> None:
+        self.state.table = new  # the one assignment that makes every setter atomic
+
+    async def set_weight(self, weights: Mapping[int, int]) -> None:
+        if any(w < 0 for w in weights.values()) or sum(weights.values()) not in (0, 100):
+            raise errors.StateError(f"weights must be 0..100 and sum to 100, got {dict(weights)}")
+        self._swap(self.state.table.with_weights(weights))
+
+    async def verify_weight(self, weights: Mapping[int, int]) -> bool:
+        want = tuple(sorted((r, w) for r, w in weights.items() if w > 0))
+        return self.state.table.weights == want
+
+    def weights(self) -> dict[int, int]:
+        return dict(self.state.table.weights)
+
+    async def set_header_route(
+        self, name: str, revision: int | None, match: Sequence[models.RouteMatch]
+    ) -> None:
+        tbl = self.state.table
+        routes = [r for r in tbl.header_routes if r.name != name]
+        if revision is not None and match:
+            new = table.HeaderRoute(name, revision, table.compile_matchers(match))
+            # Keep the route's place when it is updated, so order stays as first set.
+            old_index = next((i for i, r in enumerate(tbl.header_routes) if r.name == name), None)
+            routes.insert(len(routes) if old_index is None else old_index, new)
+        self._swap(tbl.replace(header_routes=tuple(routes)))
+
+    async def set_sticky_split(
+        self, revision: int | None, user_key: models.UserKey | None, weight: int
+    ) -> None:
+        sticky = None
+        if revision is not None and user_key is not None:
+            sticky = table.StickySplit(
+                revision=revision,
+                header=user_key.header.lower().encode() if user_key.header else None,
+                cookie=user_key.cookie.encode() if user_key.cookie else None,
+                weight=max(0, min(100, weight)),
+            )
+        self._swap(self.state.table.replace(sticky=sticky))
+
+    async def set_mirror_route(
+        self,
+        name: str,
+        revision: int | None,
+        percentage: int,
+        match: Sequence[models.RouteMatch],
+    ) -> None:
+        tbl = self.state.table
+        mirrors = [m for m in tbl.mirrors if m.name != name]
+        if revision is not None and percentage > 0:
+            mirrors.append(
+                table.MirrorRoute(
+                    name=name,
+                    revision=revision,
+                    percentage=min(100, percentage),
+                    matchers=table.compile_matchers(match),
+                )
+            )
+        self._swap(tbl.replace(mirrors=tuple(mirrors)))
+
+    async def set_preview(self, revision: int | None) -> None:
+        """Without a preview port the revision is only remembered (nothing listens)."""
+        self._swap(self.state.table.replace(preview=revision))
+
+    async def set_maintenance(self, enabled: bool, retry_after_seconds: int) -> None:
+        retry = max(0, int(retry_after_seconds)) if enabled else None
+        self._swap(self.state.table.replace(maintenance_retry_after=retry))
+
+    async def remove_managed_routes(self) -> None:
+        self._swap(self.state.table.replace(header_routes=(), sticky=None, mirrors=()))
+
+    async def set_backends(self, revision: int, endpoints: Sequence[Endpoint]) -> None:
+        self.state.pool.set_backends(revision, endpoints)
+
+    async def drain(self, endpoint: Endpoint, grace_seconds: float) -> None:
+        await self.state.pool.drain(endpoint, grace_seconds)
+
+    # -- introspection ------------------------------------------------------------------
+
+    def backends(self) -> dict[int, list[Endpoint]]:
+        return {
+            rev: [ep.endpoint for ep in rp.endpoints]
+            for rev, rp in sorted(self.state.pool.revisions.items())
+        }
+
+    async def mirror_idle(self) -> None:
+        """Wait until queued mirror copies have been sent (for tests)."""
+        if self.mirror is not None:
+            await self.mirror.idle()
+
+
+def factory(rollout: str, **kwargs: object) -> BuiltinRouter:
+    """The registry's factory: ``factory("web", port=8080, preview_port=None, metrics=r)``."""
+    return BuiltinRouter(rollout, **kwargs)  # type: ignore[arg-type]

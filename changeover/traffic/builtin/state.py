@@ -1,0 +1,85 @@
+"""The state one router's connections share: table, pool, metrics, mirror, settings.
+
+``BuiltinRouter`` owns one ``ProxyState``; every client connection and exchange holds a
+reference to it. The routing table is read through ``state.table`` once per request and
+replaced by one assignment (see ``builtin.table``), which is what makes a weight change
+atomic on a single-threaded event loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Protocol
+
+from changeover.traffic.builtin import metrics, pool, table
+
+if TYPE_CHECKING:
+    from changeover.traffic.builtin import proxy
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    connect_timeout: float = 5.0
+    # Time to the response head. LLM services may think for a while before the first
+    # token, so this is generous; a stream that has started is never cut by a timer.
+    response_timeout: float = 120.0
+    # Idle keep-alive lifetimes, in seconds (checked by a 1-second sweep). Upstream idle
+    # connections are closed before common server timeouts (gunicorn 2 s, uvicorn and
+    # Node 5 s) so the proxy, not the server, closes them: fewer stale-connection races.
+    upstream_idle: int = 2
+    client_idle: int = 75
+    max_idle_per_endpoint: int = 64
+    # Requests whose head and body fit in this many bytes are replayed on a fresh
+    # connection when a reused keep-alive connection turns out dead before any reply.
+    replay_limit: int = 64 * 1024
+    # Above this many bytes of request body buffered while no upstream is connected yet,
+    # the client socket stops being read (backpressure instead of unbounded memory).
+    buffer_limit: int = 256 * 1024
+    drain_grace: float = 10.0
+
+
+class MirrorSink(Protocol):
+    def offer(
+        self,
+        revision: int,
+        method: bytes,
+        url: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        client_ip: bytes,
+    ) -> None: ...
+
+
+class ProxyState:
+    __slots__ = (
+        "connections",
+        "metrics",
+        "mirror",
+        "pool",
+        "rev_headers",
+        "settings",
+        "slot",
+        "table",
+    )
+
+    def __init__(
+        self,
+        *,
+        rollout_metrics: metrics.RolloutMetrics,
+        settings: Settings,
+        mirror: MirrorSink | None = None,
+    ) -> None:
+        self.table = table.RoutingTable()
+        self.slot = 0  # position on the weights wheel, 0..99
+        self.pool = pool.Pool(max_idle_per_endpoint=settings.max_idle_per_endpoint)
+        self.metrics = rollout_metrics
+        self.settings = settings
+        self.mirror = mirror
+        self.connections: set[proxy.ClientConnection] = set()
+        self.rev_headers: dict[int, bytes] = {}
+
+    def revision_header(self, revision: int) -> bytes:
+        found = self.rev_headers.get(revision)
+        if found is None:
+            found = self.rev_headers[revision] = b"x-changeover-revision: %d\r\n" % revision
+        return found

@@ -1,0 +1,52 @@
+"""Fixtures for builtin-router tests: real upstream servers and a router on port 0."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+import router_helpers
+
+from changeover.endpoints import Endpoint
+from changeover.traffic.builtin import BuiltinRouter, Registry, Settings
+
+UpstreamFactory = Callable[[str], Awaitable[router_helpers.Upstream]]
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[UpstreamFactory]:
+    started: list[router_helpers.Upstream] = []
+
+    async def make(name: str) -> router_helpers.Upstream:
+        up = await router_helpers.Upstream(name).start()
+        started.append(up)
+        return up
+
+    yield make
+    for up in started:
+        await up.stop()
+
+
+RouterFactory = Callable[..., Awaitable[BuiltinRouter]]
+
+
+@pytest.fixture
+async def make_router() -> AsyncIterator[RouterFactory]:
+    routers: list[BuiltinRouter] = []
+
+    async def make(**kwargs: object) -> BuiltinRouter:
+        kwargs.setdefault("port", 0)
+        kwargs.setdefault("metrics", Registry())
+        kwargs.setdefault("settings", Settings(drain_grace=1.0))
+        router = BuiltinRouter("web", **kwargs)  # type: ignore[arg-type]
+        await router.start()
+        routers.append(router)
+        return router
+
+    yield make
+    for r in routers:
+        await r.close()
+
+
+def ep(up: router_helpers.Upstream) -> Endpoint:
+    return Endpoint("127.0.0.1", up.port)
