@@ -137,6 +137,7 @@ class Reason(StrEnum):
     DEGRADED = "RolloutDegraded"
     SCALED = "ScalingReplicaSet"
     WEIGHT = "TrafficWeightUpdated"
+    ROUTES = "TrafficRoutesUpdated"
     SWITCHED = "SwitchActiveService"
     HOOK_STARTED = "HookStarted"
     HOOK_SUCCEEDED = "HookSucceeded"

@@ -79,8 +79,20 @@ class RolloutStatus(_Status):
     user_paused: bool = False
     aborted_at: float | None = None
     traffic: TrafficState = Field(default_factory=TrafficState)
-    # hook id → "succeeded" | "failed" (hooks that have finished; see RunHook).
+    # A request from ``engine.commands.retry``, consumed by the engine.
+    retry: bool = False
+    # Counts new targets and retries; part of every hook id, so a retried (or re-applied)
+    # revision runs its hooks again instead of reading an earlier attempt's result.
+    attempt: int = 0
+    # hook id → "running" | "succeeded" | "failed" (see RunHook). "running" means the engine
+    # asked for it, so the HookStarted event is emitted once.
     hooks: dict[str, str] = Field(default_factory=dict)
+    # A fingerprint of what counts as progress (step, pause, replica counts); when it changes
+    # ``progress_at`` moves to now. Opaque: compare, never parse.
+    progress_key: str = ""
+    # Degraded because progressDeadlineSeconds passed (heals by itself on progress), as
+    # opposed to Degraded by a failed hook (waits for retry).
+    deadline_exceeded: bool = False
     # revision (as string) → clock time after which it may be scaled to zero (blue-green
     # scaleDownDelaySeconds, canary abortScaleDownDelaySeconds).
     scale_down_at: dict[str, float] = Field(default_factory=dict)

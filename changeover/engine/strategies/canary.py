@@ -1,0 +1,130 @@
+"""Canary: walk ``strategy.canary.steps``, then promote fully (Argo Rollouts' canary with a
+traffic router).
+
+The stable revision keeps all its replicas throughout (Argo's default without
+dynamicStableScale); the canary gets ``ceil(replicas * weight / 100)`` replicas unless a
+``setCanaryScale`` step says otherwise, and a weight is only set once the canary has that
+many replicas available. ``engine.plan`` calls ``advance`` while the canary is in flight.
+"""
+
+from __future__ import annotations
+
+from changeover.engine import replicas
+from changeover.engine.actions import Plan
+from changeover.engine.context import Context
+from changeover.engine.draft import Draft, Reason
+from changeover.engine.strategies import shared
+from changeover.spec import models
+
+
+def plan(ctx: Context) -> Plan:
+    d = Draft(ctx)
+    advance(d)
+    return d.finish()
+
+
+def desired_canary_replicas(steps: list[models.CanaryStep], index: int, total: int) -> int:
+    """Canary replicas at step ``index``: the last setWeight and the last setCanaryScale at
+    or before it (a setCanaryScale stays in effect until another one replaces it).
+
+    >>> s = [models.CanaryStep(set_weight=20), models.CanaryStep(pause=models.Pause())]
+    >>> desired_canary_replicas(s, 0, 10), desired_canary_replicas(s, 1, 10)
+    (2, 2)
+    """
+    weight = 0
+    scale: models.SetCanaryScale | None = None
+    for step in steps[: index + 1]:
+        if step.set_weight is not None:
+            weight = step.set_weight
+        if step.set_canary_scale is not None:
+            scale = step.set_canary_scale
+    return replicas.canary_scale(total, weight, scale)
+
+
+def advance(d: Draft) -> None:
+    strategy = d.spec.strategy.canary or models.CanaryStrategy()
+    steps = strategy.steps
+    stable, canary = d.stable, d.target
+    if stable is not None:
+        d.scale(stable, d.replicas)
+    index = _apply_promote(d, len(steps))
+    while index < len(steps):
+        want = desired_canary_replicas(steps, index, d.replicas)
+        d.scale(canary, want)
+        if not _run_step(d, steps[index], want, f"step {index + 1}/{len(steps)}"):
+            return
+        index += 1
+        d.update(current_step_index=index, step_started_at=d.now, pause=None)
+        d.event(Reason.STEP_COMPLETED, f"step {index}/{len(steps)} completed", canary)
+    shared.promote_fully(d, delay=shared.DEFAULT_SCALE_DOWN_DELAY)
+
+
+def _apply_promote(d: Draft, total: int) -> int:
+    """promote skips the current step; promote --full skips them all."""
+    index = d.status.current_step_index or 0
+    request = d.take_promote()
+    if request is None:
+        return index
+    new_index = total if request == "full" else min(index + 1, total)
+    d.update(current_step_index=new_index, step_started_at=d.now)
+    d.leave_pause(f"promoted past step {index + 1} of {total}")
+    return new_index
+
+
+def _run_step(d: Draft, step: models.CanaryStep, want: int, where: str) -> bool:
+    """Carry out one step (``want``: canary replicas it needs); True once it is complete."""
+    canary = d.target
+    if step.set_weight is not None:
+        return _set_weight(d, step.set_weight, want, where)
+    if step.pause is not None:
+        return _pause(d, step.pause, where)
+    if step.set_canary_scale is not None:
+        return _wait_available(d, want, f"{where}: setCanaryScale")
+    if step.set_header_route is not None:
+        route = step.set_header_route
+        d.header_route(route.name, canary, route.match)
+        return True
+    if step.set_mirror_route is not None:
+        mirror = step.set_mirror_route
+        d.mirror(mirror.name, canary, mirror.percentage, mirror.match)
+        return True
+    # An analysis step: the analysis issue replaces this with a real AnalysisRun.
+    msg = f"{where}: analysis is not implemented in this build; step treated as completed"
+    d.event(Reason.STEP_COMPLETED, msg, canary)
+    return True
+
+
+def _wait_available(d: Draft, want: int, what: str) -> bool:
+    available = d.available(d.target)
+    if available >= want:
+        return True
+    d.note(f"{what}: waiting for canary revision {d.target}: {available}/{want} available")
+    return False
+
+
+def _set_weight(d: Draft, weight: int, want: int, where: str) -> bool:
+    if not _wait_available(d, want, f"{where}: setWeight {weight}"):
+        return False
+    stable = d.stable
+    if stable is None:
+        return True
+    d.set_weights({stable: 100 - weight, d.target: weight})
+    return True
+
+
+def _pause(d: Draft, pause: models.Pause, where: str) -> bool:
+    duration = pause.duration
+    if duration is not None and duration <= 0:
+        return True
+    current = d.status.pause
+    if current is None or current.reason != "step":
+        until = d.now + duration if duration is not None else None
+        label = f"for {models.format_duration(duration)}" if duration else "until promote"
+        d.pause_for("step", until, f"paused at {where} {label}")
+        return False
+    if current.until is None or d.now < current.until:
+        return False
+    d.update(pause=None)
+    d.leave_pause(f"{where}: pause ended")
+    d.event(Reason.RESUMED, f"{where}: timed pause ended", d.target)
+    return True
