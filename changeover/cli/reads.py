@@ -1,0 +1,149 @@
+"""Read commands: ``get``, ``status``, ``history``, ``lint``. Each takes ``-o json``.
+
+``get NAME --watch`` is a Rich live view refreshed about four times a second until Ctrl-C
+(or, with ``--until-done``, until the rollout reaches a terminal phase: exit 0 Healthy,
+1 Aborted/Degraded). A server that goes away mid-watch is shown, not fatal.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.console import Group, RenderableType
+from rich.live import Live
+from rich.text import Text
+
+from changeover import errors
+from changeover.cli import app as app_mod
+from changeover.cli import client as client_mod
+from changeover.cli import render, wait
+
+app = app_mod.app
+JSON = dict[str, Any]
+REFRESH_SECONDS = 0.25
+EVENTS_SHOWN = 8
+
+
+def _snapshot(client: client_mod.Client, name: str | None) -> tuple[RenderableType, JSON | None]:
+    """The view, and the status behind it when it is about one rollout."""
+    if name is None:
+        return render.rollouts_table(client.list_rollouts()), None
+    status = client.status(name)
+    return render.rollout_view(status, client.events(name, limit=EVENTS_SHOWN)), status
+
+
+@app.command()
+def get(
+    name: Annotated[str | None, typer.Argument(help="Rollout name (all when omitted).")] = None,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Refresh live until Ctrl-C.")
+    ] = False,
+    until_done: Annotated[
+        bool,
+        typer.Option("--until-done", help="With --watch and NAME: stop at a terminal phase."),
+    ] = False,
+    output: app_mod.OutputOpt = app_mod.Output.TABLE,
+    server: app_mod.ServerOpt = None,
+    token: app_mod.TokenOpt = None,
+) -> None:
+    """Show rollouts: phase, step, traffic per revision, replicas, recent events."""
+    if until_done and (name is None or not watch):
+        raise errors.SpecError.single(
+            file="", path="--until-done", message="needs --watch and a rollout NAME"
+        )
+    with app_mod.client(server, token) as client:
+        if output is app_mod.Output.JSON:
+            if name is None:
+                app_mod.print_json(client.list_rollouts())
+            else:
+                doc = {**client.status(name), "events": client.events(name, limit=EVENTS_SHOWN)}
+                app_mod.print_json(doc)
+            return
+        if not watch:
+            app_mod.out().print(_snapshot(client, name)[0])
+            return
+        code = _watch(client, name, until_done=until_done)
+    raise typer.Exit(code)
+
+
+def _watch(client: client_mod.Client, name: str | None, *, until_done: bool) -> int:
+    console = app_mod.out()
+    try:
+        with Live(console=console, refresh_per_second=4, transient=False) as live:
+            while True:
+                try:
+                    view, last = _snapshot(client, name)
+                except errors.TemporaryBackendError as exc:
+                    live.update(Group(Text(str(exc), style="red"), Text("retrying…")))
+                    time.sleep(1.0)
+                    continue
+                live.update(view)
+                if until_done and last is not None and wait.is_terminal(last):
+                    return 0 if last.get("phase") == "Healthy" else 1
+                time.sleep(REFRESH_SECONDS)
+    except KeyboardInterrupt:
+        return 0
+
+
+@app.command()
+def status(
+    name: app_mod.NameArg,
+    output: app_mod.OutputOpt = app_mod.Output.TABLE,
+    server: app_mod.ServerOpt = None,
+    token: app_mod.TokenOpt = None,
+) -> None:
+    """One rollout's status (the JSON contract with -o json)."""
+    with app_mod.client(server, token) as client:
+        doc = client.status(name)
+    if output is app_mod.Output.JSON:
+        app_mod.print_json(doc)
+        return
+    app_mod.out().print(render.rollout_view(doc))
+
+
+@app.command()
+def history(
+    name: app_mod.NameArg,
+    output: app_mod.OutputOpt = app_mod.Output.TABLE,
+    server: app_mod.ServerOpt = None,
+    token: app_mod.TokenOpt = None,
+) -> None:
+    """Kept revisions of a rollout, oldest first (what `undo --to-revision` can go to)."""
+    with app_mod.client(server, token) as client:
+        revisions = client.history(name)
+    if output is app_mod.Output.JSON:
+        app_mod.print_json(revisions)
+        return
+    app_mod.out().print(render.history_table(revisions))
+
+
+@app.command()
+def lint(
+    path: Annotated[str, typer.Argument(help="A spec file, a directory of them, or -.")],
+    output: app_mod.OutputOpt = app_mod.Output.TABLE,
+) -> None:
+    """Check a spec without a server: every problem at once; exit 2 if any is an error."""
+    from changeover.spec import validate
+
+    problems = validate.lint(path)
+    failed = any(p.severity != "warning" for p in problems)
+    if output is app_mod.Output.JSON:
+        app_mod.print_json(
+            {
+                "ok": not failed,
+                "problems": [
+                    {"file": p.file, "path": p.path, "message": p.message, "severity": p.severity}
+                    for p in problems
+                ],
+            }
+        )
+    else:
+        for problem in problems:
+            style = "yellow" if problem.severity == "warning" else "red"
+            app_mod.err_line(str(problem), style=style)
+        if not failed:
+            app_mod.say(f"{path}: ok", style="green")
+    if failed:
+        raise typer.Exit(2)

@@ -1,0 +1,121 @@
+"""``serve`` (the controller process), ``recommend`` and ``demo``.
+
+``serve`` prepares the token, records the server in ``servers.json`` (``changeover.config``)
+and hands over to ``controller.runtime``. ``recommend`` and ``demo`` live in modules of
+their own (``changeover.recommend``, ``changeover.demo``); they are imported when the
+command runs, so the CLI starts fast and works while either is absent.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Annotated
+
+import typer
+
+from changeover import config, errors
+from changeover.cli import app as app_mod
+
+app = app_mod.app
+
+
+def _optional(module: str, what: str) -> ModuleType:
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        raise errors.PermanentBackendError(f"{what} is not available in this build") from exc
+
+
+@app.command()
+def serve(
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-dir",
+            envvar="CHANGEOVER_STATE_DIR",
+            help="Where state, logs and the API token live [default: ~/.local/share/changeover].",
+            show_default=False,
+        ),
+    ] = None,
+    listen: Annotated[
+        str, typer.Option("--listen", help="HOST:PORT for the HTTP API.")
+    ] = config.DEFAULT_LISTEN,
+) -> None:
+    """Run the controller, the builtin router and the HTTP API until Ctrl-C."""
+    host, port = config.parse_listen(listen)
+    directory = (state_dir or config.default_state_dir()).expanduser().resolve()
+    token, token_file = config.ensure_token(directory)
+    runtime = importlib.import_module("changeover.controller.runtime")
+
+    def ready(url: str) -> None:
+        # The real URL (a --listen port of 0 becomes the bound port) is what clients need.
+        url = config.normalize_url(url)
+        config.record_server(
+            config.ServerRecord(
+                url=url, token_file=str(token_file), state_dir=str(directory), pid=os.getpid()
+            )
+        )
+        app_mod.say(f"changeover API listening on {url}", style="green")
+        app_mod.say(f"  token: {token_file} (mode 0600)  state: {directory}")
+        app_mod.say(f"  servers recorded in {config.config_path()}; Ctrl-C stops")
+        sys.stdout.flush()
+
+    runtime.serve(state_dir=directory, host=host, port=port, token=token, on_ready=ready)
+
+
+@app.command()
+def recommend(
+    no_side_by_side: Annotated[
+        bool, typer.Option("--no-side-by-side", help="Old and new versions cannot run together.")
+    ] = False,
+    zero_exposure: Annotated[
+        bool, typer.Option("--zero-exposure", help="Validate on real traffic; no user sees it.")
+    ] = False,
+    downtime_ok: Annotated[
+        bool, typer.Option("--downtime-ok", help="Some downtime or reduced capacity is fine.")
+    ] = False,
+    high_risk: Annotated[
+        bool, typer.Option("--high-risk", help="The change is high-risk.")
+    ] = False,
+    critical: Annotated[
+        bool, typer.Option("--critical", help="The application is critical.")
+    ] = False,
+    compare_variants: Annotated[
+        bool, typer.Option("--compare-variants", help="Compare variants on users.")
+    ] = False,
+    output: app_mod.OutputOpt = app_mod.Output.TABLE,
+) -> None:
+    """Which strategy fits your change: asks a few questions (or takes them as flags)."""
+    module = _optional("changeover.recommend", "recommend")
+    flags = {
+        "no_side_by_side": no_side_by_side,
+        "zero_exposure": zero_exposure,
+        "downtime_ok": downtime_ok,
+        "high_risk": high_risk,
+        "critical": critical,
+        "compare_variants": compare_variants,
+    }
+    # Flags, JSON output or no terminal to ask on: answer from the flags alone.
+    if any(flags.values()) or output is app_mod.Output.JSON or not sys.stdin.isatty():
+        rec = module.from_flags(**flags)
+        if output is app_mod.Output.JSON:
+            app_mod.print_json(rec.to_json_dict())
+        else:
+            module.render(app_mod.out(), rec)
+        return
+    module.interactive(app_mod.out())
+
+
+@app.command()
+def demo() -> None:
+    """A live canary on this machine: two versions, a router, load and analysis."""
+    module = _optional("changeover.demo", "the demo")
+    result = module.run()
+    if isinstance(result, int) and result:
+        raise typer.Exit(result)
