@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from platform_helpers import (
 from changeover import errors
 from changeover.endpoints import Endpoint
 from changeover.platforms import base
+from changeover.platforms.local import ports
 from changeover.spec import models
 
 pytestmark = pytest.mark.slow
@@ -316,3 +318,39 @@ async def test_probe_settings_are_honoured(make_platform: Platforms) -> None:
     await asyncio.sleep(0.5)
     assert not ready(platform, "chat", 1)  # initialDelaySeconds not over yet
     await wait_for(lambda: len(ready(platform, "chat", 1)) == 1)
+
+
+async def test_port_taken_before_the_replica_binds_moves_it_to_another_port(
+    make_platform: Platforms,
+) -> None:
+    low = free_pair()
+    template = echo_template(env={"ECHO_STARTUP_DELAY": "0.4"})
+    platform = make_platform(port_range=(low, low + 1))
+    await platform.start()
+    await platform.ensure_revision(rollout="chat", revision=1, template=template)
+    await platform.scale(rollout="chat", revision=1, replicas=1)
+    await wait_for(lambda: platform.observe("chat")[1].replicas[0].endpoint is not None)
+    first = platform.observe("chat")[1].replicas[0].endpoint
+    assert first is not None
+
+    with socket.socket() as squatter:  # another program grabs the port first
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", first.port))
+        squatter.listen()
+        await wait_for(lambda: len(ready(platform, "chat", 1)) == 1, what="ready elsewhere")
+
+    (replica,) = ready(platform, "chat", 1)
+    assert replica.endpoint is not None
+    assert replica.endpoint.port == ({low, low + 1} - {first.port}).pop()
+    assert replica.restarts == 1
+
+
+def free_pair() -> int:
+    """The lower of two adjacent free loopback ports."""
+    for _ in range(100):
+        with socket.socket() as probe_sock:
+            probe_sock.bind(("127.0.0.1", 0))
+            port = int(probe_sock.getsockname()[1])
+        if port < 65535 and all(ports.port_is_free(p) for p in (port, port + 1)):
+            return port
+    raise AssertionError("no two adjacent free ports")

@@ -183,9 +183,19 @@ class ReplicaRunner:
             while not exited.done():
                 cfg = self._template().readiness_probe
                 assert self.record.port is not None
-                result = await probe.check(self.record.port, cfg)
-                if exited.done():
+                # Race the probe against the exit: a probe stuck until its timeout must not
+                # delay noticing (and restarting) a crash.
+                checking = asyncio.ensure_future(probe.check(self.record.port, cfg))
+                try:
+                    await asyncio.wait({checking, exited}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if not checking.done():
+                        checking.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await checking
+                if exited.done() or checking.cancelled():
                     break
+                result = checking.result()
                 success_threshold = cfg.success_threshold if cfg is not None else 1
                 failure_threshold = cfg.failure_threshold if cfg is not None else 3
                 if result.ok:
