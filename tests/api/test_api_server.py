@@ -317,3 +317,18 @@ async def test_close_hangs_up_on_idle_keep_alive_clients(service: FakeService) -
 async def test_binding_a_busy_port_is_a_backend_error(api: ApiServer, service: FakeService) -> None:
     with pytest.raises(errors.BackendError, match="cannot listen"):
         await start_api(service, "127.0.0.1", api.port, TOKEN)
+
+
+def test_serves_on_uvloop_too(service: FakeService) -> None:
+    """``changeover serve`` runs on uvloop, whose transports are not asyncio's classes."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> bytes:
+        server = await start_api(service, "127.0.0.1", 0, TOKEN)
+        try:
+            return await raw(server, b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+        finally:
+            await server.close()
+
+    out: bytes = uvloop.run(main())
+    assert out.startswith(b"HTTP/1.1 200 OK")
