@@ -92,17 +92,9 @@ class StoredRevision:
     created_at: float
 
 
-@dataclass(frozen=True, kw_only=True)
-class StoredEvent:
-    time: float
-    reason: str
-    message: str
-    revision: int | None = None
-
-
 class EventLike(Protocol):
-    """An event object: ``engine.actions.Event`` and ``StoredEvent`` both fit. ``add_events``
-    and ``put_status`` also take plain ``{"reason", "message", "revision"}`` mappings."""
+    """An event object such as ``engine.actions.Event``. ``add_events`` and ``put_status``
+    also take plain ``{"reason", "message", "revision"}`` mappings."""
 
     @property
     def reason(self) -> str: ...

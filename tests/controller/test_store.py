@@ -11,7 +11,7 @@ import pytest
 
 from changeover import errors
 from changeover.controller import store as store_mod
-from changeover.controller.store import Store, StoredEvent
+from changeover.controller.store import Store
 
 V1: dict[str, Any] = {"command": ["server", "--v", "1"]}
 V2: dict[str, Any] = {"command": ["server", "--v", "2"]}
@@ -204,12 +204,12 @@ def test_events_newest_last_with_limit(db: Store) -> None:
     db.add_events(
         "chat",
         [
-            StoredEvent(time=0, reason="RolloutUpdated", message="a", revision=1),
-            StoredEvent(time=0, reason="RolloutPaused", message="b"),
+            {"reason": "RolloutUpdated", "message": "a", "revision": 1},
+            {"reason": "RolloutPaused", "message": "b"},
         ],
         now=10.0,
     )
-    db.add_events("chat", [StoredEvent(time=0, reason="RolloutResumed", message="c")], now=11.0)
+    db.add_events("chat", [{"reason": "RolloutResumed", "message": "c"}], now=11.0)
     assert [(e["message"], e["time"]) for e in db.events("chat")] == [
         ("a", 10.0),
         ("b", 10.0),
@@ -228,13 +228,13 @@ def test_events_are_trimmed(db: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(store_mod, "MAX_EVENTS_PER_ROLLOUT", 3)
     put(db, V1, "h1")
     for i in range(5):
-        db.add_events("chat", [StoredEvent(time=0, reason="R", message=str(i))], now=i)
+        db.add_events("chat", [{"reason": "R", "message": str(i)}], now=i)
     assert [e["message"] for e in db.events("chat", limit=10)] == ["2", "3", "4"]
 
 
 def test_delete_forgets_everything(db: Store) -> None:
     put(db, V1, "h1")
-    db.add_events("chat", [StoredEvent(time=0, reason="R", message="m")], now=1.0)
+    db.add_events("chat", [{"reason": "R", "message": "m"}], now=1.0)
     assert db.delete_rollout("chat") is True
     assert db.delete_rollout("chat") is False
     assert db.get_rollout("chat") is None
