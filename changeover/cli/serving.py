@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
 
@@ -54,8 +55,10 @@ def serve(
     runtime = importlib.import_module("changeover.controller.runtime")
 
     def ready(url: str) -> None:
-        # The real URL (a --listen port of 0 becomes the bound port) is what clients need.
-        url = config.normalize_url(url)
+        # The real URL (a --listen port of 0 becomes the bound port) is what clients need;
+        # a server on every address is recorded under its loopback URL.
+        parts = urlsplit(config.normalize_url(url))
+        url = config.url_for(parts.hostname or host, parts.port or port)
         config.record_server(
             config.ServerRecord(
                 url=url, token_file=str(token_file), state_dir=str(directory), pid=os.getpid()
