@@ -211,3 +211,26 @@ def test_every_step_emits_events_once() -> None:
     assert len(counts) == 1
     for _ in range(3):
         assert world.tick().events == ()
+
+
+def test_lower_weight_moves_traffic_before_shrinking_the_canary() -> None:
+    world = started([{"setWeight": 50}, {"pause": {}}, {"setWeight": 25}, {"pause": {}}])
+    world.settle()
+    assert world.desired(2) == 2 and world.weights == {1: 50, 2: 50}
+    world.clear().command(commands.promote).settle()
+    kinds = [type(a).__name__ for a in world.actions]
+    assert kinds == ["SetWeight", "ScaleRevision"]
+    assert world.actions[1] == actions.ScaleRevision(revision=2, replicas=1)
+    assert world.weights == {1: 75, 2: 25}
+
+
+def test_abort_scale_down_delay_from_the_spec() -> None:
+    world = FakeWorld(
+        rollout({"canary": {"steps": STEPS, "abortScaleDownDelaySeconds": "5s"}})
+    ).settle()
+    world.apply(revision=2).settle()
+    world.command(commands.abort, now=world.now).settle()
+    world.advance(4).settle()
+    assert world.desired(2) == 1
+    world.advance(1).settle()
+    assert world.desired(2) == 0

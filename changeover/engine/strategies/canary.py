@@ -23,22 +23,39 @@ def plan(ctx: Context) -> Plan:
     return d.finish()
 
 
+def scale_in_effect(steps: list[models.CanaryStep], index: int) -> models.SetCanaryScale | None:
+    """The last setCanaryScale at or before ``index``: it stays in effect until another one
+    replaces it (``matchTrafficWeight: true`` hands the scale back to the weight)."""
+    found: models.SetCanaryScale | None = None
+    for step in steps[: index + 1]:
+        if step.set_canary_scale is not None:
+            found = step.set_canary_scale
+    return found
+
+
 def desired_canary_replicas(steps: list[models.CanaryStep], index: int, total: int) -> int:
-    """Canary replicas at step ``index``: the last setWeight and the last setCanaryScale at
-    or before it (a setCanaryScale stays in effect until another one replaces it).
+    """Canary replicas at step ``index``: from the last setWeight at or before it, unless a
+    setCanaryScale is in effect.
 
     >>> s = [models.CanaryStep(set_weight=20), models.CanaryStep(pause=models.Pause())]
     >>> desired_canary_replicas(s, 0, 10), desired_canary_replicas(s, 1, 10)
     (2, 2)
     """
     weight = 0
-    scale: models.SetCanaryScale | None = None
     for step in steps[: index + 1]:
         if step.set_weight is not None:
             weight = step.set_weight
-        if step.set_canary_scale is not None:
-            scale = step.set_canary_scale
-    return replicas.canary_scale(total, weight, scale)
+    return replicas.canary_scale(total, weight, scale_in_effect(steps, index))
+
+
+def _traffic_floor(d: Draft, steps: list[models.CanaryStep], index: int) -> int:
+    """Replicas the canary needs for the weight it has now: when the weight goes down, the
+    canary shrinks only after the router moved traffic away, never before. An explicit
+    setCanaryScale is the user's call and has no floor."""
+    scale = scale_in_effect(steps, index)
+    if scale is not None and not scale.match_traffic_weight:
+        return 0
+    return replicas.canary_replicas(d.replicas, d.weights().get(d.target, 0))
 
 
 def advance(d: Draft) -> None:
@@ -50,7 +67,7 @@ def advance(d: Draft) -> None:
     index = _apply_promote(d, len(steps))
     while index < len(steps):
         want = desired_canary_replicas(steps, index, d.replicas)
-        d.scale(canary, want)
+        d.scale(canary, max(want, _traffic_floor(d, steps, index)))
         if not _run_step(d, steps[index], want, f"step {index + 1}/{len(steps)}"):
             return
         index += 1
