@@ -234,8 +234,10 @@ def _scale_down_expired(d: Draft) -> None:
     has come; forget the entry only once the platform reports it done (crash-safe)."""
     for key, at in d.status.scale_down_at.items():
         revision = int(key)
-        wanted = revision in (d.status.stable_revision, d.status.target_revision)
-        if wanted or (d.now >= at and d.obs(revision).desired == 0):
+        # The stable revision is never scaled down; the target may be (an aborted canary),
+        # and a new target or a retry cancels its entry.
+        stable = revision == d.status.stable_revision
+        if stable or (d.now >= at and d.obs(revision).desired == 0):
             d.cancel_scale_down(revision)
         elif d.now >= at:
             d.scale(revision, 0)
