@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import router_helpers
+import uvloop
 
 from changeover.endpoints import Endpoint
 from changeover.traffic.builtin import BuiltinRouter, Registry, Settings
@@ -50,3 +52,10 @@ async def make_router() -> AsyncIterator[RouterFactory]:
 
 def ep(up: router_helpers.Upstream) -> Endpoint:
     return Endpoint("127.0.0.1", up.port)
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Every router test runs on both loops: ``changeover serve`` uses uvloop when present."""
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}

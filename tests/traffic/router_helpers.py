@@ -9,6 +9,8 @@ bodies) that answers with its name, and on special paths:
     /slow?delay=1           answers after ``delay`` seconds
     /echo                   JSON of method, path, headers and body
     /close                  close-delimited body (no content-length, no chunking)
+    /drop-reused            on a reused connection: close without answering (the
+                            keep-alive race a proxy must absorb)
 
 It records every request (``requests``) and counts accepted connections (``connections``).
 """
@@ -20,6 +22,7 @@ import contextlib
 import json
 import socket
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -57,6 +60,7 @@ class Upstream:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         self._writers.add(writer)
+        served = 0
         try:
             while True:
                 try:
@@ -72,6 +76,9 @@ class Upstream:
                         headers[k.strip().lower()] = v.strip()
                 body = await _read_body(reader, headers)
                 self.requests.append(Seen(method, target, headers, body))
+                if target == "/drop-reused" and served:
+                    return
+                served += 1
                 keep = await self._answer(writer, method, target, headers, body)
                 if not keep or headers.get("connection", "").lower() == "close":
                     return
@@ -162,3 +169,62 @@ async def raw_request(port: int, data: bytes, *, read_until_close: bool = True) 
         return await asyncio.wait_for(reader.read(-1), 5)
     finally:
         writer.close()
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+async def read_reply(reader: asyncio.StreamReader) -> Reply:
+    """One content-length or chunked response (what the router sends for these upstreams)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+    return Reply(status, headers, await _read_body(reader, headers))
+
+
+async def load(
+    port: int,
+    n: int,
+    *,
+    concurrency: int = 16,
+    path: str = "/",
+    on_reply: Callable[[Reply], None] | None = None,
+) -> list[Reply | BaseException]:
+    """``n`` GETs over ``concurrency`` keep-alive connections; a light raw client, so the
+    client is not the bottleneck. A failed request is returned as its exception."""
+    out: list[Reply | BaseException] = []
+    remaining = iter(range(n))
+    request = b"GET %s HTTP/1.1\r\nhost: load\r\n\r\n" % path.encode()
+
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for _ in remaining:
+                try:
+                    writer.write(request)
+                    reply = await read_reply(reader)
+                except (OSError, asyncio.IncompleteReadError) as exc:
+                    out.append(exc)
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    continue
+                out.append(reply)
+                if on_reply is not None:
+                    on_reply(reply)
+                if reply.headers.get("connection") == "close":
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return out

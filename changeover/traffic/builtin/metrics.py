@@ -222,9 +222,13 @@ class Registry:
             out, family, "changeover_request_duration_seconds", "Request latency.", rows, "latency"
         )
         _histogram(
-            out, family, "changeover_time_to_first_byte_seconds", "Time to response head.", rows,
+            out,
+            family,
+            "changeover_time_to_first_byte_seconds",
+            "Time to response head.",
+            rows,
             "ttfb",
-        )  # fmt: skip
+        )
         for name, attr, help_text in _COUNTERS:
             family(name, "counter", help_text)
             for labels, m in rows:
@@ -234,17 +238,25 @@ class Registry:
             for cls, n in zip(CODE_CLASSES, m.mirror_codes[1:], strict=True):
                 out.append(f'changeover_mirror_responses_total{{{labels},code="{cls}"}} {n}')
         _histogram(
-            out, family, "changeover_mirror_duration_seconds", "Shadow latency.", rows,
+            out,
+            family,
+            "changeover_mirror_duration_seconds",
+            "Shadow latency.",
+            rows,
             "mirror_latency",
-        )  # fmt: skip
+        )
         family("changeover_bad_requests_total", "counter", "Malformed requests answered 400.")
         for ro in sorted(self.rollouts.values(), key=lambda r: r.name):
-            out.append(f'changeover_bad_requests_total{{rollout="{_escape(ro.name)}"}} ' +
-                       str(ro.bad_requests))  # fmt: skip
+            out.append(
+                f'changeover_bad_requests_total{{rollout="{_escape(ro.name)}"}} '
+                + str(ro.bad_requests)
+            )
         family("changeover_maintenance_responses_total", "counter", "Maintenance-page answers.")
         for ro in sorted(self.rollouts.values(), key=lambda r: r.name):
-            out.append(f'changeover_maintenance_responses_total{{rollout="{_escape(ro.name)}"}} ' +
-                       str(ro.maintenance))  # fmt: skip
+            out.append(
+                f'changeover_maintenance_responses_total{{rollout="{_escape(ro.name)}"}} '
+                + str(ro.maintenance)
+            )
         return "\n".join(out) + "\n"
 
 

@@ -15,6 +15,7 @@ reports (so ``connection_lost`` completes it).
 from __future__ import annotations
 
 import asyncio
+import typing
 from typing import Protocol
 
 import httptools
@@ -125,8 +126,8 @@ class UpstreamConnection(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = typing.cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if self.sink is None:
