@@ -25,10 +25,13 @@ class RevisionObservation:
     restarts: int = 0
 
 
+HookStateName = Literal["running", "succeeded", "failed"]
+
+
 @dataclass(frozen=True, kw_only=True)
 class HookResult:
     hook_id: str
-    state: Literal["running", "succeeded", "failed"]
+    state: HookStateName
     message: str = ""
 
 

@@ -1,0 +1,61 @@
+"""Carries out the engine's actions against a platform and a router, idempotently.
+
+Every action states desired state, so executing one that already holds changes nothing;
+that is why the controller can re-run a whole plan after a crash. Called only by
+``controller.loop``.
+"""
+
+from __future__ import annotations
+
+from changeover.engine import actions
+from changeover.engine.status import TrafficState
+from changeover.platforms.base import Platform
+from changeover.traffic.base import TrafficRouter
+
+
+async def execute(
+    action: actions.Action,
+    *,
+    rollout: str,
+    platform: Platform,
+    router: TrafficRouter,
+) -> None:
+    """Apply one action. Raises ``errors.BackendError`` if the backend refuses it."""
+    match action:
+        case actions.ScaleRevision(revision=revision, replicas=replicas):
+            await platform.scale(rollout=rollout, revision=revision, replicas=replicas)
+        case actions.DeleteRevision(revision=revision):
+            await platform.delete_revision(rollout=rollout, revision=revision)
+        case actions.SetWeight():
+            await router.set_weight(action.as_dict())
+        case actions.SetHeaderRoute(name=name, revision=revision, match=match):
+            await router.set_header_route(name, revision, list(match))
+        case actions.SetStickySplit(revision=revision, user_key=user_key, weight=weight):
+            await router.set_sticky_split(revision, user_key, weight)
+        case actions.SetMirror(name=name, revision=revision, percentage=pct, match=match):
+            await router.set_mirror_route(name, revision, pct, list(match))
+        case actions.SetPreview(revision=revision):
+            await router.set_preview(revision)
+        case actions.SetMaintenance(enabled=enabled, retry_after_seconds=retry_after):
+            await router.set_maintenance(enabled, retry_after)
+        case actions.RunHook(hook_id=hook_id, hook=hook):
+            await platform.start_hook(rollout=rollout, hook_id=hook_id, hook=hook)
+        case actions.RemoveManagedRoutes():
+            await router.remove_managed_routes()
+
+
+async def resync_router(router: TrafficRouter, traffic: TrafficState) -> None:
+    """Re-apply a persisted ``TrafficState`` to a fresh router (after a restart), so the
+    data plane says what the status says before the first plan runs."""
+    if traffic.weights:
+        await router.set_weight({int(k): v for k, v in traffic.weights.items()})
+    for name, route in traffic.header_routes.items():
+        await router.set_header_route(name, route.revision, route.match)
+    if traffic.sticky is not None:
+        await router.set_sticky_split(
+            traffic.sticky.revision, traffic.sticky.user_key, traffic.sticky.weight
+        )
+    for name, mirror in traffic.mirrors.items():
+        await router.set_mirror_route(name, mirror.revision, mirror.percentage, mirror.match)
+    await router.set_preview(traffic.preview_revision)
+    await router.set_maintenance(traffic.maintenance, 5)

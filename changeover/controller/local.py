@@ -1,0 +1,248 @@
+"""``LocalService``: the user operations (``service.RolloutService``) on the local platform.
+
+Called by the HTTP API. Validates input before anything is stored (a bad apply changes
+nothing), turns templates into revision numbers, applies user commands through the pure
+``engine.commands`` under the rollout's lock, and renders the status document of DESIGN.md
+§4 from the status, the spec and what the platform observes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from typing import Any
+
+from changeover import errors
+from changeover.controller.loop import Controller
+from changeover.controller.service import JSON
+from changeover.engine import commands
+from changeover.engine.status import RolloutStatus
+from changeover.platforms.base import ReplicaState
+from changeover.spec import load, models, validate
+from changeover.traffic import builtin
+
+
+def template_hash(template: models.ProcessTemplate) -> str:
+    """A short, stable digest of a template: equal templates are the same revision."""
+    canonical = json.dumps(template.to_json_dict(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+class LocalService:
+    def __init__(self, controller: Controller, *, metrics: builtin.Registry | None = None) -> None:
+        self._c = controller
+        self._store = controller.store
+        self._metrics = metrics
+
+    # --- apply ----------------------------------------------------------------------
+
+    async def apply(self, documents: list[JSON], *, source: str) -> list[JSON]:
+        loaded = [
+            load.LoadedDocument(source=source, index=i, data=doc)
+            for i, doc in enumerate(documents)
+        ]
+        rollouts = load.parse_rollouts(loaded)
+        problems = [
+            p
+            for p in validate.validate_rollouts(rollouts, source=source)
+            if p.severity != "warning"
+        ]
+        problems += self._port_clashes(rollouts, source)
+        if problems:
+            raise errors.SpecError(problems)
+        results = []
+        for rollout in rollouts:
+            results.append(self._store_rollout(rollout))
+        self._c.wake()
+        return results
+
+    def _port_clashes(
+        self, rollouts: list[models.Rollout], source: str
+    ) -> list[errors.SpecProblem]:
+        """A port already served by another stored rollout would fail at bind time."""
+        taken: dict[int, str] = {}
+        for name in self._store.rollout_names():
+            stored = self._store.get_rollout(name)
+            if stored is None:
+                continue
+            other = models.Rollout.model_validate(stored.spec)
+            for port in _ports(other):
+                taken[port] = name
+        problems = []
+        for rollout in rollouts:
+            for port in _ports(rollout):
+                owner = taken.get(port)
+                if owner is not None and owner != rollout.name:
+                    problems.append(
+                        errors.SpecProblem(
+                            file=source,
+                            path="spec.service.port",
+                            message=f"port {port} is already served by rollout {owner!r}",
+                        )
+                    )
+        return problems
+
+    def _store_rollout(self, rollout: models.Rollout) -> JSON:
+        spec = rollout.to_json_dict()
+        template = rollout.spec.template.to_json_dict()
+        before = self._store.get_rollout(rollout.name)
+        number, created = self._store.put_spec(
+            rollout.name,
+            spec,
+            template=template,
+            template_hash=template_hash(rollout.spec.template),
+            now=self._c.clock.now(),
+        )
+        if before is None:
+            action = "created"
+        elif before.spec == spec:
+            action = "unchanged"
+        else:
+            action = "updated"
+        return {"name": rollout.name, "revision": number, "action": action, "newRevision": created}
+
+    # --- reads ----------------------------------------------------------------------
+
+    def list_rollouts(self) -> list[JSON]:
+        return [self.status(name) for name in sorted(self._store.rollout_names())]
+
+    def status(self, name: str) -> JSON:
+        stored = self._get(name)
+        rollout = models.Rollout.model_validate(stored.spec)
+        status = RolloutStatus.model_validate(stored.status or {})
+        observed = self._c.platform.observe(name)
+        replicas = {
+            str(rev): sum(1 for r in state.replicas if r.state is ReplicaState.READY)
+            for rev, state in sorted(observed.items())
+            if state.desired or state.replicas
+        }
+        strategy = rollout.spec.strategy
+        steps = len(strategy.canary.steps) if strategy.canary is not None else None
+        preview = strategy.blue_green.preview_port if strategy.blue_green is not None else None
+        host = rollout.spec.service.host
+        message = status.message
+        error = self._c.last_error(name)
+        return {
+            "name": name,
+            "phase": str(status.phase),
+            "message": message,
+            "error": error or None,
+            "strategy": strategy.name,
+            "revision": stored.revision,
+            "stableRevision": status.stable_revision,
+            "canaryRevision": status.canary_revision,
+            "currentStepIndex": status.current_step_index,
+            "totalSteps": steps,
+            "weights": dict(status.traffic.weights),
+            "replicas": replicas,
+            "desiredReplicas": rollout.spec.replicas,
+            "analysis": {},
+            "endpoint": f"http://{host}:{rollout.spec.service.port}",
+            "previewEndpoint": f"http://{host}:{preview}" if preview else None,
+            "pause": status.pause.model_dump(mode="json", by_alias=True) if status.pause else None,
+            "abort": status.abort,
+            "userPaused": status.user_paused,
+            "updatedAt": stored.updated_at,
+        }
+
+    def events(self, name: str, *, limit: int = 50) -> list[JSON]:
+        self._get(name)
+        return self._store.events(name, limit=limit)
+
+    def history(self, name: str) -> list[JSON]:
+        stored = self._get(name)
+        status = RolloutStatus.model_validate(stored.status or {})
+        out = []
+        for rev in self._store.revisions(name):
+            out.append(
+                {
+                    "revision": rev.number,
+                    "createdAt": rev.created_at,
+                    "command": rev.template.get("command", []),
+                    "stable": rev.number == status.stable_revision,
+                    "current": rev.number == stored.revision,
+                }
+            )
+        return out
+
+    def spec(self, name: str) -> JSON:
+        return dict(self._get(name).spec)
+
+    def metrics_text(self) -> str:
+        return self._metrics.render() if self._metrics is not None else ""
+
+    # --- commands -------------------------------------------------------------------
+
+    async def promote(self, name: str, *, full: bool = False) -> JSON:
+        return await self._command(name, lambda s: commands.promote(s, full=full))
+
+    async def abort(self, name: str) -> JSON:
+        return await self._command(name, lambda s: commands.abort(s, now=self._c.clock.now()))
+
+    async def retry(self, name: str) -> JSON:
+        return await self._command(name, commands.retry)
+
+    async def pause(self, name: str) -> JSON:
+        return await self._command(name, lambda s: commands.pause(s, now=self._c.clock.now()))
+
+    async def resume(self, name: str) -> JSON:
+        return await self._command(name, commands.resume)
+
+    async def undo(self, name: str, *, to_revision: int | None = None) -> JSON:
+        async with self._c.lock(name):
+            stored = self._get(name)
+            kept = {rev.number: rev for rev in self._store.revisions(name)}
+            if to_revision is None:
+                earlier = [n for n in kept if n < stored.revision]
+                if not earlier:
+                    raise errors.StateError(f"rollout {name!r} has no earlier revision to undo to")
+                to_revision = max(earlier)
+            if to_revision not in kept:
+                have = ", ".join(str(n) for n in sorted(kept)) or "none"
+                raise errors.NotFound(
+                    f"rollout {name!r} has no revision {to_revision} (kept: {have})"
+                )
+            if to_revision == stored.revision:
+                raise errors.StateError(f"revision {to_revision} is already the current one")
+            spec: dict[str, Any] = json.loads(json.dumps(stored.spec))
+            spec["spec"]["template"] = kept[to_revision].template
+            rollout = models.Rollout.model_validate(spec)
+            result = self._store_rollout(rollout)
+        self._c.wake()
+        return {**self.status(name), "undoneTo": to_revision, "newRevision": result["revision"]}
+
+    async def delete(self, name: str) -> None:
+        async with self._c.lock(name):
+            self._get(name)
+            await self._c.platform.delete_rollout(name)
+            await self._c.forget(name)
+            self._store.delete_rollout(name)
+
+    # --- helpers --------------------------------------------------------------------
+
+    def _get(self, name: str) -> Any:
+        stored = self._store.get_rollout(name)
+        if stored is None:
+            raise errors.NotFound(f"no rollout named {name!r}")
+        return stored
+
+    async def _command(self, name: str, change: Any) -> JSON:
+        async with self._c.lock(name):
+            stored = self._get(name)
+            status = RolloutStatus.model_validate(stored.status or {})
+            new = change(status)
+            self._store.put_status(name, new.to_json_dict(), events=[], now=self._c.clock.now())
+        # The engine turns the request into a phase change on its next plan; plan now so
+        # the reply already shows it (a failure here is retried by the loop's next tick).
+        with contextlib.suppress(errors.ChangeoverError):
+            await self._c.reconcile(name)
+        return self.status(name)
+
+
+def _ports(rollout: models.Rollout) -> list[int]:
+    ports = [rollout.spec.service.port]
+    blue_green = rollout.spec.strategy.blue_green
+    if blue_green is not None and blue_green.preview_port is not None:
+        ports.append(blue_green.preview_port)
+    return ports

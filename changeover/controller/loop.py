@@ -1,0 +1,278 @@
+"""The controller: the only loop that does I/O on behalf of the engine.
+
+Each tick, for every rollout: observe the platform, hand the router the ready endpoints,
+build a ``Context``, ask ``engine.plan`` for a plan, execute its actions, then persist the
+new status and events in one transaction.
+
+Why this order survives ``kill -9`` at any point: actions state desired state (see
+``engine.actions``), so re-running a plan is harmless. The status is written only after
+every action of a plan succeeded; a crash before that replays the same plan from the old
+status on restart. A fresh router is first brought to the persisted ``status.traffic``
+(``executor.resync_router``), so the data plane never disagrees with the status the engine
+reasons from. The platform persists its own desired counts and replica PIDs and re-adopts
+running replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from changeover import errors
+from changeover.controller import executor
+from changeover.controller.clock import Clock
+from changeover.controller.store import Store
+from changeover.endpoints import Endpoint
+from changeover.engine import actions, context
+from changeover.engine import plan as engine_plan
+from changeover.engine.status import RolloutStatus
+from changeover.platforms.base import HookState, Platform, ReplicaState, RevisionState
+from changeover.spec import models
+from changeover.traffic.base import TrafficRouter
+
+log = logging.getLogger(__name__)
+
+# A factory that builds (but does not start) the router of one rollout.
+RouterFactory = Callable[[models.Rollout], TrafficRouter]
+
+
+@dataclass
+class _Live:
+    """What the controller keeps in memory about one rollout between ticks."""
+
+    router: TrafficRouter
+    backends: dict[int, tuple[Endpoint, ...]] = field(default_factory=dict)
+    hook_ids: set[str] = field(default_factory=set)
+    last_error: str = ""
+
+
+class Controller:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        platform: Platform,
+        router_factory: RouterFactory,
+        clock: Clock,
+        tick_seconds: float = 0.1,
+    ) -> None:
+        self.store = store
+        self.platform = platform
+        self._router_factory = router_factory
+        self.clock = clock
+        self._tick = tick_seconds
+        self._live: dict[str, _Live] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.platform.start()
+        self._task = asyncio.create_task(self._run(), name="changeover-controller")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for live in self._live.values():
+            with contextlib.suppress(errors.ChangeoverError, OSError):
+                await live.router.close()
+        self._live.clear()
+
+    def wake(self) -> None:
+        """Run a tick now (a replica changed state, a user issued a command)."""
+        self._wake.set()
+
+    def lock(self, name: str) -> asyncio.Lock:
+        """The lock that serializes a rollout's reconcile with user commands on it."""
+        return self._locks.setdefault(name, asyncio.Lock())
+
+    def router(self, name: str) -> TrafficRouter | None:
+        live = self._live.get(name)
+        return live.router if live is not None else None
+
+    def last_error(self, name: str) -> str:
+        live = self._live.get(name)
+        return live.last_error if live is not None else ""
+
+    def routers(self) -> list[TrafficRouter]:
+        return [live.router for live in self._live.values()]
+
+    async def drain(self, endpoint: Endpoint) -> None:
+        """The platform's drainer: take ``endpoint`` out of every router and wait for it."""
+        for live in list(self._live.values()):
+            for revision, endpoints in list(live.backends.items()):
+                if endpoint in endpoints:
+                    live.backends[revision] = tuple(e for e in endpoints if e != endpoint)
+            await live.router.drain(endpoint, 10.0)
+
+    async def forget(self, name: str) -> None:
+        """Close the router of a deleted rollout."""
+        self._locks.pop(name, None)
+        live = self._live.pop(name, None)
+        if live is not None:
+            await live.router.close()
+
+    # --- the loop -----------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            for name in self.store.rollout_names():
+                try:
+                    await self.reconcile(name)
+                except errors.ChangeoverError as exc:
+                    self._note_error(name, str(exc))
+                except Exception as exc:  # noqa: BLE001 - one rollout must not stop the others
+                    log.exception("reconcile of %s failed", name)
+                    self._note_error(name, f"internal error: {exc}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._tick)
+
+    def _note_error(self, name: str, message: str) -> None:
+        live = self._live.get(name)
+        if live is not None and live.last_error != message:
+            live.last_error = message
+            self.store.add_events(
+                name, [{"reason": "ReconcileError", "message": message, "revision": None}],
+                now=self.clock.now(),
+            )
+
+    async def reconcile(self, name: str) -> actions.Plan | None:
+        """One observe → plan → act → persist pass over rollout ``name``."""
+        stored = self.store.get_rollout(name)
+        if stored is None:
+            return None
+        rollout = models.Rollout.model_validate(stored.spec)
+        live = await self._ensure_live(name, rollout, stored.status)
+        async with self.lock(name):
+            stored = self.store.get_rollout(name)  # re-read: a command may have changed it
+            if stored is None:
+                return None
+            status = RolloutStatus.model_validate(stored.status or {})
+            await self._ensure_revisions(name, stored.revision, rollout, status)
+            observed = self.platform.observe(name)
+            await self._sync_backends(live, observed)
+            ctx = context.Context(
+                rollout=rollout,
+                revision=stored.revision,
+                status=status,
+                observations=self._observations(name, live, rollout, observed),
+                now=self.clock.now(),
+            )
+            plan = engine_plan.plan(ctx)
+            for action in plan.actions:
+                if isinstance(action, actions.RunHook):
+                    live.hook_ids.add(action.hook_id)
+                await executor.execute(
+                    action, rollout=name, platform=self.platform, router=live.router
+                )
+            if plan.status != status or plan.events:
+                self.store.put_status(
+                    name,
+                    plan.status.to_json_dict(),
+                    events=[_event_json(e) for e in plan.events],
+                    now=ctx.now,
+                )
+            live.last_error = ""
+            return plan
+
+    async def _ensure_live(self, name: str, rollout: models.Rollout, status: object) -> _Live:
+        live = self._live.get(name)
+        if live is not None:
+            return live
+        router = self._router_factory(rollout)
+        start = getattr(router, "start", None)
+        if start is not None:
+            await start()
+        if isinstance(status, dict):
+            await executor.resync_router(
+                router, RolloutStatus.model_validate(status).traffic
+            )
+        live = _Live(router=router)
+        self._live[name] = live
+        return live
+
+    async def _ensure_revisions(
+        self, name: str, target: int, rollout: models.Rollout, status: RolloutStatus
+    ) -> None:
+        """The platform must know the template of every revision the engine may scale."""
+        wanted = {target, status.stable_revision, status.canary_revision}
+        wanted |= {int(r) for r in status.traffic.weights}
+        known = self.platform.observe(name)
+        for revision in sorted(r for r in wanted if r is not None and r not in known):
+            template = self.store.template(name, revision)
+            if template is None:
+                continue
+            await self.platform.ensure_revision(
+                rollout=name,
+                revision=revision,
+                template=models.ProcessTemplate.model_validate(template),
+            )
+        if target not in known:
+            await self.platform.ensure_revision(
+                rollout=name, revision=target, template=rollout.spec.template
+            )
+
+    async def _sync_backends(self, live: _Live, observed: dict[int, RevisionState]) -> None:
+        for revision, state in observed.items():
+            ready = tuple(
+                sorted(
+                    r.endpoint
+                    for r in state.replicas
+                    if r.state is ReplicaState.READY and r.endpoint is not None
+                )
+            )
+            if live.backends.get(revision) != ready:
+                await live.router.set_backends(revision, ready)
+                live.backends[revision] = ready
+
+    def _observations(
+        self,
+        name: str,
+        live: _Live,
+        rollout: models.Rollout,
+        observed: dict[int, RevisionState],
+    ) -> context.Observations:
+        now = self.clock.now()
+        min_ready = rollout.spec.min_ready_seconds
+        revisions = {}
+        for revision, state in observed.items():
+            ready = [r for r in state.replicas if r.state is ReplicaState.READY]
+            available = [
+                r for r in ready if r.ready_since is not None and now - r.ready_since >= min_ready
+            ]
+            revisions[revision] = context.RevisionObservation(
+                revision=revision,
+                desired=state.desired,
+                ready=len(ready),
+                available=len(available),
+                restarts=sum(r.restarts for r in state.replicas),
+            )
+        hooks = {}
+        for hook_id in live.hook_ids:
+            hook = self.platform.hook_status(rollout=name, hook_id=hook_id)
+            if hook is not None:
+                hooks[hook_id] = context.HookResult(
+                    hook_id=hook_id,
+                    state=_HOOK_STATES[hook.state],
+                    message=hook.message,
+                )
+        return context.Observations(revisions=revisions, hooks=hooks)
+
+
+_HOOK_STATES: dict[HookState, context.HookStateName] = {
+    HookState.RUNNING: "running",
+    HookState.SUCCEEDED: "succeeded",
+    HookState.FAILED: "failed",
+}
+
+
+def _event_json(event: actions.Event) -> dict[str, object]:
+    return {"reason": str(event.reason), "message": event.message, "revision": event.revision}

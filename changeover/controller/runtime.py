@@ -1,0 +1,105 @@
+"""``changeover serve``'s process: store, local platform, routers, controller and API.
+
+``run_server`` wires the pieces and runs until SIGINT/SIGTERM. ``serve`` is the sync entry
+point the CLI calls: it picks uvloop when installed (the router's speed depends on it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from changeover import traffic
+from changeover.api import server as api_server
+from changeover.controller.clock import SystemClock
+from changeover.controller.local import LocalService
+from changeover.controller.loop import Controller, RouterFactory
+from changeover.controller.store import Store
+from changeover.platforms.local import LocalPlatform
+from changeover.spec import models
+from changeover.endpoints import Endpoint
+from changeover.traffic import builtin
+from changeover.traffic.base import TrafficRouter
+
+log = logging.getLogger(__name__)
+
+
+def router_factory(registry: builtin.Registry) -> RouterFactory:
+    """Routers for rollouts, all reporting into one metrics ``registry`` (``/metrics``)."""
+
+    def build(rollout: models.Rollout) -> TrafficRouter:
+        factory = traffic.base.factory_of(rollout.spec.traffic.router)
+        blue_green = rollout.spec.strategy.blue_green
+        return factory(
+            rollout.name,
+            host=rollout.spec.service.host,
+            port=rollout.spec.service.port,
+            preview_port=blue_green.preview_port if blue_green is not None else None,
+            metrics=registry,
+        )
+
+    return build
+
+
+async def run_server(
+    *,
+    state_dir: Path,
+    host: str,
+    port: int,
+    token: str,
+    on_ready: Callable[[str], None] | None = None,
+    stop_replicas_on_exit: bool = True,
+) -> None:
+    """Run until SIGINT or SIGTERM. ``on_ready`` gets the API URL once it is listening."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(state_dir / "changeover.db")
+    controller: Controller | None = None
+
+    async def drain(endpoint: Endpoint) -> None:
+        if controller is not None:
+            await controller.drain(endpoint)
+
+    def wake() -> None:
+        if controller is not None:
+            controller.wake()
+
+    platform = LocalPlatform(state_dir, drainer=drain, on_change=wake)
+    registry = builtin.Registry()
+    controller = Controller(
+        store=store,
+        platform=platform,
+        router_factory=router_factory(registry),
+        clock=SystemClock(),
+    )
+    service = LocalService(controller, metrics=registry)
+    await controller.start()
+    api = await api_server.start_api(service, host, port, token)
+    url = f"http://{host}:{port}"
+    if on_ready is not None:
+        on_ready(url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await api.close()
+        await controller.close()
+        await platform.close(stop_replicas=stop_replicas_on_exit)
+        store.close()
+
+
+def serve(**kwargs: object) -> None:
+    """Run ``run_server`` on uvloop when it is installed, else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency, but optional in spirit
+        asyncio.run(run_server(**kwargs))  # type: ignore[arg-type]
+        return
+    uvloop.run(run_server(**kwargs))  # type: ignore[arg-type]
