@@ -194,3 +194,24 @@ async def test_port_in_use_is_a_permanent_error(make_router: RouterFactory) -> N
         assert str(first.port) in str(exc)
     else:
         raise AssertionError("expected PermanentBackendError")
+
+
+async def test_http10_client_gets_a_close_delimited_stream(
+    make_router: RouterFactory, upstream: UpstreamFactory
+) -> None:
+    router, _ = await one_revision(make_router, upstream)
+    out = await router_helpers.raw_request(router.port, b"GET /stream?n=2&delay=0 HTTP/1.0\r\n\r\n")
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"connection: close" in head
+    assert b"transfer-encoding" not in head and body == b"v1-0\nv1-1\n"
+
+
+async def test_close_lets_in_flight_requests_finish(
+    make_router: RouterFactory, upstream: UpstreamFactory
+) -> None:
+    router, _ = await one_revision(make_router, upstream)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{router.port}") as client:
+        in_flight = asyncio.create_task(client.get("/slow?delay=0.3"))
+        await asyncio.sleep(0.1)
+        await router.close()
+        assert (await in_flight).status_code == 200

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 MIRROR_BODY_LIMIT = 1024 * 1024  # a request with a bigger body is not mirrored
+MAX_ATTEMPTS = 8  # upstream tries per request (connect failures and stale connections)
+RETRY_PAUSE = 0.025  # seconds, times the attempt number, before retrying a failed endpoint
 
 # Why the client socket is not being read (bit flags; reading resumes when all clear).
 PAUSE_UPSTREAM = 1  # the upstream send buffer is full
@@ -249,14 +251,21 @@ class Exchange:
         self._attach(conn, reused=False)
 
     def _retry(self, *, timeout: bool) -> None:
-        """Move to another endpoint of the same revision, or give up with 502/504."""
+        """Move to another endpoint of the same revision, or give up with 502/504.
+
+        Each endpoint gets one try, then the whole set once more after a short pause (a
+        replica restarting, or the platform about to report a new one), at most
+        ``MAX_ATTEMPTS`` in all. Worked example, 2 endpoints both refusing: a, b, then
+        (after 50 ms) a again, then 502.
+        """
         ep = self.ep
         assert ep is not None and self.rm is not None
         self.ep = None
         ep.leave()
         self._avoid.append(ep)
-        limit = max(3, len(self._avoid) + 1) if self.state.pool.has_endpoints(self.revision) else 0
-        if self._attempts >= min(limit, 8):
+        rp = self.state.pool.revisions.get(self.revision)
+        n = len(rp.endpoints) if rp is not None else 0
+        if n == 0 or self._attempts >= min(max(3, n + 1), MAX_ATTEMPTS):
             if timeout:
                 self.rm.timeouts += 1
                 self.respond_local(504, b"upstream connect timed out\n")
@@ -265,7 +274,14 @@ class Exchange:
                 self.respond_local(502, b"upstream refused the connection\n")
             return
         self.rm.retries += 1
-        self._go()
+        if rp is not None and all(e in self._avoid for e in rp.endpoints):
+            self.down.loop.call_later(RETRY_PAUSE * self._attempts, self._go_if_live)
+        else:
+            self._go()
+
+    def _go_if_live(self) -> None:
+        if not self.done:
+            self._go()
 
     def _attach(self, conn: upstream.UpstreamConnection, *, reused: bool) -> None:
         self.conn = conn
@@ -368,7 +384,7 @@ class Exchange:
             self._timer.cancel()
             self._timer = None
         sent = self._sent
-        replayable = sent is not None and self._reused and self._attempts < 8
+        replayable = sent is not None and self._reused and self._attempts < MAX_ATTEMPTS
         if replayable and not bad_response and not conn.got_bytes:
             # Keep-alive race: replay the exact bytes on a fresh connection.
             assert sent is not None and self.ep is not None

@@ -13,9 +13,9 @@ the client.
 from __future__ import annotations
 
 import asyncio
-import typing
 import collections
 import logging
+import typing
 
 import httptools
 

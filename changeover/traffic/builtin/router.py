@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import Mapping, Sequence
 
@@ -26,6 +27,8 @@ from changeover.traffic import base
 from changeover.traffic.builtin import metrics as metrics_mod
 from changeover.traffic.builtin import mirror, proxy, table
 from changeover.traffic.builtin import state as state_mod
+
+log = logging.getLogger(__name__)
 
 CAPABILITIES = frozenset(base.Capability)
 
@@ -140,7 +143,10 @@ class BuiltinRouter:
 
     async def set_weight(self, weights: Mapping[int, int]) -> None:
         if any(w < 0 for w in weights.values()) or sum(weights.values()) not in (0, 100):
-            raise errors.StateError(f"weights must be 0..100 and sum to 100, got {dict(weights)}")
+            # A caller bug (the engine's weight arithmetic), not something to retry.
+            raise errors.PermanentBackendError(
+                f"weights must be 0..100 and sum to 100, got {dict(weights)}"
+            )
         self._swap(self.state.table.with_weights(weights))
 
     async def verify_weight(self, weights: Mapping[int, int]) -> bool:
@@ -210,7 +216,13 @@ class BuiltinRouter:
         self.state.pool.set_backends(revision, endpoints)
 
     async def drain(self, endpoint: Endpoint, grace_seconds: float) -> None:
-        await self.state.pool.drain(endpoint, grace_seconds)
+        if not await self.state.pool.drain(endpoint, grace_seconds):
+            log.warning(
+                "builtin router %s: %s still had requests in flight after %.1fs of drain",
+                self.rollout,
+                endpoint,
+                grace_seconds,
+            )
 
     # -- introspection ------------------------------------------------------------------
 
