@@ -39,8 +39,7 @@ class LocalService:
 
     async def apply(self, documents: list[JSON], *, source: str) -> list[JSON]:
         loaded = [
-            load.LoadedDocument(source=source, index=i, data=doc)
-            for i, doc in enumerate(documents)
+            load.LoadedDocument(source=source, index=i, data=doc) for i, doc in enumerate(documents)
         ]
         rollouts = load.parse_rollouts(loaded)
         problems = [

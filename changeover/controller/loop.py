@@ -129,7 +129,7 @@ class Controller:
                     await self.reconcile(name)
                 except errors.ChangeoverError as exc:
                     self._note_error(name, str(exc))
-                except Exception as exc:  # noqa: BLE001 - one rollout must not stop the others
+                except Exception as exc:
                     log.exception("reconcile of %s failed", name)
                     self._note_error(name, f"internal error: {exc}")
             with contextlib.suppress(TimeoutError):
@@ -140,7 +140,8 @@ class Controller:
         if live is not None and live.last_error != message:
             live.last_error = message
             self.store.add_events(
-                name, [{"reason": "ReconcileError", "message": message, "revision": None}],
+                name,
+                [{"reason": "ReconcileError", "message": message, "revision": None}],
                 now=self.clock.now(),
             )
 
@@ -192,9 +193,7 @@ class Controller:
         if start is not None:
             await start()
         if isinstance(status, dict):
-            await executor.resync_router(
-                router, RolloutStatus.model_validate(status).traffic
-            )
+            await executor.resync_router(router, RolloutStatus.model_validate(status).traffic)
         live = _Live(router=router)
         self._live[name] = live
         return live

@@ -19,9 +19,9 @@ from changeover.controller.clock import SystemClock
 from changeover.controller.local import LocalService
 from changeover.controller.loop import Controller, RouterFactory
 from changeover.controller.store import Store
+from changeover.endpoints import Endpoint
 from changeover.platforms.local import LocalPlatform
 from changeover.spec import models
-from changeover.endpoints import Endpoint
 from changeover.traffic import builtin
 from changeover.traffic.base import TrafficRouter
 
@@ -55,7 +55,7 @@ async def run_server(
     stop_replicas_on_exit: bool = True,
 ) -> None:
     """Run until SIGINT or SIGTERM. ``on_ready`` gets the API URL once it is listening."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(state_dir.mkdir, parents=True, exist_ok=True)
     store = Store(state_dir / "changeover.db")
     controller: Controller | None = None
 

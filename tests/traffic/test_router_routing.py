@@ -153,3 +153,19 @@ async def test_mirror_queue_full_drops_and_counts(
         for _ in range(5):
             assert (await c.get("/")).text == "v1"
     assert router.metrics.revision(2).mirror_dropped == 2
+
+
+async def test_mirror_skips_bodies_over_one_mebibyte(
+    make_router: RouterFactory, upstream: UpstreamFactory
+) -> None:
+    v1, v2 = await upstream("v1"), await upstream("shadow")
+    router = await make_router()
+    await router.set_backends(1, [ep(v1)])
+    await router.set_backends(2, [ep(v2)])
+    await router.set_weight({1: 100})
+    await router.set_mirror_route("m", 2, 100, [])
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{router.port}") as c:
+        big = await c.post("/echo", content=b"x" * (1024 * 1024 + 1))
+    await router.mirror_idle()
+    assert big.status_code == 200 and len(big.content) > 1024 * 1024
+    assert v2.requests == [] and router.metrics.revision(2).mirror_dropped == 1

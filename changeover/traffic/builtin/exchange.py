@@ -129,6 +129,8 @@ class Exchange:
             self._mirror_bytes += len(data)
             if self._mirror_bytes > MIRROR_BODY_LIMIT:
                 self._mirror_body = None  # too big to copy: this request is not mirrored
+                for rev in self.mirror_targets:
+                    self.state.metrics.revision(rev).mirror_dropped += 1
             else:
                 mb.append(data)
         self._up_out.append(wire.chunk(data) if self.chunked_in else data)
