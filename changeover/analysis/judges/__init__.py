@@ -1,0 +1,1 @@
+"""Judges: turn measurements of canary and baseline into a verdict."""

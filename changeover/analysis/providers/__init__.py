@@ -1,0 +1,1 @@
+"""Metric providers: one module each, behind the registry in ``providers.base``."""
