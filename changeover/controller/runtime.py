@@ -78,7 +78,8 @@ async def run_server(
     service = LocalService(controller, metrics=registry)
     await controller.start()
     api = await api_server.start_api(service, host, port, token)
-    url = f"http://{host}:{port}"
+    # api.url, not host:port: a --listen port of 0 is the port the kernel picked.
+    url = api.url
     if on_ready is not None:
         on_ready(url)
     stop = asyncio.Event()
