@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator, Sequence
 
 from changeover import errors
-from changeover.spec import load, models
+from changeover.spec import load, messages, models
 from changeover.traffic import base as traffic
 
 # How each capability reads in "setMirrorRoute needs a router with mirroring: builtin".
@@ -273,7 +273,7 @@ def _reference_problems(rollout: models.Rollout) -> list[errors.SpecProblem]:
     places = [
         *((f"spec.template.command[{i}]", arg) for i, arg in enumerate(template.command)),
         *(
-            (load.render_path(("spec", "template", "env", key)), value)
+            (messages.render_path(("spec", "template", "env", key)), value)
             for key, value in template.env.items()
         ),
     ]
