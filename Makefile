@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit lint check bench clean
+.PHONY: demo test unit lint check bench clean deps-prometheus
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -18,7 +18,14 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/changeover demo
 
-test: $(STAMP)
+# The prometheus provider's tests run a real Prometheus server (Debian's package); install it
+# only when missing. The lock timeout waits out another apt-get instead of failing CI.
+deps-prometheus:
+	@command -v prometheus >/dev/null 2>&1 || { \
+	  apt-get -o DPkg::Lock::Timeout=600 update && \
+	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y prometheus; }
+
+test: $(STAMP) deps-prometheus
 	$(MAKE) lint
 	$(BIN)/pytest -q
 
