@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit lint check bench clean deps-prometheus
+.PHONY: demo test unit lint check bench clean deps-prometheus deps-bench
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -38,7 +38,16 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-bench: $(STAMP)
+# The data-plane benchmark (bench/README.md) loads proxies with wrk and compares against
+# nginx and HAProxy: Debian's packages, installed only when missing.
+deps-bench:
+	@command -v nginx >/dev/null 2>&1 && command -v haproxy >/dev/null 2>&1 && \
+	  command -v wrk >/dev/null 2>&1 || { \
+	  apt-get -o DPkg::Lock::Timeout=600 update && \
+	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y \
+	    nginx haproxy wrk; }
+
+bench: $(STAMP) deps-bench
 	$(BIN)/python -m bench.run
 
 clean:
