@@ -1,0 +1,299 @@
+"""The ``prometheus`` provider against a real Prometheus server scraping a real builtin router.
+
+Given a router that proxied known traffic (stable answers 200, the canary 500 on /boom),
+and a Prometheus (Debian's package, installed by ``make deps-prometheus``) scraping the
+router's metrics every second behind basic auth, when the provider queries it, then it
+sees exactly the router's counts, shaped as scalars, vectors and range series.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from changeover.analysis.providers import base, prometheus
+from changeover.endpoints import Endpoint
+from changeover.traffic.builtin import BuiltinRouter, Registry
+
+pytestmark = pytest.mark.slow
+
+USER, PASSWORD = "changeover", "canary-secret"
+# bcrypt of PASSWORD (cost 4 keeps each authenticated request cheap); Prometheus' web
+# config accepts only bcrypt hashes.
+PASSWORD_HASH = "$2b$04$CgKdOdU8Pj5zpL9.6tL61ONuolrBcS0hUt.BFEq6FwIG76LgcVwI2"
+GOOD, BOOM = 40, 20  # requests to / (both sides 200) and to /boom (canary 500)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Prom:
+    url: str
+    registry: Registry
+    proc: subprocess.Popen[bytes]
+
+    def config(self, **extra: Any) -> dict[str, Any]:
+        return {
+            "address": self.url,
+            "authentication": {"basicAuth": {"username": USER, "password": PASSWORD}},
+            "timeout": 10,
+            **extra,
+        }
+
+
+class _MetricsHandler(http.server.BaseHTTPRequestHandler):
+    registry: Registry
+
+    def do_GET(self) -> None:
+        body = self.registry.render().encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _serve_metrics(registry: Registry) -> http.server.ThreadingHTTPServer:
+    handler = type("Handler", (_MetricsHandler,), {"registry": registry})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _start_prometheus(tmp: Path, metrics_port: int) -> tuple[subprocess.Popen[bytes], str]:
+    exe = shutil.which("prometheus")
+    if exe is None:
+        pytest.fail("prometheus is not on PATH: run `make deps-prometheus` (Debian package)")
+    (tmp / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n"
+        "  - job_name: changeover\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{metrics_port}']}}]\n"
+    )
+    (tmp / "web.yml").write_text(f"basic_auth_users:\n  {USER}: '{PASSWORD_HASH}'\n")
+    log = (tmp / "prometheus.log").open("wb")
+    for _attempt in range(3):  # the free port can be taken between probe and bind
+        port = free_port()
+        proc = subprocess.Popen(
+            [
+                exe,
+                f"--config.file={tmp / 'prometheus.yml'}",
+                f"--web.config.file={tmp / 'web.yml'}",
+                f"--storage.tsdb.path={tmp / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if httpx.get(f"{url}/-/ready", auth=(USER, PASSWORD)).status_code == 200:
+                    return proc, url
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        proc.kill()
+        proc.wait()
+    pytest.fail("prometheus did not start:\n" + (tmp / "prometheus.log").read_text()[-2000:])
+
+
+async def _upstream(fail_boom: bool) -> asyncio.Server:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                path = head.split(b" ", 2)[1]
+                status = 500 if fail_boom and path == b"/boom" else 200
+                writer.write(b"HTTP/1.1 %d X\r\ncontent-length: 2\r\n\r\nok" % status)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    return await asyncio.start_server(serve, "127.0.0.1", 0)
+
+
+async def _drive_traffic(registry: Registry) -> None:
+    """Stable (revision 1) and canary (revision 2) split 50/50; the canary fails /boom."""
+    stable, canary = await _upstream(False), await _upstream(True)
+    router = BuiltinRouter("web", port=0, metrics=registry)
+    await router.start()
+    try:
+        for rev, server in ((1, stable), (2, canary)):
+            port = server.sockets[0].getsockname()[1]
+            await router.set_backends(rev, [Endpoint("127.0.0.1", port)])
+        await router.set_weight({1: 50, 2: 50})
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{router.port}") as client:
+            for path in ["/"] * GOOD + ["/boom"] * BOOM:
+                await client.get(path)
+    finally:
+        await router.close()
+        for server in (stable, canary):
+            server.close()
+
+
+@pytest.fixture(scope="module")
+def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
+    registry = Registry()
+    asyncio.run(_drive_traffic(registry))
+    metrics = _serve_metrics(registry)
+    proc, url = _start_prometheus(tmp_path_factory.mktemp("prom"), metrics.server_address[1])
+    try:
+        # Wait until a scrape holds every request the router counted.
+        deadline = time.monotonic() + 30
+        query = 'sum(changeover_requests_total{rollout="web"})'
+        while True:
+            r = httpx.get(f"{url}/api/v1/query", params={"query": query}, auth=(USER, PASSWORD))
+            got = r.json()["data"]["result"]
+            if got and float(got[0]["value"][1]) == GOOD + BOOM:
+                break
+            assert time.monotonic() < deadline, f"prometheus never scraped the router: {got}"
+            time.sleep(0.2)
+        yield Prom(url, registry, proc)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        metrics.shutdown()
+
+
+CTX = base.MeasureContext(
+    rollout="web", namespace="default", stable_revision=1, canary_revision=2, now=0.0
+)
+
+
+async def measure(config: dict[str, Any]) -> base.ProviderResult:
+    return await base.create("prometheus").measure(config, args={}, context=CTX)
+
+
+def router_count(prom: Prom, revision: int, code: str) -> int:
+    snap: dict[str, Any] = prom.registry.snapshot()["web"]["revisions"][str(revision)]
+    return int(snap["requests"][code])
+
+
+async def test_instant_vector_matches_the_router_counts(prom: Prom) -> None:
+    result = await measure(
+        prom.config(query='sum(changeover_requests_total{rollout="web",code="5xx"})')
+    )
+    assert result.value == [float(router_count(prom, 2, "5xx"))]
+    assert result.phase is None
+    assert result.value[0] > 0  # the canary did fail /boom
+
+
+async def test_a_vector_of_several_series_is_a_list_in_label_order(prom: Prom) -> None:
+    query = 'sum by (revision) (changeover_requests_total{rollout="web",code="2xx"})'
+    cfg = prometheus.parse_config(prom.config(query=query))
+    raw = await prometheus.PrometheusClient(cfg).query(query)
+    by_revision = {s.labels["revision"]: s.values[0] for s in raw.series}
+    assert by_revision == {
+        "1": router_count(prom, 1, "2xx"),
+        "2": router_count(prom, 2, "2xx"),
+    }
+    assert (await measure(prom.config(query=query))).value == [s.values[0] for s in raw.series]
+
+
+async def test_scalar_query_is_a_float(prom: Prom) -> None:
+    result = await measure(
+        prom.config(query='scalar(sum(changeover_requests_total{rollout="web"}))')
+    )
+    assert result.value == float(GOOD + BOOM)
+
+
+async def test_success_rate_and_latency_quantile(prom: Prom) -> None:
+    ok = 'sum(changeover_requests_total{rollout="web",revision="2",code="2xx"})'
+    total = 'sum(changeover_requests_total{rollout="web",revision="2"})'
+    rate = await measure(prom.config(query=f"{ok} / {total}"))
+    expected = router_count(prom, 2, "2xx") / (
+        router_count(prom, 2, "2xx") + router_count(prom, 2, "5xx")
+    )
+    assert rate.value == [pytest.approx(expected)]
+    p99 = await measure(
+        prom.config(
+            query="histogram_quantile(0.99, sum by (le, revision) "
+            '(changeover_request_duration_seconds_bucket{rollout="web"}))'
+        )
+    )
+    assert len(p99.value) == 2 and all(0 < v < 1 for v in p99.value)
+
+
+async def test_range_query_is_a_series_over_time(prom: Prom) -> None:
+    result = await measure(
+        prom.config(
+            query='sum(changeover_requests_total{rollout="web"})',
+            rangeQuery={"start": 'now() - duration("20s")', "end": "now()", "step": "1s"},
+        )
+    )
+    assert isinstance(result.value, list) and len(result.value) >= 2
+    assert result.value[-1] == GOOD + BOOM
+    assert result.value == sorted(result.value)  # a counter never goes down
+
+
+async def test_range_query_of_several_series_is_a_list_of_lists(prom: Prom) -> None:
+    result = await measure(
+        prom.config(
+            query='sum by (revision) (changeover_requests_total{rollout="web"})',
+            rangeQuery={"start": "now() - 10s", "step": "2s"},
+        )
+    )
+    assert len(result.value) == 2 and all(isinstance(s, list) for s in result.value)
+
+
+async def test_empty_vector_is_an_empty_list(prom: Prom) -> None:
+    assert (
+        await measure(prom.config(query='changeover_requests_total{rollout="nope"}'))
+    ).value == []
+
+
+async def test_promql_error_carries_prometheus_text(prom: Prom) -> None:
+    with pytest.raises(base.ProviderError, match=r"bad_data: .*parse error"):
+        await measure(prom.config(query="sum(changeover_requests_total"))
+
+
+async def test_wrong_password_is_an_error_not_a_crash(prom: Prom) -> None:
+    cfg = prom.config(query="up")
+    cfg["authentication"] = {"basicAuth": {"username": USER, "password": "wrong"}}
+    with pytest.raises(base.ProviderError, match="401"):
+        await measure(cfg)
+    del cfg["authentication"]
+    with pytest.raises(base.ProviderError, match="401"):
+        await measure(cfg)
+
+
+async def test_connection_refused_is_a_provider_error() -> None:
+    with pytest.raises(base.ProviderError, match=r"prometheus http://127\.0\.0\.1"):
+        await measure({"address": f"http://127.0.0.1:{free_port()}", "query": "up"})
+
+
+async def test_bad_config_is_a_provider_error_naming_the_field() -> None:
+    with pytest.raises(base.ProviderError, match=r"provider\.prometheus\.address"):
+        await measure({"address": "prometheus:9090", "query": "up"})
+    assert prometheus.problems({"address": "http://p", "query": "up", "timeout": "soon"}) == [
+        "timeout: expected a duration such as 30s, 5m or 1h, got 'soon'"
+    ]
+    assert prometheus.problems(
+        {"address": "http://p", "query": "up", "rangeQuery": {"start": "yesterday"}}
+    )
