@@ -50,6 +50,8 @@ class LocalService:
         problems += self._port_clashes(rollouts, source)
         if problems:
             raise errors.SpecError(problems)
+        for rollout in rollouts:
+            rollout.spec.process_template()  # a pod template is refused before storing any
         results = []
         for rollout in rollouts:
             results.append(self._store_rollout(rollout))
@@ -84,13 +86,14 @@ class LocalService:
 
     def _store_rollout(self, rollout: models.Rollout) -> JSON:
         spec = rollout.to_json_dict()
-        template = rollout.spec.template.to_json_dict()
+        process = rollout.spec.process_template()  # SpecError for a pod template
+        template = process.to_json_dict()
         before = self._store.get_rollout(rollout.name)
         number, created = self._store.put_spec(
             rollout.name,
             spec,
             template=template,
-            template_hash=template_hash(rollout.spec.template),
+            template_hash=template_hash(process),
             now=self._c.clock.now(),
         )
         if before is None:

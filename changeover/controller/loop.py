@@ -216,7 +216,7 @@ class Controller:
             )
         if target not in known:
             await self.platform.ensure_revision(
-                rollout=name, revision=target, template=rollout.spec.template
+                rollout=name, revision=target, template=rollout.spec.process_template()
             )
 
     async def _sync_backends(self, live: _Live, observed: dict[int, RevisionState]) -> None:

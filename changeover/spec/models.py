@@ -19,11 +19,16 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     PlainSerializer,
+    Tag,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+
+from changeover import errors
+from changeover.spec import pod
 
 API_VERSION: Literal["changeover.dev/v1alpha1"] = "changeover.dev/v1alpha1"
 
@@ -154,10 +159,19 @@ class ProcessTemplate(Model):
 
 
 class ServiceSpec(Model):
-    """Where the builtin router serves this rollout (always loopback unless told otherwise)."""
+    """Where the builtin router serves this rollout (always loopback unless told otherwise).
+
+    On Kubernetes ``port`` is the Services' port and ``targetPort`` the pods' port (default:
+    the first container's first containerPort); the operator manages the Services named
+    ``name`` (stable, default: the rollout's name) and ``canaryName`` (default:
+    ``<name>-canary``), creating them when absent. ``host`` is local-only.
+    """
 
     port: Port
     host: str = "127.0.0.1"
+    name: str | None = None
+    canary_name: str | None = None
+    target_port: Port | None = None
 
 
 # --- traffic matching ------------------------------------------------------------------
@@ -389,14 +403,32 @@ class Strategy(Model):
         return next(to_camel(name) for name, value in self if value is not None)
 
 
-ROUTER_NAMES = ("builtin", "haproxy")
+ROUTER_NAMES = ("builtin", "haproxy", "istio", "gatewayAPI", "nginx", "smi")
+
+# The YAML key under ``traffic`` → the router's name in ``traffic.base``'s registry.
+ROUTER_REGISTRY_NAMES = {
+    "builtin": "builtin",
+    "haproxy": "haproxy",
+    "istio": "istio",
+    "gatewayAPI": "gateway-api",
+    "nginx": "nginx",
+    "smi": "smi",
+}
+# What carries traffic when ``traffic`` names no router, per platform. On Kubernetes without
+# a mesh or ingress router, a canary's weight is approximated by the ratio of replicas.
+DEFAULT_ROUTER = {"local": "builtin", "kubernetes": "replica-ratio"}
 
 
 class TrafficSpec(Model):
-    """Which router carries traffic. Each key names a router in ``traffic`` 's registry."""
+    """Which router carries traffic. Each key names a router in ``traffic`` 's registry;
+    the Kubernetes routers (istio, gatewayAPI, nginx, smi) take their objects' names."""
 
     builtin: dict[str, Any] | None = None
     haproxy: dict[str, Any] | None = None
+    istio: dict[str, Any] | None = None
+    gateway_api: Annotated[dict[str, Any] | None, Field(alias="gatewayAPI")] = None
+    nginx: dict[str, Any] | None = None
+    smi: dict[str, Any] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -413,8 +445,32 @@ class TrafficSpec(Model):
         return self
 
     @property
+    def chosen(self) -> str | None:
+        """The YAML key of the router named under ``traffic``, or None."""
+        for key in ROUTER_NAMES:
+            attr = "gateway_api" if key == "gatewayAPI" else key
+            if getattr(self, attr) is not None:
+                return key
+        return None
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The chosen router's settings ({} when none is chosen)."""
+        key = self.chosen
+        if key is None:
+            return {}
+        value = getattr(self, "gateway_api" if key == "gatewayAPI" else key)
+        return dict(value or {})
+
+    @property
     def router(self) -> str:
-        return "haproxy" if self.haproxy is not None else "builtin"
+        """The registry name of the chosen router; 'builtin' when none is (local)."""
+        key = self.chosen
+        return ROUTER_REGISTRY_NAMES[key] if key is not None else "builtin"
+
+
+def _template_kind(value: object) -> str:
+    return "template[pod]" if pod.looks_like_pod_template(value) else "template[process]"
 
 
 class RolloutSpec(Model):
@@ -423,10 +479,54 @@ class RolloutSpec(Model):
     progress_deadline_seconds: Annotated[float, Field(gt=0)] = 600.0
     revision_history_limit: Annotated[int, Field(ge=0)] = 10
     paused: bool = False
-    template: ProcessTemplate
+    # A process (local) or a pod template (Kubernetes): the shape decides, see ``spec.pod``.
+    # The tags hold "[" so error paths leave them out, as they do pydantic's own tags.
+    template: Annotated[
+        Annotated[ProcessTemplate, Tag("template[process]")]
+        | Annotated[pod.PodTemplate, Tag("template[pod]")],
+        Discriminator(_template_kind),
+    ]
     service: ServiceSpec
     strategy: Strategy
     traffic: TrafficSpec = Field(default_factory=TrafficSpec)
+
+    @property
+    def platform(self) -> Literal["local", "kubernetes"]:
+        """Where this spec runs: a pod template means Kubernetes."""
+        return "kubernetes" if isinstance(self.template, pod.PodTemplate) else "local"
+
+    @property
+    def router(self) -> str:
+        """The registry name of the router that carries traffic on this spec's platform."""
+        if self.traffic.chosen is not None:
+            return self.traffic.router
+        return DEFAULT_ROUTER[self.platform]
+
+    def process_template(self) -> ProcessTemplate:
+        """The template as a process; SpecError (exit 2) when it is a pod template."""
+        if isinstance(self.template, ProcessTemplate):
+            return self.template
+        raise errors.SpecError.single(
+            file="",
+            path="spec.template",
+            message=(
+                "a pod template (spec.template.spec.containers) runs on Kubernetes: apply it "
+                "with --platform kubernetes; the local platform expects spec.template.command"
+            ),
+        )
+
+    def pod_template(self) -> pod.PodTemplate:
+        """The template as a pod; SpecError (exit 2) when it is a process template."""
+        if isinstance(self.template, pod.PodTemplate):
+            return self.template
+        raise errors.SpecError.single(
+            file="",
+            path="spec.template",
+            message=(
+                "a process template (spec.template.command) runs on the local platform; "
+                "Kubernetes expects a pod template: {metadata: {labels}, spec: {containers}}"
+            ),
+        )
 
 
 class Rollout(Model):

@@ -150,9 +150,9 @@ def _match_needs(path: str, what: str, matches: Sequence[models.RouteMatch]) -> 
 
 
 def _router_problems(rollout: models.Rollout) -> list[errors.SpecProblem]:
-    router = rollout.spec.traffic.router
+    router = rollout.spec.router
     needs = list(_needs(rollout))
-    chosen = rollout.spec.traffic.builtin is not None or rollout.spec.traffic.haproxy is not None
+    chosen = rollout.spec.traffic.chosen is not None
     if router not in traffic.registered():
         # Unknown only matters if something asks the router for anything; a bare
         # rollingUpdate on the default router is fine even before routers register.
@@ -269,6 +269,8 @@ def _percent(value: int | str) -> int:
 
 def _reference_problems(rollout: models.Rollout) -> list[errors.SpecProblem]:
     template = rollout.spec.template
+    if not isinstance(template, models.ProcessTemplate):
+        return []  # a pod template: the API server expands and checks $(VAR) itself
     defined = {"PORT", *template.env}
     places = [
         *((f"spec.template.command[{i}]", arg) for i, arg in enumerate(template.command)),
@@ -337,6 +339,8 @@ def _port_clashes(
     taken: list[tuple[str, int, str, str]] = []  # host, port, rollout name, label
     problems = []
     for rollout, label in zip(rollouts, labels, strict=True):
+        if rollout.spec.platform != "local":
+            continue  # Services' ports belong to each Service, not to this machine
         service = rollout.spec.service
         ports = [("spec.service.port", service.port)]
         blue_green = rollout.spec.strategy.blue_green
