@@ -160,13 +160,17 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
     metrics = _serve_metrics(registry)
     proc, url = _start_prometheus(tmp_path_factory.mktemp("prom"), metrics.server_address[1])
     try:
-        # Wait until a scrape holds every request the router counted.
+        # Wait until three scrapes hold every request the router counted (range queries
+        # need more than one point).
         deadline = time.monotonic() + 30
-        query = 'sum(changeover_requests_total{rollout="web"})'
+        query = (
+            'count_over_time(changeover_requests_total{rollout="web",revision="1",code="2xx"}[1m])'
+            ' and on() sum(changeover_requests_total{rollout="web"}) == ' + str(GOOD + BOOM)
+        )
         while True:
             r = httpx.get(f"{url}/api/v1/query", params={"query": query}, auth=(USER, PASSWORD))
             got = r.json()["data"]["result"]
-            if got and float(got[0]["value"][1]) == GOOD + BOOM:
+            if got and float(got[0]["value"][1]) >= 3:
                 break
             assert time.monotonic() < deadline, f"prometheus never scraped the router: {got}"
             time.sleep(0.2)
