@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit lint check bench clean deps-prometheus deps-bench
+.PHONY: demo test unit lint check bench clean deps-prometheus deps-bench deps-haproxy
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -25,7 +25,14 @@ deps-prometheus:
 	  apt-get -o DPkg::Lock::Timeout=600 update && \
 	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y prometheus; }
 
-test: $(STAMP) deps-prometheus
+# The haproxy router (traffic: {haproxy: {}}) drives Debian's HAProxy (2.6 on bookworm); its
+# tests run a real one. Installed only when missing (Debian puts it in /usr/sbin).
+deps-haproxy:
+	@command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || { \
+	  apt-get -o DPkg::Lock::Timeout=600 update && \
+	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y haproxy; }
+
+test: $(STAMP) deps-prometheus deps-haproxy
 	$(MAKE) lint
 	$(BIN)/pytest -q
 
