@@ -1,0 +1,422 @@
+"""``HAProxyRouter``: a managed HAProxy as the data plane of one rollout (a ``TrafficRouter``).
+
+Selected by ``traffic: {haproxy: {}}`` in a Rollout; the controller builds it through the
+registry in ``changeover.traffic`` exactly as it builds the builtin router, awaits
+``start()``, then drives it with the Protocol's setters. changeover is not on the request
+path: HAProxy serves ``service.port`` (and the preview port), and every setter changes
+HAProxy's state over its runtime API without a reload (``haproxy.config`` says how each
+feature is data, not configuration). A reload happens only when the configuration must grow:
+the first route on a header or cookie name HAProxy has no rule for, a sticky key on a new
+name, or more revisions or replicas than the pre-allocated slots.
+
+    router = HAProxyRouter("web", port=8080, preview_port=None, metrics=registry)
+    await router.start()                       # renders haproxy.cfg, starts HAProxy
+    await router.set_backends(1, [Endpoint("127.0.0.1", 9001)])
+    await router.set_weight({1: 90, 2: 10})    # prepare/add/commit of wheel.map
+
+Weights are exact: requests are numbered by a shared counter and request n goes where slot
+``n mod 100`` of the builtin router's smooth weighted round-robin wheel says, so any 100
+consecutive weighted requests carry exactly the set weights (requests taken by a header
+route or the sticky split do not consume slots). Mirroring is not offered: HAProxy 2.6 has
+no native request mirroring, so ``capabilities`` omits it and validation says so at lint time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import os
+import socket
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from changeover import errors
+from changeover.endpoints import Endpoint
+from changeover.spec import models
+from changeover.traffic import base
+from changeover.traffic.builtin import metrics as metrics_mod
+from changeover.traffic.haproxy import config, process, state
+from changeover.traffic.haproxy import metrics as hmetrics
+
+log = logging.getLogger(__name__)
+
+CAPABILITIES = frozenset(base.Capability) - {base.Capability.MIRROR}
+
+
+def default_state_dir(rollout: str, host: str, port: int) -> Path:
+    """A short, per-(rollout, address) directory: Unix socket paths must stay under 108
+    bytes, and a fixed place lets a restarted changeover find and stop a stale HAProxy."""
+    key = hashlib.sha1(f"{rollout}\0{host}\0{port}".encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"changeover-haproxy-{os.getuid()}" / key
+
+
+class HAProxyRouter:
+    name = "haproxy"
+    capabilities: frozenset[base.Capability] = CAPABILITIES
+
+    def __init__(
+        self,
+        rollout: str,
+        *,
+        host: str = "127.0.0.1",
+        port: int,
+        preview_port: int | None = None,
+        metrics: metrics_mod.Registry | None = None,
+        state_dir: str | Path | None = None,
+        binary: str | None = None,
+        nbthread: int | None = None,
+        cpu: int | None = None,
+        log_sample: int = 1,
+        slots: int = 4,
+        servers: int = 16,
+        stats_interval: float = 1.0,
+    ) -> None:
+        self.rollout = rollout
+        self.host = host
+        self.port = port  # the bound port after start() (a free one is picked for 0)
+        self.preview_port = preview_port
+        self.metrics_registry = metrics or metrics_mod.Registry()
+        self.metrics = self.metrics_registry.rollout(rollout)
+        self._state_dir = Path(state_dir) if state_dir is not None else None
+        self._binary = binary
+        self.layout = config.Layout(
+            host=host,
+            port=port,
+            preview_port=preview_port,
+            slots=max(1, slots),
+            servers=max(1, servers),
+            nbthread=nbthread,
+            cpu=cpu,
+            log_sample=max(0, log_sample),
+        )
+        self.desired = state.Desired()
+        self.applied: state.Runtime | None = None
+        self.reloads = 0
+        self.stats_interval = stats_interval
+        self.process: process.HAProxyProcess | None = None
+        self._paths: config.Paths | None = None
+        self._lock = asyncio.Lock()
+        self._translator = hmetrics.StatsTranslator(self.metrics)
+        self._logs: hmetrics.LogReader | None = None
+        self._poller: asyncio.Task[None] | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def paths(self) -> config.Paths:
+        if self._paths is None:
+            raise errors.PermanentBackendError("haproxy router: start() was not called")
+        return self._paths
+
+    async def start(self) -> None:
+        """Render the configuration, start HAProxy, wait until it answers."""
+        if self.port == 0:
+            self.port = _free_port(self.host)
+        if self.preview_port == 0:
+            self.preview_port = _free_port(self.host)
+        self.layout = dataclasses.replace(
+            self.layout, port=self.port, preview_port=self.preview_port
+        )
+        root = self._state_dir or default_state_dir(self.rollout, self.host, self.port)
+        await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True, mode=0o700)
+        self._paths = paths = config.Paths(root)
+        self.process = process.HAProxyProcess(paths, binary=self._binary)
+        if self.layout.log_sample > 0:
+            self._logs = hmetrics.LogReader(
+                paths.log_socket,
+                self.metrics,
+                self._revision_of_backend,
+                weight=self.layout.log_sample,
+            )
+            self._logs.start()
+        runtime = self.desired.plan(self.layout)
+        try:
+            await self.process.start(await self._write(runtime))
+        except BaseException:
+            if self._logs is not None:
+                self._logs.close()
+            raise
+        self.applied = _as_rendered(runtime)
+        self._poller = asyncio.get_running_loop().create_task(self._poll())
+
+    async def close(self) -> None:
+        """Stop HAProxy softly: it stops listening and in-flight requests finish."""
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
+        if self.process is not None:
+            with contextlib.suppress(errors.BackendError):
+                await self.refresh_metrics()
+            await self.process.stop(grace=10.0)
+            self.process = None
+        if self.applied is not None:
+            self._translator.forget_in_flight(self._backend_revisions())
+        if self._logs is not None:
+            self._logs.close()
+            self._logs = None
+
+    async def _write(self, runtime: state.Runtime) -> str:
+        """Write the map files and the page, return the configuration text (not written)."""
+        paths = self.paths
+
+        def write() -> None:
+            paths.maintenance_page.write_text(config.maintenance_http())
+            names = {"slots", "wheel", "settings", "sticky"}
+            names |= {config.rule_map_name(r) for r in self.layout.rules}
+            for name in names:
+                paths.map(name).write_text(config.map_text(runtime.maps.get(name, ())))
+
+        await asyncio.to_thread(write)
+        return config.render(self.layout, paths, servers=state.backends_of(runtime))
+
+    # -- pushing desired state -------------------------------------------------------------
+
+    async def _sync(self) -> None:
+        """Bring HAProxy to ``self.desired``: runtime API commands, or a reload if needed."""
+        if self.process is None or self.applied is None:
+            return  # not started: start() renders whatever was set before
+        needed = self.desired.needed_layout(self.layout)
+        if needed != self.layout:  # it only grows
+            await self._reload(needed)
+            return
+        runtime = self.desired.plan(self.layout)
+        await self._push(self.applied, runtime)
+
+    async def _reload(self, layout: config.Layout) -> None:
+        assert self.process is not None
+        log.info("haproxy router %s: reloading HAProxy for a larger layout", self.rollout)
+        with contextlib.suppress(errors.BackendError):
+            await self.refresh_metrics()  # count what the old worker served
+        self.layout = layout
+        runtime = self.desired.plan(layout)
+        await self.process.reload(await self._write(runtime))
+        self.applied = _as_rendered(runtime)
+        self.reloads += 1
+        await self._push(self.applied, runtime)  # draining servers, rendered as disabled
+
+    async def _push(self, old: state.Runtime, new: state.Runtime) -> None:
+        assert self.process is not None
+        api = self.process.api
+        paths = self.paths
+        ready_first: list[tuple[int, int, state.ServerSlot]] = []
+        later: list[tuple[int, int, state.ServerSlot]] = []
+        for slot, row in enumerate(new.servers):
+            for i, want in enumerate(row):
+                have = old.servers[slot][i]
+                if want != have:
+                    (ready_first if want.state == "ready" else later).append((slot, i, want))
+        # Order keeps every request served: name the new slots and bring new servers up,
+        # then switch the maps (weights, routes...), then take old servers out.
+        if new.maps["slots"] != old.maps.get("slots"):
+            await api.replace_map(paths.map("slots"), new.maps["slots"])
+        for slot, i, want in ready_first:
+            assert want.endpoint is not None
+            be, sv = config.backend(slot), f"s{i}"
+            have = old.servers[slot][i]
+            if have.endpoint != want.endpoint:
+                if have.state != "maint":
+                    await api.set_server_state(be, sv, "maint")
+                await api.set_server_addr(be, sv, want.endpoint.host, want.endpoint.port)
+            await api.set_server_state(be, sv, "ready")
+        for name, entries in new.maps.items():
+            if name != "slots" and entries != old.maps.get(name):
+                await api.replace_map(paths.map(name), entries)
+        for slot, i, want in later:
+            be, sv = config.backend(slot), f"s{i}"
+            have = old.servers[slot][i]
+            if want.endpoint is not None and have.endpoint != want.endpoint:
+                await api.set_server_addr(be, sv, want.endpoint.host, want.endpoint.port)
+            await api.set_server_state(be, sv, want.state)
+        self.applied = new
+
+    # -- TrafficRouter ------------------------------------------------------------------
+
+    async def set_weight(self, weights: Mapping[int, int]) -> None:
+        if any(w < 0 for w in weights.values()) or sum(weights.values()) not in (0, 100):
+            raise errors.PermanentBackendError(
+                f"weights must be 0..100 and sum to 100, got {dict(weights)}"
+            )
+        async with self._lock:
+            self.desired.weights = {r: w for r, w in weights.items() if w > 0}
+            await self._sync()
+
+    async def verify_weight(self, weights: Mapping[int, int]) -> bool:
+        """Read the weights map back from HAProxy and compare slot counts."""
+        if self.process is None:
+            return False
+        async with self._lock:
+            entries = await self.process.api.show_map(self.paths.map("wheel"))
+            revision_of = self._backend_revisions()
+        counts: dict[int, int] = {}
+        for _slot, be in entries:
+            rev = revision_of.get(be)
+            if rev is None:
+                return False
+            counts[rev] = counts.get(rev, 0) + 1
+        return counts == {r: w for r, w in weights.items() if w > 0}
+
+    def weights(self) -> dict[int, int]:
+        return dict(self.desired.weights)
+
+    async def set_header_route(
+        self, name: str, revision: int | None, match: Sequence[models.RouteMatch]
+    ) -> None:
+        async with self._lock:
+            routes = self.desired.routes
+            index = next((i for i, r in enumerate(routes) if r.name == name), None)
+            if index is not None:
+                routes.pop(index)
+            if revision is not None and match:
+                entries = tuple(state.compile_match(m) for m in match)
+                route = state.Route(name, revision, entries)
+                routes.insert(len(routes) if index is None else index, route)
+            await self._sync()
+
+    async def set_sticky_split(
+        self, revision: int | None, user_key: models.UserKey | None, weight: int
+    ) -> None:
+        sticky = None
+        if revision is not None and user_key is not None:
+            source: config.Source = "hdr" if user_key.header else "cook"
+            key = (user_key.header or "").lower() if user_key.header else user_key.cookie or ""
+            if not config.valid_name(key):
+                raise errors.PermanentBackendError(f"haproxy router: {key!r} is not a valid name")
+            sticky = state.Sticky(revision, source, key, max(0, min(100, weight)))
+        async with self._lock:
+            self.desired.sticky = sticky
+            await self._sync()
+
+    async def set_mirror_route(
+        self,
+        name: str,
+        revision: int | None,
+        percentage: int,
+        match: Sequence[models.RouteMatch],
+    ) -> None:
+        if revision is None or percentage <= 0:
+            return  # removing a mirror that cannot exist
+        raise errors.PermanentBackendError(
+            "the haproxy router cannot mirror traffic (HAProxy 2.6 has no native mirroring); "
+            "use traffic: {builtin: {}} for setMirrorRoute and shadow"
+        )
+
+    async def set_preview(self, revision: int | None) -> None:
+        async with self._lock:
+            self.desired.preview = revision
+            await self._sync()
+
+    async def set_maintenance(self, enabled: bool, retry_after_seconds: int) -> None:
+        async with self._lock:
+            self.desired.maintenance = max(0, int(retry_after_seconds)) if enabled else None
+            await self._sync()
+
+    async def remove_managed_routes(self) -> None:
+        async with self._lock:
+            self.desired.routes = []
+            self.desired.sticky = None
+            await self._sync()
+
+    async def set_backends(self, revision: int, endpoints: Sequence[Endpoint]) -> None:
+        async with self._lock:
+            if endpoints:
+                self.desired.backends[revision] = list(dict.fromkeys(endpoints))
+            else:
+                self.desired.backends.pop(revision, None)
+            await self._sync()
+
+    async def drain(self, endpoint: Endpoint, grace_seconds: float) -> None:
+        """Stop sending ``endpoint`` new requests (``state drain``) and wait, up to
+        ``grace_seconds``, until its current sessions end."""
+        async with self._lock:
+            if endpoint not in self.desired.server_of:
+                return
+            self.desired.draining.add(endpoint)
+            await self._sync()
+            where = self.desired.server_of.get(endpoint)
+        if where is None or self.process is None:
+            return
+        be, sv = config.backend(where[0]), f"s{where[1]}"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_seconds
+        while True:
+            rows = await self.process.api.show_stat()
+            busy = sum(
+                int(r.get("scur") or 0)
+                for r in rows
+                if r.get("pxname") == be and r.get("svname") == sv
+            )
+            if busy == 0:
+                return
+            if loop.time() >= deadline:
+                log.warning(
+                    "haproxy router %s: %s still had %d sessions after %.1fs of drain",
+                    self.rollout,
+                    endpoint,
+                    busy,
+                    grace_seconds,
+                )
+                return
+            await asyncio.sleep(0.05)
+
+    # -- metrics ------------------------------------------------------------------------
+
+    def _backend_revisions(self) -> dict[str, int]:
+        slot_of = self.applied.slot_of if self.applied is not None else {}
+        return {config.backend(slot): rev for rev, slot in slot_of.items()}
+
+    def _revision_of_backend(self, backend: str) -> int | None:
+        return self._backend_revisions().get(backend)
+
+    async def refresh_metrics(self) -> None:
+        """Read ``show stat`` now and add what grew into the metrics registry."""
+        if self.process is None:
+            return
+        rows = await self.process.api.show_stat()
+        self._translator.update(rows, self._backend_revisions())
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.stats_interval)
+            try:
+                async with self._lock:
+                    await self.refresh_metrics()
+            except errors.BackendError as exc:
+                log.debug("haproxy router %s: stats poll failed: %s", self.rollout, exc)
+
+    # -- introspection ------------------------------------------------------------------
+
+    def backends(self) -> dict[int, list[Endpoint]]:
+        return {rev: list(eps) for rev, eps in sorted(self.desired.backends.items())}
+
+    async def worker_pid(self) -> int:
+        if self.process is None:
+            raise errors.PermanentBackendError("haproxy router: not started")
+        return await self.process.worker_pid()
+
+
+def _as_rendered(runtime: state.Runtime) -> state.Runtime:
+    """What HAProxy holds right after loading a configuration rendered from ``runtime``:
+    the same maps; ready servers up, and every other slot ``disabled`` (maintenance)."""
+    servers = tuple(
+        tuple(s if s.state == "ready" else state.ServerSlot() for s in row)
+        for row in runtime.servers
+    )
+    return dataclasses.replace(runtime, servers=servers)
+
+
+def _free_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def factory(rollout: str, **kwargs: object) -> HAProxyRouter:
+    """The registry's factory: ``factory("web", port=8080, preview_port=None, metrics=r)``."""
+    return HAProxyRouter(rollout, **kwargs)  # type: ignore[arg-type]

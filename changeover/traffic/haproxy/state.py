@@ -1,0 +1,234 @@
+"""What the haproxy data plane should be doing, as data: pure, no I/O.
+
+``HAProxyRouter``'s setters change a ``Desired``; ``Desired.plan`` turns it into the
+``Runtime`` HAProxy should have (map contents, server slots) and the ``Layout`` that can hold
+it. The router pushes the difference over the runtime API, or renders and reloads when the
+layout must grow. Slots are kept stable: a revision keeps its backend while it is referenced,
+a replica keeps its server line while it is listed, and a freed slot is reused last (least
+recently freed first) so stats and pooled connections of a slot's previous occupant fade out
+before the slot is taken again.
+
+    >>> d = Desired()
+    >>> d.backends[1] = [Endpoint("127.0.0.1", 9001)]
+    >>> d.weights = {1: 100}
+    >>> rt = d.plan(config.Layout(host="127.0.0.1", port=8080, slots=2, servers=2))
+    >>> rt.maps["slots"], rt.maps["wheel"][:2]
+    ((('b0', '1'),), (('0', 'b0'), ('1', 'b0')))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+
+from changeover import errors
+from changeover.endpoints import Endpoint
+from changeover.spec import models
+from changeover.traffic.builtin import table
+from changeover.traffic.haproxy import config
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    name: str
+    revision: int
+    entries: tuple[tuple[config.MatchRule, str], ...]  # (rule, map key): any of them
+
+
+@dataclasses.dataclass(frozen=True)
+class Sticky:
+    revision: int
+    source: config.Source
+    name: str
+    weight: int  # percent of users, 0..100
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerSlot:
+    endpoint: Endpoint | None = None
+    state: str = "maint"  # ready, drain or maint (HAProxy's words)
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    """What HAProxy should hold: map name → entries, and per backend its server slots."""
+
+    maps: dict[str, tuple[tuple[str, str], ...]]
+    servers: tuple[tuple[ServerSlot, ...], ...]
+    slot_of: dict[int, int]  # revision → backend slot
+
+
+def compile_match(match: models.RouteMatch) -> tuple[config.MatchRule, str]:
+    """A spec match as (the rule HAProxy evaluates, the key in that rule's map).
+
+    Values that cannot be map keys as written (spaces, a leading ``#``, empty) are
+    matched by an equivalent anchored regex instead.
+
+    >>> m = models.RouteMatch.model_validate(
+    ...     {"headerName": "X-Variant", "headerValue": {"exact": "beta"}})
+    >>> compile_match(m)
+    (MatchRule(source='hdr', name='x-variant', kind='str'), 'beta')
+    >>> m = models.RouteMatch.model_validate(
+    ...     {"cookieName": "tier", "cookieValue": {"exact": "gold plus"}})
+    >>> compile_match(m)
+    (MatchRule(source='cook', name='tier', kind='reg'), '^gold\\\\x20plus$')
+    """
+    if match.header_name is not None:
+        source: config.Source = "hdr"
+        name = match.header_name.lower()
+        value = match.header_value
+    else:
+        source, name, value = "cook", match.cookie_name or "", match.cookie_value
+    assert value is not None  # RouteMatch validates one complete kind
+    if not config.valid_name(name):
+        raise errors.PermanentBackendError(f"haproxy router: {name!r} is not a valid name")
+    if value.exact is not None:
+        if config.plain_token(value.exact):
+            return config.MatchRule(source, name, "str"), value.exact
+        return config.MatchRule(source, name, "reg"), f"^{_pcre_literal(value.exact)}$"
+    if value.prefix is not None:
+        if config.plain_token(value.prefix):
+            return config.MatchRule(source, name, "beg"), value.prefix
+        return config.MatchRule(source, name, "reg"), f"^{_pcre_literal(value.prefix)}"
+    assert value.regex is not None
+    # Whole-value match, as the builtin router (and Envoy, Istio, Gateway API) do.
+    return config.MatchRule(source, name, "reg"), f"^(?:{_no_space(value.regex)})$"
+
+
+def _pcre_literal(text: str) -> str:
+    return _no_space(re.escape(text))
+
+
+def _no_space(pattern: str) -> str:
+    # A map key ends at the first whitespace: write whitespace as escapes PCRE understands.
+    pattern = re.sub(r"\\? ", r"\\x20", pattern)
+    return pattern.replace("\t", r"\t").replace("\n", r"\n").replace("\r", r"\r")
+
+
+@dataclasses.dataclass
+class Desired:
+    weights: dict[int, int] = dataclasses.field(default_factory=dict)
+    routes: list[Route] = dataclasses.field(default_factory=list)
+    sticky: Sticky | None = None
+    preview: int | None = None
+    maintenance: int | None = None  # Retry-After seconds while in maintenance
+    backends: dict[int, list[Endpoint]] = dataclasses.field(default_factory=dict)
+    draining: set[Endpoint] = dataclasses.field(default_factory=set)
+    # Stable assignments, kept across plans (see the module docstring).
+    slot_of: dict[int, int] = dataclasses.field(default_factory=dict)
+    server_of: dict[Endpoint, tuple[int, int]] = dataclasses.field(default_factory=dict)
+    _freed_slot: dict[int, int] = dataclasses.field(default_factory=dict)
+    _freed_server: dict[tuple[int, int], int] = dataclasses.field(default_factory=dict)
+    _tick: int = 0
+
+    def referenced(self) -> set[int]:
+        """Revisions that need a backend: weighted, routed, sticky, previewed or with replicas."""
+        revs = {r for r, w in self.weights.items() if w > 0}
+        revs |= {r.revision for r in self.routes}
+        revs |= {r for r, eps in self.backends.items() if eps}
+        if self.sticky is not None:
+            revs.add(self.sticky.revision)
+        if self.preview is not None:
+            revs.add(self.preview)
+        return revs
+
+    def needed_layout(self, current: config.Layout) -> config.Layout:
+        """``current``, grown (never shrunk) to hold this state: more slots, servers, rules."""
+        revs = self.referenced()
+        slots = current.slots
+        while slots < len(revs):
+            slots *= 2
+        most = max((len(eps) for eps in self.backends.values()), default=0)
+        servers = current.servers
+        while servers < most:
+            servers *= 2
+        rules = list(current.rules)
+        for route in self.routes:
+            for rule, _key in route.entries:
+                if rule not in rules:
+                    rules.append(rule)
+        sticky = current.sticky
+        if self.sticky is not None:
+            sticky = (self.sticky.source, self.sticky.name)
+        return dataclasses.replace(
+            current, slots=slots, servers=servers, rules=tuple(rules), sticky=sticky
+        )
+
+    def plan(self, layout: config.Layout) -> Runtime:
+        """Assign slots within ``layout`` (which must hold them) and compute the runtime."""
+        self._tick += 1
+        self._assign_slots(layout)
+        grid = self._assign_servers(layout)
+        be = {rev: config.backend(slot) for rev, slot in self.slot_of.items()}
+        wheel = table.build_wheel({r: w for r, w in self.weights.items() if r in be})
+        maps: dict[str, tuple[tuple[str, str], ...]] = {
+            "slots": tuple(sorted((config.backend(s), str(r)) for r, s in self.slot_of.items())),
+            "wheel": tuple((str(i), be[rev]) for i, rev in enumerate(wheel)),
+        }
+        settings: list[tuple[str, str]] = []
+        if self.maintenance is not None:
+            settings.append(("maintenance", str(self.maintenance)))
+        if self.preview is not None:
+            settings.append(("preview", be[self.preview]))
+        maps["settings"] = tuple(settings)
+        sticky: tuple[tuple[str, str], ...] = ()
+        if self.sticky is not None and (layout.sticky == (self.sticky.source, self.sticky.name)):
+            sticky = tuple((str(b), be[self.sticky.revision]) for b in range(self.sticky.weight))
+        maps["sticky"] = sticky
+        for rule in layout.rules:
+            entries: list[tuple[str, str]] = []
+            seen: set[str] = set()
+            for route in self.routes:  # earlier routes win a key both match
+                for r, key in route.entries:
+                    if r == rule and key not in seen:
+                        seen.add(key)
+                        entries.append((key, be[route.revision]))
+            maps[config.rule_map_name(rule)] = tuple(entries)
+        return Runtime(maps=maps, servers=grid, slot_of=dict(self.slot_of))
+
+    def _assign_slots(self, layout: config.Layout) -> None:
+        revs = self.referenced()
+        for rev in [r for r in self.slot_of if r not in revs]:
+            self._freed_slot[self.slot_of.pop(rev)] = self._tick
+        used = set(self.slot_of.values())
+        for rev in sorted(revs - set(self.slot_of)):
+            free = [s for s in range(layout.slots) if s not in used]
+            if not free:
+                raise errors.PermanentBackendError(
+                    f"haproxy router: no backend slot left for revision {rev}"
+                )
+            slot = min(free, key=lambda s: self._freed_slot.get(s, -1))
+            self.slot_of[rev] = slot
+            used.add(slot)
+
+    def _assign_servers(self, layout: config.Layout) -> tuple[tuple[ServerSlot, ...], ...]:
+        wanted = {ep: self.slot_of[rev] for rev, eps in self.backends.items() for ep in eps if eps}
+        for ep, (slot, i) in list(self.server_of.items()):
+            if wanted.get(ep) != slot:
+                del self.server_of[ep]
+                self._freed_server[(slot, i)] = self._tick
+        taken = set(self.server_of.values())
+        for rev, eps in sorted(self.backends.items()):
+            for ep in eps:
+                if ep in self.server_of or rev not in self.slot_of:
+                    continue
+                slot = self.slot_of[rev]
+                free = [(slot, i) for i in range(layout.servers) if (slot, i) not in taken]
+                if not free:
+                    raise errors.PermanentBackendError(
+                        f"haproxy router: no server slot left for {ep} (revision {rev})"
+                    )
+                pick = min(free, key=lambda si: self._freed_server.get(si, -1))
+                self.server_of[ep] = pick
+                taken.add(pick)
+        self.draining &= set(self.server_of)
+        grid = [[ServerSlot() for _ in range(layout.servers)] for _ in range(layout.slots)]
+        for ep, (slot, i) in self.server_of.items():
+            grid[slot][i] = ServerSlot(ep, "drain" if ep in self.draining else "ready")
+        return tuple(tuple(row) for row in grid)
+
+
+def backends_of(runtime: Runtime) -> Sequence[Sequence[Endpoint | None]]:
+    """The server grid as ``config.render`` takes it: only ready servers get an address."""
+    return [[s.endpoint if s.state == "ready" else None for s in row] for row in runtime.servers]
