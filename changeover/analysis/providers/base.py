@@ -14,11 +14,13 @@ Providers register by the key users write under ``provider:`` (``builtin``, ``pr
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from changeover import errors
+from changeover.analysis import sampler
 
 MeasurementPhase = Literal["Successful", "Failed", "Inconclusive", "Error"]
 
@@ -35,8 +37,23 @@ class ProviderResult:
 
 
 # (revision, metric name, window seconds) → one value per second, oldest first, from the
-# builtin router's sampler. Metric names: see ``analysis.providers.builtin``.
+# builtin router's sampler. Metric names: ``analysis.sampler.SERIES`` (request-rate,
+# error-rate, success-rate, latency-mean, latency-p50/p90/p95/p99, ttfb-...).
 SeriesFn = Callable[[int, str, float], list[float]]
+# (revision, window seconds) → the builtin router's traffic of that revision in the window.
+WindowFn = Callable[[int, float], "sampler.WindowStats"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplicaProcess:
+    """One running replica of a revision, as the platform reports it."""
+
+    pid: int | None
+    restarts: int = 0
+
+
+# revision → its replicas now (for the builtin provider's restarts, cpu and memory).
+ReplicasFn = Callable[[int], list[ReplicaProcess]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,6 +64,8 @@ class MeasureContext:
     canary_revision: int | None
     now: float
     series: SeriesFn | None = None
+    window: WindowFn | None = None
+    replicas: ReplicasFn | None = None
 
 
 class MetricProvider(Protocol):
@@ -63,11 +82,31 @@ class MetricProvider(Protocol):
         substituted. Raise ``ProviderError`` when no measurement could be taken."""
 
 
+# What ``lint`` says about a provider's config block: one message per problem.
+ProblemsFn = Callable[[Mapping[str, Any]], list[str]]
+
 _REGISTRY: dict[str, Callable[[], MetricProvider]] = {}
+_PROBLEMS: dict[str, ProblemsFn] = {}
 
 
-def register(name: str, factory: Callable[[], MetricProvider]) -> None:
+def register(
+    name: str, factory: Callable[[], MetricProvider], *, problems: ProblemsFn | None = None
+) -> None:
+    """Make ``provider: {<name>: ...}`` available; ``problems`` checks a config at lint."""
     _REGISTRY[name] = factory
+    if problems is not None:
+        _PROBLEMS[name] = problems
+
+
+def problems(name: str, config: Mapping[str, Any]) -> list[str]:
+    """Lint-time problems of ``config`` for provider ``name`` ([] if it has no checker).
+    A module-level ``problems`` function in the provider's module is found too."""
+    check = _PROBLEMS.get(name)
+    if check is None and name in _REGISTRY:
+        module = sys.modules.get(getattr(_REGISTRY[name], "__module__", ""))
+        found = getattr(module, "problems", None)
+        check = found if callable(found) else None
+    return list(check(config)) if check is not None else []
 
 
 def create(name: str) -> MetricProvider:

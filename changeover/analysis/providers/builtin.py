@@ -1,0 +1,184 @@
+"""The ``builtin`` metric provider: the builtin router's own numbers, with zero setup.
+
+Per revision, over a window, from the controller's once-a-second sampler of the router's
+counters (``analysis.sampler``); and per revision, from its replicas' processes (psutil on
+the PIDs the local platform reports)::
+
+    provider:
+      builtin:
+        metric: error-rate       # see METRICS; leave it out for all router numbers at once
+        revision: canary         # canary (the new revision, default), stable, or a number
+        window: 60s              # router metrics: how far back to look (default 60s)
+        minRequests: 20          # fewer requests in the window is "no data": an Error
+        aggregate: mean          # cpu/memory over replicas: mean (default), max or sum
+        sample: 1s               # cpu: how long to watch the processes (default 1s)
+
+``result`` is a number, except without ``metric``: then a mapping such as
+``{"requests": 412, "errorRate": 0.02, "successRate": 0.98, "p50": 0.004, "p99": 0.031,
+"requestRate": 6.9, ...}`` so ``result.p99 < 0.5 && result.errorRate < 0.05`` works.
+Latencies are in seconds; ``cpu`` is percent of one core per replica; ``memory`` is MiB of
+resident memory per replica; ``restarts`` counts the revision's replica restarts.
+
+Too few requests in the window raise ``ProviderError`` (an Error measurement): a canary
+that served nothing has not shown that it is good, and ``consecutiveErrorLimit`` gives it
+time to get traffic before the run errs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import psutil
+
+from changeover.analysis import sampler
+from changeover.analysis.providers import base
+from changeover.spec import models
+
+ROUTER_METRICS = ("requests", *sampler.SERIES)
+PROCESS_METRICS = ("restarts", "cpu", "memory")
+METRICS = (*ROUTER_METRICS, *PROCESS_METRICS)
+_KEYS = ("metric", "revision", "window", "minRequests", "aggregate", "sample")
+
+
+def problems(config: Mapping[str, Any]) -> list[str]:
+    """Lint: unknown keys and values, before any run."""
+    out = [
+        f"unknown field {key!r}; expected one of {', '.join(_KEYS)}"
+        for key in config
+        if key not in _KEYS
+    ]
+    metric = config.get("metric")
+    if metric is not None and metric not in METRICS:
+        out.append(f"metric: unknown {metric!r}; expected one of {', '.join(METRICS)}")
+    revision = config.get("revision", "canary")
+    if not (revision in ("canary", "stable") or _is_number(revision) or "{{" in str(revision)):
+        out.append(f"revision: expected canary, stable or a number, got {revision!r}")
+    for key in ("window", "sample"):
+        if key in config and "{{" not in str(config[key]):
+            try:
+                models.parse_duration(config[key])
+            except ValueError as exc:
+                out.append(f"{key}: {exc}")
+    if config.get("aggregate", "mean") not in ("mean", "max", "sum"):
+        out.append(f"aggregate: expected mean, max or sum, got {config['aggregate']!r}")
+    return out
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int) or (isinstance(value, str) and value.isdigit())
+
+
+class BuiltinProvider:
+    name = "builtin"
+
+    async def measure(
+        self,
+        config: Mapping[str, Any],
+        *,
+        args: Mapping[str, str],
+        context: base.MeasureContext,
+    ) -> base.ProviderResult:
+        found = problems(config)
+        if found:
+            raise base.ProviderError(f"provider.builtin: {found[0]}")
+        revision = _revision(config.get("revision", "canary"), context)
+        metric = config.get("metric")
+        if metric in PROCESS_METRICS:
+            return await _process_metric(metric, revision, config, context)
+        if context.window is None:
+            raise base.ProviderError("the builtin router's metrics are not available here")
+        window = models.parse_duration(config.get("window", "60s"))
+        stats = context.window(revision, window)
+        need = int(config.get("minRequests", 1))
+        if stats.requests < max(1, need):
+            raise base.ProviderError(
+                f"revision {revision} served {stats.requests} request"
+                f"{'s' if stats.requests != 1 else ''} in the last "
+                f"{models.format_duration(round(stats.seconds, 1))}; need at least {max(1, need)}"
+            )
+        shown = f"revision {revision}, {stats.requests} requests in {stats.seconds:.0f}s"
+        if metric is None:
+            return base.ProviderResult(value=stats.summary(), message=shown)
+        return base.ProviderResult(value=stats.value(metric), message=shown)
+
+
+def _revision(which: object, context: base.MeasureContext) -> int:
+    if which == "stable":
+        if context.stable_revision is None:
+            raise base.ProviderError("revision: stable, but the rollout has no stable revision")
+        return context.stable_revision
+    if which == "canary":
+        if context.canary_revision is None:
+            raise base.ProviderError("revision: canary, but no revision is being rolled out")
+        return context.canary_revision
+    return int(str(which))
+
+
+async def _process_metric(
+    metric: str, revision: int, config: Mapping[str, Any], context: base.MeasureContext
+) -> base.ProviderResult:
+    if context.replicas is None:
+        raise base.ProviderError("replica processes are not available on this platform")
+    replicas = context.replicas(revision)
+    if metric == "restarts":
+        total = sum(r.restarts for r in replicas)
+        return base.ProviderResult(
+            value=total, message=f"revision {revision}: {len(replicas)} replicas"
+        )
+    pids = [r.pid for r in replicas if r.pid is not None]
+    if not pids:
+        raise base.ProviderError(f"revision {revision} has no running replica to measure")
+    if metric == "memory":
+        values = [v for v in map(_rss_mib, pids) if v is not None]
+    else:
+        seconds = models.parse_duration(config.get("sample", "1s"))
+        values = await _cpu_percent(pids, max(0.05, min(seconds, 30.0)))
+    if not values:
+        raise base.ProviderError(f"revision {revision}: its replica processes are gone")
+    how = config.get("aggregate", "mean")
+    value = (
+        max(values)
+        if how == "max"
+        else sum(values)
+        if how == "sum"
+        else (sum(values) / len(values))
+    )
+    return base.ProviderResult(
+        value=value, message=f"revision {revision}: {how} over {len(values)} replicas"
+    )
+
+
+def _rss_mib(pid: int) -> float | None:
+    try:
+        return float(psutil.Process(pid).memory_info().rss) / (1024 * 1024)
+    except (psutil.Error, OSError):
+        return None
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except (psutil.Error, OSError):
+        return None
+    return float(times.user + times.system)
+
+
+async def _cpu_percent(pids: list[int], seconds: float) -> list[float]:
+    """Percent of one core each process used while we watched it for ``seconds``."""
+    before = {pid: _cpu_seconds(pid) for pid in pids}
+    started = time.monotonic()
+    await asyncio.sleep(seconds)
+    elapsed = time.monotonic() - started
+    out = []
+    for pid, first in before.items():
+        last = _cpu_seconds(pid)
+        if first is not None and last is not None and elapsed > 0:
+            out.append(max(0.0, last - first) / elapsed * 100.0)
+    return [v for v in out if math.isfinite(v)]
+
+
+base.register("builtin", BuiltinProvider, problems=problems)

@@ -1,0 +1,143 @@
+"""The ``job`` metric provider: run a command; its exit code is the verdict.
+
+Argo Rollouts runs a Kubernetes Job; here the job is a process (an argv list, never a
+shell string), in its own process group::
+
+    provider:
+      job:
+        command: [python3, tests/smoke.py, --url, "http://127.0.0.1:8080"]
+        env: {TARGET: canary}
+        workingDir: /srv/app
+        timeoutSeconds: 300     # default 300; a job that runs longer is killed: Failed
+
+Exit code 0 → Successful, anything else → Failed; ``result`` is the exit code and the
+message the end of the job's output. A command that cannot start (no such file) is an
+Error. When the run is stopped the measurement's task is cancelled and the whole process
+group is killed (SIGTERM, then SIGKILL after a grace period).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Mapping
+from typing import Any
+
+from changeover.analysis.providers import base
+
+DEFAULT_TIMEOUT = 300.0
+GRACE_SECONDS = 2.0
+_OUTPUT_KEPT = 4096
+_KEYS = ("command", "env", "workingDir", "timeoutSeconds")
+
+
+def problems(config: Mapping[str, Any]) -> list[str]:
+    out = [
+        f"unknown field {key!r}; expected one of {', '.join(_KEYS)}"
+        for key in config
+        if key not in _KEYS
+    ]
+    command = config.get("command")
+    if (
+        not isinstance(command, list)
+        or not command
+        or not all(isinstance(a, str | int | float) for a in command)
+    ):
+        out.append("command: expected an argv list such as [python3, smoke.py]")
+    env = config.get("env", {})
+    if not isinstance(env, Mapping):
+        out.append("env: expected a mapping of NAME: value")
+    timeout = config.get("timeoutSeconds", DEFAULT_TIMEOUT)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        out.append(f"timeoutSeconds: expected a positive number, got {timeout!r}")
+    return out
+
+
+async def _kill(process: asyncio.subprocess.Process) -> None:
+    """SIGTERM the job's process group, SIGKILL it if it lingers."""
+    for sig, wait in ((signal.SIGTERM, GRACE_SECONDS), (signal.SIGKILL, 5.0)):
+        if process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, sig)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(process.wait(), wait)
+
+
+class JobProvider:
+    name = "job"
+
+    async def measure(
+        self,
+        config: Mapping[str, Any],
+        *,
+        args: Mapping[str, str],
+        context: base.MeasureContext,
+    ) -> base.ProviderResult:
+        found = problems(config)
+        if found:
+            raise base.ProviderError(f"provider.job: {found[0]}")
+        argv = [str(a) for a in config["command"]]
+        env = {**os.environ, **{str(k): str(v) for k, v in config.get("env", {}).items()}}
+        env.setdefault("ROLLOUT", context.rollout)
+        if context.canary_revision is not None:
+            env.setdefault("CANARY_REVISION", str(context.canary_revision))
+        if context.stable_revision is not None:
+            env.setdefault("STABLE_REVISION", str(context.stable_revision))
+        timeout = float(config.get("timeoutSeconds", DEFAULT_TIMEOUT))
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                env=env,
+                cwd=config.get("workingDir"),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise base.ProviderError(
+                f"job {argv[0]}: cannot start: {exc.strerror or exc}"
+            ) from None
+        try:
+            output, timed_out = await _collect(process, timeout)
+        except asyncio.CancelledError:
+            await _kill(process)
+            raise
+        tail = output[-_OUTPUT_KEPT:].decode(errors="replace").strip()
+        last = tail.splitlines()[-1] if tail else ""
+        if timed_out:
+            return base.ProviderResult(
+                value=None,
+                phase="Failed",
+                message=f"job {argv[0]} timed out after {timeout:g}s"
+                + (f": {last}" if last else ""),
+            )
+        code = process.returncode if process.returncode is not None else -1
+        phase: base.MeasurementPhase = "Successful" if code == 0 else "Failed"
+        why = f"job {argv[0]} exited with {code}" + (f": {last}" if last else "")
+        return base.ProviderResult(value=code, phase=phase, message=why)
+
+
+async def _collect(process: asyncio.subprocess.Process, seconds: float) -> tuple[bytes, bool]:
+    """The job's output (its end, bounded) and whether it had to be killed for time."""
+    kept = bytearray()
+
+    async def read() -> None:
+        assert process.stdout is not None
+        while chunk := await process.stdout.read(65536):
+            kept.extend(chunk)
+            del kept[: max(0, len(kept) - 4 * _OUTPUT_KEPT)]
+        await process.wait()
+
+    try:
+        await asyncio.wait_for(read(), seconds)
+    except TimeoutError:
+        await _kill(process)
+        return bytes(kept), True
+    return bytes(kept), False
+
+
+base.register("job", JobProvider, problems=problems)

@@ -1,0 +1,231 @@
+"""An analysis run as data: its metrics, their tallies, its phase. Pure and serializable.
+
+The controller's runner (``controller.analysis_runner``) owns the I/O: it asks ``due`` which
+metrics to measure now, measures them, and folds each result back in with
+``with_measurement``; ``stop`` ends a run the rollout no longer needs (a terminated run is
+Successful unless something already failed, as in Argo Rollouts). After every change the
+runner stores ``to_json()``, so a restarted controller resumes from ``from_json``.
+
+``summary()`` is what the status document shows per metric::
+
+    {"phase": "Failed", "value": 0.31, "message": "metric error-rate Failed = 0.31 ...",
+     "count": 3, "successful": 1, "failed": 2, "inconclusive": 0, "error": 0,
+     "consecutiveError": 0, "dryRun": false, "measuredAt": 1717000000.0}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from changeover.analysis import assess, templates
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnalysisRun:
+    id: str
+    rollout: str
+    namespace: str = "default"
+    # Where it runs: "step", "background", "prePromotion", "postPromotion", "experiment".
+    kind: str
+    revision: int
+    stable_revision: int | None = None
+    metrics: tuple[templates.MetricSpec, ...] = ()
+    args: Mapping[str, str] = field(default_factory=dict)
+    results: Mapping[str, assess.MetricResult] = field(default_factory=dict)
+    phase: assess.Phase = "Pending"
+    message: str = ""
+    started_at: float = 0.0
+    finished_at: float | None = None
+    stopped: bool = False
+
+    @property
+    def completed(self) -> bool:
+        return self.phase in assess.COMPLETED
+
+    # --- transitions -----------------------------------------------------------------
+
+    def assessed(self, now: float) -> AnalysisRun:
+        """Re-assess every metric and the run; completes it (``finished_at``) if done."""
+        if self.completed:
+            return self
+        verdict = assess.assess_run(self.metrics, self.results, stopped=self.stopped)
+        phase = verdict.phase
+        if phase == "Running" and all(r.phase == "Pending" for r in verdict.metrics.values()):
+            phase = "Pending" if not self.stopped else phase
+        done = phase in assess.COMPLETED
+        return replace(
+            self,
+            results=dict(verdict.metrics),
+            phase=phase,
+            message=verdict.message if done else self.message,
+            finished_at=now if done else None,
+        )
+
+    def due(self, now: float) -> list[templates.MetricSpec]:
+        """The metrics to measure now (the caller skips those already being measured)."""
+        if self.completed or self.stopped:
+            return []
+        out = []
+        for metric in self.metrics:
+            result = self.results.get(metric.name) or assess.MetricResult(name=metric.name)
+            at = assess.next_due(metric, result, started_at=self.started_at)
+            if at is not None and at <= now:
+                out.append(metric)
+        return out
+
+    def next_wakeup(self) -> float | None:
+        """The earliest time a metric falls due (for the runner's sleep)."""
+        times = []
+        for metric in self.metrics:
+            result = self.results.get(metric.name) or assess.MetricResult(name=metric.name)
+            at = assess.next_due(metric, result, started_at=self.started_at)
+            if at is not None:
+                times.append(at)
+        return min(times, default=None)
+
+    def with_measurement(
+        self, metric_name: str, measurement: assess.Measurement, *, now: float
+    ) -> AnalysisRun:
+        """Fold in a finished measurement (ignored once the run completed)."""
+        if self.completed:
+            return self
+        metric = next(m for m in self.metrics if m.name == metric_name)
+        result = self.results.get(metric_name) or assess.MetricResult(name=metric_name)
+        updated = assess.record(result, measurement, retention=metric.retention)
+        return replace(self, results={**self.results, metric_name: updated}).assessed(now)
+
+    def stop(self, now: float) -> AnalysisRun:
+        if self.completed:
+            return self
+        return replace(self, stopped=True).assessed(now)
+
+    # --- views ---------------------------------------------------------------------
+
+    def summary(self) -> dict[str, JSON]:
+        """Per metric: phase, latest value and message, and the counters."""
+        out: dict[str, JSON] = {}
+        for metric in self.metrics:
+            result = self.results.get(metric.name) or assess.MetricResult(name=metric.name)
+            latest = result.latest
+            out[metric.name] = {
+                "phase": result.phase,
+                "value": assess.finite(latest.value) if latest is not None else None,
+                "message": result.message or (latest.message if latest is not None else ""),
+                "count": result.count,
+                "successful": result.successful,
+                "failed": result.failed,
+                "inconclusive": result.inconclusive,
+                "error": result.error,
+                "consecutiveError": result.consecutive_error,
+                "dryRun": metric.dry_run,
+                "measuredAt": latest.finished_at if latest is not None else None,
+                "run": self.id,
+            }
+        return out
+
+    def describe(self) -> JSON:
+        """The run itself, for ``status``'s ``analysisRuns``."""
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "revision": self.revision,
+            "phase": self.phase,
+            "message": self.message,
+            "startedAt": self.started_at,
+            "finishedAt": self.finished_at,
+            "metrics": [m.name for m in self.metrics],
+        }
+
+    # --- storage -------------------------------------------------------------------
+
+    def to_json(self) -> JSON:
+        return {
+            "id": self.id,
+            "rollout": self.rollout,
+            "namespace": self.namespace,
+            "kind": self.kind,
+            "revision": self.revision,
+            "stableRevision": self.stable_revision,
+            "metrics": [m.to_json() for m in self.metrics],
+            "args": dict(self.args),
+            "results": {name: _result_json(r) for name, r in self.results.items()},
+            "phase": self.phase,
+            "message": self.message,
+            "startedAt": self.started_at,
+            "finishedAt": self.finished_at,
+            "stopped": self.stopped,
+        }
+
+    @staticmethod
+    def from_json(data: Mapping[str, Any]) -> AnalysisRun:
+        return AnalysisRun(
+            id=data["id"],
+            rollout=data["rollout"],
+            namespace=data.get("namespace", "default"),
+            kind=data["kind"],
+            revision=data["revision"],
+            stable_revision=data.get("stableRevision"),
+            metrics=tuple(templates.MetricSpec.from_json(m) for m in data.get("metrics", [])),
+            args=data.get("args") or {},
+            results={
+                name: _result_from(name, r) for name, r in (data.get("results") or {}).items()
+            },
+            phase=data.get("phase", "Pending"),
+            message=data.get("message", ""),
+            started_at=data.get("startedAt", 0.0),
+            finished_at=data.get("finishedAt"),
+            stopped=bool(data.get("stopped", False)),
+        )
+
+
+def _result_json(result: assess.MetricResult) -> JSON:
+    return {
+        "phase": result.phase,
+        "message": result.message,
+        "count": result.count,
+        "successful": result.successful,
+        "failed": result.failed,
+        "inconclusive": result.inconclusive,
+        "error": result.error,
+        "consecutiveError": result.consecutive_error,
+        "lastFinishedAt": result.last_finished_at,
+        "measurements": [
+            {
+                "phase": m.phase,
+                "value": assess.finite(m.value),
+                "message": m.message,
+                "startedAt": m.started_at,
+                "finishedAt": m.finished_at,
+            }
+            for m in result.measurements
+        ],
+    }
+
+
+def _result_from(name: str, data: Mapping[str, Any]) -> assess.MetricResult:
+    return assess.MetricResult(
+        name=name,
+        phase=data.get("phase", "Pending"),
+        message=data.get("message", ""),
+        count=data.get("count", 0),
+        successful=data.get("successful", 0),
+        failed=data.get("failed", 0),
+        inconclusive=data.get("inconclusive", 0),
+        error=data.get("error", 0),
+        consecutive_error=data.get("consecutiveError", 0),
+        last_finished_at=data.get("lastFinishedAt"),
+        measurements=tuple(
+            assess.Measurement(
+                phase=m["phase"],
+                value=m.get("value"),
+                message=m.get("message", ""),
+                started_at=m.get("startedAt", 0.0),
+                finished_at=m.get("finishedAt", 0.0),
+            )
+            for m in data.get("measurements", [])
+        ),
+    )

@@ -1,0 +1,262 @@
+"""The builtin router's counters, sampled once a second into a ring buffer per revision.
+
+The router keeps cumulative counters only (requests by status class, latency and
+time-to-first-byte histograms). Analysis needs them *over a window* ("the canary's error
+rate in the last 60 s") and *per second* (the Mann-Whitney judge compares the canary's
+per-second samples with the stable's). The controller's analysis runner calls
+``Sampler.sample(now)`` about once a second; the ``builtin`` provider reads ``window`` and
+judges read ``series`` through ``MeasureContext``.
+
+Percentiles come from histogram deltas the way Prometheus' ``histogram_quantile`` computes
+them: find the bucket holding the rank, interpolate linearly inside it::
+
+    >>> bounds = (0.1, 0.5, 1.0)
+    >>> quantile(0.5, bounds, [2, 2, 0, 0])   # ranks 1-2 in (0, 0.1], 3-4 in (0.1, 0.5]
+    0.1
+    >>> quantile(0.75, bounds, [2, 2, 0, 0])
+    0.3
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+CAPACITY_SECONDS = 900  # 15 minutes of one-second samples per revision
+QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
+SERIES = (
+    "request-rate",
+    "error-rate",
+    "success-rate",
+    "latency-mean",
+    *(f"latency-{q}" for q in QUANTILES),
+    "ttfb-mean",
+    *(f"ttfb-{q}" for q in QUANTILES),
+)
+
+
+class Snapshotter(Protocol):
+    """``traffic.builtin.Registry``: ``{rollout: {"revisions": {"2": {...}}}}``."""
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    """One revision's cumulative counters at time ``t``."""
+
+    t: float
+    codes: tuple[int, ...]  # 1xx..5xx
+    bounds: tuple[float, ...]  # histogram upper bounds (without +Inf)
+    latency: tuple[int, ...]  # per bucket, not cumulative, +Inf last
+    latency_sum: float
+    ttfb: tuple[int, ...]
+    ttfb_sum: float
+
+    @property
+    def requests(self) -> int:
+        return sum(self.codes)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WindowStats:
+    """A revision's traffic between two counter readings."""
+
+    seconds: float
+    requests: int
+    codes: tuple[int, ...]
+    bounds: tuple[float, ...]
+    latency: tuple[int, ...]
+    latency_sum: float
+    ttfb: tuple[int, ...]
+    ttfb_sum: float
+
+    @property
+    def errors(self) -> int:
+        return self.codes[4]
+
+    def value(self, metric: str) -> float:
+        """``error-rate``, ``latency-p99``, ...: NaN where there were no requests."""
+        n = self.requests
+        if metric == "requests":
+            return float(n)
+        if metric == "request-rate":
+            return n / self.seconds if self.seconds > 0 else math.nan
+        if n == 0:
+            return math.nan
+        if metric == "error-rate":
+            return self.errors / n
+        if metric == "success-rate":
+            return (n - self.errors) / n
+        kind, _, stat = metric.partition("-")
+        counts, total = (
+            (self.latency, self.latency_sum)
+            if kind == "latency"
+            else (
+                self.ttfb,
+                self.ttfb_sum,
+            )
+        )
+        if kind not in ("latency", "ttfb"):
+            raise KeyError(metric)
+        observed = sum(counts)
+        if observed == 0:
+            return math.nan
+        if stat == "mean":
+            return total / observed
+        return quantile(QUANTILES[stat], self.bounds, list(counts))
+
+    def summary(self) -> dict[str, float]:
+        """Every number at once: what ``provider: {builtin: {}}`` returns as ``result``."""
+        out = {
+            "requests": float(self.requests),
+            "requestRate": self.value("request-rate"),
+            "errorRate": self.value("error-rate"),
+            "successRate": self.value("success-rate"),
+            "latencyMean": self.value("latency-mean"),
+            "ttfbMean": self.value("ttfb-mean"),
+            "window": self.seconds,
+        }
+        for name in QUANTILES:
+            out[name] = self.value(f"latency-{name}")
+            out[f"ttfb{name.upper()}"] = self.value(f"ttfb-{name}")
+        return out
+
+
+def quantile(q: float, bounds: tuple[float, ...], counts: list[int]) -> float:
+    """Prometheus' histogram_quantile over per-bucket ``counts`` (+Inf bucket last)."""
+    total = sum(counts)
+    if total == 0:
+        return math.nan
+    rank = q * total
+    cumulative = 0
+    for i, count in enumerate(counts):
+        if cumulative + count >= rank and count > 0:
+            if i >= len(bounds):  # the +Inf bucket: the highest finite bound, as Prometheus
+                return bounds[-1]
+            lower = bounds[i - 1] if i > 0 else 0.0
+            return lower + (bounds[i] - lower) * (rank - cumulative) / count
+        cumulative += count
+    return bounds[-1]
+
+
+def _counters(t: float, snap: Mapping[str, Any]) -> Counters:
+    def buckets(hist: Mapping[str, Any]) -> tuple[tuple[float, ...], tuple[int, ...]]:
+        items = list(hist["buckets"].items())  # cumulative, "+Inf" last
+        bounds = tuple(float(k) for k, _ in items[:-1])
+        cumulative = [int(v) for _, v in items]
+        per = tuple(c - (cumulative[i - 1] if i else 0) for i, c in enumerate(cumulative))
+        return bounds, per
+
+    bounds, latency = buckets(snap["latency"])
+    _, ttfb = buckets(snap["ttfb"])
+    codes = tuple(int(snap["requests"][c]) for c in ("1xx", "2xx", "3xx", "4xx", "5xx"))
+    return Counters(
+        t=t,
+        codes=codes,
+        bounds=bounds,
+        latency=latency,
+        latency_sum=float(snap["latency"]["sum"]),
+        ttfb=ttfb,
+        ttfb_sum=float(snap["ttfb"]["sum"]),
+    )
+
+
+def _delta(newer: Counters, older: Counters | None, seconds: float) -> WindowStats:
+    def minus(a: tuple[int, ...], b: tuple[int, ...] | None) -> tuple[int, ...]:
+        return a if b is None else tuple(max(0, x - y) for x, y in zip(a, b, strict=True))
+
+    return WindowStats(
+        seconds=seconds,
+        requests=sum(minus(newer.codes, older.codes if older else None)),
+        codes=minus(newer.codes, older.codes if older else None),
+        bounds=newer.bounds,
+        latency=minus(newer.latency, older.latency if older else None),
+        latency_sum=newer.latency_sum - (older.latency_sum if older else 0.0),
+        ttfb=minus(newer.ttfb, older.ttfb if older else None),
+        ttfb_sum=newer.ttfb_sum - (older.ttfb_sum if older else 0.0),
+    )
+
+
+class Sampler:
+    """Ring buffers of ``Counters`` per (rollout, revision), fed by ``sample``."""
+
+    def __init__(self, registry: Snapshotter, *, capacity: int = CAPACITY_SECONDS) -> None:
+        self._registry = registry
+        self._capacity = capacity
+        self._rings: dict[tuple[str, int], deque[Counters]] = {}
+        self.started_at: float | None = None
+        self.last_at: float | None = None
+
+    def sample(self, now: float) -> None:
+        """Read every revision's counters once (the runner calls this about every second)."""
+        if self.started_at is None:
+            self.started_at = now
+        self.last_at = now
+        for rollout, data in self._registry.snapshot().items():
+            for rev, snap in data.get("revisions", {}).items():
+                key = (rollout, int(rev))
+                ring = self._rings.get(key)
+                if ring is None:
+                    ring = self._rings[key] = deque(maxlen=self._capacity)
+                ring.append(_counters(now, snap))
+
+    def _live(self, rollout: str, revision: int, now: float) -> Counters | None:
+        snap = self._registry.snapshot().get(rollout, {}).get("revisions", {}).get(str(revision))
+        return _counters(now, snap) if snap is not None else None
+
+    def window(self, rollout: str, revision: int, seconds: float, now: float) -> WindowStats:
+        """Traffic of ``revision`` in the last ``seconds`` (fewer if sampling began later:
+        ``WindowStats.seconds`` says how many)."""
+        latest = self._live(rollout, revision, now)
+        start = now - seconds
+        if latest is None:
+            return _delta(_EMPTY, None, 0.0)
+        ring = self._rings.get((rollout, revision), deque())
+        older = None
+        for counters in reversed(ring):
+            if counters.t <= start:
+                older = counters
+                break
+        if older is None and ring and len(ring) == ring.maxlen:
+            older = ring[0]  # the window is longer than the buffer: the longest we have
+        if older is not None:
+            return _delta(latest, older, now - older.t)
+        began = self.started_at if self.started_at is not None else now
+        # Nothing sampled before the window: everything counted happened within it (the
+        # registry lives as long as this process, and so does the sampler).
+        return _delta(latest, None, max(0.0, min(seconds, now - began)))
+
+    def series(self, rollout: str, revision: int, metric: str, seconds: float) -> list[float]:
+        """One value of ``metric`` per sampled second over the last ``seconds``, oldest
+        first; NaN for a second without requests (for ratios and latencies)."""
+        if metric not in SERIES:
+            raise KeyError(f"unknown series {metric!r}; expected one of {', '.join(SERIES)}")
+        ring = list(self._rings.get((rollout, revision), ()))
+        if len(ring) < 2:
+            return []
+        end = ring[-1].t
+        picked = [c for c in ring if c.t >= end - seconds - 1e-9]
+        out: list[float] = []
+        for older, newer in itertools.pairwise(picked):
+            out.append(_delta(newer, older, newer.t - older.t).value(metric))
+        return out
+
+    def forget(self, rollout: str) -> None:
+        for key in [k for k in self._rings if k[0] == rollout]:
+            del self._rings[key]
+
+
+_EMPTY = Counters(
+    t=0.0,
+    codes=(0, 0, 0, 0, 0),
+    bounds=(1.0,),
+    latency=(0, 0),
+    latency_sum=0.0,
+    ttfb=(0, 0),
+    ttfb_sum=0.0,
+)
