@@ -301,3 +301,39 @@ async def test_bad_config_is_a_provider_error_naming_the_field() -> None:
     assert prometheus.problems(
         {"address": "http://p", "query": "up", "rangeQuery": {"start": "yesterday"}}
     )
+
+
+async def test_mann_whitney_judge_reads_each_revision_from_prometheus(prom: Prom) -> None:
+    """The canary's 5xx counter against the stable's, one sample per second of the last
+    ten (``{{revision}}`` filled in per side): the canary is High on errors, a critical
+    metric, so the run fails."""
+    from changeover.analysis.judges import canary
+
+    auth = prom.config()
+    config = {
+        "window": "10s",
+        "step": "1s",
+        "prometheus": {"address": prom.url, "authentication": auth["authentication"]},
+        "metrics": [
+            {
+                "name": "errors",
+                "critical": True,
+                "direction": "increase",
+                # Before the first scrape there are no points, so none count as 0.
+                "prometheus": {
+                    "query": 'sum(changeover_requests_total{revision="{{revision}}",code="5xx"})'
+                },
+            },
+            {
+                "name": "requests",
+                "prometheus": 'sum(changeover_requests_total{revision="{{revision}}"})',
+            },
+        ],
+    }
+    result = await canary.MannWhitneyProvider().measure(config, args={}, context=CTX)
+    errors = result.value["metrics"]["errors"]
+    assert errors["classification"] == "High" and errors["critical"]
+    assert errors["canary"]["max"] == router_count(prom, 2, "5xx")
+    assert errors["baseline"]["max"] == 0 and errors["canary"]["count"] >= 3
+    assert result.value["metrics"]["requests"]["classification"] == "Pass"
+    assert result.phase == "Failed"
