@@ -1,0 +1,251 @@
+"""One reconcile of one Rollout resource: observe → ``engine.plan`` → act → write status.
+
+    1. parse the spec with the spec models (an invalid one: status says why, Warning event)
+    2. the template's pod-template hash names the target revision: an existing ReplicaSet
+       with that hash keeps its number, a new template gets ``lastRevision + 1`` and a
+       ReplicaSet with 0 replicas
+    3. observations: ready/available counts from the ReplicaSets, hook Jobs' states
+    4. ``engine.plan`` (the same engine as the local platform, unchanged)
+    5. the actions, in order (``operator.executor``)
+    6. the new status, with the resourceVersion read in step 1: a user's promote or abort
+       written meanwhile makes it fail (409) and the rollout is planned again from what the
+       user wrote, so no command is lost; events are recorded only once the status is in.
+
+A crash anywhere re-runs the same plan from the last written status: actions are desired
+state, so nothing happens twice. Called by ``operator.runtime.Operator``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pydantic
+
+from changeover import errors
+from changeover.controller import executor as local_executor
+from changeover.engine import context
+from changeover.engine import plan as engine_plan
+from changeover.engine.phases import Phase
+from changeover.engine.status import RolloutStatus
+from changeover.operator import documents, executor
+from changeover.platforms.kubernetes import client as kube
+from changeover.platforms.kubernetes import names
+from changeover.spec import models
+from changeover.traffic import kubernetes as kube_routers
+from changeover.traffic.kubernetes.base import RouterContext
+from changeover.traffic.kubernetes.router import KubeRouter
+
+if TYPE_CHECKING:
+    from changeover.operator.runtime import Operator
+
+log = logging.getLogger(__name__)
+JSON = dict[str, Any]
+
+
+@dataclass
+class LiveRouter:
+    fingerprint: str
+    router: KubeRouter
+
+
+def _fingerprint(rollout: models.Rollout, uid: str) -> str:
+    spec = rollout.spec
+    return json.dumps(
+        [
+            uid,
+            spec.router,
+            spec.traffic.config,
+            spec.service.to_json_dict(),
+            spec.strategy.name,
+            spec.strategy.blue_green.to_json_dict() if spec.strategy.blue_green else None,
+        ],
+        sort_keys=True,
+    )
+
+
+async def reconcile(op: Operator, namespace: str, name: str) -> float | None:
+    """Reconcile one rollout; the seconds after which to look again (None: on change only)."""
+    obj = op.rollouts.get(namespace, name)
+    if obj is None or obj["metadata"].get("deletionTimestamp"):
+        op.routers.pop((namespace, name), None)
+        return None
+    try:
+        rollout = documents.parse_rollout(obj)
+        template = rollout.spec.pod_template()
+    except (pydantic.ValidationError, errors.SpecError) as exc:
+        await _invalid(op, obj, exc)
+        return None
+    raw_status = obj.get("status") or {}
+    status = RolloutStatus.model_validate(raw_status)
+    pod_hash = names.template_hash(template.to_json_dict())
+    revision = op.platform.revision_of_hash(obj, pod_hash)
+    known = op.platform.revisions(obj)
+    last = max([int(raw_status.get("lastRevision") or 0), *known])
+    if revision is None:
+        revision = last + 1
+        await op.platform.ensure_revision(
+            obj,
+            revision=revision,
+            template=template,
+            pod_hash=pod_hash,
+            min_ready_seconds=rollout.spec.min_ready_seconds,
+        )
+    last = max(last, revision)
+    counts = op.platform.observe(obj)
+    hooks = {}
+    for hook_id, state in status.hooks.items():
+        if state == "running":
+            found = op.hooks.status(obj, hook_id)
+            if found is not None:
+                hooks[hook_id] = context.HookResult(
+                    hook_id=hook_id, state=found[0], message=found[1]
+                )
+    ctx = context.Context(
+        rollout=rollout,
+        revision=revision,
+        status=status,
+        observations=context.Observations(
+            revisions={
+                rev: context.RevisionObservation(
+                    revision=rev, desired=c.desired, ready=c.ready, available=c.available
+                )
+                for rev, c in counts.items()
+            },
+            hooks=hooks,
+        ),
+        now=op.clock(),
+    )
+    plan = engine_plan.plan(ctx)
+    router = await _router(op, obj, rollout, status)
+    for action in plan.actions:
+        await executor.execute(
+            action, obj=obj, template=template, platform=op.platform, hooks=op.hooks, router=router
+        )
+    body = documents.status_body(
+        rollout=rollout,
+        status=plan.status,
+        counts=op.platform.observe(obj),
+        generation=int(obj["metadata"].get("generation") or 0),
+        last_revision=last,
+    )
+    if body != raw_status:
+        await _write_status(op, obj, body)
+    for event in plan.events:
+        await op.recorder.record(obj, str(event.reason), event.message)
+    op.stats.reconciles += 1
+    op.stats.actions += len(plan.actions)
+    return _next_look(plan.status, op.clock())
+
+
+def _next_look(status: RolloutStatus, now: float) -> float:
+    """When the clock alone may change the plan: a timed pause, a scheduled scale-down,
+    the progress deadline. Watches wake us for everything else."""
+    due = [status.pause.until] if status.pause is not None and status.pause.until else []
+    due += list(status.scale_down_at.values())
+    soonest = min((t - now for t in due), default=None)
+    idle = 30.0 if status.phase in (Phase.HEALTHY, Phase.ABORTED) else 5.0
+    return max(0.05, min(soonest, idle)) if soonest is not None else idle
+
+
+async def _write_status(op: Operator, obj: JSON, body: JSON) -> None:
+    meta = obj["metadata"]
+    update = {
+        "apiVersion": obj.get("apiVersion", names.API_VERSION),
+        "kind": "Rollout",
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "resourceVersion": meta["resourceVersion"],
+        },
+        "spec": obj.get("spec") or {},
+        "status": body,
+    }
+    written = await op.client.replace(
+        kube.ROLLOUTS, update, namespace=meta["namespace"], sub="status"
+    )
+    op.rollouts.remember(written)
+
+
+async def _router(
+    op: Operator, obj: JSON, rollout: models.Rollout, status: RolloutStatus
+) -> KubeRouter:
+    key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+    fingerprint = _fingerprint(rollout, obj["metadata"]["uid"])
+    live = op.routers.get(key)
+    if live is not None and live.fingerprint == fingerprint:
+        live.router.ctx.rollout.update(obj)
+        return live.router
+    router = build_router(op, obj, rollout)
+    # A fresh router (operator start, or a changed router config) first says what the
+    # status says, so the cluster's objects and the engine agree before the first plan.
+    await local_executor.resync_router(router, status.traffic)
+    op.routers[key] = LiveRouter(fingerprint=fingerprint, router=router)
+    return router
+
+
+def build_router(op: Operator, obj: JSON, rollout: models.Rollout) -> KubeRouter:
+    spec = rollout.spec
+    name, namespace = obj["metadata"]["name"], obj["metadata"]["namespace"]
+    module = kube_routers.ROUTERS.get(spec.router)
+    if module is None:
+        raise errors.PermanentBackendError(
+            f"router {spec.router!r} does not run on Kubernetes "
+            f"(choose one of {', '.join(kube_routers.ROUTERS)})"
+        )
+    bg = spec.strategy.blue_green
+    stable = names.stable_service(name, spec.service.name)
+    if bg is not None and bg.active_service:
+        stable = bg.active_service
+    mesh = spec.traffic.chosen is not None
+    template = spec.pod_template()
+
+    def hash_of(revision: int) -> str | None:
+        current = op.rollouts.get(namespace, name) or obj
+        rs = op.platform.revisions(current).get(revision)
+        return None if rs is None else rs["metadata"]["labels"].get(names.HASH_LABEL)
+
+    def revision_of_hash(pod_hash: str) -> int | None:
+        return op.platform.revision_of_hash(op.rollouts.get(namespace, name) or obj, pod_hash)
+
+    ctx = RouterContext(
+        client=op.client,
+        rollout=dict(obj),
+        config=spec.traffic.config,
+        stable_service=stable,
+        canary_service=names.canary_service(name, spec.service.canary_name),
+        preview_service=names.preview_service(name, bg.preview_service) if bg else "",
+        port=spec.service.port,
+        target_port=spec.service.target_port or template.container_port() or spec.service.port,
+        hash_of=hash_of,
+        revision_of_hash=revision_of_hash,
+        split=mesh or spec.strategy.name in ("blueGreen", "abTest", "shadow"),
+    )
+    router: KubeRouter = module.factory(ctx)
+    return router
+
+
+async def _invalid(op: Operator, obj: JSON, exc: Exception) -> None:
+    if isinstance(exc, pydantic.ValidationError):
+        lines = [
+            f"spec.{'.'.join(str(p) for p in e['loc'][1:] if '[' not in str(p))}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        ]
+        message = "invalid spec: " + "; ".join(lines)
+    else:
+        message = f"invalid spec: {exc}"
+    raw = obj.get("status") or {}
+    if raw.get("message") == message:
+        return
+    # The phase is the engine's alone: an invalid spec is reported beside it (``error``)
+    # and the rollout carries on from where it was once the spec is fixed.
+    body = {**raw, "message": message, "error": message}
+    await _write_status(op, obj, body)
+    await op.recorder.record(obj, "InvalidSpec", message)
+
+
+def now() -> float:
+    return time.time()

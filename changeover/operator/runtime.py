@@ -1,0 +1,229 @@
+"""The operator process: informers, a work queue, reconcile workers and leader election.
+
+    op = Operator(client, namespace=None)         # None: every namespace
+    await op.run()                                 # until cancelled or the lease is lost
+
+Watches (Rollouts; ReplicaSets and hook Jobs labelled ``changeover.dev/rollout``) fill
+caches and queue the rollout a change belongs to; ``workers`` coroutines reconcile queued
+rollouts, one rollout at a time per key; each reconcile says when the clock alone would
+change its plan (a timed pause, a scale-down delay) and the queue looks again then. Only
+the leader (``operator.leader``) starts informers and workers; losing the lease stops
+them, so a replica that cannot renew never acts beside the new leader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from changeover import errors
+from changeover.operator import reconcile as reconcile_mod
+from changeover.operator.leader import LeaderElector
+from changeover.operator.workqueue import WorkQueue
+from changeover.platforms.kubernetes import client as kube
+from changeover.platforms.kubernetes import informer, names
+from changeover.platforms.kubernetes.events import EventRecorder
+from changeover.platforms.kubernetes.hooks import JobHooks
+from changeover.platforms.kubernetes.replicasets import KubePlatform
+
+log = logging.getLogger(__name__)
+JSON = dict[str, Any]
+Key = tuple[str, str]
+
+
+@dataclass
+class Stats:
+    reconciles: int = 0
+    actions: int = 0
+    errors: int = 0
+
+
+class Operator:
+    def __init__(
+        self,
+        client: kube.KubeClient,
+        *,
+        namespace: str | None = None,
+        workers: int = 8,
+        identity: str | None = None,
+        lease_namespace: str | None = None,
+        leader_election: bool = True,
+        clock: Callable[[], float] = time.time,
+        lease_seconds: float = 15.0,
+    ) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.workers = workers
+        self.clock = clock
+        self.identity = (
+            identity or os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+        )
+        self.queue: WorkQueue[Key] = WorkQueue()
+        self.rollouts = informer.Informer(
+            client,
+            kube.ROLLOUTS,
+            namespace=namespace,
+            on_change=self._rollout_changed,
+            on_delete=self._rollout_deleted,
+        )
+        self.replicasets = informer.Informer(
+            client,
+            kube.REPLICASETS,
+            namespace=namespace,
+            label_selector=names.ROLLOUT_LABEL,
+            on_change=self._owned_changed,
+        )
+        self.jobs = informer.Informer(
+            client,
+            kube.JOBS,
+            namespace=namespace,
+            label_selector=names.HOOK_LABEL,
+            on_change=self._owned_changed,
+        )
+        self.platform = KubePlatform(client, self.replicasets)
+        self.hooks = JobHooks(client, self.jobs)
+        self.recorder = EventRecorder(client, instance=self.identity)
+        self.routers: dict[Key, reconcile_mod.LiveRouter] = {}
+        self.stats = Stats()
+        self.errors: dict[Key, str] = {}
+        self.elector = (
+            LeaderElector(
+                client,
+                namespace=lease_namespace or namespace or client.namespace,
+                identity=self.identity,
+                lease_seconds=lease_seconds,
+                renew_deadline=lease_seconds * 2 / 3,
+                retry_period=max(0.2, lease_seconds / 7.5),
+            )
+            if leader_election
+            else None
+        )
+        self.ready = asyncio.Event()
+        # Called with (namespace, name, seconds) after each reconcile (the scale bench).
+        self.on_reconciled: Callable[[str, str, float], None] | None = None
+
+    # --- informer callbacks ----------------------------------------------------------
+
+    def _rollout_changed(self, obj: JSON) -> None:
+        self.queue.add(informer.key_of(obj))
+
+    def _rollout_deleted(self, obj: JSON) -> None:
+        key = informer.key_of(obj)
+        self.routers.pop(key, None)
+        self.errors.pop(key, None)
+
+    def _owned_changed(self, obj: JSON) -> None:
+        meta = obj.get("metadata", {})
+        owner = (meta.get("labels") or {}).get(names.ROLLOUT_LABEL)
+        if owner:
+            self.queue.add((str(meta.get("namespace", "")), owner))
+
+    # --- running ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until cancelled; return if leadership is lost (the process should exit)."""
+        if self.elector is not None:
+            await self.elector.acquire()
+        tasks = [
+            asyncio.create_task(inf.run(), name=f"informer-{inf.resource.plural}")
+            for inf in (self.replicasets, self.jobs, self.rollouts)
+        ]
+        try:
+            for inf in (self.replicasets, self.jobs, self.rollouts):
+                await inf.synced.wait()
+            tasks += [
+                asyncio.create_task(self._worker(), name=f"worker-{i}") for i in range(self.workers)
+            ]
+            self.ready.set()
+            if self.elector is not None:
+                await self.elector.keep()
+            else:
+                await asyncio.Event().wait()
+        finally:
+            self.ready.clear()
+            self.queue.close()
+            await informer.stop(tasks)
+            if self.elector is not None:
+                with contextlib.suppress(errors.ChangeoverError):
+                    await self.elector.release()
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            started = time.perf_counter()
+            try:
+                again = await reconcile_mod.reconcile(self, *key)
+                self.errors.pop(key, None)
+            except kube.Conflict:
+                again = 0.05  # the cache is behind our last write or a user's: look again
+            except errors.ChangeoverError as exc:
+                again = await self._failed(
+                    key, str(exc), transient=isinstance(exc, errors.TemporaryBackendError)
+                )
+            except Exception as exc:
+                log.exception("reconcile of %s/%s failed", *key)
+                again = await self._failed(key, f"internal error: {exc}", transient=True)
+            finally:
+                self.queue.done(key)
+            if self.on_reconciled is not None:
+                self.on_reconciled(key[0], key[1], time.perf_counter() - started)
+            if again is not None:
+                self.queue.add_after(key, again)
+
+    async def _failed(self, key: Key, message: str, *, transient: bool) -> float:
+        self.stats.errors += 1
+        if self.errors.get(key) != message:
+            self.errors[key] = message
+            log.warning("reconcile of %s/%s: %s", key[0], key[1], message)
+            obj = self.rollouts.get(*key)
+            if obj is not None:
+                await self.recorder.record(obj, "ReconcileError", message)
+        return 1.0 if transient else 10.0
+
+
+async def serve(
+    *,
+    kubeconfig: str | None,
+    namespace: str | None,
+    lease_namespace: str | None,
+    workers: int = 8,
+    on_ready: Callable[[Operator], None] | None = None,
+) -> int:
+    """``changeover serve --platform kubernetes``: run until SIGINT/SIGTERM (exit 0) or
+    until the lease is lost (exit 1, so the Deployment restarts the replica)."""
+    import signal
+
+    client = await kube.KubeClient.connect(kubeconfig_path=kubeconfig)
+    op = Operator(client, namespace=namespace, lease_namespace=lease_namespace, workers=workers)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    task = asyncio.create_task(op.run())
+    if on_ready is not None:
+        ready = asyncio.create_task(op.ready.wait())
+        await asyncio.wait({ready, task}, return_when=asyncio.FIRST_COMPLETED)
+        if op.ready.is_set():
+            on_ready(op)
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait({stopper, task}, return_when=asyncio.FIRST_COMPLETED)
+    code = 0
+    if task.done():
+        code = 1
+        with contextlib.suppress(Exception):
+            task.result()
+    else:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    stopper.cancel()
+    await client.close()
+    return code

@@ -1,0 +1,141 @@
+"""A watch-backed cache of one resource kind (client-go's informer, in miniature).
+
+``Informer.run()`` lists, then watches from the list's resourceVersion, re-listing when the
+watch expires (410) or breaks; every change calls ``on_change(obj)`` so the operator can
+queue the owning rollout. Readers use ``get``/``items`` (no API request). Writers call
+``remember(obj)`` with what the API answered, so the next reconcile already sees its own
+write instead of repeating it while the watch event is in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from changeover import errors
+from changeover.platforms.kubernetes import client as kube
+
+log = logging.getLogger(__name__)
+JSON = dict[str, Any]
+Key = tuple[str, str]  # (namespace, name)
+
+
+def key_of(obj: JSON) -> Key:
+    meta = obj.get("metadata", {})
+    return (str(meta.get("namespace", "")), str(meta.get("name", "")))
+
+
+def _rv(obj: JSON) -> int:
+    try:
+        return int(obj.get("metadata", {}).get("resourceVersion", "0"))
+    except ValueError:
+        return 0
+
+
+class Informer:
+    def __init__(
+        self,
+        client: kube.KubeClient,
+        resource: kube.Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        on_change: Callable[[JSON], None] | None = None,
+        on_delete: Callable[[JSON], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.resource = resource
+        self.namespace = namespace
+        self.label_selector = label_selector
+        self._on_change = on_change
+        self._on_delete = on_delete
+        self._items: dict[Key, JSON] = {}
+        self.synced = asyncio.Event()
+
+    def get(self, namespace: str, name: str) -> JSON | None:
+        return self._items.get((namespace, name))
+
+    def items(self) -> list[JSON]:
+        return list(self._items.values())
+
+    def remember(self, obj: JSON) -> None:
+        """Store an object the API just returned, unless the cache already has newer."""
+        key = key_of(obj)
+        old = self._items.get(key)
+        if old is None or _rv(obj) >= _rv(old):
+            self._items[key] = obj
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._items.pop((namespace, name), None)
+
+    async def run(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                version = await self._list()
+                backoff = 0.5
+                while True:
+                    version = await self._watch(version)
+            except asyncio.CancelledError:
+                raise
+            except kube.Gone:
+                continue
+            except errors.ChangeoverError as exc:
+                log.warning("watch of %s failed: %s", self.resource.plural, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    async def _list(self) -> str:
+        doc = await self.client.list(
+            self.resource, namespace=self.namespace, label_selector=self.label_selector
+        )
+        fresh = {key_of(obj): obj for obj in doc.get("items", [])}
+        gone = [obj for key, obj in self._items.items() if key not in fresh]
+        self._items = fresh
+        self.synced.set()
+        for obj in gone:
+            self._deleted(obj)
+        for obj in fresh.values():
+            self._changed(obj)
+        return str(doc.get("metadata", {}).get("resourceVersion", ""))
+
+    async def _watch(self, version: str) -> str:
+        async for kind, obj in self.client.watch(
+            self.resource,
+            namespace=self.namespace,
+            label_selector=self.label_selector,
+            resource_version=version,
+        ):
+            version = str(obj.get("metadata", {}).get("resourceVersion", version))
+            if kind == "BOOKMARK":
+                continue
+            obj.setdefault("apiVersion", self.resource.api_version)
+            obj.setdefault("kind", self.resource.kind)
+            if kind == "DELETED":
+                self._items.pop(key_of(obj), None)
+                self._deleted(obj)
+            else:
+                self.remember(obj)
+                self._changed(obj)
+        return version
+
+    def _changed(self, obj: JSON) -> None:
+        if self._on_change is not None:
+            self._on_change(obj)
+
+    def _deleted(self, obj: JSON) -> None:
+        if self._on_delete is not None:
+            self._on_delete(obj)
+        elif self._on_change is not None:
+            self._on_change(obj)
+
+
+async def stop(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task

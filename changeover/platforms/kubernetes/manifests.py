@@ -1,0 +1,152 @@
+"""Everything ``kubectl apply`` needs to run the operator: CRDs, namespace, RBAC, Deployment.
+
+``changeover manifests`` prints ``documents(...)`` as YAML; ``changeover install-crds``
+applies ``crds.all_crds()`` (and, with ``--operator``, the rest) through the API.
+
+The operator runs two replicas; the Lease ``changeover-operator`` in its namespace elects
+the one that acts (``operator.leader``), so a node failure hands over in about 15 s.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from changeover.platforms.kubernetes import crds
+
+JSON = dict[str, Any]
+NAME = "changeover-operator"
+LABELS = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": "changeover"}
+
+# What the operator reads and writes, and nothing more.
+RULES: list[JSON] = [
+    {
+        "apiGroups": ["changeover.dev"],
+        "resources": ["rollouts", "rollouts/status", "rollouts/scale", "analysistemplates"],
+        "verbs": ["get", "list", "watch", "update", "patch"],
+    },
+    {
+        "apiGroups": ["apps"],
+        "resources": ["replicasets"],
+        "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
+    },
+    {
+        "apiGroups": [""],
+        "resources": ["services"],
+        "verbs": ["get", "list", "watch", "create", "update", "patch"],
+    },
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch", "list"]},
+    {
+        "apiGroups": ["batch"],
+        "resources": ["jobs"],
+        "verbs": ["get", "list", "watch", "create", "delete"],
+    },
+    {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "verbs": ["get", "create", "update"],
+    },
+    {
+        "apiGroups": ["networking.k8s.io"],
+        "resources": ["ingresses"],
+        "verbs": ["get", "list", "watch", "create", "update", "patch"],
+    },
+    {
+        "apiGroups": ["networking.istio.io"],
+        "resources": ["virtualservices", "destinationrules"],
+        "verbs": ["get", "list", "watch", "update", "patch"],
+    },
+    {
+        "apiGroups": ["gateway.networking.k8s.io"],
+        "resources": ["httproutes"],
+        "verbs": ["get", "list", "watch", "update", "patch"],
+    },
+    {
+        "apiGroups": ["split.smi-spec.io"],
+        "resources": ["trafficsplits"],
+        "verbs": ["get", "list", "watch", "create", "update", "patch"],
+    },
+    {"apiGroups": ["argoproj.io"], "resources": ["rollouts"], "verbs": ["get", "list", "watch"]},
+]
+
+
+def operator_documents(
+    *, namespace: str = "changeover-system", image: str = "changeover:0.1.0", replicas: int = 2
+) -> list[JSON]:
+    meta = {"namespace": namespace, "labels": LABELS}
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": NAME, **meta}},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": NAME, "labels": LABELS},
+            "rules": RULES,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": NAME, "labels": LABELS},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": NAME,
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": namespace}],
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": NAME, **meta},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app.kubernetes.io/name": NAME}},
+                "template": {
+                    "metadata": {"labels": LABELS},
+                    "spec": {
+                        "serviceAccountName": NAME,
+                        "containers": [
+                            {
+                                "name": "operator",
+                                "image": image,
+                                "args": [
+                                    "serve",
+                                    "--platform",
+                                    "kubernetes",
+                                    "--all-namespaces",
+                                    "--lease-namespace",
+                                    namespace,
+                                ],
+                                "env": [
+                                    {
+                                        "name": "POD_NAME",
+                                        "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+                                    }
+                                ],
+                                "resources": {
+                                    "requests": {"cpu": "100m", "memory": "128Mi"},
+                                    "limits": {"memory": "512Mi"},
+                                },
+                                "securityContext": {
+                                    "runAsNonRoot": True,
+                                    "readOnlyRootFilesystem": True,
+                                    "allowPrivilegeEscalation": False,
+                                },
+                            }
+                        ],
+                    },
+                },
+            },
+        },
+    ]
+
+
+def documents(*, crds_only: bool = False, **operator: Any) -> list[JSON]:
+    docs = crds.all_crds()
+    return docs if crds_only else [*docs, *operator_documents(**operator)]
+
+
+def to_yaml(docs: list[JSON]) -> str:
+    return "---\n".join(yaml.safe_dump(doc, sort_keys=False) for doc in docs)

@@ -1,0 +1,21 @@
+"""``replica-ratio``: Kubernetes without a mesh or an ingress that can split traffic.
+
+The stable Service selects every ready pod of the rollout (a canary step's weight is then
+approximated by the canary's share of replicas, and said so by ``changeover lint``); the
+canary Service selects the canary's pods and blue-green's active and preview Services
+switch by pod-template hash. Header routes, mirrors and exact weights need a router that
+has them (istio, gateway-api, nginx, smi): validation says which.
+"""
+
+from __future__ import annotations
+
+from changeover.traffic.base import Capability
+from changeover.traffic.kubernetes.base import RouterContext
+from changeover.traffic.kubernetes.router import KubeRouter
+
+NAME = "replica-ratio"
+CAPABILITIES = frozenset({Capability.PREVIEW})
+
+
+def factory(ctx: RouterContext) -> KubeRouter:
+    return KubeRouter(ctx, None, name=NAME, capabilities=CAPABILITIES)

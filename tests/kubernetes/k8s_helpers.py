@@ -1,0 +1,155 @@
+"""Helpers for Kubernetes tests: build Rollout manifests, read what the operator wrote,
+and wait for it (``eventually``), the way Argo Rollouts' e2e suite does."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from changeover.platforms.kubernetes import client as kube
+from changeover.platforms.kubernetes import names
+from changeover.platforms.kubernetes.events import list_events
+
+JSON = dict[str, Any]
+T = TypeVar("T")
+
+
+def rollout(
+    name: str,
+    *,
+    image: str = "app:v1",
+    replicas: int = 4,
+    strategy: JSON | None = None,
+    traffic: JSON | None = None,
+    **spec: Any,
+) -> JSON:
+    body: JSON = {
+        "apiVersion": "changeover.dev/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [
+                        {"name": "app", "image": image, "ports": [{"containerPort": 8080}]}
+                    ]
+                },
+            },
+            "service": {"port": 80},
+            "strategy": strategy or {"canary": {"steps": [{"setWeight": 25}, {"pause": {}}]}},
+            **spec,
+        },
+    }
+    if traffic is not None:
+        body["spec"]["traffic"] = traffic
+    return body
+
+
+class Kube:
+    def __init__(self, client: kube.KubeClient, namespace: str) -> None:
+        self.client = client
+        self.namespace = namespace
+
+    async def create(self, res: kube.Resource, body: JSON) -> JSON:
+        return await self.client.create(res, body, namespace=self.namespace)
+
+    async def apply_rollout(self, body: JSON) -> JSON:
+        return await self.client.apply_object(kube.ROLLOUTS, body, namespace=self.namespace)
+
+    async def set_image(self, name: str, image: str) -> JSON:
+        obj = await self.rollout(name)
+        obj = copy.deepcopy(obj)
+        obj["spec"]["template"]["spec"]["containers"][0]["image"] = image
+        return await self.client.replace(kube.ROLLOUTS, obj, namespace=self.namespace)
+
+    async def rollout(self, name: str) -> JSON:
+        return await self.client.get(kube.ROLLOUTS, name, namespace=self.namespace)
+
+    async def status(self, name: str) -> JSON:
+        return (await self.rollout(name)).get("status") or {}
+
+    async def replicasets(self, name: str) -> dict[int, JSON]:
+        doc = await self.client.list(
+            kube.REPLICASETS,
+            namespace=self.namespace,
+            label_selector=f"{names.ROLLOUT_LABEL}={name}",
+        )
+        out = {}
+        for rs in doc["items"]:
+            rev = names.revision_of(rs)
+            if rev is not None:
+                out[rev] = rs
+        return out
+
+    async def rs_counts(self, name: str) -> dict[int, tuple[int, int]]:
+        """revision → (spec.replicas, readyReplicas)."""
+        return {
+            rev: (rs["spec"]["replicas"], (rs.get("status") or {}).get("readyReplicas") or 0)
+            for rev, rs in (await self.replicasets(name)).items()
+        }
+
+    async def hash_of(self, name: str, revision: int) -> str:
+        return str((await self.replicasets(name))[revision]["metadata"]["labels"][names.HASH_LABEL])
+
+    async def selector(self, service: str) -> dict[str, str]:
+        svc = await self.client.get(kube.SERVICES, service, namespace=self.namespace)
+        return dict(svc["spec"].get("selector") or {})
+
+    async def selects(self, service: str) -> str | None:
+        """The pod-template hash a Service selects (None: every pod of the rollout)."""
+        return (await self.selector(service)).get(names.HASH_LABEL)
+
+    async def events(self, name: str) -> list[tuple[str, str]]:
+        return [
+            (e["reason"], e["message"])
+            for e in await list_events(self.client, namespace=self.namespace, name=name)
+        ]
+
+    async def reasons(self, name: str) -> list[str]:
+        return [r for r, _ in await self.events(name)]
+
+    async def patch_status(self, name: str, change: Callable[[JSON], None]) -> None:
+        """A user command the way the CLI does it: read, change status, write with the
+        resourceVersion read (retried on conflict)."""
+        for _ in range(20):
+            obj = await self.rollout(name)
+            obj.setdefault("status", {})
+            change(obj["status"])
+            try:
+                await self.client.replace(
+                    kube.ROLLOUTS, obj, namespace=self.namespace, sub="status"
+                )
+                return
+            except kube.Conflict:
+                await asyncio.sleep(0.05)
+        raise AssertionError("status kept changing")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    check: Callable[[T], bool] = bool,
+    *,
+    within: float = 45.0,
+    what: str = "",
+) -> T:
+    """Poll ``probe`` until ``check`` holds; AssertionError with the last value if not."""
+    deadline = time.monotonic() + within
+    last: Any = None
+    while True:
+        last = await probe()
+        if check(last):
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or 'condition'}; last: {last!r}")
+        await asyncio.sleep(0.2)
+
+
+async def phase_is(k: Kube, name: str, phase: str, **kw: Any) -> JSON:
+    return await eventually(
+        lambda: k.status(name), lambda s: s.get("phase") == phase, what=f"{name} {phase}", **kw
+    )
