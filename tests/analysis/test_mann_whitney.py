@@ -11,8 +11,8 @@ import pytest
 from numpy.typing import NDArray
 from scipy import optimize, stats
 
-from changeover.analysis.judges import mann_whitney as mw
-from changeover.analysis.judges.mann_whitney import Classification, Direction, MetricSpec
+from changeover.analysis.judges import classifier as mw
+from changeover.analysis.judges.classifier import Classification, Direction, MetricSpec
 
 Z98 = stats.norm.ppf(0.99)
 

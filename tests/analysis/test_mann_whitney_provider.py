@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from changeover.analysis.judges import canary
+from changeover.analysis.judges import mann_whitney
 from changeover.analysis.providers import base
 
 STABLE, CANARY = 3, 4
@@ -136,7 +136,7 @@ async def test_without_a_canary_it_is_an_error() -> None:
     ],
 )
 def test_config_problems_name_the_field(patch: dict[str, Any], message: str) -> None:
-    found = canary.problems({**CONFIG, **patch})
+    found = mann_whitney.problems({**CONFIG, **patch})
     assert len(found) == 1 and message in found[0]
 
 
@@ -146,7 +146,7 @@ async def test_bad_config_is_a_provider_error() -> None:
 
 
 def test_prometheus_sources_inherit_defaults_and_default_to_the_window() -> None:
-    cfg = canary.parse_config(
+    cfg = mann_whitney.parse_config(
         {
             "window": "90s",
             "step": "5s",

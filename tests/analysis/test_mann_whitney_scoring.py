@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from changeover.analysis.judges import mann_whitney as mw
+from changeover.analysis.judges import classifier as mw
 from changeover.analysis.judges import scoring
-from changeover.analysis.judges.mann_whitney import Classification
+from changeover.analysis.judges.classifier import Classification
 
 
 def verdict(

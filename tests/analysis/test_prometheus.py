@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
+from changeover.analysis.judges import mann_whitney
 from changeover.analysis.providers import base, prometheus
 from changeover.endpoints import Endpoint
 from changeover.traffic.builtin import BuiltinRouter, Registry
@@ -307,8 +308,6 @@ async def test_mann_whitney_judge_reads_each_revision_from_prometheus(prom: Prom
     """The canary's 5xx counter against the stable's, one sample per second of the last
     ten (``{{revision}}`` filled in per side): the canary is High on errors, a critical
     metric, so the run fails."""
-    from changeover.analysis.judges import canary
-
     auth = prom.config()
     config = {
         "window": "10s",
@@ -330,7 +329,7 @@ async def test_mann_whitney_judge_reads_each_revision_from_prometheus(prom: Prom
             },
         ],
     }
-    result = await canary.MannWhitneyProvider().measure(config, args={}, context=CTX)
+    result = await mann_whitney.MannWhitneyProvider().measure(config, args={}, context=CTX)
     errors = result.value["metrics"]["errors"]
     assert errors["classification"] == "High" and errors["critical"]
     assert errors["canary"]["max"] == router_count(prom, 2, "5xx")

@@ -1,7 +1,7 @@
 """Kayenta's NetflixACAJudge metric classifier: is the canary's metric High, Low or a Pass?
 
 Pure functions, called by ``judges.scoring.judge`` (and through it by the ``mannWhitney``
-provider in ``judges.canary``). Per metric, in Kayenta's order:
+provider in ``judges.mann_whitney``). Per metric, in Kayenta's order:
 
 1. NaN strategy: ``remove`` drops NaNs, ``replace`` turns them into 0 (no errors = 0).
 2. Optional outlier removal per side (IQR fences, widened to the 1st/99th percentiles).

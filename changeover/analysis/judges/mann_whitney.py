@@ -2,7 +2,7 @@
 
 The analysis runner calls ``MannWhitneyProvider.measure`` each interval; it fetches every
 metric's samples for the baseline (stable) and canary revisions (``judges.sources``),
-classifies them (``judges.mann_whitney``), scores them (``judges.scoring``) and returns the
+classifies them (``judges.classifier``), scores them (``judges.scoring``) and returns the
 verdict as the measurement's phase, so no success condition is needed:
 
     provider:
@@ -40,7 +40,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from changeover.analysis.judges import mann_whitney as mw
+from changeover.analysis.judges import classifier as mw
 from changeover.analysis.judges import scoring, sources
 from changeover.analysis.providers import base
 

@@ -1,5 +1,5 @@
 """Kayenta's weighted-sum scorer: metric classifications → group scores → a 0–100 score
-→ a run phase. Pure; called by the ``mannWhitney`` provider (``judges.canary``) and the
+→ a run phase. Pure; called by the ``mannWhitney`` provider (``judges.mann_whitney``) and the
 judge benchmark.
 
 - A group's score is the share of its scored metrics that Pass (High, Low and
@@ -11,7 +11,7 @@ judge benchmark.
   no data (Kayenta's 50% NODATA rule).
 - ``score >= pass`` → Successful, ``marginal <= score < pass`` → Inconclusive, else Failed.
 
-    >>> from changeover.analysis.judges.mann_whitney import MetricSpec, classify
+    >>> from changeover.analysis.judges.classifier import MetricSpec, classify
     >>> v = judge([classify(MetricSpec(name="p99", group="latency"),
     ...                     canary=[10, 11, 12], baseline=[1, 2, 3]),
     ...            classify(MetricSpec(name="errors", group="errors"),
@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from changeover.analysis.judges import mann_whitney as mw
+from changeover.analysis.judges import classifier as mw
 from changeover.analysis.providers import base
 
 _FAILING = {mw.Classification.HIGH, mw.Classification.LOW, mw.Classification.NODATA_FAIL}

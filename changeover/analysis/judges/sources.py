@@ -1,8 +1,8 @@
 """Where the judges' samples come from: the builtin router's per-second series, or a
 Prometheus range query per revision.
 
-Used by the ``mannWhitney`` (``judges.canary``) and ``abTest`` (``judges.ab_provider``)
-providers. A metric names its source with one key:
+Used by the ``mannWhitney`` (``judges.mann_whitney``) and ``abSignificance``
+(``judges.ab_significance``) providers. A metric names its source with one key:
 
     builtin: error-rate          # context.series(revision, "error-rate", window)
     prometheus:                  # merged over the provider's top-level ``prometheus:``
