@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 import router_helpers
 import uvloop
+from router_helpers import RouterFactory, UpstreamFactory
 
-from changeover.endpoints import Endpoint
 from changeover.traffic.builtin import BuiltinRouter, Registry, Settings
-
-UpstreamFactory = Callable[[str], Awaitable[router_helpers.Upstream]]
 
 
 @pytest.fixture
@@ -27,9 +25,6 @@ async def upstream() -> AsyncIterator[UpstreamFactory]:
     yield make
     for up in started:
         await up.stop()
-
-
-RouterFactory = Callable[..., Awaitable[BuiltinRouter]]
 
 
 @pytest.fixture
@@ -48,10 +43,6 @@ async def make_router() -> AsyncIterator[RouterFactory]:
     yield make
     for r in routers:
         await r.close()
-
-
-def ep(up: router_helpers.Upstream) -> Endpoint:
-    return Endpoint("127.0.0.1", up.port)
 
 
 def pytest_asyncio_loop_factories(

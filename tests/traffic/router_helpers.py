@@ -22,8 +22,11 @@ import contextlib
 import json
 import socket
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
+from changeover.endpoints import Endpoint
+from changeover.traffic.builtin import BuiltinRouter
 
 
 @dataclass
@@ -228,3 +231,13 @@ async def load(
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return out
+
+
+# Fixture types (the fixtures are in conftest.py; test modules import these from here, since
+# another test package's ``conftest`` may be the one importable under that name).
+UpstreamFactory = Callable[[str], Awaitable[Upstream]]
+RouterFactory = Callable[..., Awaitable[BuiltinRouter]]
+
+
+def ep(up: Upstream) -> Endpoint:
+    return Endpoint("127.0.0.1", up.port)

@@ -7,7 +7,7 @@ import json
 
 import httpx
 import router_helpers
-from conftest import RouterFactory, UpstreamFactory, ep
+from router_helpers import RouterFactory, UpstreamFactory, ep
 
 from changeover import errors
 from changeover.traffic.builtin import BuiltinRouter

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import httpx
-from conftest import RouterFactory, UpstreamFactory, ep
+from router_helpers import RouterFactory, UpstreamFactory, ep
 
 from changeover.traffic.builtin import metrics
 

@@ -6,7 +6,7 @@ import asyncio
 
 import httpx
 import router_helpers
-from conftest import RouterFactory, UpstreamFactory, ep
+from router_helpers import RouterFactory, UpstreamFactory, ep
 
 from changeover.endpoints import Endpoint
 from changeover.traffic.builtin import Settings

@@ -7,7 +7,7 @@ import collections
 
 import httpx
 import router_helpers
-from conftest import RouterFactory, UpstreamFactory, ep
+from router_helpers import RouterFactory, UpstreamFactory, ep
 
 from changeover.spec import models
 from changeover.traffic.builtin import BuiltinRouter

@@ -7,7 +7,11 @@ response to the client as it arrives; it never buffers a whole response.
 
 Writes are batched per socket read: callbacks append to ``_up_out`` / ``_down_out`` and one
 ``flush`` joins them into a single ``transport.write`` (one syscall for head + first body
-piece instead of several).
+piece instead of several). A request without a body goes upstream from ``end_body``, at
+once; a response's raw head and body bytes go to the client in one write per upstream read.
+
+No timer per request: the router's sweep calls ``check_timeout`` on each connection's
+current exchange, so the response timeout costs nothing on the hot path.
 
 Retries never resend what may have been processed: a request moves to another endpoint
 when the connect failed (nothing was sent), or when a *reused* keep-alive connection died
@@ -48,7 +52,6 @@ class Exchange:
         "_reused",
         "_sent",
         "_sent_bytes",
-        "_timer",
         "_up_out",
         "_up_out_bytes",
         "body_done",
@@ -59,7 +62,7 @@ class Exchange:
         "down",
         "ep",
         "expect_continue",
-        "headers",
+        "head",
         "keep_alive",
         "local",
         "method",
@@ -70,31 +73,29 @@ class Exchange:
         "state",
         "status",
         "t0",
-        "url",
     )
 
     def __init__(
         self,
         down: proxy.ClientConnection,
-        *,
         method: bytes,
-        url: bytes,
-        headers: list[tuple[bytes, bytes]],
         head: bytes,
+        up_head: bytes,
         keep_alive: bool,
         chunked_in: bool,
         expect_continue: bool,
+        has_body: bool,
     ) -> None:
         self.down = down
         self.state = down.state
         self.method = method
-        self.url = url
-        self.headers = headers
+        self.head = head  # as the client sent it (the mirror copies it)
         self.keep_alive = keep_alive
         self.chunked_in = chunked_in
         self.expect_continue = expect_continue
-        self._up_out: list[bytes] = [head]
-        self._up_out_bytes = len(head)
+        self.body_done = not has_body  # the whole request has been read
+        self._up_out: list[bytes] = [up_head]
+        self._up_out_bytes = len(up_head)
         self._sent: list[bytes] | None = [] if method in IDEMPOTENT else None
         self._sent_bytes = 0
         self._down_out: list[bytes] = []
@@ -102,13 +103,11 @@ class Exchange:
         self._mirror_bytes = 0
         self._attempts = 0
         self._reused = False
-        self._avoid: list[pool.EndpointState] = []
+        self._avoid: list[pool.EndpointState] | None = None
         self._connect_task: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self.mirror_targets: list[int] = []
+        self.mirror_targets: list[int] = _NO_TARGETS
         # A response the proxy gives itself (the maintenance page), by keep-alive flag.
         self.local: Callable[[bool], bytes] | None = None
-        self.body_done = False
         self.chunked_out = False
         self.conn: upstream.UpstreamConnection | None = None
         self.ep: pool.EndpointState | None = None
@@ -147,22 +146,23 @@ class Exchange:
         if self.chunked_in:
             self._up_out.append(wire.LAST_CHUNK)
         mb = self._mirror_body
-        if mb is not None and self.state.mirror is not None:
-            body = b"".join(mb)
-            for rev in self.mirror_targets:
-                self.state.mirror.offer(
-                    rev, self.method, self.url, self.headers, body, self.down.client_ip
-                )
+        if mb is not None:
             self._mirror_body = None
-        if self.conn is not None:
-            self.down.mark_dirty(self)
+            mirror = self.state.mirror
+            if mirror is not None:
+                body = b"".join(mb)
+                for rev in self.mirror_targets:
+                    mirror.offer(rev, self.head, body, self.down.client_ip)
+        if self.conn is not None and self._up_out:
+            self.flush_up()
 
     def flush_up(self) -> None:
         conn = self.conn
-        if conn is None or not self._up_out:
+        out = self._up_out
+        if conn is None or not out:
             return
-        data = b"".join(self._up_out) if len(self._up_out) > 1 else self._up_out[0]
-        self._up_out.clear()
+        data = b"".join(out) if len(out) > 1 else out[0]
+        out.clear()
         self._up_out_bytes = 0
         sent = self._sent
         if sent is not None:
@@ -175,7 +175,7 @@ class Exchange:
 
     # -- starting: routing and picking an upstream -------------------------------------
 
-    def prepare(self, revision: int | None, mirror_to: list[int]) -> None:
+    def prepare(self, revision: int | None, mirror_to: list[int] | None) -> None:
         """The routing decision, made when the head is parsed (so a pipelined request
         waiting its turn still captures its body for the mirror)."""
         self.t0 = self.down.loop.time()
@@ -197,35 +197,32 @@ class Exchange:
             self.down.write(local(self.keep_alive))
             self._finish(503)
             return
-        if self.revision < 0:
+        rev = self.revision
+        if rev < 0:
             st.metrics.unrouted += 1
             self.respond_local(503, b"no revision is serving this service\n")
             return
-        rm = self.rm = st.metrics.revision(self.revision)
+        rm = self.rm = st.metrics.revisions.get(rev) or st.metrics.revision(rev)
         rm.in_flight += 1
         if self.expect_continue and not self.body_done:
             self.down.write(wire.CONTINUE)
         self._go()
 
     def _go(self) -> None:
-        st = self.state
-        rm = self.rm
-        assert rm is not None
-        loop = self.down.loop
-        ep = st.pool.pick(self.revision, loop.time(), self._avoid)
+        ep = self.state.pool.pick(self.revision, self.t0, self._avoid or ())
         if ep is None:
-            rm.no_backend += 1
+            assert self.rm is not None
+            self.rm.no_backend += 1
             self.respond_local(503, b"no ready backend for revision %d\n" % self.revision)
             return
         self._attempts += 1
         self.ep = ep
-        ep.enter()
+        ep.in_flight += 1
         conn = ep.take_idle()
         if conn is not None:
-            assert isinstance(conn, upstream.UpstreamConnection)
-            self._attach(conn, reused=True)
+            self._attach(conn, True)  # type: ignore[arg-type]
         else:
-            self._connect_task = loop.create_task(self._connect(ep))
+            self._connect_task = self.down.loop.create_task(self._connect(ep))
 
     async def _connect(self, ep: pool.EndpointState) -> None:
         loop = self.down.loop
@@ -250,7 +247,7 @@ class Exchange:
         if self.done:  # the client went away while connecting
             ep.release(conn)
             return
-        self._attach(conn, reused=False)
+        self._attach(conn, False)
 
     def _retry(self, *, timeout: bool) -> None:
         """Move to another endpoint of the same revision, or give up with 502/504.
@@ -264,7 +261,10 @@ class Exchange:
         assert ep is not None and self.rm is not None
         self.ep = None
         ep.leave()
-        self._avoid.append(ep)
+        avoid = self._avoid
+        if avoid is None:
+            avoid = self._avoid = []
+        avoid.append(ep)
         rp = self.state.pool.revisions.get(self.revision)
         n = len(rp.endpoints) if rp is not None else 0
         if n == 0 or self._attempts >= min(max(3, n + 1), MAX_ATTEMPTS):
@@ -276,7 +276,7 @@ class Exchange:
                 self.respond_local(502, b"upstream refused the connection\n")
             return
         self.rm.retries += 1
-        if rp is not None and all(e in self._avoid for e in rp.endpoints):
+        if rp is not None and all(e in avoid for e in rp.endpoints):
             self.down.loop.call_later(RETRY_PAUSE * self._attempts, self._go_if_live)
         else:
             self._go()
@@ -285,30 +285,29 @@ class Exchange:
         if not self.done:
             self._go()
 
-    def _attach(self, conn: upstream.UpstreamConnection, *, reused: bool) -> None:
+    def _attach(self, conn: upstream.UpstreamConnection, reused: bool) -> None:
         self.conn = conn
         self._reused = reused
         conn.bind(self, head_only=self.method == b"HEAD")
-        self._timer = self.down.loop.call_later(
-            self.state.settings.response_timeout, self._on_timeout
-        )
-        if self.down.write_paused:
+        down = self.down
+        if down.write_paused:
             conn.pause_reading()
-        if self.down.in_feed:
-            self.down.mark_dirty(self)  # head + body of this read go out in one write
-        else:
+        if self.body_done or not down.in_feed:
             self.flush_up()
-        if self._up_out_bytes <= self.state.settings.buffer_limit:
-            self.down.resume_reading(PAUSE_BUFFERED)
+        else:
+            down.mark_dirty(self)  # head + body of this read go out in one write
+        if down._paused & PAUSE_BUFFERED and (
+            self._up_out_bytes <= self.state.settings.buffer_limit
+        ):
+            down.resume_reading(PAUSE_BUFFERED)
 
-    def _on_timeout(self) -> None:
-        self._timer = None
-        if self.done or self.responded:
+    def check_timeout(self, now: float, limit: float) -> None:
+        """Called by the router's sweep: 504 when the response head is overdue."""
+        if self.done or self.responded or self.conn is None or now - self.t0 < limit:
             return
         conn = self.conn
-        if conn is not None:
-            self.conn = None
-            conn.abort()
+        self.conn = None
+        conn.abort()
         assert self.rm is not None
         self.rm.timeouts += 1
         self.respond_local(504, b"upstream did not answer in time\n")
@@ -319,34 +318,42 @@ class Exchange:
         self,
         conn: upstream.UpstreamConnection,
         status: int,
-        reason: bytes,
-        headers: list[tuple[bytes, bytes]],
+        head: bytes,
+        fields: list[wire.Field],
         framing: int,
     ) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         self.responded = True
         self.status = status
+        down = self.down
         rm = self.rm
         assert rm is not None
-        rm.ttfb.observe(self.down.loop.time() - self.t0)
-        extra = [self.state.revision_header(self.revision)]
-        http11 = self.down.http11
-        if framing == upstream.CHUNKED or framing == upstream.CLOSE:
+        rm.ttfb.observe(down.loop.time() - self.t0)
+        st = self.state
+        extra = st.rev_headers.get(self.revision) or st.revision_header(self.revision)
+        http11 = down.http11
+        if framing == upstream.CHUNKED:
+            if http11:
+                extra += wire.CHUNKED  # the chunked body passes through as received
+            else:
+                conn.dechunk = True  # HTTP/1.0: de-chunked, and the body ends when we close
+                self.keep_alive = False
+        elif framing == upstream.CLOSE:
             if http11:
                 self.chunked_out = True
-                extra.append(wire.CHUNKED)
+                extra += wire.CHUNKED
             else:
-                self.keep_alive = False  # HTTP/1.0: the body ends when we close
+                self.keep_alive = False
         if not self.keep_alive:
-            extra.append(b"connection: close\r\n")
+            extra += b"connection: close\r\n"
         elif not http11:
-            extra.append(b"connection: keep-alive\r\n")
-        self._down_out.append(wire.response_head(status, reason, headers, extra=b"".join(extra)))
+            extra += b"connection: keep-alive\r\n"
+        self._down_out.append(wire.clean_response_head(head, fields, extra))
+
+    def on_raw(self, data: bytes) -> None:
+        self._down_out.append(wire.chunk(data) if self.chunked_out else data)
 
     def on_body(self, data: bytes) -> None:
-        self._down_out.append(wire.chunk(data) if self.chunked_out else data)
+        self._down_out.append(data)
 
     def flush(self) -> None:
         out = self._down_out
@@ -361,7 +368,8 @@ class Exchange:
         self.conn = None
         ep = self.ep
         if keep_alive and self.body_done and not self._up_out and ep is not None:
-            conn.resume_reading()
+            if conn.reads_paused:
+                conn.resume_reading()
             ep.release(conn)
         else:
             conn.close()
@@ -375,16 +383,14 @@ class Exchange:
             return
         if self.responded:
             # Mid-stream failure: the head is out, so the only honest signal is a cut
-            # connection (a truncated chunked body), never a spliced-in error page.
-            self.flush()
+            # connection (a truncated body), never a spliced-in error page. What this read
+            # brought is dropped: it may be bytes past the response's end.
+            self._down_out.clear()
             rm.bad_responses += 1
             self.keep_alive = False
             self.down.abort()
             self._finish(502)
             return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         sent = self._sent
         replayable = sent is not None and self._reused and self._attempts < MAX_ATTEMPTS
         if replayable and not bad_response and not conn.got_bytes:
@@ -434,28 +440,24 @@ class Exchange:
         if self.done:
             return
         self.done = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         ep = self.ep
         if ep is not None:
             self.ep = None
             ep.leave()
+        down = self.down
         rm = self.rm
         if rm is not None:
             rm.in_flight -= 1
-            rm.record(status, self.down.loop.time() - self.t0)
-        self.down.resume_reading(PAUSE_UPSTREAM | PAUSE_BUFFERED)
-        self.down.exchange_done(self, close=not self.keep_alive or not self.body_done)
+            rm.record(status, down.loop.time() - self.t0)
+        if down._paused & (PAUSE_UPSTREAM | PAUSE_BUFFERED):
+            down.resume_reading(PAUSE_UPSTREAM | PAUSE_BUFFERED)
+        down.exchange_done(self, close=not self.keep_alive or not self.body_done)
 
     def client_lost(self) -> None:
         """The client connection closed: stop everything this exchange started."""
         if self.done:
             return
         self.done = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         if self._connect_task is not None:
             self._connect_task.cancel()
             self._connect_task = None
@@ -471,3 +473,6 @@ class Exchange:
         if rm is not None:
             rm.in_flight -= 1
             rm.client_aborts += 1
+
+
+_NO_TARGETS: list[int] = []

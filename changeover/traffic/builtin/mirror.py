@@ -22,7 +22,7 @@ from changeover.traffic.builtin import state as state_mod
 
 log = logging.getLogger(__name__)
 
-_Job = tuple[int, bytes, bytes, list[tuple[bytes, bytes]], bytes, bytes]
+_Job = tuple[int, bytes, bytes, bytes]  # revision, the client's raw head, body, client IP
 
 
 class _Discard:
@@ -38,11 +38,14 @@ class _Discard:
         self,
         conn: upstream.UpstreamConnection,
         status: int,
-        reason: bytes,
-        headers: list[tuple[bytes, bytes]],
+        head: bytes,
+        fields: list[wire.Field],
         framing: int,
     ) -> None:
         self.status = status
+
+    def on_raw(self, data: bytes) -> None:
+        pass
 
     def on_body(self, data: bytes) -> None:
         pass
@@ -92,17 +95,11 @@ class Mirror:
                 await task
         self._workers = []
 
-    def offer(
-        self,
-        revision: int,
-        method: bytes,
-        url: bytes,
-        headers: list[tuple[bytes, bytes]],
-        body: bytes,
-        client_ip: bytes,
-    ) -> None:
+    def offer(self, revision: int, head: bytes, body: bytes, client_ip: bytes) -> None:
+        """Queue a copy of a request (its raw head as the client sent it, and its body);
+        the head is parsed by the worker, off the hot path."""
         try:
-            self._queue.put_nowait((revision, method, url, headers, body, client_ip))
+            self._queue.put_nowait((revision, head, body, client_ip))
         except asyncio.QueueFull:
             self._state.metrics.revision(revision).mirror_dropped += 1
 
@@ -123,7 +120,9 @@ class Mirror:
                 self._queue.task_done()
 
     async def _send(self, job: _Job) -> None:
-        revision, method, url, headers, body, client_ip = job
+        revision, head, body, client_ip = job
+        start, headers = wire.parse_head(head)
+        method, url = start.split(b" ", 2)[:2]
         st = self._state
         rm = st.metrics.revision(revision)
         loop = asyncio.get_running_loop()

@@ -1,9 +1,19 @@
 """The client side of the builtin proxy: one ``asyncio.Protocol`` per accepted connection.
 
 ``BuiltinRouter`` serves ``ClientConnection`` on its listener (and, with ``preview=True``,
-on the preview listener). httptools parses requests; each parsed head becomes an
-``exchange.Exchange``, routed at once against the current routing table, and exchanges
+on the preview listener). httptools validates and frames requests; each parsed head becomes
+an ``exchange.Exchange``, routed at once against the current routing table, and exchanges
 run one at a time in arrival order, so keep-alive and pipelining answer in order.
+
+The fast path never asks httptools for individual headers (no ``on_header`` callback): the
+connection tracks where each message starts in the byte stream, takes the raw head, and one
+regex (``RoutingTable.request_fields``) finds the few fields that matter: hop-by-hop,
+framing and forwarding fields, and the headers routing reads. A head with none of the
+first three kinds is forwarded as received plus ``wire.forwarding_tail``; any other head
+is rebuilt. The one place where the start of the next message cannot be known is after a
+chunked request body that ends inside a read with more bytes behind it (pipelining after
+a chunked upload): that exchange closes the connection after its response, and the bytes
+behind it are not read, as a server may do with any keep-alive connection.
 
 Backpressure both ways: a full client send buffer pauses reading the upstream response, a
 full upstream send buffer (or too much body buffered, or a long pipeline) pauses reading
@@ -25,18 +35,26 @@ from changeover.traffic.builtin import state as state_mod
 log = logging.getLogger(__name__)
 
 MAX_PIPELINE = 16  # queued requests per connection before reading pauses
+MAX_HEAD = 64 * 1024  # bytes of one request head (nginx: 4 x 8k by default)
 
 
 class ClientConnection(asyncio.Protocol):
     __slots__ = (
+        "_acc",
+        "_base",
         "_current",
+        "_data",
         "_dirty",
-        "_headers",
+        "_in_head",
+        "_in_msg",
+        "_last",
+        "_lost",
+        "_next",
         "_parsing",
         "_paused",
         "_queue",
-        "_url",
         "client_ip",
+        "fwd_tail",
         "http11",
         "idle_ticks",
         "in_feed",
@@ -55,17 +73,27 @@ class ClientConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.client_ip = b"unknown"
+        self.fwd_tail = wire.forwarding_tail(self.client_ip)
         self.http11 = True
         self.in_feed = False
         self.write_paused = False
         self.idle_ticks = 0
         self._paused = 0  # exchange.PAUSE_* bits
-        self._url = b""
-        self._headers: list[tuple[bytes, bytes]] = []
         self._current: exchange.Exchange | None = None
         self._parsing: exchange.Exchange | None = None
+        self._last: exchange.Exchange | None = None
         self._queue: collections.deque[exchange.Exchange] = collections.deque()
         self._dirty: list[exchange.Exchange] = []
+        # Where messages start: ``_base`` is the stream offset of ``_data`` (this read),
+        # ``_next`` the offset where the next message starts (-1: unknown), ``_acc`` the
+        # bytes of the head being parsed, from its first byte.
+        self._data = b""
+        self._base = 0
+        self._next = 0
+        self._acc = b""
+        self._in_head = False
+        self._in_msg = False
+        self._lost = False
 
     # -- asyncio.Protocol ---------------------------------------------------------------
 
@@ -75,10 +103,20 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and peer:
             self.client_ip = str(peer[0]).encode()
+            self.fwd_tail = wire.forwarding_tail(self.client_ip)
         self.state.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
+        if self._lost:
+            return  # closing after the exchange in progress (see the module docstring)
         self.idle_ticks = 0
+        self._data = data
+        if self._in_head:
+            acc = self._acc + data
+            if len(acc) > MAX_HEAD:
+                self._fail(431, b"request header fields too large\n")
+                return
+            self._acc = acc
         self.in_feed = True
         try:
             self.parser.feed_data(data)
@@ -92,6 +130,9 @@ class ClientConnection(asyncio.Protocol):
             self._fail(400, b"malformed request\n")
         finally:
             self.in_feed = False
+        self._base += len(data)
+        if self._in_head and not self._lost and len(self._acc) > MAX_HEAD:
+            self._fail(431, b"request header fields too large\n")
         dirty = self._dirty
         if dirty:
             for ex in dirty:
@@ -120,52 +161,86 @@ class ClientConnection(asyncio.Protocol):
     # -- httptools callbacks ------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self._url = b""
-        self._headers = []
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
+        self._in_msg = True
+        self._in_head = True
+        pos = self._next - self._base
+        if self._next < 0 or pos < 0 or pos > len(self._data):
+            # After a chunked body that ended inside this read: where this message starts
+            # is unknown. Finish what is in progress, then close.
+            self._lost = True
+            self._in_head = False
+            last = self._last
+            if last is not None and not last.done:
+                last.keep_alive = False
+            elif self.transport is not None:
+                self.transport.close()
+            return
+        self._acc = self._data[pos:] if pos else self._data
 
     def on_headers_complete(self) -> None:
+        if self._lost:
+            return
+        self._in_head = False
+        acc = self._acc
+        self._acc = b""
+        end = acc.find(b"\r\n\r\n") + 4
+        head_end = self._base + len(self._data) - (len(acc) - end)
+        head = acc[:end]
         parser = self.parser
-        headers = self._headers
-        self.http11 = parser.get_http_version() == "1.1"
-        chunked = expect = False
-        extra_hop: frozenset[bytes] = frozenset()
-        for name, value in headers:
-            if name == b"transfer-encoding":
-                chunked = b"chunked" in value.lower()
-            elif name == b"expect":
-                expect = value.lower() == b"100-continue"
-            elif name == b"connection":
-                extra_hop = wire.connection_tokens(value)
+        http11 = self.http11 = parser.get_http_version() == "1.1"
         method = parser.get_method()
-        head = wire.request_head(
-            method,
-            self._url,
-            headers,
-            client_ip=self.client_ip,
-            framing=wire.CHUNKED if chunked else b"",
-            extra_hop=extra_hop,
-        )
+        tbl = self.state.table
+        rebuild = not http11
+        chunked = expect = False
+        length = 0
+        hd: dict[bytes, bytes] | None = {} if tbl.needs_headers or tbl.mirrors else None
+        for _, name, value in tbl.request_fields.findall(head):
+            lname = name.lower()
+            if lname in wire.HOP_BY_HOP:
+                rebuild = True
+                if lname == b"transfer-encoding":
+                    chunked = b"chunked" in value.lower()
+                elif lname == b"expect":
+                    expect = value.strip().lower() == b"100-continue"
+            elif lname == b"content-length":
+                length = int(value.strip() or b"0")
+            elif lname in _FORWARDING:
+                rebuild = True
+            if hd is not None and lname not in hd:
+                hd[lname] = value.rstrip(b" \t")
+        self._next = -1 if chunked else head_end + length
+        if rebuild:
+            start, headers = wire.parse_head(head)
+            extra_hop: frozenset[bytes] = frozenset()
+            for name, value in headers:
+                if name == b"connection":
+                    extra_hop = extra_hop | wire.connection_tokens(value)
+            url = start.split(b" ", 2)[1]
+            up_head = wire.request_head(
+                method,
+                url,
+                headers,
+                client_ip=self.client_ip,
+                framing=wire.CHUNKED if chunked else b"",
+                extra_hop=extra_hop,
+            )
+        else:
+            up_head = head[:-2] + self.fwd_tail
         ex = exchange.Exchange(
             self,
-            method=method,
-            url=self._url,
-            headers=headers,
-            head=head,
-            keep_alive=parser.should_keep_alive(),
-            chunked_in=chunked,
-            expect_continue=expect,
+            method,
+            head,
+            up_head,
+            parser.should_keep_alive(),
+            chunked,
+            expect,
+            chunked or length > 0,
         )
-        self._route(ex)
+        self._route(ex, tbl, hd)
         if parser.should_upgrade():
             # WebSocket and CONNECT tunnels are not proxied (yet): say so and close.
             ex.local = _not_implemented
-        self._parsing = ex
+        self._parsing = self._last = ex
         if self._current is None:
             self._current = ex
             ex.start()
@@ -180,17 +255,19 @@ class ClientConnection(asyncio.Protocol):
             ex.feed_body(body)
 
     def on_message_complete(self) -> None:
+        self._in_msg = False
         ex, self._parsing = self._parsing, None
         if ex is not None:
             ex.end_body()
 
     # -- routing ----------------------------------------------------------------------------
 
-    def _route(self, ex: exchange.Exchange) -> None:
+    def _route(
+        self, ex: exchange.Exchange, tbl: table.RoutingTable, hd: dict[bytes, bytes] | None
+    ) -> None:
         st = self.state
-        tbl = st.table  # read once: this request sees one consistent table
         if self.preview:
-            ex.prepare(tbl.preview, [])
+            ex.prepare(tbl.preview, None)
             return
         retry_after = tbl.maintenance_retry_after
         if retry_after is not None:
@@ -200,11 +277,11 @@ class ClientConnection(asyncio.Protocol):
             )
             return
         revision: int | None = None
-        mirror_to: list[int] = []
-        if tbl.needs_headers or tbl.mirrors:
-            hd = table.header_dict(ex.headers)
-            cookies = table.parse_cookies(hd.get(b"cookie")) if tbl.needs_cookies else {}
-            revision = tbl.match(hd, cookies)
+        mirror_to: list[int] | None = None
+        if hd is not None:
+            cookies = table.parse_cookies(hd.get(b"cookie")) if tbl.needs_cookies else _NONE
+            if tbl.needs_headers:
+                revision = tbl.match(hd, cookies)
             if tbl.mirrors:
                 mirror_to = tbl.mirror_targets(hd, cookies)
         if revision is None:
@@ -262,6 +339,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _fail(self, status: int, body: bytes) -> None:
         """A request could not be parsed: answer it if nothing else is in progress."""
+        self._lost = True
         current = self._current
         if current is None:
             self.write(wire.simple_response(status, body, keep_alive=False))
@@ -272,8 +350,16 @@ class ClientConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    @property
+    def current(self) -> exchange.Exchange | None:
+        return self._current
+
     def idle(self) -> bool:
         return self._current is None and not self._queue
+
+
+_FORWARDING = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"forwarded"})
+_NONE: dict[bytes, bytes] = {}
 
 
 def _not_implemented(keep_alive: bool) -> bytes:

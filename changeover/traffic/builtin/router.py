@@ -121,9 +121,23 @@ class BuiltinRouter:
         self.state.pool.close()
 
     async def _sweep(self) -> None:
+        """Response timeouts (checked every ``tick``), and once a second: idle keep-alive
+        connections, upstream and client, closed after their idle lifetimes."""
         st = self.state
+        loop = asyncio.get_running_loop()
+        limit = st.settings.response_timeout
+        tick = min(1.0, max(0.01, limit / 4))
+        next_idle = loop.time() + 1.0
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(tick)
+            now = loop.time()
+            for client in list(st.connections):
+                ex = client.current
+                if ex is not None:
+                    ex.check_timeout(now, limit)
+            if now < next_idle:
+                continue
+            next_idle = now + 1.0
             for ep in st.pool.all_states():
                 for conn in list(ep.idle):
                     conn.idle_ticks += 1

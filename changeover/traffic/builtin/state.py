@@ -39,15 +39,7 @@ class Settings:
 
 
 class MirrorSink(Protocol):
-    def offer(
-        self,
-        revision: int,
-        method: bytes,
-        url: bytes,
-        headers: list[tuple[bytes, bytes]],
-        body: bytes,
-        client_ip: bytes,
-    ) -> None: ...
+    def offer(self, revision: int, head: bytes, body: bytes, client_ip: bytes) -> None: ...
 
 
 class ProxyState:

@@ -26,11 +26,13 @@ spread evenly (90/10 gives nine 1s then a 2, not ninety 1s then ten 2s).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import zlib
 from collections.abc import Mapping, Sequence
 
 from changeover.spec import models
+from changeover.traffic.builtin import wire
 
 Headers = list[tuple[bytes, bytes]]  # (lower-cased name, value), as the proxy parses them
 
@@ -157,6 +159,8 @@ class RoutingTable:
     # Derived, so the hot path can skip building header dicts when nothing reads them.
     needs_headers: bool = False
     needs_cookies: bool = False
+    # Finds the fast path's fields (``wire.REQUEST_FIELDS``) plus the routing headers.
+    request_fields: re.Pattern[bytes] = dataclasses.field(default_factory=lambda: _base_fields())
 
     def replace(self, **changes: object) -> RoutingTable:
         """A new table with ``changes`` applied and the derived fields recomputed."""
@@ -169,6 +173,12 @@ class RoutingTable:
         headers = bool(matchers) or table.sticky is not None
         object.__setattr__(table, "needs_headers", headers)
         object.__setattr__(table, "needs_cookies", cookies)
+        names = {m.header for m in matchers if m.header is not None}
+        if table.sticky is not None and table.sticky.header is not None:
+            names.add(table.sticky.header)
+        if cookies:
+            names.add(b"cookie")
+        object.__setattr__(table, "request_fields", _request_fields(frozenset(names)))
         return table
 
     def with_weights(self, weights: Mapping[int, int]) -> RoutingTable:
@@ -204,6 +214,16 @@ class RoutingTable:
             if (not m.matchers or _any(m.matchers, headers, cookies)) and m.sample():
                 out.append(m.revision)
         return out
+
+
+@functools.lru_cache(maxsize=64)
+def _request_fields(routing: frozenset[bytes]) -> re.Pattern[bytes]:
+    extra = b"".join(b"|" + re.escape(name) for name in sorted(routing))
+    return wire.fields_regex(wire.REQUEST_FIELDS + extra)
+
+
+def _base_fields() -> re.Pattern[bytes]:
+    return _request_fields(frozenset())
 
 
 def header_dict(headers: Headers) -> dict[bytes, bytes]:

@@ -1,10 +1,19 @@
 """One keep-alive connection from the proxy to a backend replica (an ``asyncio.Protocol``).
 
 A connection is either idle in its ``pool.EndpointState`` or bound to a ``Sink``: the
-client-side exchange (``builtin.exchange``) or a mirror copy (``builtin.mirror``). It parses
-the response with httptools and hands the sink the head, each body piece as it arrives
-(that is what keeps LLM token streams unbuffered), and the end. The sink decides whether
-the connection goes back to the pool.
+client-side exchange (``builtin.exchange``) or a mirror copy (``builtin.mirror``).
+
+httptools validates the response and finds its end, but the bytes themselves are passed on
+*raw*: the proxy never pipelines requests upstream, so a response always starts at the
+beginning of a read, and everything after its head is its body. The sink gets the raw head
+once (``on_head``), then each read's body bytes as they arrive (``on_raw``), which keeps
+LLM token streams unbuffered and costs no Python call per header or per chunk. Only a
+chunked body for an HTTP/1.0 client has to be de-chunked (``on_body``, from httptools).
+
+A content-length body is cut at its length; bytes past the end of a response, or a
+parser error, make the response fail (``on_lost``) before anything past it is written.
+``on_complete`` is called after the read that ended the response has been handed over, so
+the sink can flush once per read.
 
 Two response shapes need help beyond httptools: a response to HEAD carries no body even
 with a content-length (httptools cannot be told, so the exchange ends at the head and the
@@ -20,10 +29,27 @@ from typing import Protocol
 
 import httptools
 
-from changeover.traffic.builtin import pool
+from changeover.traffic.builtin import pool, wire
 
 # How the response body is framed: decides client framing and the end of the message.
 LENGTH, CHUNKED, CLOSE, NO_BODY = range(4)
+
+
+def framing_of(fields: list[wire.Field], status: int, head_only: bool) -> tuple[int, int]:
+    """(framing, content length) from a response head's ``wire.response_fields``."""
+    if head_only or status in (204, 304) or status < 200:
+        return NO_BODY, 0
+    length = -1
+    for _, name, value in fields:
+        n = len(name)
+        if n == 17 and name.lower() == b"transfer-encoding":
+            if b"chunked" in value.lower():
+                return CHUNKED, 0
+        elif n == 14 and name.lower() == b"content-length":
+            length = int(value.strip().split(b",")[0])
+    if length >= 0:
+        return (LENGTH, length) if length else (NO_BODY, 0)
+    return CLOSE, 0
 
 
 class Sink(Protocol):
@@ -31,12 +57,17 @@ class Sink(Protocol):
         self,
         conn: UpstreamConnection,
         status: int,
-        reason: bytes,
-        headers: list[tuple[bytes, bytes]],
+        head: bytes,
+        fields: list[wire.Field],
         framing: int,
-    ) -> None: ...
+    ) -> None:
+        """The raw head, its hop-by-hop and framing fields, and how the body is framed."""
 
-    def on_body(self, data: bytes) -> None: ...
+    def on_raw(self, data: bytes) -> None:
+        """Body bytes as received (chunk framing included when the body is chunked)."""
+
+    def on_body(self, data: bytes) -> None:
+        """De-chunked body bytes (only after ``conn.dechunk = True`` in ``on_head``)."""
 
     def on_complete(self, conn: UpstreamConnection, keep_alive: bool) -> None: ...
 
@@ -54,13 +85,14 @@ class Sink(Protocol):
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
+        "_acc",
+        "_complete",
         "_framing",
         "_head_only",
-        "_headers",
         "_in_body",
-        "_informational",
-        "_reason",
+        "_left",
         "closed",
+        "dechunk",
         "ep",
         "got_bytes",
         "idle_ticks",
@@ -79,12 +111,14 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.got_bytes = False  # any response byte since bind: a failure is then not a retry
         self.reads_paused = False
+        self.dechunk = False  # the sink wants on_body (de-chunked) instead of on_raw
         self._head_only = False
-        self._informational = False
         self._in_body = False
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._reason = b""
+        self._acc: bytes | None = None  # bytes of the response head seen so far
         self._framing = NO_BODY
+        self._left = 0  # content-length bytes still expected
+        # 0: in progress; ended in this read: 1 (keep-alive), 3 (not); 2: bytes after the end
+        self._complete = 0
 
     # -- used by the pool and the sinks ------------------------------------------------
 
@@ -95,7 +129,11 @@ class UpstreamConnection(asyncio.Protocol):
     def bind(self, sink: Sink, *, head_only: bool) -> None:
         self.sink = sink
         self.got_bytes = False
+        self.dechunk = False
         self._head_only = head_only
+        self._in_body = False
+        self._acc = b""
+        self._complete = 0
 
     def write(self, data: bytes) -> None:
         assert self.transport is not None
@@ -130,22 +168,42 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport = typing.cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        if self.sink is None:
+        sink = self.sink
+        if sink is None:
             # Bytes on an idle connection break HTTP framing: never reuse it.
             self.close()
             return
         self.got_bytes = True
+        acc = self._acc
+        if acc is not None:
+            self._acc = acc + data if acc else data  # the head is not complete yet
+        elif not self.dechunk:
+            if self._framing == LENGTH:
+                left = self._left
+                if len(data) > left:
+                    self._lost(sink)  # more bytes than the content-length said
+                    return
+                self._left = left - len(data)
+            sink.on_raw(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
-            sink = self.sink
-            self.abort()
-            if sink is not None:
-                sink.on_lost(self, True)
+            self._lost(sink)
             return
-        sink = self.sink
-        if sink is not None:
+        if self.sink is not sink:
+            return  # the sink let go of the connection while handling the head (HEAD)
+        if self._complete:
+            if self._complete == 2:
+                self._lost(sink)
+                return
+            self.sink = None
+            sink.on_complete(self, self._complete == 1 and not self.closed)
+        else:
             sink.flush()
+
+    def _lost(self, sink: Sink) -> None:
+        self.abort()
+        sink.on_lost(self, True)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -170,57 +228,52 @@ class UpstreamConnection(asyncio.Protocol):
     # -- httptools callbacks ------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self._headers = []
-        self._reason = b""
-        self._framing = NO_BODY
-        self._in_body = False
-
-    def on_status(self, reason: bytes) -> None:
-        self._reason += reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
+        if self._complete:
+            self._complete = 2  # a second response on a request we sent once
 
     def on_headers_complete(self) -> None:
+        acc = self._acc
+        sink = self.sink
+        if acc is None or sink is None:
+            return
+        end = acc.find(b"\r\n\r\n") + 4
         status = self.parser.get_status_code()
         if status < 200:
             # 1xx (e.g. an upstream's own 100 Continue): not forwarded; the final answer
             # follows on the same connection.
-            self._informational = True
+            self._acc = acc[end:]
             return
-        headers = self._headers
-        framing = CLOSE
-        if self._head_only or status in (204, 304):
-            framing = NO_BODY
-        else:
-            for name, value in headers:
-                if name == b"transfer-encoding" and b"chunked" in value.lower():
-                    framing = CHUNKED
-                    break
-                if name == b"content-length":
-                    framing = LENGTH
+        head = acc[:end]
+        self._acc = None
+        fields = wire.response_fields(head)
+        framing, self._left = framing_of(fields, status, self._head_only)
         self._framing = framing
         self._in_body = True
-        sink = self.sink
-        if sink is None:
+        sink.on_head(self, status, head, fields, framing)
+        if self._head_only:
+            if self.sink is sink:
+                # httptools would wait for a body the HEAD response does not have.
+                self.sink = None
+                sink.on_complete(self, False)
             return
-        sink.on_head(self, status, self._reason, headers, framing)
-        if self._head_only and self.sink is sink:
-            # httptools would wait for a body the HEAD response does not have.
-            self.sink = None
-            sink.on_complete(self, False)
+        rest = acc[end:]
+        if rest and not self.dechunk and framing != NO_BODY:
+            if framing == LENGTH:
+                if len(rest) > self._left:
+                    self._complete = 2
+                    return
+                self._left -= len(rest)
+            sink.on_raw(rest)
 
     def on_body(self, body: bytes) -> None:
-        sink = self.sink
-        if sink is not None:
-            sink.on_body(body)
+        if self.dechunk:
+            sink = self.sink
+            if sink is not None:
+                sink.on_body(body)
 
     def on_message_complete(self) -> None:
-        if self._informational:
-            self._informational = False
+        if self._acc is not None:  # the end of a 1xx
             return
-        sink = self.sink
-        if sink is None:
-            return
-        self.sink = None
-        sink.on_complete(self, self.parser.should_keep_alive())
+        if not self._complete:
+            # Asked here: httptools forgets the message's flags once it has ended.
+            self._complete = 1 if self.parser.should_keep_alive() else 3

@@ -1,19 +1,23 @@
 """HTTP/1.1 bytes for the builtin proxy: request and response heads, canned answers.
 
-Pure functions over ``(lower-cased name, value)`` header lists, used by ``builtin.proxy``
-(forwarding) and ``builtin.mirror`` (copies). Header names are forwarded lower-cased:
-HTTP names are case-insensitive and lower-casing once lets routing and filtering compare
-bytes without further work.
+The fast path forwards heads as received: a request head without hop-by-hop, framing or
+forwarding fields gets ``forwarding_tail`` appended; a response head loses its hop-by-hop
+lines (``clean_response_head``). Everything else is rebuilt from ``(lower-cased name,
+value)`` lists by ``request_head`` / ``response_head`` (used by ``builtin.proxy`` on the
+slow path and by ``builtin.mirror`` for copies).
 
     >>> head = request_head(b"GET", b"/x", [(b"host", b"a"), (b"connection", b"close")],
     ...                     client_ip=b"10.0.0.7", framing=b"")
     >>> head.decode().split("\\r\\n")
-    ['GET /x HTTP/1.1', 'host: a', 'x-forwarded-for: 10.0.0.7', 'x-forwarded-proto: http', '', '']
+    ... # doctest: +NORMALIZE_WHITESPACE
+    ['GET /x HTTP/1.1', 'host: a', 'x-forwarded-for: 10.0.0.7', 'x-forwarded-proto: http',
+     'forwarded: for=10.0.0.7;proto=http', '', '']
 """
 
 from __future__ import annotations
 
 import http
+import re
 
 # RFC 9110 §7.6.1 hop-by-hop fields, plus the framing fields the proxy sets itself, plus
 # ``expect`` (the proxy answers 100-continue itself, like nginx).
@@ -31,6 +35,66 @@ HOP_BY_HOP = frozenset(
         b"expect",
     }
 )
+
+# Request fields the fast path must see: hop-by-hop, framing and forwarding fields. A raw
+# request head without any of them (and HTTP/1.1) is forwarded as is, plus our forwarding
+# fields; otherwise it is rebuilt by ``request_head``.
+REQUEST_FIELDS = (
+    b"connection|keep-alive|proxy-connection|te|trailer|transfer-encoding|upgrade|"
+    b"proxy-authenticate|proxy-authorization|expect|content-length|"
+    b"x-forwarded-for|x-forwarded-proto|forwarded"
+)
+# Response fields that are hop-by-hop, or that decide the body's framing.
+_RESPONSE_FIELDS = re.compile(
+    rb"(\r\n(connection|keep-alive|proxy-connection|te|trailer|transfer-encoding|upgrade|"
+    rb"proxy-authenticate|proxy-authorization|content-length)[ \t]*:[ \t]*([^\r\n]*))",
+    re.I,
+)
+Field = tuple[bytes, bytes, bytes]  # (the whole line with its leading CRLF, name, value)
+
+
+def fields_regex(names: bytes) -> re.Pattern[bytes]:
+    """A regex finding ``(line, name, value)`` of the fields ``names`` (``a|b``) in a head."""
+    return re.compile(rb"(\r\n(" + names + rb")[ \t]*:[ \t]*([^\r\n]*))", re.I)
+
+
+def response_fields(head: bytes) -> list[Field]:
+    return _RESPONSE_FIELDS.findall(head)
+
+
+def parse_head(head: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """(start line, [(lower-cased name, value)]) of a head httptools has validated."""
+    lines = head.split(b"\r\n")
+    out = []
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(b":")
+            out.append((name.strip().lower(), value.strip()))
+    return lines[0], out
+
+
+def clean_response_head(head: bytes, fields: list[Field], extra: bytes) -> bytes:
+    """The raw upstream head for the client: hop-by-hop fields (and the fields a
+    ``Connection`` header names) dropped, HTTP/1.1 status line, ``extra`` appended."""
+    named: set[bytes] = set()
+    for line, name, value in fields:
+        lname = name.lower()
+        if lname == b"content-length":
+            continue
+        if lname == b"connection":
+            for token in value.lower().split(b","):
+                token = token.strip()
+                if token and token not in (b"keep-alive", b"close"):
+                    named.add(token)
+        head = head.replace(line, b"", 1)
+    if named:
+        status, headers = parse_head(head)
+        kept = [(n, v) for n, v in headers if n not in named]
+        head = b"".join([status, b"\r\n", *(n + b": " + v + b"\r\n" for n, v in kept), b"\r\n"])
+    if not head.startswith(b"HTTP/1.1 "):
+        head = b"HTTP/1.1" + head[8:]
+    return head[:-2] + extra + b"\r\n"
+
 
 CHUNKED = b"transfer-encoding: chunked\r\n"
 LAST_CHUNK = b"0\r\n\r\n"
@@ -58,6 +122,7 @@ def request_head(
     """
     parts = [method, b" ", url, b" HTTP/1.1\r\n"]
     xff: bytes | None = None
+    forwarded: bytes | None = None
     proto = False
     drop_length = framing.startswith(b"content-length")
     for name, value in headers:
@@ -70,12 +135,33 @@ def request_head(
             continue
         if name == b"x-forwarded-proto":
             proto = True
+        if name == b"forwarded":
+            forwarded = value if forwarded is None else forwarded + b", " + value
+            continue
         parts += (name, b": ", value, b"\r\n")
     parts += (b"x-forwarded-for: ", client_ip if xff is None else xff + b", " + client_ip, b"\r\n")
     if not proto:
         parts.append(b"x-forwarded-proto: http\r\n")
+    parts += (b"forwarded: ", forwarded + b", " if forwarded else b"", forwarded_for(client_ip))
     parts += (framing, b"\r\n")
     return b"".join(parts)
+
+
+def forwarded_for(client_ip: bytes) -> bytes:
+    """The RFC 7239 element for one client: ``for=1.2.3.4;proto=http`` (IPv6 quoted)."""
+    node = b'"[' + client_ip + b']"' if b":" in client_ip else client_ip
+    return b"for=" + node + b";proto=http\r\n"
+
+
+def forwarding_tail(client_ip: bytes) -> bytes:
+    """What the fast path appends to a raw request head without forwarding fields."""
+    return (
+        b"x-forwarded-for: "
+        + client_ip
+        + b"\r\nx-forwarded-proto: http\r\nforwarded: "
+        + forwarded_for(client_ip)
+        + b"\r\n"
+    )
 
 
 def response_head(
