@@ -84,7 +84,7 @@ class LocalService:
                     )
         return problems
 
-    def _store_rollout(self, rollout: models.Rollout) -> JSON:
+    def _store_rollout(self, rollout: models.Rollout, *, current: int | None = None) -> JSON:
         spec = rollout.to_json_dict()
         process = rollout.spec.process_template()  # SpecError for a pod template
         template = process.to_json_dict()
@@ -95,6 +95,7 @@ class LocalService:
             template=template,
             template_hash=template_hash(process),
             now=self._c.clock.now(),
+            current=current,
         )
         if before is None:
             action = "created"
@@ -210,7 +211,10 @@ class LocalService:
             spec: dict[str, Any] = json.loads(json.dumps(stored.spec))
             spec["spec"]["template"] = kept[to_revision].template
             rollout = models.Rollout.model_validate(spec)
-            result = self._store_rollout(rollout)
+            # Undo targets the earlier revision itself, not a copy under a new number: its
+            # replicas may still be up (blue-green's scaleDownDelaySeconds, an aborted or
+            # in-flight canary's stable), so going back reuses them and is instant.
+            result = self._store_rollout(rollout, current=to_revision)
         self._c.wake()
         return {**self.status(name), "undoneTo": to_revision, "newRevision": result["revision"]}
 

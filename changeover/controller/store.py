@@ -213,14 +213,15 @@ class Store:
         template: JSON,
         template_hash: str,
         now: float,
+        current: int | None = None,
     ) -> tuple[int, bool]:
         """Store ``name``'s spec (creating the rollout) and number its template, in one
         transaction: a crash can never leave a spec without its revision. Returns
-        ``(revision, created)`` as ``revision_for`` does; the generation is on
-        ``get_rollout``."""
+        ``(revision, created)`` as ``revision_for`` does (``current`` too); the generation
+        is on ``get_rollout``."""
         with self._write() as db:
             self._put_spec(db, name, spec_json, now)
-            return self._revision_for(db, name, template_hash, template, spec_json, now, None)
+            return self._revision_for(db, name, template_hash, template, spec_json, now, current)
 
     def _put_spec(self, db: sqlite3.Connection, name: str, spec_json: JSON, now: float) -> int:
         text = _dumps(spec_json)

@@ -139,6 +139,17 @@ def test_revision_compares_with_the_given_current_target(db: Store) -> None:
     assert revision(db, {"command": ["v3"]}, "h3") == (3, True)
 
 
+def test_put_spec_with_current_reuses_that_revision_for_undo(db: Store) -> None:
+    put(db, V1, "h1")
+    put(db, V2, "h2")
+    # Undo to 1 keeps revision 1 (its replicas may still be up), with the latest spec.
+    got = db.put_spec("chat", spec(V1, 3), template=V1, template_hash="h1", now=2.0, current=1)
+    assert got == (1, False)
+    stored = db.get_rollout("chat")
+    assert stored is not None and stored.revision == 1
+    assert db.revision("chat", 1).spec == spec(V1, 3)
+
+
 def test_same_template_updates_the_revision_spec(db: Store) -> None:
     put(db, V1, "h1", now=100.0)
     db.revision_for("chat", "h1", V1, spec(V1, replicas=5), 200.0)
