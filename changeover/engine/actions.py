@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from changeover.engine.status import RolloutStatus
+from changeover.spec import analysis as spec_analysis
 from changeover.spec import models
 
 
@@ -109,6 +110,48 @@ class RemoveManagedRoutes:
     """Drop every header route, sticky split and mirror (end of a canary, A/B or shadow)."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class StartAnalysis:
+    """Start analysis run ``run_id`` (unique per rollout, revision, attempt and point) of
+    ``analysis`` against ``revision`` (the new one) and ``stable_revision`` (the baseline).
+    Its phase comes back in ``Observations.analysis``. Starting an id that exists is a
+    no-op, so re-asking after a crash is harmless."""
+
+    run_id: str
+    kind: str  # "step", "background", "prePromotion", "postPromotion", "experiment"
+    analysis: spec_analysis.RolloutAnalysis
+    revision: int
+    stable_revision: int | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class StopAnalysis:
+    """Stop run ``run_id``: in-flight measurements are cancelled; a run that had not
+    failed ends Successful (Argo Rollouts' terminated run)."""
+
+    run_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallWebhook:
+    """Call ``webhook`` as its type says (``spec.analysis.Webhook``): once, with retries,
+    or every ``interval`` until it passes or is stopped. The payload carries ``phase`` and
+    ``revision``. Its state comes back in ``Observations.webhooks`` (except post-rollout,
+    whose result is only reported). Calling an id that is in progress is a no-op."""
+
+    call_id: str
+    webhook: spec_analysis.Webhook
+    phase: str
+    revision: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class StopWebhook:
+    """Stop polling ``call_id`` (a gate or periodic hook no longer needed)."""
+
+    call_id: str
+
+
 Action = (
     ScaleRevision
     | DeleteRevision
@@ -120,6 +163,10 @@ Action = (
     | SetMaintenance
     | RunHook
     | RemoveManagedRoutes
+    | StartAnalysis
+    | StopAnalysis
+    | CallWebhook
+    | StopWebhook
 )
 
 
@@ -144,6 +191,13 @@ class Reason(StrEnum):
     HOOK_FAILED = "HookFailed"
     DOWNTIME = "PlannedDowntime"
     DEADLINE = "ProgressDeadlineExceeded"
+    ANALYSIS_RUNNING = "AnalysisRunRunning"
+    ANALYSIS_SUCCESSFUL = "AnalysisRunSuccessful"
+    ANALYSIS_FAILED = "AnalysisRunFailed"
+    ANALYSIS_ERROR = "AnalysisRunError"
+    ANALYSIS_INCONCLUSIVE = "AnalysisRunInconclusive"
+    WEBHOOK_PASSED = "WebhookPassed"
+    WEBHOOK_FAILED = "WebhookFailed"
 
 
 @dataclass(frozen=True, kw_only=True)

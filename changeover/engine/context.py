@@ -35,10 +35,36 @@ class HookResult:
     message: str = ""
 
 
+AnalysisPhase = Literal["Pending", "Running", "Successful", "Failed", "Error", "Inconclusive"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnalysisResult:
+    """Where an analysis run is; ``message`` names the failing metric and its value."""
+
+    run_id: str
+    phase: AnalysisPhase
+    message: str = ""
+
+
+WebhookStateName = Literal["waiting", "passed", "failed"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebhookResult:
+    """A webhook gate: still waiting (``message`` says why), passed, or failed."""
+
+    call_id: str
+    state: WebhookStateName
+    message: str = ""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Observations:
     revisions: Mapping[int, RevisionObservation] = field(default_factory=dict)
     hooks: Mapping[str, HookResult] = field(default_factory=dict)
+    analysis: Mapping[str, AnalysisResult] = field(default_factory=dict)
+    webhooks: Mapping[str, WebhookResult] = field(default_factory=dict)
 
     def of(self, revision: int | None) -> RevisionObservation:
         """The observation of ``revision``, or an all-zero one if the platform has none."""

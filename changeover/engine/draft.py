@@ -44,6 +44,11 @@ class Draft:
         # Set by a strategy that waits on purpose (an A/B test's duration, a running hook):
         # such a wait is not a lack of progress.
         self.deliberate_wait = False
+        # Analysis runs and webhook gates some strategy asked about in this plan; the others
+        # are stopped and forgotten (``engine.runs.sweep``) unless ``keep_runs``.
+        self.touched_runs: set[str] = set()
+        self.touched_webhooks: set[str] = set()
+        self.keep_runs = False
         self._actions: list[actions.Action] = []
         self._events: list[actions.Event] = []
         self._scales: dict[int, int] = {}
@@ -110,7 +115,7 @@ class Draft:
             self.move_to(Phase.PROGRESSING, message)
 
     def pause_for(
-        self, reason: Literal["step", "promotion"], until: float | None, msg: str
+        self, reason: Literal["step", "promotion", "inconclusive"], until: float | None, msg: str
     ) -> None:
         self.update(pause=PauseState(reason=reason, started_at=self.now, until=until))
         self.move_to(Phase.PAUSED, msg)
@@ -129,6 +134,10 @@ class Draft:
 
     def scale(self, revision: int, replicas: int) -> None:
         self._scales[revision] = replicas
+
+    def act(self, action: actions.Action) -> None:
+        """Record an action that changes no traffic or replicas (analysis, webhooks)."""
+        self._actions.append(action)
 
     def delete(self, revision: int) -> None:
         self._actions.append(actions.DeleteRevision(revision=revision))

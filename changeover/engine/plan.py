@@ -6,7 +6,8 @@ It does what every strategy shares, then dispatches to ``strategies/<strategy>.a
 2. requests from ``engine.commands`` (retry, abort, pause/resume) are consumed, each with
    its event; promote requests are consumed by the strategies;
 3. the strategy (or converging on one revision, or holding on stable after an abort);
-4. revisions whose ``scale_down_at`` passed, orphans, and history beyond
+4. analysis runs and webhook gates no strategy asked about are stopped (``engine.runs``);
+   revisions whose ``scale_down_at`` passed, orphans, and history beyond
    ``revisionHistoryLimit`` are cleaned up;
 5. progress is tracked for ``progressDeadlineSeconds``.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from changeover.engine import runs
 from changeover.engine.actions import Plan
 from changeover.engine.context import Context
 from changeover.engine.draft import Draft, Phase, Reason
@@ -63,6 +65,7 @@ def plan(ctx: Context) -> Plan:
     _consume_user_pause(d)
     if _dispatch(d):
         _sweep_orphans(d)
+    runs.sweep(d)
     _scale_down_expired(d)
     _prune_history(d)
     _track_progress(d)
@@ -116,6 +119,7 @@ def _new_target(d: Draft, revision: int) -> None:
         aborted_at=None,
         attempt=d.status.attempt + 1,
         hooks={},
+        analysis_round=0,
     )
     d.move_to(Phase.PROGRESSING, f"updating to revision {revision}")
     how = "rolling back to the stable revision" if rolling_back else name
@@ -140,6 +144,7 @@ def _consume_retry(d: Draft) -> None:
     stepped = d.status.strategy in _STEPPED and _in_flight(d)
     d.update(
         attempt=d.status.attempt + 1,
+        analysis_round=0,
         current_step_index=0 if stepped else None,
         step_started_at=d.now,
         progress_at=d.now,
@@ -165,6 +170,7 @@ def _consume_abort(d: Draft) -> None:
     msg = f"Rollout aborted: traffic back on stable revision {d.stable}"
     d.move_to(Phase.ABORTED, msg)
     d.event(Reason.ABORTED, msg, d.target)
+    runs.notify(d, "post-rollout")
 
 
 def _consume_user_pause(d: Draft) -> None:
@@ -196,6 +202,9 @@ def _dispatch(d: Draft) -> bool:
     held = st.phase == Phase.ABORTED or (st.phase == Phase.DEGRADED and not st.deadline_exceeded)
     user_paused = st.pause is not None and st.pause.reason == "user"
     if user_paused and st.phase == Phase.PAUSED:
+        d.keep_runs = True  # a human holds the rollout; its analysis goes on measuring
+        return name not in ("rollingUpdate", "recreate")
+    if not held and _in_flight(d) and not shared.lifecycle_gates(d):
         return name not in ("rollingUpdate", "recreate")
     if name == "rollingUpdate":
         (rolling_update.hold if held else rolling_update.advance)(d)

@@ -96,6 +96,15 @@ class RolloutStatus(_Status):
     # revision (as string) → clock time after which it may be scaled to zero (blue-green
     # scaleDownDelaySeconds, canary abortScaleDownDelaySeconds).
     scale_down_at: dict[str, float] = Field(default_factory=dict)
+    # Analysis run id → its last known phase ("Running" until the run completes). A run
+    # no strategy asks about any more is stopped and forgotten (``engine.runs``).
+    analysis_runs: dict[str, str] = Field(default_factory=dict)
+    # Bumped when a human promotes past an Inconclusive run, so the analysis runs afresh.
+    analysis_round: int = 0
+    # Webhook gate id → "waiting" | "passed" | "failed" (as ``analysis_runs``).
+    webhooks: dict[str, str] = Field(default_factory=dict)
+    # Fire-and-forget webhook ids already sent (post-rollout), newest last, bounded.
+    webhooks_sent: list[str] = Field(default_factory=list)
 
     def to_json_dict(self) -> dict[str, object]:
         return self.model_dump(mode="json", by_alias=True)

@@ -13,7 +13,7 @@ clash) live in ``spec.validate``.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -29,6 +29,9 @@ from pydantic.alias_generators import to_camel
 
 from changeover import errors
 from changeover.spec import pod
+
+if TYPE_CHECKING:
+    from changeover.spec import analysis as spec_analysis
 
 API_VERSION: Literal["changeover.dev/v1alpha1"] = "changeover.dev/v1alpha1"
 
@@ -270,6 +273,9 @@ class BlueGreenStrategy(Model):
     auto_promotion_seconds: Duration | None = None
     scale_down_delay_seconds: Duration = 30.0
     preview_replica_count: Annotated[int, Field(ge=1)] | None = None
+    # Before the switch (its failure aborts), and after it (its failure switches back).
+    pre_promotion_analysis: spec_analysis.RolloutAnalysis | None = None
+    post_promotion_analysis: spec_analysis.RolloutAnalysis | None = None
 
 
 class Pause(Model):
@@ -307,14 +313,14 @@ class SetMirrorRoute(Model):
 
 
 class CanaryStep(Model):
-    """Exactly one of the step kinds. ``analysis`` is carried opaquely until analysis lands."""
+    """Exactly one of the step kinds. ``analysis`` blocks the step until its run succeeds."""
 
     set_weight: Percent | None = None
     pause: Pause | None = None
     set_canary_scale: SetCanaryScale | None = None
     set_header_route: SetHeaderRoute | None = None
     set_mirror_route: SetMirrorRoute | None = None
-    analysis: dict[str, Any] | None = None
+    analysis: spec_analysis.RolloutAnalysis | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -341,6 +347,8 @@ class CanaryStrategy(Model):
     max_surge: IntOrPercent = "25%"
     max_unavailable: IntOrPercent = 0
     abort_scale_down_delay_seconds: Duration = 30.0
+    # Background analysis: from step ``startingStep`` until the rollout completes.
+    analysis: spec_analysis.BackgroundAnalysis | None = None
 
 
 class ABTestStrategy(Model):
@@ -352,6 +360,8 @@ class ABTestStrategy(Model):
     user_key: UserKey | None = None
     weight: Percent = 50
     duration: Duration | None = None
+    # Runs while the test does: Failed aborts, Successful promotes B before ``duration``.
+    analysis: spec_analysis.RolloutAnalysis | None = None
 
     @model_validator(mode="after")
     def _something_routes(self) -> ABTestStrategy:
@@ -367,6 +377,8 @@ class ShadowStrategy(Model):
     percentage: Percent = 100
     duration: Duration | None = None
     replicas: Annotated[int, Field(ge=1)] | None = None
+    # Runs while the shadow does: Failed aborts, Successful promotes before ``duration``.
+    analysis: spec_analysis.RolloutAnalysis | None = None
 
 
 STRATEGY_NAMES = ("recreate", "rollingUpdate", "blueGreen", "canary", "abTest", "shadow")
@@ -489,6 +501,9 @@ class RolloutSpec(Model):
     service: ServiceSpec
     strategy: Strategy
     traffic: TrafficSpec = Field(default_factory=TrafficSpec)
+    # Flagger's webhook gates, for every strategy (``spec.analysis.Webhook`` says why here
+    # and not under strategy.<x>).
+    webhooks: list[spec_analysis.Webhook] = Field(default_factory=list)
 
     @property
     def platform(self) -> Literal["local", "kubernetes"]:
@@ -538,3 +553,21 @@ class Rollout(Model):
     @property
     def name(self) -> str:
         return self.metadata.name
+
+
+# The analysis models build on ``Model`` and ``Duration`` above, so they are imported once
+# those exist; ``changeover.spec`` always imports this module first, which keeps the order.
+from changeover.spec import analysis as spec_analysis  # noqa: E402
+
+_NEED_ANALYSIS: tuple[type[Model], ...] = (
+    BlueGreenStrategy,
+    CanaryStep,
+    CanaryStrategy,
+    ABTestStrategy,
+    ShadowStrategy,
+    Strategy,
+    RolloutSpec,
+    Rollout,
+)
+for _model in _NEED_ANALYSIS:
+    _model.model_rebuild()

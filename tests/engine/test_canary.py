@@ -165,12 +165,6 @@ def test_set_canary_scale_overrides_weight_replicas() -> None:
     assert world.desired(2) == 3 and world.weights == {1: 90, 2: 10}
 
 
-def test_analysis_step_is_treated_as_completed_with_an_event() -> None:
-    world = started([{"analysis": {"templates": []}}, {"pause": {}}]).settle()
-    assert world.status.current_step_index == 1
-    assert any("not implemented" in e.message for e in world.events)
-
-
 def test_user_pause_holds_a_timed_pause_and_resume_restarts_it() -> None:
     world = started([{"setWeight": 25}, {"pause": {"duration": "1m"}}]).settle()
     world.command(commands.pause, now=world.now).settle()

@@ -13,7 +13,14 @@ from typing import Any, Literal
 
 from changeover.engine import actions, phases
 from changeover.engine import plan as engine_plan
-from changeover.engine.context import Context, HookResult, Observations, RevisionObservation
+from changeover.engine.context import (
+    AnalysisResult,
+    Context,
+    HookResult,
+    Observations,
+    RevisionObservation,
+    WebhookResult,
+)
 from changeover.engine.status import RolloutStatus
 from changeover.spec import models
 
@@ -53,6 +60,8 @@ class FakeWorld:
         self.status = RolloutStatus()
         self.replicas: dict[int, RevisionObservation] = {}
         self.hooks: dict[str, HookResult] = {}
+        self.analysis: dict[str, AnalysisResult] = {}
+        self.webhooks: dict[str, WebhookResult] = {}
         self.actions: list[actions.Action] = []
         self.events: list[actions.Event] = []
         self.transitions: list[tuple[Phase, Phase]] = []
@@ -61,7 +70,12 @@ class FakeWorld:
     # --- what the controller does ------------------------------------------------------
 
     def context(self) -> Context:
-        observations = Observations(revisions=dict(self.replicas), hooks=dict(self.hooks))
+        observations = Observations(
+            revisions=dict(self.replicas),
+            hooks=dict(self.hooks),
+            analysis=dict(self.analysis),
+            webhooks=dict(self.webhooks),
+        )
         return Context(
             rollout=self.spec,
             revision=self.revision,
@@ -111,6 +125,18 @@ class FakeWorld:
             self.replicas.pop(action.revision, None)
         elif isinstance(action, actions.RunHook) and action.hook_id not in self.hooks:
             self.hooks[action.hook_id] = HookResult(hook_id=action.hook_id, state="running")
+        elif isinstance(action, actions.StartAnalysis) and action.run_id not in self.analysis:
+            self.analysis[action.run_id] = AnalysisResult(run_id=action.run_id, phase="Running")
+        elif isinstance(action, actions.StopAnalysis):
+            run = self.analysis.get(action.run_id)
+            if run is not None and run.phase == "Running":  # a terminated run is Successful
+                self.analysis[action.run_id] = AnalysisResult(
+                    run_id=action.run_id, phase="Successful", message="terminated"
+                )
+        elif isinstance(action, actions.CallWebhook) and action.call_id not in self.webhooks:
+            self.webhooks[action.call_id] = WebhookResult(call_id=action.call_id, state="waiting")
+        elif isinstance(action, actions.StopWebhook):
+            self.webhooks.pop(action.call_id, None)
 
     # --- what tests do -------------------------------------------------------------------
 
@@ -150,6 +176,36 @@ class FakeWorld:
             h for h in self.hooks if f":{point}:" in h and self.hooks[h].state == "running"
         ]
         self.hooks[hook_id] = HookResult(hook_id=hook_id, state=state, message=message)
+        return self
+
+    def analysis_result(
+        self,
+        point: str,
+        phase: Literal["Successful", "Failed", "Error", "Inconclusive"],
+        message: str = "",
+    ) -> FakeWorld:
+        """The running analysis run at ``point`` (step2, background, ...) completes."""
+        (run_id,) = [
+            r
+            for r, seen in self.analysis.items()
+            if r.endswith(f"-{point}") and seen.phase == "Running"
+        ]
+        self.analysis[run_id] = AnalysisResult(run_id=run_id, phase=phase, message=message)
+        return self
+
+    def running_analysis(self) -> list[str]:
+        return sorted(r for r, seen in self.analysis.items() if seen.phase == "Running")
+
+    def webhook_result(
+        self, kind: str, name: str, state: Literal["passed", "failed"], message: str = ""
+    ) -> FakeWorld:
+        """The webhook ``name`` of ``kind`` answers (a gate passes, a check fails...)."""
+        (call_id,) = [
+            c
+            for c, seen in self.webhooks.items()
+            if f"-{kind}" in c and c.endswith(f"-{name}") and seen.state == "waiting"
+        ]
+        self.webhooks[call_id] = WebhookResult(call_id=call_id, state=state, message=message)
         return self
 
     def command(self, fn: Callable[..., RolloutStatus], *args: Any, **kwargs: Any) -> FakeWorld:

@@ -13,6 +13,7 @@ from changeover.engine.actions import Plan
 from changeover.engine.context import Context
 from changeover.engine.draft import Draft, Reason
 from changeover.engine.strategies import shared
+from changeover.spec import analysis as spec_analysis
 from changeover.spec import models
 
 ROUTE_NAME = "ab-match"
@@ -40,11 +41,26 @@ def advance(d: Draft) -> None:
             return
         index = 1
     if ab is not None and index == 1:
-        if not shared.run_for(d, duration=ab.duration, label="A/B test"):
+        decided = _analysis(d, ab.analysis)
+        if decided is None:
+            return
+        if not decided and not shared.run_for(d, duration=ab.duration, label="A/B test"):
             return
         d.update(current_step_index=2)
+        d.leave_pause("A/B test decided by its analysis")
         d.event(Reason.STEP_COMPLETED, "A/B test finished", new)
     shared.promote_fully(d, delay=shared.DEFAULT_SCALE_DOWN_DELAY)
+
+
+def _analysis(d: Draft, spec: spec_analysis.RolloutAnalysis | None) -> bool | None:
+    """The test's analysis: True once it succeeded (B wins early), False while it runs (or
+    there is none), None when it aborted or paused the rollout."""
+    if spec is None:
+        return False
+    verdict = shared.analysis(
+        d, "experiment", spec, kind="experiment", what="A/B test", blocking=False
+    )
+    return None if verdict == "stopped" else verdict == "passed"
 
 
 def _start(d: Draft, ab: models.ABTestStrategy) -> bool:
@@ -52,6 +68,8 @@ def _start(d: Draft, ab: models.ABTestStrategy) -> bool:
     available = d.available(new)
     if available < d.replicas:
         d.note(f"variant B (revision {new}): {available}/{d.replicas} replicas available")
+        return False
+    if not shared.pre_rollout(d):
         return False
     if stable is not None:
         # Unmatched requests stay on A: only the routes send anything to B.

@@ -5,11 +5,18 @@ The stable revision keeps all its replicas throughout (Argo's default without
 dynamicStableScale); the canary gets ``ceil(replicas * weight / 100)`` replicas unless a
 ``setCanaryScale`` step says otherwise, and a weight is only set once the canary has that
 many replicas available. ``engine.plan`` calls ``advance`` while the canary is in flight.
+
+Analysis: an ``analysis`` step blocks until its run is Successful; ``strategy.canary.
+analysis`` runs in the background from ``startingStep`` until the rollout completes. Either
+aborts the rollout when it fails and pauses it when Inconclusive (promote then skips an
+analysis step, or measures the background analysis afresh). Webhooks: ``pre-rollout``
+before the first step that sends the canary traffic, ``confirm-traffic-increase`` before
+every weight increase, ``confirm-promotion`` before the final cut-over.
 """
 
 from __future__ import annotations
 
-from changeover.engine import replicas
+from changeover.engine import replicas, runs
 from changeover.engine.actions import Plan
 from changeover.engine.context import Context
 from changeover.engine.draft import Draft, Reason
@@ -64,11 +71,21 @@ def advance(d: Draft) -> None:
     stable, canary = d.stable, d.target
     if stable is not None:
         d.scale(stable, d.replicas)
-    index = _apply_promote(d, len(steps))
+    index = _apply_promote(d, steps)
+    background = strategy.analysis
+    if background is not None and index >= (background.starting_step or 0):
+        verdict = shared.analysis(
+            d, "background", background, kind="background", what="background", blocking=False
+        )
+        if verdict == "stopped":
+            return
+    first = next((i for i, step in enumerate(steps) if _sends_traffic(step)), len(steps))
+    if index > first:
+        runs.gate(d, "pre-rollout")  # passed at the first traffic step; keep it on record
     while index < len(steps):
         want = desired_canary_replicas(steps, index, d.replicas)
         d.scale(canary, max(want, _traffic_floor(d, steps, index)))
-        if not _run_step(d, steps[index], want, f"step {index + 1}/{len(steps)}"):
+        if not _run_step(d, index, steps[index], want, f"step {index + 1}/{len(steps)}"):
             return
         index += 1
         d.update(current_step_index=index, step_started_at=d.now, pause=None)
@@ -76,39 +93,58 @@ def advance(d: Draft) -> None:
     shared.promote_fully(d, delay=shared.DEFAULT_SCALE_DOWN_DELAY)
 
 
-def _apply_promote(d: Draft, total: int) -> int:
-    """promote skips the current step; promote --full skips them all."""
+def _sends_traffic(step: models.CanaryStep) -> bool:
+    return (
+        bool(step.set_weight)
+        or step.set_header_route is not None
+        or (step.set_mirror_route is not None)
+    )
+
+
+def _apply_promote(d: Draft, steps: list[models.CanaryStep]) -> int:
+    """promote skips the current step; promote --full skips them all. Past an
+    Inconclusive background analysis, promote measures it afresh on the same step."""
+    total = len(steps)
     index = d.status.current_step_index or 0
+    inconclusive = d.status.pause is not None and d.status.pause.reason == "inconclusive"
     request = d.take_promote()
     if request is None:
         return index
+    if inconclusive:
+        d.update(analysis_round=d.status.analysis_round + 1)
+        if request == "step" and index < total and steps[index].analysis is None:
+            d.leave_pause("promoted past an Inconclusive background analysis")
+            return index
     new_index = total if request == "full" else min(index + 1, total)
     d.update(current_step_index=new_index, step_started_at=d.now)
     d.leave_pause(f"promoted past step {index + 1} of {total}")
     return new_index
 
 
-def _run_step(d: Draft, step: models.CanaryStep, want: int, where: str) -> bool:
-    """Carry out one step (``want``: canary replicas it needs); True once it is complete."""
+def _run_step(d: Draft, index: int, step: models.CanaryStep, want: int, where: str) -> bool:
+    """Carry out step ``index`` (``want``: canary replicas it needs); True once complete."""
     canary = d.target
     if step.set_weight is not None:
-        return _set_weight(d, step.set_weight, want, where)
+        return _set_weight(d, index, step.set_weight, want, where)
     if step.pause is not None:
         return _pause(d, step.pause, where)
     if step.set_canary_scale is not None:
         return _wait_available(d, want, f"{where}: setCanaryScale")
     if step.set_header_route is not None:
         route = step.set_header_route
+        if route.match and not shared.pre_rollout(d):
+            return False
         d.header_route(route.name, canary, route.match)
         return True
     if step.set_mirror_route is not None:
         mirror = step.set_mirror_route
+        if mirror.percentage > 0 and not shared.pre_rollout(d):
+            return False
         d.mirror(mirror.name, canary, mirror.percentage, mirror.match)
         return True
-    # An analysis step: the analysis issue replaces this with a real AnalysisRun.
-    msg = f"{where}: analysis is not implemented in this build; step treated as completed"
-    d.event(Reason.STEP_COMPLETED, msg, canary)
-    return True
+    assert step.analysis is not None
+    verdict = shared.analysis(d, f"step{index}", step.analysis, kind="step", what=where)
+    return verdict == "passed"
 
 
 def _wait_available(d: Draft, want: int, what: str) -> bool:
@@ -119,12 +155,17 @@ def _wait_available(d: Draft, want: int, what: str) -> bool:
     return False
 
 
-def _set_weight(d: Draft, weight: int, want: int, where: str) -> bool:
+def _set_weight(d: Draft, index: int, weight: int, want: int, where: str) -> bool:
     if not _wait_available(d, want, f"{where}: setWeight {weight}"):
         return False
     stable = d.stable
     if stable is None:
         return True
+    if weight > 0 and not shared.pre_rollout(d):
+        return False
+    increase = weight > d.weights().get(d.target, 0)
+    if increase and not shared.confirmed(d, "confirm-traffic-increase", suffix=f"-step{index}"):
+        return False
     d.set_weights({stable: 100 - weight, d.target: weight})
     return True
 

@@ -41,9 +41,18 @@ def advance(d: Draft) -> None:
             return
         index = 1
     if index == 1:
-        if not shared.run_for(d, duration=sh.duration, label="shadow"):
+        decided = False
+        if sh.analysis is not None:
+            verdict = shared.analysis(
+                d, "experiment", sh.analysis, kind="experiment", what="shadow", blocking=False
+            )
+            if verdict == "stopped":
+                return
+            decided = verdict == "passed"
+        if not decided and not shared.run_for(d, duration=sh.duration, label="shadow"):
             return
         d.update(current_step_index=2)
+        d.leave_pause("shadow decided by its analysis")
         d.event(Reason.STEP_COMPLETED, "shadow finished", new)
     shared.promote_fully(d, delay=shared.DEFAULT_SCALE_DOWN_DELAY)
 
@@ -54,6 +63,8 @@ def _start(d: Draft, sh: models.ShadowStrategy) -> bool:
     available = d.available(new)
     if available < wanted:
         d.note(f"shadow revision {new}: {available}/{wanted} replicas available")
+        return False
+    if not shared.pre_rollout(d):
         return False
     d.mirror(MIRROR_NAME, new, sh.percentage, [])
     d.update(current_step_index=1, step_started_at=d.now)
