@@ -223,6 +223,7 @@ def build_router(op: Operator, obj: JSON, rollout: models.Rollout) -> KubeRouter
         hash_of=hash_of,
         revision_of_hash=revision_of_hash,
         split=mesh or spec.strategy.name in ("blueGreen", "abTest", "shadow"),
+        with_canary_service=spec.strategy.name in ("canary", "abTest", "shadow"),
     )
     router: KubeRouter = module.factory(ctx)
     return router

@@ -7,6 +7,7 @@ helpers here find the field's declaration (to say "an integer from 0 to 100" rat
 
 from __future__ import annotations
 
+import contextvars
 import difflib
 import types
 import typing
@@ -25,6 +26,12 @@ if TYPE_CHECKING:
 
 Loc = tuple[str | int, ...]
 
+# The model a document is validated as (a Rollout, or an AnalysisTemplate), so field
+# suggestions and bounds are looked up where the error is.
+_ROOT: contextvars.ContextVar[type[pydantic.BaseModel]] = contextvars.ContextVar(
+    "root", default=models.Rollout
+)
+
 
 def problem(
     source: str, message: str, *, path: str = "", line: int | None = None
@@ -33,16 +40,27 @@ def problem(
     return errors.SpecProblem(file=source, path=path, message=message + suffix)
 
 
-def translate(exc: pydantic.ValidationError, doc: LoadedDocument) -> list[errors.SpecProblem]:
-    """pydantic's errors as SpecProblems: camelCase paths and plain expectations."""
-    problems = []
-    for error in exc.errors(include_url=False):
-        loc = _clean_loc(error["loc"])
-        path_loc, message = _message(error, loc)
-        problems.append(
-            problem(doc.label, message, path=render_path(path_loc), line=doc.line_of(loc))
-        )
-    return problems
+def translate(
+    exc: pydantic.ValidationError,
+    doc: LoadedDocument,
+    *,
+    root: type[pydantic.BaseModel] | None = None,
+) -> list[errors.SpecProblem]:
+    """pydantic's errors as SpecProblems: camelCase paths and plain expectations.
+    ``root`` is the model the document was validated as (default: Rollout)."""
+    token = _ROOT.set(root) if root is not None else None
+    try:
+        problems = []
+        for error in exc.errors(include_url=False):
+            loc = _clean_loc(error["loc"])
+            path_loc, message = _message(error, loc)
+            problems.append(
+                problem(doc.label, message, path=render_path(path_loc), line=doc.line_of(loc))
+            )
+        return problems
+    finally:
+        if token is not None:
+            _ROOT.reset(token)
 
 
 def render_path(loc: Iterable[str | int]) -> str:
@@ -180,7 +198,7 @@ def _number_phrase(loc: Loc, noun: str) -> str:
 def _target(loc: Loc) -> tuple[Any, list[Any]]:
     """The annotation at ``loc`` (walking models, lists and dicts from Rollout) and the
     constraint metadata gathered on the way to it; (None, []) if the walk gets lost."""
-    annotation: Any = models.Rollout
+    annotation: Any = _ROOT.get()
     metadata: list[Any] = []
     for part in loc:
         annotation = _unwrap(annotation, part)

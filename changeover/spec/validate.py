@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator, Sequence
 
 from changeover import errors
-from changeover.spec import load, messages, models
+from changeover.spec import analysis_checks, load, messages, models
 from changeover.traffic import base as traffic
 
 # How each capability reads in "setMirrorRoute needs a router with mirroring: builtin".
@@ -95,7 +95,18 @@ def _collect(
     docs: list[load.LoadedDocument], problems: list[errors.SpecProblem]
 ) -> tuple[load.Specs, list[errors.SpecProblem]]:
     specs, found = load.collect_documents(docs)
-    return specs, [*problems, *found, *validate_rollouts(specs.rollouts, sources=specs.sources)]
+    parsed, template_problems, broken = analysis_checks.parse_templates(specs.other)
+    known = {template.name: template for template, _ in parsed}
+    analysis_problems = analysis_checks.check_rollouts(
+        specs.rollouts, specs.sources, known, strict=False, broken=broken
+    )
+    return specs, [
+        *problems,
+        *found,
+        *template_problems,
+        *validate_rollouts(specs.rollouts, sources=specs.sources),
+        *analysis_problems,
+    ]
 
 
 def _checked(docs: list[load.LoadedDocument], problems: list[errors.SpecProblem]) -> load.Specs:

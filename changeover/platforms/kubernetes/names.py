@@ -17,7 +17,9 @@ ROLLOUT_LABEL = "changeover.dev/rollout"
 # Argo Rollouts' label name, so Service selectors and dashboards written for Argo carry over.
 HASH_LABEL = "rollouts-pod-template-hash"
 REVISION_ANNOTATION = "rollout.changeover.dev/revision"
-MANAGED_BY_ANNOTATION = "rollout.changeover.dev/managed-by"
+# The pod template exactly as the Rollout had it (the API server adds defaults to the
+# ReplicaSet's copy): undo puts this back, so it hashes to the same revision again.
+TEMPLATE_ANNOTATION = "rollout.changeover.dev/pod-template"
 HOOK_LABEL = "changeover.dev/hook"
 API_VERSION = "changeover.dev/v1alpha1"
 COMPONENT = "changeover-operator"

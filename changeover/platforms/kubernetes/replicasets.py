@@ -14,6 +14,7 @@ The verbs mirror ``platforms.base.Platform`` (ensure a revision, scale, delete, 
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -88,21 +89,9 @@ class KubePlatform:
         return None
 
     def template_of(self, rollout: JSON, revision: int) -> JSON | None:
-        """A revision's pod template as the user wrote it (for undo and history)."""
+        """A revision's pod template as the Rollout had it (for undo and history)."""
         rs = self.revisions(rollout).get(revision)
-        if rs is None:
-            return None
-        template = rs["spec"]["template"]
-        meta = template.get("metadata") or {}
-        labels = {
-            k: v
-            for k, v in (meta.get("labels") or {}).items()
-            if k not in (names.ROLLOUT_LABEL, names.HASH_LABEL)
-        }
-        out: JSON = {"metadata": {"labels": labels}, "spec": template["spec"]}
-        if meta.get("annotations"):
-            out["metadata"]["annotations"] = meta["annotations"]
-        return out
+        return None if rs is None else original_template(rs)
 
     # --- writing -----------------------------------------------------------------------
 
@@ -130,7 +119,12 @@ class KubePlatform:
                 "name": name,
                 "namespace": meta["namespace"],
                 "labels": labels,
-                "annotations": {names.REVISION_ANNOTATION: str(revision)},
+                "annotations": {
+                    names.REVISION_ANNOTATION: str(revision),
+                    names.TEMPLATE_ANNOTATION: json.dumps(
+                        template.to_json_dict(), sort_keys=True, separators=(",", ":")
+                    ),
+                },
                 "ownerReferences": [names.owner_reference(rollout)],
             },
             "spec": {
@@ -174,3 +168,22 @@ class KubePlatform:
             kube.REPLICASETS, meta["name"], namespace=meta["namespace"], propagation="Background"
         )
         self.cache.forget(meta["namespace"], meta["name"])
+
+
+def original_template(rs: JSON) -> JSON:
+    """The pod template a ReplicaSet was made from, as the Rollout had it."""
+    raw = (rs["metadata"].get("annotations") or {}).get(names.TEMPLATE_ANNOTATION)
+    if raw:
+        template: JSON = json.loads(raw)
+        return template
+    template = rs["spec"]["template"]
+    meta = template.get("metadata") or {}
+    labels = {
+        k: v
+        for k, v in (meta.get("labels") or {}).items()
+        if k not in (names.ROLLOUT_LABEL, names.HASH_LABEL)
+    }
+    out: JSON = {"metadata": {"labels": labels}, "spec": template["spec"]}
+    if meta.get("annotations"):
+        out["metadata"]["annotations"] = meta["annotations"]
+    return out

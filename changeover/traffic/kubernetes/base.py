@@ -36,6 +36,8 @@ class RouterContext:
     # Canary-like strategies split between stable and canary Services; recreate and
     # rolling updates without a mesh send the stable Service to every pod.
     split: bool = True
+    # Canary, A/B and shadow keep a canary Service; blue-green, recreate and rolling don't.
+    with_canary_service: bool = True
     managed: list[str] = field(default_factory=list)
 
     @property

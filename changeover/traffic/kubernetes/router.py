@@ -91,7 +91,7 @@ class KubeRouter:
         stable_hash, canary_hash = self._hash(self._stable), self._hash(canary)
         svc = self.services
         await svc.point(self.ctx.stable_service, stable_hash if self.ctx.split else None)
-        if self.ctx.split:
+        if self.ctx.with_canary_service:
             await svc.point(self.ctx.canary_service, canary_hash)
         if (
             self.capabilities

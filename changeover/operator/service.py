@@ -1,0 +1,278 @@
+"""``KubeService``: the user operations of ``controller.service.RolloutService`` on Rollout
+resources through the Kubernetes API (what Argo Rollouts' kubectl plugin does).
+
+- ``apply`` validates every document with the spec models first (all problems at once,
+  exit 2 on any; a process template is refused with what Kubernetes expects), then creates
+  or replaces each Rollout, keeping the user's spec as written.
+- ``promote``/``abort``/``retry``/``pause``/``resume`` apply the engine's pure
+  ``engine.commands`` to the stored status and write it back with the resourceVersion
+  they read (retrying on a conflict), exactly as the local server does under its lock;
+  the operator's next plan carries the request out and records the event.
+- ``undo`` puts an earlier ReplicaSet's pod template back into ``spec.template``; the
+  operator re-uses that revision (equal templates hash alike).
+- ``status``/``list_rollouts`` render the §4 status document; ``events`` reads Events;
+  ``history`` lists the kept ReplicaSets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Callable
+from typing import Any
+
+from changeover import errors
+from changeover.engine import commands
+from changeover.engine.status import RolloutStatus
+from changeover.operator import documents
+from changeover.platforms.kubernetes import client as kube
+from changeover.platforms.kubernetes import names, replicasets
+from changeover.platforms.kubernetes.events import list_events
+from changeover.platforms.kubernetes.replicasets import Counts
+from changeover.spec import load, models, validate
+from changeover.traffic import kubernetes as kube_routers
+
+JSON = dict[str, Any]
+
+
+class KubeService:
+    def __init__(self, client: kube.KubeClient, *, namespace: str | None = None) -> None:
+        self.client = client
+        self.namespace = namespace or client.namespace
+
+    # --- apply ---------------------------------------------------------------------
+
+    def check(self, documents_: list[JSON], *, source: str) -> list[models.Rollout]:
+        loaded = [
+            load.LoadedDocument(source=source, index=i, data=doc)
+            for i, doc in enumerate(documents_)
+        ]
+        rollouts = load.parse_rollouts(loaded)
+        problems = [
+            p
+            for p in validate.validate_rollouts(rollouts, source=source)
+            if p.severity != "warning"
+        ]
+        for rollout in rollouts:
+            try:
+                rollout.spec.pod_template()
+            except errors.SpecError as exc:
+                problems += [
+                    errors.SpecProblem(file=source, path=p.path, message=p.message)
+                    for p in exc.problems
+                ]
+            if rollout.spec.router not in kube_routers.ROUTERS:
+                problems.append(
+                    errors.SpecProblem(
+                        file=source,
+                        path="spec.traffic",
+                        message=f"router '{rollout.spec.router}' does not run on Kubernetes; "
+                        f"expected one of {', '.join(sorted(kube_routers.ROUTERS))}",
+                    )
+                )
+        if problems:
+            raise errors.SpecError(problems)
+        return rollouts
+
+    async def apply(self, documents_: list[JSON], *, source: str) -> list[JSON]:
+        self.check(documents_, source=source)
+        results = []
+        for doc in documents_:
+            results.append(await self._apply_one(doc))
+        return results
+
+    async def _apply_one(self, doc: JSON) -> JSON:
+        meta = doc.get("metadata") or {}
+        name = str(meta["name"])
+        body: JSON = {
+            "apiVersion": models.API_VERSION,
+            "kind": "Rollout",
+            "metadata": {
+                "name": name,
+                "namespace": self.namespace,
+                "labels": dict(meta.get("labels") or {}),
+                "annotations": dict(meta.get("annotations") or {}),
+            },
+            "spec": copy.deepcopy(doc["spec"]),
+        }
+        existing = await self.client.get_or_none(kube.ROLLOUTS, name, namespace=self.namespace)
+        revision = await self._revision_for(existing, body)
+        if existing is None:
+            await self.client.create(kube.ROLLOUTS, body, namespace=self.namespace)
+            return {"name": name, "revision": revision, "action": "created", "newRevision": True}
+        if existing.get("spec") == body["spec"]:
+            return {"name": name, "revision": revision, "action": "unchanged", "newRevision": False}
+        body["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
+        await self.client.replace(kube.ROLLOUTS, body, namespace=self.namespace)
+        return {"name": name, "revision": revision, "action": "updated", "newRevision": True}
+
+    async def _revision_for(self, existing: JSON | None, body: JSON) -> int:
+        """The revision the operator will give this template (see ``operator.reconcile``)."""
+        if existing is None:
+            return 1
+        pod_hash = names.template_hash(_pod(body).to_json_dict())
+        known = await self._replicasets(existing)
+        for rev, rs in known.items():
+            if rs["metadata"]["labels"].get(names.HASH_LABEL) == pod_hash:
+                return rev
+        last = int((existing.get("status") or {}).get("lastRevision") or 0)
+        return max([last, *known]) + 1
+
+    # --- reads ---------------------------------------------------------------------
+
+    async def _get(self, name: str) -> JSON:
+        obj = await self.client.get_or_none(kube.ROLLOUTS, name, namespace=self.namespace)
+        if obj is None:
+            raise errors.NotFound(f"no rollout named {name!r} in namespace {self.namespace}")
+        return obj
+
+    async def _replicasets(self, obj: JSON) -> dict[int, JSON]:
+        doc = await self.client.list(
+            kube.REPLICASETS,
+            namespace=self.namespace,
+            label_selector=f"{names.ROLLOUT_LABEL}={obj['metadata']['name']}",
+        )
+        out = {}
+        for rs in doc.get("items", []):
+            rev = names.revision_of(rs)
+            if rev is not None and names.owned_by(rs, obj["metadata"]["uid"]):
+                out[rev] = rs
+        return out
+
+    async def _document(self, obj: JSON) -> JSON:
+        try:
+            rollout: models.Rollout | None = documents.parse_rollout(obj)
+        except Exception:
+            rollout = None
+        counts = {
+            rev: Counts(
+                revision=rev,
+                name=rs["metadata"]["name"],
+                pod_hash=rs["metadata"]["labels"].get(names.HASH_LABEL, ""),
+                desired=int(rs["spec"].get("replicas") or 0),
+                ready=int((rs.get("status") or {}).get("readyReplicas") or 0),
+                available=int((rs.get("status") or {}).get("availableReplicas") or 0),
+            )
+            for rev, rs in (await self._replicasets(obj)).items()
+        }
+        return documents.status_document(obj, rollout, counts)
+
+    async def list_rollouts(self) -> list[JSON]:
+        doc = await self.client.list(kube.ROLLOUTS, namespace=self.namespace)
+        items = sorted(doc.get("items", []), key=lambda o: o["metadata"]["name"])
+        return list(await asyncio.gather(*(self._document(o) for o in items)))
+
+    async def status(self, name: str) -> JSON:
+        return await self._document(await self._get(name))
+
+    async def events(self, name: str, *, limit: int = 50) -> list[JSON]:
+        await self._get(name)
+        items = await list_events(self.client, namespace=self.namespace, name=name)
+        return [
+            {
+                "time": e.get("lastTimestamp") or e.get("eventTime"),
+                "reason": e.get("reason"),
+                "message": e.get("message"),
+                "revision": None,
+                "type": e.get("type"),
+            }
+            for e in items[-limit:]
+        ]
+
+    async def history(self, name: str) -> list[JSON]:
+        obj = await self._get(name)
+        status = RolloutStatus.model_validate(obj.get("status") or {})
+        out = []
+        for rev, rs in sorted((await self._replicasets(obj)).items()):
+            containers = rs["spec"]["template"]["spec"].get("containers") or []
+            out.append(
+                {
+                    "revision": rev,
+                    "createdAt": rs["metadata"].get("creationTimestamp"),
+                    "command": [c.get("image", "") for c in containers],
+                    "images": [c.get("image", "") for c in containers],
+                    "replicaSet": rs["metadata"]["name"],
+                    "stable": rev == status.stable_revision,
+                    "current": rev == status.target_revision,
+                }
+            )
+        return out
+
+    async def spec(self, name: str) -> JSON:
+        obj = await self._get(name)
+        return {
+            "apiVersion": obj["apiVersion"],
+            "kind": "Rollout",
+            "metadata": {"name": name, "namespace": self.namespace},
+            "spec": obj["spec"],
+        }
+
+    # --- commands ------------------------------------------------------------------
+
+    async def _command(self, name: str, change: Callable[[RolloutStatus], RolloutStatus]) -> JSON:
+        for _ in range(10):
+            obj = await self._get(name)
+            raw = obj.get("status") or {}
+            new = change(RolloutStatus.model_validate(raw)).to_json_dict()
+            obj["status"] = {**raw, **new}
+            try:
+                written = await self.client.replace(
+                    kube.ROLLOUTS, obj, namespace=self.namespace, sub="status"
+                )
+            except kube.Conflict:
+                await asyncio.sleep(0.05)
+                continue
+            return await self._document(written)
+        raise errors.TemporaryBackendError(f"rollout {name} kept changing; try again")
+
+    async def promote(self, name: str, *, full: bool = False) -> JSON:
+        return await self._command(name, lambda s: commands.promote(s, full=full))
+
+    async def abort(self, name: str) -> JSON:
+        return await self._command(name, lambda s: commands.abort(s, now=_now()))
+
+    async def retry(self, name: str) -> JSON:
+        return await self._command(name, commands.retry)
+
+    async def pause(self, name: str) -> JSON:
+        return await self._command(name, lambda s: commands.pause(s, now=_now()))
+
+    async def resume(self, name: str) -> JSON:
+        return await self._command(name, commands.resume)
+
+    async def undo(self, name: str, *, to_revision: int | None = None) -> JSON:
+        obj = await self._get(name)
+        status = RolloutStatus.model_validate(obj.get("status") or {})
+        kept = await self._replicasets(obj)
+        current = status.target_revision
+        if to_revision is None:
+            earlier = [n for n in kept if current is None or n < current]
+            if not earlier:
+                raise errors.StateError(f"rollout {name!r} has no earlier revision to undo to")
+            to_revision = max(earlier)
+        if to_revision not in kept:
+            have = ", ".join(str(n) for n in sorted(kept)) or "none"
+            raise errors.NotFound(f"rollout {name!r} has no revision {to_revision} (kept: {have})")
+        if to_revision == current:
+            raise errors.StateError(f"revision {to_revision} is already the current one")
+        obj["spec"]["template"] = replicasets.original_template(kept[to_revision])
+        await self.client.replace(kube.ROLLOUTS, obj, namespace=self.namespace)
+        return {**(await self.status(name)), "undoneTo": to_revision, "newRevision": to_revision}
+
+    async def delete(self, name: str) -> None:
+        await self._get(name)
+        await self.client.delete(
+            kube.ROLLOUTS, name, namespace=self.namespace, propagation="Foreground"
+        )
+
+
+def _pod(body: JSON) -> Any:
+    from changeover.spec import pod
+
+    return pod.PodTemplate.model_validate(body["spec"]["template"])
+
+
+def _now() -> float:
+    import time
+
+    return time.time()
