@@ -24,6 +24,7 @@ from rich.text import Text
 
 from changeover import config, errors
 from changeover.cli import client as client_mod
+from changeover.cli import platform
 
 
 class ErrorMappingGroup(typer.core.TyperGroup):
@@ -109,6 +110,10 @@ NameArg = Annotated[str, typer.Argument(help="Rollout name.", show_default=False
 
 
 def client(server: str | None, token: str | None) -> client_mod.Client:
+    # --platform kubernetes (see cli.kube): Rollout resources instead of the local server.
+    kube = platform.kube_client()
+    if kube is not None:
+        return kube
     return client_mod.Client(config.resolve(server=server, token=token))
 
 
