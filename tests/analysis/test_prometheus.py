@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from changeover.analysis.judges import mann_whitney
+from changeover.analysis.judges import ab_significance, mann_whitney
 from changeover.analysis.providers import base, prometheus
 from changeover.endpoints import Endpoint
 from changeover.traffic.builtin import BuiltinRouter, Registry
@@ -336,3 +336,22 @@ async def test_mann_whitney_judge_reads_each_revision_from_prometheus(prom: Prom
     assert errors["baseline"]["max"] == 0 and errors["canary"]["count"] >= 3
     assert result.value["metrics"]["requests"]["classification"] == "Pass"
     assert result.phase == "Failed"
+
+
+async def test_ab_verdict_counts_each_revision_in_prometheus(prom: Prom) -> None:
+    """Conversions = 2xx answers, trials = all answers, per revision: the canary failed
+    /boom, so the stable (control) wins and the measurement fails."""
+    config = {
+        "method": "fixedHorizon",
+        "minSamples": 20,
+        "prometheus": {"address": prom.url, "authentication": prom.config()["authentication"]},
+        "conversions": {
+            "prometheus": 'sum(changeover_requests_total{revision="{{revision}}",code="2xx"})'
+        },
+        "trials": {"prometheus": 'sum(changeover_requests_total{revision="{{revision}}"})'},
+    }
+    result = await ab_significance.ABSignificanceProvider().measure(config, args={}, context=CTX)
+    v = result.value
+    assert v["control"]["conversions"] == router_count(prom, 1, "2xx")
+    assert v["treatment"]["trials"] == router_count(prom, 2, "2xx") + router_count(prom, 2, "5xx")
+    assert v["winner"] == "control" and result.phase == "Failed"
