@@ -154,7 +154,7 @@ def test_sample_size_gives_the_power_it_promises() -> None:
     n = pr.sample_size(0.10, 0.2, alpha=ALPHA, power=0.8)  # 10% → 12%
     rng = np.random.default_rng(6)
     ca, cb = rng.binomial(n, 0.10, 4000), rng.binomial(n, 0.12, 4000)
-    power = z_test_rejects(ca, cb, np.int64(n)).mean()
+    power = z_test_rejects(ca, cb, np.full(ca.shape, n)).mean()
     assert 0.77 <= power <= 0.83
 
 
