@@ -37,9 +37,12 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
+PINNING = True  # bench.run --no-pin turns it off (a box busy with other work)
+
+
 def pin(cpu: int | None) -> list[str]:
     """A ``taskset`` prefix when the box has a core to spare for it, else nothing."""
-    if cpu is None or NCPU < 2 or shutil.which("taskset") is None:
+    if not PINNING or cpu is None or NCPU < 2 or shutil.which("taskset") is None:
         return []
     return ["taskset", "-c", str(cpu % NCPU)]
 

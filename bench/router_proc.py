@@ -51,7 +51,7 @@ async def configure(router: BuiltinRouter, args: argparse.Namespace) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
-    router = BuiltinRouter("bench", port=args.port, metrics=Registry())
+    router = BuiltinRouter("bench", port=args.port, metrics=Registry(), workers=args.workers)
     await router.start()
     await configure(router, args)
     stop = asyncio.Event()
@@ -59,6 +59,7 @@ async def main(args: argparse.Namespace) -> None:
     loop.add_signal_handler(signal.SIGINT, stop.set)
     print(f"READY {router.port}", flush=True)
     await stop.wait()
+    await router.collect_metrics()
     snap = router.metrics.snapshot()
     for rev, m in snap["revisions"].items():
         print(

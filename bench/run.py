@@ -67,7 +67,11 @@ def machine() -> list[str]:
         f"- machine: `{' '.join(platform.uname())}`",
         f"- cores: {common.NCPU} (`nproc`), CPU: {cpu}",
         f"- date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- load average before the run (1, 5, 15 min): {LOAD_BEFORE}",
     ]
+
+
+LOAD_BEFORE = " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def versions() -> str:
@@ -92,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", default="", help="comma-separated proxy labels (default: all)")
     p.add_argument("--no-write", action="store_true", help="print, do not touch RESULTS.md")
     p.add_argument("--quick", action="store_true", help="1 round of 2 s (a smoke run)")
+    p.add_argument("--no-pin", action="store_true", help="no taskset (a box busy with other work)")
     args = p.parse_args(argv)
+    common.PINNING = not args.no_pin
     if args.quick:
         args.seconds, args.warmup, args.rounds, args.streams = 2.0, 1.0, 1, 10
     conns = [int(c) for c in args.conns.split(",")]
@@ -228,9 +234,14 @@ def render(
         *machine(),
         f"- versions: {versions()}",
         f"- command: `{cmd}` ({args.rounds} interleaved rounds of {args.seconds:.0f} s per "
-        f"proxy and concurrency, after a {args.warmup:.0f} s warm-up; wrk `-t1` pinned to core 1 "
-        "(`taskset -c 1`), each single-process proxy pinned to core 0, upstream nginx "
-        "(2 workers) unpinned)",
+        f"proxy and concurrency, after a {args.warmup:.0f} s warm-up; "
+        + (
+            "nothing pinned"
+            if args.no_pin
+            else "wrk `-t1` pinned to core 1 (`taskset -c 1`), each single-process proxy "
+            "pinned to core 0"
+        )
+        + "; upstream nginx (2 workers) unpinned)",
         "- every proxy: 90/10 split between two upstreams, keep-alive both sides, "
         "`x-canary: always` header route to the 10% side; the builtin router also has a "
         "sticky split on `x-user-id` and per-revision metrics on",

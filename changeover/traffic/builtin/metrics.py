@@ -59,6 +59,12 @@ class Histogram:
         self.sum += value
         self.count += 1
 
+    def add(self, other: Histogram) -> None:
+        """Sum another histogram with the same bounds into this one (worker merging)."""
+        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+        self.sum += other.sum
+        self.count += other.count
+
     def cumulative(self) -> list[int]:
         out: list[int] = []
         total = 0
@@ -116,6 +122,18 @@ class RevisionMetrics:
         self.mirror_codes = [0] * 6
         self.mirror_latency = Histogram()
 
+    def add(self, other: RevisionMetrics) -> None:
+        """Sum another worker's counters for the same revision into these."""
+        for name in _PLAIN:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.codes = [a + b for a, b in zip(self.codes, other.codes, strict=True)]
+        self.mirror_codes = [
+            a + b for a, b in zip(self.mirror_codes, other.mirror_codes, strict=True)
+        ]
+        self.latency.add(other.latency)
+        self.ttfb.add(other.ttfb)
+        self.mirror_latency.add(other.mirror_latency)
+
     def record(self, status: int, seconds: float) -> None:
         self.codes[status // 100 if 100 <= status < 600 else 5] += 1
         self.latency.observe(seconds)
@@ -140,6 +158,20 @@ class RevisionMetrics:
                 "latency": self.mirror_latency.snapshot(),
             },
         }
+
+
+_PLAIN = (
+    "in_flight",
+    "connect_errors",
+    "retries",
+    "timeouts",
+    "bad_responses",
+    "no_backend",
+    "client_aborts",
+    "mirror_sent",
+    "mirror_dropped",
+    "mirror_failed",
+)
 
 
 class RolloutMetrics:

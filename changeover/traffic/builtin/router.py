@@ -27,6 +27,7 @@ from changeover.traffic import base
 from changeover.traffic.builtin import metrics as metrics_mod
 from changeover.traffic.builtin import mirror, proxy, table
 from changeover.traffic.builtin import state as state_mod
+from changeover.traffic.builtin import workers as workers_mod
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ class BuiltinRouter:
         preview_port: int | None = None,
         metrics: metrics_mod.Registry | None = None,
         settings: state_mod.Settings | None = None,
+        workers: int = 1,
+        reuse_port: bool = False,
     ) -> None:
         self.rollout = rollout
         self.host = host
@@ -58,6 +61,12 @@ class BuiltinRouter:
         self.mirror: mirror.Mirror | None = None
         self._servers: list[asyncio.Server] = []
         self._sweeper: asyncio.Task[None] | None = None
+        # workers > 1: the listener runs in N processes (builtin.workers); this object keeps
+        # the routing state, forwards every setter, and merges the workers' metrics.
+        self.workers_n = max(1, workers)
+        self.reuse_port = reuse_port
+        self._workers: list[workers_mod.Worker] = []
+        self._reserved: socket.socket | None = None
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -65,6 +74,9 @@ class BuiltinRouter:
         """Bind the listener (and the preview listener). Raises PermanentBackendError."""
         loop = asyncio.get_running_loop()
         st = self.state
+        if self.workers_n > 1:
+            await self._start_workers()
+            return
         self.mirror = mirror.Mirror(st)
         st.mirror = self.mirror
         self.port = await self._listen(self.port, preview=False)
@@ -72,6 +84,39 @@ class BuiltinRouter:
             self.preview_port = await self._listen(self.preview_port, preview=True)
         self.mirror.start()
         self._sweeper = loop.create_task(self._sweep())
+
+    async def _start_workers(self) -> None:
+        if self.preview_port is not None:
+            raise errors.PermanentBackendError("a preview port needs workers=1")
+        try:
+            self._reserved = workers_mod.reserve_port(self.host, self.port)
+        except OSError as exc:
+            raise errors.PermanentBackendError(
+                f"builtin router for {self.rollout!r} cannot listen on "
+                f"{self.host}:{self.port}: {exc.strerror or exc}"
+            ) from exc
+        self.port = int(self._reserved.getsockname()[1])
+        self._workers = await workers_mod.start(
+            self.rollout, self.host, self.port, self.settings, self.workers_n
+        )
+        self._sweeper = asyncio.get_running_loop().create_task(self._merge_metrics())
+
+    async def _merge_metrics(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self.collect_metrics()
+            except (ConnectionError, RuntimeError, TimeoutError) as exc:
+                log.warning("builtin router %s: worker metrics: %s", self.rollout, exc)
+
+    async def collect_metrics(self) -> None:
+        """With workers: sum their metrics into ``self.metrics`` now (else a no-op)."""
+        if self._workers:
+            await workers_mod.collect(self._workers, self.metrics)
+
+    async def _forward(self, method: str, *args: object) -> None:
+        if self._workers:
+            await workers_mod.broadcast(self._workers, method, *args)
 
     async def _listen(self, port: int, *, preview: bool) -> int:
         loop = asyncio.get_running_loop()
@@ -82,6 +127,7 @@ class BuiltinRouter:
                 self.host,
                 port,
                 reuse_address=True,
+                reuse_port=self.reuse_port or None,
                 backlog=1024,
             )
         except OSError as exc:
@@ -97,6 +143,20 @@ class BuiltinRouter:
 
     async def close(self) -> None:
         """Stop listening; in-flight requests finish (bounded by the drain grace)."""
+        if self._workers or self._reserved is not None:
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._sweeper
+                self._sweeper = None
+            with contextlib.suppress(Exception):
+                await self.collect_metrics()
+            workers, self._workers = self._workers, []
+            await workers_mod.stop(workers)
+            if self._reserved is not None:
+                self._reserved.close()
+                self._reserved = None
+            return
         for server in self._servers:
             server.close()
         loop = asyncio.get_running_loop()
@@ -162,6 +222,7 @@ class BuiltinRouter:
                 f"weights must be 0..100 and sum to 100, got {dict(weights)}"
             )
         self._swap(self.state.table.with_weights(weights))
+        await self._forward("set_weight", dict(weights))
 
     async def verify_weight(self, weights: Mapping[int, int]) -> bool:
         want = tuple(sorted((r, w) for r, w in weights.items() if w > 0))
@@ -181,6 +242,7 @@ class BuiltinRouter:
             old_index = next((i for i, r in enumerate(tbl.header_routes) if r.name == name), None)
             routes.insert(len(routes) if old_index is None else old_index, new)
         self._swap(tbl.replace(header_routes=tuple(routes)))
+        await self._forward("set_header_route", name, revision, list(match))
 
     async def set_sticky_split(
         self, revision: int | None, user_key: models.UserKey | None, weight: int
@@ -194,6 +256,7 @@ class BuiltinRouter:
                 weight=max(0, min(100, weight)),
             )
         self._swap(self.state.table.replace(sticky=sticky))
+        await self._forward("set_sticky_split", revision, user_key, weight)
 
     async def set_mirror_route(
         self,
@@ -214,22 +277,33 @@ class BuiltinRouter:
                 )
             )
         self._swap(tbl.replace(mirrors=tuple(mirrors)))
+        await self._forward("set_mirror_route", name, revision, percentage, list(match))
 
     async def set_preview(self, revision: int | None) -> None:
         """Without a preview port the revision is only remembered (nothing listens)."""
         self._swap(self.state.table.replace(preview=revision))
+        await self._forward("set_preview", revision)
 
     async def set_maintenance(self, enabled: bool, retry_after_seconds: int) -> None:
         retry = max(0, int(retry_after_seconds)) if enabled else None
         self._swap(self.state.table.replace(maintenance_retry_after=retry))
+        await self._forward("set_maintenance", enabled, retry_after_seconds)
 
     async def remove_managed_routes(self) -> None:
         self._swap(self.state.table.replace(header_routes=(), sticky=None, mirrors=()))
+        await self._forward("remove_managed_routes")
 
     async def set_backends(self, revision: int, endpoints: Sequence[Endpoint]) -> None:
         self.state.pool.set_backends(revision, endpoints)
+        await self._forward("set_backends", revision, list(endpoints))
 
     async def drain(self, endpoint: Endpoint, grace_seconds: float) -> None:
+        if self._workers:
+            await self._forward("drain", endpoint, grace_seconds)
+            for revision, rp in list(self.state.pool.revisions.items()):
+                kept = [ep.endpoint for ep in rp.endpoints if ep.endpoint != endpoint]
+                self.state.pool.set_backends(revision, kept)
+            return
         if not await self.state.pool.drain(endpoint, grace_seconds):
             log.warning(
                 "builtin router %s: %s still had requests in flight after %.1fs of drain",
