@@ -65,6 +65,9 @@ class Controller:
         self.clock = clock
         self._tick = tick_seconds
         self._live: dict[str, _Live] = {}
+        # Errors of rollouts whose router could not start yet (a port in use): there is no
+        # _Live to hold them, and they must still reach `status` and the events.
+        self._start_errors: dict[str, str] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -99,7 +102,7 @@ class Controller:
 
     def last_error(self, name: str) -> str:
         live = self._live.get(name)
-        return live.last_error if live is not None else ""
+        return live.last_error if live is not None else self._start_errors.get(name, "")
 
     def routers(self) -> list[TrafficRouter]:
         return [live.router for live in self._live.values()]
@@ -115,6 +118,7 @@ class Controller:
     async def forget(self, name: str) -> None:
         """Close the router of a deleted rollout."""
         self._locks.pop(name, None)
+        self._start_errors.pop(name, None)
         live = self._live.pop(name, None)
         if live is not None:
             await live.router.close()
@@ -137,8 +141,11 @@ class Controller:
 
     def _note_error(self, name: str, message: str) -> None:
         live = self._live.get(name)
-        if live is not None and live.last_error != message:
-            live.last_error = message
+        if self.last_error(name) != message:
+            if live is not None:
+                live.last_error = message
+            else:
+                self._start_errors[name] = message
             self.store.add_events(
                 name,
                 [{"reason": "ReconcileError", "message": message, "revision": None}],
@@ -196,6 +203,7 @@ class Controller:
             await executor.resync_router(router, RolloutStatus.model_validate(status).traffic)
         live = _Live(router=router)
         self._live[name] = live
+        self._start_errors.pop(name, None)
         return live
 
     async def _ensure_revisions(
