@@ -153,3 +153,13 @@ async def phase_is(k: Kube, name: str, phase: str, **kw: Any) -> JSON:
     return await eventually(
         lambda: k.status(name), lambda s: s.get("phase") == phase, what=f"{name} {phase}", **kw
     )
+
+
+async def healthy_on(k: Kube, name: str, revision: int, **kw: Any) -> JSON:
+    """Healthy with ``revision`` stable (a bare Healthy may still be the previous one)."""
+    return await eventually(
+        lambda: k.status(name),
+        lambda s: s.get("phase") == "Healthy" and s.get("stableRevision") == revision,
+        what=f"{name} Healthy on revision {revision}",
+        **kw,
+    )

@@ -3,7 +3,7 @@ Services, status and events at every step, promote, abort, retry."""
 
 from __future__ import annotations
 
-from k8s_helpers import Kube, eventually, phase_is, rollout
+from k8s_helpers import Kube, eventually, healthy_on, phase_is, rollout
 
 from changeover.operator.runtime import Operator
 
@@ -44,7 +44,7 @@ async def test_canary_replica_ratio_steps_promote_and_complete(
     assert await k.selects("web-canary") == await k.hash_of("web", 2)
 
     await k.patch_status("web", lambda s: s.update(promote="step"))
-    st = await phase_is(k, "web", "Healthy")
+    st = await healthy_on(k, "web", 2)
     assert st["stableRevision"] == 2 and st["canaryRevision"] is None
     assert await eventually(lambda: k.rs_counts("web"), lambda c: c.get(2) == (4, 4))
     reasons = await k.reasons("web")

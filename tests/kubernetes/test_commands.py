@@ -1,0 +1,91 @@
+"""abort, retry, promote --full, undo and pause/resume on Rollout resources."""
+
+from __future__ import annotations
+
+from k8s_helpers import Kube, eventually, healthy_on, phase_is, rollout
+
+from changeover.operator.runtime import Operator
+from changeover.operator.service import KubeService
+
+STEPS = {
+    "canary": {
+        "abortScaleDownDelaySeconds": "1s",
+        "steps": [{"setWeight": 25}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}],
+    }
+}
+
+
+async def test_abort_retry_promote_full(kube_: Kube, operator: Operator) -> None:
+    k = kube_
+    svc = KubeService(k.client, namespace=k.namespace)
+    await k.apply_rollout(rollout("web", strategy=STEPS))
+    await phase_is(k, "web", "Healthy")
+    await k.set_image("web", "app:v2")
+    await phase_is(k, "web", "Paused")
+
+    doc = await svc.abort("web")
+    assert doc["abort"] is True
+    st = await phase_is(k, "web", "Aborted")
+    assert st["message"] == "Rollout aborted: traffic back on stable revision 1"
+    assert st["weightsText"] == "1:100"
+    assert await eventually(
+        lambda: k.rs_counts("web"),
+        lambda c: c[2][0] == 0,
+        what="aborted canary scaled down after abortScaleDownDelaySeconds",
+    )
+    assert (await svc.status("web"))["phase"] == "Aborted"
+
+    await svc.retry("web")
+    st = await phase_is(k, "web", "Paused")
+    assert st["currentStepIndex"] == 1 and st["weightsText"] == "1:75 2:25"
+
+    await svc.promote("web", full=True)
+    st = await healthy_on(k, "web", 2)
+    assert st["stableRevision"] == 2
+    reasons = await k.reasons("web")
+    for a, b in [
+        ("RolloutAborted", "RolloutRetried"),
+        ("RolloutRetried", "RolloutPromoted"),
+        ("RolloutPromoted", "RolloutCompleted"),
+    ]:
+        assert reasons.index(a) < len(reasons) - 1 - reasons[::-1].index(b)
+
+
+async def test_undo_reuses_the_earlier_revision(kube_: Kube, operator: Operator) -> None:
+    k = kube_
+    svc = KubeService(k.client, namespace=k.namespace)
+    await k.apply_rollout(rollout("web", replicas=2, strategy={"canary": {"steps": []}}))
+    await phase_is(k, "web", "Healthy")
+    await k.set_image("web", "app:v2")
+    await eventually(
+        lambda: k.status("web"), lambda s: s.get("stableRevision") == 2, what="revision 2 stable"
+    )
+    history = await svc.history("web")
+    assert [(h["revision"], h["stable"]) for h in history] == [(1, False), (2, True)]
+    await svc.undo("web")
+    st = await eventually(
+        lambda: k.status("web"),
+        lambda s: s.get("stableRevision") == 1 and s.get("phase") == "Healthy",
+        what="back on revision 1",
+    )
+    assert st["lastRevision"] == 2  # no third revision: the ReplicaSet of 1 was reused
+    assert set(await k.rs_counts("web")) == {1, 2}
+
+
+async def test_pause_and_resume(kube_: Kube, operator: Operator) -> None:
+    k = kube_
+    svc = KubeService(k.client, namespace=k.namespace)
+    await k.apply_rollout(
+        rollout(
+            "web",
+            replicas=2,
+            strategy={"canary": {"steps": [{"setWeight": 50}, {"pause": {"duration": "2s"}}]}},
+        )
+    )
+    await phase_is(k, "web", "Healthy")
+    await svc.pause("web")
+    st = await phase_is(k, "web", "Paused")
+    assert st["message"] == "paused by user"
+    await svc.resume("web")
+    await phase_is(k, "web", "Healthy")
+    assert (await k.reasons("web"))[-2:] == ["RolloutPaused", "RolloutResumed"]
