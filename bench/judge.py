@@ -1,0 +1,271 @@
+"""The judge benchmark: ``.venv/bin/python -m bench.judge`` (about a minute on 2 cores).
+
+How often does the ``mannWhitney`` judge fail a healthy canary, and how often does it
+catch a regressed one, next to the plain threshold rules people write by hand? And for
+A/B tests, how much does peeking inflate false winners, and does the sequential test hold
+alpha? Simulated, seeded data; writes the "## Judge" section of bench/RESULTS.md.
+
+Each trial is one analysis over a 2-minute window of per-second samples (what the
+``mannWhitney`` provider reads from the builtin router), stable and canary side by side:
+
+- latency-like: per-second p99, lognormal around 200 ms (σ 0.2), 1% of seconds a 3× spike
+  (GC pauses, cold caches) on either side;
+- error-rate-like: per second Poisson(50) requests, each failing with probability 1%.
+
+Both sides share a per-trial level drawn around the nominal one (σ 5%): load, time of day,
+a neighbour's batch job move stable and canary alike. A regression of r multiplies the
+canary's latency, or its error probability, by 1 + r; the last rows add r to the error
+probability instead (1% → 6%, 11%, 21%: a canary that breaks).
+
+The judge: Kayenta's defaults (98% interval, tolerance 0.25, pass 95 / marginal 75),
+``direction: increase``, one metric; "fails" means the verdict is not Successful.
+Threshold rules: fail when the canary's window mean p99 (or its error rate, errors over
+requests) exceeds a fixed bound set at 1.1× or 1.2× the nominal healthy level — the
+``successCondition: result < 0.22`` people write in Argo Rollouts templates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import os
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from changeover.analysis.judges import classifier, proportions, scoring
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+SECTION = "## Judge"
+SECONDS = 120
+LATENCY, ERROR_RATE, RPS = 0.2, 0.01, 50
+REGRESSIONS = (0.05, 0.10, 0.20)
+BOUNDS = (1.1, 1.2)
+Floats = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Trial:
+    stable: Floats
+    canary: Floats
+    canary_level: float  # the threshold rule's number: mean p99, or errors / requests
+
+
+def latency_trial(rng: np.random.Generator, regression: float) -> Trial:
+    level = LATENCY * rng.lognormal(0, 0.05)
+
+    def side(factor: float) -> Floats:
+        x = rng.lognormal(np.log(level * factor), 0.2, SECONDS)
+        spikes = rng.random(SECONDS) < 0.01
+        return np.where(spikes, x * 3, x)
+
+    stable, canary = side(1.0), side(1 + regression)
+    return Trial(stable, canary, float(canary.mean()))
+
+
+def error_trial(rng: np.random.Generator, regression: float, *, points: bool = False) -> Trial:
+    p = ERROR_RATE * rng.lognormal(0, 0.05)
+
+    def side(prob: float) -> tuple[Floats, float]:
+        requests = rng.poisson(RPS, SECONDS)
+        errors = rng.binomial(requests, min(prob, 1.0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rate = np.where(requests > 0, errors / np.maximum(requests, 1), np.nan)
+        return rate.astype(np.float64), float(errors.sum() / max(requests.sum(), 1))
+
+    stable, _ = side(p)
+    canary, overall = side(p + regression if points else p * (1 + regression))
+    return Trial(stable, canary, overall)
+
+
+def error_points_trial(rng: np.random.Generator, regression: float) -> Trial:
+    return error_trial(rng, regression, points=True)
+
+
+SPEC = classifier.MetricSpec(name="m", direction=classifier.Direction.INCREASE)
+
+
+def judge_fails(t: Trial) -> bool:
+    verdict = classifier.classify(SPEC, canary=t.canary, baseline=t.stable)
+    return scoring.judge([verdict]).phase != "Successful"
+
+
+@dataclass
+class Row:
+    kind: str
+    regression: float
+    points: bool
+    judge: float
+    thresholds: list[float]
+    trials: int
+
+
+def run_kind(
+    kind: str,
+    make: Callable[[np.random.Generator, float], Trial],
+    nominal: float,
+    args: argparse.Namespace,
+    *,
+    points: bool = False,
+) -> list[Row]:
+    rows = []
+    # The absolute-points kind shares its A/A with the relative one: no second A/A row.
+    for i, regression in enumerate(REGRESSIONS if points else (0.0, *REGRESSIONS)):
+        rng = np.random.default_rng([args.seed, i, len(kind)])
+        trials = args.aa_trials if regression == 0 else args.trials
+        judged, bounded = 0, [0] * len(BOUNDS)
+        for _ in range(trials):
+            t = make(rng, regression)
+            judged += judge_fails(t)
+            for j, bound in enumerate(BOUNDS):
+                bounded[j] += t.canary_level > nominal * bound
+        rates = [b / trials for b in bounded]
+        rows.append(Row(kind, regression, points, judged / trials, rates, trials))
+    return rows
+
+
+@dataclass
+class ABRow:
+    label: str
+    rate: float
+
+
+def ab_rows(args: argparse.Namespace) -> list[ABRow]:
+    """20 looks of 500 users per variant at 10% conversion; alpha 0.05."""
+    rng = np.random.default_rng([args.seed, 99])
+    looks, per_look, n_exp = 20, 500, args.ab_experiments
+    trials = per_look * np.arange(1, looks + 1)
+    out = []
+    for label, rate_b in (("no difference", 0.10), ("+10% lift", 0.11), ("+20% lift", 0.12)):
+        ca = rng.binomial(per_look, 0.10, (n_exp, looks)).cumsum(axis=1)
+        cb = rng.binomial(per_look, rate_b, (n_exp, looks)).cumsum(axis=1)
+        naive = seq = fixed = 0
+        for e in range(n_exp):
+            arms = [
+                (proportions.Arm(ca[e, k], trials[k]), proportions.Arm(cb[e, k], trials[k]))
+                for k in range(looks)
+            ]
+            naive += any(proportions.z_test(a, b)[1] < 0.05 for a, b in arms)
+            fixed += proportions.z_test(*arms[-1])[1] < 0.05
+            seq += any(
+                proportions.msprt_p_value(
+                    a, b, tau=proportions.mixing_scale(a, b, relative_mde=0.1)
+                )
+                <= 0.05
+                for a, b in arms
+            )
+        out += [
+            ABRow(f"{label}: fixed horizon, one look at 10,000", fixed / n_exp),
+            ABRow(f"{label}: naive z-test at each of 20 looks", naive / n_exp),
+            ABRow(f"{label}: sequential (mSPRT) at each of 20 looks", seq / n_exp),
+        ]
+    return out
+
+
+def machine() -> list[str]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return [
+        f"- machine: `{' '.join(platform.uname())}`",
+        f"- cores: {os.cpu_count()} (`nproc`), CPU: {cpu}",
+        f"- date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+    ]
+
+
+def render(rows: list[Row], ab: list[ABRow], args: argparse.Namespace, took: float) -> str:
+    cmd = "python -m bench.judge" + (" " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "")
+    out = [
+        SECTION,
+        "",
+        *machine(),
+        f"- command: `.venv/bin/{cmd}` (seed {args.seed}; {args.aa_trials} A/A trials and "
+        f"{args.trials} per regression, per kind; {took:.0f} s)",
+        f"- each trial: {SECONDS} per-second samples per side; shared level drift σ 5%; "
+        "latency-like: lognormal p99 around 200 ms (σ 0.2) with 1% 3× spikes; "
+        "error-rate-like: Poisson(50) requests/s at 1% errors. See bench/judge.py.",
+        "- judge: `mannWhitney` at Kayenta's defaults, direction increase, one metric; "
+        "thresholds: canary's window mean p99 / error rate above a fixed bound at 1.1× or "
+        "1.2× the nominal healthy level",
+        "- reading the error-rate rows: at 50 requests/s a 2-minute window holds ~6,000 "
+        "requests per side, ~60 errors at 1%; +20% is ~72 against ~60, about one standard "
+        "deviation, which no test can tell from noise at a 1–2% false-failure rate. The "
+        'threshold rules\' "detections" there come with the false failures of the A/A row.',
+        "",
+        "### Canary judge: share of analyses that fail the canary",
+        "",
+        "| data | canary | mannWhitney judge | threshold 1.1× | threshold 1.2× |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        if r.regression == 0:
+            what = "A/A (healthy): false failures"
+        elif r.points:
+            what = f"1% → {ERROR_RATE + r.regression:.0%} errors: detected"
+        else:
+            what = f"+{r.regression:.0%} regression: detected"
+        cells = " | ".join(f"{x:.1%}" for x in (r.judge, *r.thresholds))
+        out.append(f"| {r.kind} | {what} | {cells} |")
+    out += [
+        "",
+        f"### A/B significance: share of experiments declaring a winner ({args.ab_experiments} "
+        "experiments each, alpha 0.05)",
+        "",
+        "| truth: test | winner declared |",
+        "|---|---:|",
+        *(f"| {r.label} | {r.rate:.1%} |" for r in ab),
+        "",
+    ]
+    return "\n".join(out)
+
+
+def write_section(text: str) -> None:
+    """Replace (or append) the "## Judge" section; other sections stay as they are."""
+    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    lines = old.splitlines()
+    start = next((i for i, ln in enumerate(lines) if ln.strip() == SECTION), None)
+    if start is None:
+        new = old.rstrip("\n") + "\n\n" + text
+    else:
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
+        )
+        tail = lines[end:]
+        new = "\n".join(lines[:start]) + "\n" + text + ("\n" + "\n".join(tail) if tail else "")
+    RESULTS.write_text(new.rstrip("\n") + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--seed", type=int, default=20240601)
+    p.add_argument("--trials", type=int, default=500, help="per regression and kind")
+    p.add_argument("--aa-trials", type=int, default=1000, help="A/A trials per kind")
+    p.add_argument("--ab-experiments", type=int, default=2000)
+    p.add_argument("--no-write", action="store_true", help="print, do not touch RESULTS.md")
+    args = p.parse_args(argv)
+    started = time.monotonic()
+    rows = run_kind("latency-like", latency_trial, LATENCY, args)
+    rows += run_kind("error-rate-like", error_trial, ERROR_RATE, args)
+    rows += run_kind("error-rate-like", error_points_trial, ERROR_RATE, args, points=True)
+    ab = ab_rows(args)
+    text = render(rows, ab, args, time.monotonic() - started)
+    print(text)
+    if not args.no_write:
+        write_section(text)
+        print(f"written to {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
