@@ -43,7 +43,6 @@ async def test_blue_green_preview_promote_switches_active(kube_: Kube, operator:
         lambda c: c[1][0] == 0,
         what="old revision scaled down after the delay",
     )
-    reasons = await k.reasons("shop")
     events = await k.events("shop")
     order = [
         r
