@@ -165,7 +165,7 @@ async def test_a_stalled_hook_times_out_and_is_retried(hook: Hook) -> None:
     hook.script = ["stall"]
     started = time.monotonic()
     assert await notify.send(CHANGE, target(hook.url, timeout=0.3)) is True
-    assert len(hook.received) == 2 and time.monotonic() - started < 2
+    assert len(hook.received) == 2 and time.monotonic() - started < 4.5  # not the 5 s stall
 
 
 async def test_connection_refused_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:

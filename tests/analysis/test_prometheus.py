@@ -107,7 +107,7 @@ def _start_prometheus(tmp: Path, metrics_port: int) -> tuple[subprocess.Popen[by
             stderr=subprocess.STDOUT,
         )
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
             try:
                 if httpx.get(f"{url}/-/ready", auth=(USER, PASSWORD)).status_code == 200:
@@ -163,7 +163,7 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
     try:
         # Wait until three scrapes hold every request the router counted (range queries
         # need more than one point).
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         query = (
             'count_over_time(changeover_requests_total{rollout="web",revision="1",code="2xx"}[1m])'
             ' and on() sum(changeover_requests_total{rollout="web"}) == ' + str(GOOD + BOOM)
