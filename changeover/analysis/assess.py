@@ -209,6 +209,13 @@ def assess_run(
         if any(current[m.name].phase not in COMPLETED for m in metrics):
             return RunAssessment(phase="Running", message="", metrics=current)
         return RunAssessment(phase="Successful", message="all metrics are dryRun", metrics=current)
+    for metric in metrics:  # the run is over: dry-run metrics still measuring end with it
+        result = current[metric.name]
+        if result.phase not in COMPLETED:
+            done = assess_metric(metric, result, terminating=True)
+            current[metric.name] = replace(
+                result, phase=done, message=verdict(metric, result, done)
+            )
     phase = current[worst.name].phase
     message = current[worst.name].message if phase != "Successful" else ""
     if phase == "Successful":

@@ -42,7 +42,8 @@ def show(value: Any, limit: int = 80) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        text = "NaN" if value != value else repr(value)
+        # Four significant digits: 0.2823529411764706 reads as 0.2824 in a verdict.
+        text = "NaN" if value != value else format(value, ".4g")
     elif isinstance(value, str):
         text = '"' + value + '"'
     elif isinstance(value, Mapping):

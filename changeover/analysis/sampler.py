@@ -13,7 +13,7 @@ them: find the bucket holding the rank, interpolate linearly inside it::
     >>> bounds = (0.1, 0.5, 1.0)
     >>> quantile(0.5, bounds, [2, 2, 0, 0])   # ranks 1-2 in (0, 0.1], 3-4 in (0.1, 0.5]
     0.1
-    >>> quantile(0.75, bounds, [2, 2, 0, 0])
+    >>> round(quantile(0.75, bounds, [2, 2, 0, 0]), 6)
     0.3
 """
 

@@ -24,7 +24,7 @@ JSON = dict[str, Any]
 def _load(paths: list[str]) -> tuple[list[tuple[str, list[JSON]]], list[errors.SpecProblem]]:
     """Documents grouped by file (in order), and the warnings; SpecError with every error
     of every path."""
-    from changeover.spec import load, validate
+    from changeover.spec import analysis_checks, load, validate
 
     batches: dict[str, list[JSON]] = {}
     problems: list[errors.SpecProblem] = []
@@ -40,6 +40,14 @@ def _load(paths: list[str]) -> tuple[list[tuple[str, list[JSON]]], list[errors.S
             batches.setdefault(doc.source, []).append(doc.data)
     if problems:
         raise errors.SpecError(problems)
+    # Each path is checked on its own: a template in another file of this apply is fine.
+    templates = {
+        str((d.get("metadata") or {}).get("name"))
+        for docs in batches.values()
+        for d in docs
+        if d.get("kind") == "AnalysisTemplate"
+    }
+    warnings = [w for w in warnings if analysis_checks.absent_template(w) not in templates]
     return list(batches.items()), warnings
 
 
@@ -74,12 +82,18 @@ def apply(
     for problem in warnings:
         app_mod.err_line(str(problem), style="yellow")
     results: list[JSON] = []
+    # Files with AnalysisTemplates go first: the server checks that a rollout's templates
+    # exist, whatever order the files were named in.
+    batches.sort(key=lambda b: not any(d.get("kind") == "AnalysisTemplate" for d in b[1]))
     with app_mod.client(server, token) as client:
         for source, documents in batches:
             results += client.apply(documents, source=source)
         if output is app_mod.Output.TABLE:
             for r in results:
-                app_mod.say(f"rollout/{r['name']} {r['action']} (revision {r['revision']})")
+                if r.get("kind") == "AnalysisTemplate":
+                    app_mod.say(f"analysistemplate/{r['name']} {r['action']}")
+                else:
+                    app_mod.say(f"rollout/{r['name']} {r['action']} (revision {r['revision']})")
         if not wait_:
             if output is app_mod.Output.JSON:
                 app_mod.print_json({"results": results})
@@ -89,6 +103,7 @@ def apply(
                 name=r["name"], revision=r.get("revision"), unchanged=r["action"] == "unchanged"
             )
             for r in results
+            if r.get("kind", "Rollout") == "Rollout"
         ]
         wait.wait_all(client, waiters, timeout=timeout, on_change=_progress(output))
     failed = [w for w in waiters if w.last.get("phase") != "Healthy"]

@@ -17,6 +17,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from changeover.cli import render_analysis
+
 JSON = dict[str, Any]
 
 PHASE_STYLE = {
@@ -108,13 +110,7 @@ def events_table(events: list[JSON]) -> Table:
 
 
 def analysis_table(analysis: JSON) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("METRIC", "PHASE", "VALUE"):
-        table.add_column(column)
-    for metric, run in sorted(analysis.items()):
-        run = run if isinstance(run, dict) else {"phase": str(run)}
-        table.add_row(metric, str(run.get("phase", "")), str(run.get("value", "")))
-    return table
+    return render_analysis.analysis_table(analysis)
 
 
 def rollout_view(status: JSON, events: list[JSON] | None = None) -> RenderableType:
@@ -137,7 +133,9 @@ def rollout_view(status: JSON, events: list[JSON] | None = None) -> RenderableTy
         endpoints += f"   preview {status['previewEndpoint']}"
     parts += [Text(endpoints, style="dim"), Text(""), revisions_table(status)]
     if status.get("analysis"):
-        parts += [Text(""), Text("Analysis", style="bold"), analysis_table(status["analysis"])]
+        verdict = render_analysis.verdict_text(status.get("analysisRuns") or [])
+        parts += [Text(""), verdict or Text("Analysis", style="bold")]
+        parts.append(analysis_table(status["analysis"]))
     if events:
         parts += [Text(""), Text("Events", style="bold"), events_table(events)]
     return Group(*parts)

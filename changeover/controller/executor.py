@@ -7,10 +7,25 @@ that is why the controller can re-run a whole plan after a crash. Called only by
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from changeover import errors
+from changeover.controller.analysis_runner import AnalysisRunner
+from changeover.controller.webhook_runner import WebhookRunner
 from changeover.engine import actions
 from changeover.engine.status import TrafficState
 from changeover.platforms.base import Platform
+from changeover.spec import models
 from changeover.traffic.base import TrafficRouter
+
+
+@dataclass(frozen=True)
+class Runners:
+    """Where analysis and webhook actions go, and the spec they are about."""
+
+    analysis: AnalysisRunner
+    webhooks: WebhookRunner
+    spec: models.Rollout
 
 
 async def execute(
@@ -19,8 +34,17 @@ async def execute(
     rollout: str,
     platform: Platform,
     router: TrafficRouter,
+    runners: Runners | None = None,
 ) -> None:
     """Apply one action. Raises ``errors.BackendError`` if the backend refuses it."""
+    if isinstance(
+        action,
+        actions.StartAnalysis | actions.StopAnalysis | actions.CallWebhook | actions.StopWebhook,
+    ):
+        if runners is None:
+            raise errors.PermanentBackendError("this controller runs no analysis or webhooks")
+        _run(action, runners)
+        return
     match action:
         case actions.ScaleRevision(revision=revision, replicas=replicas):
             await platform.scale(rollout=rollout, revision=revision, replicas=replicas)
@@ -42,6 +66,25 @@ async def execute(
             await platform.start_hook(rollout=rollout, hook_id=hook_id, hook=hook)
         case actions.RemoveManagedRoutes():
             await router.remove_managed_routes()
+
+
+def _run(
+    action: actions.StartAnalysis
+    | actions.StopAnalysis
+    | actions.CallWebhook
+    | actions.StopWebhook,
+    runners: Runners,
+) -> None:
+    spec = runners.spec
+    match action:
+        case actions.StartAnalysis():
+            runners.analysis.start(action, rollout=spec)
+        case actions.StopAnalysis(run_id=run_id):
+            runners.analysis.stop(run_id)
+        case actions.CallWebhook():
+            runners.webhooks.call(action, rollout=spec.name, namespace=spec.metadata.namespace)
+        case actions.StopWebhook(call_id=call_id):
+            runners.webhooks.stop(call_id)
 
 
 async def resync_router(router: TrafficRouter, traffic: TrafficState) -> None:

@@ -14,12 +14,15 @@ import json
 from typing import Any
 
 from changeover import errors
+from changeover.analysis.run import AnalysisRun
+from changeover.controller import analysis_runner
 from changeover.controller.loop import Controller
 from changeover.controller.service import JSON
 from changeover.engine import commands
 from changeover.engine.status import RolloutStatus
 from changeover.platforms.base import ReplicaState
-from changeover.spec import load, models, validate
+from changeover.spec import analysis as spec_analysis
+from changeover.spec import analysis_checks, load, models, validate
 from changeover.traffic import builtin
 
 
@@ -41,22 +44,41 @@ class LocalService:
         loaded = [
             load.LoadedDocument(source=source, index=i, data=doc) for i, doc in enumerate(documents)
         ]
-        rollouts = load.parse_rollouts(loaded)
-        problems = [
-            p
-            for p in validate.validate_rollouts(rollouts, source=source)
-            if p.severity != "warning"
+        specs = load.parse_documents(loaded)
+        rollouts = specs.rollouts
+        parsed, template_problems, broken = analysis_checks.parse_templates(specs.other)
+        known = {**self._templates(), **{t.name: t for t, _ in parsed}}
+        found = [
+            *template_problems,
+            *validate.validate_rollouts(rollouts, source=source),
+            *analysis_checks.check_rollouts(
+                rollouts, [source] * len(rollouts), known, strict=True, broken=broken
+            ),
         ]
+        problems = [p for p in found if p.severity != "warning"]
         problems += self._port_clashes(rollouts, source)
         if problems:
             raise errors.SpecError(problems)
         for rollout in rollouts:
             rollout.spec.process_template()  # a pod template is refused before storing any
         results = []
+        # Templates first: a rollout applied with them may start an analysis at once.
+        for template, _ in parsed:
+            action = self._c.analysis_store.put_template(
+                template.name, template.to_json_dict(), now=self._c.clock.now()
+            )
+            results.append({"name": template.name, "kind": "AnalysisTemplate", "action": action})
         for rollout in rollouts:
             results.append(self._store_rollout(rollout))
         self._c.wake()
         return results
+
+    def _templates(self) -> dict[str, spec_analysis.AnalysisTemplate]:
+        out = {}
+        for name, doc in self._c.analysis_store.templates().items():
+            with contextlib.suppress(ValueError):
+                out[name] = spec_analysis.AnalysisTemplate.model_validate(doc)
+        return out
 
     def _port_clashes(
         self, rollouts: list[models.Rollout], source: str
@@ -140,13 +162,25 @@ class LocalService:
             "weights": dict(status.traffic.weights),
             "replicas": replicas,
             "desiredReplicas": rollout.spec.replicas,
-            "analysis": {},
+            **self._analysis(name),
             "endpoint": f"http://{host}:{rollout.spec.service.port}",
             "previewEndpoint": f"http://{host}:{preview}" if preview else None,
             "pause": status.pause.model_dump(mode="json", by_alias=True) if status.pause else None,
             "abort": status.abort,
             "userPaused": status.user_paused,
             "updatedAt": stored.updated_at,
+        }
+
+    def _analysis(self, name: str) -> JSON:
+        """``analysis``: per metric, the latest result among the runs of the newest revision
+        that has runs; ``analysisRuns``: those runs, oldest first."""
+        runs = self._c.analysis_store.runs(name)
+        if runs:
+            newest = max(r["revision"] for r in runs)
+            runs = [r for r in runs if r["revision"] == newest]
+        return {
+            "analysis": analysis_runner.results_of(runs),
+            "analysisRuns": [AnalysisRun.from_json(r).describe() for r in runs],
         }
 
     def events(self, name: str, *, limit: int = 50) -> list[JSON]:

@@ -17,14 +17,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from changeover import errors
+from changeover.analysis import sampler
 from changeover.controller import executor
+from changeover.controller.analysis_runner import AnalysisRunner
+from changeover.controller.analysis_store import AnalysisStore
 from changeover.controller.clock import Clock
 from changeover.controller.store import Store
+from changeover.controller.webhook_runner import WebhookRunner
 from changeover.endpoints import Endpoint
 from changeover.engine import actions, context
 from changeover.engine import plan as engine_plan
@@ -58,6 +63,7 @@ class Controller:
         router_factory: RouterFactory,
         clock: Clock,
         tick_seconds: float = 0.1,
+        metrics: sampler.Snapshotter | None = None,
     ) -> None:
         self.store = store
         self.platform = platform
@@ -71,6 +77,18 @@ class Controller:
         self._locks: dict[str, asyncio.Lock] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Analysis runs and webhooks: started and stopped by the engine's actions, stepped
+        # by this loop. ``metrics`` (the builtin router's registry) feeds the builtin
+        # provider.
+        self.analysis_store = AnalysisStore(store.path)
+        self.analysis = AnalysisRunner(
+            store=self.analysis_store,
+            clock=clock,
+            platform=platform,
+            metrics=metrics,
+            wake=self.wake,
+        )
+        self.webhooks = WebhookRunner(wake=self.wake)
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -87,6 +105,9 @@ class Controller:
             with contextlib.suppress(errors.ChangeoverError, OSError):
                 await live.router.close()
         self._live.clear()
+        await self.analysis.close()
+        await self.webhooks.close()
+        self.analysis_store.close()
 
     def wake(self) -> None:
         """Run a tick now (a replica changed state, a user issued a command)."""
@@ -119,6 +140,7 @@ class Controller:
         """Close the router of a deleted rollout."""
         self._locks.pop(name, None)
         self._start_errors.pop(name, None)
+        self.analysis.forget(name)
         live = self._live.pop(name, None)
         if live is not None:
             await live.router.close()
@@ -128,6 +150,10 @@ class Controller:
     async def _run(self) -> None:
         while True:
             self._wake.clear()
+            try:
+                self.analysis.step()
+            except Exception:
+                log.exception("analysis step failed")
             for name in self.store.rollout_names():
                 try:
                     await self.reconcile(name)
@@ -171,23 +197,33 @@ class Controller:
                 rollout=rollout,
                 revision=stored.revision,
                 status=status,
-                observations=self._observations(name, live, rollout, observed),
+                observations=self._with_runs(
+                    self._observations(name, live, rollout, observed), status
+                ),
                 now=self.clock.now(),
             )
             plan = engine_plan.plan(ctx)
+            runners = executor.Runners(analysis=self.analysis, webhooks=self.webhooks, spec=rollout)
             for action in plan.actions:
                 if isinstance(action, actions.RunHook):
                     live.hook_ids.add(action.hook_id)
                 await executor.execute(
-                    action, rollout=name, platform=self.platform, router=live.router
+                    action,
+                    rollout=name,
+                    platform=self.platform,
+                    router=live.router,
+                    runners=runners,
                 )
             if plan.status != status or plan.events:
+                events = [_event_json(e) for e in plan.events]
                 self.store.put_status(
                     name,
                     plan.status.to_json_dict(),
-                    events=[_event_json(e) for e in plan.events],
+                    events=events,
                     now=ctx.now,
                 )
+                if events:
+                    self.webhooks.events(rollout, str(plan.status.phase), events)
             live.last_error = ""
             return plan
 
@@ -272,6 +308,20 @@ class Controller:
                     message=hook.message,
                 )
         return context.Observations(revisions=revisions, hooks=hooks)
+
+    def _with_runs(
+        self, observations: context.Observations, status: RolloutStatus
+    ) -> context.Observations:
+        """Add what the analysis and webhook runners say of the ids the status knows."""
+        analysis = {
+            rid: seen
+            for rid in status.analysis_runs
+            if (seen := self.analysis.observe(rid)) is not None
+        }
+        webhooks = {
+            cid: call for cid in status.webhooks if (call := self.webhooks.observe(cid)) is not None
+        }
+        return dataclasses.replace(observations, analysis=analysis, webhooks=webhooks)
 
 
 _HOOK_STATES: dict[HookState, context.HookStateName] = {

@@ -74,6 +74,7 @@ async def run_server(
         platform=platform,
         router_factory=router_factory(registry),
         clock=SystemClock(),
+        metrics=registry,
     )
     service = LocalService(controller, metrics=registry)
     await controller.start()

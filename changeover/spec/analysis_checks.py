@@ -34,6 +34,14 @@ from changeover.spec import messages, models
 from changeover.spec.load import LoadedDocument
 
 Templates = Mapping[str, spec.AnalysisTemplate]
+_ABSENT = re.compile(r"^AnalysisTemplate '([^']+)' is not in these files")
+
+
+def absent_template(problem: errors.SpecProblem) -> str | None:
+    """The template a "not in these files" warning is about (None for other problems): the
+    CLI drops the warning when another file of the same apply defines it."""
+    match = _ABSENT.match(problem.message) if problem.severity == "warning" else None
+    return match.group(1) if match else None
 
 
 def parse_templates(

@@ -1,0 +1,219 @@
+"""Calls Flagger-style webhooks for the controller (``spec.analysis.Webhook`` says what each
+type gates). The engine asks (``CallWebhook`` / ``StopWebhook``, through
+``controller.executor``) and reads each call's state (``observe``) in every plan; the
+``event`` webhooks are called by the controller for every event it stores.
+
+Every call is an HTTP POST of::
+
+    {"name": "web", "namespace": "default", "phase": "Progressing", "revision": 3,
+     "type": "confirm-promotion", "metadata": {...the webhook's metadata...}}
+
+and passes when the answer is 2xx within ``timeoutSeconds``. How a type is called:
+
+=========================== ========================================================
+confirm-rollout, confirm-*   every ``interval`` until one call passes → passed
+pre-rollout, post-rollout    once, plus up to ``retries`` retries → passed or failed
+rollout                      every ``interval`` until stopped; more than
+                             ``failureLimit`` failed calls → failed
+rollback                     every ``interval``; the first 2xx → passed (= roll back)
+event                        once per event, fire and forget
+=========================== ========================================================
+
+State lives in memory: after a restart the engine finds no state for a gate it had asked
+about and asks again, which is harmless (gates are polls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from changeover.engine import actions, context
+from changeover.spec import analysis as spec_analysis
+from changeover.spec import models
+
+log = logging.getLogger(__name__)
+
+RETRY_PAUSE_SECONDS = 1.0
+_EVENT_CONCURRENCY = 4
+JSON = dict[str, Any]
+
+
+@dataclass
+class _Call:
+    state: context.WebhookStateName = "waiting"
+    message: str = ""
+    calls: int = 0
+    failures: int = 0
+
+
+class WebhookRunner:
+    def __init__(
+        self,
+        *,
+        wake: Callable[[], None] = lambda: None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._wake = wake
+        self._client = httpx.AsyncClient(transport=transport, follow_redirects=False)
+        self._calls: dict[str, _Call] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._events = asyncio.Semaphore(_EVENT_CONCURRENCY)
+        self._background: set[asyncio.Task[None]] = set()
+
+    # --- what the executor and the loop call ------------------------------------------
+
+    def call(self, action: actions.CallWebhook, *, rollout: str, namespace: str) -> None:
+        """Start calling ``action.webhook`` as its type says (no-op if already going)."""
+        if action.call_id in self._calls:
+            return
+        payload = {
+            "name": rollout,
+            "namespace": namespace,
+            "phase": action.phase,
+            "revision": action.revision,
+            "type": action.webhook.type,
+            "metadata": dict(action.webhook.metadata),
+        }
+        self._calls[action.call_id] = _Call()
+        task = asyncio.create_task(
+            self._run(action.call_id, action.webhook, payload), name=f"webhook {action.call_id}"
+        )
+        self._tasks[action.call_id] = task
+        task.add_done_callback(self._forget_task(action.call_id))
+
+    def _forget_task(self, call_id: str) -> Callable[[asyncio.Task[None]], None]:
+        def done(_task: asyncio.Task[None]) -> None:
+            self._tasks.pop(call_id, None)
+
+        return done
+
+    def stop(self, call_id: str) -> None:
+        task = self._tasks.pop(call_id, None)
+        if task is not None:
+            task.cancel()
+        self._calls.pop(call_id, None)
+
+    def observe(self, call_id: str) -> context.WebhookResult | None:
+        call = self._calls.get(call_id)
+        if call is None:
+            return None
+        return context.WebhookResult(call_id=call_id, state=call.state, message=call.message)
+
+    def events(
+        self, rollout: models.Rollout, phase: str, events: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """POST every event to the rollout's ``event`` webhooks (fire and forget)."""
+        hooks = [h for h in rollout.spec.webhooks if h.type == "event"]
+        for hook in hooks:
+            for event in events:
+                payload = {
+                    "name": rollout.name,
+                    "namespace": rollout.metadata.namespace,
+                    "phase": phase,
+                    "revision": event.get("revision"),
+                    "type": "event",
+                    "metadata": {
+                        **hook.metadata,
+                        "eventReason": str(event.get("reason", "")),
+                        "eventMessage": str(event.get("message", "")),
+                    },
+                }
+                task = asyncio.create_task(self._event(hook, payload))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+
+    async def close(self) -> None:
+        tasks = [*self._tasks.values(), *self._background]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self._client.aclose()
+
+    # --- calling ------------------------------------------------------------------------
+
+    async def post(self, hook: spec_analysis.Webhook, payload: JSON) -> tuple[bool, str]:
+        """One call: (passed, what happened)."""
+        timeout = hook.timeout_s
+        try:
+            response = await self._client.post(hook.url, json=payload, timeout=timeout)
+        except httpx.TimeoutException:
+            return False, f"no answer within {timeout:g}s"
+        except httpx.HTTPError as exc:
+            return False, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        text = response.text[:200].strip()
+        ok = 200 <= response.status_code < 300
+        return ok, f"HTTP {response.status_code}" + (f": {text}" if text and not ok else "")
+
+    async def _run(self, call_id: str, hook: spec_analysis.Webhook, payload: JSON) -> None:
+        call = self._calls[call_id]
+        kind = hook.type
+        try:
+            if kind in ("pre-rollout", "post-rollout"):
+                await self._with_retries(call, hook, payload)
+            else:
+                await self._poll(call, hook, payload)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # never let a webhook crash the controller
+            log.exception("webhook %s failed", call_id)
+            call.state, call.message = "failed", f"internal error: {exc!r}"
+        if kind == "post-rollout":
+            if call.state == "failed":
+                log.warning("post-rollout webhook %s failed: %s", hook.name, call.message)
+            self._calls.pop(call_id, None)  # nobody observes it
+            return
+        self._wake()
+
+    async def _with_retries(self, call: _Call, hook: spec_analysis.Webhook, payload: JSON) -> None:
+        for attempt in range(hook.retries + 1):
+            if attempt:
+                await asyncio.sleep(RETRY_PAUSE_SECONDS)
+            ok, message = await self.post(hook, payload)
+            call.calls += 1
+            if ok:
+                call.state, call.message = "passed", message
+                return
+            call.failures += 1
+            call.message = message
+        tries = f" after {call.calls} calls" if call.calls > 1 else ""
+        call.state, call.message = "failed", f"{call.message}{tries}"
+
+    async def _poll(self, call: _Call, hook: spec_analysis.Webhook, payload: JSON) -> None:
+        """confirm-*, rollback: until the first 2xx. rollout: until failures pass the limit."""
+        periodic = hook.type == "rollout"
+        while True:
+            ok, message = await self.post(hook, payload)
+            call.calls += 1
+            if not ok:
+                call.failures += 1
+            if periodic:
+                call.message = f"{call.calls} calls, {call.failures} failed (last: {message})"
+                if call.failures > hook.failure_limit:
+                    call.state = "failed"
+                    call.message = (
+                        f"{call.failures} failed calls > failureLimit {hook.failure_limit} "
+                        f"(last: {message})"
+                    )
+                    return
+            elif ok:
+                call.state, call.message = "passed", message
+                return
+            else:
+                call.message = f"not yet ({message})"
+                self._wake()
+            await asyncio.sleep(hook.interval)
+
+    async def _event(self, hook: spec_analysis.Webhook, payload: JSON) -> None:
+        async with self._events:
+            ok, message = await self.post(hook, payload)
+        if not ok:
+            log.warning("event webhook %s failed: %s", hook.name, message)
