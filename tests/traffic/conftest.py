@@ -48,5 +48,10 @@ async def make_router() -> AsyncIterator[RouterFactory]:
 def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
 ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
-    """Every router test runs on both loops: ``changeover serve`` uses uvloop when present."""
-    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+    """Every router test runs on both loops: ``changeover serve`` uses uvloop when present.
+
+    A module can narrow that with ``LOOPS = ("uvloop",)`` (slow load tests: once is enough).
+    """
+    loops = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+    only = getattr(getattr(item, "module", None), "LOOPS", None)
+    return {k: v for k, v in loops.items() if k in only} if only else loops

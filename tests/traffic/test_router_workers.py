@@ -11,6 +11,7 @@ from router_helpers import UpstreamFactory, ep
 from changeover.traffic.builtin import BuiltinRouter, Registry
 
 pytestmark = pytest.mark.slow
+LOOPS = ("uvloop",)  # the production loop; these are slow
 
 
 async def test_two_workers_share_the_port_the_table_and_the_metrics(

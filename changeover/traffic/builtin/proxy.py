@@ -184,6 +184,9 @@ class ClientConnection(asyncio.Protocol):
         acc = self._acc
         self._acc = b""
         end = acc.find(b"\r\n\r\n") + 4
+        if end > MAX_HEAD:
+            self._fail(431, b"request header fields too large\n")
+            return
         head_end = self._base + len(self._data) - (len(acc) - end)
         head = acc[:end]
         parser = self.parser
