@@ -238,3 +238,10 @@ def test_stats_are_reported_after_preprocessing() -> None:
     assert (v.canary.count, v.canary.min, v.canary.max) == (3, 0.0, 3.0)
     assert v.canary.mean == pytest.approx(4 / 3)
     assert v.canary.std == pytest.approx(float(np.std([1, 0, 3])))
+
+
+def test_infinities_are_treated_like_nan() -> None:
+    spec = MetricSpec(name="ratio")
+    assert mw.prepare([1.0, math.inf, -math.inf, 2.0], spec).tolist() == [1.0, 2.0]
+    replaced = MetricSpec(name="ratio", nan_strategy=mw.NanStrategy.REPLACE)
+    assert mw.prepare([math.inf, 2.0], replaced).tolist() == [0.0, 2.0]

@@ -237,9 +237,11 @@ def effect_size(measure: EffectMeasure, canary: Floats, baseline: Floats) -> flo
 
 
 def prepare(values: Sequence[float] | Floats, spec: MetricSpec) -> Floats:
-    """NaN strategy, then the optional outlier removal."""
+    """NaN strategy (±Inf counts as NaN), then the optional outlier removal."""
     data = np.asarray(values, dtype=np.float64)
-    nan = np.isnan(data)
+    # ±Inf (Prometheus sends them for divisions by zero) is no more a measurement than NaN,
+    # and would turn pairwise differences into NaN.
+    nan = ~np.isfinite(data)
     data = data[~nan] if spec.nan_strategy is NanStrategy.REMOVE else np.where(nan, 0.0, data)
     if spec.remove_outliers and data.size >= 4:
         data = remove_outliers(data, factor=spec.outlier_factor)
