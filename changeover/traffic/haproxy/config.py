@@ -198,6 +198,9 @@ def render(layout: Layout, paths: Paths, *, servers: Sequence[Sequence[Endpoint 
         # stream back and delivered it at once (LLM token streams must not be buffered).
         "    option http-no-delay",
         "    option forwardfor",
+        # On a reload the old worker answers the next request of each idle keep-alive
+        # connection (with ``connection: close``) instead of closing it under the client.
+        "    option idle-close-on-response",
         "    option redispatch 1",
         "    retries 3",
         "    retry-on conn-failure empty-response",

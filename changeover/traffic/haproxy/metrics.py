@@ -141,8 +141,15 @@ class LogReader:
         self.path.unlink(missing_ok=True)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(str(self.path))
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        # A deep queue absorbs bursts while the event loop is busy; past it the kernel drops
+        # datagrams (HAProxy never blocks on its log). FORCE lifts rmem_max where allowed.
+        for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+            if option is not None:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, option, 8 << 20)
+                    break
+                except OSError:
+                    continue
         sock.setblocking(False)
         self.sock = sock
         asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)

@@ -26,7 +26,8 @@ import os
 import shutil
 import signal
 import subprocess
-from pathlib import Path
+
+import psutil
 
 from changeover import errors
 from changeover.traffic.haproxy import config, runtime
@@ -76,7 +77,6 @@ class HAProxyProcess:
         proc = await asyncio.create_subprocess_exec(
             binary,
             "-c",
-            "-q",
             "-f",
             str(self.paths.config),
             stdout=asyncio.subprocess.PIPE,
@@ -177,26 +177,33 @@ class HAProxyProcess:
         self.paths.pidfile.unlink(missing_ok=True)
 
     async def _stop_stale(self) -> None:
-        """Stop a master an earlier run left behind (its command line names our config)."""
-        pid = await asyncio.to_thread(self._stale_pid)
-        if pid is None:
+        """Stop a master an earlier run left behind (its command line names our config),
+        and its workers: the port is free only once every one of them has exited."""
+        procs = await asyncio.to_thread(self._stale_processes)
+        if not procs:
             return
-        log.warning("stopping HAProxy (pid %d) left by an earlier run", pid)
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-            for _ in range(100):
-                if not await asyncio.to_thread(Path(f"/proc/{pid}").exists):
-                    return
-                await asyncio.sleep(0.05)
+        log.warning("stopping HAProxy (pids %s) left by an earlier run", [p.pid for p in procs])
 
-    def _stale_pid(self) -> int | None:
+        def stop() -> None:
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                for p in procs:
+                    with contextlib.suppress(psutil.Error):
+                        p.send_signal(sig)
+                _gone, alive = psutil.wait_procs(procs, timeout=5)
+                if not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]:
+                    return
+
+        await asyncio.to_thread(stop)
+
+    def _stale_processes(self) -> list[psutil.Process]:
         try:
             pid = int(self.paths.pidfile.read_text().split()[0])
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except (OSError, ValueError, IndexError):
-            return None
-        return pid if str(self.paths.config).encode() in cmdline else None
+            master = psutil.Process(pid)
+            if str(self.paths.config) not in master.cmdline():
+                return []
+            return [master, *master.children(recursive=True)]
+        except (OSError, ValueError, IndexError, psutil.Error):
+            return []
 
     def _tail(self, lines: int = 8) -> str:
         try:

@@ -151,8 +151,9 @@ class HAProxyRouter:
                 await self._poller
             self._poller = None
         if self.process is not None:
-            with contextlib.suppress(errors.BackendError):
-                await self.refresh_metrics()
+            if self.process.running():
+                with contextlib.suppress(errors.BackendError):
+                    await self.refresh_metrics()
             await self.process.stop(grace=10.0)
             self.process = None
         if self.applied is not None:

@@ -62,6 +62,8 @@ class RuntimeAPI:
         try:
             writer.write(data)
             await writer.drain()
+            if writer.can_write_eof():
+                writer.write_eof()  # the master CLI answers only once the request has ended
             answer = await reader.read()
         finally:
             writer.close()

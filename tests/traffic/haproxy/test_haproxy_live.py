@@ -1,0 +1,199 @@
+"""The haproxy router under load: changes without reload, replicas coming and going, drains,
+metrics, restarts. Real HAProxy, real upstreams, a keep-alive client on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+from haproxy_helpers import HAProxyFactory, UpstreamFactory, ep, failures, get, load, revisions
+
+from changeover.spec import models
+from changeover.traffic.haproxy import HAProxyRouter
+
+pytestmark = pytest.mark.slow
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_weight_changes_under_load_need_no_reload_and_lose_nothing(
+    make_haproxy: HAProxyFactory, upstream: UpstreamFactory
+) -> None:
+    router = await make_haproxy()
+    await router.set_backends(1, [ep(await upstream("v1"))])
+    await router.set_backends(2, [ep(await upstream("v2"))])
+    await router.set_weight({1: 100})
+    master, worker = router.process.pid if router.process else None, await router.worker_pid()
+    changes = 0
+
+    async def churn() -> None:
+        nonlocal changes
+        for i in range(60):
+            w = (i * 7) % 101
+            await router.set_weight({1: 100 - w, 2: w})
+            changes += 1
+            await asyncio.sleep(0.01)
+        await router.set_weight({2: 100})
+
+    replies, _ = await asyncio.gather(
+        load(router.port, 4000, concurrency=16, path="/slow?delay=0.001"), churn()
+    )
+    assert failures(replies) == []
+    assert changes == 60
+    assert router.process is not None and router.process.pid == master
+    assert await router.worker_pid() == worker  # the same HAProxy worker: no reload
+    assert router.reloads == 0
+    assert (await get(router.port)).headers["x-changeover-revision"] == "2"
+
+
+async def test_replicas_added_and_removed_under_load_lose_nothing(
+    make_haproxy: HAProxyFactory, upstream: UpstreamFactory
+) -> None:
+    a, b, c = await upstream("v1"), await upstream("v2"), await upstream("v2")
+    router = await make_haproxy()
+    await router.set_backends(1, [ep(a)])
+    await router.set_weight({1: 100})
+
+    async def rollout() -> None:
+        await router.set_backends(2, [ep(b)])
+        for w in (10, 25, 50, 75, 100):
+            await asyncio.sleep(0.05)
+            await router.set_weight({1: 100 - w, 2: w})
+        # Replace revision 2's replica, then retire revision 1 the way the controller does.
+        await router.set_backends(2, [ep(b), ep(c)])
+        await asyncio.sleep(0.05)
+        await router.drain(ep(b), 2)
+        await router.set_backends(2, [ep(c)])
+        await b.stop()
+        await router.set_backends(1, [])
+        await router.drain(ep(a), 2)
+        await a.stop()
+
+    replies, _ = await asyncio.gather(
+        load(router.port, 3000, concurrency=16, path="/slow?delay=0.001"), rollout()
+    )
+    assert failures(replies) == []
+    bodies = [r.body for r in replies if not isinstance(r, BaseException)]
+    assert bodies[0] == b"v1" and bodies[-1] == b"v2"
+    assert router.backends() == {2: [ep(c)]}
+    assert router.reloads == 0
+
+
+async def test_a_replica_that_dies_is_retried_on_another(
+    make_haproxy: HAProxyFactory, upstream: UpstreamFactory
+) -> None:
+    a, b = await upstream("v1"), await upstream("v1")
+    router = await make_haproxy()
+    await router.set_backends(1, [ep(a), ep(b)])
+    await router.set_weight({1: 100})
+    await b.stop()  # gone without a drain: connects are refused
+    replies = await load(router.port, 200, concurrency=4)
+    assert failures(replies) == []
+
+
+async def test_drain_waits_for_in_flight_requests(
+    make_haproxy: HAProxyFactory, upstream: UpstreamFactory
+) -> None:
+    slow = await upstream("slow")
+    router = await make_haproxy()
+    await router.set_backends(1, [ep(slow)])
+    await router.set_weight({1: 100})
+    in_flight = asyncio.ensure_future(get(router.port, "/slow?delay=0.6"))
+    await asyncio.sleep(0.2)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await router.drain(ep(slow), 5)
+    waited = loop.time() - started
+    assert in_flight.done() and (await in_flight).status == 200
+    assert 0.2 < waited < 3, waited
+    # Drained: no new request goes there (and none is left to serve this revision).
+    assert (await get(router.port)).status == 503
+
+
+async def test_metrics_per_revision_come_from_haproxy(
+    make_haproxy: HAProxyFactory, upstream: UpstreamFactory
+) -> None:
+    router = await make_haproxy()
+    await router.set_backends(1, [ep(await upstream("v1"))])
+    await router.set_backends(2, [ep(await upstream("v2"))])
+    await router.set_weight({1: 90, 2: 10})
+    replies = await load(router.port, 1000, concurrency=8)
+    replies += await load(router.port, 10, concurrency=1, path="/status/503")
+    seen = revisions(replies)
+
+    def counted() -> bool:
+        snap = router.metrics_registry.snapshot()["web"]["revisions"]
+        ok = {rev: snap.get(rev, {}).get("requests", {}).get("2xx", 0) for rev in ("1", "2")}
+        latency = sum(snap.get(rev, {}).get("latency", {}).get("count", 0) for rev in ("1", "2"))
+        return ok == {"1": 900, "2": 100} and latency >= 1010
+
+    for _ in range(100):  # the stats poll and the log socket catch up within a few polls
+        if counted():
+            break
+        await asyncio.sleep(0.05)
+    assert seen == {"1": 909, "2": 101}
+    snap = router.metrics_registry.snapshot()["web"]["revisions"]
+    assert snap["1"]["requests"]["2xx"] == 900 and snap["2"]["requests"]["2xx"] == 100
+    assert snap["1"]["requests"]["5xx"] + snap["2"]["requests"]["5xx"] == 10
+    # Histograms come from HAProxy's per-request log datagrams, which the kernel may drop
+    # when the reader falls behind (never blocking HAProxy); counts come from its stats.
+    timed = snap["1"]["latency"]["count"] + snap["2"]["latency"]["count"]
+    assert 500 <= timed <= 1010, timed
+    text = router.metrics_registry.render()
+    assert 'changeover_requests_total{rollout="web",revision="2",code="2xx"} 100' in text
+
+
+async def test_a_reload_under_load_loses_nothing(
+    make_haproxy: HAProxyFactory, upstream: UpstreamFactory
+) -> None:
+    """The rare reload (a route on a header name HAProxy has no rule for yet) hands the
+    listening socket to the new worker; the old one finishes what it has."""
+    router = await make_haproxy()
+    await router.set_backends(1, [ep(await upstream("v1"))])
+    await router.set_backends(2, [ep(await upstream("v2"))])
+    await router.set_weight({1: 100})
+    worker = await router.worker_pid()
+
+    async def routes() -> None:
+        for i in range(3):
+            await asyncio.sleep(0.15)
+            match = {"headerName": f"x-route-{i}", "headerValue": {"exact": "b"}}
+            await router.set_header_route(f"r{i}", 2, [models.RouteMatch.model_validate(match)])
+
+    replies, _ = await asyncio.gather(
+        load(router.port, 3000, concurrency=16, path="/slow?delay=0.001"), routes()
+    )
+    assert router.reloads == 3 and await router.worker_pid() != worker
+    assert failures(replies) == []
+
+
+async def test_a_stale_haproxy_from_a_crashed_run_is_replaced(
+    make_haproxy: HAProxyFactory, upstream: UpstreamFactory, tmp_path: object
+) -> None:
+    first = await make_haproxy()
+    assert first.process is not None and first.process.pid is not None
+    stale = first.process.pid
+    # As if changeover had been SIGKILLed: nobody stops this HAProxy...
+    first.process.proc = None
+    # ...and a new run for the same service finds it through the pidfile and stops it.
+    second = HAProxyRouter("web", port=first.port, state_dir=first.paths.root)
+    await second.start()
+    try:
+        await second.set_backends(1, [ep(await upstream("v1"))])
+        await second.set_weight({1: 100})
+        assert (await get(second.port)).body == b"v1"
+        for _ in range(100):
+            if not alive(stale):
+                break
+            await asyncio.sleep(0.05)
+        assert not alive(stale)
+    finally:
+        await second.close()
+    assert second.process is None

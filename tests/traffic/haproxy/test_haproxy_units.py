@@ -1,0 +1,216 @@
+"""The haproxy router's pure parts: desired state → maps and slots, config, metrics, lint."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from changeover import errors
+from changeover.endpoints import Endpoint
+from changeover.spec import models, validate
+from changeover.traffic import base
+from changeover.traffic.builtin.metrics import RolloutMetrics
+from changeover.traffic.haproxy import CAPABILITIES, config, process, state
+from changeover.traffic.haproxy import metrics as hmetrics
+
+LAYOUT = config.Layout(host="127.0.0.1", port=8080, slots=2, servers=2)
+
+
+def ep(port: int) -> Endpoint:
+    return Endpoint("127.0.0.1", port)
+
+
+def header(name: str, **value: str) -> models.RouteMatch:
+    return models.RouteMatch.model_validate({"headerName": name, "headerValue": value})
+
+
+# --- capabilities and lint ---------------------------------------------------------------
+
+
+def test_capabilities_are_everything_but_mirroring() -> None:
+    assert base.Capability.MIRROR not in CAPABILITIES
+    assert base.capabilities_of("haproxy") == CAPABILITIES
+    assert {base.Capability.WEIGHTS, base.Capability.STICKY} <= CAPABILITIES
+
+
+ROLLOUT = """
+apiVersion: changeover.dev/v1alpha1
+kind: Rollout
+metadata: {name: web}
+spec:
+  template: {command: [python3, app.py]}
+  service: {port: 18080}
+  traffic: {haproxy: {}}
+  strategy:
+    canary:
+      steps:
+        - setWeight: 10
+        - setHeaderRoute: {name: beta, match: [{headerName: x-variant, headerValue: {exact: b}}]}
+        - setMirrorRoute: {name: shadow, percentage: 50}
+"""
+
+
+def test_lint_rejects_mirroring_on_haproxy(tmp_path: Path) -> None:
+    path = tmp_path / "rollout.yaml"
+    path.write_text(ROLLOUT)
+    with pytest.raises(errors.SpecError) as caught:
+        validate.read(path)
+    problems = caught.value.problems
+    assert len(problems) == 1, problems
+    assert problems[0].path == "spec.strategy.canary.steps[2].setMirrorRoute"
+    assert problems[0].message.startswith("setMirrorRoute needs a router with mirroring: builtin")
+    assert problems[0].message.endswith("(this rollout uses 'haproxy')")
+
+
+def test_lint_accepts_everything_else_on_haproxy(tmp_path: Path) -> None:
+    path = tmp_path / "rollout.yaml"
+    path.write_text(
+        ROLLOUT.replace("        - setMirrorRoute: {name: shadow, percentage: 50}\n", "")
+    )
+    specs = validate.read(path)
+    assert [r.spec.traffic.router for r in specs.rollouts] == ["haproxy"]
+
+
+# --- desired state -------------------------------------------------------------------------
+
+
+def test_weights_become_the_builtin_wheel_over_backend_slots() -> None:
+    d = state.Desired()
+    d.backends = {1: [ep(9001)], 2: [ep(9002)]}
+    d.weights = {1: 90, 2: 10}
+    rt = d.plan(LAYOUT)
+    assert rt.slot_of == {1: 0, 2: 1}
+    wheel = [be for _, be in rt.maps["wheel"]]
+    assert len(wheel) == 100 and wheel.count("b1") == 10
+    assert wheel[:10] == ["b0"] * 5 + ["b1"] + ["b0"] * 4  # spread, not ten in a row
+    assert rt.maps["slots"] == (("b0", "1"), ("b1", "2"))
+    assert rt.servers[0][0] == state.ServerSlot(ep(9001), "ready")
+    assert rt.servers[1][1] == state.ServerSlot()
+
+
+def test_slots_are_stable_and_the_least_recently_freed_is_reused() -> None:
+    d = state.Desired()
+    d.backends = {1: [ep(9001)], 2: [ep(9002)]}
+    d.plan(LAYOUT)
+    del d.backends[1]  # revision 1 retires: slot 0 is freed
+    d.backends[3] = [ep(9003)]
+    assert d.plan(LAYOUT).slot_of == {2: 1, 3: 0}
+    # A replica keeps its server line; a new one takes a line never used before.
+    d.backends[2] = [ep(9002), ep(9004)]
+    rt = d.plan(LAYOUT)
+    assert rt.servers[1] == (
+        state.ServerSlot(ep(9002), "ready"),
+        state.ServerSlot(ep(9004), "ready"),
+    )
+
+
+def test_more_revisions_or_replicas_than_slots_grow_the_layout() -> None:
+    d = state.Desired()
+    d.backends = {1: [ep(9001), ep(9002), ep(9003)], 2: [ep(9004)], 3: [ep(9005)]}
+    grown = d.needed_layout(LAYOUT)
+    assert (grown.slots, grown.servers) == (4, 4)
+    assert d.needed_layout(grown) == grown
+
+
+def test_routes_and_sticky_need_rules_in_the_layout() -> None:
+    d = state.Desired()
+    d.backends = {1: [ep(9001)], 2: [ep(9002)]}
+    d.routes = [state.Route("beta", 2, (state.compile_match(header("X-Variant", exact="b")),))]
+    d.sticky = state.Sticky(2, "hdr", "x-user-id", 30)
+    layout = d.needed_layout(LAYOUT)
+    assert layout.rules == (config.MatchRule("hdr", "x-variant", "str"),)
+    assert layout.sticky == ("hdr", "x-user-id")
+    rt = d.plan(layout)
+    assert rt.maps["route-hdr-x-variant-str"] == (("b", "b1"),)
+    assert rt.maps["sticky"] == tuple((str(b), "b1") for b in range(30))
+    # Removing the routes keeps the rules (no reload) and empties their maps.
+    d.routes, d.sticky = [], None
+    assert d.needed_layout(layout) == layout
+    rt = d.plan(layout)
+    assert rt.maps["route-hdr-x-variant-str"] == () and rt.maps["sticky"] == ()
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "key"),
+    [
+        ({"exact": "b"}, "str", "b"),
+        ({"prefix": "beta"}, "beg", "beta"),
+        ({"regex": "b[0-9]+"}, "reg", "^(?:b[0-9]+)$"),
+        ({"exact": "two words"}, "reg", r"^two\x20words$"),
+        ({"prefix": "#x"}, "reg", r"^\#x"),
+    ],
+)
+def test_matches_compile_to_map_keys(value: dict[str, str], kind: str, key: str) -> None:
+    rule, got = state.compile_match(header("X-V", **value))
+    assert (rule.kind, got) == (kind, key)
+
+
+# --- configuration -------------------------------------------------------------------------
+
+
+def test_rendered_configuration_is_valid_haproxy(tmp_path: Path) -> None:
+    paths = config.Paths(tmp_path)
+    layout = config.Layout(
+        host="127.0.0.1",
+        port=18080,
+        preview_port=18081,
+        slots=2,
+        servers=2,
+        rules=(
+            config.MatchRule("hdr", "x-variant", "str"),
+            config.MatchRule("cook", "tier", "reg"),
+        ),
+        sticky=("cook", "uid"),
+        nbthread=1,
+        log_sample=10,
+    )
+    for name in ("slots", "wheel", "settings", "sticky", *map(config.rule_map_name, layout.rules)):
+        paths.map(name).write_text("")
+    paths.maintenance_page.write_text(config.maintenance_http())
+    text = config.render(layout, paths, servers=[[ep(9001), None], [None, None]])
+    paths.config.write_text(text)
+    done = subprocess.run(
+        [process.find_binary(), "-c", "-f", str(paths.config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "option http-no-delay" in text
+    assert "server s0 127.0.0.1:9001\n" in text and "server s1 127.0.0.1:1 disabled" in text
+
+
+# --- metrics -------------------------------------------------------------------------------
+
+
+def test_stats_growth_goes_to_the_slots_current_revision_and_survives_a_restart() -> None:
+    rm = RolloutMetrics("web")
+    tr = hmetrics.StatsTranslator(rm)
+
+    def row(px: str, ok: int, bad: int = 0) -> dict[str, str]:
+        return {"pxname": px, "svname": "BACKEND", "hrsp_2xx": str(ok), "hrsp_5xx": str(bad)}
+
+    tr.update([row("b0", 10, 1), row("b1", 5)], {"b0": 1, "b1": 2})
+    tr.update([row("b0", 15, 1), row("b1", 5)], {"b0": 1, "b1": 2})
+    assert (rm.revision(1).codes[2], rm.revision(1).codes[5], rm.revision(2).codes[2]) == (15, 1, 5)
+    # A reload restarts HAProxy's counters: 3 is three new requests, not minus twelve.
+    tr.update([row("b0", 3)], {"b0": 1})
+    assert rm.revision(1).codes[2] == 18
+    # Slot b1 now serves revision 3: what it serves from now on is revision 3's.
+    tr.update([row("b0", 3), row("b1", 9)], {"b0": 1, "b1": 3})
+    assert rm.revision(3).codes[2] == 4 and rm.revision(2).codes[2] == 5
+    tr.update([{"pxname": "maintenance", "svname": "BACKEND", "hrsp_5xx": "2"}], {})
+    assert rm.maintenance == 2
+
+
+def test_log_lines_fill_latency_histograms_weighted_by_the_sample() -> None:
+    rm = RolloutMetrics("web")
+    reader = hmetrics.LogReader(Path("/nonexistent"), rm, {"b0": 7}.get, weight=10)
+    reader.observe(b"b0 200 12 0 1 10\n")
+    reader.observe(b"b9 200 12 0 1 10\n")  # a free slot: ignored
+    assert rm.revision(7).latency.count == 10
+    assert rm.revision(7).ttfb.count == 10
+    assert rm.revision(7).latency.sum == pytest.approx(0.12)
