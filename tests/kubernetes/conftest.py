@@ -88,12 +88,16 @@ async def operator(kube_: Kube) -> AsyncIterator[Operator]:
 
 
 @contextlib.asynccontextmanager
-async def helper_operator(k: Kube, **kwargs: object) -> AsyncIterator[Operator]:
+async def helper_operator(
+    k: Kube, *, identity: str | None = None, wait_ready: bool = True
+) -> AsyncIterator[Operator]:
+    """An operator for ``k``'s namespace (its Lease in that namespace, 3 s long)."""
     client = await kube.KubeClient.connect(kubeconfig_path=testbed.kubeconfig())
-    op = Operator(client, namespace=k.namespace, lease_seconds=3.0, **kwargs)  # type: ignore[arg-type]
+    op = Operator(client, namespace=k.namespace, lease_seconds=3.0, identity=identity)
     task = asyncio.create_task(op.run())
     try:
-        await asyncio.wait_for(op.ready.wait(), 30)
+        if wait_ready:
+            await asyncio.wait_for(op.ready.wait(), 30)
         yield op
     finally:
         task.cancel()

@@ -1,0 +1,80 @@
+"""The operator as a process among others: a restart in the middle of a canary resumes
+from the Rollout's status (no step repeated, no event twice), and of two operators
+sharing a Lease only the leader acts; the other takes over when it goes."""
+
+from __future__ import annotations
+
+import asyncio
+
+from conftest import helper_operator
+from k8s_helpers import Kube, eventually, healthy_on, phase_is, rollout
+
+from changeover.operator.service import KubeService
+from changeover.platforms.kubernetes import client as kube
+
+STEPS = {"canary": {"steps": [{"setWeight": 25}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}]}}
+
+
+async def test_restart_mid_canary_resumes_from_status(kube_: Kube) -> None:
+    k = kube_
+    svc = KubeService(k.client, namespace=k.namespace)
+    async with helper_operator(k):
+        await k.apply_rollout(rollout("web", strategy=STEPS))
+        await healthy_on(k, "web", 1)
+        await k.set_image("web", "app:v2")
+        await phase_is(k, "web", "Paused")
+        await svc.promote("web")
+        await eventually(
+            lambda: k.status("web"),
+            lambda s: s.get("phase") == "Paused" and s.get("currentStepIndex") == 3,
+            what="paused at step 4",
+        )
+        await eventually(lambda: k.reasons("web"), lambda r: r.count("RolloutPaused") == 2)
+    before = await k.events("web")
+    status = await k.status("web")
+    counts = await k.rs_counts("web")
+    # While no operator runs, nothing moves; a user's promote waits in the status.
+    await svc.promote("web")
+    await asyncio.sleep(1)
+    assert (await k.status("web"))["currentStepIndex"] == 3
+    async with helper_operator(k):
+        st = await healthy_on(k, "web", 2)
+        # Events are recorded once the status is written: wait for them before stopping.
+        await eventually(lambda: k.reasons("web"), lambda r: "RolloutCompleted" in r)
+    assert counts == {1: (4, 4), 2: (2, 2)}
+    assert status["weightsText"] == "1:50 2:50"
+    after = await k.events("web")
+    assert after[: len(before)] == before
+    new = [r for r, _ in after[len(before) :]]
+    assert new.count("RolloutPaused") == 0 and "RolloutPromoted" in new
+    assert "RolloutCompleted" in new and st["weightsText"] == "2:100"
+
+
+async def test_two_operators_one_leader(kube_: Kube) -> None:
+    k = kube_
+    first = helper_operator(k, identity="op-a")
+    op_a = await first.__aenter__()
+    second_task = asyncio.create_task(_second(k))
+    try:
+        await k.apply_rollout(rollout("web", replicas=2, strategy=STEPS))
+        await healthy_on(k, "web", 1)
+        lease = await k.client.get(kube.LEASES, "changeover-operator", namespace=k.namespace)
+        assert lease["spec"]["holderIdentity"] == "op-a"
+        assert not second_task.done()
+    finally:
+        await first.__aexit__(None, None, None)
+    assert op_a.stats.reconciles > 0
+    # op-a released the lease on a clean stop: op-b takes over and carries on.
+    await k.set_image("web", "app:v2")
+    await phase_is(k, "web", "Paused")
+    lease = await k.client.get(kube.LEASES, "changeover-operator", namespace=k.namespace)
+    assert lease["spec"]["holderIdentity"] == "op-b"
+    assert lease["spec"]["leaseTransitions"] >= 1
+    second_task.cancel()
+    await asyncio.gather(second_task, return_exceptions=True)
+
+
+async def _second(k: Kube) -> None:
+    async with helper_operator(k, identity="op-b", wait_ready=False) as op:
+        await asyncio.Event().wait()
+        del op
