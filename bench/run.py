@@ -46,6 +46,10 @@ def _hook() -> Callable[[proxies.ProxyContext], proxies.Running] | None:
     return start
 
 
+def _mirrored(kind: str) -> Callable[[proxies.ProxyContext], proxies.Running]:
+    return lambda c: proxies.start_builtin(c, name=f"builtin-mirror-{kind}")
+
+
 def _direct(ctx: proxies.ProxyContext) -> proxies.Running:
     # The physical limit: wrk straight at revision 1's upstream (no proxy, no split).
     port = ctx.backends[1]
@@ -145,9 +149,8 @@ def run(
     if hook is not None:
         specs.append(Spec("changeover-haproxy", hook))
     specs += [
-        Spec("builtin +mirror", proxies.start_builtin, mirror="ok"),
-        Spec("builtin +mirror dead", proxies.start_builtin, mirror="dead"),
-        Spec("builtin +mirror slow", proxies.start_builtin, mirror="slow"),
+        Spec(f"builtin +mirror{suffix}", _mirrored(kind), mirror=kind)
+        for kind, suffix in (("ok", ""), ("dead", " dead"), ("slow", " slow"))
     ]
     if only:
         specs = [s for s in specs if s.label in only or s.label in ("direct", "nginx")]
