@@ -26,6 +26,7 @@ CTX = base.MeasureContext(
 class FakeProm:
     port: int = 0
     seen: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
     status: int = 200
     body: bytes = b""
     delay: float = 0.0
@@ -44,11 +45,16 @@ class FakeProm:
             k.strip().lower(): v.strip()
             for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)
         }
-        self.seen.append((lines[0].split(" ")[1], headers))
+        path = lines[0].split(" ")[1]
+        self.seen.append((path, headers))
+        self.bodies.append(await reader.readexactly(int(headers.get("content-length", "0"))))
         await asyncio.sleep(self.delay)
+        status, body = self.status, self.body
+        if path == "/token":  # an OAuth2 token endpoint
+            status, body = 200, b'{"access_token": "tok-123", "token_type": "bearer"}'
         writer.write(
             b"HTTP/1.1 %d X\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-            b"connection: close\r\n\r\n%s" % (self.status, len(self.body), self.body)
+            b"connection: close\r\n\r\n%s" % (status, len(body), body)
         )
         await writer.drain()
         writer.close()
@@ -149,3 +155,36 @@ def test_time_expressions() -> None:
     assert prometheus.parse_time("1700000000", now=0.0) == 1_700_000_000.0
     with pytest.raises(ValueError, match=r"rangeQuery\.start"):
         prometheus.parse_time("now() + 5m", now=0.0, field_name="rangeQuery.start")
+
+
+async def test_oauth2_client_credentials_token_is_sent_as_bearer(fake: FakeProm) -> None:
+    fake.answer(vector("1"))
+    oauth = {
+        "tokenUrl": f"{fake.url}/token",
+        "clientId": "rollouts",
+        "clientSecret": "s3cret",
+        "scopes": ["metrics.read"],
+    }
+    config = {"address": fake.url, "query": "up", "authentication": {"oauth2": oauth}}
+    assert (await measure(config)).value == [1.0]
+    (token_path, token_headers), (_, query_headers) = fake.seen
+    assert token_path == "/token"
+    assert token_headers["authorization"] == "Basic cm9sbG91dHM6czNjcmV0"  # rollouts:s3cret
+    assert fake.bodies[0] == b"grant_type=client_credentials&scope=metrics.read"
+    assert query_headers["authorization"] == "Bearer tok-123"
+
+
+def test_unsupported_and_malformed_auth_is_named() -> None:
+    base_cfg = {"address": "http://p", "query": "up"}
+    assert prometheus.problems({**base_cfg, "authentication": {"sigv4": {"region": "x"}}}) == [
+        "authentication.sigv4: not supported; use bearer, basicAuth or oauth2"
+    ]
+    assert (
+        "tokenUrl"
+        in prometheus.problems({**base_cfg, "authentication": {"oauth2": {"clientId": "x"}}})[0]
+    )
+
+
+async def test_a_bad_ca_cert_is_a_provider_error() -> None:
+    with pytest.raises(base.ProviderError, match="caCert"):
+        await measure({"address": "https://127.0.0.1:1", "query": "up", "caCert": "nonsense"})

@@ -21,8 +21,10 @@ PromQL parse error) raises ``ProviderError`` carrying Prometheus' error text.
         headers: [{key: X-Scope-OrgID, value: tenant_a}]
         authentication:
           bearer: {token: "{{args.token}}"}          # or
-          basicAuth: {username: u, password: p}
+          basicAuth: {username: u, password: p}                     # or
+          oauth2: {tokenUrl: ..., clientId: ..., clientSecret: ..., scopes: [...]}
         insecure: false                  # skip TLS verification
+        caCert: "-----BEGIN CERTIFICATE-----..."  # trust this CA (PEM) instead
         rangeQuery: {start: "now() - 5m", end: "now()", step: 15s}
 """
 
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import datetime
 import re
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -53,6 +56,16 @@ class RangeSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
+class OAuth2:
+    """Client-credentials flow (RFC 6749 §4.4): a token per measurement, sent as Bearer."""
+
+    token_url: str
+    client_id: str
+    client_secret: str
+    scopes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
 class PrometheusConfig:
     address: str
     query: str = ""
@@ -60,7 +73,9 @@ class PrometheusConfig:
     headers: Mapping[str, str] = field(default_factory=dict)
     bearer_token: str | None = None
     basic_auth: tuple[str, str] | None = None
+    oauth2: OAuth2 | None = None
     insecure: bool = False
+    ca_cert: str | None = None
     range: RangeSpec | None = None
 
 
@@ -97,6 +112,9 @@ def parse_config(config: Mapping[str, Any], *, need_query: bool = True) -> Prome
         basic_pair = (str(basic["username"]), str(basic.get("password", "")))
     if token is not None and not isinstance(token, str):
         raise ValueError("authentication.bearer.token: expected a string")
+    if "sigv4" in auth:
+        raise ValueError("authentication.sigv4: not supported; use bearer, basicAuth or oauth2")
+    oauth2 = _oauth2(auth.get("oauth2"))
     rng = config.get("rangeQuery")
     range_spec = None
     if rng is not None:
@@ -115,8 +133,27 @@ def parse_config(config: Mapping[str, Any], *, need_query: bool = True) -> Prome
         headers=headers,
         bearer_token=token or None,
         basic_auth=basic_pair,
+        oauth2=oauth2,
         insecure=bool(config.get("insecure", False)),
+        ca_cert=str(config["caCert"]) if config.get("caCert") else None,
         range=range_spec,
+    )
+
+
+def _oauth2(block: Any) -> OAuth2 | None:
+    if block is None:
+        return None
+    fields = ("tokenUrl", "clientId", "clientSecret")
+    if not isinstance(block, Mapping) or not all(isinstance(block.get(f), str) for f in fields):
+        raise ValueError("authentication.oauth2: expected tokenUrl, clientId and clientSecret")
+    scopes = block.get("scopes") or []
+    if not isinstance(scopes, list):
+        raise ValueError("authentication.oauth2.scopes: expected a list")
+    return OAuth2(
+        token_url=block["tokenUrl"],
+        client_id=block["clientId"],
+        client_secret=block["clientSecret"],
+        scopes=tuple(str(x) for x in scopes),
     )
 
 
@@ -238,14 +275,25 @@ class PrometheusClient:
         if cfg.bearer_token:
             headers["Authorization"] = f"Bearer {cfg.bearer_token}"
         url = cfg.address + path
+        verify: bool | ssl.SSLContext = not cfg.insecure
+        if cfg.ca_cert and not cfg.insecure:
+            try:
+                verify = ssl.create_default_context(cadata=cfg.ca_cert)
+            except ssl.SSLError as exc:
+                raise base.ProviderError(
+                    f"prometheus caCert: not a PEM certificate: {exc}"
+                ) from exc
         try:
             async with httpx.AsyncClient(
                 timeout=cfg.timeout,
-                verify=not cfg.insecure,
+                verify=verify,
                 transport=self._transport,
                 auth=auth,
                 headers=headers,
             ) as client:
+                if cfg.oauth2 is not None:
+                    token = await _oauth2_token(client, cfg.oauth2)
+                    client.headers["Authorization"] = f"Bearer {token}"
                 response = await client.get(url, params=params)
         except httpx.TimeoutException as exc:
             raise base.ProviderError(
@@ -256,6 +304,24 @@ class PrometheusClient:
                 f"prometheus {cfg.address}: {exc or type(exc).__name__}"
             ) from exc
         return _decode(response, cfg.address)
+
+
+async def _oauth2_token(client: httpx.AsyncClient, oauth: OAuth2) -> str:
+    form = {"grant_type": "client_credentials"}
+    if oauth.scopes:
+        form["scope"] = " ".join(oauth.scopes)
+    response = await client.post(
+        oauth.token_url, data=form, auth=httpx.BasicAuth(oauth.client_id, oauth.client_secret)
+    )
+    try:
+        token = response.json()["access_token"] if response.is_success else None
+    except (ValueError, KeyError, TypeError):
+        token = None
+    if not isinstance(token, str):
+        raise base.ProviderError(
+            f"oauth2 token from {oauth.token_url}: HTTP {response.status_code}, no access_token"
+        )
+    return token
 
 
 def _decode(response: httpx.Response, address: str) -> QueryResult:
