@@ -1,0 +1,139 @@
+"""The CLI against the cluster: the same commands, output and exit codes as on the local
+platform, acting on Rollout resources (``--platform kubernetes``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import k8s_testbed as testbed
+import pytest
+from typer.testing import CliRunner
+
+from changeover.cli.main import app
+from changeover.operator.runtime import Operator
+from changeover.platforms.kubernetes import client as kube
+
+SPEC = """\
+apiVersion: changeover.dev/v1alpha1
+kind: Rollout
+metadata: {{name: web}}
+spec:
+  replicas: 2
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec: {{containers: [{{name: app, image: "app:{tag}"}}]}}
+  service: {{port: 80}}
+  strategy:
+    canary:
+      steps: [{{setWeight: 50}}, {{pause: {{}}}}]
+"""
+
+
+class Background:
+    """An operator on its own event loop in a thread (the CLI runs its own loop)."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> Background:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(60)
+        return self
+
+    async def _start(self) -> None:
+        self.client = await kube.KubeClient.connect(kubeconfig_path=testbed.kubeconfig())
+        await self.client.create(
+            kube.NAMESPACES,
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}},
+        )
+        self.op = Operator(self.client, namespace=self.namespace, leader_election=False)
+        self.task = asyncio.create_task(self.op.run())
+        await asyncio.wait_for(self.op.ready.wait(), 30)
+
+    async def _stop(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+        await self.client.delete(kube.NAMESPACES, self.namespace)
+        await self.client.close()
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._stop(), self.loop).result(60)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+@pytest.fixture
+def ns(cluster: testbed.Cluster) -> Iterator[str]:
+    import uuid
+
+    name = f"cli-{uuid.uuid4().hex[:6]}"
+    with Background(name):
+        yield name
+
+
+def run(ns: str, *args: str) -> tuple[int, str, str]:
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        [*args, "--platform", "kubernetes", "--kubeconfig", str(testbed.kubeconfig()), "-n", ns],
+    )
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_cli_apply_wait_status_promote_history(ns: str, tmp_path: Path) -> None:
+    spec = tmp_path / "web.yaml"
+    spec.write_text(SPEC.format(tag="v1"))
+    code, out, err = run(ns, "apply", "-f", str(spec), "--wait", "--timeout", "60")
+    assert code == 0, err
+    assert "rollout/web created (revision 1)" in out and "Healthy" in out
+    spec.write_text(SPEC.format(tag="v2"))
+    code, out, _ = run(ns, "apply", "-f", str(spec))
+    assert code == 0 and "rollout/web updated (revision 2)" in out
+    for _ in range(100):
+        code, out, _ = run(ns, "status", "web", "-o", "json")
+        doc = json.loads(out)
+        if doc["phase"] == "Paused":
+            break
+        import time
+
+        time.sleep(0.3)
+    assert doc["phase"] == "Paused" and doc["canaryRevision"] == 2
+    assert doc["weights"] == {"1": 50, "2": 50} and doc["replicas"] == {"1": 2, "2": 1}
+    assert doc["currentStepIndex"] == 1 and doc["totalSteps"] == 2
+    code, out, _ = run(ns, "promote", "web")
+    assert code == 0 and out.startswith("rollout/web promoted")
+    code, out, err = run(ns, "apply", "-f", str(spec), "--wait", "--timeout", "60", "-o", "json")
+    assert code == 0, err
+    code, out, _ = run(ns, "history", "web", "-o", "json")
+    assert [(h["revision"], h["stable"]) for h in json.loads(out)] == [(1, False), (2, True)]
+    # The same exit codes: nothing to promote is a state error (1), a bad file is 2.
+    code, _, err = run(ns, "promote", "web")
+    assert code == 1 and "nothing to promote" in err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(SPEC.format(tag="v3").replace("replicas: 2", "replicas: -1"))
+    code, _, err = run(ns, "apply", "-f", str(bad))
+    assert code == 2 and "spec.replicas" in err
+    code, _, err = run(ns, "status", "nope")
+    assert code == 1 and "no rollout named 'nope'" in err
+
+
+def test_cli_refuses_a_process_template_on_kubernetes(ns: str, tmp_path: Path) -> None:
+    spec = tmp_path / "local.yaml"
+    spec.write_text("""\
+apiVersion: changeover.dev/v1alpha1
+kind: Rollout
+metadata: {name: local}
+spec:
+  template: {command: [python, app.py]}
+  service: {port: 8080}
+  strategy: {canary: {steps: [{setWeight: 10}]}}
+""")
+    code, _, err = run(ns, "apply", "-f", str(spec))
+    assert code == 2
+    assert "spec.template: a process template (spec.template.command) runs on the local" in err
