@@ -19,11 +19,15 @@ demo: $(STAMP)
 	$(BIN)/changeover demo
 
 # The prometheus provider's tests run a real Prometheus server (Debian's package); install it
-# only when missing. The lock timeout waits out another apt-get instead of failing CI.
+# only when missing. The lock timeout waits out another apt-get instead of failing CI, and a
+# flaky mirror gets three tries.
 deps-prometheus:
-	@command -v prometheus >/dev/null 2>&1 || { \
+	@command -v prometheus >/dev/null 2>&1 || for try in 1 2 3; do \
 	  apt-get -o DPkg::Lock::Timeout=600 update && \
-	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y prometheus; }
+	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y prometheus \
+	  && break; \
+	  [ $$try = 3 ] && exit 1; sleep 5; \
+	done
 
 # The haproxy router (traffic: {haproxy: {}}) drives Debian's HAProxy (2.6 on bookworm); its
 # tests run a real one. Installed only when missing (Debian puts it in /usr/sbin).
