@@ -4,6 +4,7 @@ stable and canary revisions, when the runner measures, then the verdict is the p
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import numpy as np
@@ -158,3 +159,14 @@ def test_prometheus_sources_inherit_defaults_and_default_to_the_window() -> None
     assert block is not None
     assert block["address"] == "http://127.0.0.1:9090" and block["timeout"] == 3
     assert block["rangeQuery"] == {"start": "now() - 90s", "end": "now()", "step": "5s"}
+
+
+async def test_a_quiet_canary_is_an_error_not_a_failure() -> None:
+    """No requests yet: every per-second sample is NaN, removed, so every metric is
+    Nodata; the runner gets an Error (retried) instead of Kayenta's NODATA failure."""
+    data = traffic(seed=5)
+    for metric in ("latency-p99", "error-rate"):
+        data[(CANARY, metric)] = [math.nan] * 120
+    quiet = {**CONFIG, "metrics": [{**m, "nanStrategy": "remove"} for m in CONFIG["metrics"]]}
+    with pytest.raises(base.ProviderError, match="no samples yet: errors: no canary data"):
+        await measure(quiet, context(data))

@@ -29,7 +29,8 @@ verdict as the measurement's phase, so no success condition is needed:
                 changeover_request_duration_seconds_bucket{revision="{{revision}}"}[30s])))'}
 
 ``result`` is ``{"score": 0–100, "phase": ..., "groups": {...}, "metrics": {name: {...}}}``
-(NaN shown as null), so conditions such as ``result.score >= 80`` work too.
+(NaN shown as null), so conditions such as ``result.score >= 80`` work too. When no metric
+has samples on both sides yet, the measurement is an Error (retried), not a failure.
 """
 
 from __future__ import annotations
@@ -224,6 +225,13 @@ async def evaluate(config: JudgeConfig, *, context: base.MeasureContext) -> scor
         mw.classify(m.spec, canary=samples[2 * i], baseline=samples[2 * i + 1])
         for i, m in enumerate(config.metrics)
     ]
+    if all(v.classification is mw.Classification.NODATA for v in verdicts):
+        # Nothing to judge yet (a canary without traffic): an Error measurement, which the
+        # runner retries up to consecutiveErrorLimit, rather than Kayenta's NODATA failure
+        # that would abort a good canary that merely started quietly.
+        raise base.ProviderError(
+            "mannWhitney: no samples yet: " + "; ".join(f"{v.name}: {v.reason}" for v in verdicts)
+        )
     return scoring.judge(verdicts, thresholds=config.thresholds, weights=config.weights)
 
 
