@@ -84,4 +84,8 @@ def looks_like_pod_template(value: object) -> bool:
     (a pod template) rather than ``command`` (a process template)."""
     if isinstance(value, PodTemplate):
         return True
-    return isinstance(value, dict) and "command" not in value and ("spec" in value or "metadata" in value)
+    return (
+        isinstance(value, dict)
+        and "command" not in value
+        and ("spec" in value or "metadata" in value)
+    )

@@ -1,0 +1,307 @@
+"""Argo Rollouts → changeover: ``Rollout`` and ``AnalysisTemplate`` (argoproj.io/v1alpha1).
+
+Carried over: replicas, minReadySeconds, progressDeadlineSeconds, revisionHistoryLimit,
+paused, the pod template; canary steps (setWeight, pause, setCanaryScale, setHeaderRoute,
+setMirrorRoute's header matches, analysis), maxSurge/maxUnavailable,
+abortScaleDownDelaySeconds, background analysis, canaryService/stableService (as
+``service.canaryName``/``service.name``); trafficRouting istio / nginx / smi / the Gateway
+API plugin; blueGreen's services, promotion settings and pre/post-promotion analysis;
+AnalysisTemplates (same shape). Everything else is reported, field by field.
+
+``spec.service.port`` has no Argo counterpart: it is the first containerPort (noted).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from changeover.spec.importers.report import Notes, Result
+
+JSON = dict[str, Any]
+API = "changeover.dev/v1alpha1"
+
+_TOP = {
+    "replicas",
+    "minReadySeconds",
+    "progressDeadlineSeconds",
+    "revisionHistoryLimit",
+    "paused",
+    "template",
+    "strategy",
+    "selector",
+    "workloadRef",
+}
+_CANARY = {
+    "steps",
+    "maxSurge",
+    "maxUnavailable",
+    "abortScaleDownDelaySeconds",
+    "analysis",
+    "canaryService",
+    "stableService",
+    "trafficRouting",
+}
+_BLUE_GREEN = {
+    "activeService",
+    "previewService",
+    "autoPromotionEnabled",
+    "autoPromotionSeconds",
+    "scaleDownDelaySeconds",
+    "previewReplicaCount",
+    "prePromotionAnalysis",
+    "postPromotionAnalysis",
+}
+_ANALYSIS = {"templates", "args", "dryRun", "measurementRetention"}
+
+
+def _metadata(doc: JSON, notes: Notes) -> JSON:
+    meta = doc.get("metadata") or {}
+    out: JSON = {"name": meta.get("name")}
+    for key in ("namespace", "labels", "annotations"):
+        if meta.get(key):
+            out[key] = copy.deepcopy(meta[key])
+    for key in meta:
+        if key not in (
+            "name",
+            "namespace",
+            "labels",
+            "annotations",
+            "creationTimestamp",
+            "generation",
+            "resourceVersion",
+            "uid",
+            "managedFields",
+        ):
+            notes.drop(f"metadata.{key}", "not carried over")
+    return out
+
+
+def _duration(value: Any) -> Any:
+    """Argo writes pause durations as "30s", "5m", "1h" or bare seconds: all ours too."""
+    return value
+
+
+def _analysis(block: JSON, path: str, notes: Notes) -> JSON:
+    out = {k: copy.deepcopy(v) for k, v in block.items() if k in _ANALYSIS}
+    for template in out.get("templates") or []:
+        if template.get("clusterScope"):
+            notes.change(f"{path}.templates", "ClusterAnalysisTemplate read as AnalysisTemplate")
+    if "startingStep" in block:
+        out["startingStep"] = block["startingStep"]
+    notes.rest(block, path, _ANALYSIS | {"startingStep"})
+    return out
+
+
+def _match(headers: JSON) -> list[JSON]:
+    return [{"headerName": name, "headerValue": dict(value)} for name, value in headers.items()]
+
+
+def _step(step: JSON, path: str, notes: Notes) -> JSON | None:
+    if "setWeight" in step:
+        return {"setWeight": step["setWeight"]}
+    if "pause" in step:
+        pause = step.get("pause") or {}
+        return {"pause": {"duration": _duration(pause["duration"])} if "duration" in pause else {}}
+    if "setCanaryScale" in step:
+        return {"setCanaryScale": dict(step["setCanaryScale"])}
+    if "setHeaderRoute" in step:
+        route = step["setHeaderRoute"]
+        return {
+            "setHeaderRoute": {
+                "name": route["name"],
+                "match": [
+                    {"headerName": m["headerName"], "headerValue": dict(m["headerValue"])}
+                    for m in route.get("match") or []
+                ],
+            }
+        }
+    if "setMirrorRoute" in step:
+        mirror = step["setMirrorRoute"]
+        matches: list[JSON] = []
+        for j, m in enumerate(mirror.get("match") or []):
+            matches += _match(m.get("headers") or {})
+            for key in m:
+                if key != "headers":
+                    notes.drop(
+                        f"{path}.setMirrorRoute.match[{j}].{key}", "mirror matches by header only"
+                    )
+        out: JSON = {"name": mirror["name"], "match": matches}
+        if "percentage" in mirror:
+            out["percentage"] = mirror["percentage"]
+        return {"setMirrorRoute": out}
+    if "analysis" in step:
+        return {"analysis": _analysis(step["analysis"], f"{path}.analysis", notes)}
+    kind = next(iter(step), "?")
+    notes.drop(f"{path}.{kind}", f"{kind} steps are not supported; the step is left out")
+    return None
+
+
+def _traffic(routing: JSON, path: str, notes: Notes, service: JSON) -> JSON | None:
+    if "istio" in routing:
+        istio = routing["istio"]
+        out: JSON = {}
+        if "virtualService" in istio:
+            out["virtualService"] = dict(istio["virtualService"])
+        elif istio.get("virtualServices"):
+            out["virtualService"] = dict(istio["virtualServices"][0])
+            if len(istio["virtualServices"]) > 1:
+                notes.drop(f"{path}.istio.virtualServices[1:]", "one VirtualService only")
+        if "destinationRule" in istio:
+            out["destinationRule"] = dict(istio["destinationRule"])
+        notes.rest(istio, f"{path}.istio", {"virtualService", "virtualServices", "destinationRule"})
+        result = {"istio": out}
+    elif "nginx" in routing:
+        nginx = routing["nginx"]
+        result = {"nginx": {"stableIngress": nginx["stableIngress"]}}
+        notes.rest(nginx, f"{path}.nginx", {"stableIngress"})
+    elif "smi" in routing:
+        result = {
+            "smi": {
+                k: v for k, v in routing["smi"].items() if k in ("rootService", "trafficSplitName")
+            }
+        }
+        notes.rest(routing["smi"], f"{path}.smi", {"rootService", "trafficSplitName"})
+    elif "plugins" in routing and any("gatewayAPI" in k for k in routing["plugins"]):
+        key = next(k for k in routing["plugins"] if "gatewayAPI" in k)
+        plugin = routing["plugins"][key]
+        result = {"gatewayAPI": {"httpRoute": plugin.get("httpRoute")}}
+        notes.rest(plugin, f"{path}.plugins.{key}", {"httpRoute", "namespace"})
+    else:
+        for key in routing:
+            notes.drop(
+                f"{path}.{key}",
+                f"the {key} router is not supported: the canary's "
+                "weight will follow its share of replicas",
+            )
+        return None
+    if "managedRoutes" in routing:
+        notes.change(
+            f"{path}.managedRoutes",
+            "not needed: changeover records the routes it "
+            "adds (annotation changeover.dev/managed-routes) and removes exactly those",
+        )
+    for key in routing:
+        if key not in ("istio", "nginx", "smi", "plugins", "managedRoutes"):
+            notes.drop(f"{path}.{key}", "one router per rollout")
+    return result
+
+
+def rollout(doc: JSON, source: str) -> Result:
+    notes = Notes(source)
+    spec = doc.get("spec") or {}
+    out_spec: JSON = {
+        k: spec[k]
+        for k in (
+            "replicas",
+            "minReadySeconds",
+            "progressDeadlineSeconds",
+            "revisionHistoryLimit",
+            "paused",
+        )
+        if k in spec
+    }
+    template = copy.deepcopy(spec.get("template") or {})
+    if "workloadRef" in spec:
+        notes.drop("spec.workloadRef", "inline the Deployment's pod template in spec.template")
+    if "selector" in spec:
+        notes.change(
+            "spec.selector",
+            "changeover selects pods by its own labels "
+            "(changeover.dev/rollout, rollouts-pod-template-hash)",
+        )
+    meta = template.get("metadata") or {}
+    out_spec["template"] = {
+        "metadata": {k: meta[k] for k in ("labels", "annotations") if k in meta},
+        "spec": template.get("spec") or {},
+    }
+    port = _first_port(template)
+    service: JSON = {"port": port or 80}
+    notes.change(
+        "spec.service.port",
+        f"added as {port or 80} (the first containerPort"
+        f"{'' if port else '; none is declared, so 80'}): the Services' port",
+    )
+    strategy = spec.get("strategy") or {}
+    if "canary" in strategy:
+        canary = strategy["canary"]
+        out_canary: JSON = {
+            k: canary[k]
+            for k in ("maxSurge", "maxUnavailable", "abortScaleDownDelaySeconds")
+            if k in canary
+        }
+        steps = []
+        for i, step in enumerate(canary.get("steps") or []):
+            converted = _step(step, f"spec.strategy.canary.steps[{i}]", notes)
+            if converted is not None:
+                steps.append(converted)
+        out_canary["steps"] = steps
+        if "analysis" in canary:
+            out_canary["analysis"] = _analysis(
+                canary["analysis"], "spec.strategy.canary.analysis", notes
+            )
+        if "canaryService" in canary:
+            service["canaryName"] = canary["canaryService"]
+        if "stableService" in canary:
+            service["name"] = canary["stableService"]
+        if "trafficRouting" in canary:
+            traffic = _traffic(
+                canary["trafficRouting"], "spec.strategy.canary.trafficRouting", notes, service
+            )
+            if traffic is not None:
+                out_spec["traffic"] = traffic
+        notes.rest(canary, "spec.strategy.canary", _CANARY)
+        out_spec["strategy"] = {"canary": out_canary}
+    elif "blueGreen" in strategy:
+        bg = strategy["blueGreen"]
+        out_bg = {k: copy.deepcopy(v) for k, v in bg.items() if k in _BLUE_GREEN}
+        for key in ("prePromotionAnalysis", "postPromotionAnalysis"):
+            if key in bg:
+                out_bg[key] = _analysis(bg[key], f"spec.strategy.blueGreen.{key}", notes)
+        notes.rest(bg, "spec.strategy.blueGreen", _BLUE_GREEN)
+        out_spec["strategy"] = {"blueGreen": out_bg}
+    else:
+        notes.drop("spec.strategy", "no canary or blueGreen: read as a rolling update")
+        out_spec["strategy"] = {"rollingUpdate": {}}
+    out_spec["service"] = service
+    notes.rest(spec, "spec", _TOP)
+    body = {
+        "apiVersion": API,
+        "kind": "Rollout",
+        "metadata": _metadata(doc, notes),
+        "spec": out_spec,
+    }
+    return Result(documents=[body], notes=notes.items)
+
+
+def analysis_template(doc: JSON, source: str) -> Result:
+    notes = Notes(source)
+    spec = copy.deepcopy(doc.get("spec") or {})
+    known = {"metrics", "args", "dryRun", "measurementRetention"}
+    notes.rest(spec, "spec", known)
+    supported = {"prometheus", "web", "job", "builtin"}
+    for i, metric in enumerate(spec.get("metrics") or []):
+        for provider in metric.get("provider") or {}:
+            if provider not in supported:
+                notes.drop(
+                    f"spec.metrics[{i}].provider.{provider}",
+                    f"provider {provider} is not available (have: "
+                    f"{', '.join(sorted(supported))}); the metric will error",
+                )
+    body = {
+        "apiVersion": API,
+        "kind": "AnalysisTemplate",
+        "metadata": _metadata(doc, notes),
+        "spec": {k: v for k, v in spec.items() if k in known},
+    }
+    if doc.get("kind") == "ClusterAnalysisTemplate":
+        notes.change("kind", "ClusterAnalysisTemplate imported as a namespaced AnalysisTemplate")
+    return Result(documents=[body], notes=notes.items)
+
+
+def _first_port(template: JSON) -> int | None:
+    for container in (template.get("spec") or {}).get("containers") or []:
+        for port in container.get("ports") or []:
+            if isinstance(port.get("containerPort"), int):
+                return int(port["containerPort"])
+    return None

@@ -1,0 +1,119 @@
+"""Importing Argo Rollouts and Flagger manifests: what comes out is a valid changeover
+spec (checked by the same models and validation as `changeover lint`), and every field
+that did not come along is named."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from changeover.cli.main import app
+from changeover.spec import importers, load, models, validate
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _valid(documents: list[dict[str, object]]) -> list[models.Rollout]:
+    docs = [
+        load.LoadedDocument(source="imported", index=i, data=d) for i, d in enumerate(documents)
+    ]
+    specs, problems = load.collect_documents(docs)
+    problems += validate.validate_rollouts(specs.rollouts)
+    assert [p for p in problems if p.severity != "warning"] == []
+    return specs.rollouts
+
+
+def _paths(result: importers.Result) -> dict[str, str]:
+    return {n.path: n.kind for n in result.notes}
+
+
+def test_argo_canary_with_istio_carries_steps_routes_and_analysis() -> None:
+    result = importers.import_path(str(FIXTURES / "argo-canary-istio.yaml"))
+    rollout, template = result.documents
+    assert template["kind"] == "AnalysisTemplate"
+    (model,) = _valid([rollout])
+    spec = model.spec
+    assert spec.platform == "kubernetes" and spec.router == "istio"
+    assert spec.replicas == 5 and spec.revision_history_limit == 3
+    assert spec.service.name == "reviews-stable" and spec.service.canary_name == "reviews-canary"
+    assert spec.service.port == 9080
+    canary = spec.strategy.canary
+    assert canary is not None
+    assert [s.kind for s in canary.steps] == [
+        "set_weight",
+        "pause",
+        "set_header_route",
+        "set_mirror_route",
+        "analysis",
+        "set_canary_scale",
+        "set_weight",
+        "pause",
+    ]
+    assert canary.steps[1].pause is not None and canary.steps[1].pause.duration == 3600
+    mirror = canary.steps[3].set_mirror_route
+    assert mirror is not None and mirror.percentage == 40
+    assert mirror.match[0].header_name == "x-mirror"
+    assert spec.traffic.config["destinationRule"]["canarySubsetName"] == "canary"
+    notes = _paths(result)
+    for dropped in (
+        "spec.strategy.canary.scaleDownDelaySeconds",
+        "spec.strategy.canary.dynamicStableScale",
+        "spec.strategy.canary.steps[5].experiment",
+        "spec.strategy.canary.steps[3].setMirrorRoute.match[0].method",
+        "spec.metrics[1].provider.datadog",
+    ):
+        assert notes.get(dropped) == "dropped", dropped
+    assert notes["spec.strategy.canary.trafficRouting.managedRoutes"] == "changed"
+    assert notes["spec.selector"] == "changed" and notes["spec.service.port"] == "changed"
+
+
+def test_argo_blue_green() -> None:
+    result = importers.import_path(str(FIXTURES / "argo-bluegreen.yaml"))
+    (model,) = _valid(result.documents)
+    bg = model.spec.strategy.blue_green
+    assert bg is not None and bg.active_service == "checkout-active"
+    assert bg.auto_promotion_enabled is False and bg.scale_down_delay_seconds == 60
+    assert model.spec.router == "replica-ratio"
+    assert _paths(result)["spec.strategy.blueGreen.previewMetadata"] == "dropped"
+
+
+def test_flagger_canary_takes_the_deployment_template() -> None:
+    result = importers.import_path(str(FIXTURES / "flagger-canary.yaml"))
+    (model,) = _valid(result.documents)
+    spec = model.spec
+    assert spec.replicas == 2 and spec.router == "istio"
+    assert spec.pod_template().image == "ghcr.io/stefanprodan/podinfo:6.0.0"
+    canary = spec.strategy.canary
+    assert canary is not None
+    weights = [s.set_weight for s in canary.steps if s.set_weight is not None]
+    assert weights == [10, 20, 30, 40, 50]
+    assert {s.pause.duration for s in canary.steps if s.pause is not None} == {30.0}
+    assert [w.name for w in spec.webhooks] == ["acceptance-test", "load-test"]
+    notes = _paths(result)
+    assert notes["spec.analysis.metrics[0]"] == "dropped"  # built-in metric
+    assert notes["spec.autoscalerRef"] == "dropped"
+    assert notes["spec.service.gateways"] == "dropped"
+
+
+def test_flagger_ab_test_without_its_deployment() -> None:
+    result = importers.import_path(str(FIXTURES / "flagger-ab.yaml"))
+    (model,) = _valid(result.documents)
+    ab = model.spec.strategy.ab_test
+    assert ab is not None and ab.duration == 600
+    assert [m.header_name for m in ab.match] == ["x-canary", "cookie"]
+    assert model.spec.traffic.config == {"stableIngress": "abtest"}
+    assert _paths(result)["spec.targetRef"] == "changed"
+
+
+def test_cli_import_prints_yaml_and_reports_on_stderr() -> None:
+    runner = CliRunner()
+    out = runner.invoke(app, ["import", str(FIXTURES / "argo-bluegreen.yaml"), "-o", "json"])
+    assert out.exit_code == 0
+    assert json.loads(out.stdout)[0]["spec"]["strategy"]["blueGreen"]["activeService"] == (
+        "checkout-active"
+    )
+    assert "previewMetadata: dropped" in out.stderr
+    strict = runner.invoke(app, ["import", str(FIXTURES / "argo-bluegreen.yaml"), "--strict"])
+    assert strict.exit_code == 2
