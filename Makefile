@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit lint check bench clean deps-prometheus deps-bench deps-haproxy
+.PHONY: demo test unit lint check bench clean deps-prometheus deps-bench deps-haproxy k8s-testbed bench-k8s
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -36,7 +36,16 @@ deps-haproxy:
 	  apt-get -o DPkg::Lock::Timeout=600 update && \
 	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y haproxy; }
 
-test: $(STAMP) deps-prometheus deps-haproxy
+# The Kubernetes tests (tests/kubernetes) run a real kube-apiserver 1.20 built from Debian's
+# source by ../shared/k8s-testbed: about 11 minutes the first time on 2 cores, cached in
+# $(K8S_TESTBED_DIR) (outside the repo), nothing later. The session's pytest fixture starts
+# the cluster and stops it by PID.
+K8S_TESTBED_DIR ?= $(HOME)/.cache/k8s-testbed
+export K8S_TESTBED_DIR
+k8s-testbed:
+	bash tests/kubernetes/build-testbed.sh
+
+test: $(STAMP) deps-prometheus deps-haproxy k8s-testbed
 	$(MAKE) lint
 	$(BIN)/pytest -q
 
@@ -60,6 +69,10 @@ deps-bench:
 
 bench: $(STAMP) deps-bench
 	$(BIN)/python -m bench.run
+
+# N Rollouts progressing at once against the k8s testbed (bench/RESULTS.md "## Kubernetes scale").
+bench-k8s: $(STAMP) k8s-testbed
+	$(BIN)/python -m bench.k8s_scale --rollouts 100 --rollouts 1000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -32,6 +32,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/kubernetes" in str(item.fspath):
             item.add_marker(pytest.mark.kubernetes)
+            item.add_marker(pytest.mark.slow)
 
 
 async def _install_crds() -> None:

@@ -44,8 +44,11 @@ def built() -> bool:
 
 
 def ensure_built() -> None:
-    if not built():
-        subprocess.run(["bash", str(scripts_dir() / "build-k8s.sh")], env=_env(), check=True)
+    """``make k8s-testbed`` does this before pytest; a bare pytest run builds here."""
+    if not built() or not (testbed_dir() / "bin" / ".reflect2-go118").exists():
+        script = Path(__file__).with_name("build-testbed.sh")
+        env = {**_env(), "K8S_TESTBED_SCRIPTS": str(scripts_dir())}
+        subprocess.run(["bash", str(script)], env=env, check=True)
 
 
 def kubeconfig() -> Path:
