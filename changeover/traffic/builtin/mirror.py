@@ -126,8 +126,11 @@ class Mirror:
         st = self._state
         rm = st.metrics.revision(revision)
         loop = asyncio.get_running_loop()
-        ep = st.pool.pick(revision, loop.time())
-        if ep is None:
+        now = loop.time()
+        ep = st.pool.pick(revision, now)
+        if ep is None or (ep.down_until > now and not ep.idle):
+            # No shadow, or it refused a connection within the last second: fail the copy
+            # at once instead of spending a connect (and the primary's CPU) on each one.
             rm.mirror_failed += 1
             return
         framing = b"content-length: %d\r\n" % len(body) if body or method in _BODY else b""
@@ -152,6 +155,8 @@ class Mirror:
             rm.mirror_failed += 1
             if conn is not None:
                 conn.abort()
+            else:
+                ep.down_until = loop.time() + pool.DOWN_SECONDS
             return
         finally:
             ep.leave()
