@@ -196,14 +196,18 @@ class Sampler:
         """Read every revision's counters once (the runner calls this about every second)."""
         if self.started_at is None:
             self.started_at = now
-        self.last_at = now
+        previous, self.last_at = self.last_at, now
         for rollout, data in self._registry.snapshot().items():
             for rev, snap in data.get("revisions", {}).items():
                 key = (rollout, int(rev))
                 ring = self._rings.get(key)
+                counters = _counters(now, snap)
                 if ring is None:
                     ring = self._rings[key] = deque(maxlen=self._capacity)
-                ring.append(_counters(now, snap))
+                    if previous is not None:
+                        # New since the last sample: it had counted nothing then.
+                        ring.append(_zero(previous, counters))
+                ring.append(counters)
 
     def _live(self, rollout: str, revision: int, now: float) -> Counters | None:
         snap = self._registry.snapshot().get(rollout, {}).get("revisions", {}).get(str(revision))
@@ -249,6 +253,18 @@ class Sampler:
     def forget(self, rollout: str) -> None:
         for key in [k for k in self._rings if k[0] == rollout]:
             del self._rings[key]
+
+
+def _zero(t: float, like: Counters) -> Counters:
+    return Counters(
+        t=t,
+        codes=(0,) * len(like.codes),
+        bounds=like.bounds,
+        latency=(0,) * len(like.latency),
+        latency_sum=0.0,
+        ttfb=(0,) * len(like.ttfb),
+        ttfb_sum=0.0,
+    )
 
 
 _EMPTY = Counters(

@@ -174,7 +174,8 @@ class AnalysisRunner:
     async def close(self) -> None:
         tasks = list(self._tasks.values())
         for task in tasks:
-            task.cancel()
+            if not task.cancelling():  # a second cancel would cut a job's clean-up short
+                task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
@@ -285,7 +286,7 @@ class AnalysisRunner:
 
     def _cancel(self, run_id: str, keep: tuple[str, str] | None = None) -> None:
         for key, task in list(self._tasks.items()):
-            if key[0] == run_id and key != keep:
+            if key[0] == run_id and key != keep and not task.cancelling():
                 task.cancel()
 
     def _save(self, run: AnalysisRun) -> None:

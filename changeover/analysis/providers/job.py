@@ -56,14 +56,19 @@ def problems(config: Mapping[str, Any]) -> list[str]:
 
 
 async def _kill(process: asyncio.subprocess.Process) -> None:
-    """SIGTERM the job's process group, SIGKILL it if it lingers."""
+    """SIGTERM the job's process group, SIGKILL it if it lingers; then drain its pipe so the
+    transport closes now, not when the event loop is gone."""
     for sig, wait in ((signal.SIGTERM, GRACE_SECONDS), (signal.SIGKILL, 5.0)):
-        if process.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, sig)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(process.wait(), wait)
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, sig)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(process.wait(), wait)
+    # The group may still hold the pipe (a grandchild that ignored SIGTERM): kill it too.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(TimeoutError, OSError, ValueError):
+        await asyncio.wait_for(process.communicate(), 5.0)
 
 
 class JobProvider:
