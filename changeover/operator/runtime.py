@@ -28,7 +28,7 @@ from changeover.operator import reconcile as reconcile_mod
 from changeover.operator.leader import LeaderElector
 from changeover.operator.workqueue import WorkQueue
 from changeover.platforms.kubernetes import client as kube
-from changeover.platforms.kubernetes import informer, names
+from changeover.platforms.kubernetes import informer, names, replicasets
 from changeover.platforms.kubernetes.events import EventRecorder
 from changeover.platforms.kubernetes.hooks import JobHooks
 from changeover.platforms.kubernetes.replicasets import KubePlatform
@@ -79,6 +79,7 @@ class Operator:
             namespace=namespace,
             label_selector=names.ROLLOUT_LABEL,
             on_change=self._owned_changed,
+            index=replicasets.by_rollout,
         )
         self.jobs = informer.Informer(
             client,

@@ -88,4 +88,8 @@ async def test_pause_and_resume(kube_: Kube, operator: Operator) -> None:
     assert st["message"] == "paused by user"
     await svc.resume("web")
     await phase_is(k, "web", "Healthy")
-    assert (await k.reasons("web"))[-2:] == ["RolloutPaused", "RolloutResumed"]
+    await eventually(
+        lambda: k.reasons("web"),
+        lambda r: r[-2:] == ["RolloutPaused", "RolloutResumed"],
+        what="paused then resumed events",
+    )

@@ -45,6 +45,7 @@ class Informer:
         label_selector: str | None = None,
         on_change: Callable[[JSON], None] | None = None,
         on_delete: Callable[[JSON], None] | None = None,
+        index: Callable[[JSON], str | None] | None = None,
     ) -> None:
         self.client = client
         self.resource = resource
@@ -53,6 +54,10 @@ class Informer:
         self._on_change = on_change
         self._on_delete = on_delete
         self._items: dict[Key, JSON] = {}
+        # An optional secondary index (e.g. ReplicaSets by owning rollout), so a reader of
+        # one rollout's objects does not scan every object of every rollout.
+        self._index_of = index
+        self._index: dict[str, dict[Key, JSON]] = {}
         self.synced = asyncio.Event()
 
     def get(self, namespace: str, name: str) -> JSON | None:
@@ -61,15 +66,37 @@ class Informer:
     def items(self) -> list[JSON]:
         return list(self._items.values())
 
+    def indexed(self, value: str) -> list[JSON]:
+        """The objects whose index function gave ``value``."""
+        return list(self._index.get(value, {}).values())
+
+    def _put(self, key: Key, obj: JSON) -> None:
+        self._drop(key)
+        self._items[key] = obj
+        if self._index_of is not None:
+            value = self._index_of(obj)
+            if value is not None:
+                self._index.setdefault(value, {})[key] = obj
+
+    def _drop(self, key: Key) -> None:
+        old = self._items.pop(key, None)
+        if old is not None and self._index_of is not None:
+            value = self._index_of(old)
+            if value is not None:
+                bucket = self._index.get(value, {})
+                bucket.pop(key, None)
+                if not bucket:
+                    self._index.pop(value, None)
+
     def remember(self, obj: JSON) -> None:
         """Store an object the API just returned, unless the cache already has newer."""
         key = key_of(obj)
         old = self._items.get(key)
         if old is None or _rv(obj) >= _rv(old):
-            self._items[key] = obj
+            self._put(key, obj)
 
     def forget(self, namespace: str, name: str) -> None:
-        self._items.pop((namespace, name), None)
+        self._drop((namespace, name))
 
     async def run(self) -> None:
         backoff = 0.5
@@ -94,7 +121,10 @@ class Informer:
         )
         fresh = {key_of(obj): obj for obj in doc.get("items", [])}
         gone = [obj for key, obj in self._items.items() if key not in fresh]
-        self._items = fresh
+        for key in list(self._items):
+            self._drop(key)
+        for key, obj in fresh.items():
+            self._put(key, obj)
         self.synced.set()
         for obj in gone:
             self._deleted(obj)
@@ -115,7 +145,7 @@ class Informer:
             obj.setdefault("apiVersion", self.resource.api_version)
             obj.setdefault("kind", self.resource.kind)
             if kind == "DELETED":
-                self._items.pop(key_of(obj), None)
+                self._drop(key_of(obj))
                 self._deleted(obj)
             else:
                 self.remember(obj)

@@ -14,10 +14,12 @@ _RESOURCES = {
     "CustomResourceDefinition": kube.CRDS,
     "Namespace": kube.NAMESPACES,
     "ServiceAccount": kube.Resource("v1", "serviceaccounts", "ServiceAccount"),
-    "ClusterRole": kube.Resource("rbac.authorization.k8s.io/v1", "clusterroles", "ClusterRole",
-                                 False),
-    "ClusterRoleBinding": kube.Resource("rbac.authorization.k8s.io/v1", "clusterrolebindings",
-                                        "ClusterRoleBinding", False),
+    "ClusterRole": kube.Resource(
+        "rbac.authorization.k8s.io/v1", "clusterroles", "ClusterRole", False
+    ),
+    "ClusterRoleBinding": kube.Resource(
+        "rbac.authorization.k8s.io/v1", "clusterrolebindings", "ClusterRoleBinding", False
+    ),
     "Deployment": kube.Resource("apps/v1", "deployments", "Deployment"),
 }
 

@@ -37,6 +37,17 @@ class Counts:
     available: int
 
 
+def by_rollout_key(namespace: str, rollout: str) -> str:
+    return f"{namespace}/{rollout}"
+
+
+def by_rollout(obj: JSON) -> str | None:
+    """The index the ReplicaSet informer keeps: namespace/rollout of the owner label."""
+    meta = obj.get("metadata", {})
+    owner = (meta.get("labels") or {}).get(names.ROLLOUT_LABEL)
+    return by_rollout_key(str(meta.get("namespace", "")), owner) if owner else None
+
+
 class KubePlatform:
     name = "kubernetes"
     capabilities = frozenset({"replicasets", "hooks-as-jobs"})
@@ -51,7 +62,7 @@ class KubePlatform:
         """The rollout's ReplicaSets by revision number (from the cache)."""
         meta = rollout["metadata"]
         out: dict[int, JSON] = {}
-        for rs in self.cache.items():
+        for rs in self.cache.indexed(by_rollout_key(meta["namespace"], meta["name"])):
             rs_meta = rs["metadata"]
             if rs_meta.get("namespace") != meta["namespace"]:
                 continue
