@@ -26,11 +26,13 @@ from typing import TYPE_CHECKING, Any
 import pydantic
 
 from changeover import errors
+from changeover.controller import analysis_runner
 from changeover.controller import executor as local_executor
 from changeover.engine import context
 from changeover.engine import plan as engine_plan
 from changeover.engine.phases import Phase
 from changeover.engine.status import RolloutStatus
+from changeover.operator import analysis as analysis_mod
 from changeover.operator import documents, executor
 from changeover.platforms.kubernetes import client as kube
 from changeover.platforms.kubernetes import names
@@ -104,11 +106,14 @@ async def reconcile(op: Operator, namespace: str, name: str) -> float | None:
                 hooks[hook_id] = context.HookResult(
                     hook_id=hook_id, state=found[0], message=found[1]
                 )
+    analysis, webhooks = op.analysis.observe(status)
     ctx = context.Context(
         rollout=rollout,
         revision=revision,
         status=status,
         observations=context.Observations(
+            analysis=analysis,
+            webhooks=webhooks,
             revisions={
                 rev: context.RevisionObservation(
                     revision=rev, desired=c.desired, ready=c.ready, available=c.available
@@ -122,6 +127,9 @@ async def reconcile(op: Operator, namespace: str, name: str) -> float | None:
     plan = engine_plan.plan(ctx)
     router = await _router(op, obj, rollout, status)
     for action in plan.actions:
+        if isinstance(action, analysis_mod.AnalysisAction):
+            op.analysis.execute(action, rollout)
+            continue
         await executor.execute(
             action, obj=obj, template=template, platform=op.platform, hooks=op.hooks, router=router
         )
@@ -132,6 +140,9 @@ async def reconcile(op: Operator, namespace: str, name: str) -> float | None:
         generation=int(obj["metadata"].get("generation") or 0),
         last_revision=last,
     )
+    runs = op.analysis.store.runs(rollout.name)
+    if runs:
+        body["analysis"] = analysis_runner.results_of(runs)
     if body != raw_status:
         await _write_status(op, obj, body)
     for event in plan.events:

@@ -21,10 +21,12 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from changeover import errors
 from changeover.operator import reconcile as reconcile_mod
+from changeover.operator.analysis import OperatorAnalysis
 from changeover.operator.leader import LeaderElector
 from changeover.operator.workqueue import WorkQueue
 from changeover.platforms.kubernetes import client as kube
@@ -57,6 +59,7 @@ class Operator:
         leader_election: bool = True,
         clock: Callable[[], float] = time.time,
         lease_seconds: float = 15.0,
+        state_dir: Path | None = None,
     ) -> None:
         self.client = client
         self.namespace = namespace
@@ -91,6 +94,9 @@ class Operator:
         self.platform = KubePlatform(client, self.replicasets)
         self.hooks = JobHooks(client, self.jobs)
         self.recorder = EventRecorder(client, instance=self.identity)
+        self.analysis = OperatorAnalysis(
+            client, namespace=namespace, state_dir=state_dir, wake=self._wake_measured
+        )
         self.routers: dict[Key, reconcile_mod.LiveRouter] = {}
         self.stats = Stats()
         self.errors: dict[Key, str] = {}
@@ -120,6 +126,13 @@ class Operator:
         self.routers.pop(key, None)
         self.errors.pop(key, None)
 
+    def _wake_measured(self) -> None:
+        """A measurement or a webhook finished: look at the rollouts waiting on one."""
+        for obj in self.rollouts.items():
+            status = obj.get("status") or {}
+            if status.get("analysisRuns") or status.get("webhooks"):
+                self.queue.add(informer.key_of(obj))
+
     def _owned_changed(self, obj: JSON) -> None:
         meta = obj.get("metadata", {})
         owner = (meta.get("labels") or {}).get(names.ROLLOUT_LABEL)
@@ -132,12 +145,14 @@ class Operator:
         """Run until cancelled; return if leadership is lost (the process should exit)."""
         if self.elector is not None:
             await self.elector.acquire()
+        informers = (self.analysis.templates, self.replicasets, self.jobs, self.rollouts)
         tasks = [
             asyncio.create_task(inf.run(), name=f"informer-{inf.resource.plural}")
-            for inf in (self.replicasets, self.jobs, self.rollouts)
+            for inf in informers
         ]
+        tasks.append(asyncio.create_task(self.analysis.run(), name="analysis"))
         try:
-            for inf in (self.replicasets, self.jobs, self.rollouts):
+            for inf in informers:
                 await inf.synced.wait()
             tasks += [
                 asyncio.create_task(self._worker(), name=f"worker-{i}") for i in range(self.workers)
@@ -151,6 +166,7 @@ class Operator:
             self.ready.clear()
             self.queue.close()
             await informer.stop(tasks)
+            await self.analysis.close()
             if self.elector is not None:
                 with contextlib.suppress(errors.ChangeoverError):
                     await self.elector.release()

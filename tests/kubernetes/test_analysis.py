@@ -1,0 +1,110 @@
+"""Analysis on Kubernetes: an AnalysisTemplate resource, a canary step that runs it (the
+web provider against a server on this machine's loopback), promotion on success and an
+abort on failure, with the verdict in the Rollout's status."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from k8s_helpers import Kube, eventually, healthy_on, phase_is, rollout
+
+from changeover.operator.runtime import Operator
+from changeover.platforms.kubernetes import client as kube
+
+
+class Health:
+    ok = True
+
+
+@pytest.fixture
+def health() -> Iterator[tuple[str, type[Health]]]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"ok": Health.ok}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    Health.ok = True
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/health", Health
+    finally:
+        server.shutdown()
+
+
+async def _template(k: Kube, url: str) -> None:
+    await k.create(
+        kube.ANALYSIS_TEMPLATES,
+        {
+            "apiVersion": "changeover.dev/v1alpha1",
+            "kind": "AnalysisTemplate",
+            "metadata": {"name": "health"},
+            "spec": {
+                "metrics": [
+                    {
+                        "name": "healthy",
+                        "interval": "1s",
+                        "count": 2,
+                        "successCondition": "result == true",
+                        "failureLimit": 0,
+                        "provider": {"web": {"url": url, "jsonPath": "{$.ok}"}},
+                    }
+                ]
+            },
+        },
+    )
+
+
+STEPS = {
+    "canary": {
+        "steps": [
+            {"setWeight": 25},
+            {"analysis": {"templates": [{"templateName": "health"}]}},
+            {"pause": {}},
+        ]
+    }
+}
+
+
+async def test_analysis_step_passes_then_pauses(
+    kube_: Kube, operator: Operator, health: tuple[str, type[Health]]
+) -> None:
+    k = kube_
+    await _template(k, health[0])
+    await k.apply_rollout(rollout("web", replicas=2, strategy=STEPS))
+    await healthy_on(k, "web", 1)
+    await k.set_image("web", "app:v2")
+    st = await eventually(
+        lambda: k.status("web"),
+        lambda s: s.get("phase") == "Paused" and s.get("currentStepIndex") == 2,
+        within=60,
+        what="paused after the analysis step",
+    )
+    assert st["analysis"]["healthy"]["phase"] == "Successful"
+
+
+async def test_failing_analysis_aborts(
+    kube_: Kube, operator: Operator, health: tuple[str, type[Health]]
+) -> None:
+    k = kube_
+    await _template(k, health[0])
+    await k.apply_rollout(rollout("web", replicas=2, strategy=STEPS))
+    await healthy_on(k, "web", 1)
+    health[1].ok = False
+    await k.set_image("web", "app:v2")
+    st = await phase_is(k, "web", "Aborted", within=60)
+    assert "healthy" in st["message"]
+    assert st["weightsText"] == "1:100"
+    assert st["analysis"]["healthy"]["phase"] == "Failed"
