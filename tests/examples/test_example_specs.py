@@ -24,6 +24,9 @@ STRATEGY_OF_FILE = {
     "ab-test.yaml": "abTest",
     "shadow.yaml": "shadow",
 }
+# More than one example per strategy, and the AnalysisTemplates they use.
+MORE_ROLLOUTS = {"canary-analysis.yaml": "canary"}
+TEMPLATE_FILES = ("analysis-template.yaml",)
 
 
 def rollout(name: str) -> models.Rollout:
@@ -31,11 +34,14 @@ def rollout(name: str) -> models.Rollout:
 
 
 def test_there_is_one_example_per_strategy() -> None:
-    assert sorted(p.name for p in EXAMPLES.glob("*.yaml")) == sorted(STRATEGY_OF_FILE)
+    named = [*STRATEGY_OF_FILE, *MORE_ROLLOUTS, *TEMPLATE_FILES]
+    assert sorted(p.name for p in EXAMPLES.glob("*.yaml")) == sorted(named)
     assert sorted(STRATEGY_OF_FILE.values()) == sorted(models.STRATEGY_NAMES)
 
 
-@pytest.mark.parametrize(("name", "strategy"), sorted(STRATEGY_OF_FILE.items()))
+@pytest.mark.parametrize(
+    ("name", "strategy"), sorted({**STRATEGY_OF_FILE, **MORE_ROLLOUTS}.items())
+)
 def test_example_is_a_rollout_of_its_strategy(name: str, strategy: str) -> None:
     r = rollout(name)
     assert r.spec.strategy.name == strategy
