@@ -249,7 +249,9 @@ class LocalService:
             # replicas may still be up (blue-green's scaleDownDelaySeconds, an aborted or
             # in-flight canary's stable), so going back reuses them and is instant.
             result = self._store_rollout(rollout, current=to_revision)
-        self._c.wake()
+        # Plan now, as commands do, so the answer shows the undo rather than the old phase.
+        with contextlib.suppress(errors.ChangeoverError):
+            await self._c.reconcile(name)
         return {**self.status(name), "undoneTo": to_revision, "newRevision": result["revision"]}
 
     async def delete(self, name: str) -> None:
