@@ -1,0 +1,155 @@
+"""``changeover demo``'s entry point: set the stage, play the acts, clean up, summarize.
+
+``run`` starts a private ``serve`` (``demo.server``) and a load thread (``demo.load``),
+plays ``demo.acts`` on a ``demo.stage.Stage`` with a live view when stdout is a terminal
+(plain narration otherwise), stops everything it started (also on Ctrl-C, SIGTERM and
+errors), and prints the summary. The exit code: 0 when both acts ran and no request
+failed, 1 on a failure, 130 on Ctrl-C, 143 on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
+
+from changeover import errors
+from changeover.demo import acts, specs, stage, view
+from changeover.demo import load as load_mod
+from changeover.demo import server as server_mod
+
+
+class _Terminated(BaseException):
+    """SIGTERM, turned into an exception so that cleanup runs as it does for Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise _Terminated
+
+
+def run(*, fast: bool | None = None) -> int:
+    """Run the demo; the exit code. ``fast`` (or ``CHANGEOVER_DEMO_FAST=1``) shortens pauses."""
+    if fast is None:
+        fast = os.environ.get("CHANGEOVER_DEMO_FAST", "").lower() not in ("", "0", "false", "no")
+    console = Console(highlight=False)
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread: no handler
+        return _play(console, stage.FAST if fast else stage.NORMAL)
+    try:
+        return _play(console, stage.FAST if fast else stage.NORMAL)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _play(console: Console, timing: stage.Timing) -> int:
+    server: server_mod.DemoServer | None = None
+    load: load_mod.LoadThread | None = None
+    st: stage.Stage | None = None
+    code = 1
+    started = time.monotonic()
+    try:
+        root = specs.repo_root()
+        _intro(console)
+        server = server_mod.DemoServer()
+        server.start()
+        _say(console, f"  serve pid {server.pid}, API {server.url}, state in {server.dir}", "dim")
+        load = load_mod.LoadThread()
+        st = stage.Stage(console, timing, server, load)
+        with _live(st):
+            acts.canary(st, root)
+            acts.blue_green(st, root)
+        code = 0
+    except KeyboardInterrupt:
+        _say(console, "interrupted: cleaning up", "yellow")
+        code = 130
+    except _Terminated:
+        _say(console, "terminated: cleaning up", "yellow")
+        code = 143
+    except errors.ChangeoverError as exc:
+        _say(console, f"demo failed: {exc}", "bold red")
+        if server is not None:
+            server.keep_dir = True
+            _say(console, f"  serve's and the replicas' logs are kept in {server.dir}", "")
+    finally:
+        _cleanup(console, server, load)
+    if code == 0 and st is not None:
+        code = _summary(console, st, started)
+    return code
+
+
+def _say(console: Console, message: str, style: str = "bold") -> None:
+    console.print(Text(message, style=style), soft_wrap=True)
+
+
+def _intro(console: Console) -> None:
+    console.rule(Text("changeover demo", style="bold magenta"))
+    _say(console, "Two versions of examples/app.py, a canary and then a blue-green switch and")
+    _say(console, "back, under steady load through the builtin router, on this machine.", "bold")
+    _say(console, "→ starting `changeover serve` on a free loopback port, with its state and")
+    _say(console, "  config in a temporary directory (your own servers and config are untouched)")
+
+
+@contextmanager
+def _live(st: stage.Stage) -> Iterator[None]:
+    """The live view while the acts play, on a terminal only (narration shows either way)."""
+    if not st.console.is_terminal:
+        yield
+        return
+    with Live(console=st.console, auto_refresh=False, transient=True) as live:
+        st.live = live
+        try:
+            yield
+        except errors.ChangeoverError:
+            live.transient = False  # leave the last picture up: it shows what went wrong
+            raise
+        finally:
+            st.live = None
+
+
+def _cleanup(
+    console: Console, server: server_mod.DemoServer | None, load: load_mod.LoadThread | None
+) -> None:
+    if load is not None:
+        load.close()
+    if server is None:
+        return
+    pid = server.pid
+    swept = server.stop()
+    if pid is not None:
+        extra = f"; ended {len(swept)} leftover processes of this run" if swept else ""
+        _say(console, f"→ stopped serve (pid {pid}) with SIGTERM, and with it the replicas{extra}")
+
+
+def _summary(console: Console, st: stage.Stage, started: float) -> int:
+    console.print()
+    console.rule(Text("summary", style="bold magenta"))
+    console.print(view.revisions_summary(st.acts))
+    console.print(view.steps_summary(st.log.segments))
+    total = sum(a.report.total for a in st.acts)
+    failed = sum(a.report.failures for a in st.acts)
+    versions = sorted({a.versions.get(r, r) for a in st.acts for r in a.report.by_revision})
+    for example in [e for a in st.acts for e in a.report.failure_examples][:5]:
+        _say(console, f"  {example}", "red")
+    _say(console, "Try it yourself: `changeover serve` in one terminal, then in another", "dim")
+    _say(
+        console,
+        "`changeover apply -f examples/canary.yaml` and `changeover get chat-api -w`",
+        "dim",
+    )
+    elapsed = view.clock(time.monotonic() - started)
+    mark, style = ("✖", "bold red") if failed else ("✔", "bold green")
+    _say(
+        console,
+        f"{mark} demo finished in {elapsed}: {total:,} requests, {failed:,} failed, "
+        f"served by {' and '.join(versions)}",
+        style,
+    )
+    return 1 if failed else 0
