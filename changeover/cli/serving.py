@@ -116,9 +116,18 @@ def recommend(
 
 
 @app.command()
-def demo() -> None:
-    """A live canary on this machine: two versions, a router, load and analysis."""
+def demo(
+    fast: Annotated[
+        bool,
+        typer.Option(
+            "--fast",
+            envvar="CHANGEOVER_DEMO_FAST",
+            help="Short pauses: the whole demo in under a minute (for tests).",
+        ),
+    ] = False,
+) -> None:
+    """A live canary, then a blue-green switch and back, on this machine under steady load."""
     module = _optional("changeover.demo", "the demo")
-    result = module.run()
+    result = module.run(fast=fast)
     if isinstance(result, int) and result:
         raise typer.Exit(result)
