@@ -211,7 +211,7 @@ def render(results: list[JSON]) -> str:
         "",
         "`python -m bench.k8s_scale` (`make bench-k8s`): N canary Rollouts (1 replica each, "
         "steps setWeight 50 → pause) on the k8s testbed (kube-apiserver 1.20, etcd, fake "
-        "kubelet) on this 2-core machine, one operator process (8 workers). *Latency* is "
+        "kubelet) on this 2-core machine, one operator process (32 workers). *Latency* is "
         "spec change (the PUT's reply) → the operator's first action for the new revision "
         "(creating its ReplicaSet). *Requests/step* are the operator's API requests (not "
         "watches), per rollout per step. CPU and peak RSS are the operator process's own.",
@@ -248,7 +248,7 @@ def write_section(text: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rollouts", type=int, action="append")
-    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=32)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     k8s_testbed.ensure_built()

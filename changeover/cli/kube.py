@@ -109,7 +109,7 @@ _SERVE_PARAMS = [
     inspect.Parameter(
         "workers",
         inspect.Parameter.KEYWORD_ONLY,
-        default=8,
+        default=32,
         annotation=Annotated[
             int, typer.Option("--workers", min=1, help="Kubernetes: concurrent reconciles.")
         ],

@@ -53,7 +53,7 @@ class Operator:
         client: kube.KubeClient,
         *,
         namespace: str | None = None,
-        workers: int = 8,
+        workers: int = 32,
         identity: str | None = None,
         lease_namespace: str | None = None,
         leader_election: bool = True,
@@ -151,6 +151,7 @@ class Operator:
             for inf in informers
         ]
         tasks.append(asyncio.create_task(self.analysis.run(), name="analysis"))
+        tasks.append(asyncio.create_task(self.recorder.run(), name="events"))
         try:
             for inf in informers:
                 await inf.synced.wait()
@@ -165,6 +166,7 @@ class Operator:
         finally:
             self.ready.clear()
             self.queue.close()
+            await self.recorder.flush()
             await informer.stop(tasks)
             await self.analysis.close()
             if self.elector is not None:
@@ -210,7 +212,7 @@ async def serve(
     kubeconfig: str | None,
     namespace: str | None,
     lease_namespace: str | None,
-    workers: int = 8,
+    workers: int = 32,
     on_ready: Callable[[Operator], None] | None = None,
 ) -> int:
     """``changeover serve --platform kubernetes``: run until SIGINT/SIGTERM (exit 0) or
