@@ -115,6 +115,21 @@ _SERVE_PARAMS = [
         ],
     ),
 ]
+_SERVE_PARAMS.append(
+    inspect.Parameter(
+        "argo_rollouts",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=False,
+        annotation=Annotated[
+            bool,
+            typer.Option(
+                "--argo-rollouts",
+                help="Kubernetes: also run Argo Rollouts' own Rollout resources "
+                "(argoproj.io/v1alpha1), converted as `changeover import` does.",
+            ),
+        ],
+    )
+)
 _WRAPPED = (
     "apply",
     "get",
@@ -141,9 +156,14 @@ def _with_platform(callback: Callable[..., Any], *, serve: bool) -> Callable[...
         if serve:
             every = kwargs.pop("all_namespaces")
             lease_ns, workers = kwargs.pop("lease_namespace"), kwargs.pop("workers")
+            argo = kwargs.pop("argo_rollouts")
             if chosen is PlatformName.KUBERNETES:
                 _serve_operator(
-                    kubeconfig, None if every or not namespace else namespace, lease_ns, workers
+                    kubeconfig,
+                    None if every or not namespace else namespace,
+                    lease_ns,
+                    workers,
+                    argo=argo,
                 )
                 return None
         if chosen is PlatformName.LOCAL:
@@ -171,7 +191,12 @@ def register_platform_options() -> None:
 
 
 def _serve_operator(
-    kubeconfig: str | None, namespace: str | None, lease_namespace: str | None, workers: int
+    kubeconfig: str | None,
+    namespace: str | None,
+    lease_namespace: str | None,
+    workers: int,
+    *,
+    argo: bool = False,
 ) -> None:
     from changeover.operator import runtime
 
@@ -192,6 +217,7 @@ def _serve_operator(
             lease_namespace=lease_namespace,
             workers=workers,
             on_ready=ready,
+            argo_rollouts=argo,
         )
     )
     if code:

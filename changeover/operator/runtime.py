@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from changeover import errors
+from changeover.operator import argo_bridge
 from changeover.operator import reconcile as reconcile_mod
 from changeover.operator.analysis import OperatorAnalysis
 from changeover.operator.leader import LeaderElector
@@ -60,6 +61,7 @@ class Operator:
         clock: Callable[[], float] = time.time,
         lease_seconds: float = 15.0,
         state_dir: Path | None = None,
+        argo_rollouts: bool = False,
     ) -> None:
         self.client = client
         self.namespace = namespace
@@ -112,6 +114,8 @@ class Operator:
             if leader_election
             else None
         )
+        # Argo Rollouts' own resources, converted into ours (``operator.argo_bridge``).
+        self.argo = argo_bridge.ArgoBridge(self) if argo_rollouts else None
         self.ready = asyncio.Event()
         # Called with (namespace, name, seconds) after each reconcile (the scale bench).
         self.on_reconciled: Callable[[str, str, float], None] | None = None
@@ -145,7 +149,14 @@ class Operator:
         """Run until cancelled; return if leadership is lost (the process should exit)."""
         if self.elector is not None:
             await self.elector.acquire()
-        informers = (self.analysis.templates, self.replicasets, self.jobs, self.rollouts)
+        informers: tuple[informer.Informer, ...] = (
+            self.analysis.templates,
+            self.replicasets,
+            self.jobs,
+            self.rollouts,
+        )
+        if self.argo is not None:
+            informers = (*informers, self.argo.informer)
         tasks = [
             asyncio.create_task(inf.run(), name=f"informer-{inf.resource.plural}")
             for inf in informers
@@ -178,7 +189,11 @@ class Operator:
             key = await self.queue.get()
             started = time.perf_counter()
             try:
-                again = await reconcile_mod.reconcile(self, *key)
+                if key[0] == "argo" and self.argo is not None:
+                    await self.argo.sync(*key[1].split("/", 1))
+                    again = None
+                else:
+                    again = await reconcile_mod.reconcile(self, *key)
                 self.errors.pop(key, None)
             except kube.Conflict:
                 again = 0.05  # the cache is behind our last write or a user's: look again
@@ -213,6 +228,7 @@ async def serve(
     namespace: str | None,
     lease_namespace: str | None,
     workers: int = 32,
+    argo_rollouts: bool = False,
     on_ready: Callable[[Operator], None] | None = None,
 ) -> int:
     """``changeover serve --platform kubernetes``: run until SIGINT/SIGTERM (exit 0) or
@@ -220,7 +236,13 @@ async def serve(
     import signal
 
     client = await kube.KubeClient.connect(kubeconfig_path=kubeconfig)
-    op = Operator(client, namespace=namespace, lease_namespace=lease_namespace, workers=workers)
+    op = Operator(
+        client,
+        namespace=namespace,
+        lease_namespace=lease_namespace,
+        workers=workers,
+        argo_rollouts=argo_rollouts,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

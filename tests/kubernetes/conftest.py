@@ -90,11 +90,17 @@ async def operator(kube_: Kube) -> AsyncIterator[Operator]:
 
 @contextlib.asynccontextmanager
 async def helper_operator(
-    k: Kube, *, identity: str | None = None, wait_ready: bool = True
+    k: Kube, *, identity: str | None = None, wait_ready: bool = True, argo_rollouts: bool = False
 ) -> AsyncIterator[Operator]:
     """An operator for ``k``'s namespace (its Lease in that namespace, 3 s long)."""
     client = await kube.KubeClient.connect(kubeconfig_path=testbed.kubeconfig())
-    op = Operator(client, namespace=k.namespace, lease_seconds=3.0, identity=identity)
+    op = Operator(
+        client,
+        namespace=k.namespace,
+        lease_seconds=3.0,
+        identity=identity,
+        argo_rollouts=argo_rollouts,
+    )
     task = asyncio.create_task(op.run())
     try:
         if wait_ready:

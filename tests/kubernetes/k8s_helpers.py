@@ -71,7 +71,8 @@ class Kube:
         return await self.client.get(kube.ROLLOUTS, name, namespace=self.namespace)
 
     async def status(self, name: str) -> JSON:
-        return (await self.rollout(name)).get("status") or {}
+        obj = await self.client.get_or_none(kube.ROLLOUTS, name, namespace=self.namespace)
+        return (obj or {}).get("status") or {}
 
     async def replicasets(self, name: str) -> dict[int, JSON]:
         doc = await self.client.list(

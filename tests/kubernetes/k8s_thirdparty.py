@@ -163,7 +163,10 @@ TRAFFIC_SPLIT_SPEC = _obj(
 
 
 def crds() -> list[JSON]:
+    argo = _crd("argoproj.io", "v1alpha1", "Rollout", "rollouts", OPEN)
+    argo["spec"]["versions"][0]["subresources"] = {"status": {}}
     return [
+        argo,
         _crd(
             "networking.istio.io",
             "v1beta1",

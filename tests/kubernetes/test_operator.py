@@ -78,3 +78,37 @@ async def _second(k: Kube) -> None:
     async with helper_operator(k, identity="op-b", wait_ready=False) as op:
         await asyncio.Event().wait()
         del op
+
+
+async def test_reads_an_argo_rollout_directly(kube_: Kube) -> None:
+    k = kube_
+    argo = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {"name": "legacy"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "legacy"}},
+            "template": {
+                "metadata": {"labels": {"app": "legacy"}},
+                "spec": {"containers": [{"name": "app", "image": "legacy:1"}]},
+            },
+            "strategy": {
+                "canary": {"scaleDownDelaySeconds": 5, "steps": [{"setWeight": 50}, {"pause": {}}]}
+            },
+        },
+    }
+    async with helper_operator(k, argo_rollouts=True):
+        created = await k.create(kube.ARGO_ROLLOUTS, argo)
+        await healthy_on(k, "legacy", 1)
+        ours = await k.rollout("legacy")
+        assert ours["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
+        assert (
+            "scaleDownDelaySeconds"
+            in ours["metadata"]["annotations"]["changeover.dev/import-notes"]
+        )
+        # Editing the Argo manifest rolls out through the converted copy.
+        created["spec"]["template"]["spec"]["containers"][0]["image"] = "legacy:2"
+        await k.client.replace(kube.ARGO_ROLLOUTS, created, namespace=k.namespace)
+        st = await phase_is(k, "legacy", "Paused")
+        assert st["weightsText"] == "1:50 2:50"
