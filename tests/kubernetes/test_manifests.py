@@ -45,9 +45,8 @@ def test_rollout_crd_is_structural_with_columns_and_subresources() -> None:
         "properties"
     ]["canary"]["properties"]["steps"]["items"]["properties"]
     assert steps["setWeight"]["maximum"] == 100
-    assert steps["pause"]["properties"]["duration"] == {
-        "x-kubernetes-preserve-unknown-fields": True
-    }
+    # "30s" or 30: durations stay open in the schema; the spec models check them.
+    assert steps["pause"]["properties"]["duration"]["x-kubernetes-preserve-unknown-fields"]
 
 
 def test_manifests_command_prints_everything_for_kubectl_apply() -> None:
