@@ -51,6 +51,12 @@ MAINTENANCE_PAGE = """<!doctype html>
 # response times (milliseconds; -1 when the step did not happen).
 LOG_FORMAT = "%b %ST %Ta %Tw %Tc %Tr"
 
+# The maps every configuration reads (besides one per route rule).
+MAP_NAMES = ("slots", "wheel", "settings", "sticky", "logsample")
+
+# Log one request in N, N from this ladder (each divides 1000: see ``_log_sampling``).
+SAMPLE_LADDER = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
 _NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")  # an HTTP token (header or cookie name)
 
 
@@ -80,7 +86,7 @@ class Layout:
     sticky: tuple[Source, str] | None = None  # where the sticky split reads the user key
     nbthread: int | None = None  # None: HAProxy's default (one per CPU)
     cpu: int | None = None  # pin HAProxy's threads to this CPU (benchmarks)
-    log_sample: int = 1  # log (and so time) one request in this many; 0: none
+    log: bool = True  # send request logs (latency histograms) to the router
 
     def covers(self, other: Layout) -> bool:
         """True if this layout already has every slot, server and rule ``other`` needs."""
@@ -184,9 +190,8 @@ def render(layout: Layout, paths: Paths, *, servers: Sequence[Sequence[Endpoint 
         out.append(f"    nbthread {layout.nbthread}")
     if layout.cpu is not None:
         out.append(f"    cpu-map auto:1/1-{layout.nbthread or 1} {layout.cpu}")
-    if layout.log_sample > 0:
-        sample = f" sample 1:{layout.log_sample}" if layout.log_sample > 1 else ""
-        out.append(f"    log {paths.log_socket} len 256 format raw{sample} local0 info")
+    if layout.log:
+        out.append(f"    log {paths.log_socket} len 256 format raw local0 info")
     out += [
         "",
         "defaults",
@@ -216,6 +221,7 @@ def render(layout: Layout, paths: Paths, *, servers: Sequence[Sequence[Endpoint 
         "",
         "frontend web",
         f"    bind {_addr(layout.host)}:{layout.port}",
+        *_log_sampling(layout, paths),
     ]
     for rule in layout.rules:
         out.append(
@@ -242,6 +248,7 @@ def render(layout: Layout, paths: Paths, *, servers: Sequence[Sequence[Endpoint 
         out += [
             "frontend preview",
             f"    bind {_addr(layout.host)}:{layout.preview_port}",
+            *_log_sampling(layout, paths),
             f"    use_backend %[str(preview),map({settings})] "
             f"if {{ str(preview),map({settings}) -m found }}",
             "    default_backend unrouted",
@@ -274,6 +281,18 @@ def render(layout: Layout, paths: Paths, *, servers: Sequence[Sequence[Endpoint 
                 out.append(f"    server s{i} {_addr(ep.host)}:{ep.port}")
         out.append("")
     return "\n".join(out)
+
+
+def _log_sampling(layout: Layout, paths: Paths) -> list[str]:
+    # Time one request in N: ``logsample.map`` holds the keys 0..1000/N-1 of rand(1000).
+    # The router picks N from the request rate, so a quiet service has every request timed
+    # and a busy one sends a bounded number of log lines per second.
+    if not layout.log:
+        return ["    no log"]
+    return [
+        "    http-request set-log-level silent "
+        f"unless {{ rand(1000),map_int({paths.map('logsample')}) -m found }}"
+    ]
 
 
 def maintenance_http() -> str:

@@ -12,7 +12,8 @@ proxy bumps:
 - ``LogReader`` receives one datagram per (sampled) request from HAProxy's ``log`` line
   (``config.LOG_FORMAT``) and fills the latency and time-to-first-byte histograms. HAProxy
   2.6 times requests in whole milliseconds, so sub-millisecond latencies land in the first
-  bucket; with ``log_sample = n`` each logged request counts n times.
+  bucket. Under load only one request in N is logged (the router adapts N to the request
+  rate, see ``HAProxyRouter``), and each logged request then counts N times.
 
     >>> from changeover.traffic.builtin.metrics import RolloutMetrics
     >>> rm = RolloutMetrics("web")

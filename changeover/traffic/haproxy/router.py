@@ -70,7 +70,7 @@ class HAProxyRouter:
         binary: str | None = None,
         nbthread: int | None = None,
         cpu: int | None = None,
-        log_sample: int = 1,
+        timed_per_second: int = 1000,
         slots: int = 4,
         servers: int = 16,
         stats_interval: float = 1.0,
@@ -91,12 +91,15 @@ class HAProxyRouter:
             servers=max(1, servers),
             nbthread=nbthread,
             cpu=cpu,
-            log_sample=max(0, log_sample),
+            log=timed_per_second > 0,
         )
         self.desired = state.Desired()
         self.applied: state.Runtime | None = None
         self.reloads = 0
         self.stats_interval = stats_interval
+        # Latency histograms come from request logs; above this many requests per second
+        # only one in N is logged (and counted N times), to bound changeover's CPU.
+        self.timed_per_second = timed_per_second
         self.process: process.HAProxyProcess | None = None
         self._paths: config.Paths | None = None
         self._lock = asyncio.Lock()
@@ -125,12 +128,9 @@ class HAProxyRouter:
         await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True, mode=0o700)
         self._paths = paths = config.Paths(root)
         self.process = process.HAProxyProcess(paths, binary=self._binary)
-        if self.layout.log_sample > 0:
+        if self.layout.log:
             self._logs = hmetrics.LogReader(
-                paths.log_socket,
-                self.metrics,
-                self._revision_of_backend,
-                weight=self.layout.log_sample,
+                paths.log_socket, self.metrics, self._revision_of_backend
             )
             self._logs.start()
         runtime = self.desired.plan(self.layout)
@@ -151,9 +151,8 @@ class HAProxyRouter:
                 await self._poller
             self._poller = None
         if self.process is not None:
-            if self.process.running():
-                with contextlib.suppress(errors.BackendError):
-                    await self.refresh_metrics()
+            with contextlib.suppress(errors.BackendError):
+                await self._read_stats()
             await self.process.stop(grace=10.0)
             self.process = None
         if self.applied is not None:
@@ -168,7 +167,7 @@ class HAProxyRouter:
 
         def write() -> None:
             paths.maintenance_page.write_text(config.maintenance_http())
-            names = {"slots", "wheel", "settings", "sticky"}
+            names = set(config.MAP_NAMES)
             names |= {config.rule_map_name(r) for r in self.layout.rules}
             for name in names:
                 paths.map(name).write_text(config.map_text(runtime.maps.get(name, ())))
@@ -193,7 +192,7 @@ class HAProxyRouter:
         assert self.process is not None
         log.info("haproxy router %s: reloading HAProxy for a larger layout", self.rollout)
         with contextlib.suppress(errors.BackendError):
-            await self.refresh_metrics()  # count what the old worker served
+            await self._read_stats()  # count what the old worker served
         self.layout = layout
         runtime = self.desired.plan(layout)
         await self.process.reload(await self._write(runtime))
@@ -375,18 +374,53 @@ class HAProxyRouter:
         return self._backend_revisions().get(backend)
 
     async def refresh_metrics(self) -> None:
-        """Read ``show stat`` now and add what grew into the metrics registry."""
-        if self.process is None:
-            return
+        """Read ``show stat`` now, add what grew into the metrics registry, and adapt the
+        share of requests that are timed to the request rate."""
+        async with self._lock:
+            rows = await self._read_stats()
+            rate = sum(
+                int(r.get("req_rate") or 0)
+                for r in rows
+                if r.get("svname") == "FRONTEND" and r.get("pxname") in ("web", "preview")
+            )
+            await self._adapt_sampling(rate)
+
+    async def _read_stats(self) -> list[dict[str, str]]:
+        if self.process is None or not self.process.running():
+            return []
         rows = await self.process.api.show_stat()
         self._translator.update(rows, self._backend_revisions())
+        return rows
+
+    async def _adapt_sampling(self, rate: int) -> None:
+        """Log one request in N, N the smallest step keeping the log under
+        ``timed_per_second`` lines a second; lowered only once the rate fits twice over,
+        so a rate near a step does not flip N on every poll.
+
+        At 50,000 requests/s and 1,000 timed a second, N = 50."""
+        if self._logs is None:
+            return
+        target, current = self.timed_per_second, self.desired.log_every
+
+        def smallest(margin: int) -> int:
+            ladder = config.SAMPLE_LADDER
+            return next((n for n in ladder if rate * margin <= target * n), ladder[-1])
+
+        if rate > target * current:
+            wanted = smallest(1)
+        elif smallest(2) < current:
+            wanted = smallest(2)
+        else:
+            return
+        self.desired.log_every = wanted
+        await self._sync()
+        self._logs.weight = wanted
 
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(self.stats_interval)
             try:
-                async with self._lock:
-                    await self.refresh_metrics()
+                await self.refresh_metrics()
             except errors.BackendError as exc:
                 log.debug("haproxy router %s: stats poll failed: %s", self.rollout, exc)
 

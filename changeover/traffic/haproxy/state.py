@@ -115,6 +115,7 @@ class Desired:
     maintenance: int | None = None  # Retry-After seconds while in maintenance
     backends: dict[int, list[Endpoint]] = dataclasses.field(default_factory=dict)
     draining: set[Endpoint] = dataclasses.field(default_factory=set)
+    log_every: int = 1  # time one request in this many (a divisor of 1000)
     # Stable assignments, kept across plans (see the module docstring).
     slot_of: dict[int, int] = dataclasses.field(default_factory=dict)
     server_of: dict[Endpoint, tuple[int, int]] = dataclasses.field(default_factory=dict)
@@ -176,6 +177,7 @@ class Desired:
         if self.sticky is not None and (layout.sticky == (self.sticky.source, self.sticky.name)):
             sticky = tuple((str(b), be[self.sticky.revision]) for b in range(self.sticky.weight))
         maps["sticky"] = sticky
+        maps["logsample"] = tuple((str(i), "1") for i in range(1000 // self.log_every))
         for rule in layout.rules:
             entries: list[tuple[str, str]] = []
             seen: set[str] = set()

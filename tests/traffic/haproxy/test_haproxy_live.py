@@ -197,3 +197,26 @@ async def test_a_stale_haproxy_from_a_crashed_run_is_replaced(
     finally:
         await second.close()
     assert second.process is None
+
+
+async def test_a_busy_service_has_a_sample_of_its_requests_timed(
+    make_haproxy: HAProxyFactory, upstream: UpstreamFactory
+) -> None:
+    router = await make_haproxy(timed_per_second=100)
+    await router.set_backends(1, [ep(await upstream("v1"))])
+    await router.set_weight({1: 100})
+    replies = await load(router.port, 4000, concurrency=16)
+    assert failures(replies) == []
+    assert router.desired.log_every > 1  # hundreds of requests a second: one in N is timed
+    await router.refresh_metrics()
+    rev = router.metrics.revision(1)
+    # Each timed request counts N times: the histogram's count estimates the request count.
+    assert rev.codes[2] == 4000
+    assert 1000 <= rev.latency.count <= 12000, rev.latency.count
+    # Quiet again: every request is timed.
+    for _ in range(60):
+        await asyncio.sleep(0.1)
+        await router.refresh_metrics()
+        if router.desired.log_every == 1:
+            break
+    assert router.desired.log_every == 1

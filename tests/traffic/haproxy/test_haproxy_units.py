@@ -164,9 +164,8 @@ def test_rendered_configuration_is_valid_haproxy(tmp_path: Path) -> None:
         ),
         sticky=("cook", "uid"),
         nbthread=1,
-        log_sample=10,
     )
-    for name in ("slots", "wheel", "settings", "sticky", *map(config.rule_map_name, layout.rules)):
+    for name in (*config.MAP_NAMES, *map(config.rule_map_name, layout.rules)):
         paths.map(name).write_text("")
     paths.maintenance_page.write_text(config.maintenance_http())
     text = config.render(layout, paths, servers=[[ep(9001), None], [None, None]])
