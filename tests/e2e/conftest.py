@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_helpers import Serve
+from e2e_helpers import Serve, marked_processes
 
 
 @pytest.fixture
@@ -26,3 +26,5 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
         leftover = server.cleanup()
         if leftover:
             print(f"killed leftover processes after SIGTERM: {leftover}", file=sys.stderr)
+        alive = marked_processes(server.mark)
+        assert not alive, f"processes of this test outlived it: {[p.pid for p in alive]}"

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_helpers import JSON, Serve, example_rollout, http_get, write_rollout
+from e2e_helpers import JSON, Serve, example_rollout, http_get, marked_processes, write_rollout
 
 pytestmark = pytest.mark.slow
 
@@ -67,6 +67,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
         yield Deployed(serve, doc, root)
     finally:
         serve.cleanup()
+        assert not marked_processes(serve.mark)
 
 
 def _v2(doc: JSON) -> JSON:
