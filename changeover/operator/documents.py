@@ -99,7 +99,7 @@ def status_document(
         "userPaused": status.user_paused,
         "observedGeneration": raw.get("observedGeneration"),
         "generation": meta.get("generation"),
-        "updatedAt": updated[-1].get("time") if updated else meta.get("creationTimestamp"),
+        "updatedAt": epoch(updated[-1].get("time") if updated else meta.get("creationTimestamp")),
     }
 
 
@@ -123,3 +123,15 @@ def parse_rollout(obj: JSON) -> models.Rollout:
             "spec": obj.get("spec") or {},
         }
     )
+
+
+def epoch(stamp: object) -> float | None:
+    """Kubernetes' RFC 3339 timestamps as the epoch seconds the CLI renders."""
+    import datetime
+
+    if not isinstance(stamp, str):
+        return None
+    try:
+        return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

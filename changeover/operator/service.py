@@ -170,7 +170,7 @@ class KubeService:
         items = await list_events(self.client, namespace=self.namespace, name=name)
         return [
             {
-                "time": e.get("lastTimestamp") or e.get("eventTime"),
+                "time": documents.epoch(e.get("lastTimestamp") or e.get("eventTime")),
                 "reason": e.get("reason"),
                 "message": e.get("message"),
                 "revision": None,
@@ -188,7 +188,7 @@ class KubeService:
             out.append(
                 {
                     "revision": rev,
-                    "createdAt": rs["metadata"].get("creationTimestamp"),
+                    "createdAt": documents.epoch(rs["metadata"].get("creationTimestamp")),
                     "command": [c.get("image", "") for c in containers],
                     "images": [c.get("image", "") for c in containers],
                     "replicaSet": rs["metadata"]["name"],
