@@ -8,6 +8,7 @@ written; the server validates again and answers with what it did per rollout.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -31,8 +32,14 @@ def _load(paths: list[str]) -> tuple[list[tuple[str, list[JSON]]], list[errors.S
     warnings: list[errors.SpecProblem] = []
     for path in paths:
         try:
-            warnings += validate.read(path).warnings
-            docs = load.load_path(path)
+            if path == "-":
+                # stdin can be read only once: check and load the same text.
+                text = sys.stdin.read()
+                warnings += validate.read_text(text, source="<stdin>").warnings
+                docs = load.load_text(text, source="<stdin>")
+            else:
+                warnings += validate.read(path).warnings
+                docs = load.load_path(path)
         except errors.SpecError as exc:
             problems += exc.problems
             continue

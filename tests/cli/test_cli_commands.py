@@ -13,6 +13,7 @@ from cli_helpers import Cli, LiveServer
 from typer.testing import Result
 
 from changeover import config
+from changeover.cli.main import app
 
 SPEC = """\
 apiVersion: changeover.dev/v1alpha1
@@ -52,6 +53,13 @@ def test_apply_prints_what_happened(cli: Cli, live: LiveServer, tmp_path: Path) 
     result = ok(cli("apply", "-f", str(write_spec(tmp_path)), *live.opts()))
     assert "rollout/chat created (revision 1)" in result.stdout
     assert live.service.calls[0][:2] == ("apply", "chat")
+
+
+def test_apply_from_stdin_reads_it_once(cli: Cli, live: LiveServer, tmp_path: Path) -> None:
+    text = write_spec(tmp_path).read_text()
+    result = cli.runner.invoke(app, ["apply", "-f", "-", *live.opts()], input=text)
+    assert result.exit_code == 0, result.output
+    assert "rollout/chat created (revision 1)" in result.stdout
 
 
 def test_apply_json_output(cli: Cli, live: LiveServer, tmp_path: Path) -> None:
