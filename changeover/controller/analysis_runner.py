@@ -24,7 +24,7 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from changeover import errors
@@ -305,9 +305,16 @@ def _bounded(value: Any) -> Any:
     return value if len(text) <= _VALUE_KEPT else conditions_eval.show(value, 200)
 
 
-def results_of(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The status document's ``analysis``: per metric, its latest run's summary."""
-    out: dict[str, Any] = {}
-    for doc in runs:
-        out.update(AnalysisRun.from_json(doc).summary())
-    return out
+def latest(store: AnalysisStore, rollout: str) -> dict[str, Any]:
+    """The status document's analysis fields: ``analysis`` (per metric, the latest result
+    among the runs of the newest revision that has runs) and ``analysisRuns`` (those runs,
+    oldest first)."""
+    runs = store.runs(rollout)
+    if runs:
+        newest = max(r["revision"] for r in runs)
+        runs = [r for r in runs if r["revision"] == newest]
+    parsed = [AnalysisRun.from_json(doc) for doc in runs]
+    results: dict[str, Any] = {}
+    for run in parsed:
+        results.update(run.summary())
+    return {"analysis": results, "analysisRuns": [run.describe() for run in parsed]}

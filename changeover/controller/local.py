@@ -14,7 +14,6 @@ import json
 from typing import Any
 
 from changeover import errors
-from changeover.analysis.run import AnalysisRun
 from changeover.controller import analysis_runner
 from changeover.controller.loop import Controller
 from changeover.controller.service import JSON
@@ -174,14 +173,7 @@ class LocalService:
     def _analysis(self, name: str) -> JSON:
         """``analysis``: per metric, the latest result among the runs of the newest revision
         that has runs; ``analysisRuns``: those runs, oldest first."""
-        runs = self._c.analysis_store.runs(name)
-        if runs:
-            newest = max(r["revision"] for r in runs)
-            runs = [r for r in runs if r["revision"] == newest]
-        return {
-            "analysis": analysis_runner.results_of(runs),
-            "analysisRuns": [AnalysisRun.from_json(r).describe() for r in runs],
-        }
+        return analysis_runner.latest(self._c.analysis_store, name)
 
     def events(self, name: str, *, limit: int = 50) -> list[JSON]:
         self._get(name)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from changeover import errors
 from changeover.analysis import sampler
-from changeover.controller import executor
+from changeover.controller import analysis_runner, executor
 from changeover.controller.analysis_runner import AnalysisRunner
 from changeover.controller.analysis_store import AnalysisStore
 from changeover.controller.clock import Clock
@@ -224,6 +224,14 @@ class Controller:
                 )
                 if events:
                     self.webhooks.events(rollout, str(plan.status.phase), events)
+                if plan.status.phase != status.phase and rollout.spec.notifications:
+                    self.webhooks.phase_changed(
+                        rollout,
+                        previous=str(status.phase),
+                        status=plan.status,
+                        analysis=analysis_runner.latest(self.analysis_store, name)["analysis"],
+                        now=ctx.now,
+                    )
             live.last_error = ""
             return plan
 

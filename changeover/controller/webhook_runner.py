@@ -19,6 +19,9 @@ rollback                     every ``interval``; the first 2xx → passed (= rol
 event                        once per event, fire and forget
 =========================== ========================================================
 
+Phase-change notifications (``spec.notifications``, formatted and sent by
+``analysis.notify``) go out from here too: ``phase_changed``, fire and forget.
+
 State lives in memory: after a restart the engine finds no state for a gate it had asked
 about and asks again, which is harmless (gates are polls).
 """
@@ -34,7 +37,9 @@ from typing import Any
 
 import httpx
 
+from changeover.analysis import notify
 from changeover.engine import actions, context
+from changeover.engine.status import RolloutStatus
 from changeover.spec import analysis as spec_analysis
 from changeover.spec import models
 
@@ -129,6 +134,40 @@ class WebhookRunner:
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
 
+    def phase_changed(
+        self,
+        rollout: models.Rollout,
+        *,
+        previous: str,
+        status: RolloutStatus,
+        analysis: Mapping[str, Any],
+        now: float,
+    ) -> None:
+        """Notify ``spec.notifications`` that the phase moved from ``previous``."""
+        if not rollout.spec.notifications:
+            return
+        try:
+            targets = notify.parse_targets(rollout.spec.notifications)
+        except ValueError as exc:  # lint reports it; a stored spec may predate the check
+            log.warning("rollout %s: notifications: %s", rollout.name, exc)
+            return
+        change = notify.PhaseChange(
+            rollout=rollout.name,
+            namespace=rollout.metadata.namespace,
+            phase=str(status.phase),
+            previous=previous,
+            message=status.message,
+            strategy=status.strategy or None,
+            revision=status.target_revision,
+            stable_revision=status.stable_revision,
+            weights={int(rev): pct for rev, pct in status.traffic.weights.items()},
+            analysis=analysis,
+            at=now,
+        )
+        task = asyncio.create_task(self._notify(change, targets))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def close(self) -> None:
         tasks = [*self._tasks.values(), *self._background]
         for task in tasks:
@@ -211,6 +250,10 @@ class WebhookRunner:
                 call.message = f"not yet ({message})"
                 self._wake()
             await asyncio.sleep(hook.interval)
+
+    @staticmethod
+    async def _notify(change: notify.PhaseChange, targets: list[notify.Target]) -> None:
+        await notify.notify(change, targets)  # logs its own failures, never raises
 
     async def _event(self, hook: spec_analysis.Webhook, payload: JSON) -> None:
         async with self._events:

@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping, Sequence
 import pydantic
 
 from changeover import errors
-from changeover.analysis import conditions, providers, templates
+from changeover.analysis import conditions, notify, providers, templates
 from changeover.analysis.providers import base as providers_base
 from changeover.spec import analysis as spec
 from changeover.spec import messages, models
@@ -82,7 +82,7 @@ def parse_templates(
 
 
 def check_template(template: spec.AnalysisTemplate, *, source: str) -> list[errors.SpecProblem]:
-    declared = {arg.name for arg in template.spec.args}
+    declared = {arg.name: arg.given for arg in template.spec.args}
     problems = _metrics_problems(template.spec.metrics, "spec.metrics", declared, source)
     problems += _dry_run_problems(template.spec.dry_run, "spec.dryRun", source)
     return problems
@@ -133,6 +133,11 @@ def check_rollout(
     broken: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> list[errors.SpecProblem]:
     problems = _webhook_problems(rollout, source)
+    try:
+        notify.parse_targets(rollout.spec.notifications)
+    except ValueError as exc:
+        where, _, message = str(exc).partition(": ")
+        problems.append(_problem(source, f"spec.{where}", message))
     canary = rollout.spec.strategy.canary
     if canary is not None and canary.analysis is not None:
         start = canary.analysis.starting_step
@@ -146,7 +151,7 @@ def check_rollout(
                 )
             )
     for path, block, blocking in blocks(rollout):
-        declared = {arg.name for arg in block.args}
+        declared = {arg.name: arg.given for arg in block.args}
         problems += _metrics_problems(block.metrics, f"{path}.metrics", declared, source)
         problems += _dry_run_problems(block.dry_run, f"{path}.dryRun", source)
         missing = [
@@ -216,8 +221,10 @@ _ARG_REF = re.compile(r"\{\{\s*args\.([^{}\s]+)\s*\}\}")
 
 
 def _metrics_problems(
-    metrics: Sequence[spec.Metric], path: str, declared: set[str], source: str
+    metrics: Sequence[spec.Metric], path: str, declared: Mapping[str, str | None], source: str
 ) -> list[errors.SpecProblem]:
+    """Conditions, providers and ``{{args.x}}`` of ``metrics``; ``declared`` maps each
+    argument to its default (None: known only when a run starts)."""
     providers.load()
     problems: list[errors.SpecProblem] = []
     seen: set[str] = set()
@@ -249,9 +256,10 @@ def _metrics_problems(
                 )
             )
         else:
-            config = templates.substitute(metric.provider_config, _Placeholder())
+            config = templates.substitute(metric.provider_config, _Defaults(declared))
             for message in providers_base.problems(name, config):
-                problems.append(_problem(source, f"{where}.provider.{name}", message))
+                if "{{" not in message:  # about a value only a run will know
+                    problems.append(_problem(source, f"{where}.provider.{name}", message))
         dumped = metric.model_dump(mode="json", by_alias=True, exclude_none=True)
         for ref in sorted(set(_ARG_REF.findall(str(dumped)))):
             if ref not in declared:
@@ -261,14 +269,18 @@ def _metrics_problems(
     return problems
 
 
-class _Placeholder(dict[str, str]):
-    """Arguments for lint-time substitution: any name reads as a harmless value."""
+class _Defaults(dict[str, str]):
+    """Arguments for lint-time substitution: a default where there is one, else the
+    placeholder itself (providers leave ``{{...}}`` values to the run)."""
+
+    def __init__(self, declared: Mapping[str, str | None]) -> None:
+        super().__init__({k: v for k, v in declared.items() if v is not None})
 
     def __contains__(self, key: object) -> bool:
         return True
 
     def __getitem__(self, key: str) -> str:
-        return "1"
+        return dict.get(self, key) or f"{{{{args.{key}}}}}"
 
 
 def _dry_run_problems(

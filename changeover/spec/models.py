@@ -504,6 +504,9 @@ class RolloutSpec(Model):
     # Flagger's webhook gates, for every strategy (``spec.analysis.Webhook`` says why here
     # and not under strategy.<x>).
     webhooks: list[spec_analysis.Webhook] = Field(default_factory=list)
+    # Phase-change notifications (``analysis.notify``): [{url, format: generic|slack,
+    # phases, timeout, retries, headers}]; checked by ``spec.analysis_checks``.
+    notifications: list[dict[str, Any]] = Field(default_factory=list)
 
     @property
     def platform(self) -> Literal["local", "kubernetes"]:
