@@ -13,6 +13,10 @@ replaces the "## Kubernetes scale" section of bench/RESULTS.md.
 
 The operator runs as ``bench.k8s_operator_proc`` in a subprocess, stopped by PID. Only the
 API server is talked to; no traffic goes to pod or Service IPs.
+
+The testbed's two fake nodes take 110 pods each; for N rollouts the benchmark registers
+``ceil(2.2 N / 110)`` more (a second fake kubelet, the testbed's own script, stopped by PID;
+its Nodes are deleted afterwards so later pods are not scheduled onto them).
 """
 
 from __future__ import annotations
@@ -91,6 +95,33 @@ def _requests(stats: JSON) -> int:
     return sum(v for k, v in stats["requests"].items() if not k.startswith("WATCH"))
 
 
+def _extra_nodes(n: int) -> tuple[subprocess.Popen[bytes], list[str]]:
+    count = max(1, -(-int(2.2 * n) // 110))
+    nodes = [f"bench-node-{i}" for i in range(1, count + 1)]
+    pki = k8s_testbed.testbed_dir() / "run" / "pki"
+    token = (pki / "token").read_text().strip()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-u",
+            str(k8s_testbed.scripts_dir() / "fake-kubelet.py"),
+            "https://127.0.0.1:6443",
+            token,
+            str(pki / "ca.crt"),
+            *nodes,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return proc, nodes
+
+
+async def _drop_nodes(client: kube.KubeClient, nodes: list[str]) -> None:
+    res = kube.Resource("v1", "nodes", "Node", namespaced=False)
+    for node in nodes:
+        await client.delete(res, node)
+
+
 async def run_one(n: int, workers: int) -> JSON:
     ns = f"bench-{n}-{uuid.uuid4().hex[:4]}"
     stats_path = Path(tempfile.mkdtemp()) / "stats.json"
@@ -99,6 +130,7 @@ async def run_one(n: int, workers: int) -> JSON:
         await client.create(
             kube.NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
         )
+        kubelet, nodes = _extra_nodes(n)
         proc = subprocess.Popen(  # noqa: ASYNC220 - started once, stopped by PID below
             [sys.executable, "-m", "bench.k8s_operator_proc", ns, str(stats_path), str(workers)],
             cwd=REPO,
@@ -203,6 +235,9 @@ async def run_one(n: int, workers: int) -> JSON:
                 proc.kill()
                 proc.wait(5)
             await client.delete(kube.NAMESPACES, ns)
+            kubelet.terminate()
+            kubelet.wait(10)
+            await _drop_nodes(client, nodes)
 
 
 def render(results: list[JSON]) -> str:

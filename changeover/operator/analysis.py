@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from changeover.analysis.run import AnalysisRun
 from changeover.controller.analysis_runner import AnalysisRunner
 from changeover.controller.analysis_store import AnalysisStore
 from changeover.controller.clock import SystemClock
@@ -87,6 +88,19 @@ class OperatorAnalysis:
             if call is not None:
                 hooks[call_id] = call
         return analysis, hooks
+
+    def summary(self, rollout: str) -> JSON:
+        """Per metric, the latest result among the newest revision's runs (the status's
+        ``analysis``, as the local status document has it)."""
+        runs = self.store.runs(rollout)
+        if not runs:
+            return {}
+        newest = max(r.get("revision", 0) for r in runs)
+        out: JSON = {}
+        for doc in runs:
+            if doc.get("revision", 0) == newest:
+                out.update(AnalysisRun.from_json(doc).summary())
+        return out
 
     def execute(self, action: AnalysisAction, rollout: models.Rollout) -> None:
         match action:

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 import pydantic
 
 from changeover import errors
-from changeover.controller import analysis_runner
 from changeover.controller import executor as local_executor
 from changeover.engine import context
 from changeover.engine import plan as engine_plan
@@ -140,9 +139,9 @@ async def reconcile(op: Operator, namespace: str, name: str) -> float | None:
         generation=int(obj["metadata"].get("generation") or 0),
         last_revision=last,
     )
-    runs = op.analysis.store.runs(rollout.name)
-    if runs:
-        body["analysis"] = analysis_runner.results_of(runs)
+    summary = op.analysis.summary(rollout.name)
+    if summary:
+        body["analysis"] = summary
     if body != raw_status:
         await _write_status(op, obj, body)
     for event in plan.events:
