@@ -117,3 +117,18 @@ def test_cli_import_prints_yaml_and_reports_on_stderr() -> None:
     assert "previewMetadata: dropped" in out.stderr
     strict = runner.invoke(app, ["import", str(FIXTURES / "argo-bluegreen.yaml"), "--strict"])
     assert strict.exit_code == 2
+
+
+def test_argo_workload_ref_takes_the_deployment_and_filters_args() -> None:
+    result = importers.import_path(str(FIXTURES / "argo-workloadref.yaml"))
+    (model,) = _valid(result.documents)
+    assert model.spec.pod_template().image == "api:3" and model.spec.service.port == 8000
+    step = model.spec.strategy.canary.steps[2] if model.spec.strategy.canary else None
+    assert step is not None and step.analysis is not None
+    assert [a.name for a in step.analysis.args] == ["token", "hash"]
+    notes = _paths(result)
+    assert notes["spec.workloadRef"] == "changed"
+    assert notes["spec.strategy.canary.steps[2].analysis.args[0].valueFrom.secretKeyRef"] == (
+        "dropped"
+    )
+    assert not any(p.startswith("Deployment/") for p in notes)

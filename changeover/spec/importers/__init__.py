@@ -39,7 +39,8 @@ def convert(docs: list[JSON], source: str = "") -> Result:
             continue
         api, kind = str(doc.get("apiVersion", "")), doc.get("kind")
         if api.startswith("argoproj.io/") and kind == "Rollout":
-            result.extend(argo.rollout(doc, source))
+            used.add(str((doc.get("spec") or {}).get("workloadRef", {}).get("name")))
+            result.extend(argo.rollout(doc, source, deployments))
         elif api.startswith("argoproj.io/") and kind in (
             "AnalysisTemplate",
             "ClusterAnalysisTemplate",

@@ -84,6 +84,8 @@ def _duration(value: Any) -> Any:
 
 def _analysis(block: JSON, path: str, notes: Notes) -> JSON:
     out = {k: copy.deepcopy(v) for k, v in block.items() if k in _ANALYSIS}
+    if "args" in out:
+        out["args"] = _args(out["args"], f"{path}.args", notes)
     for template in out.get("templates") or []:
         if template.get("clusterScope"):
             notes.change(f"{path}.templates", "ClusterAnalysisTemplate read as AnalysisTemplate")
@@ -187,7 +189,7 @@ def _traffic(routing: JSON, path: str, notes: Notes, service: JSON) -> JSON | No
     return result
 
 
-def rollout(doc: JSON, source: str) -> Result:
+def rollout(doc: JSON, source: str, deployments: dict[str, JSON] | None = None) -> Result:
     notes = Notes(source)
     spec = doc.get("spec") or {}
     out_spec: JSON = {
@@ -203,7 +205,27 @@ def rollout(doc: JSON, source: str) -> Result:
     }
     template = copy.deepcopy(spec.get("template") or {})
     if "workloadRef" in spec:
-        notes.drop("spec.workloadRef", "inline the Deployment's pod template in spec.template")
+        ref = str((spec.get("workloadRef") or {}).get("name"))
+        deployment = (deployments or {}).get(ref)
+        if deployment is not None:
+            template = copy.deepcopy((deployment.get("spec") or {}).get("template") or {})
+            notes.change(
+                "spec.workloadRef",
+                f"Deployment {ref}'s pod template moved into "
+                "spec.template (scale the Deployment to 0 once the Rollout runs)",
+            )
+        else:
+            notes.change(
+                "spec.workloadRef",
+                f"Deployment {ref} is not among the imported "
+                "documents: spec.template is a placeholder, fill in its pod template",
+            )
+    if not (template.get("spec") or {}).get("containers"):
+        name = (doc.get("metadata") or {}).get("name", "app")
+        template = {
+            "metadata": template.get("metadata") or {"labels": {"app": name}},
+            "spec": {"containers": [{"name": "app", "image": "REPLACE-ME"}]},
+        }
     if "selector" in spec:
         notes.change(
             "spec.selector",
@@ -274,11 +296,50 @@ def rollout(doc: JSON, source: str) -> Result:
     return Result(documents=[body], notes=notes.items)
 
 
+_METRIC = {
+    "name",
+    "interval",
+    "initialDelay",
+    "count",
+    "successCondition",
+    "failureCondition",
+    "failureLimit",
+    "inconclusiveLimit",
+    "consecutiveErrorLimit",
+    "provider",
+}
+_VALUE_FROM = {"podTemplateHashValue", "fieldRef"}
+
+
+def _args(args: list[JSON], path: str, notes: Notes) -> list[JSON]:
+    out = []
+    for i, arg in enumerate(args):
+        kept = {k: copy.deepcopy(v) for k, v in arg.items() if k in ("name", "value", "default")}
+        value_from = arg.get("valueFrom") or {}
+        for key in value_from:
+            if key not in _VALUE_FROM:
+                notes.drop(
+                    f"{path}[{i}].valueFrom.{key}",
+                    "give the value in args instead (secrets are not read from the cluster)",
+                )
+        if any(k in _VALUE_FROM for k in value_from):
+            kept["valueFrom"] = {k: v for k, v in value_from.items() if k in _VALUE_FROM}
+        out.append(kept)
+    return out
+
+
 def analysis_template(doc: JSON, source: str) -> Result:
     notes = Notes(source)
     spec = copy.deepcopy(doc.get("spec") or {})
     known = {"metrics", "args", "dryRun", "measurementRetention"}
     notes.rest(spec, "spec", known)
+    if "args" in spec:
+        spec["args"] = _args(spec["args"], "spec.args", notes)
+    metrics = []
+    for i, metric in enumerate(spec.get("metrics") or []):
+        notes.rest(metric, f"spec.metrics[{i}]", _METRIC)
+        metrics.append({k: v for k, v in metric.items() if k in _METRIC})
+    spec["metrics"] = metrics
     supported = {"prometheus", "web", "job", "builtin"}
     for i, metric in enumerate(spec.get("metrics") or []):
         for provider in metric.get("provider") or {}:
