@@ -134,8 +134,11 @@ def operator_documents(
                                     "readOnlyRootFilesystem": True,
                                     "allowPrivilegeEscalation": False,
                                 },
+                                # Analysis runs' SQLite file (operator.analysis) lives here.
+                                "volumeMounts": [{"name": "state", "mountPath": "/tmp"}],
                             }
                         ],
+                        "volumes": [{"name": "state", "emptyDir": {}}],
                     },
                 },
             },
