@@ -93,8 +93,12 @@ def test_demo_runs_both_acts_loses_nothing_and_cleans_up(tmp_path: Path) -> None
     assert match, out
     total, failed, served = match.groups()
     assert int(total.replace(",", "")) > 1000
-    assert failed == "0"
-    assert served.strip() == "v1 and v2"
+    # the only failures are the bad version's, before its analysis aborted it
+    bad = re.search(r"([\d,]+) of the failed requests were answered by v3", out)
+    assert bad and bad.group(1) == failed and int(failed.replace(",", "")) > 0, out
+    assert served.strip() == "v1 and v2 and v3"
+    assert "✔ v2 promoted by analysis" in out and "✖ v3 aborted by analysis" in out
+    assert "all traffic is back on v2" in out
     assert "Requests per revision" in out and "Time per step" in out
     assert "$ changeover promote demo-canary" in out
     assert "not one request reached the old side after the switch" in out

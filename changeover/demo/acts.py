@@ -1,10 +1,15 @@
-"""The demo's two acts, written as an operator would do them by hand.
+"""The demo's three acts, written as an operator would do them by hand.
 
 Act 1, canary (``demo-canary``, 4 replicas): v1 takes steady load; v2 walks
 ``specs.canary_steps``: 20%, a timed pause, 50%, ``pause: {}`` (the demo promotes it itself,
 and says so), 80%, a timed pause, 100%.
 
-Act 2, blue-green (``demo-bluegreen``, 2 replicas): v2 comes up beside v1 and answers only
+Act 2, analysis (``demo-analysis``, 2 replicas): nobody promotes. An AnalysisTemplate reads
+the canary's error rate from the builtin router; a healthy v2 is promoted step by step by
+its analysis, then a bad v3 (30% of its answers are 500s) is aborted by it, all traffic goes
+back to v2, and the act reports the verdict and the bad version's blast radius.
+
+Act 3, blue-green (``demo-bluegreen``, 2 replicas): v2 comes up beside v1 and answers only
 on the preview port; ``promote`` switches all traffic at once; ``undo`` puts v1 (still up,
 thanks to ``scaleDownDelaySeconds``) back on preview at once and ``promote`` switches back.
 After each switch the per-second timeline shows that traffic moved within one second.
@@ -69,6 +74,84 @@ def canary(st: stage.Stage, root: Path) -> None:
     st.end()
     # Its replicas would only compete with act 2 for the cores.
     st.api.delete(specs.CANARY)
+
+
+def analysis(st: stage.Stage, root: Path) -> int:
+    """The analysis act; returns how many requests failed on the bad version (expected)."""
+    port = server_mod.free_port()
+    steps = specs.analysis_steps()
+    interval = max(1.0, st.t.pause / 6)
+
+    def label(s: JSON) -> str:
+        version = st.versions.get(str(s.get("revision")), "?")
+        index = s.get("currentStepIndex")
+        if s.get("phase") == "Aborted":
+            return f"{version} aborted by analysis"
+        if s.get("stableRevision") == s.get("revision"):
+            return f"{version} serves all traffic"
+        if s.get("stableRevision") is None or index is None:
+            return f"deploying {version}"
+        index = min(int(index), len(steps) - 1)
+        return f"{version} step {index + 1}/{len(steps)}: {specs.describe_step(steps[index])}"
+
+    def spec(version: str, error_rate: float) -> JSON:
+        return specs.analysis_canary(root=root, version=version, port=port, error_rate=error_rate)
+
+    st.begin("analysis", rollout=specs.ANALYSIS, port=port, label=label)
+    st.say("→ an AnalysisTemplate: the canary's error rate, read from the builtin router (no")
+    st.say(f"  Prometheus needed), every {interval:g}s, three times; more than 5% fails it")
+    st.cmd("apply -f analysis-template.yaml")
+    st.api.apply([specs.analysis_template(interval_seconds=interval)], source="analysis.yaml")
+    v1 = st.apply(spec("v1", 0.0), version="v1", file="canary-analysis.yaml")
+    st.wait_for("v1 to come up", stage.serves(v1))
+    st.start_load()
+    st.hold(st.t.warmup)
+
+    st.say("→ applying v2 (healthy): after 20% and after 50% of traffic its analysis decides;")
+    st.say("  no human promotes it")
+    st.note("  steps: " + " → ".join(specs.describe_step(s, short=True) for s in steps))
+    v2 = st.apply(spec("v2", 0.0), version="v2", file="canary-analysis.yaml")
+    done = st.wait_for("the analysis to promote v2", stage.serves(v2))
+    st.say(f"✔ v2 promoted by analysis: {_verdict(done)}", style="bold green")
+    st.hold(st.t.switched / 2)
+
+    st.say(f"→ applying v3 (bad: {specs.BAD_ERROR_RATE:.0%} of its answers are 500s)")
+    assert st.gen is not None
+    before = st.load.snapshot(st.gen)
+    began = time.monotonic()
+    st.abort_expected = True
+    v3 = st.apply(spec("v3", specs.BAD_ERROR_RATE), version="v3", file="canary-analysis.yaml")
+    aborted = st.wait_for("the analysis to abort v3", lambda s: s.get("phase") == "Aborted")
+    took = time.monotonic() - began
+    st.say(f"✖ v3 aborted by analysis after {took:.1f}s: {_verdict(aborted)}", style="bold yellow")
+    st.wait_for("all traffic back on v2", lambda s: s.get("weights") == {str(v2): 100})
+    st.hold(st.t.switched / 2)
+    report = st.load.snapshot(st.gen)
+    bad = report.by_revision.get(str(v3), 0)
+    failed = report.failures_by_revision.get(str(v3), 0)
+    meanwhile = max(1, report.total - before.total)
+    st.say(
+        f"  all traffic is back on v2; v3 answered {bad:,} requests ({failed:,} failed): "
+        f"{bad / meanwhile:.1%} of the {meanwhile:,} sent since it was applied",
+        style="",
+    )
+    st.end()
+    st.api.delete(specs.ANALYSIS)
+    return failed
+
+
+def _verdict(status: JSON) -> str:
+    """``error-rate 0.31 Failed (2 of 2 failed)`` from the status document's analysis."""
+    results = status.get("analysis") or {}
+    parts = []
+    for name, result in sorted(results.items()):
+        value = result.get("value")
+        shown = f"{value:.3g}" if isinstance(value, int | float) else str(value)
+        parts.append(
+            f"{name} = {shown} {result.get('phase')} "
+            f"({result.get('successful', 0)} passed, {result.get('failed', 0)} failed)"
+        )
+    return "; ".join(parts) or "no analysis results"
 
 
 def blue_green(st: stage.Stage, root: Path) -> None:

@@ -23,8 +23,12 @@ JSON = dict[str, Any]
 
 CANARY = "demo-canary"
 BLUE_GREEN = "demo-bluegreen"
+ANALYSIS = "demo-analysis"
 CANARY_REPLICAS = 4
 BLUE_GREEN_REPLICAS = 2
+ANALYSIS_REPLICAS = 2
+ANALYSIS_TEMPLATE = "demo-error-rate"
+BAD_ERROR_RATE = 0.3
 
 
 class DemoError(errors.ChangeoverError):
@@ -88,6 +92,9 @@ def describe_step(step: JSON, *, short: bool = False) -> str:
         if duration:
             return f"pause {duration}"
         return "pause {}" if short else "pause {} until promote"
+    if "analysis" in step:
+        names = [t["templateName"] for t in step["analysis"].get("templates", [])]
+        return "analysis" if short else f"analysis {', '.join(names)}"
     return ", ".join(step)
 
 
@@ -108,6 +115,60 @@ def canary(*, root: Path, version: str, port: int, pause_seconds: float) -> JSON
                     "steps": canary_steps(pause_seconds),
                 }
             },
+        },
+    }
+
+
+def analysis_template(*, interval_seconds: float) -> JSON:
+    """The act's AnalysisTemplate: the canary's share of 5xx answers, from the builtin
+    router, measured every ``interval_seconds`` three times; a second bad measurement fails
+    it (as in examples/analysis-template.yaml, at the demo's pace)."""
+    return {
+        "apiVersion": "changeover.dev/v1alpha1",
+        "kind": "AnalysisTemplate",
+        "metadata": {"name": ANALYSIS_TEMPLATE},
+        "spec": {
+            "args": [{"name": "max-error-rate", "value": "0.05"}],
+            "metrics": [
+                {
+                    "name": "error-rate",
+                    "interval": _seconds(interval_seconds),
+                    "count": 3,
+                    "failureLimit": 1,
+                    "successCondition": "result <= {{args.max-error-rate}}",
+                    "provider": {
+                        "builtin": {
+                            "metric": "error-rate",
+                            "revision": "canary",
+                            "window": _seconds(max(5.0, 3 * interval_seconds)),
+                            "minRequests": 10,
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def analysis_steps() -> list[JSON]:
+    check = {"analysis": {"templates": [{"templateName": ANALYSIS_TEMPLATE}]}}
+    return [{"setWeight": 20}, check, {"setWeight": 50}, check]
+
+
+def analysis_canary(*, root: Path, version: str, port: int, error_rate: float) -> JSON:
+    """A canary that no human promotes: each analysis step decides (examples/
+    canary-analysis.yaml). ``error_rate`` is the share of requests the app answers 500."""
+    template = _template(root, version, "llama-3-8b-instruct")
+    template["env"]["ERROR_RATE"] = f"{error_rate:g}"
+    return {
+        "apiVersion": "changeover.dev/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {"name": ANALYSIS, "labels": {"app": "chat-api"}},
+        "spec": {
+            "replicas": ANALYSIS_REPLICAS,
+            "template": template,
+            "service": {"port": port},
+            "strategy": {"canary": {"steps": analysis_steps()}},
         },
     }
 
