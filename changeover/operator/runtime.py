@@ -123,7 +123,10 @@ class Operator:
     # --- informer callbacks ----------------------------------------------------------
 
     def _rollout_changed(self, obj: JSON) -> None:
-        self.queue.add(informer.key_of(obj))
+        meta, status = obj.get("metadata", {}), obj.get("status") or {}
+        # A spec the operator has not acted on yet jumps the queue.
+        urgent = meta.get("generation") != status.get("observedGeneration")
+        self.queue.add(informer.key_of(obj), urgent=urgent)
 
     def _rollout_deleted(self, obj: JSON) -> None:
         key = informer.key_of(obj)

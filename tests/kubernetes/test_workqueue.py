@@ -1,0 +1,37 @@
+"""The operator's work queue (no cluster needed): de-duplication, one worker per key,
+urgent keys first, delayed looks."""
+
+from __future__ import annotations
+
+import asyncio
+
+from changeover.operator.workqueue import WorkQueue
+
+
+async def test_dedupes_and_serves_urgent_first() -> None:
+    q: WorkQueue[str] = WorkQueue()
+    for key in ("a", "b", "a", "c"):
+        q.add(key)
+    q.add("c", urgent=True)
+    q.add("d", urgent=True)
+    assert len(q) == 4
+    assert [await q.get() for _ in range(4)] == ["d", "c", "a", "b"]
+
+
+async def test_a_key_queued_while_running_runs_again_after() -> None:
+    q: WorkQueue[str] = WorkQueue()
+    q.add("a")
+    key = await q.get()
+    q.add("a")  # a change while "a" is being reconciled
+    assert len(q) == 0
+    q.done(key)
+    assert await asyncio.wait_for(q.get(), 1) == "a"
+
+
+async def test_add_after_keeps_the_earliest_timer() -> None:
+    q: WorkQueue[str] = WorkQueue()
+    q.add_after("a", 5.0)
+    q.add_after("a", 0.05)
+    q.add_after("a", 3.0)
+    assert await asyncio.wait_for(q.get(), 1) == "a"
+    q.close()
