@@ -62,6 +62,7 @@ class MetricResult:
     inconclusive: int = 0
     error: int = 0
     consecutive_error: int = 0
+    consecutive_success: int = 0
     last_finished_at: float | None = None
 
     @property
@@ -110,6 +111,7 @@ def record(result: MetricResult, measurement: Measurement, *, retention: int) ->
         "last_finished_at": measurement.finished_at,
         "message": measurement.message,
     }
+    counts["consecutive_success"] = result.consecutive_success + 1 if phase == "Successful" else 0
     if phase == "Error":
         counts["error"] = result.error + 1
         counts["consecutive_error"] = result.consecutive_error + 1
@@ -129,14 +131,22 @@ def assess_metric(metric: MetricSpec, result: MetricResult, *, terminating: bool
         return result.phase
     if not result.measurements and result.error == 0:
         return "Successful" if terminating else "Pending"
-    if result.failed > metric.failure_limit:
+    failure_applies = metric.failure_limit >= 0
+    success_applies = metric.consecutive_success_limit > 0
+    if failure_applies and result.failed > metric.failure_limit:
         return "Failed"
     if result.inconclusive > metric.inconclusive_limit:
         return "Inconclusive"
     if result.consecutive_error > metric.consecutive_error_limit:
         return "Error"
+    if success_applies and result.consecutive_success >= metric.consecutive_success_limit:
+        return "Successful"
     count = metric.effective_count
     if count is not None and result.count >= count:
+        # Argo Rollouts 1.8: a consecutiveSuccessLimit not reached by the last measurement
+        # fails the metric, or leaves it Inconclusive when failureLimit applies as well.
+        if success_applies:
+            return "Inconclusive" if failure_applies else "Failed"
         return "Successful"
     if terminating:
         return "Successful"
@@ -148,7 +158,14 @@ def verdict(metric: MetricSpec, result: MetricResult, phase: Phase) -> str:
     latest = result.latest
     value = f" = {conditions_eval.show(latest.value)}" if latest is not None else ""
     why = latest.message if latest is not None and latest.message else ""
-    if phase == "Failed":
+    within = metric.failure_limit < 0 or result.failed <= metric.failure_limit
+    short = metric.consecutive_success_limit > 0 and within
+    if short and phase in ("Failed", "Inconclusive"):
+        limit = (
+            f"{result.consecutive_success} in a row passed < consecutiveSuccessLimit "
+            f"{metric.consecutive_success_limit} after {result.count} measurements"
+        )
+    elif phase == "Failed":
         limit = f"{result.failed} failed > failureLimit {metric.failure_limit}"
     elif phase == "Inconclusive":
         limit = f"{result.inconclusive} inconclusive > inconclusiveLimit "

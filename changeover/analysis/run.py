@@ -192,6 +192,7 @@ def _result_json(result: assess.MetricResult) -> JSON:
         "inconclusive": result.inconclusive,
         "error": result.error,
         "consecutiveError": result.consecutive_error,
+        "consecutiveSuccess": result.consecutive_success,
         "lastFinishedAt": result.last_finished_at,
         "measurements": [
             {
@@ -217,6 +218,7 @@ def _result_from(name: str, data: Mapping[str, Any]) -> assess.MetricResult:
         inconclusive=data.get("inconclusive", 0),
         error=data.get("error", 0),
         consecutive_error=data.get("consecutiveError", 0),
+        consecutive_success=data.get("consecutiveSuccess", 0),
         last_finished_at=data.get("lastFinishedAt"),
         measurements=tuple(
             assess.Measurement(

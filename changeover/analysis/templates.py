@@ -53,6 +53,7 @@ class MetricSpec:
     failure_limit: int = 0
     inconclusive_limit: int = 0
     consecutive_error_limit: int = spec.DEFAULT_CONSECUTIVE_ERROR_LIMIT
+    consecutive_success_limit: int = 0  # 0: not applicable
     dry_run: bool = False
     retention: int = spec.DEFAULT_MEASUREMENT_RETENTION
 
@@ -77,6 +78,7 @@ class MetricSpec:
             "failureLimit": self.failure_limit,
             "inconclusiveLimit": self.inconclusive_limit,
             "consecutiveErrorLimit": self.consecutive_error_limit,
+            "consecutiveSuccessLimit": self.consecutive_success_limit,
             "dryRun": self.dry_run,
             "retention": self.retention,
         }
@@ -97,6 +99,7 @@ class MetricSpec:
             consecutive_error_limit=data.get(
                 "consecutiveErrorLimit", spec.DEFAULT_CONSECUTIVE_ERROR_LIMIT
             ),
+            consecutive_success_limit=data.get("consecutiveSuccessLimit", 0),
             dry_run=bool(data.get("dryRun", False)),
             retention=data.get("retention", spec.DEFAULT_MEASUREMENT_RETENTION),
         )
@@ -258,7 +261,13 @@ def _resolve_metric(
         where = ".".join(str(p) for p in first["loc"])
         raise TemplateError(f"{where}: {first['msg']}", path) from None
     numbers: dict[str, int] = {}
-    for name in ("count", "failure_limit", "inconclusive_limit", "consecutive_error_limit"):
+    for name in (
+        "count",
+        "failure_limit",
+        "inconclusive_limit",
+        "consecutive_error_limit",
+        "consecutive_success_limit",
+    ):
         value = getattr(done, name)
         if isinstance(value, str):
             raise TemplateError(f"{name}: expected an integer, got {value!r}", path)
@@ -283,6 +292,7 @@ def _resolve_metric(
         failure_limit=numbers["failure_limit"],
         inconclusive_limit=numbers["inconclusive_limit"],
         consecutive_error_limit=numbers["consecutive_error_limit"],
+        consecutive_success_limit=numbers["consecutive_success_limit"],
         dry_run=_matches(dry_run, done.name),
         retention=keep[0] if keep else spec.DEFAULT_MEASUREMENT_RETENTION,
     )

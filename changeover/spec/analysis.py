@@ -74,6 +74,16 @@ def _int_or_placeholder(value: object) -> int | str:
 IntOrArg = Annotated[int | str, BeforeValidator(_int_or_placeholder)]
 
 
+def _limit_or_placeholder(value: object) -> int | str:
+    """``failureLimit`` also takes -1: failures alone never fail the metric (Argo)."""
+    if value == -1 or value == "-1":
+        return -1
+    return _int_or_placeholder(value)
+
+
+LimitOrArg = Annotated[int | str, BeforeValidator(_limit_or_placeholder)]
+
+
 def _duration_or_placeholder(value: object) -> float | str:
     if isinstance(value, str) and _PLACEHOLDER.search(value):
         return value
@@ -163,7 +173,9 @@ class Metric(Model):
     Inconclusive when neither, Error when it could not be taken. The metric fails once
     more than ``failureLimit`` measurements failed, is Inconclusive once more than
     ``inconclusiveLimit`` were, and errs after more than ``consecutiveErrorLimit`` errors
-    in a row.
+    in a row. With ``consecutiveSuccessLimit`` (Argo Rollouts 1.8) it succeeds as soon as
+    that many measurements in a row passed; reaching ``count`` without that is a failure,
+    or Inconclusive when ``failureLimit`` applies too (``failureLimit: -1`` turns it off).
     """
 
     name: Annotated[str, Field(pattern=NAME, max_length=63)]
@@ -172,9 +184,10 @@ class Metric(Model):
     count: IntOrArg | None = None
     success_condition: str | None = None
     failure_condition: str | None = None
-    failure_limit: IntOrArg = 0
+    failure_limit: LimitOrArg = 0
     inconclusive_limit: IntOrArg = 0
     consecutive_error_limit: IntOrArg = DEFAULT_CONSECUTIVE_ERROR_LIMIT
+    consecutive_success_limit: IntOrArg = 0
     # Exactly one provider: {builtin: {...}}, {prometheus: {...}}, {web: ...}, {job: ...}
     provider: dict[str, dict[str, Any]]
 

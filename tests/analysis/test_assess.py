@@ -98,6 +98,25 @@ def test_assess_metric(
     assert assess.assess_metric(metric(**spec), tally(*phases), terminating=terminating) == expected
 
 
+@pytest.mark.parametrize(
+    ("phases", "failure_limit", "expected"),
+    [
+        (["Failed", "Successful", "Successful"], 3, "Successful"),  # 2 in a row: done early
+        (["Successful", "Failed", "Successful"], 3, "Running"),
+        (["Successful", "Failed", "Successful", "Failed"], 3, "Inconclusive"),  # count, no run
+        (["Successful", "Failed", "Successful", "Failed"], -1, "Failed"),  # only success applies
+        (["Failed"] * 4, 3, "Failed"),
+        (["Failed"] * 4, -1, "Failed"),
+        (["Failed"] * 3, -1, "Running"),  # failureLimit -1: failures alone never fail it
+    ],
+)
+def test_consecutive_success_limit_argo_1_8(
+    phases: list[str], failure_limit: int, expected: str
+) -> None:
+    spec = metric(interval=1.0, count=4, consecutive_success_limit=2, failure_limit=failure_limit)
+    assert assess.assess_metric(spec, tally(*phases), terminating=False) == expected
+
+
 def test_verdict_names_the_metric_the_value_and_the_limit() -> None:
     spec = metric("error-rate", interval=5.0, count=3, failure_limit=1)
     result = assess.MetricResult(name="error-rate")

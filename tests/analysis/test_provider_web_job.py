@@ -167,6 +167,35 @@ async def test_cancelling_the_measurement_kills_the_whole_process_group(tmp_path
         raise AssertionError("the job's grandchild outlived the cancelled measurement")
 
 
+async def test_argo_kubernetes_job_shape_runs_its_container_command_here() -> None:
+    argo = {
+        "metadata": {"labels": {"app": "smoke"}},
+        "spec": {
+            "backoffLimit": 1,
+            "activeDeadlineSeconds": 30,
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "smoke",
+                            "image": "python:3.11",
+                            "command": [sys.executable, "-c"],
+                            "args": ["import os; print('hi', os.environ['WHO'])"],
+                            "env": [{"name": "WHO", "value": "argo"}],
+                        }
+                    ],
+                    "restartPolicy": "Never",
+                }
+            },
+        },
+    }
+    result = await run_job(argo)
+    assert result.phase == "Successful" and result.message.endswith("hi argo")
+    assert job.problems({"spec": {"template": {}}}) == [
+        "expected command: [...] or a Kubernetes Job (spec.template.spec.containers)"
+    ]
+
+
 def test_job_lint_problems() -> None:
     assert job.problems({"command": ["smoke.py"], "timeoutSeconds": 30}) == []
     assert job.problems({"command": "smoke.py --fast", "timeout": 3}) == [

@@ -10,6 +10,19 @@ shell string), in its own process group::
         workingDir: /srv/app
         timeoutSeconds: 300     # default 300; a job that runs longer is killed: Failed
 
+Argo Rollouts' own shape, a Kubernetes Job, is read too: the first container's ``command``
+plus ``args`` is the argv, its ``env`` list the environment and ``activeDeadlineSeconds``
+the timeout (the image is not used: the job runs here, beside the replicas)::
+
+    job:
+      spec:
+        backoffLimit: 1
+        activeDeadlineSeconds: 120
+        template:
+          spec:
+            containers:
+              - {name: smoke, image: curlimages/curl, command: [curl, -fsS], args: [http://...]}
+
 Exit code 0 → Successful, anything else → Failed; ``result`` is the exit code and the
 message the end of the job's output. A command that cannot start (no such file) is an
 Error. When the run is stopped the measurement's task is cancelled and the whole process
@@ -33,7 +46,35 @@ _OUTPUT_KEPT = 4096
 _KEYS = ("command", "env", "workingDir", "timeoutSeconds")
 
 
+def from_kubernetes_job(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Argo's ``job: {spec: {template: {spec: {containers: [...]}}}}`` as our config;
+    ValueError when it has no container with a command."""
+    try:
+        job_spec = config["spec"]
+        containers = job_spec["template"]["spec"]["containers"]
+        container = containers[0]
+    except (KeyError, IndexError, TypeError):
+        raise ValueError(
+            "expected command: [...] or a Kubernetes Job (spec.template.spec.containers)"
+        ) from None
+    argv = [*(container.get("command") or []), *(container.get("args") or [])]
+    if not argv:
+        raise ValueError("the Job's container has no command or args to run here")
+    env = {str(e["name"]): str(e.get("value", "")) for e in container.get("env") or []}
+    out: dict[str, Any] = {"command": argv, "env": env}
+    if container.get("workingDir"):
+        out["workingDir"] = container["workingDir"]
+    if job_spec.get("activeDeadlineSeconds"):
+        out["timeoutSeconds"] = job_spec["activeDeadlineSeconds"]
+    return out
+
+
 def problems(config: Mapping[str, Any]) -> list[str]:
+    if "spec" in config and "command" not in config:
+        try:
+            config = from_kubernetes_job(config)
+        except ValueError as exc:
+            return [str(exc)]
     out = [
         f"unknown field {key!r}; expected one of {', '.join(_KEYS)}"
         for key in config
@@ -84,6 +125,8 @@ class JobProvider:
         found = problems(config)
         if found:
             raise base.ProviderError(f"provider.job: {found[0]}")
+        if "spec" in config and "command" not in config:
+            config = from_kubernetes_job(config)
         argv = [str(a) for a in config["command"]]
         env = {**os.environ, **{str(k): str(v) for k, v in config.get("env", {}).items()}}
         env.setdefault("ROLLOUT", context.rollout)
