@@ -29,6 +29,7 @@ from changeover.platforms.kubernetes import client as kube
 from changeover.platforms.kubernetes import names, replicasets
 from changeover.platforms.kubernetes.events import list_events
 from changeover.platforms.kubernetes.replicasets import Counts
+from changeover.spec import analysis as spec_analysis
 from changeover.spec import load, models, validate
 from changeover.traffic import kubernetes as kube_routers
 
@@ -76,9 +77,32 @@ class KubeService:
 
     async def apply(self, documents_: list[JSON], *, source: str) -> list[JSON]:
         self.check(documents_, source=source)
+        templates = [d for d in documents_ if d.get("kind") == "AnalysisTemplate"]
+        problems = []
+        for i, doc in enumerate(templates):
+            try:
+                spec_analysis.AnalysisTemplate.model_validate(
+                    {**doc, "apiVersion": models.API_VERSION}
+                )
+            except ValueError as exc:
+                problems.append(errors.SpecProblem(file=source, path=f"[{i}]", message=str(exc)))
+        if problems:
+            raise errors.SpecError(problems)
         results = []
+        # Templates first: a rollout applied with them may start an analysis at once.
+        for doc in templates:
+            name = str(doc["metadata"]["name"])
+            body: JSON = {
+                "apiVersion": models.API_VERSION,
+                "kind": "AnalysisTemplate",
+                "metadata": {"name": name, "namespace": self.namespace},
+                "spec": doc.get("spec") or {},
+            }
+            await self.client.apply_object(kube.ANALYSIS_TEMPLATES, body, namespace=self.namespace)
+            results.append({"name": name, "kind": "AnalysisTemplate", "action": "applied"})
         for doc in documents_:
-            results.append(await self._apply_one(doc))
+            if doc.get("kind", "Rollout") == "Rollout":
+                results.append(await self._apply_one(doc))
         return results
 
     async def _apply_one(self, doc: JSON) -> JSON:
