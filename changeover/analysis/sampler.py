@@ -210,6 +210,12 @@ class Sampler:
                 ring.append(counters)
 
     def _live(self, rollout: str, revision: int, now: float) -> Counters | None:
+        # The builtin Registry lets us snapshot one revision, not every rollout's.
+        rollouts = getattr(self._registry, "rollouts", None)
+        if isinstance(rollouts, dict):
+            found = rollouts.get(rollout)
+            metrics = found.revisions.get(revision) if found is not None else None
+            return _counters(now, metrics.snapshot()) if metrics is not None else None
         snap = self._registry.snapshot().get(rollout, {}).get("revisions", {}).get(str(revision))
         return _counters(now, snap) if snap is not None else None
 
