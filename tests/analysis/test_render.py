@@ -1,0 +1,69 @@
+"""``get`` shows the analysis: the newest run's verdict, then a line per metric."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from changeover.cli import render
+
+STATUS = {
+    "name": "chat",
+    "phase": "Aborted",
+    "strategy": "canary",
+    "revision": 3,
+    "stableRevision": 2,
+    "canaryRevision": 3,
+    "weights": {"2": 100},
+    "replicas": {"2": 2, "3": 1},
+    "message": "Rollout aborted: step 2/4 analysis Failed: metric error-rate Failed = 0.2824",
+    "analysis": {
+        "error-rate": {
+            "phase": "Failed",
+            "value": 0.2823529411764706,
+            "successful": 0,
+            "failed": 2,
+            "inconclusive": 0,
+            "error": 1,
+            "dryRun": False,
+        },
+        "latency-p99": {
+            "phase": "Successful",
+            "value": {"requests": 44.0, "p99": 0.02463, "errorRate": 0.2955},
+            "successful": 4,
+            "failed": 0,
+            "inconclusive": 0,
+            "error": 1,
+            "dryRun": True,
+        },
+    },
+    "analysisRuns": [
+        {
+            "id": "chat-3-1-background",
+            "kind": "background",
+            "phase": "Successful",
+            "message": "1 metric Successful",
+            "startedAt": 10.0,
+        },
+        {
+            "id": "chat-3-1-step1",
+            "kind": "step",
+            "phase": "Failed",
+            "startedAt": 11.0,
+            "message": "metric error-rate Failed = 0.2824 (...); 2 failed > failureLimit 1",
+        },
+    ],
+}
+
+
+def test_get_shows_the_verdict_and_each_metric() -> None:
+    console = Console(width=140, record=True, color_system=None)
+    console.print(render.rollout_view(STATUS))
+    text = console.export_text()
+    assert (
+        "Analysis  step analysis Failed: metric error-rate Failed = 0.2824 (...); "
+        "2 failed > failureLimit 1" in text
+    )
+    lines = {line.split()[0]: line for line in text.splitlines() if line.strip()}
+    assert lines["error-rate"].split()[1:4] == ["Failed", "0.2824", "0"]
+    assert "Successful (dry run)" in lines["latency-p99"]
+    assert "errorRate=0.2955 p99=0.02463 requests=44" in lines["latency-p99"]
