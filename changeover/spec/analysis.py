@@ -297,6 +297,15 @@ class Webhook(Model):
       rollback and aborts the rollout (Flagger's manual-rollback gate).
     - ``post-rollout``: called once the rollout completed or was aborted; ``event``: called
       for every event. Their failures are only reported.
+
+    Why ``spec.webhooks`` and not ``strategy.<x>.webhooks``: a webhook is about the life of
+    a rollout (may it start, is it being load-tested, may it finish, tell me what happened),
+    and six of the eight types mean the same under every strategy. Under the strategy,
+    switching canary → blueGreen would silently drop the gates a team relies on, and the
+    same list would be written out once per strategy. Flagger keeps them under
+    ``analysis`` only because it has one strategy engine. The two strategy-shaped types
+    (``confirm-traffic-increase``: canary; ``confirm-promotion``: not rollingUpdate or
+    recreate) earn a lint warning where they can never fire.
     """
 
     name: Annotated[str, Field(pattern=NAME, max_length=63)]
