@@ -22,7 +22,7 @@ a template in another file only earns a warning) and the controller's ``apply``
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 
 import pydantic
 
@@ -94,7 +94,7 @@ def check_rollouts(
     known: Templates,
     *,
     strict: bool,
-    broken: set[str] = frozenset(),  # type: ignore[assignment]
+    broken: Collection[str] = (),
 ) -> list[errors.SpecProblem]:
     problems: list[errors.SpecProblem] = []
     for rollout, source in zip(rollouts, sources, strict=True):
@@ -130,7 +130,7 @@ def check_rollout(
     *,
     source: str,
     strict: bool,
-    broken: set[str] = frozenset(),  # type: ignore[assignment]
+    broken: Collection[str] = (),
 ) -> list[errors.SpecProblem]:
     problems = _webhook_problems(rollout, source)
     try:
