@@ -52,11 +52,20 @@ class OperatorAnalysis:
     ) -> None:
         directory = state_dir or Path(tempfile.mkdtemp(prefix="changeover-operator-"))
         self.store = AnalysisStore(directory / "analysis.db")
-        self.runner = AnalysisRunner(store=self.store, clock=SystemClock(), wake=wake)
+        self._wake = wake
+        # Made on first use: the providers it loads cost ~75 MB, which an operator whose
+        # rollouts have no analysis need not pay.
+        self._runner: AnalysisRunner | None = None
         self.webhooks = WebhookRunner(wake=wake)
         self.templates = informer.Informer(
             client, kube.ANALYSIS_TEMPLATES, namespace=namespace, on_change=self._template
         )
+
+    @property
+    def runner(self) -> AnalysisRunner:
+        if self._runner is None:
+            self._runner = AnalysisRunner(store=self.store, clock=SystemClock(), wake=self._wake)
+        return self._runner
 
     def _template(self, obj: JSON) -> None:
         meta = obj.get("metadata", {})
@@ -78,7 +87,7 @@ class OperatorAnalysis:
 
     def observe(self, status: RolloutStatus) -> tuple[JSON, JSON]:
         analysis: dict[str, context.AnalysisResult] = {}
-        for run_id in status.analysis_runs:
+        for run_id in status.analysis_runs if status.analysis_runs else ():
             seen = self.runner.observe(run_id)
             if seen is not None:
                 analysis[run_id] = seen
@@ -119,14 +128,18 @@ class OperatorAnalysis:
         """Step the runner once a second (measurements that are due start)."""
         while True:
             try:
-                self.runner.step()
+                if self._runner is None and self.store.active_runs():
+                    self.runner.step()  # runs left by an earlier process: resume them
+                elif self._runner is not None:
+                    self._runner.step()
             except Exception:
                 log.exception("analysis step failed")
             await asyncio.sleep(1.0)
 
     async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.runner.close()
+        if self._runner is not None:
+            with contextlib.suppress(Exception):
+                await self._runner.close()
         with contextlib.suppress(Exception):
             await self.webhooks.close()
         self.store.close()
