@@ -72,15 +72,16 @@ async def _gather_limited(coros: list[Any], limit: int = 32) -> list[Any]:
     return await asyncio.gather(*(one(c) for c in coros))
 
 
-async def _wait_all(client: kube.KubeClient, ns: str, n: int, check: Any, limit: float) -> float:
+async def _wait_all(
+    client: kube.KubeClient, ns: str, n: int, check: Any, limit: float
+) -> tuple[float, int]:
+    """Seconds until every rollout passes ``check`` (or ``limit``), and how many did."""
     t0 = time.monotonic()
     while True:
         doc = await client.list(kube.ROLLOUTS, namespace=ns)
         done = sum(1 for o in doc["items"] if check(o.get("status") or {}))
-        if done >= n:
-            return time.monotonic() - t0
-        if time.monotonic() - t0 > limit:
-            raise TimeoutError(f"{done}/{n} after {limit}s")
+        if done >= n or time.monotonic() - t0 > limit:
+            return time.monotonic() - t0, done
         await asyncio.sleep(1.0)
 
 
@@ -156,8 +157,11 @@ async def run_one(n: int, workers: int) -> JSON:
             await _gather_limited(
                 [client.create(kube.ROLLOUTS, rollout(x, "app:v1"), namespace=ns) for x in names]
             )
-            t_healthy = (
-                await _wait_all(client, ns, n, lambda s: s.get("phase") == "Healthy", 600 + n) + 0.0
+            # The fake kubelet, not the operator, limits how fast pods become ready; a phase
+            # that has not finished after ``limit`` seconds is reported as far as it got.
+            limit = 240 + n / 4
+            t_healthy, healthy = await _wait_all(
+                client, ns, n, lambda s: s.get("phase") == "Healthy", limit
             )
             create_s = time.monotonic() - t0
             base = stats()
@@ -172,14 +176,20 @@ async def run_one(n: int, workers: int) -> JSON:
 
             t1 = time.monotonic()
             await _gather_limited([update(x) for x in names])
-            to_paused = await _wait_all(
+            _, paused = await _wait_all(
                 client,
                 ns,
                 n,
                 lambda s: s.get("phase") == "Paused" and s.get("currentStepIndex") == 1,
-                600 + n,
+                limit,
             )
             mid = stats()
+            listed = await client.list(kube.ROLLOUTS, namespace=ns)
+            to_promote = [
+                o["metadata"]["name"]
+                for o in listed["items"]
+                if (o.get("status") or {}).get("phase") == "Paused"
+            ]
             latencies = [
                 mid["firstAction"][x]["2"] - updated[x]
                 for x in names
@@ -197,13 +207,13 @@ async def run_one(n: int, workers: int) -> JSON:
                         await asyncio.sleep(0.05)
 
             t2 = time.monotonic()
-            await _gather_limited([promote(x) for x in names])
-            to_done = await _wait_all(
+            await _gather_limited([promote(x) for x in to_promote])
+            to_done, done = await _wait_all(
                 client,
                 ns,
-                n,
+                len(to_promote),
                 lambda s: s.get("phase") == "Healthy" and s.get("stableRevision") == 2,
-                600 + n,
+                limit,
             )
             end = stats()
             cpu1 = ps.cpu_times()
@@ -212,16 +222,21 @@ async def run_one(n: int, workers: int) -> JSON:
             return {
                 "rollouts": n,
                 "workers": workers,
+                "healthy": healthy,
+                "paused": paused,
+                "promoted": done,
                 "create_to_healthy_s": round(create_s, 1),
                 "first_healthy_wait_s": round(t_healthy, 1),
-                "update_to_paused_s": round(to_paused + (t2 - t1 - to_paused), 1),
+                "update_to_paused_s": round(t2 - t1, 1),
                 "promote_to_healthy_s": round(to_done, 1),
                 "reconcile_latency_p50_ms": round(_pct(latencies, 0.5) * 1000, 1),
                 "reconcile_latency_p95_ms": round(_pct(latencies, 0.95) * 1000, 1),
                 "reconcile_latency_max_ms": round(max(latencies) * 1000, 1) if latencies else None,
                 # Update phase = two steps (new revision + setWeight 50, then the pause).
                 "api_requests_per_rollout_step_update": round(update_requests / n / 2, 2),
-                "api_requests_per_rollout_promote": round(promote_requests / n, 2),
+                "api_requests_per_rollout_promote": round(
+                    promote_requests / max(1, len(to_promote)), 2
+                ),
                 "operator_cpu_s": round((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system), 1),
                 "operator_peak_rss_mb": round(peak_rss / 2**20, 1),
                 "reconciles": end["reconciles"],
@@ -240,6 +255,11 @@ async def run_one(n: int, workers: int) -> JSON:
             await _drop_nodes(client, nodes)
 
 
+def _short(r: JSON, key: str, of: int) -> str:
+    """' (903/1000)' when a phase stopped at its time limit short of every rollout."""
+    return "" if r[key] >= of else f" ({r[key]}/{of})"
+
+
 def render(results: list[JSON]) -> str:
     lines = [
         "## Kubernetes scale",
@@ -249,7 +269,11 @@ def render(results: list[JSON]) -> str:
         "kubelet) on this 2-core machine, one operator process (32 workers). *Latency* is "
         "spec change (the PUT's reply) → the operator's first action for the new revision "
         "(creating its ReplicaSet). *Requests/step* are the operator's API requests (not "
-        "watches), per rollout per step. CPU and peak RSS are the operator process's own.",
+        "watches), per rollout per step. CPU and peak RSS are the operator process's own. "
+        "A count in parentheses: the phase stopped at its time limit (240 s + N/4) that far; "
+        "the rest were waiting, correctly, for pods the testbed's fake kubelet had not made "
+        "Ready (one thread patching ~1,000 pods in a row lets its node heartbeats lapse, and "
+        "the node controller then marks those pods NotReady for good).",
         "",
         "| rollouts | create→all Healthy | update→all Paused | promote→all Healthy "
         "| latency p50 / p95 / max | requests/step (update) | requests (promote) "
@@ -258,8 +282,11 @@ def render(results: list[JSON]) -> str:
     ]
     for r in results:
         lines.append(
-            f"| {r['rollouts']} | {r['create_to_healthy_s']} s | {r['update_to_paused_s']} s | "
-            f"{r['promote_to_healthy_s']} s | {r['reconcile_latency_p50_ms']} / "
+            f"| {r['rollouts']} | "
+            f"{r['create_to_healthy_s']} s{_short(r, 'healthy', r['rollouts'])} | "
+            f"{r['update_to_paused_s']} s{_short(r, 'paused', r['rollouts'])} | "
+            f"{r['promote_to_healthy_s']} s{_short(r, 'promoted', r['paused'])} | "
+            f"{r['reconcile_latency_p50_ms']} / "
             f"{r['reconcile_latency_p95_ms']} / {r['reconcile_latency_max_ms']} ms | "
             f"{r['api_requests_per_rollout_step_update']} | "
             f"{r['api_requests_per_rollout_promote']} | {r['operator_cpu_s']} s | "
