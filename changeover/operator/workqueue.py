@@ -2,9 +2,10 @@
 while waiting is processed once; a key never runs on two workers at once (queued again
 while running, it runs again afterwards); ``add_after`` schedules a later look.
 
-``add(key, urgent=True)`` puts the key at the front: a spec a user just changed is acted
-on before the many status-driven looks (a ReplicaSet got one more ready pod) queued ahead
-of it, which is what keeps "spec change to first action" short with 1,000 rollouts.
+``add(key, urgent=True)`` queues the key ahead of every non-urgent one (urgent keys among
+themselves stay first in, first out): a spec a user just changed is acted on before the
+many status-driven looks (a ReplicaSet got one more ready pod) queued before it, which is
+what keeps "spec change to first action" short with 1,000 rollouts.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ K = TypeVar("K")
 
 class WorkQueue(Generic[K]):
     def __init__(self) -> None:
+        self._urgent: deque[K] = deque()
         self._order: deque[K] = deque()
         self._ready = asyncio.Event()
         self._waiting: set[K] = set()
@@ -33,16 +35,13 @@ class WorkQueue(Generic[K]):
             self._dirty[key] = self._dirty.get(key, False) or urgent
             return
         if key in self._waiting:
-            if urgent:
-                # Move it to the front (rare: a spec change for a key already queued).
+            if urgent and key in self._order:
+                # Promote it (rare: a spec change for a key already queued for a look).
                 self._order.remove(key)
-                self._order.appendleft(key)
+                self._urgent.append(key)
             return
         self._waiting.add(key)
-        if urgent:
-            self._order.appendleft(key)
-        else:
-            self._order.append(key)
+        (self._urgent if urgent else self._order).append(key)
         self._ready.set()
 
     def add_after(self, key: K, delay: float) -> None:
@@ -61,10 +60,10 @@ class WorkQueue(Generic[K]):
         self.add(key)
 
     async def get(self) -> K:
-        while not self._order:
+        while not self._urgent and not self._order:
             self._ready.clear()
             await self._ready.wait()
-        key = self._order.popleft()
+        key = self._urgent.popleft() if self._urgent else self._order.popleft()
         self._waiting.discard(key)
         self._running.add(key)
         return key

@@ -8,14 +8,14 @@ import asyncio
 from changeover.operator.workqueue import WorkQueue
 
 
-async def test_dedupes_and_serves_urgent_first() -> None:
+async def test_dedupes_and_serves_urgent_first_in_arrival_order() -> None:
     q: WorkQueue[str] = WorkQueue()
     for key in ("a", "b", "a", "c"):
         q.add(key)
     q.add("c", urgent=True)
     q.add("d", urgent=True)
     assert len(q) == 4
-    assert [await q.get() for _ in range(4)] == ["d", "c", "a", "b"]
+    assert [await q.get() for _ in range(4)] == ["c", "d", "a", "b"]
 
 
 async def test_a_key_queued_while_running_runs_again_after() -> None:
