@@ -250,6 +250,10 @@ class HAProxyRouter:
         """Read the weights map back from HAProxy and compare slot counts."""
         if self.process is None:
             return False
+        if self.desired.maintenance is not None:
+            # The wheel sends everything to the maintenance page: the weights that will
+            # apply once it ends are the desired ones.
+            return self.desired.weights == {r: w for r, w in weights.items() if w > 0}
         async with self._lock:
             entries = await self.process.api.show_map(self.paths.map("wheel"))
             revision_of = self._backend_revisions()

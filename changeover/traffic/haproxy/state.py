@@ -167,6 +167,9 @@ class Desired:
             "slots": tuple(sorted((config.backend(s), str(r)) for r, s in self.slot_of.items())),
             "wheel": tuple((str(i), be[rev]) for i, rev in enumerate(wheel)),
         }
+        maintenance = self.maintenance is not None
+        if maintenance:  # every request to the maintenance page, routes and sticky included
+            maps["wheel"] = tuple((str(i), "maintenance") for i in range(100))
         settings: list[tuple[str, str]] = []
         if self.maintenance is not None:
             settings.append(("maintenance", str(self.maintenance)))
@@ -174,14 +177,18 @@ class Desired:
             settings.append(("preview", be[self.preview]))
         maps["settings"] = tuple(settings)
         sticky: tuple[tuple[str, str], ...] = ()
-        if self.sticky is not None and (layout.sticky == (self.sticky.source, self.sticky.name)):
+        if (
+            self.sticky is not None
+            and not maintenance
+            and layout.sticky == (self.sticky.source, self.sticky.name)
+        ):
             sticky = tuple((str(b), be[self.sticky.revision]) for b in range(self.sticky.weight))
         maps["sticky"] = sticky
         maps["logsample"] = tuple((str(i), "1") for i in range(1000 // self.log_every))
         for rule in layout.rules:
             entries: list[tuple[str, str]] = []
             seen: set[str] = set()
-            for route in self.routes:  # earlier routes win a key both match
+            for route in [] if maintenance else self.routes:  # earlier routes win a key
                 for r, key in route.entries:
                     if r == rule and key not in seen:
                         seen.add(key)
