@@ -199,7 +199,9 @@ class Operator:
                     again = await reconcile_mod.reconcile(self, *key)
                 self.errors.pop(key, None)
             except kube.Conflict:
-                again = 0.05  # the cache is behind our last write or a user's: look again
+                # The cache is behind a user's write (or the watch lags): read the rollout
+                # itself, so the next look plans from it instead of conflicting again.
+                again = await self._refresh(key)
             except errors.ChangeoverError as exc:
                 again = await self._failed(
                     key, str(exc), transient=isinstance(exc, errors.TemporaryBackendError)
@@ -213,6 +215,19 @@ class Operator:
                 self.on_reconciled(key[0], key[1], time.perf_counter() - started)
             if again is not None:
                 self.queue.add_after(key, again)
+
+    async def _refresh(self, key: Key) -> float:
+        if key[0] == "argo":
+            return 0.5
+        try:
+            fresh = await self.client.get_or_none(kube.ROLLOUTS, key[1], namespace=key[0])
+        except errors.ChangeoverError:
+            return 1.0
+        if fresh is not None:
+            fresh.setdefault("apiVersion", kube.ROLLOUTS.api_version)
+            fresh.setdefault("kind", kube.ROLLOUTS.kind)
+            self.rollouts.remember(fresh)
+        return 0.0
 
     async def _failed(self, key: Key, message: str, *, transient: bool) -> float:
         self.stats.errors += 1
