@@ -41,13 +41,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
 import tempfile
+import time
 
 import uvloop
 
 from bench import proxies
+from changeover import errors
 from changeover.endpoints import Endpoint
 from changeover.spec import models
 from changeover.traffic.builtin import Registry
@@ -71,6 +74,14 @@ def start(ctx: proxies.ProxyContext) -> proxies.Running:
     name = f"{NAME}-{ctx.port}"
     p = ctx.procs.start(name, argv)
     proxies._ready(p, ctx.port, name, ctx.procs.logdir)
+    # The harness reads the process tree once start() returns: wait for READY, printed once
+    # the router has configured HAProxy, so the worker it finds is the one that serves.
+    log = ctx.procs.logdir / f"{name}.log"
+    deadline = time.monotonic() + 30
+    while "READY" not in log.read_text(errors="replace"):
+        if p.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not get ready: {log.read_text(errors='replace')}")
+        time.sleep(0.05)
     return proxies.Running(
         NAME, ctx.port, p.pid, lambda: ctx.procs.stop(p, grace=20.0), notes="HAProxy 2.6"
     )
@@ -111,9 +122,11 @@ async def main(args: argparse.Namespace) -> None:
             nbthread=1 if args.cpu is not None else None,
             cpu=args.cpu,
         )
+        # Configured before start: HAProxy's first configuration already has the route's
+        # rule (set after start, a new header name means one reload).
+        await configure(router, args.backend, sticky=args.sticky)
         await router.start()
         try:
-            await configure(router, args.backend, sticky=args.sticky)
             stop = asyncio.Event()
             loop.add_signal_handler(signal.SIGTERM, stop.set)
             loop.add_signal_handler(signal.SIGINT, stop.set)
@@ -123,7 +136,8 @@ async def main(args: argparse.Namespace) -> None:
                 flush=True,
             )
             await stop.wait()
-            await router.refresh_metrics()
+            with contextlib.suppress(errors.BackendError):
+                await router.refresh_metrics()
             snap = router.metrics.snapshot()
             for rev, m in snap["revisions"].items():
                 print(

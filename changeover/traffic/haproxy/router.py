@@ -121,8 +121,8 @@ class HAProxyRouter:
             self.port = _free_port(self.host)
         if self.preview_port == 0:
             self.preview_port = _free_port(self.host)
-        self.layout = dataclasses.replace(
-            self.layout, port=self.port, preview_port=self.preview_port
+        self.layout = self.desired.needed_layout(  # what was set before start() fits
+            dataclasses.replace(self.layout, port=self.port, preview_port=self.preview_port)
         )
         root = self._state_dir or default_state_dir(self.rollout, self.host, self.port)
         await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True, mode=0o700)

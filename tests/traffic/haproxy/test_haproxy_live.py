@@ -220,3 +220,25 @@ async def test_a_busy_service_has_a_sample_of_its_requests_timed(
         if router.desired.log_every == 1:
             break
     assert router.desired.log_every == 1
+
+
+async def test_what_is_set_before_start_is_in_the_first_configuration(
+    upstream: UpstreamFactory,
+) -> None:
+    router = HAProxyRouter("web", port=0, stats_interval=0.1)
+    await router.set_backends(1, [ep(await upstream("v1"))])
+    await router.set_backends(2, [ep(await upstream("v2"))])
+    await router.set_weight({1: 100})
+    match = {"headerName": "x-variant", "headerValue": {"exact": "b"}}
+    await router.set_header_route("beta", 2, [models.RouteMatch.model_validate(match)])
+    await router.start()
+    try:
+        worker = await router.worker_pid()
+        assert (await get(router.port, headers={"x-variant": "b"})).body == b"v2"
+        await router.set_weight({1: 90, 2: 10})  # runtime API from here on
+        replies = await load(router.port, 500, concurrency=8)
+        assert failures(replies) == []
+        await asyncio.sleep(0.3)  # a few stats polls (which also adapt the log sampling)
+        assert router.reloads == 0 and await router.worker_pid() == worker
+    finally:
+        await router.close()
