@@ -70,7 +70,7 @@ class HAProxyRouter:
         binary: str | None = None,
         nbthread: int | None = None,
         cpu: int | None = None,
-        timed_per_second: int = 1000,
+        timed_per_second: int = 200,
         slots: int = 4,
         servers: int = 16,
         stats_interval: float = 1.0,
@@ -94,7 +94,8 @@ class HAProxyRouter:
             log=timed_per_second > 0,
         )
         self.desired = state.Desired()
-        self.applied: state.Runtime | None = None
+        self._applied: state.Runtime | None = None
+        self._be_rev: dict[str, int] = {}  # backend name → revision, per ``applied``
         self.reloads = 0
         self.stats_interval = stats_interval
         # Latency histograms come from request logs; above this many requests per second
@@ -129,9 +130,7 @@ class HAProxyRouter:
         self._paths = paths = config.Paths(root)
         self.process = process.HAProxyProcess(paths, binary=self._binary)
         if self.layout.log:
-            self._logs = hmetrics.LogReader(
-                paths.log_socket, self.metrics, self._revision_of_backend
-            )
+            self._logs = hmetrics.LogReader(paths.log_socket, self.metrics, self._be_rev.get)
             self._logs.start()
         runtime = self.desired.plan(self.layout)
         try:
@@ -370,12 +369,21 @@ class HAProxyRouter:
 
     # -- metrics ------------------------------------------------------------------------
 
-    def _backend_revisions(self) -> dict[str, int]:
-        slot_of = self.applied.slot_of if self.applied is not None else {}
-        return {config.backend(slot): rev for rev, slot in slot_of.items()}
+    @property
+    def applied(self) -> state.Runtime | None:
+        """What HAProxy holds now (as far as the router has told it)."""
+        return self._applied
 
-    def _revision_of_backend(self, backend: str) -> int | None:
-        return self._backend_revisions().get(backend)
+    @applied.setter
+    def applied(self, runtime: state.Runtime | None) -> None:
+        self._applied = runtime
+        # Updated in place: the log reader holds this dict's ``get`` (read per log line).
+        self._be_rev.clear()
+        if runtime is not None:
+            self._be_rev.update({config.backend(s): r for r, s in runtime.slot_of.items()})
+
+    def _backend_revisions(self) -> dict[str, int]:
+        return dict(self._be_rev)
 
     async def refresh_metrics(self) -> None:
         """Read ``show stat`` now, add what grew into the metrics registry, and adapt the
@@ -401,7 +409,7 @@ class HAProxyRouter:
         ``timed_per_second`` lines a second; lowered only once the rate fits twice over,
         so a rate near a step does not flip N on every poll.
 
-        At 50,000 requests/s and 1,000 timed a second, N = 50."""
+        At 50,000 requests/s and 200 timed a second, N = 500 (250 a second)."""
         if self._logs is None:
             return
         target, current = self.timed_per_second, self.desired.log_every
