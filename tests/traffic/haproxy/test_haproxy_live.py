@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
+from pathlib import Path
 
 import pytest
 from haproxy_helpers import HAProxyFactory, UpstreamFactory, ep, failures, get, load, revisions
@@ -242,3 +244,31 @@ async def test_what_is_set_before_start_is_in_the_first_configuration(
         assert router.reloads == 0 and await router.worker_pid() == worker
     finally:
         await router.close()
+
+
+async def test_haproxy_stops_when_changeover_is_killed(tmp_path: Path) -> None:
+    """PR_SET_PDEATHSIG: a SIGKILLed changeover does not leave HAProxy holding the port."""
+    script = (
+        "import asyncio\n"
+        "from changeover.traffic.haproxy import HAProxyRouter\n"
+        "async def main():\n"
+        f"    r = HAProxyRouter('web', port=0, state_dir={str(tmp_path)!r})\n"
+        "    await r.start()\n"
+        "    print(r.process.pid, flush=True)\n"
+        "    await asyncio.sleep(60)\n"
+        "asyncio.run(main())\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 20)
+    master = int(line)
+    assert alive(master)
+    proc.kill()
+    await proc.wait()
+    for _ in range(100):
+        if not alive(master):
+            break
+        await asyncio.sleep(0.05)
+    assert not alive(master)
