@@ -29,6 +29,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import shutil
 import socket
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -159,6 +160,9 @@ class HAProxyRouter:
         if self._logs is not None:
             self._logs.close()
             self._logs = None
+        if self._state_dir is None and self._paths is not None:
+            # The default directory only matters after a crash (to find a stale HAProxy).
+            await asyncio.to_thread(shutil.rmtree, self._paths.root, True)
 
     async def _write(self, runtime: state.Runtime) -> str:
         """Write the map files and the page, return the configuration text (not written)."""
