@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit lint check bench clean deps-prometheus deps-bench deps-haproxy k8s-testbed bench-k8s
+.PHONY: demo test unit lint check bench clean deps-prometheus deps-bench deps-haproxy k8s-testbed bench-k8s bench-analysis
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -73,6 +73,11 @@ bench: $(STAMP) deps-bench
 # N Rollouts progressing at once against the k8s testbed (bench/RESULTS.md "## Kubernetes scale").
 bench-k8s: $(STAMP) k8s-testbed
 	$(BIN)/python -m bench.k8s_scale --rollouts 100 --rollouts 1000
+
+# A bad canary under 200 requests/s: time until all traffic is back on stable and the share of
+# requests it served (bench/RESULTS.md "## Blast radius"); about 4 minutes.
+bench-analysis: $(STAMP)
+	$(BIN)/python -m bench.blast_radius
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
