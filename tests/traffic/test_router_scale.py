@@ -139,6 +139,25 @@ async def test_2000_concurrent_keep_alive_connections(
     assert len(router.state.connections) == 0 or len(router.state.connections) <= 2000
 
 
+async def test_256_busy_clients_reuse_their_upstream_connections(
+    make_router: RouterFactory, upstream: UpstreamFactory
+) -> None:
+    """Given 256 keep-alive clients each sending requests back to back, the upstream sees
+    about one connection per client, not a new connect for every few requests (which is
+    what a pool keeping only 64 idle connections did: throughput fell as clients grew)."""
+    up = await upstream("v1")
+    router = await make_router()
+    await router.set_backends(1, [ep(up)])
+    await router.set_weight({1: 100})
+    # A 20 ms answer keeps all 256 requests in flight at once, as a busy service does.
+    replies = await router_helpers.load(
+        router.port, 256 * 8, concurrency=256, path="/slow?delay=0.02"
+    )
+    failed = [r for r in replies if not isinstance(r, router_helpers.Reply) or r.status != 200]
+    assert not failed, failed[:3]
+    assert up.connections <= 256, up.connections
+
+
 async def test_100_weight_changes_a_second_under_load_fail_nothing(
     make_router: RouterFactory, upstream: UpstreamFactory
 ) -> None:

@@ -13,7 +13,6 @@ Nothing here awaits on the hot path: ``pick``/``take_idle``/``release`` are plai
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -39,7 +38,9 @@ class EndpointState:
 
     def __init__(self, endpoint: Endpoint, *, max_idle: int) -> None:
         self.endpoint = endpoint
-        self.idle: list[PooledConnection] = []
+        # An insertion-ordered dict as an ordered set: popitem() is LIFO and forget() is
+        # O(1), which matters with hundreds of idle connections per endpoint.
+        self.idle: dict[PooledConnection, None] = {}
         self.in_flight = 0
         self.active = True  # False once removed or draining: connections are not pooled
         self.down_until = 0.0
@@ -49,7 +50,7 @@ class EndpointState:
     def take_idle(self) -> PooledConnection | None:
         idle = self.idle
         while idle:
-            conn = idle.pop()  # LIFO: the warmest connection, and cold ones age out
+            conn = idle.popitem()[0]  # LIFO: the warmest connection; cold ones age out
             if conn.usable():
                 return conn
         return None
@@ -57,14 +58,13 @@ class EndpointState:
     def release(self, conn: PooledConnection) -> None:
         if self.active and len(self.idle) < self.max_idle and conn.usable():
             conn.idle_ticks = 0
-            self.idle.append(conn)
+            self.idle[conn] = None
         else:
             conn.close()
 
     def forget(self, conn: PooledConnection) -> None:
         """An idle connection closed by the upstream leaves the pool."""
-        with contextlib.suppress(ValueError):
-            self.idle.remove(conn)
+        self.idle.pop(conn, None)
 
     def enter(self) -> None:
         self.in_flight += 1
@@ -76,7 +76,7 @@ class EndpointState:
 
     def deactivate(self) -> None:
         self.active = False
-        idle, self.idle = self.idle, []
+        idle, self.idle = self.idle, {}
         for conn in idle:
             conn.close()
 
