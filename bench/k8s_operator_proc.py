@@ -3,9 +3,13 @@
     python -m bench.k8s_operator_proc NAMESPACE STATS.json [WORKERS]
 
 Runs ``Operator`` on NAMESPACE and rewrites STATS.json every half second: API requests by
-verb and resource, reconciles, and for every rollout the wall-clock time of its first
-action towards each revision (``ensure_revision``), which bench/k8s_scale.py turns into
-"spec change to first action" latencies.
+verb and resource with the seconds spent waiting on their replies, reconciles, histograms
+(cumulative bucket counts, so the benchmark can subtract two snapshots) of reconcile
+durations and of the event loop's lag (how late a 100 ms sleep wakes up: a busy loop
+delays every watch event and every reply), the work queue's length, and the operator's
+spec-change trace (``operator.trace``: watch event received → queued → dequeued → first
+API write → planned → status written, per rollout and generation), which
+bench/k8s_scale.py turns into per-stage latencies.
 """
 
 from __future__ import annotations
@@ -16,40 +20,64 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from changeover.operator.runtime import Operator
 from changeover.platforms.kubernetes import client as kube
+
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, float("inf"))
+
+
+class Histogram:
+    def __init__(self) -> None:
+        self.counts = [0] * len(BUCKETS)
+        self.total = 0.0
+
+    def add(self, value: float) -> None:
+        self.total += value
+        for i, bound in enumerate(BUCKETS):
+            if value <= bound:
+                self.counts[i] += 1
+                return
+
+    def doc(self) -> dict[str, object]:
+        return {"counts": list(self.counts), "sum": round(self.total, 3)}
+
+
+async def _lag(hist: Histogram) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        t = loop.time()
+        await asyncio.sleep(0.1)
+        hist.add(max(0.0, loop.time() - t - 0.1))
 
 
 async def main(namespace: str, stats_path: Path, workers: int) -> None:
     client = await kube.KubeClient.connect()
     op = Operator(client, namespace=namespace, workers=workers, leader_election=False)
-    first_action: dict[str, dict[str, float]] = {}
-    ensure = op.platform.ensure_revision
-
-    async def timed_ensure(rollout: dict[str, Any], **kw: Any) -> None:
-        name = rollout["metadata"]["name"]
-        first_action.setdefault(name, {}).setdefault(str(kw["revision"]), time.time())
-        await ensure(rollout, **kw)
-
-    op.platform.ensure_revision = timed_ensure  # type: ignore[method-assign]
+    durations, lag = Histogram(), Histogram()
+    op.on_reconciled = lambda _ns, _name, seconds: durations.add(seconds)
     task = asyncio.create_task(op.run())
+    lagger = asyncio.create_task(_lag(lag))
     while not task.done():
         doc = {
             "pid": os.getpid(),
+            "time": time.time(),
             "requests": dict(client.requests),
+            "requestSeconds": {k: round(v, 3) for k, v in client.seconds.items()},
             "reconciles": op.stats.reconciles,
             "actions": op.stats.actions,
             "errors": op.stats.errors,
             "queue": len(op.queue),
-            "firstAction": first_action,
+            "reconcileSeconds": durations.doc(),
+            "loopLag": lag.doc(),
+            "trace": op.trace.records(),
             "ready": op.ready.is_set(),
         }
         tmp = stats_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc))
         tmp.replace(stats_path)
         await asyncio.sleep(0.5)
+    lagger.cancel()
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 import os
 import signal
@@ -37,10 +38,13 @@ from typing import Any
 import psutil
 
 from changeover.platforms.kubernetes import client as kube
+from changeover.platforms.kubernetes import names as kube_names
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "kubernetes"))
 import k8s_testbed  # noqa: E402
+
+from bench.k8s_operator_proc import BUCKETS  # noqa: E402
 
 JSON = dict[str, Any]
 
@@ -73,13 +77,25 @@ async def _gather_limited(coros: list[Any], limit: int = 32) -> list[Any]:
 
 
 async def _wait_all(
-    client: kube.KubeClient, ns: str, n: int, check: Any, limit: float
+    client: kube.KubeClient,
+    ns: str,
+    n: int,
+    check: Any,
+    limit: float,
+    seen: dict[str, float] | None = None,
 ) -> tuple[float, int]:
-    """Seconds until every rollout passes ``check`` (or ``limit``), and how many did."""
+    """Seconds until every rollout passes ``check`` (or ``limit``), and how many did;
+    ``seen`` gets the wall-clock time each rollout was first seen passing (polled
+    every second, so up to a second late)."""
     t0 = time.monotonic()
+    seen = {} if seen is None else seen
     while True:
         doc = await client.list(kube.ROLLOUTS, namespace=ns)
-        done = sum(1 for o in doc["items"] if check(o.get("status") or {}))
+        now = time.time()
+        for o in doc["items"]:
+            if check(o.get("status") or {}):
+                seen.setdefault(o["metadata"]["name"], now)
+        done = len(seen)
         if done >= n or time.monotonic() - t0 > limit:
             return time.monotonic() - t0, done
         await asyncio.sleep(1.0)
@@ -147,21 +163,27 @@ async def run_one(n: int, workers: int) -> JSON:
                 try:
                     return dict(json.loads(stats_path.read_text()))
                 except (OSError, ValueError):
-                    return {"requests": {}, "firstAction": {}, "ready": False}
+                    return {"requests": {}, "trace": [], "ready": False}
 
             while not stats().get("ready"):  # noqa: ASYNC110 - a file another process writes
                 await asyncio.sleep(0.2)
+            load0 = os.getloadavg()
             cpu0 = ps.cpu_times()
-            names = [f"r{i:04d}" for i in range(n)]
+            rollouts = [f"r{i:04d}" for i in range(n)]
+            created: dict[str, float] = {}
+
+            async def create(name: str) -> None:
+                await client.create(kube.ROLLOUTS, rollout(name, "app:v1"), namespace=ns)
+                created[name] = time.time()
+
             t0 = time.monotonic()
-            await _gather_limited(
-                [client.create(kube.ROLLOUTS, rollout(x, "app:v1"), namespace=ns) for x in names]
-            )
+            await _gather_limited([create(x) for x in rollouts])
             # The fake kubelet, not the operator, limits how fast pods become ready; a phase
             # that has not finished after ``limit`` seconds is reported as far as it got.
             limit = 240 + n / 4
+            healthy_at: dict[str, float] = {}
             t_healthy, healthy = await _wait_all(
-                client, ns, n, lambda s: s.get("phase") == "Healthy", limit
+                client, ns, n, lambda s: s.get("phase") == "Healthy", limit, healthy_at
             )
             create_s = time.monotonic() - t0
             base = stats()
@@ -175,25 +197,23 @@ async def run_one(n: int, workers: int) -> JSON:
                 updated[name] = time.time()
 
             t1 = time.monotonic()
-            await _gather_limited([update(x) for x in names])
+            await _gather_limited([update(x) for x in rollouts])
+            paused_at: dict[str, float] = {}
             _, paused = await _wait_all(
                 client,
                 ns,
                 n,
                 lambda s: s.get("phase") == "Paused" and s.get("currentStepIndex") == 1,
                 limit,
+                paused_at,
             )
             mid = stats()
+            update_pods = await _pod_spans(client, ns, 2, _acted(mid, 2), paused_at)
             listed = await client.list(kube.ROLLOUTS, namespace=ns)
             to_promote = [
                 o["metadata"]["name"]
                 for o in listed["items"]
                 if (o.get("status") or {}).get("phase") == "Paused"
-            ]
-            latencies = [
-                mid["firstAction"][x]["2"] - updated[x]
-                for x in names
-                if "2" in mid["firstAction"].get(x, {})
             ]
 
             async def promote(name: str) -> None:
@@ -217,11 +237,19 @@ async def run_one(n: int, workers: int) -> JSON:
             )
             end = stats()
             cpu1 = ps.cpu_times()
+            load1 = os.getloadavg()
+            create_spans = _trace_spans(mid["trace"], 1, created)
+            update_spans = _trace_spans(mid["trace"], 2, updated)
+            create_pods = await _pod_spans(client, ns, 1, _acted(mid, 1), healthy_at)
             update_requests = _requests(mid) - _requests(base)
             promote_requests = _requests(end) - _requests(mid)
+            latencies = update_spans["first action"]
             return {
                 "rollouts": n,
                 "workers": workers,
+                "date": time.strftime("%Y-%m-%d %H:%M"),
+                "load_before": [round(x, 2) for x in load0],
+                "load_after": [round(x, 2) for x in load1],
                 "healthy": healthy,
                 "paused": paused,
                 "promoted": done,
@@ -241,6 +269,10 @@ async def run_one(n: int, workers: int) -> JSON:
                 "operator_peak_rss_mb": round(peak_rss / 2**20, 1),
                 "reconciles": end["reconciles"],
                 "errors": end.get("errors", 0),
+                "create_stages_ms": _summaries({**create_spans, **create_pods}),
+                "update_stages_ms": _summaries({**update_spans, **update_pods}),
+                "update_operator": _operator_window(base, mid, workers),
+                "promote_operator": _operator_window(mid, end, workers),
             }
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -253,6 +285,135 @@ async def run_one(n: int, workers: int) -> JSON:
             kubelet.terminate()
             kubelet.wait(10)
             await _drop_nodes(client, nodes)
+
+
+# --- where the time goes -------------------------------------------------------------
+
+# Spans of the operator's own trace (``operator.trace``), from our write's reply ("start").
+TRACE_SPANS = (
+    ("watch", "start", "received"),
+    ("queue", "received", "dequeued"),
+    ("to first write", "dequeued", "acted"),
+    ("first action", "start", "acted"),
+    ("status written", "start", "written"),
+)
+
+
+def _trace_spans(trace: list[JSON], generation: int, start: dict[str, float]) -> dict[str, Any]:
+    out: dict[str, list[float]] = {name: [] for name, _, _ in TRACE_SPANS}
+    for record in trace:
+        if record["generation"] != generation or record["name"] not in start:
+            continue
+        stamps = {**record, "start": start[record["name"]]}
+        for name, a, b in TRACE_SPANS:
+            if a in stamps and b in stamps:
+                out[name].append(stamps[b] - stamps[a])
+    return out
+
+
+def _acted(snapshot: JSON, generation: int) -> dict[str, float]:
+    return {
+        r["name"]: r["acted"]
+        for r in snapshot.get("trace", [])
+        if r["generation"] == generation and "acted" in r
+    }
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+async def _pod_spans(
+    client: kube.KubeClient,
+    ns: str,
+    revision: int,
+    acted: dict[str, float],
+    seen: dict[str, float],
+) -> dict[str, list[float]]:
+    """The rest of the way, from the pods of ``revision`` (their timestamps have whole
+    seconds, so each span is ±1 s): the operator's first write → the pod created (the
+    operator scales the ReplicaSet up, the controller-manager makes the pod), created →
+    Ready (scheduler and fake kubelet), Ready → the rollout seen in its next phase (the
+    operator's reaction, plus up to a second of our polling)."""
+    sets = await client.list(kube.REPLICASETS, namespace=ns, label_selector=kube_names.HASH_LABEL)
+    owner_of_hash = {
+        rs["metadata"]["labels"][kube_names.HASH_LABEL]: rs["metadata"]["labels"].get(
+            kube_names.ROLLOUT_LABEL, ""
+        )
+        for rs in sets["items"]
+        if (rs["metadata"].get("annotations") or {}).get(kube_names.REVISION_ANNOTATION)
+        == str(revision)
+    }
+    pods = await client.list(kube.PODS, namespace=ns)
+    out: dict[str, list[float]] = {"pod created": [], "pod ready": [], "after ready": []}
+    for pod in pods["items"]:
+        name = owner_of_hash.get((pod["metadata"].get("labels") or {}).get(kube_names.HASH_LABEL))
+        if name is None or name not in acted:
+            continue
+        born = _epoch(pod["metadata"]["creationTimestamp"])
+        out["pod created"].append(born - acted[name])
+        conditions = (pod.get("status") or {}).get("conditions") or []
+        ready = [
+            _epoch(c["lastTransitionTime"])
+            for c in conditions
+            if c.get("type") == "Ready" and c.get("status") == "True"
+        ]
+        if ready:
+            out["pod ready"].append(ready[0] - born)
+            if name in seen:
+                out["after ready"].append(seen[name] - ready[0])
+    return out
+
+
+def _summaries(spans: dict[str, list[float]]) -> JSON:
+    return {
+        name: {
+            "n": len(values),
+            "p50": round(_pct(values, 0.5) * 1000),
+            "p95": round(_pct(values, 0.95) * 1000),
+            "max": round(max(values) * 1000) if values else None,
+        }
+        for name, values in spans.items()
+    }
+
+
+def _bucket_pct(before: JSON, after: JSON, q: float) -> float | None:
+    """The bucket bound below which a fraction ``q`` of the window's samples fell."""
+    counts = [b - a for a, b in zip(before["counts"], after["counts"], strict=True)]
+    total = sum(counts)
+    if not total:
+        return None
+    running = 0
+    for bound, count in zip(BUCKETS, counts, strict=True):
+        running += count
+        if running >= q * total:
+            return bound
+    return None
+
+
+def _operator_window(a: JSON, b: JSON, workers: int) -> JSON:
+    """The operator between two snapshots: reconciles, their duration, how busy the
+    workers were, how late its event loop ran, and the mean reply time per request kind."""
+    wall = b["time"] - a["time"]
+    busy = b["reconcileSeconds"]["sum"] - a["reconcileSeconds"]["sum"]
+    replies = {}
+    for what, count in b["requests"].items():
+        if what.startswith("WATCH"):
+            continue
+        k = count - a["requests"].get(what, 0)
+        secs = b["requestSeconds"].get(what, 0.0) - a["requestSeconds"].get(what, 0.0)
+        if k:
+            replies[what] = {"n": k, "mean_ms": round(secs / k * 1000, 1)}
+    return {
+        "seconds": round(wall, 1),
+        "reconciles": b["reconciles"] - a["reconciles"],
+        "reconcile_p50_le_s": _bucket_pct(a["reconcileSeconds"], b["reconcileSeconds"], 0.5),
+        "reconcile_p95_le_s": _bucket_pct(a["reconcileSeconds"], b["reconcileSeconds"], 0.95),
+        "workers_busy": round(busy / max(wall, 1e-9) / workers, 2),
+        "loop_lag_p50_le_s": _bucket_pct(a["loopLag"], b["loopLag"], 0.5),
+        "loop_lag_p95_le_s": _bucket_pct(a["loopLag"], b["loopLag"], 0.95),
+        "replies": replies,
+    }
 
 
 def _short(r: JSON, key: str, of: int) -> str:

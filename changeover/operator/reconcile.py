@@ -80,6 +80,7 @@ async def reconcile(op: Operator, namespace: str, name: str) -> float | None:
     except (pydantic.ValidationError, errors.SpecError) as exc:
         await _invalid(op, obj, exc)
         return None
+    key, generation = (namespace, name), int(obj["metadata"].get("generation") or 0)
     raw_status = obj.get("status") or {}
     status = RolloutStatus.model_validate(raw_status)
     pod_hash = names.template_hash(template.to_json_dict())
@@ -95,6 +96,7 @@ async def reconcile(op: Operator, namespace: str, name: str) -> float | None:
             pod_hash=pod_hash,
             min_ready_seconds=rollout.spec.min_ready_seconds,
         )
+        op.trace.mark(key, "acted", generation=generation)
     last = max(last, revision)
     counts = op.platform.observe(obj)
     hooks = {}
@@ -124,6 +126,7 @@ async def reconcile(op: Operator, namespace: str, name: str) -> float | None:
         now=op.clock(),
     )
     plan = engine_plan.plan(ctx)
+    op.trace.mark(key, "planned", generation=generation)
     router = await _router(op, obj, rollout, status)
     for action in plan.actions:
         if isinstance(action, analysis_mod.AnalysisAction):
@@ -132,6 +135,7 @@ async def reconcile(op: Operator, namespace: str, name: str) -> float | None:
         await executor.execute(
             action, obj=obj, template=template, platform=op.platform, hooks=op.hooks, router=router
         )
+        op.trace.mark(key, "acted", generation=generation)
     body = documents.status_body(
         rollout=rollout,
         status=plan.status,
@@ -144,6 +148,7 @@ async def reconcile(op: Operator, namespace: str, name: str) -> float | None:
         body["analysis"] = summary
     if body != raw_status:
         await _write_status(op, obj, body)
+    op.trace.close(key, generation)
     for event in plan.events:
         await op.recorder.record(obj, str(event.reason), event.message)
     op.stats.reconciles += 1

@@ -29,6 +29,7 @@ from changeover.operator import argo_bridge
 from changeover.operator import reconcile as reconcile_mod
 from changeover.operator.analysis import OperatorAnalysis
 from changeover.operator.leader import LeaderElector
+from changeover.operator.trace import SpecTrace
 from changeover.operator.workqueue import WorkQueue
 from changeover.platforms.kubernetes import client as kube
 from changeover.platforms.kubernetes import informer, names, replicasets
@@ -101,6 +102,7 @@ class Operator:
         )
         self.routers: dict[Key, reconcile_mod.LiveRouter] = {}
         self.stats = Stats()
+        self.trace = SpecTrace()
         self.errors: dict[Key, str] = {}
         self.elector = (
             LeaderElector(
@@ -126,7 +128,10 @@ class Operator:
         meta, status = obj.get("metadata", {}), obj.get("status") or {}
         # A spec the operator has not acted on yet jumps the queue.
         urgent = meta.get("generation") != status.get("observedGeneration")
-        self.queue.add(informer.key_of(obj), urgent=urgent)
+        key = informer.key_of(obj)
+        if urgent:
+            self.trace.received(key, int(meta.get("generation") or 0))
+        self.queue.add(key, urgent=urgent)
 
     def _rollout_deleted(self, obj: JSON) -> None:
         key = informer.key_of(obj)
@@ -191,6 +196,9 @@ class Operator:
         while True:
             key = await self.queue.get()
             started = time.perf_counter()
+            if self.trace.pending(key):
+                self.trace.mark(key, "queued", at=self.queue.enqueued_at(key))
+                self.trace.mark(key, "dequeued")
             try:
                 if key[0] == "argo" and self.argo is not None:
                     await self.argo.sync(*key[1].split("/", 1))

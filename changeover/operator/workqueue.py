@@ -11,6 +11,7 @@ what keeps "spec change to first action" short with 1,000 rollouts.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from typing import Generic, TypeVar
 
@@ -26,6 +27,9 @@ class WorkQueue(Generic[K]):
         self._running: set[K] = set()
         self._dirty: dict[K, bool] = {}  # key → urgent, for keys queued while running
         self._timers: dict[K, asyncio.TimerHandle] = {}
+        # When each waiting or running key entered a deque (wall clock): how long the
+        # queue held it, for ``operator.trace``.
+        self._since: dict[K, float] = {}
 
     def add(self, key: K, *, urgent: bool = False) -> None:
         timer = self._timers.pop(key, None)
@@ -39,8 +43,10 @@ class WorkQueue(Generic[K]):
                 # Promote it (rare: a spec change for a key already queued for a look).
                 self._order.remove(key)
                 self._urgent.append(key)
+                self._since[key] = time.time()
             return
         self._waiting.add(key)
+        self._since[key] = time.time()
         (self._urgent if urgent else self._order).append(key)
         self._ready.set()
 
@@ -68,8 +74,13 @@ class WorkQueue(Generic[K]):
         self._running.add(key)
         return key
 
+    def enqueued_at(self, key: K) -> float | None:
+        """When a waiting or running ``key`` last entered the queue (``time.time()``)."""
+        return self._since.get(key)
+
     def done(self, key: K) -> None:
         self._running.discard(key)
+        self._since.pop(key, None)
         if key in self._dirty:
             self.add(key, urgent=self._dirty.pop(key))
 

@@ -21,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections import Counter
+import time
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -95,6 +96,7 @@ class KubeClient:
         self.conn = conn
         self.namespace = conn.namespace
         self.requests: Counter[str] = Counter()  # "PATCH replicasets" → count (bench)
+        self.seconds: defaultdict[str, float] = defaultdict(float)  # the same → reply seconds
         self._http = httpx.AsyncClient(
             base_url=conn.server,
             verify=conn.ssl_context,
@@ -131,7 +133,9 @@ class KubeClient:
         params: dict[str, str] | None = None,
         content_type: str = "application/json",
     ) -> JSON:
-        self.requests[f"{method} {_resource_of(path)}"] += 1
+        what = f"{method} {_resource_of(path)}"
+        self.requests[what] += 1
+        started = time.perf_counter()
         content = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": content_type} if content is not None else None
         for attempt in (1, 2):
@@ -147,6 +151,7 @@ class KubeClient:
                 self._http.headers.update(self.conn.headers)
                 continue
             break
+        self.seconds[what] += time.perf_counter() - started
         if response.status_code < 300:
             data: JSON = response.json() if response.content else {}
             return data
