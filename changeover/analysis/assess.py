@@ -4,14 +4,18 @@ run's from its metrics. Argo Rollouts' rules, so its users' limits mean the same
 A measurement (``judge``): with both conditions, Failed if ``failureCondition`` holds, else
 Successful if ``successCondition`` holds, else Inconclusive; with only one, the other is
 its negation; with none, Successful. A condition that cannot be evaluated is an Error.
+A provider that judges by itself may also say Undecided (an A/B test short of its sample
+size): kept and shown, counted in ``undecided`` only: not a pass, a fail nor inconclusive.
 
 A metric (``assess_metric``), once its latest measurement is in::
 
     failed > failureLimit                       → Failed
     inconclusive > inconclusiveLimit            → Inconclusive
     consecutive errors > consecutiveErrorLimit  → Error
-    measurements (errors excluded) ≥ count      → Successful
-    the run is stopping                         → Successful (a metric that runs until stopped)
+    measurements (errors excluded) ≥ count      → Successful, or Inconclusive if the latest
+    the run is stopping                           judged one was Undecided ("the experiment
+                                                  did not reach a decision"); a metric that
+                                                  runs until stopped ends the same way
     otherwise                                   → Running (Pending before the first)
 
 A run (``assess_run``): Running while any metric that counts is; then the worst phase of
@@ -34,7 +38,7 @@ from changeover.analysis.templates import MetricSpec
 from changeover.spec import analysis as spec_analysis
 
 Phase = Literal["Pending", "Running", "Successful", "Failed", "Error", "Inconclusive"]
-MeasurementPhase = Literal["Successful", "Failed", "Inconclusive", "Error"]
+MeasurementPhase = Literal["Successful", "Failed", "Inconclusive", "Error", "Undecided"]
 COMPLETED: tuple[Phase, ...] = ("Successful", "Failed", "Error", "Inconclusive")
 _WORSE = {"Pending": 0, "Running": 1, "Successful": 2, "Inconclusive": 3, "Error": 4, "Failed": 5}
 
@@ -61,13 +65,20 @@ class MetricResult:
     failed: int = 0
     inconclusive: int = 0
     error: int = 0
+    undecided: int = 0  # "not decided yet": counted towards ``count`` measurements taken only
     consecutive_error: int = 0
     consecutive_success: int = 0
+    consecutive_undecided: int = 0  # > 0: the latest judged measurement was Undecided
     last_finished_at: float | None = None
 
     @property
     def latest(self) -> Measurement | None:
         return self.measurements[-1] if self.measurements else None
+
+    @property
+    def taken(self) -> int:
+        """Measurements that were not errors, decided or not: what ``count`` limits."""
+        return self.count + self.undecided
 
 
 # --- one measurement --------------------------------------------------------------------
@@ -111,11 +122,17 @@ def record(result: MetricResult, measurement: Measurement, *, retention: int) ->
         "last_finished_at": measurement.finished_at,
         "message": measurement.message,
     }
+    if phase == "Undecided":  # no verdict either way: the success streak is not broken
+        counts["undecided"] = result.undecided + 1
+        counts["consecutive_undecided"] = result.consecutive_undecided + 1
+        counts["consecutive_error"] = 0
+        return replace(result, **counts)
     counts["consecutive_success"] = result.consecutive_success + 1 if phase == "Successful" else 0
     if phase == "Error":
         counts["error"] = result.error + 1
         counts["consecutive_error"] = result.consecutive_error + 1
     else:
+        counts["consecutive_undecided"] = 0
         counts["count"] = result.count + 1
         counts["consecutive_error"] = 0
         key = {"Successful": "successful", "Failed": "failed", "Inconclusive": "inconclusive"}
@@ -142,14 +159,17 @@ def assess_metric(metric: MetricSpec, result: MetricResult, *, terminating: bool
     if success_applies and result.consecutive_success >= metric.consecutive_success_limit:
         return "Successful"
     count = metric.effective_count
-    if count is not None and result.count >= count:
+    undecided = result.consecutive_undecided > 0
+    if count is not None and result.taken >= count:
+        if undecided:
+            return "Inconclusive"
         # Argo Rollouts 1.8: a consecutiveSuccessLimit not reached by the last measurement
         # fails the metric, or leaves it Inconclusive when failureLimit applies as well.
         if success_applies:
             return "Inconclusive" if failure_applies else "Failed"
         return "Successful"
     if terminating:
-        return "Successful"
+        return "Inconclusive" if undecided else "Successful"
     return "Running"
 
 
@@ -160,7 +180,12 @@ def verdict(metric: MetricSpec, result: MetricResult, phase: Phase) -> str:
     why = latest.message if latest is not None and latest.message else ""
     within = metric.failure_limit < 0 or result.failed <= metric.failure_limit
     short = metric.consecutive_success_limit > 0 and within
-    if short and phase in ("Failed", "Inconclusive"):
+    if phase == "Inconclusive" and result.consecutive_undecided > 0:
+        limit = (
+            f"the experiment did not reach a decision ({result.undecided} of "
+            f"{result.taken} measurements undecided)"
+        )
+    elif short and phase in ("Failed", "Inconclusive"):
         limit = (
             f"{result.consecutive_success} in a row passed < consecutiveSuccessLimit "
             f"{metric.consecutive_success_limit} after {result.count} measurements"
@@ -245,7 +270,7 @@ def next_due(metric: MetricSpec, result: MetricResult, *, started_at: float) -> 
     if result.phase in COMPLETED:
         return None
     count = metric.effective_count
-    if count is not None and result.count >= count:
+    if count is not None and result.taken >= count:
         return None
     if result.last_finished_at is None:
         return started_at + metric.initial_delay

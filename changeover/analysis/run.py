@@ -10,7 +10,7 @@ runner stores ``to_json()``, so a restarted controller resumes from ``from_json`
 
     {"phase": "Failed", "value": 0.31, "message": "metric error-rate Failed = 0.31 ...",
      "count": 3, "successful": 1, "failed": 2, "inconclusive": 0, "error": 0,
-     "consecutiveError": 0, "dryRun": false, "measuredAt": 1717000000.0}
+     "undecided": 0, "consecutiveError": 0, "dryRun": false, "measuredAt": 1717000000.0}
 """
 
 from __future__ import annotations
@@ -120,6 +120,7 @@ class AnalysisRun:
                 "failed": result.failed,
                 "inconclusive": result.inconclusive,
                 "error": result.error,
+                "undecided": result.undecided,
                 "consecutiveError": result.consecutive_error,
                 "dryRun": metric.dry_run,
                 "measuredAt": latest.finished_at if latest is not None else None,
@@ -191,8 +192,10 @@ def _result_json(result: assess.MetricResult) -> JSON:
         "failed": result.failed,
         "inconclusive": result.inconclusive,
         "error": result.error,
+        "undecided": result.undecided,
         "consecutiveError": result.consecutive_error,
         "consecutiveSuccess": result.consecutive_success,
+        "consecutiveUndecided": result.consecutive_undecided,
         "lastFinishedAt": result.last_finished_at,
         "measurements": [
             {
@@ -217,8 +220,10 @@ def _result_from(name: str, data: Mapping[str, Any]) -> assess.MetricResult:
         failed=data.get("failed", 0),
         inconclusive=data.get("inconclusive", 0),
         error=data.get("error", 0),
+        undecided=data.get("undecided", 0),
         consecutive_error=data.get("consecutiveError", 0),
         consecutive_success=data.get("consecutiveSuccess", 0),
+        consecutive_undecided=data.get("consecutiveUndecided", 0),
         last_finished_at=data.get("lastFinishedAt"),
         measurements=tuple(
             assess.Measurement(

@@ -1,5 +1,5 @@
 """The ``abSignificance`` provider: counts per revision from the builtin router's series,
-the verdict as the measurement's phase (no phase while still collecting)."""
+the verdict as the measurement's phase (Undecided while still collecting)."""
 
 from __future__ import annotations
 
@@ -49,9 +49,9 @@ async def measure(config: dict[str, Any], ctx: base.MeasureContext) -> base.Prov
     return await base.create("abSignificance").measure(config, args={}, context=ctx)
 
 
-async def test_collecting_has_no_phase_yet() -> None:
+async def test_collecting_is_undecided() -> None:
     result = await measure(CONFIG, context({STABLE: (10, 0.9), CANARY: (10, 0.95)}, 60))
-    assert result.phase is None and result.value["decided"] is False
+    assert result.phase == "Undecided" and result.value["decided"] is False
     assert result.value["control"]["trials"] == 590.0
     assert result.message == "collecting: 590 of 2000 per variant"
 

@@ -215,3 +215,59 @@ def test_non_finite_values_are_stored_as_strings() -> None:
     run = run.with_measurement("lat", nan, now=1.0)
     stored = run.to_json()["results"]["lat"]["measurements"][0]["value"]
     assert stored == "NaN"
+
+
+# --- undecided: a judge that is still collecting (an A/B test short of its sample) --------------
+
+
+def test_undecided_counts_neither_as_success_failure_nor_inconclusive() -> None:
+    result = tally("Undecided", "Undecided")
+    assert (result.count, result.successful, result.failed, result.inconclusive) == (0, 0, 0, 0)
+    assert result.undecided == 2 and result.taken == 2 and result.latest is not None
+    assert result.latest.phase == "Undecided"  # kept, so status shows it
+    m = metric(interval=5.0, count=5)
+    assert assess.assess_metric(m, result, terminating=False) == "Running"
+    decided = tally("Undecided", "Undecided", "Successful")
+    assert decided.consecutive_undecided == 0 and decided.successful == 1
+
+
+def test_a_run_that_ends_undecided_is_inconclusive_and_says_why() -> None:
+    m = metric("ab", interval=5.0, count=3)
+    run = AnalysisRun(id="r", rollout="web", kind="experiment", revision=2, metrics=(m,))
+    for at in (1.0, 6.0):
+        undecided = assess.Measurement(phase="Undecided", value={"decided": False}, finished_at=at)
+        run = run.with_measurement("ab", undecided, now=at)
+        assert run.phase == "Running"  # not Successful: nothing was decided
+    assert run.due(11.0) == [m]  # keeps measuring up to count
+    undecided = assess.Measurement(
+        phase="Undecided", message="collecting: 590 of 2000 per variant", finished_at=11.0
+    )
+    run = run.with_measurement("ab", undecided, now=11.0)
+    assert run.phase == "Inconclusive" and run.due(16.0) == []
+    assert "the experiment did not reach a decision (3 of 3 measurements undecided)" in run.message
+    assert "collecting: 590 of 2000 per variant" in run.message
+    summary = run.summary()["ab"]
+    assert summary["undecided"] == 3 and summary["count"] == 0
+    assert AnalysisRun.from_json(run.to_json()) == run
+
+
+def test_a_decision_after_undecided_looks_ends_the_run_on_the_decision() -> None:
+    m = metric("ab", interval=5.0, count=3)
+    result = tally("Undecided", "Undecided", "Successful")
+    assert assess.assess_metric(m, result, terminating=False) == "Successful"
+    assert assess.assess_metric(m, tally("Undecided", "Failed"), terminating=False) == "Failed"
+
+
+def test_a_run_stopped_while_undecided_is_inconclusive_not_successful() -> None:
+    until_stopped = metric("ab", interval=5.0)  # no count: measures until the run stops
+    run = AnalysisRun(
+        id="r", rollout="web", kind="experiment", revision=2, metrics=(until_stopped,)
+    )
+    run = run.with_measurement(
+        "ab", assess.Measurement(phase="Undecided", finished_at=1.0), now=1.0
+    )
+    assert run.stop(2.0).phase == "Inconclusive"
+    decided = run.with_measurement(
+        "ab", assess.Measurement(phase="Successful", finished_at=6.0), now=6.0
+    )
+    assert decided.stop(7.0).phase == "Successful"

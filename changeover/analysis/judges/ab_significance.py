@@ -24,7 +24,8 @@ rollout end on the verdict. Two guards against peeking (``judges.proportions`` e
 
 Control is the stable revision, treatment the canary. Phases: treatment wins →
 Successful, control wins → Failed, decided tie → ``onNoDifference``, not decided yet →
-no phase (``value.decided`` is false: keep measuring).
+Undecided (``value.decided`` is false): the run records it and keeps measuring, and a run
+that ends still undecided is Inconclusive (``analysis.assess``).
 """
 
 from __future__ import annotations
@@ -275,7 +276,7 @@ class ABSignificanceProvider:
         except ValueError as exc:
             raise base.ProviderError(f"abSignificance: {exc}") from None
         verdict = decide(arms[0], arms[1], cfg)
-        phase: base.MeasurementPhase | None = None
+        phase: base.MeasurementPhase = "Undecided"
         if verdict.decided:
             phase = {
                 "treatment": "Successful",

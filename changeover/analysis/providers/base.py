@@ -22,7 +22,9 @@ from typing import Any, Literal, Protocol
 from changeover import errors
 from changeover.analysis import sampler
 
-MeasurementPhase = Literal["Successful", "Failed", "Inconclusive", "Error"]
+# "Undecided": a judge that needs more data before it may conclude anything (an A/B test
+# short of its sample size): recorded and shown, but neither a pass, a fail nor inconclusive.
+MeasurementPhase = Literal["Successful", "Failed", "Inconclusive", "Error", "Undecided"]
 
 
 class ProviderError(errors.TemporaryBackendError):
