@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 
 import httpx
 import router_helpers
 from router_helpers import RouterFactory, UpstreamFactory, ep
 
+from changeover.endpoints import Endpoint
 from changeover.spec import models
 from changeover.traffic.builtin import BuiltinRouter
 
@@ -146,9 +148,8 @@ async def test_mirror_queue_full_drops_and_counts(
     await router.set_weight({1: 100})
     await router.set_mirror_route("m", 2, 100, [])  # revision 2 has no backend
     assert router.mirror is not None
-    for w in router.mirror._workers:
-        w.cancel()  # nothing consumes the queue: it fills
-    router.mirror._queue = asyncio.Queue(3)
+    router.mirror.concurrency = 0  # nothing leaves the queue: it fills
+    router.mirror.queue_size = 3
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{router.port}") as c:
         for _ in range(5):
             assert (await c.get("/")).text == "v1"
@@ -169,3 +170,55 @@ async def test_mirror_skips_bodies_over_one_mebibyte(
     await router.mirror_idle()
     assert big.status_code == 200 and len(big.content) > 1024 * 1024
     assert v2.requests == [] and router.metrics.revision(2).mirror_dropped == 1
+
+
+async def slow_shadow(delay: float) -> tuple[asyncio.Server, list[float]]:
+    """A keep-alive upstream answering every request after ``delay`` seconds; it records
+    when each copy arrived."""
+    arrived: list[float] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                arrived.append(time.monotonic())
+                await asyncio.sleep(delay)
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(serve, "127.0.0.1", 0), arrived
+
+
+async def test_a_slow_shadow_gets_every_copy_and_a_dead_one_costs_nothing(
+    make_router: RouterFactory, upstream: UpstreamFactory
+) -> None:
+    """Given 100% mirroring to a shadow that takes 50 ms per answer, 400 requests over 32
+    connections all reach it within about a second (copies are sent many at a time, not
+    one after another), and the clients only ever see the primary. Then with the shadow
+    gone, every copy fails fast, counted, and the primary answers everything."""
+    v1 = await upstream("v1")
+    server, arrived = await slow_shadow(0.05)
+    router = await make_router()
+    await router.set_backends(1, [ep(v1)])
+    await router.set_backends(2, [Endpoint("127.0.0.1", server.sockets[0].getsockname()[1])])
+    await router.set_weight({1: 100})
+    await router.set_mirror_route("shadow", 2, 100, [])
+    t0 = time.monotonic()
+    replies = await router_helpers.load(router.port, 400, concurrency=32)
+    await asyncio.wait_for(router.mirror_idle(), 10)
+    assert all(isinstance(r, router_helpers.Reply) and r.body == b"v1" for r in replies)
+    m = router.metrics.revision(2)
+    assert (m.mirror_sent, m.mirror_dropped, m.mirror_failed) == (400, 0, 0)
+    assert len(arrived) == 400 and max(arrived) - t0 < 1.5, max(arrived) - t0
+
+    server.close()
+    await server.wait_closed()
+    await router.set_backends(2, [Endpoint("127.0.0.1", router_helpers.free_port())])
+    replies = await router_helpers.load(router.port, 400, concurrency=32)
+    await asyncio.wait_for(router.mirror_idle(), 10)
+    assert all(isinstance(r, router_helpers.Reply) and r.body == b"v1" for r in replies)
+    assert m.mirror_failed + m.mirror_dropped == 400 and m.mirror_sent == 400

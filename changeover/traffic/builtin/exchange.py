@@ -49,6 +49,7 @@ class Exchange:
         "_down_out",
         "_mirror_body",
         "_mirror_bytes",
+        "_mirror_head",
         "_reused",
         "_sent",
         "_sent_bytes",
@@ -101,6 +102,7 @@ class Exchange:
         self._down_out: list[bytes] = []
         self._mirror_body: list[bytes] | None = None
         self._mirror_bytes = 0
+        self._mirror_head: bytes | None = None
         self._attempts = 0
         self._reused = False
         self._avoid: list[pool.EndpointState] | None = None
@@ -152,7 +154,7 @@ class Exchange:
             if mirror is not None:
                 body = b"".join(mb)
                 for rev in self.mirror_targets:
-                    mirror.offer(rev, self.head, body, self.down.client_ip)
+                    mirror.offer(rev, self.head, body, self.down.client_ip, self._mirror_head)
         if self.conn is not None and self._up_out:
             self.flush_up()
 
@@ -175,9 +177,13 @@ class Exchange:
 
     # -- starting: routing and picking an upstream -------------------------------------
 
-    def prepare(self, revision: int | None, mirror_to: list[int] | None) -> None:
+    def prepare(
+        self, revision: int | None, mirror_to: list[int] | None, *, as_received: bool = False
+    ) -> None:
         """The routing decision, made when the head is parsed (so a pipelined request
-        waiting its turn still captures its body for the mirror)."""
+        waiting its turn still captures its body for the mirror). ``as_received``: the
+        head goes upstream as the client sent it (plus forwarding fields), so the mirror
+        can copy the forwarded head instead of parsing and rebuilding it."""
         self.t0 = self.down.loop.time()
         if revision is None:
             self.revision = -1
@@ -186,6 +192,8 @@ class Exchange:
         if mirror_to and self.state.mirror is not None:
             self.mirror_targets = mirror_to
             self._mirror_body = []
+            if as_received:
+                self._mirror_head = self._up_out[0]
 
     def start(self) -> None:
         """Called by the client connection when this request is at the pipeline's front."""

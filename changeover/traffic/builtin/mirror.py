@@ -1,38 +1,67 @@
 """Mirroring (shadow traffic): copies of sampled requests, sent off the hot path.
 
 The proxy decides per request which mirror routes apply (``table.MirrorRoute.sample``) and,
-once the request body is complete, calls ``Mirror.offer``; that is a ``put_nowait`` on a
-bounded queue and nothing more, so a slow or dead shadow never slows real traffic: when the
-queue is full the copy is dropped and counted. A few worker tasks send the copies through
-the same connection pool as real traffic, read each answer and throw it away, recording
-the shadow's status class and latency under ``changeover_mirror_*``.
+once the request body is complete, calls ``Mirror.offer``: an append to a bounded queue
+and nothing more, so a slow or dead shadow never slows real traffic: when the queue is
+full (in copies or in bytes) the copy is dropped and counted. The queue is pumped once per
+event-loop pass (``call_soon``), after the callbacks that forwarded the real requests.
 
-Copies carry ``x-changeover-shadow: 1`` so a shadow service can tell (and, say, skip
-side effects such as sending e-mail).
+A copy is a plain ``upstream.Sink`` (``_Copy``) on a pooled connection, like a real
+exchange: no task, future or timer per copy, so mirroring every request at thousands of
+requests a second costs about one more upstream round trip each. At most ``concurrency``
+copies are in flight (a slow shadow holds that many connections, no more); the router's
+sweep calls ``Mirror.sweep`` to fail copies older than ``timeout``. Only a copy that has
+to open a new connection uses a task (the connect is awaited), as the proxy does.
+
+Each copy's answer is read and thrown away; the shadow's status class and latency are
+recorded under ``changeover_mirror_*``, kept apart from served traffic. Copies carry
+``x-changeover-shadow: 1`` so a shadow service can tell (and, say, skip side effects
+such as sending e-mail).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
-import logging
 
-from changeover.traffic.builtin import pool, upstream, wire
+from changeover.traffic.builtin import metrics, pool, upstream, wire
 from changeover.traffic.builtin import state as state_mod
 
-log = logging.getLogger(__name__)
-
-_Job = tuple[int, bytes, bytes, bytes]  # revision, the client's raw head, body, client IP
+SHADOW = b"x-changeover-shadow: 1\r\n"
 
 
-class _Discard:
+class _Job:
+    """One queued copy: the revision, the client's raw head (or, when the proxy forwarded
+    it as received, the forwarded head), the body, the client's address."""
+
+    __slots__ = ("body", "client_ip", "fwd_head", "head", "revision")
+
+    def __init__(
+        self, revision: int, head: bytes, body: bytes, client_ip: bytes, fwd_head: bytes | None
+    ) -> None:
+        self.revision = revision
+        self.head = head
+        self.body = body
+        self.client_ip = client_ip
+        self.fwd_head = fwd_head
+
+
+class _Copy:
     """An ``upstream.Sink`` that reads the shadow's answer and keeps only its status."""
 
-    __slots__ = ("done", "status")
+    __slots__ = ("conn", "ep", "mirror", "rm", "status", "t0", "task")
 
-    def __init__(self, done: asyncio.Future[bool]) -> None:
-        self.done = done
+    def __init__(
+        self, mirror: Mirror, ep: pool.EndpointState, rm: metrics.RevisionMetrics, t0: float
+    ) -> None:
+        self.mirror = mirror
+        self.ep = ep
+        self.rm = rm
+        self.t0 = t0
         self.status = 0
+        self.conn: upstream.UpstreamConnection | None = None
+        self.task: asyncio.Task[None] | None = None  # connecting
 
     def on_head(
         self,
@@ -51,12 +80,10 @@ class _Discard:
         pass
 
     def on_complete(self, conn: upstream.UpstreamConnection, keep_alive: bool) -> None:
-        if not self.done.done():
-            self.done.set_result(keep_alive)
+        self.mirror._done(self, ok=True, keep_alive=keep_alive)
 
     def on_lost(self, conn: upstream.UpstreamConnection, bad_response: bool) -> None:
-        if not self.done.done():
-            self.done.set_exception(ConnectionError("shadow connection lost"))
+        self.mirror._done(self, ok=False, keep_alive=False)
 
     def flush(self) -> None:
         pass
@@ -73,114 +100,182 @@ class Mirror:
         self,
         state: state_mod.ProxyState,
         *,
-        workers: int = 4,
+        concurrency: int = 128,
         queue_size: int = 1024,
+        queue_bytes: int = 64 * 1024 * 1024,
         timeout: float = 30.0,
     ) -> None:
         self._state = state
-        self._queue: asyncio.Queue[_Job] = asyncio.Queue(queue_size)
-        self._workers_n = workers
-        self._workers: list[asyncio.Task[None]] = []
-        self._timeout = timeout
+        self.concurrency = concurrency
+        self.queue_size = queue_size
+        self.queue_bytes = queue_bytes
+        self.timeout = timeout
+        self._queue: collections.deque[_Job] = collections.deque()
+        self._queued_bytes = 0
+        self._in_flight: set[_Copy] = set()
+        self._scheduled = False
+        self._idle: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._workers = [loop.create_task(self._work()) for _ in range(self._workers_n)]
+        self._loop = asyncio.get_running_loop()
 
     async def close(self) -> None:
-        for task in self._workers:
-            task.cancel()
-        for task in self._workers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._workers = []
+        self._queue.clear()
+        self._queued_bytes = 0
+        for copy in list(self._in_flight):
+            if copy.task is not None:
+                copy.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await copy.task
+            self._done(copy, ok=False, keep_alive=False)
 
-    def offer(self, revision: int, head: bytes, body: bytes, client_ip: bytes) -> None:
-        """Queue a copy of a request (its raw head as the client sent it, and its body);
-        the head is parsed by the worker, off the hot path."""
-        try:
-            self._queue.put_nowait((revision, head, body, client_ip))
-        except asyncio.QueueFull:
+    def offer(
+        self,
+        revision: int,
+        head: bytes,
+        body: bytes,
+        client_ip: bytes,
+        fwd_head: bytes | None = None,
+    ) -> None:
+        """Queue a copy of a request: its raw head as the client sent it (parsed later,
+        off the hot path) or ``fwd_head``, the head the proxy forwarded as received."""
+        size = len(head) + len(body)
+        queue = self._queue
+        if len(queue) >= self.queue_size or self._queued_bytes + size > self.queue_bytes:
             self._state.metrics.revision(revision).mirror_dropped += 1
+            return
+        queue.append(_Job(revision, head, body, client_ip, fwd_head))
+        self._queued_bytes += size
+        if not self._scheduled and self._loop is not None:
+            self._scheduled = True
+            self._loop.call_soon(self._pump)
 
     async def idle(self) -> None:
-        """Wait until every queued copy has been sent (tests and shutdown)."""
-        await self._queue.join()
+        """Wait until every queued copy has been answered or failed (tests, shutdown)."""
+        while self._queue or self._in_flight:
+            if self._idle is None:
+                self._idle = asyncio.Event()
+            await self._idle.wait()
 
-    async def _work(self) -> None:
-        while True:
-            job = await self._queue.get()
-            try:
-                await self._send(job)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a bug here must not kill the worker
-                log.exception("builtin router: mirror copy failed")
-            finally:
-                self._queue.task_done()
+    def sweep(self, now: float) -> None:
+        """Called by the router's sweep: fail copies in flight for longer than ``timeout``."""
+        for copy in [c for c in self._in_flight if now - c.t0 > self.timeout]:
+            if copy.task is not None:
+                copy.task.cancel()
+            self._done(copy, ok=False, keep_alive=False)
 
-    async def _send(self, job: _Job) -> None:
-        revision, head, body, client_ip = job
-        start, headers = wire.parse_head(head)
-        method, url = start.split(b" ", 2)[:2]
+    # -- sending -----------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        self._scheduled = False
+        queue = self._queue
+        while queue and len(self._in_flight) < self.concurrency:
+            job = queue.popleft()
+            self._queued_bytes -= len(job.head) + len(job.body)
+            self._send(job)
+        self._check_idle()
+
+    def _send(self, job: _Job) -> None:
         st = self._state
-        rm = st.metrics.revision(revision)
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        ep = st.pool.pick(revision, now)
+        rm = st.metrics.revision(job.revision)
+        assert self._loop is not None
+        now = self._loop.time()
+        ep = st.pool.pick(job.revision, now)
         if ep is None or (ep.down_until > now and not ep.idle):
             # No shadow, or it refused a connection within the last second: fail the copy
             # at once instead of spending a connect (and the primary's CPU) on each one.
             rm.mirror_failed += 1
             return
-        framing = b"content-length: %d\r\n" % len(body) if body or method in _BODY else b""
-        data = wire.request_head(
-            method,
-            url,
-            [*headers, (b"x-changeover-shadow", b"1")],
-            client_ip=client_ip,
-            framing=framing,
-        )
-        t0 = loop.time()
+        data = _request_bytes(job)
+        copy = _Copy(self, ep, rm, now)
         ep.enter()
-        conn: upstream.UpstreamConnection | None = None
+        self._in_flight.add(copy)
+        head_only = data.startswith(b"HEAD ")
+        conn = ep.take_idle()
+        if conn is not None:
+            assert isinstance(conn, upstream.UpstreamConnection)
+            self._attach(copy, conn, data, head_only)
+        else:
+            copy.task = self._loop.create_task(self._connect(copy, data, head_only))
+
+    async def _connect(self, copy: _Copy, data: bytes, head_only: bool) -> None:
+        ep = copy.ep
+        loop = asyncio.get_running_loop()
         try:
-            conn = await self._connection(ep)
-            done: asyncio.Future[bool] = loop.create_future()
-            sink = _Discard(done)
-            conn.bind(sink, head_only=method == b"HEAD")
-            conn.write(data + body if body else data)
-            keep_alive = await asyncio.wait_for(done, self._timeout)
-        except (OSError, TimeoutError, ConnectionError):
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: upstream.UpstreamConnection(ep), ep.endpoint.host, ep.endpoint.port
+                ),
+                self.timeout,
+            )
+        except (OSError, TimeoutError):
+            copy.task = None
+            ep.down_until = loop.time() + pool.DOWN_SECONDS
+            self._done(copy, ok=False, keep_alive=False)
+            return
+        copy.task = None
+        if copy not in self._in_flight:  # timed out by the sweep, or closing
+            conn.close()
+            return
+        self._attach(copy, conn, data, head_only)
+
+    def _attach(
+        self, copy: _Copy, conn: upstream.UpstreamConnection, data: bytes, head_only: bool
+    ) -> None:
+        copy.conn = conn
+        conn.bind(copy, head_only=head_only)
+        conn.write(data)
+
+    def _done(self, copy: _Copy, *, ok: bool, keep_alive: bool) -> None:
+        if copy not in self._in_flight:
+            return
+        self._in_flight.discard(copy)
+        copy.ep.leave()
+        conn, copy.conn = copy.conn, None
+        rm = copy.rm
+        if ok and conn is not None:
+            rm.mirror_sent += 1
+            status = copy.status
+            rm.mirror_codes[status // 100 if 100 <= status < 600 else 5] += 1
+            assert self._loop is not None
+            rm.mirror_latency.observe(self._loop.time() - copy.t0)
+            if keep_alive:
+                copy.ep.release(conn)
+            else:
+                conn.close()
+        else:
             rm.mirror_failed += 1
             if conn is not None:
                 conn.abort()
-            else:
-                ep.down_until = loop.time() + pool.DOWN_SECONDS
-            return
-        finally:
-            ep.leave()
-        rm.mirror_sent += 1
-        rm.mirror_codes[sink.status // 100 if 100 <= sink.status < 600 else 5] += 1
-        rm.mirror_latency.observe(loop.time() - t0)
-        if keep_alive:
-            ep.release(conn)
-        else:
-            conn.close()
+        if self._queue and not self._scheduled and self._loop is not None:
+            self._scheduled = True
+            self._loop.call_soon(self._pump)
+        self._check_idle()
 
-    async def _connection(self, ep: pool.EndpointState) -> upstream.UpstreamConnection:
-        idle = ep.take_idle()
-        if idle is not None:
-            assert isinstance(idle, upstream.UpstreamConnection)
-            return idle
-        loop = asyncio.get_running_loop()
-        _, conn = await asyncio.wait_for(
-            loop.create_connection(
-                lambda: upstream.UpstreamConnection(ep), ep.endpoint.host, ep.endpoint.port
-            ),
-            self._timeout,
-        )
-        return conn
+    def _check_idle(self) -> None:
+        if self._idle is not None and not self._queue and not self._in_flight:
+            self._idle.set()
+            self._idle = None
+
+
+def _request_bytes(job: _Job) -> bytes:
+    """The copy's bytes: the forwarded head plus the shadow mark when the proxy forwarded
+    the head as received (no hop-by-hop or framing fields to fix); else rebuilt here."""
+    if job.fwd_head is not None:
+        return job.fwd_head[:-2] + SHADOW + b"\r\n" + job.body
+    start, headers = wire.parse_head(job.head)
+    method, url = start.split(b" ", 2)[:2]
+    body = job.body
+    framing = b"content-length: %d\r\n" % len(body) if body or method in _BODY else b""
+    head = wire.request_head(
+        method,
+        url,
+        [*headers, (b"x-changeover-shadow", b"1")],
+        client_ip=job.client_ip,
+        framing=framing,
+    )
+    return head + body
 
 
 _BODY = frozenset({b"POST", b"PUT", b"PATCH"})

@@ -239,7 +239,7 @@ class ClientConnection(asyncio.Protocol):
             expect,
             chunked or length > 0,
         )
-        self._route(ex, tbl, hd)
+        self._route(ex, tbl, hd, as_received=not rebuild)
         if parser.should_upgrade():
             # WebSocket and CONNECT tunnels are not proxied (yet): say so and close.
             ex.local = _not_implemented
@@ -266,7 +266,12 @@ class ClientConnection(asyncio.Protocol):
     # -- routing ----------------------------------------------------------------------------
 
     def _route(
-        self, ex: exchange.Exchange, tbl: table.RoutingTable, hd: dict[bytes, bytes] | None
+        self,
+        ex: exchange.Exchange,
+        tbl: table.RoutingTable,
+        hd: dict[bytes, bytes] | None,
+        *,
+        as_received: bool,
     ) -> None:
         st = self.state
         if self.preview:
@@ -293,7 +298,7 @@ class ClientConnection(asyncio.Protocol):
                 slot = st.slot
                 st.slot = slot + 1 if slot < 99 else 0
                 revision = wheel[slot]
-        ex.prepare(revision, mirror_to)
+        ex.prepare(revision, mirror_to, as_received=as_received)
 
     # -- used by exchanges --------------------------------------------------------------
 

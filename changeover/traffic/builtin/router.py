@@ -195,6 +195,8 @@ class BuiltinRouter:
                 ex = client.current
                 if ex is not None:
                     ex.check_timeout(now, limit)
+            if self.mirror is not None:
+                self.mirror.sweep(now)
             if now < next_idle:
                 continue
             next_idle = now + 1.0

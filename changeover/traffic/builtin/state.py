@@ -44,7 +44,14 @@ class Settings:
 
 
 class MirrorSink(Protocol):
-    def offer(self, revision: int, head: bytes, body: bytes, client_ip: bytes) -> None: ...
+    def offer(
+        self,
+        revision: int,
+        head: bytes,
+        body: bytes,
+        client_ip: bytes,
+        fwd_head: bytes | None = None,
+    ) -> None: ...
 
 
 class ProxyState:
