@@ -9,6 +9,8 @@ dialect), and see one name, ``result``: what the provider measured.
     False
     >>> evaluate("all(result, {# < 0.05})", [0.01, 0.02])
     True
+    >>> evaluate("max(map(result, {# * 1000})) < 500", [0.12, 0.31])
+    True
 
 The grammar is ours (``conditions_eval`` holds the evaluator and the function table)::
 
@@ -233,7 +235,7 @@ class _Parser:
         if self.at("#"):
             if not self.in_predicate:
                 raise ConditionSyntaxError(
-                    "'#' only means the element inside all/any/none/filter/count",
+                    "'#' only means the element inside all/any/none/one/filter/map/count",
                     self.text,
                     tok.pos,
                 )

@@ -216,7 +216,8 @@ def _contains(container: Any, item: Any) -> bool:
 class Function:
     arity: tuple[int, int]
     fn: Callable[..., Any]
-    predicate: bool = False  # the second argument is a predicate over '#'
+    predicate: bool = False  # the second argument is a closure over '#'
+    maps: bool = False  # ... whose value is any value (map), not true or false
 
 
 def _call(name: str, args: tuple[Node, ...], result: Any, element: Any) -> Any:
@@ -225,8 +226,9 @@ def _call(name: str, args: tuple[Node, ...], result: Any, element: Any) -> Any:
         items = _seq(evaluate(args[0], result, element), f"{name}()")
         body = args[1][2]
 
-        def pred(item: Any) -> bool:
-            return _bool(evaluate(body, result, item), f"the predicate of {name}()")
+        def pred(item: Any) -> Any:
+            value = evaluate(body, result, item)
+            return value if spec.maps else _bool(value, f"the predicate of {name}()")
 
         return spec.fn(items, pred)
     return spec.fn(*(evaluate(arg, result, element) for arg in args))
@@ -296,4 +298,6 @@ FUNCTIONS: dict[str, Function] = {
     "none": Function((2, 2), lambda xs, p: not any(p(x) for x in xs), predicate=True),
     "filter": Function((2, 2), lambda xs, p: [x for x in xs if p(x)], predicate=True),
     "count": Function((2, 2), lambda xs, p: sum(1 for x in xs if p(x)), predicate=True),
+    "one": Function((2, 2), lambda xs, p: sum(1 for x in xs if p(x)) == 1, predicate=True),
+    "map": Function((2, 2), lambda xs, p: [p(x) for x in xs], predicate=True, maps=True),
 }

@@ -1,5 +1,6 @@
 """A small JSONPath for the ``web`` provider's ``jsonPath``: ``$.data.ok``, ``$.items[0].v``,
-``$['a-b']``, ``$.items[*].v``, and Kubernetes' braces ``{$.data.ok}`` (Argo's spelling).
+``$['a-b']``, ``$.items[*].v``, and Kubernetes' braces ``{$.data.ok}`` (Argo's spelling),
+where ``{$.}`` is the whole document and the ``$`` may be left out (``{.data.ok}``).
 
     >>> select("{$.data.ok}", {"data": {"ok": True}})
     True
@@ -7,6 +8,8 @@
     [1, 2]
     >>> select("$.items[-1]['the key']", {"items": [{"the key": 3}]})
     3
+    >>> select("{$.}", {"major": "1"}), select("{.major}", {"major": "1"})
+    ({'major': '1'}, '1')
 
 A path that does not match raises ``PathError`` (the measurement is then an Error).
 """
@@ -37,6 +40,10 @@ def parse(path: str) -> list[tuple[str, Any]]:
     text = path.strip()
     if text.startswith("{") and text.endswith("}"):
         text = text[1:-1].strip()
+        if text.startswith("."):  # Kubernetes' JSONPath: the root is implied
+            text = "$" + text
+    if text == "$.":  # Argo's test templates write the whole body as {$.}
+        text = "$"
     if not text.startswith("$"):
         raise PathError(f"jsonPath must start with $ (got {path!r})")
     steps: list[tuple[str, Any]] = []
