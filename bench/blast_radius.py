@@ -269,6 +269,11 @@ def render(trials: list[Trial], args: argparse.Namespace, took: float, loads: li
         "weight to the first showing all traffic on stable; bad served: responses from the bad "
         "revision; share: of all responses in that time",
         "- medians, (min–max) over the repetitions",
+        "- reading: the canary is caught by the first measurement, one interval after the "
+        "run starts (the run starts with the canary, about half a second before its first "
+        "weight), so time to stable is about the interval and the share about the first "
+        "step's weight; bad requests scale with interval × weight × rate. Measuring sooner "
+        "(shorter window or initialDelay) trades against noisier verdicts on fewer requests.",
         "",
         "| bad canary | setting | time to stable (s) | bad served | of which 5xx | share | "
         "aborted by |",
