@@ -47,6 +47,15 @@ def serve(
     listen: Annotated[
         str, typer.Option("--listen", help="HOST:PORT for the HTTP API.")
     ] = config.DEFAULT_LISTEN,
+    router_workers: Annotated[
+        int,
+        typer.Option(
+            "--router-workers",
+            min=1,
+            help="Processes per builtin router, sharing its port (SO_REUSEPORT); "
+            "for hosts with cores to spare.",
+        ),
+    ] = 1,
 ) -> None:
     """Run the controller, the builtin router and the HTTP API until Ctrl-C."""
     host, port = config.parse_listen(listen)
@@ -69,7 +78,14 @@ def serve(
         app_mod.say(f"  servers recorded in {config.config_path()}; Ctrl-C stops")
         sys.stdout.flush()
 
-    runtime.serve(state_dir=directory, host=host, port=port, token=token, on_ready=ready)
+    runtime.serve(
+        state_dir=directory,
+        host=host,
+        port=port,
+        token=token,
+        on_ready=ready,
+        router_workers=router_workers,
+    )
 
 
 @app.command()

@@ -28,18 +28,36 @@ from changeover.traffic.base import TrafficRouter
 log = logging.getLogger(__name__)
 
 
-def router_factory(registry: builtin.Registry) -> RouterFactory:
-    """Routers for rollouts, all reporting into one metrics ``registry`` (``/metrics``)."""
+def router_factory(registry: builtin.Registry, *, router_workers: int = 1) -> RouterFactory:
+    """Routers for rollouts, all reporting into one metrics ``registry`` (``/metrics``).
+
+    ``router_workers`` > 1 runs each builtin router as that many processes on its port
+    (``SO_REUSEPORT``, merged metrics; ``builtin.workers``). A rollout with a preview port
+    keeps one process: the preview listener is not shared between workers.
+    """
 
     def build(rollout: models.Rollout) -> TrafficRouter:
-        factory = traffic.base.factory_of(rollout.spec.traffic.router)
+        name = rollout.spec.traffic.router
+        factory = traffic.base.factory_of(name)
         blue_green = rollout.spec.strategy.blue_green
+        preview_port = blue_green.preview_port if blue_green is not None else None
+        extra: dict[str, object] = {}
+        if name == "builtin" and router_workers > 1:
+            if preview_port is None:
+                extra["workers"] = router_workers
+            else:
+                log.warning(
+                    "rollout %s has a preview port: its router runs as one process, not %d",
+                    rollout.name,
+                    router_workers,
+                )
         return factory(
             rollout.name,
             host=rollout.spec.service.host,
             port=rollout.spec.service.port,
-            preview_port=blue_green.preview_port if blue_green is not None else None,
+            preview_port=preview_port,
             metrics=registry,
+            **extra,
         )
 
     return build
@@ -53,8 +71,10 @@ async def run_server(
     token: str,
     on_ready: Callable[[str], None] | None = None,
     stop_replicas_on_exit: bool = True,
+    router_workers: int = 1,
 ) -> None:
-    """Run until SIGINT or SIGTERM. ``on_ready`` gets the API URL once it is listening."""
+    """Run until SIGINT or SIGTERM. ``on_ready`` gets the API URL once it is listening;
+    ``router_workers``: processes per builtin router (see ``router_factory``)."""
     await asyncio.to_thread(state_dir.mkdir, parents=True, exist_ok=True)
     store = Store(state_dir / "changeover.db")
     controller: Controller | None = None
@@ -72,7 +92,7 @@ async def run_server(
     controller = Controller(
         store=store,
         platform=platform,
-        router_factory=router_factory(registry),
+        router_factory=router_factory(registry, router_workers=router_workers),
         clock=SystemClock(),
         metrics=registry,
     )
