@@ -14,6 +14,7 @@ import datetime
 import importlib
 import importlib.util
 import platform
+import re
 import shlex
 import statistics
 import subprocess
@@ -75,7 +76,11 @@ def machine() -> list[str]:
     ]
 
 
-LOAD_BEFORE = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+def _loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+LOAD_BEFORE = _loadavg()
 
 
 def versions() -> str:
@@ -203,6 +208,11 @@ def run(
             light.setdefault(label, []).append(res)
     for r in running.values():
         r.stop()
+    copies = {
+        s.label: mirror_counts(workdir / f"builtin-mirror-{s.mirror}.log")
+        for s in specs
+        if s.mirror and s.label in running
+    }
 
     # Streaming: the same proxies in front of the streaming upstream.
     sp = {1: fp(), 2: fp()}
@@ -220,7 +230,38 @@ def run(
             streams.setdefault(label, []).extend(stream_client.measure(r.port, args.streams))
     for r in stream_running.values():
         r.stop()
-    return render(args, conns, results, light, streams)
+    return render(args, conns, results, light, streams, copies)
+
+
+@dataclass
+class Copies:
+    """What a mirrored router did over the whole run (its exit summary, bench.router_proc)."""
+
+    requests: int  # primary requests answered, warm-up and every round included
+    sent: int  # copies the shadow answered
+    dropped: int  # copies dropped: queue full (in copies or bytes)
+    failed: int  # copies that failed (refused, reset, timed out)
+
+
+_SUMMARY = re.compile(r"revision (\d+): requests (\{[^}]*\}) mirror (\d+) sent (\d+) dropped (\d+)")
+
+
+def mirror_counts(log: Path) -> Copies | None:
+    """Parse ``revision N: requests {...} mirror S sent D dropped F failed`` lines."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return None
+    out = Copies(0, 0, 0, 0)
+    for line in text.splitlines():
+        m = _SUMMARY.search(line)
+        if m is None:
+            continue
+        out.requests += sum(int(n) for n in re.findall(r"'\dxx': (\d+)", m.group(2)))
+        out.sent += int(m.group(3))
+        out.dropped += int(m.group(4))
+        out.failed += int(m.group(5))
+    return out
 
 
 def render(
@@ -229,6 +270,7 @@ def render(
     results: dict[tuple[str, int], list[common.WrkResult]],
     light: dict[str, list[common.WrkResult]],
     streams: dict[str, list[stream_client.StreamTiming]],
+    copies: dict[str, Copies | None],
 ) -> list[str]:
     cmd = "make bench" if len(sys.argv) <= 1 else "python -m bench.run " + shlex.join(sys.argv[1:])
     out = [
@@ -299,6 +341,14 @@ def render(
         )
     out += ["", "### Against the targets (issue 4, Part 1)", ""]
     out += targets(conns, results, light, streams)
+    for label, cp in copies.items():
+        if cp is not None and cp.requests:
+            out.append(
+                f"- {label}: copies over the whole run (both concurrencies): "
+                f"{cp.sent:,} answered by the shadow ({cp.sent / cp.requests:.0%} of "
+                f"{cp.requests:,} requests), {cp.dropped:,} dropped, {cp.failed:,} failed"
+            )
+    out.append(f"- load average after the run (1, 5, 15 min): {_loadavg()}")
     return out
 
 
@@ -353,7 +403,10 @@ def targets(
 
 
 def write_section(text: str) -> None:
-    """Replace (or append) the "## Router" section, leaving the others' sections alone."""
+    """Replace (or append) the "## Router" section, leaving the others' sections alone.
+
+    Subsections of the old section that this run does not write (``### Soak``, notes, the
+    HAProxy data plane's comparison...) are kept, after the new ones."""
     old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     lines = old.splitlines()
     start = next((i for i, ln in enumerate(lines) if ln.strip() == SECTION), None)
@@ -363,9 +416,27 @@ def write_section(text: str) -> None:
         end = next(
             (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
         )
+        kept = _foreign_subsections(lines[start + 1 : end])
+        body = text.rstrip("\n") + ("\n\n" + "\n".join(kept).rstrip("\n") if kept else "")
         tail = lines[end:]
-        new = "\n".join(lines[:start]) + "\n" + text + ("\n" + "\n".join(tail) if tail else "")
+        new = "\n".join(lines[:start]) + "\n" + body + ("\n\n" + "\n".join(tail) if tail else "")
     RESULTS.write_text(new.rstrip("\n") + "\n")
+
+
+# The subsections ``render`` writes (by title prefix); any other is someone else's.
+GENERATED = ("### Throughput", "### Added latency", "### Streaming", "### Against the targets")
+
+
+def _foreign_subsections(section: list[str]) -> list[str]:
+    """The ``### `` subsections (with their lines) that ``render`` does not write."""
+    kept: list[str] = []
+    keep = False
+    for ln in section:
+        if ln.startswith("### "):
+            keep = not ln.startswith(GENERATED)
+        if keep:
+            kept.append(ln)
+    return kept
 
 
 if __name__ == "__main__":
