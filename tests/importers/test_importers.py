@@ -92,7 +92,8 @@ def test_flagger_canary_takes_the_deployment_template() -> None:
     assert {s.pause.duration for s in canary.steps if s.pause is not None} == {30.0}
     assert [w.name for w in spec.webhooks] == ["acceptance-test", "load-test"]
     notes = _paths(result)
-    assert notes["spec.analysis.metrics[0]"] == "dropped"  # built-in metric
+    # Flagger's built-in request-success-rate runs as its Prometheus query.
+    assert notes["spec.analysis.metrics[0]"] == "changed"
     assert notes["spec.autoscalerRef"] == "dropped"
     assert notes["spec.service.gateways"] == "dropped"
 

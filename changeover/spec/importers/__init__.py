@@ -1,105 +1,152 @@
-"""Importers: Argo Rollouts (``Rollout``, ``AnalysisTemplate``) and Flagger (``Canary``)
-manifests into changeover documents, with a ``Note`` for every field not carried over.
+"""Importers: Argo Rollouts (``Rollout``, ``AnalysisTemplate``) and Flagger (``Canary``,
+``MetricTemplate``) manifests into changeover documents, with a ``Note`` for every field
+not carried over.
 
     result = import_path("argo/")          # files, a directory, or "-" for stdin
     result.documents                       # changeover Rollouts and AnalysisTemplates
     result.notes                           # one Note per field not carried over
+    result.problems                        # what `changeover lint` says of the output
 
-``convert(docs, source)`` does the same for parsed documents; documents that are already
-changeover's pass through, Deployments named by a Flagger ``targetRef`` lend their pod
-template, anything else is reported and skipped. The operator uses ``convert`` to read an
-Argo Rollout directly.
+``import_path`` checks what it wrote the way ``changeover lint`` does, per source file; a
+file whose conversion would not pass (or that changeover cannot run at all: no targetRef,
+a name Kubernetes refuses, YAML that does not parse) makes ``import_path`` raise
+``SpecError`` naming that file and field, so nothing half-converted reaches the user.
+
+``convert(docs, source)`` converts parsed documents without that check: documents that are
+already changeover's pass through, Deployments named by a Flagger ``targetRef`` or an Argo
+``workloadRef`` lend their pod template, Flagger MetricTemplates are written into the
+Canaries that use them, anything else is reported and skipped. The operator uses
+``convert`` to read an Argo Rollout directly.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from changeover import errors
-from changeover.spec.importers import argo, flagger
+from changeover.spec import load
+from changeover.spec.importers import argo, check, flagger
 from changeover.spec.importers.report import Note, Notes, Result
 
 JSON = dict[str, Any]
+_HELPERS = {"Deployment", "MetricTemplate"}
 
 
-def convert(docs: list[JSON], source: str = "") -> Result:
+def _kind(doc: JSON) -> str:
+    return str(doc.get("kind"))
+
+
+def convert(docs: Sequence[JSON], source: str = "", *, context: Sequence[JSON] = ()) -> Result:
+    """Convert ``docs``; ``context`` holds more documents (other files') that only lend
+    Deployments and MetricTemplates."""
     result = Result()
-    deployments = {
-        str(d.get("metadata", {}).get("name")): d
-        for d in docs
-        if isinstance(d, dict) and d.get("kind") == "Deployment"
+    pool = [d for d in [*docs, *context] if isinstance(d, dict)]
+    deployments = {_name(d): d for d in pool if _kind(d) == "Deployment"}
+    templates = {
+        _name(d): d
+        for d in pool
+        if _kind(d) == "MetricTemplate" and str(d.get("apiVersion")).startswith("flagger.app/")
     }
-    used = set()
     for doc in docs:
         if not isinstance(doc, dict):
-            continue
-        api, kind = str(doc.get("apiVersion", "")), doc.get("kind")
-        if api.startswith("argoproj.io/") and kind == "Rollout":
-            used.add(str((doc.get("spec") or {}).get("workloadRef", {}).get("name")))
-            result.extend(argo.rollout(doc, source, deployments))
-        elif api.startswith("argoproj.io/") and kind in (
-            "AnalysisTemplate",
-            "ClusterAnalysisTemplate",
-        ):
-            result.extend(argo.analysis_template(doc, source))
-        elif api.startswith("flagger.app/") and kind == "Canary":
-            used.add(str((doc.get("spec") or {}).get("targetRef", {}).get("name")))
-            result.extend(flagger.canary(doc, source, deployments))
-        elif api.startswith("changeover.dev/"):
-            result.documents.append(doc)
-        elif kind != "Deployment":
-            name = (doc.get("metadata") or {}).get("name")
-            notes = Notes(source)
-            notes.drop(f"{kind}/{name}", f"{api} {kind} is not a rollout: left out")
-            result.notes += notes.items
-    for name in deployments:
-        if name not in used:
-            result.notes.append(
-                Note(source, f"Deployment/{name}", "no Canary targets it: left out")
+            raise errors.SpecError.single(
+                file=source, path="", message="expected a YAML mapping (a Kubernetes object)"
             )
+        result.extend(_one(doc, source, deployments, templates))
+    _unused(docs, result, source)
     return result
+
+
+def _name(doc: JSON) -> str:
+    return str((doc.get("metadata") or {}).get("name"))
+
+
+def _one(
+    doc: JSON, source: str, deployments: dict[str, JSON], templates: dict[str, JSON]
+) -> Result:
+    api, kind = str(doc.get("apiVersion", "")), _kind(doc)
+    if api.startswith("argoproj.io/") and kind == "Rollout":
+        return argo.rollout(doc, source, deployments)
+    if api.startswith("argoproj.io/") and kind in ("AnalysisTemplate", "ClusterAnalysisTemplate"):
+        return argo.analysis_template(doc, source)
+    if api.startswith("flagger.app/") and kind == "Canary":
+        return flagger.canary(doc, source, deployments, templates)
+    if api.startswith("changeover.dev/"):
+        return Result(documents=[doc])
+    if kind in _HELPERS:
+        return Result()
+    notes = Notes(source)
+    notes.drop(f"{kind}/{_name(doc)}", f"{api} {kind} is not a rollout: left out")
+    return Result(notes=notes.items)
+
+
+def _unused(docs: Sequence[JSON], result: Result, source: str) -> None:
+    """A Deployment or MetricTemplate in the file that nothing imported used."""
+    used = set()
+    for doc in docs:
+        spec = (doc.get("spec") or {}) if isinstance(doc, dict) else {}
+        used.add(("Deployment", str((spec.get("targetRef") or {}).get("name"))))
+        used.add(("Deployment", str((spec.get("workloadRef") or {}).get("name"))))
+        for metric in (spec.get("analysis") or {}).get("metrics") or []:
+            used.add(("MetricTemplate", str((metric.get("templateRef") or {}).get("name"))))
+    for doc in docs:
+        if (
+            isinstance(doc, dict)
+            and _kind(doc) in _HELPERS
+            and (_kind(doc), _name(doc)) not in used
+        ):
+            result.notes.append(
+                Note(source, f"{_kind(doc)}/{_name(doc)}", "nothing imported uses it: left out")
+            )
 
 
 def import_path(path: str) -> Result:
-    result = Result()
+    """Convert a file, every ``*.yaml``/``*.yml``/``*.json`` of a directory, or stdin
+    (``-``), and check the output; SpecError (every problem, by source file) if any file
+    cannot be imported."""
     if path == "-":
-        result.extend(convert(_parse(sys.stdin.read(), "<stdin>"), "<stdin>"))
-        return result
-    p = Path(path)
-    files = (
-        sorted(f for f in p.rglob("*") if f.suffix in (".yaml", ".yml", ".json"))
-        if p.is_dir()
-        else [p]
-    )
-    all_docs: list[tuple[JSON, str]] = []
-    for f in files:
+        files = [("<stdin>", sys.stdin.read())]
+    else:
+        p = Path(path)
+        found = (
+            sorted(f for f in p.rglob("*") if f.suffix in (".yaml", ".yml", ".json"))
+            if p.is_dir()
+            else [p]
+        )
+        files = [(str(f), _read(f)) for f in found]
+    parsed: list[tuple[str, list[JSON]]] = []
+    problems: list[errors.SpecProblem] = []
+    for source, text in files:
         try:
-            text = f.read_text()
-        except OSError as exc:
-            raise errors.SpecError.single(
-                file=str(f), path="", message=f"cannot read: {exc}"
-            ) from exc
-        all_docs += [(d, str(f)) for d in _parse(text, str(f))]
-    # One pass over every document so a Canary finds its Deployment in another file.
-    deployments = [d for d, _ in all_docs if isinstance(d, dict) and d.get("kind") == "Deployment"]
-    for doc, source in all_docs:
-        if isinstance(doc, dict) and doc.get("kind") == "Deployment":
+            parsed.append((source, [d.data for d in load.load_text(text, source=source)]))
+        except errors.SpecError as exc:
+            problems += exc.problems
+    everything = [doc for _, docs in parsed for doc in docs]
+    result = Result()
+    per_file: list[tuple[str, Result]] = []
+    for source, docs in parsed:
+        try:
+            part = convert(docs, source, context=everything)
+        except errors.SpecError as exc:
+            problems += exc.problems
             continue
-        part = convert([doc, *deployments], source)
-        part.notes = [n for n in part.notes if not n.path.startswith("Deployment/")]
+        per_file.append((source, part))
         result.extend(part)
+    for source, part in per_file:
+        problems += check.problems(part.documents, source, others=result.documents)
+    if problems:
+        raise errors.SpecError(problems)
     return result
 
 
-def _parse(text: str, source: str) -> list[JSON]:
+def _read(f: Path) -> str:
     try:
-        return [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        raise errors.SpecError.single(file=source, path="", message=f"not YAML: {exc}") from exc
+        return f.read_text()
+    except OSError as exc:
+        raise errors.SpecError.single(file=str(f), path="", message=f"cannot read: {exc}") from exc
 
 
 __all__ = ["Note", "Result", "convert", "import_path"]

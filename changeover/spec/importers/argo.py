@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from changeover import errors
 from changeover.spec.importers.report import Notes, Result
 
 JSON = dict[str, Any]
@@ -84,6 +85,10 @@ def _duration(value: Any) -> Any:
 
 def _analysis(block: JSON, path: str, notes: Notes) -> JSON:
     out = {k: copy.deepcopy(v) for k, v in block.items() if k in _ANALYSIS}
+    if "templateName" in block:
+        # Argo Rollouts before v0.9 named one template here; later ones list them.
+        out["templates"] = [*(out.get("templates") or []), {"templateName": block["templateName"]}]
+        notes.change(f"{path}.templateName", "written as templates: [{templateName: ...}]")
     if "args" in out:
         out["args"] = _args(out["args"], f"{path}.args", notes)
     for template in out.get("templates") or []:
@@ -91,7 +96,7 @@ def _analysis(block: JSON, path: str, notes: Notes) -> JSON:
             notes.change(f"{path}.templates", "ClusterAnalysisTemplate read as AnalysisTemplate")
     if "startingStep" in block:
         out["startingStep"] = block["startingStep"]
-    notes.rest(block, path, _ANALYSIS | {"startingStep"})
+    notes.rest(block, path, _ANALYSIS | {"startingStep", "templateName"})
     return out
 
 
@@ -134,9 +139,41 @@ def _step(step: JSON, path: str, notes: Notes) -> JSON | None:
         return {"setMirrorRoute": out}
     if "analysis" in step:
         return {"analysis": _analysis(step["analysis"], f"{path}.analysis", notes)}
+    if "setHeaderRouting" in step:
+        return _header_routing(step["setHeaderRouting"] or {}, f"{path}.setHeaderRouting", notes)
     kind = next(iter(step), "?")
-    notes.drop(f"{path}.{kind}", f"{kind} steps are not supported; the step is left out")
+    notes.drop(
+        f"{path}.{kind}",
+        _UNSUPPORTED_STEPS.get(kind, f"{kind} steps are not supported")
+        + "; the step is left out and the rollout goes on to the next one",
+    )
     return None
+
+
+_UNSUPPORTED_STEPS = {
+    "experiment": "an Experiment (extra baseline/canary ReplicaSets with their own analysis) "
+    "has no changeover counterpart: run its analyses as an analysis step instead",
+    "plugin": "step plugins are Argo Rollouts controller plug-ins",
+}
+# The route name Argo Rollouts gave the pre-1.4 ``setHeaderRouting`` step's route.
+HEADER_ROUTE = "argo-rollouts-header-route"
+
+
+def _header_routing(block: JSON, path: str, notes: Notes) -> JSON:
+    """Argo Rollouts' alpha ``setHeaderRouting`` (one unnamed route; ``headerValue`` a string
+    or ``headerRegex``) as ``setHeaderRoute``; ``{}`` removes the route, as it did."""
+    matches = []
+    for j, m in enumerate(block.get("match") or []):
+        if "headerRegex" in m:
+            value: JSON = {"regex": m["headerRegex"]}
+        elif isinstance(m.get("headerValue"), dict):
+            value = dict(m["headerValue"])
+        else:
+            value = {"exact": str(m.get("headerValue", ""))}
+        matches.append({"headerName": m.get("headerName"), "headerValue": value})
+        notes.rest(m, f"{path}.match[{j}]", {"headerName", "headerValue", "headerRegex"})
+    notes.change(path, f"written as setHeaderRoute named {HEADER_ROUTE}")
+    return {"setHeaderRoute": {"name": HEADER_ROUTE, "match": matches}}
 
 
 def _traffic(routing: JSON, path: str, notes: Notes, service: JSON) -> JSON | None:
@@ -164,11 +201,10 @@ def _traffic(routing: JSON, path: str, notes: Notes, service: JSON) -> JSON | No
             }
         }
         notes.rest(routing["smi"], f"{path}.smi", {"rootService", "trafficSplitName"})
-    elif "plugins" in routing and any("gatewayAPI" in k for k in routing["plugins"]):
-        key = next(k for k in routing["plugins"] if "gatewayAPI" in k)
-        plugin = routing["plugins"][key]
-        result = {"gatewayAPI": {"httpRoute": plugin.get("httpRoute")}}
-        notes.rest(plugin, f"{path}.plugins.{key}", {"httpRoute", "namespace"})
+    elif _gateway_plugin(routing) is not None:
+        where, plugin = _gateway_plugin(routing) or ("", {})
+        result = {"gatewayAPI": {"httpRoute": _http_route(plugin, f"{path}.{where}", notes)}}
+        notes.rest(plugin, f"{path}.{where}", {"httpRoute", "httpRoutes", "namespace"})
     else:
         for key in routing:
             notes.drop(
@@ -184,9 +220,30 @@ def _traffic(routing: JSON, path: str, notes: Notes, service: JSON) -> JSON | No
             "adds (annotation changeover.dev/managed-routes) and removes exactly those",
         )
     for key in routing:
-        if key not in ("istio", "nginx", "smi", "plugins", "managedRoutes"):
+        if key not in ("istio", "nginx", "smi", "plugins", "plugin", "managedRoutes"):
             notes.drop(f"{path}.{key}", "one router per rollout")
     return result
+
+
+def _gateway_plugin(routing: JSON) -> tuple[str, JSON] | None:
+    """The Gateway API plug-in's settings: ``plugins: {argoproj-labs/gatewayAPI: ...}`` (or
+    the early docs' ``plugin: {gatewayAPI: ...}``) and where they were."""
+    for group in ("plugins", "plugin"):
+        for key, value in (routing.get(group) or {}).items():
+            if "gatewayAPI" in key and isinstance(value, dict):
+                return f"{group}.{key}", value
+    return None
+
+
+def _http_route(plugin: JSON, path: str, notes: Notes) -> Any:
+    if plugin.get("httpRoute"):
+        return plugin["httpRoute"]
+    routes = plugin.get("httpRoutes") or [{}]
+    for i in range(1, len(routes)):
+        notes.drop(f"{path}.httpRoutes[{i}]", "one HTTPRoute per rollout")
+    if "useHeaderRoutes" in routes[0]:
+        notes.change(f"{path}.httpRoutes[0].useHeaderRoutes", "header routes are always allowed")
+    return routes[0].get("name")
 
 
 def rollout(doc: JSON, source: str, deployments: dict[str, JSON] | None = None) -> Result:
@@ -337,18 +394,13 @@ def analysis_template(doc: JSON, source: str) -> Result:
         spec["args"] = _args(spec["args"], "spec.args", notes)
     metrics = []
     for i, metric in enumerate(spec.get("metrics") or []):
-        notes.rest(metric, f"spec.metrics[{i}]", _METRIC)
+        if "maxFailures" in metric and "failureLimit" not in metric:
+            # Argo Rollouts' name for failureLimit before v0.9.
+            metric = {**metric, "failureLimit": metric["maxFailures"]}
+            notes.change(f"spec.metrics[{i}].maxFailures", "written as failureLimit")
+        notes.rest(metric, f"spec.metrics[{i}]", _METRIC | {"maxFailures"})
         metrics.append({k: v for k, v in metric.items() if k in _METRIC})
-    spec["metrics"] = metrics
-    supported = {"prometheus", "web", "job", "builtin"}
-    for i, metric in enumerate(spec.get("metrics") or []):
-        for provider in metric.get("provider") or {}:
-            if provider not in supported:
-                notes.drop(
-                    f"spec.metrics[{i}].provider.{provider}",
-                    f"provider {provider} is not available (have: "
-                    f"{', '.join(sorted(supported))}); the metric will error",
-                )
+    spec["metrics"] = _runnable(metrics, notes, source)
     body = {
         "apiVersion": API,
         "kind": "AnalysisTemplate",
@@ -358,6 +410,34 @@ def analysis_template(doc: JSON, source: str) -> Result:
     if doc.get("kind") == "ClusterAnalysisTemplate":
         notes.change("kind", "ClusterAnalysisTemplate imported as a namespaced AnalysisTemplate")
     return Result(documents=[body], notes=notes.items)
+
+
+_PROVIDERS = ("prometheus", "web", "job")
+
+
+def _runnable(metrics: list[JSON], notes: Notes, source: str) -> list[JSON]:
+    """The metrics whose provider changeover has; the others are left out (noted). A
+    template left with none is refused: it could only ever error."""
+    kept = []
+    for i, metric in enumerate(metrics):
+        missing = [p for p in metric.get("provider") or {} if p not in _PROVIDERS]
+        for provider in missing:
+            notes.drop(
+                f"spec.metrics[{i}].provider.{provider}",
+                f"provider {provider} is not available (have: {', '.join(_PROVIDERS)}): "
+                f"metric {metric.get('name')!r} is left out",
+            )
+        if not missing:
+            kept.append(metric)
+    if metrics and not kept:
+        first = next(iter(metrics[0].get("provider") or {"?": None}))
+        raise errors.SpecError.single(
+            file=source,
+            path=f"spec.metrics[0].provider.{first}",
+            message=f"no metric of this template has a provider changeover has "
+            f"({', '.join(_PROVIDERS)}): it could only ever error",
+        )
+    return kept
 
 
 def _first_port(template: JSON) -> int | None:
