@@ -40,7 +40,7 @@ def serve(
         typer.Option(
             "--state-dir",
             envvar="CHANGEOVER_STATE_DIR",
-            help="Where state, logs and the API token live [default: ~/.local/share/changeover].",
+            help="Where state, logs and the API token live (default: ~/.local/share/changeover).",
             show_default=False,
         ),
     ] = None,
