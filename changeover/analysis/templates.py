@@ -279,6 +279,12 @@ def _resolve_metric(
         if isinstance(value, str):
             raise TemplateError(f"{name}: expected a duration, got {value!r}", path)
         times[name] = value
+    if numbers.get("count", 1) > 1 and times["interval"] is None:
+        # Argo Rollouts refuses this too: with no interval the second measurement never
+        # comes, and the run would wait forever.
+        raise TemplateError(
+            f"count: {numbers['count']} measurements need an interval between them", path
+        )
     keep = [r.limit for r in retention if _full_match(r.metric_name, done.name)]
     return MetricSpec(
         name=done.name,

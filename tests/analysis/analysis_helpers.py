@@ -5,6 +5,9 @@ as a webhook receiver (it records every request).
     server = await HttpServer(answer=lambda req: (200, {"data": {"ok": True}})).start()
     server.url("/health")      # http://127.0.0.1:<port>/health
     server.requests[-1].json   # what the last POST carried
+
+``argo_templates`` and ``TemplateRunner`` run Argo Rollouts' own templates (imported as
+``changeover import`` does) through the controller's analysis runner.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -110,3 +114,83 @@ async def get(port: int, path: str = "/", count: int = 1) -> list[int]:
     finally:
         writer.close()
     return codes
+
+
+# --- Argo Rollouts' templates (tests/fixtures/argo_templates), run through the runner ------
+
+ARGO_TEMPLATES = Path(__file__).resolve().parents[1] / "fixtures" / "argo_templates"
+
+
+def argo_templates(name: str) -> list[dict[str, Any]]:
+    """The AnalysisTemplates of fixture ``name`` as ``changeover import`` converts them."""
+    from changeover.spec import importers
+
+    return [dict(doc) for doc in importers.import_path(str(ARGO_TEMPLATES / name)).documents]
+
+
+class TemplateRunner:
+    """An ``AnalysisRunner`` on a FakeClock that runs stored templates by name."""
+
+    def __init__(self, path: Path) -> None:
+        from changeover.controller.analysis_runner import AnalysisRunner
+        from changeover.controller.analysis_store import AnalysisStore
+        from changeover.controller.clock import FakeClock
+
+        self.clock = FakeClock(1000.0)
+        self.store = AnalysisStore(path)
+        self.woken = asyncio.Event()
+        self.runner = AnalysisRunner(store=self.store, clock=self.clock, wake=self.woken.set)
+
+    def put(self, doc: dict[str, Any]) -> str:
+        from changeover.spec import analysis as spec
+
+        template = spec.AnalysisTemplate.model_validate(doc)
+        name = str(doc["metadata"]["name"])
+        self.store.put_template(name, template.to_json_dict(), now=0.0)
+        return name
+
+    def start(self, run_id: str, template: str, args: dict[str, str]) -> None:
+        from changeover.engine import actions
+        from changeover.spec import analysis as spec
+        from changeover.spec import models
+
+        rollout = models.Rollout.model_validate(
+            {
+                "metadata": {"name": "web"},
+                "spec": {
+                    "template": {"command": ["app"]},
+                    "service": {"port": 8080},
+                    "strategy": {"canary": {}},
+                },
+            }
+        )
+        analysis = spec.RolloutAnalysis.model_validate(
+            {
+                "templates": [{"templateName": template}],
+                "args": [{"name": k, "value": v} for k, v in args.items()],
+            }
+        )
+        action = actions.StartAnalysis(
+            run_id=run_id, kind="step", analysis=analysis, revision=2, stable_revision=1
+        )
+        self.runner.start(action, rollout=rollout)
+
+    async def measure(self, seconds: float = 0.0) -> None:
+        self.clock.advance(seconds)
+        self.woken.clear()
+        self.runner.step()
+        await asyncio.wait_for(self.woken.wait(), 30)
+
+    def seen(self, run_id: str) -> Any:
+        seen = self.runner.observe(run_id)
+        assert seen is not None
+        return seen
+
+    def metrics(self, run_id: str) -> dict[str, Any]:
+        doc = self.store.run(run_id)
+        assert doc is not None
+        return {name: r["phase"] for name, r in doc["results"].items()}
+
+    async def close(self) -> None:
+        await self.runner.close()
+        self.store.close()

@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+from analysis_helpers import HttpServer, TemplateRunner, argo_templates
 
 from changeover.analysis.judges import ab_significance, mann_whitney
 from changeover.analysis.providers import base, prometheus
@@ -355,3 +356,40 @@ async def test_ab_verdict_counts_each_revision_in_prometheus(prom: Prom) -> None
     assert v["control"]["conversions"] == router_count(prom, 1, "2xx")
     assert v["treatment"]["trials"] == router_count(prom, 2, "2xx") + router_count(prom, 2, "5xx")
     assert v["winner"] == "control" and result.phase == "Failed"
+
+
+async def test_argo_result_handling_template_against_real_prometheus(
+    prom: Prom, tmp_path: Path
+) -> None:
+    """tests/fixtures/argo_templates/result-handling.yaml (Argo's documented NaN, Inf, empty
+    vector, default() and asFloat conditions) run through the analysis runner: a query that
+    matches nothing gives [] and, through scalar(), NaN, judged as Argo's docs say."""
+    answer = {"results": {"errorRate": None, "successPercent": "0.95"}}
+    web = await HttpServer(answer=lambda _req: (200, answer)).start()
+    runs = TemplateRunner(tmp_path / "changeover.db")
+    try:
+        (doc,) = argo_templates("result-handling.yaml")
+        args = {
+            "prometheus-address": prom.url,
+            "query": 'changeover_requests_total{rollout="absent"}',
+            "user": USER,
+            "password": PASSWORD,
+            "url": web.url("/measure"),
+        }
+        runs.start("r", runs.put(doc), args)
+        for _ in range(6):  # one measurement per metric, each lands on its own
+            if runs.seen("r").phase not in ("Pending", "Running"):
+                break
+            await runs.measure()
+        assert runs.metrics("r") == {
+            "nan-is-success": "Successful",  # isNaN(result) || result >= 0.95
+            "inf-fails": "Successful",  # isInf(NaN) is false
+            "empty-is-success": "Successful",  # len(result) == 0 || ...
+            "empty-fails": "Failed",  # len(result) > 0 && ...
+            "nil-default": "Successful",  # default(nil, 0) < 0.05
+            "as-float": "Successful",  # asFloat("0.95") >= 0.90
+        }
+        assert runs.seen("r").phase == "Failed"
+    finally:
+        await runs.close()
+        await web.stop()

@@ -54,7 +54,9 @@ def resolve(block: dict[str, Any], *known: spec.AnalysisTemplate) -> templates.R
 def test_the_rollout_overrides_the_templates_defaults_and_values_are_substituted() -> None:
     t = template(
         "health",
-        metric("ok", count="{{args.count}}", successCondition="result < {{args.max}}"),
+        metric(
+            "ok", count="{{args.count}}", interval="5s", successCondition="result < {{args.max}}"
+        ),
         args=[
             {"name": "path", "value": "health"},
             {"name": "max", "value": 0.05},

@@ -1,0 +1,170 @@
+"""Someone else's templates: AnalysisTemplates copied from Argo Rollouts' documentation,
+examples and end-to-end tests (tests/fixtures/argo_templates, each naming its source).
+
+Given each file as Argo publishes it, when it goes through ``changeover import`` then
+``changeover lint``, then it is accepted, and what could not be carried over (a Kubernetes
+Secret) is named by file and field. Where a template can run here (web against a local
+HTTP server, a Job as a local command) it runs through the controller's analysis runner and
+ends in the phase Argo would give it. The Prometheus ones run in test_prometheus.py.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from analysis_helpers import ARGO_TEMPLATES, HttpServer, Request, TemplateRunner, argo_templates
+
+from changeover.spec import importers, validate
+
+FIXTURES = sorted(p.name for p in ARGO_TEMPLATES.glob("*.yaml"))
+
+
+def test_there_are_enough_of_them() -> None:
+    assert len(FIXTURES) >= 6
+    for name in FIXTURES:
+        assert "Source: argoproj/argo-rollouts" in (ARGO_TEMPLATES / name).read_text()
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_each_imports_and_lints_clean(name: str, tmp_path: Path) -> None:
+    result = importers.import_path(str(ARGO_TEMPLATES / name))
+    kinds = {doc["kind"] for doc in result.documents}
+    assert kinds == {"AnalysisTemplate"}, kinds
+    out = tmp_path / name
+    out.write_text(yaml.safe_dump_all(result.documents, sort_keys=False))
+    problems = [p for p in validate.lint(str(out)) if p.severity != "warning"]
+    assert problems == [], [str(p) for p in problems]
+    for note in result.notes:  # anything not carried over says where and why
+        assert note.source.endswith(name)
+
+
+def cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "changeover.cli.main", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_cli_round_trip_names_the_secret_it_cannot_read(tmp_path: Path) -> None:
+    source = ARGO_TEMPLATES / "web-args-example.yaml"
+    imported = cli("import", str(source))
+    assert imported.returncode == 0, imported.stderr
+    assert (
+        f"{source}: spec.args[4].valueFrom.secretKeyRef: dropped: give the value in args "
+        "instead" in imported.stderr
+    )
+    out = tmp_path / "args-example.yaml"
+    out.write_text(imported.stdout)
+    linted = cli("lint", str(out))
+    assert linted.returncode == 0, linted.stdout + linted.stderr
+    assert "Traceback" not in linted.stderr + imported.stderr
+
+
+@pytest.fixture
+async def runs(tmp_path: Path) -> AsyncIterator[TemplateRunner]:
+    runner = TemplateRunner(tmp_path / "changeover.db")
+    yield runner
+    await runner.close()
+
+
+async def test_web_background_runs_until_stopped_and_reads_the_whole_body(
+    runs: TemplateRunner,
+) -> None:
+    """test/e2e's web-background: interval 5s, no count, jsonPath "{$.}", result.major."""
+    version = {"major": "1", "minor": "20"}
+    server = await HttpServer(answer=lambda _req: (200, version)).start()
+    try:
+        (doc,) = argo_templates("web-background.yaml")
+        # The template asks the Kubernetes API server; here a local one answers the same.
+        doc["spec"]["metrics"][0]["provider"]["web"]["url"] = server.url("/version")
+        name = runs.put(doc)
+        runs.start("good", name, {})
+        await runs.measure()
+        await runs.measure(5)
+        assert runs.seen("good").phase == "Running"  # no count: until the rollout stops it
+        runs.runner.stop("good")
+        assert runs.seen("good").phase == "Successful"
+        assert [r.path for r in server.requests] == ["/version", "/version"]
+
+        version["major"] = "2"
+        runs.start("bad", name, {})
+        await runs.measure(5)
+        seen = runs.seen("bad")
+        assert seen.phase == "Failed"
+        assert "successCondition 'result.major == '1'' is false" in seen.message
+    finally:
+        await server.stop()
+
+
+async def test_web_args_example_substitutes_args_and_compares_a_string(
+    runs: TemplateRunner,
+) -> None:
+    """docs/features/analysis.md's args-example: the secret is given as an arg here."""
+
+    def answer(req: Request) -> tuple[int, Any]:
+        ok = req.headers.get("authorization") == "Bearer s3cret" and "service=guestbook" in (
+            req.path
+        )
+        return 200, {"results": {"ok": "true" if ok else "false"}}
+
+    server = await HttpServer(answer=answer).start()
+    try:
+        (doc,) = argo_templates("web-args-example.yaml")
+        name = runs.put(doc)
+        args = {"service-name": "guestbook", "stable-hash": "1", "latest-hash": "2"}
+        runs.start("r", name, {**args, "api-url": server.url("/measure"), "api-token": "s3cret"})
+        await runs.measure()
+        assert runs.seen("r").phase == "Successful"  # no interval: one measurement
+        assert server.requests[0].path == "/measure?service=guestbook"
+
+        runs.start("wrong-token", name, {**args, "api-url": server.url("/"), "api-token": "x"})
+        await runs.measure()
+        assert runs.seen("wrong-token").phase == "Failed"
+    finally:
+        await server.stop()
+
+
+async def test_the_cluster_template_job_passes(runs: TemplateRunner) -> None:
+    """examples/cluster-analysis-templates.yaml: a Job `sh -c "exit 0"`, count 1."""
+    (doc,) = argo_templates("cluster-always-pass.yaml")
+    runs.start("r", runs.put(doc), {})
+    await runs.measure()
+    assert runs.seen("r").phase == "Successful"
+
+
+async def test_the_sleep_job_takes_count_and_exit_code_from_args(runs: TemplateRunner) -> None:
+    """test/e2e's sleep-job: count "{{args.count}}", `sleep N && exit CODE`."""
+    (doc,) = argo_templates("job-sleep-args.yaml")
+    name = runs.put(doc)
+    runs.start("pass", name, {"duration": "0"})
+    await runs.measure()
+    assert runs.seen("pass").phase == "Successful"
+    # count 2 with no interval: Argo refuses the run, and so do we (it would never end)
+    runs.start("twice", name, {"duration": "0", "count": "2"})
+    seen = runs.seen("twice")
+    assert seen.phase == "Error" and "count: 2 measurements need an interval" in seen.message
+
+    runs.start("fail", name, {"duration": "0", "exit-code": "3"})
+    await runs.measure()
+    seen = runs.seen("fail")
+    assert seen.phase == "Failed" and "1 failed > failureLimit 0" in seen.message
+
+
+async def test_max_failures_is_read_as_failure_limit(runs: TemplateRunner) -> None:
+    """examples/analysis-templates.yaml's `pass` (maxFailures: 1, the old failureLimit)."""
+    docs = {d["metadata"]["name"]: d for d in argo_templates("job-analysis-templates.yaml")}
+    metric = docs["pass"]["spec"]["metrics"][0]
+    assert metric.get("failureLimit") == 1 and "maxFailures" not in metric
+    runs.start("r", runs.put(docs["pass"]), {})
+    await runs.measure()
+    await runs.measure(5)
+    runs.runner.stop("r")
+    assert runs.seen("r").phase == "Successful"
