@@ -8,6 +8,9 @@ renders them::
     METRIC       PHASE                VALUE                          ✓  ✗  ?  !
     error-rate   Failed               0.2824                         0  2  0  1
     latency-p99  Successful (dry run) p99=0.0246 errorRate=0.2955 …  4  0  0  1
+
+The counts: ✓ successful, ✗ failed, ? inconclusive, ! error, and ``…`` undecided (an A/B
+test still short of a decision; the column appears only when some metric has one).
 """
 
 from __future__ import annotations
@@ -67,16 +70,23 @@ def phase_cell(result: Mapping[str, Any]) -> Text:
     return text
 
 
+_COUNTS = {"✓": "successful", "✗": "failed", "?": "inconclusive", "!": "error"}
+
+
 def analysis_table(analysis: Mapping[str, Any]) -> Table:
+    results = {
+        metric: result if isinstance(result, Mapping) else {"phase": str(result)}
+        for metric, result in sorted(analysis.items())
+    }
+    counts = dict(_COUNTS)
+    if any(r.get("undecided") for r in results.values()):
+        counts["…"] = "undecided"
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("METRIC", "PHASE", "VALUE", "✓", "✗", "?", "!"):
+    for column in ("METRIC", "PHASE", "VALUE", *counts):
         table.add_column(column, justify="right" if len(column) == 1 else "left")
-    for metric, result in sorted(analysis.items()):
-        result = result if isinstance(result, Mapping) else {"phase": str(result)}
-        counts = [
-            str(result.get(key, "")) for key in ("successful", "failed", "inconclusive", "error")
-        ]
-        table.add_row(metric, phase_cell(result), value_text(result.get("value")), *counts)
+    for metric, result in results.items():
+        cells = [str(result.get(key, "")) for key in counts.values()]
+        table.add_row(metric, phase_cell(result), value_text(result.get("value")), *cells)
     return table
 
 

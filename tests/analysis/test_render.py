@@ -67,3 +67,29 @@ def test_get_shows_the_verdict_and_each_metric() -> None:
     assert lines["error-rate"].split()[1:4] == ["Failed", "0.2824", "0"]
     assert "Successful (dry run)" in lines["latency-p99"]
     assert "errorRate=0.2955 p99=0.02463 requests=44" in lines["latency-p99"]
+    assert "…" not in text.split("METRIC", 1)[1].splitlines()[0]  # no undecided column
+
+
+def test_an_undecided_ab_test_gets_its_own_count_column() -> None:
+    status = {
+        **STATUS,
+        "analysis": {
+            "conversion": {
+                "phase": "Running",
+                "value": {"decided": False, "reason": "collecting: 412 of 2000 per arm"},
+                "successful": 0,
+                "failed": 0,
+                "inconclusive": 0,
+                "error": 0,
+                "undecided": 3,
+            }
+        },
+    }
+    console = Console(width=140, record=True, color_system=None)
+    console.print(render.rollout_view(status))
+    text = console.export_text()
+    header = next(line for line in text.splitlines() if line.lstrip().startswith("METRIC"))
+    assert header.split()[-5:] == ["✓", "✗", "?", "!", "…"]
+    row = next(line for line in text.splitlines() if line.lstrip().startswith("conversion"))
+    assert row.split()[-5:] == ["0", "0", "0", "0", "3"]
+    assert "decided=false" in row
