@@ -25,7 +25,7 @@ STRATEGY_OF_FILE = {
     "shadow.yaml": "shadow",
 }
 # More than one example per strategy, and the AnalysisTemplates they use.
-MORE_ROLLOUTS = {"canary-analysis.yaml": "canary"}
+MORE_ROLLOUTS = {"canary-analysis.yaml": "canary", "haproxy.yaml": "canary"}
 TEMPLATE_FILES = ("analysis-template.yaml",)
 
 
@@ -62,6 +62,17 @@ def test_examples_lint_clean_together() -> None:
     ):
         pytest.skip("the builtin router is not registered yet")
     assert problems == []
+
+
+def test_kubernetes_examples_are_pod_templates_and_lint_clean() -> None:
+    files = sorted((EXAMPLES / "kubernetes").glob("*.yaml"))
+    assert files
+    problems = [p for p in validate.lint(EXAMPLES / "kubernetes") if p.severity != "info"]
+    assert problems == []
+    for path in files:
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc["kind"] == "Rollout":
+                assert models.Rollout.model_validate(doc).spec.platform == "kubernetes"
 
 
 def test_canary_steps_are_the_documented_ones() -> None:
