@@ -245,6 +245,15 @@ def _metrics_problems(
             error = conditions.check(checked)
             if error is not None:
                 problems.append(_problem(source, f"{where}.{field}", error))
+        if isinstance(metric.count, int) and metric.count > 1 and metric.interval is None:
+            problems.append(
+                _problem(
+                    source,
+                    f"{where}.interval",
+                    f"metric '{metric.name}' has count {metric.count} but no interval, so "
+                    "there is no time between its measurements; give an interval such as 30s",
+                )
+            )
         name = metric.provider_name
         if name not in providers_base.registered():
             known = ", ".join(providers_base.registered())

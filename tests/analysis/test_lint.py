@@ -116,3 +116,17 @@ def test_clean_examples_lint_clean() -> None:
     examples = Path(__file__).resolve().parents[2] / "examples"
     problems = validate.lint(examples)
     assert [str(p) for p in problems if p.severity == "error"] == []
+
+
+def test_a_count_without_an_interval_is_caught_at_lint_time(tmp_path: Path) -> None:
+    template = TEMPLATE.replace("      interval: 5s\n", "", 1)
+    found = lint(tmp_path, template)
+    assert any(
+        p.startswith(
+            f"{tmp_path}/0.yaml: spec.metrics[0].interval: metric 'error-rate' has count 3 "
+            "but no interval"
+        )
+        for p in found
+    ), found
+    # count 1 without an interval is one measurement: fine
+    assert not any("metrics[1].interval" in p for p in found), found
