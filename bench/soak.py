@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         samples.append((0.0, common.rss_bytes([router.pid])))
         print(f"     0 s  (idle)  RSS {samples[0][1] / 2**20:6.1f} MiB", flush=True)
         end = t0 + args.minutes * 60
-        while time.monotonic() < end:
-            seg = min(30.0, max(1.0, end - time.monotonic()))
+        while end - time.monotonic() >= 5.0:  # no stub segment of a second or two at the end
+            seg = min(30.0, end - time.monotonic())
             res = common.wrk(router.port, connections=args.connections, seconds=seg)
             errors += res.errors
             requests += res.requests
@@ -79,7 +79,7 @@ def summary(
 ) -> str:
     """RSS at start, at each whole minute (the sample nearest it) and at the end."""
     marks = [0.0, *(60.0 * m for m in range(1, int(samples[-1][0] // 60) + 1))]
-    picked = [min(samples, key=lambda s, m=m: abs(s[0] - m)) for m in marks]
+    picked = list(dict.fromkeys(min(samples, key=lambda s, m=m: abs(s[0] - m)) for m in marks))
     if picked[-1] != samples[-1]:
         picked.append(samples[-1])
     cells = " | ".join(f"{t / 60:.1f} min: {rss / 2**20:.1f}" for t, rss in picked)
