@@ -40,12 +40,11 @@ def framing_of(fields: list[wire.Field], status: int, head_only: bool) -> tuple[
     if head_only or status in (204, 304) or status < 200:
         return NO_BODY, 0
     length = -1
-    for _, name, value in fields:
-        n = len(name)
-        if n == 17 and name.lower() == b"transfer-encoding":
-            if b"chunked" in value.lower():
+    for _, name, value in fields:  # lower-cased by response_fields
+        if name == b"transfer-encoding":
+            if b"chunked" in value:
                 return CHUNKED, 0
-        elif n == 14 and name.lower() == b"content-length":
+        elif name == b"content-length":
             length = int(value.strip().split(b",")[0])
     if length >= 0:
         return (LENGTH, length) if length else (NO_BODY, 0)

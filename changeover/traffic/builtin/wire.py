@@ -44,13 +44,15 @@ REQUEST_FIELDS = (
     b"proxy-authenticate|proxy-authorization|expect|content-length|"
     b"x-forwarded-for|x-forwarded-proto|forwarded"
 )
-# Response fields that are hop-by-hop, or that decide the body's framing.
+# Response fields that are hop-by-hop, or that decide the body's framing. Matched against
+# the lower-cased head (case-sensitive matching of a lower-cased copy is about twice as fast
+# as an IGNORECASE pattern, and these fields' values are compared case-insensitively).
 _RESPONSE_FIELDS = re.compile(
     rb"(\r\n(connection|keep-alive|proxy-connection|te|trailer|transfer-encoding|upgrade|"
-    rb"proxy-authenticate|proxy-authorization|content-length)[ \t]*:[ \t]*([^\r\n]*))",
-    re.I,
+    rb"proxy-authenticate|proxy-authorization|content-length)[ \t]*:[ \t]*([^\r\n]*))"
 )
-Field = tuple[bytes, bytes, bytes]  # (the whole line with its leading CRLF, name, value)
+# (the whole line with its leading CRLF, name, value); lower-cased for response fields.
+Field = tuple[bytes, bytes, bytes]
 
 
 def fields_regex(names: bytes) -> re.Pattern[bytes]:
@@ -59,7 +61,9 @@ def fields_regex(names: bytes) -> re.Pattern[bytes]:
 
 
 def response_fields(head: bytes) -> list[Field]:
-    return _RESPONSE_FIELDS.findall(head)
+    """The hop-by-hop and framing fields of a response head, in order, lower-cased."""
+    fields: list[Field] = _RESPONSE_FIELDS.findall(head.lower())
+    return fields
 
 
 def parse_head(head: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
@@ -75,18 +79,32 @@ def parse_head(head: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
 
 def clean_response_head(head: bytes, fields: list[Field], extra: bytes) -> bytes:
     """The raw upstream head for the client: hop-by-hop fields (and the fields a
-    ``Connection`` header names) dropped, HTTP/1.1 status line, ``extra`` appended."""
-    named: set[bytes] = set()
+    ``Connection`` header names) dropped, HTTP/1.1 status line, ``extra`` appended.
+    ``fields`` are ``response_fields(head)`` (lower-cased, in order of appearance)."""
+    named: set[bytes] | None = None
+    drop: list[bytes] = []
     for line, name, value in fields:
-        lname = name.lower()
-        if lname == b"content-length":
+        if name == b"content-length":
             continue
-        if lname == b"connection":
-            for token in value.lower().split(b","):
+        if name == b"connection" and value != b"keep-alive" and value != b"close":
+            for token in value.split(b","):
                 token = token.strip()
                 if token and token not in (b"keep-alive", b"close"):
+                    named = named or set()
                     named.add(token)
-        head = head.replace(line, b"", 1)
+        drop.append(line)
+    if drop:
+        # The lines are lower-cased copies: find them in the lower-cased head, in order,
+        # and cut the same spans out of the original.
+        low = head.lower()
+        parts = []
+        at = 0
+        for line in drop:
+            pos = low.find(line, at)
+            parts.append(head[at:pos])
+            at = pos + len(line)
+        parts.append(head[at:])
+        head = b"".join(parts)
     if named:
         status, headers = parse_head(head)
         kept = [(n, v) for n, v in headers if n not in named]
