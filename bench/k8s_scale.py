@@ -6,23 +6,28 @@ For each N: create N canary Rollouts (1 replica, steps setWeight 50 → pause), 
 all are Healthy; then change every template at once and measure, per rollout, the time
 from the spec change (our PUT's reply) to the operator's first action for the new revision
 (its ReplicaSet), until all are Paused at the pause step; then promote all and wait until
-all are Healthy on the new revision. Reported: reconcile latency p50/p95/max, API requests
-per rollout per step (operator side, counted in its client), the operator's CPU seconds
-and peak RSS (its own process, psutil), and the wall time of each phase. ``--write``
-replaces the "## Kubernetes scale" section of bench/RESULTS.md.
+all are Healthy on the new revision. Reported: reconcile latency p50/p95/max, broken down
+by stage from the operator's own trace (``operator.trace``: watch delivery, work queue,
+first write) and, from the pods' timestamps, what follows (pod created, pod Ready, the
+operator's reaction to it); API requests per rollout per step (operator side, counted in
+its client) and their mean reply time; the operator's CPU seconds, peak RSS, worker
+occupancy and event-loop lag; the wall time of each phase and the load average.
+``--write`` replaces the "## Kubernetes scale" section of bench/RESULTS.md.
 
 The operator runs as ``bench.k8s_operator_proc`` in a subprocess, stopped by PID. Only the
 API server is talked to; no traffic goes to pod or Service IPs.
 
-The testbed's two fake nodes take 110 pods each; for N rollouts the benchmark registers
-``ceil(2.2 N / 110)`` more (a second fake kubelet, the testbed's own script, stopped by PID;
-its Nodes are deleted afterwards so later pods are not scheduled onto them).
+Pods are made Ready by ``bench.k8s_kubelet`` on ``ceil(2.2 N / 110)`` nodes of its own
+(the benchmark's pods select them; deleted afterwards). ``--kubelet testbed`` uses the
+testbed's ``fake-kubelet.py`` for those nodes instead (a second process, stopped by PID),
+which at 1,000 rollouts, not the operator, sets the pace.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import json
 import os
@@ -44,12 +49,16 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "kubernetes"))
 import k8s_testbed  # noqa: E402
 
+from bench.k8s_kubelet import NODE_LABEL, FakeKubelet  # noqa: E402
 from bench.k8s_operator_proc import BUCKETS  # noqa: E402
 
 JSON = dict[str, Any]
 
 
-def rollout(name: str, image: str) -> JSON:
+def rollout(name: str, image: str, node_selector: dict[str, str] | None = None) -> JSON:
+    pod_spec: JSON = {"containers": [{"name": "app", "image": image}]}
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
     return {
         "apiVersion": "changeover.dev/v1alpha1",
         "kind": "Rollout",
@@ -58,7 +67,7 @@ def rollout(name: str, image: str) -> JSON:
             "replicas": 1,
             "template": {
                 "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "app", "image": image}]},
+                "spec": pod_spec,
             },
             "service": {"port": 80},
             "strategy": {"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}},
@@ -113,6 +122,8 @@ def _requests(stats: JSON) -> int:
 
 
 def _extra_nodes(n: int) -> tuple[subprocess.Popen[bytes], list[str]]:
+    """The testbed's own fake kubelet for ``ceil(2.2 n / 110)`` more nodes (``--kubelet
+    testbed``)."""
     count = max(1, -(-int(2.2 * n) // 110))
     nodes = [f"bench-node-{i}" for i in range(1, count + 1)]
     pki = k8s_testbed.testbed_dir() / "run" / "pki"
@@ -133,21 +144,41 @@ def _extra_nodes(n: int) -> tuple[subprocess.Popen[bytes], list[str]]:
     return proc, nodes
 
 
+async def _pods_gone(client: kube.KubeClient, ns: str, limit: float) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if not (await client.list(kube.PODS, namespace=ns))["items"]:
+            return
+        await asyncio.sleep(1.0)
+
+
 async def _drop_nodes(client: kube.KubeClient, nodes: list[str]) -> None:
     res = kube.Resource("v1", "nodes", "Node", namespaced=False)
     for node in nodes:
         await client.delete(res, node)
 
 
-async def run_one(n: int, workers: int) -> JSON:
+async def run_one(n: int, workers: int, kubelet_kind: str) -> JSON:
     ns = f"bench-{n}-{uuid.uuid4().hex[:4]}"
     stats_path = Path(tempfile.mkdtemp()) / "stats.json"
     env = {**os.environ, "KUBECONFIG": str(k8s_testbed.kubeconfig())}
+    node_count = max(1, -(-int(2.2 * n) // 110))
     async with await kube.KubeClient.connect(kubeconfig_path=k8s_testbed.kubeconfig()) as client:
         await client.create(
             kube.NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
         )
-        kubelet, nodes = _extra_nodes(n)
+        selector: dict[str, str] | None = None
+        if kubelet_kind == "bench":
+            fake = FakeKubelet(
+                await kube.KubeClient.connect(kubeconfig_path=k8s_testbed.kubeconfig()),
+                ns,
+                count=node_count,
+            )
+            kubelet: Any = asyncio.create_task(fake.run())
+            nodes: list[str] = []
+            selector = {NODE_LABEL: ns}
+        else:
+            kubelet, nodes = _extra_nodes(n)
         proc = subprocess.Popen(  # noqa: ASYNC220 - started once, stopped by PID below
             [sys.executable, "-m", "bench.k8s_operator_proc", ns, str(stats_path), str(workers)],
             cwd=REPO,
@@ -173,7 +204,7 @@ async def run_one(n: int, workers: int) -> JSON:
             created: dict[str, float] = {}
 
             async def create(name: str) -> None:
-                await client.create(kube.ROLLOUTS, rollout(name, "app:v1"), namespace=ns)
+                await client.create(kube.ROLLOUTS, rollout(name, "app:v1", selector), namespace=ns)
                 created[name] = time.time()
 
             t0 = time.monotonic()
@@ -282,9 +313,19 @@ async def run_one(n: int, workers: int) -> JSON:
                 proc.kill()
                 proc.wait(5)
             await client.delete(kube.NAMESPACES, ns)
-            kubelet.terminate()
-            kubelet.wait(10)
-            await _drop_nodes(client, nodes)
+            if isinstance(kubelet, asyncio.Task):
+                # Let it finish the pods' deletion first (the PodGC removes what is left
+                # once the nodes are gone).
+                await _pods_gone(client, ns, 60.0)
+                kubelet.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await kubelet
+                await fake.remove()
+                await fake.client.close()
+            else:
+                kubelet.terminate()
+                kubelet.wait(10)
+                await _drop_nodes(client, nodes)
 
 
 # --- where the time goes -------------------------------------------------------------
@@ -421,25 +462,27 @@ def _short(r: JSON, key: str, of: int) -> str:
     return "" if r[key] >= of else f" ({r[key]}/{of})"
 
 
+STAGE_COLUMNS = (
+    "watch",
+    "queue",
+    "to first write",
+    "first action",
+    "status written",
+    "pod created",
+    "pod ready",
+    "after ready",
+)
+
+
 def render(results: list[JSON]) -> str:
+    """The section's tables (the prose around them is written by hand)."""
     lines = [
         "## Kubernetes scale",
         "",
-        "`python -m bench.k8s_scale` (`make bench-k8s`): N canary Rollouts (1 replica each, "
-        "steps setWeight 50 → pause) on the k8s testbed (kube-apiserver 1.20, etcd, fake "
-        "kubelet) on this 2-core machine, one operator process (32 workers). *Latency* is "
-        "spec change (the PUT's reply) → the operator's first action for the new revision "
-        "(creating its ReplicaSet). *Requests/step* are the operator's API requests (not "
-        "watches), per rollout per step. CPU and peak RSS are the operator process's own. "
-        "A count in parentheses: the phase stopped at its time limit (240 s + N/4) that far; "
-        "the rest were waiting, correctly, for pods the testbed's fake kubelet had not made "
-        "Ready (one thread patching ~1,000 pods in a row lets its node heartbeats lapse, and "
-        "the node controller then marks those pods NotReady for good).",
-        "",
         "| rollouts | create→all Healthy | update→all Paused | promote→all Healthy "
-        "| latency p50 / p95 / max | requests/step (update) | requests (promote) "
-        "| operator CPU | peak RSS |",
-        "|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+        "| first action p50 / p95 / max | requests/step (update) | requests (promote) "
+        "| operator CPU | peak RSS | load avg before → after |",
+        "|---:|---:|---:|---:|---|---:|---:|---:|---:|---|",
     ]
     for r in results:
         lines.append(
@@ -451,7 +494,41 @@ def render(results: list[JSON]) -> str:
             f"{r['reconcile_latency_p95_ms']} / {r['reconcile_latency_max_ms']} ms | "
             f"{r['api_requests_per_rollout_step_update']} | "
             f"{r['api_requests_per_rollout_promote']} | {r['operator_cpu_s']} s | "
-            f"{r['operator_peak_rss_mb']} MB |"
+            f"{r['operator_peak_rss_mb']} MB | "
+            f"{r['load_before'][0]} → {r['load_after'][0]} |"
+        )
+    lines += [
+        "",
+        "Update phase, per rollout, p50 / p95 in ms (see the stages above):",
+        "",
+        "| rollouts | " + " | ".join(STAGE_COLUMNS) + " |",
+        "|---:|" + "---|" * len(STAGE_COLUMNS),
+    ]
+    for r in results:
+        cells = [
+            f"{st['p50']} / {st['p95']}"
+            for st in (
+                r["update_stages_ms"].get(c, {"p50": "-", "p95": "-"}) for c in STAGE_COLUMNS
+            )
+        ]
+        lines.append(f"| {r['rollouts']} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "The operator during the update phase:",
+        "",
+        "| rollouts | reconciles | reconcile p50 / p95 ≤ | workers busy | loop lag p50 / p95 ≤ "
+        "| mean reply (ms) by request |",
+        "|---:|---:|---|---:|---|---|",
+    ]
+    for r in results:
+        op = r["update_operator"]
+        top = sorted(op["replies"].items(), key=lambda kv: -kv[1]["n"])[:5]
+        replies = ", ".join(f"{k} {v['mean_ms']} (×{v['n']})" for k, v in top)
+        lines.append(
+            f"| {r['rollouts']} | {op['reconciles']} | "
+            f"{op['reconcile_p50_le_s']} / {op['reconcile_p95_le_s']} s | "
+            f"{op['workers_busy']:.0%} | "
+            f"{op['loop_lag_p50_le_s']} / {op['loop_lag_p95_le_s']} s | {replies} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -472,6 +549,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rollouts", type=int, action="append")
     parser.add_argument("--workers", type=int, default=32)
+    parser.add_argument(
+        "--kubelet",
+        choices=("bench", "testbed"),
+        default="bench",
+        help="who makes pods Ready: bench/k8s_kubelet.py (default) or the testbed's script",
+    )
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     k8s_testbed.ensure_built()
@@ -487,7 +570,7 @@ def main() -> None:
             )
         )
         for n in args.rollouts or [100]:
-            result = asyncio.run(run_one(n, args.workers))
+            result = asyncio.run(run_one(n, args.workers, args.kubelet))
             print(json.dumps(result), flush=True)
             results.append(result)
     finally:
