@@ -6,6 +6,10 @@ Argo Rollouts and keeps, for each, a changeover ``Rollout`` of the same name con
 editing the Argo manifest (``kubectl argo rollouts set image`` works); the converted copy
 follows, and what could not be carried over is in its annotation
 ``changeover.dev/import-notes`` and in a Warning event on first conversion.
+
+An Argo Rollout with ``workloadRef`` (a Deployment holding the pod template) is converted
+with that Deployment, read from the API when the Argo Rollout changes: a later edit of
+the Deployment alone is not followed (edit the Argo Rollout, or re-apply it, to pick it up).
 """
 
 from __future__ import annotations
@@ -28,9 +32,17 @@ NOTES_ANNOTATION = "changeover.dev/import-notes"
 SOURCE_ANNOTATION = "changeover.dev/imported-from"
 
 
-def converted(argo: JSON) -> JSON | None:
-    """The changeover Rollout for one Argo Rollout (None if it cannot be converted)."""
-    result = importers.convert([argo], source=f"argoproj.io Rollout/{argo['metadata']['name']}")
+DEPLOYMENTS = kube.Resource("apps/v1", "deployments", "Deployment")
+
+
+def converted(argo: JSON, workload: JSON | None = None) -> JSON | None:
+    """The changeover Rollout for one Argo Rollout (None if it cannot be converted);
+    ``workload`` is the Deployment its ``workloadRef`` names, when there is one."""
+    result = importers.convert(
+        [argo],
+        source=f"argoproj.io Rollout/{argo['metadata']['name']}",
+        context=[workload] if workload is not None else [],
+    )
     rollouts = [d for d in result.documents if d.get("kind") == "Rollout"]
     if not rollouts:
         return None
@@ -62,6 +74,8 @@ def converted(argo: JSON) -> JSON | None:
 
 
 class ArgoBridge:
+    """Keeps a changeover Rollout for every Argo Rollout the operator can see."""
+
     def __init__(self, op: Operator) -> None:
         self.op = op
         self.informer = informer.Informer(
@@ -77,10 +91,10 @@ class ArgoBridge:
         argo = self.informer.get(namespace, name)
         if argo is None or argo["metadata"].get("deletionTimestamp"):
             return
-        body = converted(argo)
+        client = self.op.client
+        body = converted(argo, await self._workload(argo, namespace))
         if body is None:
             return
-        client = self.op.client
         existing = await client.get_or_none(kube.ROLLOUTS, name, namespace=namespace)
         if existing is None:
             await client.create(kube.ROLLOUTS, body, namespace=namespace)
@@ -96,3 +110,9 @@ class ArgoBridge:
             return
         body["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
         await client.replace(kube.ROLLOUTS, body, namespace=namespace)
+
+    async def _workload(self, argo: JSON, namespace: str) -> JSON | None:
+        ref = (argo.get("spec") or {}).get("workloadRef") or {}
+        if ref.get("kind", "Deployment") != "Deployment" or not ref.get("name"):
+            return None
+        return await self.op.client.get_or_none(DEPLOYMENTS, ref["name"], namespace=namespace)

@@ -1,0 +1,135 @@
+"""Manifests from the Argo Rollouts and Flagger repositories, run for real on the test
+cluster: an Argo Rollout read directly by the operator (``--argo-rollouts``) walks its
+steps, one with ``workloadRef`` takes its Deployment's pod template, and a Flagger
+Canary imported with ``changeover import`` progresses through its weights on NGINX."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+from conftest import helper_operator
+from k8s_helpers import Kube, eventually, healthy_on, phase_is
+
+from changeover.operator.argo_bridge import DEPLOYMENTS
+from changeover.operator.runtime import Operator
+from changeover.operator.service import KubeService
+from changeover.platforms.kubernetes import client as kube
+from changeover.spec import importers
+
+JSON = dict[str, Any]
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "imports"
+
+
+def _docs(name: str) -> list[JSON]:
+    text = (FIXTURES / name).read_text()
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def _of_kind(name: str, kind: str) -> JSON:
+    (doc,) = [d for d in _docs(name) if d["kind"] == kind]
+    return doc
+
+
+async def _step_is(k: Kube, name: str, index: int, phase: str) -> JSON:
+    return await eventually(
+        lambda: k.status(name),
+        lambda s: s.get("currentStepIndex") == index and s.get("phase") == phase,
+        what=f"{name} {phase} at step {index}",
+    )
+
+
+async def test_argo_canary_walks_its_steps_read_directly(kube_: Kube) -> None:
+    k = kube_
+    argo = _of_kind("argo/rollout-canary.yaml", "Rollout")
+    # The example's timed pauses (40s, 20s, 20s) shortened so the test takes seconds; the
+    # `pause: {}` after 20% stays and is promoted by hand.
+    for step in argo["spec"]["strategy"]["canary"]["steps"]:
+        if (step.get("pause") or {}).get("duration"):
+            step["pause"]["duration"] = 1
+    svc = KubeService(k.client, namespace=k.namespace)
+    async with helper_operator(k, argo_rollouts=True):
+        created = await k.create(kube.ARGO_ROLLOUTS, argo)
+        await healthy_on(k, "rollout-canary", 1)
+        assert await k.rs_counts("rollout-canary") == {1: (5, 5)}
+        notes = (await k.rollout("rollout-canary"))["metadata"]["annotations"]
+        assert "spec.selector: changed" in notes["changeover.dev/import-notes"]
+        # `kubectl argo rollouts set image`: the Argo manifest changes, ours follows.
+        changed = copy.deepcopy(created)
+        (container,) = changed["spec"]["template"]["spec"]["containers"]
+        container["image"] = "argoproj/rollouts-demo:green"
+        await k.client.replace(kube.ARGO_ROLLOUTS, changed, namespace=k.namespace)
+        st = await _step_is(k, "rollout-canary", 1, "Paused")
+        assert st["weightsText"] == "1:80 2:20"
+        # 20% of 5 is 1 canary replica; stable keeps all of its own (changeover's canary,
+        # like Argo's with traffic routing and without dynamicStableScale).
+        assert await k.rs_counts("rollout-canary") == {1: (5, 5), 2: (1, 1)}
+        await svc.promote("rollout-canary")
+        st = await healthy_on(k, "rollout-canary", 2, within=120)
+        assert st["weightsText"] == "2:100"
+        await eventually(lambda: k.reasons("rollout-canary"), lambda r: "RolloutCompleted" in r)
+    events = await k.events("rollout-canary")
+    steps = [m for r, m in events if r == "RolloutStepCompleted"]
+    # Every step in order; the `pause: {}` (step 2) is left by the promote instead.
+    assert steps == [f"step {i}/8 completed" for i in (1, 3, 4, 5, 6, 7, 8)]
+    assert [r for r, _ in events].count("RolloutPromoted") == 1
+
+
+async def test_argo_workload_ref_runs_the_deployments_pods(kube_: Kube) -> None:
+    k = kube_
+    deployment = _of_kind("argo/workload-ref.yaml", "Deployment")
+    argo = _of_kind("argo/workload-ref.yaml", "Rollout")
+    await k.create(DEPLOYMENTS, deployment)
+    async with helper_operator(k, argo_rollouts=True):
+        await k.create(kube.ARGO_ROLLOUTS, argo)
+        await healthy_on(k, "rollout-ref-deployment", 1)
+        ours = await k.rollout("rollout-ref-deployment")
+        (container,) = ours["spec"]["template"]["spec"]["containers"]
+        assert container["image"] == "docker.intuit.com/docker-rmt/argoproj/rollouts-demo:blue"
+        assert ours["spec"]["strategy"]["canary"]["steps"] == [
+            {"setWeight": 20},
+            {"pause": {"duration": "10s"}},
+        ]
+        assert await k.rs_counts("rollout-ref-deployment") == {1: (5, 5)}
+
+
+async def test_flagger_canary_imported_progresses_on_nginx(kube_: Kube, operator: Operator) -> None:
+    k = kube_
+    source = "flagger/nginx-canary.yaml"
+    result = importers.import_path(str(FIXTURES / source))
+    (body,) = [d for d in result.documents if d["kind"] == "Rollout"]
+    # Its Deployment is Flagger's test workload (another file of the same e2e test).
+    deployment = _of_kind("flagger/gatewayapi-ab-headers.yaml", "Deployment")
+    body = importers.convert(
+        [d for d in _docs(source) if d["kind"] == "Canary"], source, context=[deployment]
+    ).documents[0]
+    spec = body["spec"]
+    assert [s.get("setWeight") for s in spec["strategy"]["canary"]["steps"]] == [20, None, 40, None]
+    # The test cluster has no Prometheus and no Flagger load tester: the analysis and the
+    # load-test webhook are the only parts left out of this run.
+    del spec["strategy"]["canary"]["analysis"], spec["webhooks"]
+    body["metadata"]["namespace"] = k.namespace
+    ingress = _of_kind(source, "Ingress")
+    ingress["metadata"]["namespace"] = k.namespace
+    await k.create(kube.INGRESSES, ingress)
+    await k.apply_rollout(body)
+    await healthy_on(k, "podinfo", 1)
+    assert await k.rs_counts("podinfo") == {1: (1, 1)}
+    await k.set_image("podinfo", "ghcr.io/stefanprodan/podinfo:6.0.1")
+    p = "nginx.ingress.kubernetes.io/"
+
+    async def weight() -> str | None:
+        doc = await k.client.get_or_none(kube.INGRESSES, "podinfo-canary", namespace=k.namespace)
+        return ((doc or {}).get("metadata", {}).get("annotations") or {}).get(p + "canary-weight")
+
+    # stepWeight 20 up to maxWeight 40, a 15s interval at each: 20, then 40, then promoted.
+    await eventually(weight, lambda w: w == "20", what="canary weight 20")
+    assert (await k.status("podinfo"))["currentStepIndex"] in (0, 1)
+    await eventually(weight, lambda w: w == "40", what="canary weight 40", within=60)
+    await healthy_on(k, "podinfo", 2, within=60)
+    assert await weight() == "0"
+    reasons = await k.reasons("podinfo")
+    assert reasons.count("RolloutStepCompleted") >= 4 and "RolloutCompleted" in reasons
+    await phase_is(k, "podinfo", "Healthy")
