@@ -133,3 +133,27 @@ def test_argo_workload_ref_takes_the_deployment_and_filters_args() -> None:
         "dropped"
     )
     assert not any(p.startswith("Deployment/") for p in notes)
+
+
+def _flagger_weights(analysis: dict[str, object]) -> list[int]:
+    canary = {
+        "apiVersion": "flagger.app/v1beta1",
+        "kind": "Canary",
+        "metadata": {"name": "web"},
+        "spec": {
+            "provider": "kubernetes",
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "service": {"port": 80},
+            "analysis": {"interval": "10s", **analysis},
+        },
+    }
+    (rollout,) = importers.convert([canary], "canary.yaml").documents
+    steps = rollout["spec"]["strategy"]["canary"]["steps"]
+    return [s["setWeight"] for s in steps if "setWeight" in s]
+
+
+def test_flagger_weights_stop_at_max_weight() -> None:
+    assert _flagger_weights({"stepWeight": 20, "maxWeight": 40}) == [20, 40]
+    assert _flagger_weights({"stepWeight": 20, "maxWeight": 50}) == [20, 40, 50]
+    assert _flagger_weights({"stepWeights": [1, 2, 10, 80]}) == [1, 2, 10, 80]
+    assert _flagger_weights({"stepWeight": 25}) == [25, 50, 75, 100]

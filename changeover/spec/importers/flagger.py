@@ -313,6 +313,8 @@ def _strategy(spec: JSON, analysis: JSON, metrics: list[JSON], svc_name: str, no
             bg["prePromotionAnalysis"] = {"metrics": bounded}
         return {"blueGreen": bg}
     steps: list[JSON] = []
+    if analysis.get("stepWeight") and not analysis.get("maxWeight"):
+        notes.change("spec.analysis.stepWeight", "no maxWeight: steps go up to 100")
     for weight in _weights(analysis):
         steps += [{"setWeight": weight}, {"pause": {"duration": every}}]
     out: JSON = {"steps": steps}
@@ -326,7 +328,11 @@ def _weights(analysis: JSON) -> list[int]:
         return [int(w) for w in analysis["stepWeights"]]
     step = int(analysis.get("stepWeight") or 10)
     top = int(analysis.get("maxWeight") or 100)
-    return list(range(step, top + 1, step)) if step > 0 else []
+    if step <= 0:
+        return []
+    weights = list(range(step, top + 1, step))
+    # maxWeight 50 by 20s: 20, 40, then 50 (the canary never gets more than maxWeight).
+    return weights if weights and weights[-1] == top else [*weights, top]
 
 
 def _match(matches: list[JSON], notes: Notes) -> list[JSON]:
