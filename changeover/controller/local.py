@@ -56,10 +56,13 @@ class LocalService:
         ]
         problems = [p for p in found if p.severity != "warning"]
         problems += self._port_clashes(rollouts, source)
+        for rollout in rollouts:  # a pod template is refused before anything is stored
+            try:
+                rollout.spec.process_template(source=source)
+            except errors.SpecError as exc:
+                problems += exc.problems
         if problems:
             raise errors.SpecError(problems)
-        for rollout in rollouts:
-            rollout.spec.process_template()  # a pod template is refused before storing any
         results = []
         # Templates first: a rollout applied with them may start an analysis at once.
         for template, _ in parsed:

@@ -13,6 +13,8 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from changeover import traffic
 from changeover.api import server as api_server
 from changeover.controller.clock import SystemClock
@@ -21,7 +23,7 @@ from changeover.controller.loop import Controller, RouterFactory
 from changeover.controller.store import Store
 from changeover.endpoints import Endpoint
 from changeover.platforms.local import LocalPlatform
-from changeover.spec import models
+from changeover.spec import models, traffic_settings
 from changeover.traffic import builtin
 from changeover.traffic.base import TrafficRouter
 
@@ -41,15 +43,20 @@ def router_factory(registry: builtin.Registry, *, router_workers: int = 1) -> Ro
         factory = traffic.base.factory_of(name)
         blue_green = rollout.spec.strategy.blue_green
         preview_port = blue_green.preview_port if blue_green is not None else None
-        extra: dict[str, object] = {}
-        if name == "builtin" and router_workers > 1:
+        settings = rollout.spec.traffic.settings
+        extra = _settings_kwargs(settings)
+        extra.pop("workers", None)
+        workers = router_workers
+        if isinstance(settings, traffic_settings.BuiltinSettings) and settings.workers:
+            workers = settings.workers  # the rollout's own beats serve --router-workers
+        if name == "builtin" and workers > 1:
             if preview_port is None:
-                extra["workers"] = router_workers
+                extra["workers"] = workers
             else:
                 log.warning(
                     "rollout %s has a preview port: its router runs as one process, not %d",
                     rollout.name,
-                    router_workers,
+                    workers,
                 )
         return factory(
             rollout.name,
@@ -61,6 +68,14 @@ def router_factory(registry: builtin.Registry, *, router_workers: int = 1) -> Ro
         )
 
     return build
+
+
+def _settings_kwargs(settings: BaseModel | None) -> dict[str, object]:
+    """``spec.traffic.<router>`` as keyword arguments of the router's factory (the
+    settings models in ``spec.traffic_settings`` use the factories' parameter names)."""
+    if settings is None:
+        return {}
+    return settings.model_dump(exclude_none=True)
 
 
 async def run_server(

@@ -28,7 +28,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from changeover import errors
-from changeover.spec import pod
+from changeover.spec import pod, traffic_settings
 
 if TYPE_CHECKING:
     from changeover.spec import analysis as spec_analysis
@@ -435,12 +435,14 @@ class TrafficSpec(Model):
     """Which router carries traffic. Each key names a router in ``traffic`` 's registry;
     the Kubernetes routers (istio, gatewayAPI, nginx, smi) take their objects' names."""
 
-    builtin: dict[str, Any] | None = None
-    haproxy: dict[str, Any] | None = None
-    istio: dict[str, Any] | None = None
-    gateway_api: Annotated[dict[str, Any] | None, Field(alias="gatewayAPI")] = None
-    nginx: dict[str, Any] | None = None
-    smi: dict[str, Any] | None = None
+    builtin: traffic_settings.BuiltinSettings | None = None
+    haproxy: traffic_settings.HAProxySettings | None = None
+    istio: traffic_settings.IstioSettings | None = None
+    gateway_api: Annotated[
+        traffic_settings.GatewayAPISettings | None, Field(alias="gatewayAPI")
+    ] = None
+    nginx: traffic_settings.NginxSettings | None = None
+    smi: traffic_settings.SMISettings | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -466,13 +468,23 @@ class TrafficSpec(Model):
         return None
 
     @property
-    def config(self) -> dict[str, Any]:
-        """The chosen router's settings ({} when none is chosen)."""
+    def settings(self) -> traffic_settings.Settings | None:
+        """The chosen router's parsed settings (None when none is chosen)."""
         key = self.chosen
         if key is None:
+            return None
+        value: traffic_settings.Settings = getattr(
+            self, "gateway_api" if key == "gatewayAPI" else key
+        )
+        return value
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The chosen router's settings as YAML spells them ({} when none is chosen)."""
+        settings = self.settings
+        if settings is None:
             return {}
-        value = getattr(self, "gateway_api" if key == "gatewayAPI" else key)
-        return dict(value or {})
+        return settings.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
     @property
     def router(self) -> str:
@@ -520,12 +532,13 @@ class RolloutSpec(Model):
             return self.traffic.router
         return DEFAULT_ROUTER[self.platform]
 
-    def process_template(self) -> ProcessTemplate:
-        """The template as a process; SpecError (exit 2) when it is a pod template."""
+    def process_template(self, *, source: str = "") -> ProcessTemplate:
+        """The template as a process; SpecError (exit 2, naming ``source``) when it is a
+        pod template."""
         if isinstance(self.template, ProcessTemplate):
             return self.template
         raise errors.SpecError.single(
-            file="",
+            file=source,
             path="spec.template",
             message=(
                 "a pod template (spec.template.spec.containers) runs on Kubernetes: apply it "

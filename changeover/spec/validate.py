@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator, Sequence
 
 from changeover import errors
-from changeover.spec import analysis_checks, load, messages, models
+from changeover.spec import analysis_checks, load, messages, models, traffic_settings
 from changeover.traffic import base as traffic
 
 # How each capability reads in "setMirrorRoute needs a router with mirroring: builtin".
@@ -160,10 +160,38 @@ def _match_needs(path: str, what: str, matches: Sequence[models.RouteMatch]) -> 
             yield f"{path}.match[{j}]", f"{what} by cookie", traffic.Capability.COOKIE_ROUTES
 
 
+# Registry name → the platform the router runs on; routers in neither (the unit tests'
+# ``recording`` fake) are never suggested.
+_ROUTER_PLATFORM = {
+    **{models.ROUTER_REGISTRY_NAMES[k]: p for k, p in traffic_settings.PLATFORM.items()},
+    **{router: platform for platform, router in models.DEFAULT_ROUTER.items()},
+}
+
+
+_PLATFORM_WORDS = {"local": "the local platform", "kubernetes": "Kubernetes"}
+
+
+def _routers_on(platform: str) -> list[str]:
+    return [r for r in traffic.registered() if _ROUTER_PLATFORM.get(r) == platform]
+
+
 def _router_problems(rollout: models.Rollout) -> list[errors.SpecProblem]:
     router = rollout.spec.router
     needs = list(_needs(rollout))
-    chosen = rollout.spec.traffic.chosen is not None
+    key = rollout.spec.traffic.chosen
+    chosen = key is not None
+    platform = rollout.spec.platform
+    if key is not None and traffic_settings.PLATFORM[key] != platform:
+        where = "a pod template (Kubernetes)" if platform == "kubernetes" else "a process"
+        runs_on = _PLATFORM_WORDS[traffic_settings.PLATFORM[key]]
+        return [
+            _problem(
+                f"spec.traffic.{key}",
+                f"router '{key}' runs on {runs_on}, but this rollout's "
+                f"template is {where}; expected one of "
+                + ", ".join(k for k, p in traffic_settings.PLATFORM.items() if p == platform),
+            )
+        ]
     if router not in traffic.registered():
         # Unknown only matters if something asks the router for anything; a bare
         # rollingUpdate on the default router is fine even before routers register.
@@ -179,7 +207,7 @@ def _router_problems(rollout: models.Rollout) -> list[errors.SpecProblem]:
             continue
         reported.add((what, capability))  # one problem per kind of need, not per match
         words = _CAPABILITY_WORDS[capability]
-        able = [r for r in traffic.registered() if capability in traffic.capabilities_of(r)]
+        able = [r for r in _routers_on(platform) if capability in traffic.capabilities_of(r)]
         message = (
             f"{what} needs a router with {words}: {', '.join(able)} (this rollout uses '{router}')"
             if able

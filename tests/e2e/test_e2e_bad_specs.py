@@ -135,6 +135,21 @@ CASES: list[tuple[str, Callable[[JSON], JSON] | str, list[str]]] = [
         ["spec.strategy.canary.steps[0]", "exactly one"],
     ),
     (
+        "kubernetes-router-on-the-local-platform",
+        _set("spec.traffic", {"istio": {"virtualService": "chat-vs"}}),
+        ["spec.traffic.istio", "runs on Kubernetes", "expected one of builtin, haproxy"],
+    ),
+    (
+        "misspelt-router-setting",
+        _set("spec.traffic", {"haproxy": {"nbthred": 2}}),
+        ["spec.traffic.haproxy", "unknown field 'nbthred'", "did you mean 'nbthread'"],
+    ),
+    (
+        "pod-template-on-the-local-platform",
+        _set("spec.template", {"spec": {"containers": [{"name": "app", "image": "app:2"}]}}),
+        ["spec.template", "runs on Kubernetes", "--platform kubernetes"],
+    ),
+    (
         "malformed-yaml",
         "apiVersion: changeover.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: [bad\n"
         "spec:\n  replicas: 2\n",

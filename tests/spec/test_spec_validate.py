@@ -277,3 +277,48 @@ def test_validate_rollouts_for_rollouts_already_in_hand(routers: None) -> None:
         "apply: metadata.name: another rollout named 'ranker' is in this apply (apply); "
         "expected each name once"
     ]
+
+
+POD_TEMPLATE = """\
+apiVersion: changeover.dev/v1alpha1
+kind: Rollout
+metadata: {name: chat}
+spec:
+  template:
+    spec:
+      containers: [{name: app, image: "chat:2"}]
+  service: {port: 8080}
+  traffic: {smi: {}}
+  strategy:
+    canary:
+      steps:
+        - setWeight: 10
+        - setHeaderRoute:
+            name: beta
+            match: [{headerName: x-beta, headerValue: {exact: "1"}}]
+"""
+
+
+def test_on_kubernetes_only_kubernetes_routers_are_suggested(tmp_path: Path) -> None:
+    import changeover.traffic  # noqa: F401  (the real registry: builtin, haproxy, istio, ...)
+
+    assert lint(tmp_path, POD_TEMPLATE) == [
+        "r.yaml: spec.strategy.canary.steps[1].setHeaderRoute.match[0]: setHeaderRoute by "
+        "header needs a router with header routes: gateway-api, istio, nginx "
+        "(this rollout uses 'smi')"
+    ]
+    local = POD_TEMPLATE.replace("smi: {}", "haproxy: {}")
+    assert lint(tmp_path, local) == [
+        "r.yaml: spec.traffic.haproxy: router 'haproxy' runs on the local platform, but this "
+        "rollout's template is a pod template (Kubernetes); expected one of istio, gatewayAPI, "
+        "nginx, smi"
+    ]
+
+
+def test_router_settings_are_checked_by_name(tmp_path: Path) -> None:
+    import changeover.traffic  # noqa: F401
+
+    doc = POD_TEMPLATE.replace("smi: {}", "istio: {destinationRule: {name: dr}}")
+    assert lint(tmp_path, doc) == [
+        "r.yaml: spec.traffic.istio.virtualService: required, but missing (line 9)"
+    ]

@@ -180,14 +180,24 @@ def _traffic(routing: JSON, path: str, notes: Notes, service: JSON) -> JSON | No
     if "istio" in routing:
         istio = routing["istio"]
         out: JSON = {}
+        vs_path = f"{path}.istio.virtualService"
+        vs: JSON = {}
         if "virtualService" in istio:
-            out["virtualService"] = dict(istio["virtualService"])
+            vs = dict(istio["virtualService"])
         elif istio.get("virtualServices"):
-            out["virtualService"] = dict(istio["virtualServices"][0])
+            vs = dict(istio["virtualServices"][0])
+            vs_path = f"{path}.istio.virtualServices[0]"
             if len(istio["virtualServices"]) > 1:
                 notes.drop(f"{path}.istio.virtualServices[1:]", "one VirtualService only")
+        if vs:
+            # changeover steers HTTP routes only: TLS/TCP routes are reported, not carried
+            out["virtualService"] = {k: v for k, v in vs.items() if k in ("name", "routes")}
+            notes.rest(vs, vs_path, {"name", "routes"}, "changeover steers HTTP routes only")
         if "destinationRule" in istio:
-            out["destinationRule"] = dict(istio["destinationRule"])
+            dr = dict(istio["destinationRule"])
+            known = {"name", "stableSubsetName", "canarySubsetName"}
+            out["destinationRule"] = {k: v for k, v in dr.items() if k in known}
+            notes.rest(dr, f"{path}.istio.destinationRule", known)
         notes.rest(istio, f"{path}.istio", {"virtualService", "virtualServices", "destinationRule"})
         result = {"istio": out}
     elif "nginx" in routing:

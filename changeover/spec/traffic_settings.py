@@ -1,0 +1,111 @@
+"""The settings each router takes under ``spec.traffic.<router>``, checked like any field.
+
+Before these models the settings were free-form mappings: a misspelt key was silently
+ignored and a missing required one (Istio's ``virtualService``) surfaced only when the
+operator first reconciled. Now ``changeover lint`` names the field, and the runtime passes
+the parsed values to the router's factory.
+
+Which platform each router runs on is here too (``PLATFORM``): a process template runs on
+the local platform (builtin, haproxy), a pod template on Kubernetes (istio, gatewayAPI,
+nginx, smi). ``spec.validate`` reports a router used on the other platform.
+
+    >>> IstioSettings.model_validate({"virtualService": "chat-vs"}).virtual_service
+    'chat-vs'
+    >>> HAProxySettings.model_validate({"nbthread": 2}).nbthread
+    2
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic.alias_generators import to_camel
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class BuiltinSettings(Settings):
+    """The embedded router. ``workers`` > 1 runs this rollout's router as that many
+    processes on one port (SO_REUSEPORT, merged metrics); unset: ``serve --router-workers``.
+    """
+
+    workers: Annotated[int, Field(ge=1, le=64)] | None = None
+
+
+class HAProxySettings(Settings):
+    """The managed HAProxy (``traffic.haproxy``): its threads, the core it is pinned to,
+    the binary (default: ``haproxy`` on PATH or /usr/sbin), and how many requests a second
+    it times for the latency histograms (the rest are counted, not timed)."""
+
+    nbthread: Annotated[int, Field(ge=1, le=64)] | None = None
+    cpu: Annotated[int, Field(ge=0)] | None = None
+    binary: str | None = None
+    timed_per_second: Annotated[int, Field(ge=1)] | None = None
+
+
+class IstioVirtualService(Settings):
+    name: Annotated[str, Field(min_length=1)]
+    # The HTTP routes of the VirtualService that changeover manages (default: all).
+    routes: list[str] = Field(default_factory=list)
+
+
+class IstioDestinationRule(Settings):
+    name: Annotated[str, Field(min_length=1)]
+    stable_subset_name: str = "stable"
+    canary_subset_name: str = "canary"
+
+
+def _name_or_object(value: object) -> str:
+    return (
+        "virtualService[object]"
+        if isinstance(value, dict | IstioVirtualService)
+        else "virtualService[name]"
+    )
+
+
+class IstioSettings(Settings):
+    # A name, or {name, routes}; the discriminator reports only the shape the user wrote
+    # ("unknown field 'tlsRoutes'", not also "expected a string").
+    virtual_service: Annotated[
+        Annotated[str, Tag("virtualService[name]")]
+        | Annotated[IstioVirtualService, Tag("virtualService[object]")],
+        Discriminator(_name_or_object),
+    ]
+    destination_rule: IstioDestinationRule | None = None
+
+
+class GatewayAPISettings(Settings):
+    http_route: Annotated[str, Field(min_length=1)]
+
+
+class NginxSettings(Settings):
+    stable_ingress: Annotated[str, Field(min_length=1)]
+
+
+class SMISettings(Settings):
+    root_service: str | None = None
+    traffic_split_name: str | None = None
+
+
+# The YAML key under ``traffic`` → its settings model and the platform it runs on.
+SETTINGS: dict[str, type[Settings]] = {
+    "builtin": BuiltinSettings,
+    "haproxy": HAProxySettings,
+    "istio": IstioSettings,
+    "gatewayAPI": GatewayAPISettings,
+    "nginx": NginxSettings,
+    "smi": SMISettings,
+}
+PLATFORM: dict[str, Literal["local", "kubernetes"]] = {
+    "builtin": "local",
+    "haproxy": "local",
+    "istio": "kubernetes",
+    "gatewayAPI": "kubernetes",
+    "nginx": "kubernetes",
+    "smi": "kubernetes",
+}
