@@ -80,6 +80,16 @@ def test_manifests_command_prints_everything_for_kubectl_apply() -> None:
         ("networking.istio.io", "virtualservices"),
     ]:
         assert needed in rules
+    grants = {
+        (g, r, v)
+        for rule in manifests.RULES
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
+    # serve --argo-rollouts creates changeover Rollouts from the Argo ones it reads
+    assert ("changeover.dev", "rollouts", "create") in grants
+    assert ("argoproj.io", "rollouts", "watch") in grants
     only = CliRunner().invoke(app, ["manifests", "--crds-only"])
     assert [d["kind"] for d in yaml.safe_load_all(only.stdout)] == [
         "CustomResourceDefinition",

@@ -27,6 +27,12 @@ RULES: list[JSON] = [
         "verbs": ["get", "list", "watch", "update", "patch"],
     },
     {
+        # serve --argo-rollouts creates a changeover Rollout for each Argo Rollout it reads
+        "apiGroups": ["changeover.dev"],
+        "resources": ["rollouts"],
+        "verbs": ["create"],
+    },
+    {
         "apiGroups": ["apps"],
         "resources": ["replicasets"],
         "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
