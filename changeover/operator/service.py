@@ -31,7 +31,6 @@ from changeover.platforms.kubernetes.events import list_events
 from changeover.platforms.kubernetes.replicasets import Counts
 from changeover.spec import analysis as spec_analysis
 from changeover.spec import load, models, validate
-from changeover.traffic import kubernetes as kube_routers
 
 JSON = dict[str, Any]
 
@@ -62,13 +61,17 @@ class KubeService:
                     errors.SpecProblem(file=source, path=p.path, message=p.message)
                     for p in exc.problems
                 ]
-            if rollout.spec.router not in kube_routers.ROUTERS:
+        # (a router of the local platform is refused by validate_rollouts, by name)
+        for doc in documents_:
+            given = (doc.get("metadata") or {}).get("namespace")
+            if given is not None and given != self.namespace:
+                # as kubectl refuses it: never apply into a namespace the file did not name
                 problems.append(
                     errors.SpecProblem(
                         file=source,
-                        path="spec.traffic",
-                        message=f"router '{rollout.spec.router}' does not run on Kubernetes; "
-                        f"expected one of {', '.join(sorted(kube_routers.ROUTERS))}",
+                        path="metadata.namespace",
+                        message=f"is {given!r}, but this command acts on namespace "
+                        f"{self.namespace!r}; pass -n {given} (or remove metadata.namespace)",
                     )
                 )
         if problems:

@@ -137,3 +137,29 @@ spec:
     code, _, err = run(ns, "apply", "-f", str(spec))
     assert code == 2
     assert "spec.template: a process template (spec.template.command) runs on the local" in err
+
+
+def test_cli_refuses_a_namespace_other_than_the_one_it_acts_on(ns: str, tmp_path: Path) -> None:
+    spec = tmp_path / "elsewhere.yaml"
+    spec.write_text("""\
+apiVersion: changeover.dev/v1alpha1
+kind: Rollout
+metadata: {name: elsewhere, namespace: somewhere-else}
+spec:
+  template:
+    spec:
+      containers: [{name: app, image: "app:1"}]
+  service: {port: 8080}
+  strategy: {canary: {steps: [{setWeight: 10}]}}
+""")
+    code, _, err = run(ns, "apply", "-f", str(spec))
+    assert code == 2
+    assert f"{spec}: metadata.namespace: is 'somewhere-else', but this command acts on" in err
+    assert f"namespace '{ns}'; pass -n somewhere-else" in err
+    code, _, err = run(ns, "status", "elsewhere")
+    assert code == 1  # nothing was created
+    haproxy = spec.read_text().replace("  strategy:", "  traffic: {haproxy: {}}\n  strategy:")
+    spec.write_text(haproxy.replace("namespace: somewhere-else", f"namespace: {ns}"))
+    code, _, err = run(ns, "apply", "-f", str(spec))
+    assert code == 2
+    assert f"{spec}: spec.traffic.haproxy: router 'haproxy' runs on the local platform" in err
