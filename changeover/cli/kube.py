@@ -9,7 +9,7 @@ runs the operator instead of the local server. Output and exit codes are the loc
 
     changeover install-crds [--operator] [--kubeconfig F]
     changeover manifests [--crds-only] [--image IMG] [--namespace NS] > changeover.yaml
-    changeover import argo-rollout.yaml [-o yaml|json] [--namespace NS]
+    changeover import argo-rollout.yaml [-o yaml|json] [--strict]
     changeover serve --platform kubernetes [-n NS | --all-namespaces]
     changeover status web --platform kubernetes -n prod
 """
