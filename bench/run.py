@@ -294,8 +294,8 @@ def render(
         "### Throughput (~100-byte responses)",
         "",
         "| proxy | conns | req/s median (min–max) | × nginx | p50 ms | p99 ms | p99 × nginx "
-        "| proxy CPU (cores) | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| proxy CPU (cores) | µs CPU per request | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     seen_labels = list(dict.fromkeys(label for label, _ in results))
     for c in conns:
@@ -312,6 +312,7 @@ def render(
                 f"| {label} | {c} | {_med(rps):,.0f} ({min(rps):,.0f}–{max(rps):,.0f}) "
                 f"| {_med(rps) / ng_rps:.2f} | {_med([r.p50_ms for r in rs]):.2f} "
                 f"| {p99:.2f} | {p99 / ng_p99:.2f} | {_med([r.cpu for r in rs]):.2f} "
+                f"| {_med([r.cpu / r.rps * 1e6 for r in rs if r.rps]):.1f} "
                 f"| {sum(r.errors for r in rs)} |"
             )
     out += ["", "### Added latency at c=1 (wrk -c1, p50 over the direct p50)", ""]
