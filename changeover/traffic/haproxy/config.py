@@ -18,7 +18,14 @@ rollout is *data*, not configuration, and is changed over the runtime API withou
   (the same bucket function as the builtin router, so a user lands on the same side);
 - maintenance: every wheel slot names the ``maintenance`` backend (and the route and sticky
   maps are empty), so a request pays no extra lookup for it; its Retry-After and the
-  preview revision are keys in ``settings.map``.
+  preview revision are keys in ``settings.map``;
+- the share of requests timed from the log: an integer range in ``logsample.acl``
+  (``rand(1000)`` below it is logged), changed with ``add acl`` like a map.
+
+Per request HAProxy evaluates only what the rollout uses: the log-sampling test, the
+counter's tracking, then one ``use_backend`` for the weights. Header/cookie routes and the
+sticky split add a ``set-var`` each and one ``use_backend`` reading the variable, only when
+the layout has them; the wheel's counter is only incremented by requests that reach it.
 
     >>> paths = Paths.under("/run/x")
     >>> text = render(Layout(host="127.0.0.1", port=8080, slots=2, servers=1), paths,
@@ -54,7 +61,9 @@ MAINTENANCE_PAGE = """<!doctype html>
 LOG_FORMAT = "%b %ST %Ta %Tw %Tc %Tr"
 
 # The maps every configuration reads (besides one per route rule).
-MAP_NAMES = ("slots", "wheel", "settings", "sticky", "logsample")
+MAP_NAMES = ("slots", "wheel", "settings", "sticky")
+# The pattern files (``-f``, changed over the runtime API like maps) it reads.
+ACL_NAMES = ("logsample",)
 
 # Log one request in N, N from this ladder (each divides 1000: see ``_log_sampling``).
 SAMPLE_LADDER = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
@@ -141,6 +150,9 @@ class Paths:
     def map(self, name: str) -> Path:
         return self.root / f"{name}.map"
 
+    def acl(self, name: str) -> Path:
+        return self.root / f"{name}.acl"
+
     def rule_map(self, rule: MatchRule) -> Path:
         return self.map(rule_map_name(rule))
 
@@ -180,7 +192,6 @@ def render(layout: Layout, paths: Paths, *, servers: Sequence[Sequence[Endpoint 
     """The whole configuration. ``servers[slot][i]`` is the endpoint of server ``i`` of
     backend ``slot`` or None (rendered ``disabled``: a free slot, or one being drained)."""
     settings = paths.map("settings")
-    cond_be = "{ var(txn.be) -m found }"
     out = [
         "# Rendered by changeover (traffic.haproxy.config); changes are made at runtime.",
         "global",
@@ -227,26 +238,15 @@ def render(layout: Layout, paths: Paths, *, servers: Sequence[Sequence[Endpoint 
         f"    bind {_addr(layout.host)}:{layout.port}",
         *_log_sampling(layout, paths),
     ]
-    # Lowest precedence first, each overriding the one before (a lookup that finds nothing
-    # sets nothing): the sticky split, then the routes (the first-listed evaluated last, so
-    # it wins). Only the weights wheel is guarded, so routed requests take no wheel slot.
-    # Integer keys are looked up as strings: ``map`` is a tree, ``map_int`` a list walk.
-    if layout.sticky is not None:
-        source, name = layout.sticky
-        fetch = f"req.fhdr({name},1)" if source == "hdr" else f"req.cook({name})"
-        out.append(
-            f"    http-request set-var(txn.be) {fetch},crc32,mod(100),map({paths.map('sticky')})"
-        )
-    for rule in reversed(layout.rules):
-        out.append(
-            f"    http-request set-var(txn.be) {rule.fetch()},map_{rule.kind}"
-            f"({paths.rule_map(rule)})"
-        )
+    # The counter is tracked by every request (a lookup in a one-entry table) but only
+    # incremented by the last ``use_backend``, which routed requests never reach: they
+    # take no wheel slot. Integer keys are looked up as strings: ``map`` is a tree,
+    # ``map_int`` a list walk.
+    out.append("    http-request track-sc0 int(0) table counter")
+    out += _route_rules(layout, paths)
     out += [
-        f"    http-request track-sc0 int(0) table counter unless {cond_be}",
-        "    http-request set-var(txn.be) sc_inc_gpc0(0),mod(100),"
-        f"map({paths.map('wheel')}) unless {cond_be}",
-        f"    use_backend %[var(txn.be)] if {cond_be}",
+        f"    use_backend %[sc_inc_gpc0(0),mod(100),map({paths.map('wheel')})]",
+        # Reached when the wheel names no backend (no weights yet).
         "    default_backend unrouted",
         "",
     ]
@@ -289,16 +289,49 @@ def render(layout: Layout, paths: Paths, *, servers: Sequence[Sequence[Endpoint 
     return "\n".join(out)
 
 
+def _route_rules(layout: Layout, paths: Paths) -> list[str]:
+    """The sticky split and the header/cookie routes, only if the layout has any.
+
+    Lowest precedence first, each overriding the one before (a lookup that finds nothing
+    sets nothing): the sticky split, then the routes (the first-listed evaluated last, so
+    it wins); one ``use_backend`` then takes whatever was found."""
+    out: list[str] = []
+    if layout.sticky is not None:
+        source, name = layout.sticky
+        fetch = f"req.fhdr({name},1)" if source == "hdr" else f"req.cook({name})"
+        out.append(
+            f"    http-request set-var(txn.be) {fetch},crc32,mod(100),map({paths.map('sticky')})"
+        )
+    for rule in reversed(layout.rules):
+        out.append(
+            f"    http-request set-var(txn.be) {rule.fetch()},map_{rule.kind}"
+            f"({paths.rule_map(rule)})"
+        )
+    if out:
+        out.append("    use_backend %[var(txn.be)] if { var(txn.be) -m found }")
+    return out
+
+
 def _log_sampling(layout: Layout, paths: Paths) -> list[str]:
-    # Time one request in N: ``logsample.map`` holds the keys 0..1000/N-1 of rand(1000).
-    # The router picks N from the request rate, so a quiet service has every request timed
+    # Time one request in N: ``logsample.acl`` holds the range 0..1000/N-1 of rand(1000)
+    # (an integer match against one range: no string conversion, no map lookup). The
+    # router picks N from the request rate, so a quiet service has every request timed
     # and a busy one sends a bounded number of log lines per second.
     if not layout.log:
         return ["    no log"]
     return [
         "    http-request set-log-level silent "
-        f"unless {{ rand(1000),map({paths.map('logsample')}) -m found }}"
+        f"unless {{ rand(1000) -m int -f {paths.acl('logsample')} }}"
     ]
+
+
+def sample_range(log_every: int) -> str:
+    """The ``logsample.acl`` pattern that logs one request in ``log_every``.
+
+    >>> sample_range(1), sample_range(200)
+    ('0:999', '0:4')
+    """
+    return f"0:{1000 // max(1, log_every) - 1}"
 
 
 def maintenance_http() -> str:

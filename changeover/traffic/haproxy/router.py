@@ -174,6 +174,8 @@ class HAProxyRouter:
             names |= {config.rule_map_name(r) for r in self.layout.rules}
             for name in names:
                 paths.map(name).write_text(config.map_text(runtime.maps.get(name, ())))
+            for name in config.ACL_NAMES:
+                paths.acl(name).write_text("".join(f"{p}\n" for p in runtime.acls.get(name, ())))
 
         await asyncio.to_thread(write)
         return config.render(self.layout, paths, servers=state.backends_of(runtime))
@@ -230,6 +232,9 @@ class HAProxyRouter:
         for name, entries in new.maps.items():
             if name != "slots" and entries != old.maps.get(name):
                 await api.replace_map(paths.map(name), entries)
+        for name, patterns in new.acls.items():
+            if patterns != old.acls.get(name):
+                await api.replace_acl(paths.acl(name), patterns)
         for slot, i, want in later:
             be, sv = config.backend(slot), f"s{i}"
             have = old.servers[slot][i]

@@ -97,6 +97,16 @@ class RuntimeAPI:
             await self.run(f"add map @{version} {path}", payload=payload)
         await self.run(f"commit map @{version} {path}")
 
+    async def replace_acl(self, path: Path, patterns: Sequence[str]) -> None:
+        """Replace a pattern file's (``-f``) contents atomically, as ``replace_map``."""
+        answer = await self.run(f"prepare acl {path}", expect=r"New version created: \d+")
+        found = _VERSION.search(answer)
+        assert found is not None
+        version = found.group(1)
+        for pattern in patterns:
+            await self.run(f"add acl @{version} {path} {pattern}")
+        await self.run(f"commit acl @{version} {path}")
+
     async def show_map(self, path: Path) -> list[tuple[str, str]]:
         """The map's entries in order, as (key, value)."""
         answer = await self.command(f"show map {path}")

@@ -52,11 +52,13 @@ class ServerSlot:
 
 @dataclasses.dataclass(frozen=True)
 class Runtime:
-    """What HAProxy should hold: map name → entries, and per backend its server slots."""
+    """What HAProxy should hold: map name → entries, pattern file name → patterns, and per
+    backend its server slots."""
 
     maps: dict[str, tuple[tuple[str, str], ...]]
     servers: tuple[tuple[ServerSlot, ...], ...]
     slot_of: dict[int, int]  # revision → backend slot
+    acls: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
 
 def compile_match(match: models.RouteMatch) -> tuple[config.MatchRule, str]:
@@ -184,7 +186,6 @@ class Desired:
         ):
             sticky = tuple((str(b), be[self.sticky.revision]) for b in range(self.sticky.weight))
         maps["sticky"] = sticky
-        maps["logsample"] = tuple((str(i), "1") for i in range(1000 // self.log_every))
         for rule in layout.rules:
             entries: list[tuple[str, str]] = []
             seen: set[str] = set()
@@ -194,7 +195,8 @@ class Desired:
                         seen.add(key)
                         entries.append((key, be[route.revision]))
             maps[config.rule_map_name(rule)] = tuple(entries)
-        return Runtime(maps=maps, servers=grid, slot_of=dict(self.slot_of))
+        acls: dict[str, tuple[str, ...]] = {"logsample": (config.sample_range(self.log_every),)}
+        return Runtime(maps=maps, servers=grid, slot_of=dict(self.slot_of), acls=acls)
 
     def _assign_slots(self, layout: config.Layout) -> None:
         revs = self.referenced()

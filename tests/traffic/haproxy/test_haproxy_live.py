@@ -146,8 +146,10 @@ async def test_metrics_per_revision_come_from_haproxy(
     assert snap["1"]["requests"]["5xx"] + snap["2"]["requests"]["5xx"] == 10
     # Histograms come from HAProxy's per-request log datagrams, which the kernel may drop
     # when the reader falls behind (never blocking HAProxy); counts come from its stats.
+    # Past 200 requests a second one request in N is timed and counts N times: an
+    # estimate, which can overshoot the 1,010 requests by a few sampling errors.
     timed = snap["1"]["latency"]["count"] + snap["2"]["latency"]["count"]
-    assert 500 <= timed <= 1010, timed
+    assert 500 <= timed <= 1250, timed
     text = router.metrics_registry.render()
     assert 'changeover_requests_total{rollout="web",revision="2",code="2xx"} 100' in text
 

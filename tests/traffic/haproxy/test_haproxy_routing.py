@@ -132,6 +132,28 @@ async def test_header_and_cookie_routes_win_over_weights(
     assert await router.worker_pid() != pid  # (the one reload)
 
 
+async def test_routed_requests_take_no_slot_of_the_weights(
+    make_haproxy: HAProxyFactory, upstream: UpstreamFactory
+) -> None:
+    router = await two_revisions(make_haproxy, upstream)
+    await router.set_weight({1: 90, 2: 10})
+    await router.set_header_route("canary", 2, [header("X-Canary", exact="always")])
+
+    def routed(i: int) -> bool:
+        return i % 3 == 0
+
+    replies = await load(
+        router.port, 3000, headers_fn=lambda i: {"x-canary": "always"} if routed(i) else {}
+    )
+    assert failures(replies) == []
+    by_route = revisions([r for i, r in enumerate(replies) if routed(i)])
+    weighted = revisions([r for i, r in enumerate(replies) if not routed(i)])
+    assert by_route == {"2": 1000}
+    # 2,000 weighted requests are 20 turns of the wheel, exactly 90/10, whatever the
+    # routed requests in between.
+    assert weighted == {"1": 1800, "2": 200}
+
+
 async def test_sticky_split_keeps_each_user_on_one_side(
     make_haproxy: HAProxyFactory, upstream: UpstreamFactory
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from pathlib import Path
 
@@ -167,6 +168,8 @@ def test_rendered_configuration_is_valid_haproxy(tmp_path: Path) -> None:
     )
     for name in (*config.MAP_NAMES, *map(config.rule_map_name, layout.rules)):
         paths.map(name).write_text("")
+    for name in config.ACL_NAMES:
+        paths.acl(name).write_text("0:999\n")
     paths.maintenance_page.write_text(config.maintenance_http())
     text = config.render(layout, paths, servers=[[ep(9001), None], [None, None]])
     paths.config.write_text(text)
@@ -180,6 +183,39 @@ def test_rendered_configuration_is_valid_haproxy(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "option http-no-delay" in text
     assert "server s0 127.0.0.1:9001\n" in text and "server s1 127.0.0.1:1 disabled" in text
+
+
+def test_only_the_rules_a_rollout_uses_are_rendered(tmp_path: Path) -> None:
+    paths = config.Paths(tmp_path)
+    plain = config.Layout(host="127.0.0.1", port=18080, slots=2, servers=1)
+    text = config.render(plain, paths, servers=[[ep(9001)], [None]])
+    # Weights only: no variable, no route or sticky lookup, one use_backend on the wheel.
+    assert "var(txn.be)" not in text and "map_str" not in text and "crc32" not in text
+    assert text.count("use_backend") == 1 and "sc_inc_gpc0(0),mod(100)" in text
+    routed = dataclasses.replace(
+        plain, rules=(config.MatchRule("hdr", "x-canary", "str"),), sticky=("hdr", "x-user-id")
+    )
+    text = config.render(routed, paths, servers=[[ep(9001)], [None]])
+    frontend = text[text.index("frontend web") : text.index("backend maintenance")]
+    lines = [ln.strip() for ln in frontend.splitlines() if ln.strip()]
+    # The sticky split, then the route (which wins), then one use_backend for what they
+    # found, and the wheel last: routed requests never reach the counter's increment.
+    assert [ln.split()[0:2] for ln in lines[3:7]] == [
+        ["http-request", "track-sc0"],
+        ["http-request", "set-var(txn.be)"],
+        ["http-request", "set-var(txn.be)"],
+        ["use_backend", "%[var(txn.be)]"],
+    ]
+    assert "crc32" in lines[4] and "x-canary" in lines[5]
+    assert lines[7].startswith("use_backend %[sc_inc_gpc0(0)")
+
+
+def test_the_log_sample_is_one_range_of_rand_1000() -> None:
+    d = state.Desired()
+    layout = config.Layout(host="127.0.0.1", port=8080, slots=1, servers=1)
+    assert d.plan(layout).acls == {"logsample": ("0:999",)}  # every request
+    d.log_every = 200
+    assert d.plan(layout).acls == {"logsample": ("0:4",)}  # 5 of 1,000
 
 
 # --- metrics -------------------------------------------------------------------------------
