@@ -5,7 +5,9 @@ Argo Rollouts and keeps, for each, a changeover ``Rollout`` of the same name con
 ``spec.importers`` (owned by the Argo resource, so deleting it deletes ours). Users keep
 editing the Argo manifest (``kubectl argo rollouts set image`` works); the converted copy
 follows, and what could not be carried over is in its annotation
-``changeover.dev/import-notes`` and in a Warning event on first conversion.
+``changeover.dev/import-notes`` and in a Warning event on first conversion. One that
+``changeover import`` would refuse (the conversion does not pass ``changeover lint``) gets
+an ``InvalidSpec`` Warning event naming the field instead, and no changeover Rollout.
 
 An Argo Rollout with ``workloadRef`` (a Deployment holding the pod template) is converted
 with that Deployment, read from the API when the Argo Rollout changes: a later edit of
@@ -22,6 +24,7 @@ from changeover import errors
 from changeover.platforms.kubernetes import client as kube
 from changeover.platforms.kubernetes import informer
 from changeover.spec import importers
+from changeover.spec.importers import check
 
 if TYPE_CHECKING:
     from changeover.operator.runtime import Operator
@@ -94,6 +97,14 @@ class ArgoBridge:
         client = self.op.client
         body = converted(argo, await self._workload(argo, namespace))
         if body is None:
+            return
+        spec_meta = {k: v for k, v in body["metadata"].items() if k != "ownerReferences"}
+        problems = check.problems([{**body, "metadata": spec_meta}], source=f"Rollout/{name}")
+        if problems:
+            # What `changeover import` would refuse is not created half-right: the Argo
+            # Rollout gets a Warning event saying which field, and nothing runs.
+            text = "; ".join(f"{p.path}: {p.message}" for p in problems)
+            await self.op.recorder.record(argo, "InvalidSpec", text[:1000])
             return
         existing = await client.get_or_none(kube.ROLLOUTS, name, namespace=namespace)
         if existing is None:

@@ -20,6 +20,9 @@ from changeover.platforms.kubernetes import client as kube
 from changeover.spec import importers
 
 JSON = dict[str, Any]
+# Pods become Ready through the testbed's fake kubelet, which other test sessions and the
+# scale benchmark share: waits for replicas are generous so a busy box does not fail them.
+SLOW = 180.0
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "imports"
 
 
@@ -38,6 +41,7 @@ async def _step_is(k: Kube, name: str, index: int, phase: str) -> JSON:
         lambda: k.status(name),
         lambda s: s.get("currentStepIndex") == index and s.get("phase") == phase,
         what=f"{name} {phase} at step {index}",
+        within=SLOW,
     )
 
 
@@ -52,7 +56,7 @@ async def test_argo_canary_walks_its_steps_read_directly(kube_: Kube) -> None:
     svc = KubeService(k.client, namespace=k.namespace)
     async with helper_operator(k, argo_rollouts=True):
         created = await k.create(kube.ARGO_ROLLOUTS, argo)
-        await healthy_on(k, "rollout-canary", 1)
+        await healthy_on(k, "rollout-canary", 1, within=SLOW)
         assert await k.rs_counts("rollout-canary") == {1: (5, 5)}
         notes = (await k.rollout("rollout-canary"))["metadata"]["annotations"]
         assert "spec.selector: changed" in notes["changeover.dev/import-notes"]
@@ -67,7 +71,7 @@ async def test_argo_canary_walks_its_steps_read_directly(kube_: Kube) -> None:
         # like Argo's with traffic routing and without dynamicStableScale).
         assert await k.rs_counts("rollout-canary") == {1: (5, 5), 2: (1, 1)}
         await svc.promote("rollout-canary")
-        st = await healthy_on(k, "rollout-canary", 2, within=120)
+        st = await healthy_on(k, "rollout-canary", 2, within=SLOW)
         assert st["weightsText"] == "2:100"
         await eventually(lambda: k.reasons("rollout-canary"), lambda r: "RolloutCompleted" in r)
     events = await k.events("rollout-canary")
@@ -84,7 +88,7 @@ async def test_argo_workload_ref_runs_the_deployments_pods(kube_: Kube) -> None:
     await k.create(DEPLOYMENTS, deployment)
     async with helper_operator(k, argo_rollouts=True):
         await k.create(kube.ARGO_ROLLOUTS, argo)
-        await healthy_on(k, "rollout-ref-deployment", 1)
+        await healthy_on(k, "rollout-ref-deployment", 1, within=SLOW)
         ours = await k.rollout("rollout-ref-deployment")
         (container,) = ours["spec"]["template"]["spec"]["containers"]
         assert container["image"] == "docker.intuit.com/docker-rmt/argoproj/rollouts-demo:blue"
@@ -115,7 +119,7 @@ async def test_flagger_canary_imported_progresses_on_nginx(kube_: Kube, operator
     ingress["metadata"]["namespace"] = k.namespace
     await k.create(kube.INGRESSES, ingress)
     await k.apply_rollout(body)
-    await healthy_on(k, "podinfo", 1)
+    await healthy_on(k, "podinfo", 1, within=SLOW)
     assert await k.rs_counts("podinfo") == {1: (1, 1)}
     await k.set_image("podinfo", "ghcr.io/stefanprodan/podinfo:6.0.1")
     p = "nginx.ingress.kubernetes.io/"
@@ -125,11 +129,33 @@ async def test_flagger_canary_imported_progresses_on_nginx(kube_: Kube, operator
         return ((doc or {}).get("metadata", {}).get("annotations") or {}).get(p + "canary-weight")
 
     # stepWeight 20 up to maxWeight 40, a 15s interval at each: 20, then 40, then promoted.
-    await eventually(weight, lambda w: w == "20", what="canary weight 20")
+    await eventually(weight, lambda w: w == "20", what="canary weight 20", within=SLOW)
     assert (await k.status("podinfo"))["currentStepIndex"] in (0, 1)
-    await eventually(weight, lambda w: w == "40", what="canary weight 40", within=60)
-    await healthy_on(k, "podinfo", 2, within=60)
+    await eventually(weight, lambda w: w == "40", what="canary weight 40", within=SLOW)
+    await healthy_on(k, "podinfo", 2, within=SLOW)
     assert await weight() == "0"
     reasons = await k.reasons("podinfo")
     assert reasons.count("RolloutStepCompleted") >= 4 and "RolloutCompleted" in reasons
     await phase_is(k, "podinfo", "Healthy")
+
+
+async def test_argo_rollout_changeover_cannot_run_is_refused_with_an_event(kube_: Kube) -> None:
+    k = kube_
+    argo = _of_kind("argo/istio-mirror.yaml", "Rollout")
+    # Without its istio trafficRouting, the example's setMirrorRoute step has no router
+    # that can mirror: `changeover import` refuses that, and so does the operator.
+    del argo["spec"]["strategy"]["canary"]["trafficRouting"]
+    async with helper_operator(k, argo_rollouts=True):
+        await k.create(kube.ARGO_ROLLOUTS, argo)
+        events = await eventually(
+            lambda: k.events("istio-host-split"),
+            lambda e: any(r == "InvalidSpec" for r, _ in e),
+            what="an InvalidSpec event on the Argo Rollout",
+        )
+        message = next(m for r, m in events if r == "InvalidSpec")
+        assert "spec.strategy.canary.steps[1].setMirrorRoute" in message
+        assert "mirroring" in message
+        assert (
+            await k.client.get_or_none(kube.ROLLOUTS, "istio-host-split", namespace=k.namespace)
+            is None
+        )

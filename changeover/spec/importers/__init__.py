@@ -136,7 +136,17 @@ def import_path(path: str) -> Result:
         per_file.append((source, part))
         result.extend(part)
     for source, part in per_file:
-        problems += check.problems(part.documents, source, others=result.documents)
+        wrong = check.problems(part.documents, source, others=result.documents)
+        if wrong:
+            # Refused: say what was left out too, since that is often why.
+            wrong += [
+                errors.SpecProblem(
+                    file=n.source, path=n.path, message=f"{n.kind}: {n.message}", severity="warning"
+                )
+                for n in part.notes
+                if n.kind == "dropped"
+            ]
+        problems += wrong
     if problems:
         raise errors.SpecError(problems)
     return result
