@@ -170,6 +170,10 @@ http {{
 
 
 def start_haproxy(ctx: ProxyContext) -> Running:
+    """HAProxy configured by hand for the split, doing the job changeover's data plane and
+    the builtin router do: an exact 90/10 (``balance roundrobin`` over server weights, exact
+    with one server per side), the header route, and the ``x-changeover-revision`` response
+    header (the serving server's ``id``, here the revision, written in by hand)."""
     d = ctx.workdir / f"haproxy-{ctx.port}"
     d.mkdir(exist_ok=True)
     a, b = ctx.backends[1], ctx.backends[2]
@@ -191,9 +195,11 @@ frontend fe
   default_backend app
 backend app
   balance roundrobin
-  server s1 127.0.0.1:{a} weight 90
-  server s2 127.0.0.1:{b} weight 10
+  http-response add-header x-changeover-revision %[srv_id]
+  server s1 127.0.0.1:{a} weight 90 id 1
+  server s2 127.0.0.1:{b} weight 10 id 2
 backend canary
+  http-response add-header x-changeover-revision 2
   server s2 127.0.0.1:{b}
 """
     (d / "haproxy.cfg").write_text(conf)
