@@ -53,6 +53,8 @@ def from_kubernetes_job(config: Mapping[str, Any]) -> dict[str, Any]:
         job_spec = config["spec"]
         containers = job_spec["template"]["spec"]["containers"]
         container = containers[0]
+        if not isinstance(container, dict):
+            raise TypeError
     except (KeyError, IndexError, TypeError):
         raise ValueError(
             "expected command: [...] or a Kubernetes Job (spec.template.spec.containers)"
@@ -60,7 +62,11 @@ def from_kubernetes_job(config: Mapping[str, Any]) -> dict[str, Any]:
     argv = [*(container.get("command") or []), *(container.get("args") or [])]
     if not argv:
         raise ValueError("the Job's container has no command or args to run here")
-    env = {str(e["name"]): str(e.get("value", "")) for e in container.get("env") or []}
+    env = {
+        str(e["name"]): str(e.get("value", ""))
+        for e in container.get("env") or []
+        if isinstance(e, dict) and "name" in e
+    }
     out: dict[str, Any] = {"command": argv, "env": env}
     if container.get("workingDir"):
         out["workingDir"] = container["workingDir"]

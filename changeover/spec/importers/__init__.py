@@ -61,10 +61,33 @@ def convert(docs: Sequence[JSON], source: str = "", *, context: Sequence[JSON] =
 
 
 def _name(doc: JSON) -> str:
-    return str((doc.get("metadata") or {}).get("name"))
+    return str(_map(doc, "metadata").get("name"))
+
+
+def _map(doc: Any, key: str) -> JSON:
+    """``doc[key]`` when both are mappings, else ``{}`` (odd shapes are judged later)."""
+    value = doc.get(key) if isinstance(doc, dict) else None
+    return value if isinstance(value, dict) else {}
 
 
 def _one(
+    doc: JSON, source: str, deployments: dict[str, JSON], templates: dict[str, JSON]
+) -> Result:
+    try:
+        return _convert_one(doc, source, deployments, templates)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        # A manifest shaped unlike anything the converters know (a mapping where a list
+        # belongs, a null step): an error naming the file and document, not a traceback.
+        raise errors.SpecError.single(
+            file=source,
+            path=f"{_kind(doc)}/{_name(doc)}",
+            message=f"cannot be read as {doc.get('apiVersion')} {_kind(doc)}: a field has an "
+            f"unexpected shape ({type(exc).__name__}: {exc}); check it with the tool's own "
+            "validation (kubectl apply --dry-run=server) first",
+        ) from exc
+
+
+def _convert_one(
     doc: JSON, source: str, deployments: dict[str, JSON], templates: dict[str, JSON]
 ) -> Result:
     api, kind = str(doc.get("apiVersion", "")), _kind(doc)
@@ -87,11 +110,14 @@ def _unused(docs: Sequence[JSON], result: Result, source: str) -> None:
     """A Deployment or MetricTemplate in the file that nothing imported used."""
     used = set()
     for doc in docs:
-        spec = (doc.get("spec") or {}) if isinstance(doc, dict) else {}
-        used.add(("Deployment", str((spec.get("targetRef") or {}).get("name"))))
-        used.add(("Deployment", str((spec.get("workloadRef") or {}).get("name"))))
-        for metric in (spec.get("analysis") or {}).get("metrics") or []:
-            used.add(("MetricTemplate", str((metric.get("templateRef") or {}).get("name"))))
+        spec = _map(doc, "spec")
+        used.add(("Deployment", str(_map(spec, "targetRef").get("name"))))
+        used.add(("Deployment", str(_map(spec, "workloadRef").get("name"))))
+        metrics = _map(spec, "analysis").get("metrics")
+        for metric in metrics if isinstance(metrics, list) else []:
+            used.add(
+                ("MetricTemplate", str(_map(_map({"m": metric}, "m"), "templateRef").get("name")))
+            )
     for doc in docs:
         if (
             isinstance(doc, dict)

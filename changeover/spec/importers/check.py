@@ -35,6 +35,25 @@ def problems(
         load.LoadedDocument(source="(another imported file)", index=i, data=d)
         for i, d in enumerate(borrowed.values())
     ]
+    try:
+        found = _lint(mine, extra)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        # A shape the checks themselves trip on: still an answer naming the file.
+        return [
+            errors.SpecProblem(
+                file=source, path="", message=f"the converted documents cannot be checked: {exc}"
+            )
+        ]
+    return [
+        dataclasses.replace(p, file=source)
+        for p in found
+        if p.severity != "warning" and p.file != "(another imported file)"
+    ]
+
+
+def _lint(
+    mine: list[load.LoadedDocument], extra: list[load.LoadedDocument]
+) -> list[errors.SpecProblem]:
     specs, found = load.collect_documents([*mine, *extra])
     parsed, template_problems, broken = analysis_checks.parse_templates(specs.other)
     known = {template.name: template for template, _ in parsed}
@@ -43,11 +62,7 @@ def problems(
     found += analysis_checks.check_rollouts(
         specs.rollouts, specs.sources, known, strict=False, broken=broken
     )
-    return [
-        dataclasses.replace(p, file=source)
-        for p in found
-        if p.severity != "warning" and p.file != "(another imported file)"
-    ]
+    return found
 
 
 def _template_name(doc: JSON) -> str | None:
