@@ -222,3 +222,25 @@ async def test_a_slow_shadow_gets_every_copy_and_a_dead_one_costs_nothing(
     await asyncio.wait_for(router.mirror_idle(), 10)
     assert all(isinstance(r, router_helpers.Reply) and r.body == b"v1" for r in replies)
     assert m.mirror_failed + m.mirror_dropped == 400 and m.mirror_sent == 400
+
+
+async def test_a_mirror_over_its_cpu_budget_drops_copies_not_requests(
+    make_router: RouterFactory, upstream: UpstreamFactory
+) -> None:
+    """Given a mirror whose CPU budget is spent (and refills next to never), copies wait
+    in the queue, then are dropped and counted once it is full; every real request is
+    still answered by the primary."""
+    v1, v2 = await upstream("v1"), await upstream("shadow")
+    router = await make_router()
+    await router.set_backends(1, [ep(v1)])
+    await router.set_backends(2, [ep(v2)])
+    await router.set_weight({1: 100})
+    await router.set_mirror_route("shadow", 2, 100, [])
+    assert router.mirror is not None
+    router.mirror.cpu_share = 1e-9
+    router.mirror._tokens = -1.0
+    router.mirror.queue_size = 10
+    replies = await router_helpers.load(router.port, 50, concurrency=4)
+    assert all(isinstance(r, router_helpers.Reply) and r.body == b"v1" for r in replies)
+    m = router.metrics.revision(2)
+    assert v2.requests == [] and m.mirror_sent == 0 and m.mirror_dropped == 40
