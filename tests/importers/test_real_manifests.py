@@ -45,8 +45,6 @@ REWRITTEN = (
     "spec.analysis.metrics",
     "spec.provider",
     "spec.ingressRef",
-    "spec.strategy.canary.trafficRouting",
-    "spec.strategy.canary.steps",
 )
 JSON = dict[str, Any]
 

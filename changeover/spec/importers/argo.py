@@ -187,8 +187,8 @@ def _traffic(routing: JSON, path: str, notes: Notes, service: JSON) -> JSON | No
         elif istio.get("virtualServices"):
             vs = dict(istio["virtualServices"][0])
             vs_path = f"{path}.istio.virtualServices[0]"
-            if len(istio["virtualServices"]) > 1:
-                notes.drop(f"{path}.istio.virtualServices[1:]", "one VirtualService only")
+            for i in range(1, len(istio["virtualServices"])):
+                notes.drop(f"{path}.istio.virtualServices[{i}]", "one VirtualService per rollout")
         if vs:
             # changeover steers HTTP routes only: TLS/TCP routes are reported, not carried
             out["virtualService"] = {k: v for k, v in vs.items() if k in ("name", "routes")}
@@ -246,9 +246,12 @@ def _gateway_plugin(routing: JSON) -> tuple[str, JSON] | None:
 
 
 def _http_route(plugin: JSON, path: str, notes: Notes) -> Any:
+    if "namespace" in plugin:
+        notes.change(f"{path}.namespace", "the HTTPRoute is read in the Rollout's own namespace")
     if plugin.get("httpRoute"):
         return plugin["httpRoute"]
     routes = plugin.get("httpRoutes") or [{}]
+    notes.change(f"{path}.httpRoutes[0].name", "written as httpRoute")
     for i in range(1, len(routes)):
         notes.drop(f"{path}.httpRoutes[{i}]", "one HTTPRoute per rollout")
     if "useHeaderRoutes" in routes[0]:
