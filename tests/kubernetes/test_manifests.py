@@ -90,6 +90,7 @@ def test_manifests_command_prints_everything_for_kubectl_apply() -> None:
     # serve --argo-rollouts creates changeover Rollouts from the Argo ones it reads
     assert ("changeover.dev", "rollouts", "create") in grants
     assert ("argoproj.io", "rollouts", "watch") in grants
+    assert ("apps", "deployments", "get") in grants  # an Argo workloadRef
     only = CliRunner().invoke(app, ["manifests", "--crds-only"])
     assert [d["kind"] for d in yaml.safe_load_all(only.stdout)] == [
         "CustomResourceDefinition",

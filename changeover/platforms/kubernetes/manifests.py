@@ -75,6 +75,8 @@ RULES: list[JSON] = [
         "verbs": ["get", "list", "watch", "create", "update", "patch"],
     },
     {"apiGroups": ["argoproj.io"], "resources": ["rollouts"], "verbs": ["get", "list", "watch"]},
+    # an Argo Rollout's workloadRef names a Deployment whose pod template it runs
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get"]},
 ]
 
 
