@@ -101,6 +101,7 @@ class Operator:
             client, namespace=namespace, state_dir=state_dir, wake=self._wake_measured
         )
         self.routers: dict[Key, reconcile_mod.LiveRouter] = {}
+        self.parsed: dict[Key, reconcile_mod.Parsed] = {}
         self.stats = Stats()
         self.trace = SpecTrace()
         self.errors: dict[Key, str] = {}
@@ -136,6 +137,7 @@ class Operator:
     def _rollout_deleted(self, obj: JSON) -> None:
         key = informer.key_of(obj)
         self.routers.pop(key, None)
+        self.parsed.pop(key, None)
         self.errors.pop(key, None)
 
     def _wake_measured(self) -> None:
@@ -223,6 +225,10 @@ class Operator:
                 self.on_reconciled(key[0], key[1], time.perf_counter() - started)
             if again is not None:
                 self.queue.add_after(key, again)
+            # A reconcile that needed no API request never yielded, and neither does
+            # taking the next key from a non-empty queue: without this, one worker could
+            # plan hundreds of keys in a row while watch events and replies wait.
+            await asyncio.sleep(0)
 
     async def _refresh(self, key: Key) -> float:
         if key[0] == "argo":
@@ -261,7 +267,8 @@ async def serve(
     until the lease is lost (exit 1, so the Deployment restarts the replica)."""
     import signal
 
-    client = await kube.KubeClient.connect(kubeconfig_path=kubeconfig)
+    # A connection per worker, plus the watches, event writers and the lease.
+    client = await kube.KubeClient.connect(kubeconfig_path=kubeconfig, connections=workers + 16)
     op = Operator(
         client,
         namespace=namespace,
