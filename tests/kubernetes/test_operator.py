@@ -5,10 +5,12 @@ sharing a Lease only the leader acts; the other takes over when it goes."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 from conftest import helper_operator
 from k8s_helpers import Kube, eventually, healthy_on, phase_is, rollout
 
+from changeover.operator.runtime import Operator
 from changeover.operator.service import KubeService
 from changeover.platforms.kubernetes import client as kube
 
@@ -112,3 +114,22 @@ async def test_reads_an_argo_rollout_directly(kube_: Kube) -> None:
         await k.client.replace(kube.ARGO_ROLLOUTS, created, namespace=k.namespace)
         st = await phase_is(k, "legacy", "Paused")
         assert st["weightsText"] == "1:50 2:50"
+
+
+async def test_progress_deadline_passes_on_time_with_nothing_else_happening(
+    kube_: Kube, operator: Operator
+) -> None:
+    """No watch event comes when pods stay Pending: the operator's own timer must fire at
+    the deadline (not at its next routine look, half a minute later)."""
+    k = kube_
+    await k.apply_rollout(rollout("stuck", replicas=1, progressDeadlineSeconds=3))
+    await healthy_on(k, "stuck", 1)
+    obj = await k.rollout("stuck")
+    # Pods of the new revision can be scheduled nowhere: they stay Pending, nothing changes.
+    obj["spec"]["template"]["spec"]["nodeSelector"] = {"changeover.dev/no-such-node": "x"}
+    await k.client.replace(kube.ROLLOUTS, obj, namespace=k.namespace)
+    started = time.monotonic()
+    st = await phase_is(k, "stuck", "Degraded", within=20)
+    assert time.monotonic() - started < 12
+    assert "progressDeadlineSeconds" in st["message"]
+    assert (await k.rs_counts("stuck"))[1] == (1, 1)  # the stable revision still serves
