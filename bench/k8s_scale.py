@@ -194,7 +194,12 @@ async def run_one(n: int, workers: int, kubelet_kind: str) -> JSON:
                 try:
                     return dict(json.loads(stats_path.read_text()))
                 except (OSError, ValueError):
-                    return {"requests": {}, "trace": [], "ready": False}
+                    return {"requests": {}, "ready": False}
+
+            async def trace() -> JSON:
+                """The operator's trace, once it has written what happened until now."""
+                await asyncio.sleep(3.5)
+                return dict(json.loads(stats_path.with_name("trace.json").read_text()))
 
             while not stats().get("ready"):  # noqa: ASYNC110 - a file another process writes
                 await asyncio.sleep(0.2)
@@ -239,7 +244,8 @@ async def run_one(n: int, workers: int, kubelet_kind: str) -> JSON:
                 paused_at,
             )
             mid = stats()
-            update_pods = await _pod_spans(client, ns, 2, _acted(mid, 2), paused_at)
+            traced = await trace()
+            update_pods = await _pod_spans(client, ns, 2, traced, paused_at)
             listed = await client.list(kube.ROLLOUTS, namespace=ns)
             to_promote = [
                 o["metadata"]["name"]
@@ -269,9 +275,9 @@ async def run_one(n: int, workers: int, kubelet_kind: str) -> JSON:
             end = stats()
             cpu1 = ps.cpu_times()
             load1 = os.getloadavg()
-            create_spans = _trace_spans(mid["trace"], 1, created)
-            update_spans = _trace_spans(mid["trace"], 2, updated)
-            create_pods = await _pod_spans(client, ns, 1, _acted(mid, 1), healthy_at)
+            create_spans = _trace_spans(traced["trace"], 1, created)
+            update_spans = _trace_spans(traced["trace"], 2, updated)
+            create_pods = await _pod_spans(client, ns, 1, traced, healthy_at)
             update_requests = _requests(mid) - _requests(base)
             promote_requests = _requests(end) - _requests(mid)
             latencies = update_spans["first action"]
@@ -352,30 +358,30 @@ def _trace_spans(trace: list[JSON], generation: int, start: dict[str, float]) ->
     return out
 
 
-def _acted(snapshot: JSON, generation: int) -> dict[str, float]:
-    return {
-        r["name"]: r["acted"]
-        for r in snapshot.get("trace", [])
-        if r["generation"] == generation and "acted" in r
-    }
-
-
 def _epoch(stamp: str) -> float:
     return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 async def _pod_spans(
-    client: kube.KubeClient,
-    ns: str,
-    revision: int,
-    acted: dict[str, float],
-    seen: dict[str, float],
+    client: kube.KubeClient, ns: str, revision: int, traced: JSON, seen: dict[str, float]
 ) -> dict[str, list[float]]:
-    """The rest of the way, from the pods of ``revision`` (their timestamps have whole
-    seconds, so each span is ±1 s): the operator's first write → the pod created (the
-    operator scales the ReplicaSet up, the controller-manager makes the pod), created →
-    Ready (scheduler and fake kubelet), Ready → the rollout seen in its next phase (the
-    operator's reaction, plus up to a second of our polling)."""
+    """The rest of the way, per rollout, from the pods of ``revision`` (their timestamps
+    have whole seconds, so spans from or to them are ±1 s): the operator's first write →
+    the pod created (the operator scales the ReplicaSet up, the controller-manager makes
+    the pod), created → Ready (scheduler and fake kubelet), Ready → the operator's watch
+    shows the ReplicaSet all ready (the controller-manager updates its status), and from
+    there → the rollout seen in its next phase (the operator's own reaction, plus up to a
+    second of our polling)."""
+    acted = {
+        r["name"]: r["acted"]
+        for r in traced["trace"]
+        if r["generation"] == revision and "acted" in r
+    }
+    rs_ready = {
+        name: by_rev[str(revision)]
+        for name, by_rev in traced["rsReady"].items()
+        if str(revision) in by_rev
+    }
     sets = await client.list(kube.REPLICASETS, namespace=ns, label_selector=kube_names.HASH_LABEL)
     owner_of_hash = {
         rs["metadata"]["labels"][kube_names.HASH_LABEL]: rs["metadata"]["labels"].get(
@@ -386,7 +392,12 @@ async def _pod_spans(
         == str(revision)
     }
     pods = await client.list(kube.PODS, namespace=ns)
-    out: dict[str, list[float]] = {"pod created": [], "pod ready": [], "after ready": []}
+    out: dict[str, list[float]] = {
+        "pod created": [],
+        "pod ready": [],
+        "rs ready seen": [],
+        "operator after rs ready": [],
+    }
     for pod in pods["items"]:
         name = owner_of_hash.get((pod["metadata"].get("labels") or {}).get(kube_names.HASH_LABEL))
         if name is None or name not in acted:
@@ -401,8 +412,11 @@ async def _pod_spans(
         ]
         if ready:
             out["pod ready"].append(ready[0] - born)
-            if name in seen:
-                out["after ready"].append(seen[name] - ready[0])
+            if name in rs_ready:
+                out["rs ready seen"].append(rs_ready[name] - ready[0])
+    for name, at in rs_ready.items():
+        if name in seen and name in acted:
+            out["operator after rs ready"].append(seen[name] - at)
     return out
 
 
@@ -470,7 +484,8 @@ STAGE_COLUMNS = (
     "status written",
     "pod created",
     "pod ready",
-    "after ready",
+    "rs ready seen",
+    "operator after rs ready",
 )
 
 
