@@ -6,8 +6,9 @@ as a webhook receiver (it records every request).
     server.url("/health")      # http://127.0.0.1:<port>/health
     server.requests[-1].json   # what the last POST carried
 
-``argo_templates`` and ``TemplateRunner`` run Argo Rollouts' own templates (imported as
-``changeover import`` does) through the controller's analysis runner.
+``argo_templates`` and ``TemplateRunner`` run AnalysisTemplates written the way Argo
+Rollouts users write them (imported as ``changeover import`` does) through the controller's
+analysis runner.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ async def get(port: int, path: str = "/", count: int = 1) -> list[int]:
     return codes
 
 
-# --- Argo Rollouts' templates (tests/fixtures/argo_templates), run through the runner ------
+# --- Argo-shaped templates (tests/fixtures/argo_templates), run through the runner -------
 
 ARGO_TEMPLATES = Path(__file__).resolve().parents[1] / "fixtures" / "argo_templates"
 

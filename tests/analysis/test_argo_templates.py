@@ -1,7 +1,8 @@
-"""Someone else's templates: AnalysisTemplates copied from Argo Rollouts' documentation,
-examples and end-to-end tests (tests/fixtures/argo_templates, each naming its source).
+"""AnalysisTemplates shaped the way Argo Rollouts' documentation, examples and end-to-end
+tests write them (tests/fixtures/argo_templates: our own manifests, each naming the Argo
+file whose shape it follows).
 
-Given each file as Argo publishes it, when it goes through ``changeover import`` then
+Given each file as an Argo user would write it, when it goes through ``changeover import`` then
 ``changeover lint``, then it is accepted, and what could not be carried over (a Kubernetes
 Secret) is named by file and field. Where a template can run here (web against a local
 HTTP server, a Job as a local command) it runs through the controller's analysis runner and
@@ -28,7 +29,7 @@ FIXTURES = sorted(p.name for p in ARGO_TEMPLATES.glob("*.yaml"))
 def test_there_are_enough_of_them() -> None:
     assert len(FIXTURES) >= 6
     for name in FIXTURES:
-        assert "Source: argoproj/argo-rollouts" in (ARGO_TEMPLATES / name).read_text()
+        assert "shaped after argoproj/argo-rollouts" in (ARGO_TEMPLATES / name).read_text()
 
 
 @pytest.mark.parametrize("name", FIXTURES)
@@ -78,8 +79,9 @@ async def runs(tmp_path: Path) -> AsyncIterator[TemplateRunner]:
 async def test_web_background_runs_until_stopped_and_reads_the_whole_body(
     runs: TemplateRunner,
 ) -> None:
-    """test/e2e's web-background: interval 5s, no count, jsonPath "{$.}", result.major."""
-    version = {"major": "1", "minor": "20"}
+    """Like test/e2e's web-background: interval 8s, no count, jsonPath "{$.}",
+    result.platform."""
+    version = {"major": "1", "minor": "29", "platform": "linux/amd64"}
     server = await HttpServer(answer=lambda _req: (200, version)).start()
     try:
         (doc,) = argo_templates("web-background.yaml")
@@ -88,18 +90,18 @@ async def test_web_background_runs_until_stopped_and_reads_the_whole_body(
         name = runs.put(doc)
         runs.start("good", name, {})
         await runs.measure()
-        await runs.measure(5)
+        await runs.measure(8)
         assert runs.seen("good").phase == "Running"  # no count: until the rollout stops it
         runs.runner.stop("good")
         assert runs.seen("good").phase == "Successful"
         assert [r.path for r in server.requests] == ["/version", "/version"]
 
-        version["major"] = "2"
+        version["platform"] = "linux/arm64"
         runs.start("bad", name, {})
-        await runs.measure(5)
+        await runs.measure(8)
         seen = runs.seen("bad")
         assert seen.phase == "Failed"
-        assert "successCondition 'result.major == '1'' is false" in seen.message
+        assert "successCondition 'result.platform == 'linux/amd64'' is false" in seen.message
     finally:
         await server.stop()
 
@@ -107,25 +109,23 @@ async def test_web_background_runs_until_stopped_and_reads_the_whole_body(
 async def test_web_args_example_substitutes_args_and_compares_a_string(
     runs: TemplateRunner,
 ) -> None:
-    """docs/features/analysis.md's args-example: the secret is given as an arg here."""
+    """Like docs/features/analysis.md's args-example: the secret is given as an arg here."""
 
     def answer(req: Request) -> tuple[int, Any]:
-        ok = req.headers.get("authorization") == "Bearer s3cret" and "service=guestbook" in (
-            req.path
-        )
-        return 200, {"results": {"ok": "true" if ok else "false"}}
+        ok = req.headers.get("x-api-key") == "s3cret" and "app=guestbook" in req.path
+        return 200, {"verdict": {"pass": "yes" if ok else "no"}}
 
     server = await HttpServer(answer=answer).start()
     try:
         (doc,) = argo_templates("web-args-example.yaml")
         name = runs.put(doc)
-        args = {"service-name": "guestbook", "stable-hash": "1", "latest-hash": "2"}
-        runs.start("r", name, {**args, "api-url": server.url("/measure"), "api-token": "s3cret"})
+        args = {"app": "guestbook", "baseline-hash": "1", "candidate-hash": "2"}
+        runs.start("r", name, {**args, "endpoint": server.url("/measure"), "token": "s3cret"})
         await runs.measure()
         assert runs.seen("r").phase == "Successful"  # no interval: one measurement
-        assert server.requests[0].path == "/measure?service=guestbook"
+        assert server.requests[0].path == "/measure?app=guestbook"
 
-        runs.start("wrong-token", name, {**args, "api-url": server.url("/"), "api-token": "x"})
+        runs.start("wrong-token", name, {**args, "endpoint": server.url("/"), "token": "x"})
         await runs.measure()
         assert runs.seen("wrong-token").phase == "Failed"
     finally:
@@ -133,7 +133,7 @@ async def test_web_args_example_substitutes_args_and_compares_a_string(
 
 
 async def test_the_cluster_template_job_passes(runs: TemplateRunner) -> None:
-    """examples/cluster-analysis-templates.yaml: a Job `sh -c "exit 0"`, count 1."""
+    """Like examples/cluster-analysis-templates.yaml: a Job `sh -c true`, count 1."""
     (doc,) = argo_templates("cluster-always-pass.yaml")
     runs.start("r", runs.put(doc), {})
     await runs.measure()
@@ -141,30 +141,31 @@ async def test_the_cluster_template_job_passes(runs: TemplateRunner) -> None:
 
 
 async def test_the_sleep_job_takes_count_and_exit_code_from_args(runs: TemplateRunner) -> None:
-    """test/e2e's sleep-job: count "{{args.count}}", `sleep N && exit CODE`."""
+    """Like test/e2e's sleep-job: count "{{args.repeat}}", `sleep N; exit CODE`."""
     (doc,) = argo_templates("job-sleep-args.yaml")
     name = runs.put(doc)
-    runs.start("pass", name, {"duration": "0"})
+    runs.start("pass", name, {"seconds": "0"})
     await runs.measure()
     assert runs.seen("pass").phase == "Successful"
     # count 2 with no interval: Argo refuses the run, and so do we (it would never end)
-    runs.start("twice", name, {"duration": "0", "count": "2"})
+    runs.start("twice", name, {"seconds": "0", "repeat": "2"})
     seen = runs.seen("twice")
     assert seen.phase == "Error" and "count: 2 measurements need an interval" in seen.message
 
-    runs.start("fail", name, {"duration": "0", "exit-code": "3"})
+    runs.start("fail", name, {"seconds": "0", "code": "3"})
     await runs.measure()
     seen = runs.seen("fail")
     assert seen.phase == "Failed" and "1 failed > failureLimit 0" in seen.message
 
 
 async def test_max_failures_is_read_as_failure_limit(runs: TemplateRunner) -> None:
-    """examples/analysis-templates.yaml's `pass` (maxFailures: 1, the old failureLimit)."""
+    """Like examples/analysis-templates.yaml's `pass`: `steady` has maxFailures: 2, the old
+    failureLimit."""
     docs = {d["metadata"]["name"]: d for d in argo_templates("job-analysis-templates.yaml")}
-    metric = docs["pass"]["spec"]["metrics"][0]
-    assert metric.get("failureLimit") == 1 and "maxFailures" not in metric
-    runs.start("r", runs.put(docs["pass"]), {})
+    metric = docs["steady"]["spec"]["metrics"][0]
+    assert metric.get("failureLimit") == 2 and "maxFailures" not in metric
+    runs.start("r", runs.put(docs["steady"]), {})
     await runs.measure()
-    await runs.measure(5)
+    await runs.measure(7)
     runs.runner.stop("r")
     assert runs.seen("r").phase == "Successful"

@@ -361,20 +361,20 @@ async def test_ab_verdict_counts_each_revision_in_prometheus(prom: Prom) -> None
 async def test_argo_result_handling_template_against_real_prometheus(
     prom: Prom, tmp_path: Path
 ) -> None:
-    """tests/fixtures/argo_templates/result-handling.yaml (Argo's documented NaN, Inf, empty
-    vector, default() and asFloat conditions) run through the analysis runner: a query that
-    matches nothing gives [] and, through scalar(), NaN, judged as Argo's docs say."""
-    answer = {"results": {"errorRate": None, "successPercent": "0.95"}}
+    """tests/fixtures/argo_templates/result-handling.yaml (the NaN, Inf, empty vector,
+    default() and asFloat conditions Argo documents) run through the analysis runner: a query
+    that matches nothing gives [] and, through scalar(), NaN, judged as Argo's docs say."""
+    answer = {"stats": {"failureRatio": None, "passRatio": "0.93"}}
     web = await HttpServer(answer=lambda _req: (200, answer)).start()
     runs = TemplateRunner(tmp_path / "changeover.db")
     try:
         (doc,) = argo_templates("result-handling.yaml")
         args = {
-            "prometheus-address": prom.url,
-            "query": 'changeover_requests_total{rollout="absent"}',
-            "user": USER,
-            "password": PASSWORD,
-            "url": web.url("/measure"),
+            "prom": prom.url,
+            "expr": 'changeover_requests_total{rollout="absent"}',
+            "prom-user": USER,
+            "prom-pass": PASSWORD,
+            "verdict-url": web.url("/measure"),
         }
         runs.start("r", runs.put(doc), args)
         for _ in range(6):  # one measurement per metric, each lands on its own
@@ -382,12 +382,12 @@ async def test_argo_result_handling_template_against_real_prometheus(
                 break
             await runs.measure()
         assert runs.metrics("r") == {
-            "nan-is-success": "Successful",  # isNaN(result) || result >= 0.95
-            "inf-fails": "Successful",  # isInf(NaN) is false
-            "empty-is-success": "Successful",  # len(result) == 0 || ...
-            "empty-fails": "Failed",  # len(result) > 0 && ...
-            "nil-default": "Successful",  # default(nil, 0) < 0.05
-            "as-float": "Successful",  # asFloat("0.95") >= 0.90
+            "nan-passes": "Successful",  # isNaN(result) || result > 0.9
+            "inf-check": "Successful",  # isInf(NaN) is false
+            "nothing-passes": "Successful",  # len(result) == 0 || ...
+            "nothing-fails": "Failed",  # len(result) >= 1 && ...
+            "null-as-zero": "Successful",  # default(nil, 0) <= 0.02
+            "text-to-number": "Successful",  # asFloat("0.93") > 0.8
         }
         assert runs.seen("r").phase == "Failed"
     finally:
