@@ -51,9 +51,19 @@ class Services:
     async def point(self, service: str, pod_hash: str | None) -> None:
         """Make ``service`` select ``pod_hash``'s pods (every pod of the rollout for None)."""
         wanted = self.selector(pod_hash)
-        if self._selectors.get(service) == wanted:
+        known = self._selectors.get(service)
+        if known == wanted:
             return
         client, ns = self.ctx.client, self.ctx.namespace
+        if known is not None:
+            # We know what it selects (we set it or read it): no GET before the PATCH, one
+            # request fewer per new revision (1,000 of them when 1,000 rollouts change).
+            try:
+                await self._patch(service, known, wanted)
+                self._selectors[service] = wanted
+                return
+            except errors.NotFound:
+                self._selectors.pop(service, None)
         existing = await client.get_or_none(kube.SERVICES, service, namespace=ns)
         if existing is None:
             body: JSON = {
@@ -85,9 +95,12 @@ class Services:
         else:
             current = dict((existing.get("spec") or {}).get("selector") or {})
             if current != wanted:
-                patch: dict[str, str | None] = {k: None for k in current if k not in wanted}
-                patch.update(wanted)
-                await client.patch(
-                    kube.SERVICES, service, {"spec": {"selector": patch}}, namespace=ns
-                )
+                await self._patch(service, current, wanted)
         self._selectors[service] = wanted
+
+    async def _patch(self, service: str, current: dict[str, str], wanted: dict[str, str]) -> None:
+        patch: dict[str, str | None] = {k: None for k in current if k not in wanted}
+        patch.update(wanted)
+        await self.ctx.client.patch(
+            kube.SERVICES, service, {"spec": {"selector": patch}}, namespace=self.ctx.namespace
+        )
