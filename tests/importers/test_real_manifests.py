@@ -21,9 +21,12 @@ ALL = sorted(FIXTURES.rglob("*.yaml"))
 # file → (field path the refusal names, a word of its message)
 REFUSED = {
     "argo/nginx-template.yaml": ("metadata.name", "REPLACEME"),
-    "argo/rollout-linkerd.yaml": ("", "line 102"),
-    "argo/rollout-bg-analysis-withArgs.yaml": ("spec.strategy.canary.analysis.args", "secret-url"),
-    "argo/rollout-secret-withArgs.yaml": ("spec.strategy.canary.steps[1].analysis.args", "secret"),
+    "argo/rollout-linkerd.yaml": ("", "line 74"),
+    "argo/rollout-bg-analysis-withArgs.yaml": ("spec.strategy.canary.analysis.args", "probe-url"),
+    "argo/rollout-secret-withArgs.yaml": (
+        "spec.strategy.canary.steps[1].analysis.args",
+        "health-url",
+    ),
     "argo/docs-bluegreen-analysis-antiaffinity.yaml": (
         "spec.strategy.blueGreen.prePromotionAnalysis",
         "count",
@@ -132,16 +135,16 @@ def _steps(rollout: models.Rollout) -> list[JSON]:
 
 def test_argo_canary_steps_are_the_source_steps() -> None:
     r = _rollout("argo/rollout-canary.yaml")
-    assert r.spec.replicas == 5 and r.spec.router == "replica-ratio"
+    assert r.spec.replicas == 4 and r.spec.router == "replica-ratio"
     assert _steps(r) == [
-        {"setWeight": 20},
+        {"setWeight": 25},
         {"pause": {}},
-        {"setWeight": 40},
-        {"pause": {"duration": "40s"}},
-        {"setWeight": 60},
-        {"pause": {"duration": "20s"}},
-        {"setWeight": 80},
-        {"pause": {"duration": "20s"}},
+        {"setWeight": 50},
+        {"pause": {"duration": "30s"}},
+        {"setWeight": 75},
+        {"pause": {"duration": "15s"}},
+        {"setWeight": 90},
+        {"pause": {"duration": "15s"}},
     ]
 
 
@@ -150,31 +153,31 @@ def test_argo_header_routes_old_and_new_spelling() -> None:
     assert old[1] == {
         "setHeaderRoute": {
             "name": "argo-rollouts-header-route",
-            "match": [{"headerName": "agent", "headerValue": {"regex": "firefox(.*)"}}],
+            "match": [
+                {"headerName": "user-agent", "headerValue": {"regex": "^Mozilla/5.0 .*Gecko"}}
+            ],
         }
     }
     assert old[6] == {"setHeaderRoute": {"name": "argo-rollouts-header-route", "match": []}}
     new = _rollout("argo/gatewayapi-traefik-header-based.yaml")
-    assert new.spec.traffic.config == {"httpRoute": "argo-rollouts-http-route"}
+    assert new.spec.traffic.config == {"httpRoute": "atlas-web"}
     steps = _steps(new)
-    assert steps[0] == {"setCanaryScale": {"weight": 1, "matchTrafficWeight": False}}
+    assert steps[0] == {"setCanaryScale": {"weight": 2, "matchTrafficWeight": False}}
     assert steps[1]["setHeaderRoute"]["match"] == [
-        {"headerName": "X-Canary-Candidate", "headerValue": {"exact": "internal"}}
+        {"headerName": "X-Atlas-Audience", "headerValue": {"exact": "staff"}}
     ]
     assert steps[7] == {"setCanaryScale": {"matchTrafficWeight": True}}
     assert steps[-3:-1] == [
-        {"setHeaderRoute": {"name": "rollouts-demo-canary-internal", "match": []}},
-        {"setHeaderRoute": {"name": "rollouts-demo-canary-beta-customers", "match": []}},
+        {"setHeaderRoute": {"name": "atlas-staff", "match": []}},
+        {"setHeaderRoute": {"name": "atlas-early-access", "match": []}},
     ]
 
 
 def test_argo_experiment_step_is_left_out_and_said_so() -> None:
     result = importers.import_path(str(FIXTURES / "argo/rollout-smi-experiment-step.yaml"))
     (rollout,) = [d for d in result.documents if d["kind"] == "Rollout"]
-    assert rollout["spec"]["strategy"]["canary"]["steps"] == [{"setWeight": 5}]
-    assert rollout["spec"]["traffic"] == {
-        "smi": {"trafficSplitName": "rollout-smi-experiment-trafficsplit"}
-    }
+    assert rollout["spec"]["strategy"]["canary"]["steps"] == [{"setWeight": 3}]
+    assert rollout["spec"]["traffic"] == {"smi": {"trafficSplitName": "studio-split"}}
     (note,) = [n for n in result.notes if n.path == "spec.strategy.canary.steps[1].experiment"]
     assert note.kind == "dropped" and "Experiment" in note.message
 

@@ -48,33 +48,33 @@ async def _step_is(k: Kube, name: str, index: int, phase: str) -> JSON:
 async def test_argo_canary_walks_its_steps_read_directly(kube_: Kube) -> None:
     k = kube_
     argo = _of_kind("argo/rollout-canary.yaml", "Rollout")
-    # The example's timed pauses (40s, 20s, 20s) shortened so the test takes seconds; the
-    # `pause: {}` after 20% stays and is promoted by hand.
+    # The fixture's timed pauses (30s, 15s, 15s) shortened so the test takes seconds; the
+    # `pause: {}` after 25% stays and is promoted by hand.
     for step in argo["spec"]["strategy"]["canary"]["steps"]:
         if (step.get("pause") or {}).get("duration"):
             step["pause"]["duration"] = 1
     svc = KubeService(k.client, namespace=k.namespace)
     async with helper_operator(k, argo_rollouts=True):
         created = await k.create(kube.ARGO_ROLLOUTS, argo)
-        await healthy_on(k, "rollout-canary", 1, within=SLOW)
-        assert await k.rs_counts("rollout-canary") == {1: (5, 5)}
-        notes = (await k.rollout("rollout-canary"))["metadata"]["annotations"]
+        await healthy_on(k, "lantern-canary", 1, within=SLOW)
+        assert await k.rs_counts("lantern-canary") == {1: (4, 4)}
+        notes = (await k.rollout("lantern-canary"))["metadata"]["annotations"]
         assert "spec.selector: changed" in notes["changeover.dev/import-notes"]
         # `kubectl argo rollouts set image`: the Argo manifest changes, ours follows.
         changed = copy.deepcopy(created)
         (container,) = changed["spec"]["template"]["spec"]["containers"]
-        container["image"] = "argoproj/rollouts-demo:green"
+        container["image"] = "registry.example.org/lights/lantern:1.1.0"
         await k.client.replace(kube.ARGO_ROLLOUTS, changed, namespace=k.namespace)
-        st = await _step_is(k, "rollout-canary", 1, "Paused")
-        assert st["weightsText"] == "1:80 2:20"
-        # 20% of 5 is 1 canary replica; stable keeps all of its own (changeover's canary,
+        st = await _step_is(k, "lantern-canary", 1, "Paused")
+        assert st["weightsText"] == "1:75 2:25"
+        # 25% of 4 is 1 canary replica; stable keeps all of its own (changeover's canary,
         # like Argo's with traffic routing and without dynamicStableScale).
-        assert await k.rs_counts("rollout-canary") == {1: (5, 5), 2: (1, 1)}
-        await svc.promote("rollout-canary")
-        st = await healthy_on(k, "rollout-canary", 2, within=SLOW)
+        assert await k.rs_counts("lantern-canary") == {1: (4, 4), 2: (1, 1)}
+        await svc.promote("lantern-canary")
+        st = await healthy_on(k, "lantern-canary", 2, within=SLOW)
         assert st["weightsText"] == "2:100"
-        await eventually(lambda: k.reasons("rollout-canary"), lambda r: "RolloutCompleted" in r)
-    events = await k.events("rollout-canary")
+        await eventually(lambda: k.reasons("lantern-canary"), lambda r: "RolloutCompleted" in r)
+    events = await k.events("lantern-canary")
     steps = [m for r, m in events if r == "RolloutStepCompleted"]
     # Every step in order; the `pause: {}` (step 2) is left by the promote instead.
     assert steps == [f"step {i}/8 completed" for i in (1, 3, 4, 5, 6, 7, 8)]
@@ -88,15 +88,15 @@ async def test_argo_workload_ref_runs_the_deployments_pods(kube_: Kube) -> None:
     await k.create(DEPLOYMENTS, deployment)
     async with helper_operator(k, argo_rollouts=True):
         await k.create(kube.ARGO_ROLLOUTS, argo)
-        await healthy_on(k, "rollout-ref-deployment", 1, within=SLOW)
-        ours = await k.rollout("rollout-ref-deployment")
+        await healthy_on(k, "pinger", 1, within=SLOW)
+        ours = await k.rollout("pinger")
         (container,) = ours["spec"]["template"]["spec"]["containers"]
-        assert container["image"] == "docker.intuit.com/docker-rmt/argoproj/rollouts-demo:blue"
+        assert container["image"] == "registry.example.org/netops/pinger:0.6.0"
         assert ours["spec"]["strategy"]["canary"]["steps"] == [
-            {"setWeight": 20},
-            {"pause": {"duration": "10s"}},
+            {"setWeight": 30},
+            {"pause": {"duration": "5s"}},
         ]
-        assert await k.rs_counts("rollout-ref-deployment") == {1: (5, 5)}
+        assert await k.rs_counts("pinger") == {1: (3, 3)}
 
 
 async def test_flagger_canary_imported_progresses_on_nginx(kube_: Kube, operator: Operator) -> None:
@@ -148,7 +148,7 @@ async def test_argo_rollout_changeover_cannot_run_is_refused_with_an_event(kube_
     async with helper_operator(k, argo_rollouts=True):
         await k.create(kube.ARGO_ROLLOUTS, argo)
         events = await eventually(
-            lambda: k.events("istio-host-split"),
+            lambda: k.events("orders-shadow"),
             lambda e: any(r == "InvalidSpec" for r, _ in e),
             what="an InvalidSpec event on the Argo Rollout",
         )
@@ -156,6 +156,6 @@ async def test_argo_rollout_changeover_cannot_run_is_refused_with_an_event(kube_
         assert "spec.strategy.canary.steps[1].setMirrorRoute" in message
         assert "mirroring" in message
         assert (
-            await k.client.get_or_none(kube.ROLLOUTS, "istio-host-split", namespace=k.namespace)
+            await k.client.get_or_none(kube.ROLLOUTS, "orders-shadow", namespace=k.namespace)
             is None
         )
