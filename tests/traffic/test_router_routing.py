@@ -244,3 +244,23 @@ async def test_a_mirror_over_its_cpu_budget_drops_copies_not_requests(
     assert all(isinstance(r, router_helpers.Reply) and r.body == b"v1" for r in replies)
     m = router.metrics.revision(2)
     assert v2.requests == [] and m.mirror_sent == 0 and m.mirror_dropped == 40
+
+
+async def test_copies_queued_over_budget_still_go_out_when_traffic_stops(
+    make_router: RouterFactory, upstream: UpstreamFactory
+) -> None:
+    """Given a mirror that has overspent its CPU budget by 20 ms, when a burst of 20
+    requests ends and the router falls idle, the 20 queued copies still reach the shadow
+    within a couple of seconds (the budget refills with time, not only with CPU use)."""
+    v1, v2 = await upstream("v1"), await upstream("shadow")
+    router = await make_router()
+    await router.set_backends(1, [ep(v1)])
+    await router.set_backends(2, [ep(v2)])
+    await router.set_weight({1: 100})
+    await router.set_mirror_route("shadow", 2, 100, [])
+    assert router.mirror is not None
+    router.mirror._tokens = -0.02
+    replies = await router_helpers.load(router.port, 20, concurrency=4)
+    assert all(isinstance(r, router_helpers.Reply) and r.body == b"v1" for r in replies)
+    await asyncio.wait_for(router.mirror_idle(), 3)
+    assert len(v2.requests) == 20 and router.metrics.revision(2).mirror_sent == 20

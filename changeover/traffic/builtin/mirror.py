@@ -40,6 +40,8 @@ RECHECK = 0.002
 # A copy's whole CPU cost over what ``_pump`` measures (sending it). Measured under wrk at
 # 100% mirroring: a copy costs ~27 us of router CPU, of which sending is about a quarter.
 COST_FACTOR = 4.0
+# Budget seconds per wall-clock second added whatever the CPU use (see ``_pump``).
+IDLE_REFILL = 0.02
 
 
 class _Job:
@@ -122,6 +124,7 @@ class Mirror:
         self.cpu_share = cpu_share
         self._tokens = BURST
         self._cpu = time.process_time()
+        self._wall = 0.0
         self.queue_size = queue_size
         self.queue_bytes = queue_bytes
         self.timeout = timeout
@@ -135,6 +138,7 @@ class Mirror:
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._cpu = time.process_time()
+        self._wall = self._loop.time()
 
     async def close(self) -> None:
         self._queue.clear()
@@ -193,7 +197,12 @@ class Mirror:
         # bookkeeping). CPU time, not wall time: on a busy host the router may get a
         # fraction of a core, and copies must stay a share of what it gets.
         cpu = time.process_time()
-        tokens = min(self._tokens + (cpu - self._cpu) * self.cpu_share, BURST)
+        now = self._loop.time()
+        # Plus a trickle of wall time: a router idling with copies queued uses next to no
+        # CPU, and its copies must not wait for CPU use that is not coming.
+        refill = (cpu - self._cpu) * self.cpu_share + (now - self._wall) * IDLE_REFILL
+        tokens = min(self._tokens + refill, BURST)
+        self._wall = now
         if tokens > 0:
             while queue and len(self._in_flight) < self.concurrency:
                 job = queue.popleft()
