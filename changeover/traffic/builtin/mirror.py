@@ -10,7 +10,8 @@ A copy is a plain ``upstream.Sink`` (``_Copy``) on a pooled connection, like a r
 exchange: no task, future or timer per copy. Still, a copy costs about what the upstream
 half of a real request costs (a write and a read on a loopback socket dominate), so 100%
 mirroring of a saturated router would take about 40% of its throughput. Hence a CPU
-budget: copies may use ``cpu_share`` (25%) of the router's CPU time; past it, copies stay
+budget: copies may use ``cpu_share`` (25%) of the CPU time of the process the router runs
+in (plus a trickle of wall time, so an idle router's queue drains); past it, copies stay
 queued, the queue fills, and new copies are dropped and counted. At most ``concurrency``
 copies are in flight (a slow shadow holds that many connections, no more); the router's
 sweep calls ``Mirror.sweep`` to fail copies older than ``timeout``. Only a copy that has
