@@ -1,7 +1,8 @@
-"""Argo Rollouts and Flagger manifests as their users and docs write them (verbatim, under
-tests/fixtures/imports/, each naming its source): every one is either imported into
-resources that `changeover lint` passes, with every field of the source either carried or
-named in the report, or refused with an error naming the file and the field."""
+"""Argo Rollouts and Flagger manifests shaped the way their users and docs write them (our
+own, under tests/fixtures/imports/, each naming the file whose shape it follows): every one
+is either imported into resources that `changeover lint` passes, with every field of the
+source either carried or named in the report, or refused with an error naming the file and
+the field."""
 
 from __future__ import annotations
 
@@ -184,66 +185,66 @@ def test_argo_experiment_step_is_left_out_and_said_so() -> None:
 
 def test_flagger_progressive_canary_with_its_deployment() -> None:
     r = _rollout("flagger/istio-tutorial-with-deployment.yaml")
-    assert r.spec.pod_template().image == "stefanprodan/podinfo:3.1.0"
-    assert r.spec.service.port == 9898 and r.spec.service.canary_name == "podinfo-canary"
-    assert r.spec.traffic.config == {"virtualService": {"name": "podinfo"}}
+    assert r.spec.pod_template().image == "registry.example.org/shop/lumen:5.2.0"
+    assert r.spec.service.port == 7300 and r.spec.service.canary_name == "lumen-canary"
+    assert r.spec.traffic.config == {"virtualService": {"name": "lumen"}}
     steps = _steps(r)
-    assert [s["setWeight"] for s in steps[::2]] == [10, 20, 30, 40, 50]
-    assert {s["pause"]["duration"] for s in steps[1::2]} == {"1m"}
+    assert [s["setWeight"] for s in steps[::2]] == [15, 30, 45, 60]
+    assert {s["pause"]["duration"] for s in steps[1::2]} == {"2m"}
     canary = r.spec.strategy.canary
     assert canary is not None and canary.analysis is not None
     success, duration = canary.analysis.metrics
-    assert success.success_condition == "result >= 99" and success.failure_limit == 4
+    assert success.success_condition == "result >= 98" and success.failure_limit == 3
     assert "istio_requests_total" in success.provider_config["query"]
-    assert 'destination_workload_namespace="test"' in success.provider_config["query"]
+    assert 'destination_workload_namespace="shop"' in success.provider_config["query"]
     assert (
-        duration.success_condition == "result <= 500"
-        and "[30s]" in duration.provider_config["query"]
+        duration.success_condition == "result <= 750"
+        and "[45s]" in duration.provider_config["query"]
     )
 
 
 def test_flagger_ab_test_on_nginx() -> None:
     r = _rollout("flagger/nginx-ab-headers.yaml")
     ab = r.spec.strategy.ab_test
-    assert ab is not None and ab.duration == 45  # iterations 3 × interval 15s
+    assert ab is not None and ab.duration == 80  # iterations 4 × interval 20s
     assert [
         (m.header_name, m.header_value.exact if m.header_value else None) for m in ab.match
-    ] == [("x-user", "insider")]
-    assert r.spec.traffic.config == {"stableIngress": "podinfo"}
-    assert ab.analysis is not None and {m.count for m in ab.analysis.metrics} == {3}
+    ] == [("x-cohort", "staff")]
+    assert r.spec.traffic.config == {"stableIngress": "almanac-public"}
+    assert ab.analysis is not None and {m.count for m in ab.analysis.metrics} == {4}
 
 
 def test_flagger_blue_green_and_mirror_and_metric_template() -> None:
     bg = _rollout("flagger/kubernetes-bluegreen.yaml")
     strategy = bg.spec.strategy.blue_green
-    assert strategy is not None and strategy.auto_promotion_seconds == 75
-    assert strategy.active_service == "podinfo-svc" and bg.spec.router == "replica-ratio"
+    assert strategy is not None and strategy.auto_promotion_seconds == 120  # 6 × 20s
+    assert strategy.active_service == "abacus-web" and bg.spec.router == "replica-ratio"
     assert strategy.pre_promotion_analysis is not None
-    assert {m.count for m in strategy.pre_promotion_analysis.metrics} == {5}
+    assert {m.count for m in strategy.pre_promotion_analysis.metrics} == {6}
     assert [w.type for w in bg.spec.webhooks] == ["confirm-rollout", "pre-rollout", "rollout"]
     shadow = _rollout("flagger/istio-mirror-complete.yaml").spec.strategy.shadow
-    assert shadow is not None and shadow.percentage == 100 and shadow.duration == 600
+    assert shadow is not None and shadow.percentage == 50 and shadow.duration == 360  # 8 × 45s
     ab = _rollout("flagger/gatewayapi-ab-headers.yaml")
-    assert ab.spec.pod_template().image == "stefanprodan/podinfo:3.1.0"
+    assert ab.spec.pod_template().image == "registry.example.org/writers/quill:2.3.0"
     assert ab.spec.strategy.ab_test is not None and ab.spec.strategy.ab_test.analysis is not None
     error_rate = ab.spec.strategy.ab_test.analysis.metrics[0]
     # The MetricTemplate's query, its placeholders filled in from the Canary.
-    assert 'envoy_cluster_name=~"ab-test_podinfo-canary_' in error_rate.provider_config["query"]
-    assert error_rate.provider_config["address"] == "http://flagger-prometheus:9090"
+    assert 'envoy_cluster_name=~"ab-trial_quill-canary_' in error_rate.provider_config["query"]
+    assert error_rate.provider_config["address"] == "http://prometheus.metrics.svc:9090"
 
 
 def test_flagger_every_webhook_type_with_names_it_had_to_change() -> None:
     result = importers.import_path(str(FIXTURES / "flagger/webhooks-every-type.yaml"))
     hooks = result.documents[0]["spec"]["webhooks"]
     assert [(h["name"], h["type"]) for h in hooks] == [
-        ("start-gate", "confirm-rollout"),
-        ("helm-test", "pre-rollout"),
-        ("load-test", "rollout"),
-        ("traffic-increase-gate", "confirm-traffic-increase"),
-        ("promotion-gate", "confirm-promotion"),
-        ("notify", "post-rollout"),
-        ("rollback-gate", "rollback"),
-        ("send-to-Slack", "event"),
+        ("open-gate", "confirm-rollout"),
+        ("chart-tests", "pre-rollout"),
+        ("traffic-load", "rollout"),
+        ("step-approval", "confirm-traffic-increase"),
+        ("final-approval", "confirm-promotion"),
+        ("announce", "post-rollout"),
+        ("rollback-check", "rollback"),
+        ("post-to-Chat", "event"),
     ]
     renamed = {n.path for n in result.notes if n.kind == "changed"}
     assert "spec.analysis.webhooks[0].name" in renamed

@@ -1,7 +1,8 @@
-"""Manifests from the Argo Rollouts and Flagger repositories, run for real on the test
-cluster: an Argo Rollout read directly by the operator (``--argo-rollouts``) walks its
-steps, one with ``workloadRef`` takes its Deployment's pod template, and a Flagger
-Canary imported with ``changeover import`` progresses through its weights on NGINX."""
+"""Manifests shaped after the Argo Rollouts and Flagger examples (tests/fixtures/imports),
+run for real on the test cluster: an Argo Rollout read directly by the operator
+(``--argo-rollouts``) walks its steps, one with ``workloadRef`` takes its Deployment's pod
+template, and a Flagger Canary imported with ``changeover import`` progresses through its
+weights on NGINX."""
 
 from __future__ import annotations
 
@@ -104,13 +105,13 @@ async def test_flagger_canary_imported_progresses_on_nginx(kube_: Kube, operator
     source = "flagger/nginx-canary.yaml"
     result = importers.import_path(str(FIXTURES / source))
     (body,) = [d for d in result.documents if d["kind"] == "Rollout"]
-    # Its Deployment is Flagger's test workload (another file of the same e2e test).
+    # Its Deployment is the workload of another fixture shaped after the same Flagger e2e test.
     deployment = _of_kind("flagger/gatewayapi-ab-headers.yaml", "Deployment")
     body = importers.convert(
         [d for d in _docs(source) if d["kind"] == "Canary"], source, context=[deployment]
     ).documents[0]
     spec = body["spec"]
-    assert [s.get("setWeight") for s in spec["strategy"]["canary"]["steps"]] == [20, None, 40, None]
+    assert [s.get("setWeight") for s in spec["strategy"]["canary"]["steps"]] == [25, None, 50, None]
     # The test cluster has no Prometheus and no Flagger load tester: the analysis and the
     # load-test webhook are the only parts left out of this run.
     del spec["strategy"]["canary"]["analysis"], spec["webhooks"]
@@ -119,24 +120,24 @@ async def test_flagger_canary_imported_progresses_on_nginx(kube_: Kube, operator
     ingress["metadata"]["namespace"] = k.namespace
     await k.create(kube.INGRESSES, ingress)
     await k.apply_rollout(body)
-    await healthy_on(k, "podinfo", 1, within=SLOW)
-    assert await k.rs_counts("podinfo") == {1: (1, 1)}
-    await k.set_image("podinfo", "ghcr.io/stefanprodan/podinfo:6.0.1")
+    await healthy_on(k, "quill", 1, within=SLOW)
+    assert await k.rs_counts("quill") == {1: (1, 1)}
+    await k.set_image("quill", "registry.example.org/writers/quill:2.4.0")
     p = "nginx.ingress.kubernetes.io/"
 
     async def weight() -> str | None:
-        doc = await k.client.get_or_none(kube.INGRESSES, "podinfo-canary", namespace=k.namespace)
+        doc = await k.client.get_or_none(kube.INGRESSES, "quill-canary", namespace=k.namespace)
         return ((doc or {}).get("metadata", {}).get("annotations") or {}).get(p + "canary-weight")
 
-    # stepWeight 20 up to maxWeight 40, a 15s interval at each: 20, then 40, then promoted.
-    await eventually(weight, lambda w: w == "20", what="canary weight 20", within=SLOW)
-    assert (await k.status("podinfo"))["currentStepIndex"] in (0, 1)
-    await eventually(weight, lambda w: w == "40", what="canary weight 40", within=SLOW)
-    await healthy_on(k, "podinfo", 2, within=SLOW)
+    # stepWeight 25 up to maxWeight 50, a 20s interval at each: 25, then 50, then promoted.
+    await eventually(weight, lambda w: w == "25", what="canary weight 25", within=SLOW)
+    assert (await k.status("quill"))["currentStepIndex"] in (0, 1)
+    await eventually(weight, lambda w: w == "50", what="canary weight 50", within=SLOW)
+    await healthy_on(k, "quill", 2, within=SLOW)
     assert await weight() == "0"
-    reasons = await k.reasons("podinfo")
+    reasons = await k.reasons("quill")
     assert reasons.count("RolloutStepCompleted") >= 4 and "RolloutCompleted" in reasons
-    await phase_is(k, "podinfo", "Healthy")
+    await phase_is(k, "quill", "Healthy")
 
 
 async def test_argo_rollout_changeover_cannot_run_is_refused_with_an_event(kube_: Kube) -> None:
