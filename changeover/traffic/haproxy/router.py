@@ -409,7 +409,7 @@ class HAProxyRouter:
     async def _read_stats(self) -> list[dict[str, str]]:
         if self.process is None or not self.process.running():
             return []
-        rows = await self.process.api.show_stat()
+        rows = await self.process.api.show_stat(servers=False)
         self._translator.update(rows, self._backend_revisions())
         return rows
 

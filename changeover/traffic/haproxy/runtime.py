@@ -131,9 +131,13 @@ class RuntimeAPI:
 
     # -- stats --------------------------------------------------------------------------
 
-    async def show_stat(self) -> list[dict[str, str]]:
-        """``show stat`` as rows keyed by HAProxy's CSV header (``pxname``, ``svname``...)."""
-        return parse_stat(await self.command("show stat"))
+    async def show_stat(self, *, servers: bool = True) -> list[dict[str, str]]:
+        """``show stat`` as rows keyed by HAProxy's CSV header (``pxname``, ``svname``...).
+
+        ``servers=False`` asks for frontend and backend rows only (``-1 3 -1``): the
+        metrics poll needs no server rows, and HAProxy dumps them on its serving thread
+        (measured: 3.7M instructions for the 74 rows of a default layout, 0.6M for 10)."""
+        return parse_stat(await self.command("show stat" if servers else "show stat -1 3 -1"))
 
     async def show_info(self) -> dict[str, str]:
         answer = await self.command("show info")

@@ -154,6 +154,21 @@ async def test_metrics_per_revision_come_from_haproxy(
     assert 'changeover_requests_total{rollout="web",revision="2",code="2xx"} 100' in text
 
 
+async def test_the_metrics_poll_asks_haproxy_for_no_server_rows(
+    make_haproxy: HAProxyFactory, upstream: UpstreamFactory
+) -> None:
+    # HAProxy dumps stats on the thread that serves requests: the once-a-second poll asks
+    # only for the frontend and backend rows it reads (16 server lines per backend here).
+    router = await make_haproxy()
+    await router.set_backends(1, [ep(await upstream("v1"))])
+    assert router.process is not None
+    every = await router.process.api.show_stat()
+    polled = await router.process.api.show_stat(servers=False)
+    kinds = {r["svname"] for r in polled}
+    assert kinds <= {"FRONTEND", "BACKEND"} and {"FRONTEND", "BACKEND"} <= kinds
+    assert len(polled) < len(every) and any(r["svname"] == "s0" for r in every)
+
+
 async def test_a_reload_under_load_loses_nothing(
     make_haproxy: HAProxyFactory, upstream: UpstreamFactory
 ) -> None:
