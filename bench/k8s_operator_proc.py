@@ -115,4 +115,7 @@ async def main(namespace: str, stats_path: Path, workers: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 32))
+    import uvloop
+
+    # As ``changeover serve --platform kubernetes`` runs it (``runtime.run_serve``).
+    uvloop.run(main(sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 64))

@@ -109,7 +109,7 @@ _SERVE_PARAMS = [
     inspect.Parameter(
         "workers",
         inspect.Parameter.KEYWORD_ONLY,
-        default=32,
+        default=64,
         annotation=Annotated[
             int, typer.Option("--workers", min=1, help="Kubernetes: concurrent reconciles.")
         ],
@@ -210,15 +210,13 @@ def _serve_operator(
         sys.stdout.flush()
 
     app_mod.say("changeover operator starting (waiting for the leader lease)")
-    code = asyncio.run(
-        runtime.serve(
-            kubeconfig=kubeconfig,
-            namespace=namespace,
-            lease_namespace=lease_namespace,
-            workers=workers,
-            on_ready=ready,
-            argo_rollouts=argo,
-        )
+    code = runtime.run_serve(
+        kubeconfig=kubeconfig,
+        namespace=namespace,
+        lease_namespace=lease_namespace,
+        workers=workers,
+        on_ready=ready,
+        argo_rollouts=argo,
     )
     if code:
         app_mod.err_line("lost the leader lease: exiting so the replica restarts", style="red")
