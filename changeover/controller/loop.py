@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from changeover import errors
+from changeover import aio, errors
 from changeover.analysis import sampler
 from changeover.controller import analysis_runner, executor
 from changeover.controller.analysis_runner import AnalysisRunner
@@ -97,10 +97,7 @@ class Controller:
         self._task = asyncio.create_task(self._run(), name="changeover-controller")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await aio.cancel_and_wait(self._task)
         for live in self._live.values():
             with contextlib.suppress(errors.ChangeoverError, OSError):
                 await live.router.close()

@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from changeover import errors
+from changeover import aio, errors
 from changeover.platforms import base
 from changeover.platforms.local import process, state
 from changeover.spec import models
@@ -119,7 +119,5 @@ class HookRunner:
         if kill and self._handle is not None:
             self._handle.kill_group()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await aio.cancel_and_wait(self._task)
             self._task = None

@@ -16,7 +16,6 @@ that cannot be executed is a crash with a message, retried with the same backoff
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -24,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from changeover import errors
+from changeover import aio, errors
 from changeover.endpoints import Endpoint
 from changeover.platforms import base
 from changeover.platforms.local import ports as ports_mod
@@ -190,9 +189,7 @@ class ReplicaRunner:
                     await asyncio.wait({checking, exited}, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     if not checking.done():
-                        checking.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await checking
+                        await aio.cancel_and_wait(checking)
                 if exited.done() or checking.cancelled():
                     break
                 result = checking.result()
@@ -224,9 +221,7 @@ class ReplicaRunner:
             return exited.result()
         finally:
             if not exited.done():
-                exited.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await exited
+                await aio.cancel_and_wait(exited)
 
     def _exit_message(self, code: int | None) -> str:
         if code is None:
@@ -271,9 +266,7 @@ class ReplicaRunner:
 
     async def _cancel(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await aio.cancel_and_wait(self._task)
             self._task = None
 
     async def abandon(self) -> None:
