@@ -221,7 +221,7 @@ async def test_a_stale_haproxy_from_a_crashed_run_is_replaced(
 async def test_a_busy_service_has_a_sample_of_its_requests_timed(
     make_haproxy: HAProxyFactory, upstream: UpstreamFactory
 ) -> None:
-    router = await make_haproxy(timed_per_second=100)
+    router = await make_haproxy(timed_per_second=100, sample_memory=1.0)
     await router.set_backends(1, [ep(await upstream("v1"))])
     await router.set_weight({1: 100})
     replies = await load(router.port, 4000, concurrency=16)
@@ -239,6 +239,21 @@ async def test_a_busy_service_has_a_sample_of_its_requests_timed(
         if router.desired.log_every == 1:
             break
     assert router.desired.log_every == 1
+
+
+async def test_a_pause_between_bursts_keeps_the_sample(
+    make_haproxy: HAProxyFactory, upstream: UpstreamFactory
+) -> None:
+    # Dropping to "time every request" during a pause would have the next burst log (and
+    # changeover parse) every request until the next poll.
+    router = await make_haproxy(timed_per_second=100, sample_memory=30.0)
+    await router.set_backends(1, [ep(await upstream("v1"))])
+    await router.set_weight({1: 100})
+    assert failures(await load(router.port, 4000, concurrency=16)) == []
+    busy = router.desired.log_every
+    assert busy > 1
+    await asyncio.sleep(2.0)  # ten polls without a request
+    assert router.desired.log_every >= busy  # (a poll may still see the burst's tail rise)
 
 
 async def test_what_is_set_before_start_is_in_the_first_configuration(
