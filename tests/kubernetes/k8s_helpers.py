@@ -114,6 +114,18 @@ class Kube:
     async def reasons(self, name: str) -> list[str]:
         return [r for r, _ in await self.events(name)]
 
+    async def reasons_through(self, name: str, *wanted: str) -> list[str]:
+        """The event reasons once ``wanted`` have all occurred in that order. The operator
+        records events after the status write a test waits for, so they may lag it."""
+
+        def in_order(reasons: list[str]) -> bool:
+            it = iter(reasons)
+            return all(w in it for w in wanted)  # ``in`` on an iterator consumes it
+
+        return await eventually(
+            lambda: self.reasons(name), in_order, what=f"events {' → '.join(wanted)}"
+        )
+
     async def patch_status(self, name: str, change: Callable[[JSON], None]) -> None:
         """A user command the way the CLI does it: read, change status, write with the
         resourceVersion read (retried on conflict)."""

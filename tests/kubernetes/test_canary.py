@@ -47,7 +47,7 @@ async def test_canary_replica_ratio_steps_promote_and_complete(
     st = await healthy_on(k, "web", 2)
     assert st["stableRevision"] == 2 and st["canaryRevision"] is None
     assert await eventually(lambda: k.rs_counts("web"), lambda c: c.get(2) == (4, 4))
-    reasons = await k.reasons("web")
+    reasons = await k.reasons_through("web", "RolloutPaused", "RolloutPromoted", "RolloutCompleted")
     assert reasons.index("RolloutPaused") < reasons.index("RolloutPromoted")
     assert reasons.count("RolloutStepCompleted") == 3  # the pause was promoted past
     assert reasons[-1] in ("RolloutCompleted", "ScalingReplicaSet")

@@ -42,7 +42,9 @@ async def test_abort_retry_promote_full(kube_: Kube, operator: Operator) -> None
     await svc.promote("web", full=True)
     st = await healthy_on(k, "web", 2)
     assert st["stableRevision"] == 2
-    reasons = await k.reasons("web")
+    reasons = await k.reasons_through(
+        "web", "RolloutAborted", "RolloutRetried", "RolloutPromoted", "RolloutCompleted"
+    )
     for a, b in [
         ("RolloutAborted", "RolloutRetried"),
         ("RolloutRetried", "RolloutPromoted"),

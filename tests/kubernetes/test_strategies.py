@@ -85,7 +85,9 @@ async def test_recreate_runs_hooks_as_jobs_in_order(kube_: Kube, operator: Opera
     await _finish_job(k, next(n for n in jobs if "-post-" in n))
     st = await healthy_on(k, "db", 2)
     assert st["stableRevision"] == 2
-    reasons = await k.reasons("db")
+    reasons = await k.reasons_through(
+        "db", "HookStarted", "HookSucceeded", "HookStarted", "HookSucceeded"
+    )
     assert [r for r in reasons if r.startswith("Hook")] == [
         "HookStarted",
         "HookSucceeded",
