@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import time
 
+from changeover import aio
 from changeover.traffic.builtin import metrics, pool, upstream, wire
 from changeover.traffic.builtin import state as state_mod
 
@@ -146,9 +146,7 @@ class Mirror:
         self._queued_bytes = 0
         for copy in list(self._in_flight):
             if copy.task is not None:
-                copy.task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await copy.task
+                await aio.cancel_and_wait(copy.task)
             self._done(copy, ok=False, keep_alive=False)
 
     def offer(

@@ -20,7 +20,7 @@ import logging
 import socket
 from collections.abc import Mapping, Sequence
 
-from changeover import errors
+from changeover import aio, errors
 from changeover.endpoints import Endpoint
 from changeover.spec import models
 from changeover.traffic import base
@@ -145,9 +145,7 @@ class BuiltinRouter:
         """Stop listening; in-flight requests finish (bounded by the drain grace)."""
         if self._workers or self._reserved is not None:
             if self._sweeper is not None:
-                self._sweeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._sweeper
+                await aio.cancel_and_wait(self._sweeper)
                 self._sweeper = None
             with contextlib.suppress(Exception):
                 await self.collect_metrics()
@@ -172,9 +170,7 @@ class BuiltinRouter:
                 await server.wait_closed()
         self._servers = []
         if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+            await aio.cancel_and_wait(self._sweeper)
             self._sweeper = None
         if self.mirror is not None:
             await self.mirror.close()
