@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -316,6 +317,7 @@ async def run_one(n: int, workers: int, kubelet_kind: str) -> JSON:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+            shutil.rmtree(stats_path.parent, ignore_errors=True)
             await client.delete(kube.NAMESPACES, ns)
             if isinstance(kubelet, asyncio.Task):
                 # Let it finish the pods' deletion first (the PodGC removes what is left
