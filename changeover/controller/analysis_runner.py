@@ -31,7 +31,7 @@ from changeover import errors
 from changeover.analysis import assess, conditions_eval, providers, sampler, templates
 from changeover.analysis.providers import base as providers_base
 from changeover.analysis.run import AnalysisRun
-from changeover.controller.analysis_store import AnalysisStore
+from changeover.controller.analysis_store import AnalysisStore, unscoped
 from changeover.controller.clock import Clock
 from changeover.engine import actions, context
 from changeover.platforms.base import Platform, ReplicaState
@@ -90,7 +90,7 @@ class AnalysisRunner:
         try:
             resolved = templates.resolve(
                 action.analysis,
-                self._templates(),
+                self._templates(rollout.metadata.namespace),
                 rollout=rollout,
                 stable=action.stable_revision,
                 latest=action.revision,
@@ -277,9 +277,13 @@ class AnalysisRunner:
 
     # --- plumbing -----------------------------------------------------------------------
 
-    def _templates(self) -> dict[str, spec_analysis.AnalysisTemplate]:
+    def _templates(self, namespace: str = "default") -> dict[str, spec_analysis.AnalysisTemplate]:
+        """The stored templates of ``namespace``, by name (see ``analysis_store.scoped``)."""
         out = {}
-        for name, doc in self.store.templates().items():
+        for key, doc in self.store.templates().items():
+            name = unscoped(key, namespace)
+            if name is None:
+                continue
             with contextlib.suppress(ValueError):
                 out[name] = spec_analysis.AnalysisTemplate.model_validate(doc)
         return out

@@ -25,6 +25,27 @@ from changeover import errors
 
 JSON = dict[str, Any]
 
+
+def scoped(name: str, namespace: str = "default") -> str:
+    """How rollouts and templates are keyed here: the name in the default namespace (the
+    local platform's only one), ``namespace/name`` elsewhere (Kubernetes).
+
+    >>> scoped("web"), scoped("web", "prod")
+    ('web', 'prod/web')
+    """
+    return name if namespace == "default" else f"{namespace}/{name}"
+
+
+def unscoped(key: str, namespace: str) -> str | None:
+    """The name under ``key`` if it belongs to ``namespace``, else None.
+
+    >>> unscoped("prod/web", "prod"), unscoped("web", "default"), unscoped("web", "prod")
+    ('web', 'web', None)
+    """
+    space, _, name = key.rpartition("/")
+    return name if (space or "default") == namespace else None
+
+
 # Completed runs kept per rollout (newest); older ones are dropped as new runs start.
 RUNS_KEPT_PER_ROLLOUT = 50
 
@@ -118,6 +139,7 @@ class AnalysisStore:
     # --- runs -------------------------------------------------------------------------
 
     def put_run(self, doc: JSON, *, completed: bool) -> None:
+        rollout = scoped(doc["rollout"], doc.get("namespace", "default"))
         with self._write() as db:
             db.execute(
                 "INSERT INTO analysis_runs (id, rollout, revision, started_at, completed, doc) "
@@ -125,7 +147,7 @@ class AnalysisStore:
                 "completed = excluded.completed, doc = excluded.doc",
                 (
                     doc["id"],
-                    doc["rollout"],
+                    rollout,
                     doc["revision"],
                     doc["startedAt"],
                     int(completed),
@@ -136,7 +158,7 @@ class AnalysisStore:
                 "DELETE FROM analysis_runs WHERE rollout = ? AND completed = 1 AND id NOT IN ("
                 " SELECT id FROM analysis_runs WHERE rollout = ?"
                 " ORDER BY started_at DESC LIMIT ?)",
-                (doc["rollout"], doc["rollout"], RUNS_KEPT_PER_ROLLOUT),
+                (rollout, rollout, RUNS_KEPT_PER_ROLLOUT),
             )
 
     def run(self, run_id: str) -> JSON | None:
@@ -144,7 +166,8 @@ class AnalysisStore:
         return json.loads(rows[0][0]) if rows else None
 
     def runs(self, rollout: str) -> list[JSON]:
-        """Every kept run of ``rollout``, oldest first."""
+        """Every kept run of ``rollout`` (``scoped``: namespace/name outside the default
+        namespace), oldest first."""
         rows = self._read(
             "SELECT doc FROM analysis_runs WHERE rollout = ? ORDER BY started_at, id", (rollout,)
         )

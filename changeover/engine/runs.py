@@ -39,7 +39,11 @@ _SENT_KEPT = 20
 def run_id(d: Draft, point: str) -> str:
     st = d.status
     rounds = f"-r{st.analysis_round}" if st.analysis_round else ""
-    return f"{d.ctx.rollout.name}-{d.target}-{st.attempt}{rounds}-{point}"
+    # Rollouts of one name in two namespaces (Kubernetes) must not share runs; "/" is in
+    # no name, so "prod/web-2-1-step1" cannot clash. The local platform's ids are unchanged.
+    namespace = d.ctx.rollout.metadata.namespace
+    scope = f"{namespace}/" if namespace != "default" else ""
+    return f"{scope}{d.ctx.rollout.name}-{d.target}-{st.attempt}{rounds}-{point}"
 
 
 def analysis(

@@ -24,7 +24,7 @@ from typing import Any
 
 from changeover.analysis.run import AnalysisRun
 from changeover.controller.analysis_runner import AnalysisRunner
-from changeover.controller.analysis_store import AnalysisStore
+from changeover.controller.analysis_store import AnalysisStore, scoped
 from changeover.controller.clock import SystemClock
 from changeover.controller.webhook_runner import WebhookRunner
 from changeover.engine import actions, context
@@ -83,7 +83,8 @@ class OperatorAnalysis:
         except ValueError as exc:
             log.warning("AnalysisTemplate %s is invalid: %s", meta.get("name"), exc)
             return
-        self.store.put_template(template.name, template.to_json_dict(), now=SystemClock().now())
+        key = scoped(template.name, str(meta.get("namespace") or "default"))
+        self.store.put_template(key, template.to_json_dict(), now=SystemClock().now())
 
     def observe(self, status: RolloutStatus) -> tuple[JSON, JSON]:
         analysis: dict[str, context.AnalysisResult] = {}
@@ -98,10 +99,10 @@ class OperatorAnalysis:
                 hooks[call_id] = call
         return analysis, hooks
 
-    def summary(self, rollout: str) -> JSON:
+    def summary(self, rollout: str, namespace: str = "default") -> JSON:
         """Per metric, the latest result among the newest revision's runs (the status's
         ``analysis``, as the local status document has it)."""
-        runs = self.store.runs(rollout)
+        runs = self.store.runs(scoped(rollout, namespace))
         if not runs:
             return {}
         newest = max(r.get("revision", 0) for r in runs)

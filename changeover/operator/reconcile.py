@@ -186,7 +186,7 @@ async def reconcile(op: Operator, namespace: str, name: str) -> float | None:
         generation=int(obj["metadata"].get("generation") or 0),
         last_revision=last,
     )
-    summary = op.analysis.summary(rollout.name)
+    summary = op.analysis.summary(rollout.name, rollout.metadata.namespace)
     if summary:
         body["analysis"] = summary
     if body != raw_status:

@@ -213,3 +213,17 @@ def test_shadow_analysis_failure_aborts() -> None:
     world.settle().apply(revision=2).settle()
     world.analysis_result("experiment", "Failed", "metric error-rate Failed").settle()
     assert world.phase == Phase.ABORTED and world.status.traffic.mirrors == {}
+
+
+def test_runs_of_same_named_rollouts_in_two_namespaces_do_not_share_an_id() -> None:
+    spec = rollout({"canary": {"steps": [{"setWeight": 25}, {"analysis": ERROR_RATE}]}})
+    prod = spec.model_copy(
+        update={"metadata": spec.metadata.model_copy(update={"namespace": "prod"})}
+    )
+    world = FakeWorld(prod)
+    world.settle()
+    world.apply(revision=2).clear().settle()
+    (start,) = world.of_type(actions.StartAnalysis)
+    assert start.run_id == "prod/web-2-1-step1"  # "web-2-1-step1" is the default namespace's
+    world.analysis_result("step1", "Failed", "metric error-rate Failed").settle()
+    assert world.phase == Phase.ABORTED
