@@ -22,10 +22,11 @@ rollout is *data*, not configuration, and is changed over the runtime API withou
 - the share of requests timed from the log: an integer range in ``logsample.acl``
   (``rand(1000)`` below it is logged), changed with ``add acl`` like a map.
 
-Per request HAProxy evaluates only what the rollout uses: the log-sampling test, the
-counter's tracking, then one ``use_backend`` for the weights. Header/cookie routes and the
-sticky split add a ``set-var`` each and one ``use_backend`` reading the variable, only when
-the layout has them; the wheel's counter is only incremented by requests that reach it.
+Per request HAProxy evaluates only what the rollout uses: the log-sampling test, then one
+``use_backend`` for the weights (the counter is tracked once per client connection).
+Header/cookie routes and the sticky split add a ``set-var`` each and one ``use_backend``
+reading the variable, only when the layout has them; the wheel's counter is only
+incremented by requests that reach it.
 
     >>> paths = Paths.under("/run/x")
     >>> text = render(Layout(host="127.0.0.1", port=8080, slots=2, servers=1), paths,
@@ -238,11 +239,11 @@ def render(layout: Layout, paths: Paths, *, servers: Sequence[Sequence[Endpoint 
         f"    bind {_addr(layout.host)}:{layout.port}",
         *_log_sampling(layout, paths),
     ]
-    # The counter is tracked by every request (a lookup in a one-entry table) but only
-    # incremented by the last ``use_backend``, which routed requests never reach: they
-    # take no wheel slot. Integer keys are looked up as strings: ``map`` is a tree,
-    # ``map_int`` a list walk.
-    out.append("    http-request track-sc0 int(0) table counter")
+    # The counter is tracked once per client connection (its requests inherit it: measured
+    # 0.5k instructions a request cheaper than tracking per request) and only incremented
+    # by the last ``use_backend``, which routed requests never reach: they take no wheel
+    # slot. Integer keys are looked up as strings: ``map`` is a tree, ``map_int`` a list.
+    out.append("    tcp-request session track-sc0 int(0) table counter")
     out += _route_rules(layout, paths)
     out += [
         f"    use_backend %[sc_inc_gpc0(0),mod(100),map({paths.map('wheel')})]",

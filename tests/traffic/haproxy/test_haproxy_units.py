@@ -201,7 +201,7 @@ def test_only_the_rules_a_rollout_uses_are_rendered(tmp_path: Path) -> None:
     # The sticky split, then the route (which wins), then one use_backend for what they
     # found, and the wheel last: routed requests never reach the counter's increment.
     assert [ln.split()[0:2] for ln in lines[3:7]] == [
-        ["http-request", "track-sc0"],
+        ["tcp-request", "session"],
         ["http-request", "set-var(txn.be)"],
         ["http-request", "set-var(txn.be)"],
         ["use_backend", "%[var(txn.be)]"],
