@@ -34,8 +34,9 @@ kernel's share of each request, most of the CPU here, is the same for both: same
 per request, same ~260 upstream connections at c=256): the per-request rules (request,
 switching and response analysers) cost ~3.1k instructions here against ~1.6k for the
 benchmark's hand-written configuration doing the same job (which writes the revision header
-in by hand); the whole request ~38k against ~35k. What the 1.5k buy: the log-sampling test
-for latency histograms (~0.4k), the request counter behind exact weights (~0.4k), the
+in by hand); the whole request ~38k against ~35k (c=1). What the difference buys: the
+log-sampling test for latency histograms (~0.45k), the request counter behind exact
+weights and its dynamic ``use_backend`` (~1.8k, tracked once per connection), the
 header route as a runtime-changeable map (~0.5k), the revision header's map lookup (~0.5k
 over a literal). Before the rules were pruned (a variable and two guards on every request,
 the sample as a map lookup) they cost ~5.6k. The L7-retry buffer of ``retry-on
