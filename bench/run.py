@@ -102,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--conns", default="32,256")
     p.add_argument("--streams", type=int, default=20, help="streamed requests per proxy/round")
-    p.add_argument("--only", default="", help="comma-separated proxy labels (default: all)")
+    p.add_argument(
+        "--only", default="", help="comma-separated proxy labels (default: all); writes nothing"
+    )
     p.add_argument("--no-write", action="store_true", help="print, do not touch RESULTS.md")
     p.add_argument("--quick", action="store_true", help="1 round of 2 s (a smoke run)")
     p.add_argument("--no-pin", action="store_true", help="no taskset (a box busy with other work)")
@@ -124,7 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     lines.append(f"Run time {time.monotonic() - t_start:.0f} s; logs in `{workdir}`.")
     text = "\n".join(lines) + "\n"
     print(text)
-    if not args.no_write:
+    if only:
+        # a partial run must not replace the whole table of "## Router"
+        print(f"--only: {RESULTS} left as it was (a partial run writes nothing)")
+    elif not args.no_write:
         write_section(text)
         print(f"written to {RESULTS}")
     return 0
