@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import common
 from changeover import loadgen
 from changeover.demo import load as load_mod
 from changeover.demo import server as server_mod
@@ -305,22 +306,6 @@ def _metric(verdict: str) -> str:
     return verdict.split(":", 1)[0] or "?"
 
 
-def write_section(text: str) -> None:
-    """Replace (or append) the "## Blast radius" section; other sections stay as they are."""
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    lines = old.splitlines()
-    start = next((i for i, ln in enumerate(lines) if ln.strip() == SECTION), None)
-    if start is None:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        tail = lines[end:]
-        new = "\n".join(lines[:start]) + "\n" + text + ("\n" + "\n".join(tail) if tail else "")
-    RESULTS.write_text(new.rstrip("\n") + "\n")
-
-
 def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -366,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render(trials, args, time.monotonic() - started, loads)
     print(text)
     if not args.no_write:
-        write_section(text)
+        common.write_results_section(SECTION, text)
         print(f"written to {RESULTS}")
     return 0
 

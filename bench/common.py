@@ -14,7 +14,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,3 +187,34 @@ def wrk(
     res = parse_wrk(done.stdout)
     res.cpu = (c1 - c0) / wall if measure_pids else 0.0
     return res
+
+
+# --- bench/RESULTS.md -------------------------------------------------------------------
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def write_results_section(
+    section: str,
+    text: str,
+    *,
+    keep: Callable[[list[str]], list[str]] | None = None,
+    path: Path = RESULTS,
+) -> None:
+    """Replace (or append) ``section`` (a "## ..." title line) of RESULTS.md with ``text``;
+    other sections stay as they are. ``keep`` picks lines of the old section to carry over
+    after the new text (another benchmark's subsection, say)."""
+    old = path.read_text() if path.exists() else "# Benchmark results\n"
+    lines = old.splitlines()
+    start = next((i for i, ln in enumerate(lines) if ln.strip() == section), None)
+    if start is None:
+        new = old.rstrip("\n") + "\n\n" + text
+    else:
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
+        )
+        kept = keep(lines[start + 1 : end]) if keep is not None else []
+        body = text.rstrip("\n") + ("\n\n" + "\n".join(kept).rstrip("\n") if kept else "")
+        tail = lines[end:]
+        new = "\n".join(lines[:start]) + "\n" + body + ("\n\n" + "\n".join(tail) if tail else "")
+    path.write_text(new.rstrip("\n") + "\n")

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from bench import common
 from changeover.analysis.judges import classifier, proportions, scoring
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -230,22 +231,6 @@ def render(rows: list[Row], ab: list[ABRow], args: argparse.Namespace, took: flo
     return "\n".join(out)
 
 
-def write_section(text: str) -> None:
-    """Replace (or append) the "## Judge" section; other sections stay as they are."""
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    lines = old.splitlines()
-    start = next((i for i, ln in enumerate(lines) if ln.strip() == SECTION), None)
-    if start is None:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        tail = lines[end:]
-        new = "\n".join(lines[:start]) + "\n" + text + ("\n" + "\n".join(tail) if tail else "")
-    RESULTS.write_text(new.rstrip("\n") + "\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--seed", type=int, default=20240601)
@@ -262,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render(rows, ab, args, time.monotonic() - started)
     print(text)
     if not args.no_write:
-        write_section(text)
+        common.write_results_section(SECTION, text)
         print(f"written to {RESULTS}")
     return 0
 

@@ -48,6 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "kubernetes"))
 import k8s_testbed  # noqa: E402
 
+from bench import common  # noqa: E402
 from bench.k8s_kubelet import NODE_LABEL, FakeKubelet  # noqa: E402
 from bench.k8s_report import (  # noqa: E402
     operator_window,
@@ -334,18 +335,6 @@ async def run_one(n: int, workers: int, kubelet_kind: str) -> JSON:
                 await _drop_nodes(client, nodes)
 
 
-def write_section(text: str) -> None:
-    path = REPO / "bench" / "RESULTS.md"
-    current = path.read_text() if path.exists() else ""
-    start = current.find("## Kubernetes scale")
-    if start < 0:
-        path.write_text(current.rstrip("\n") + "\n\n" + text)
-        return
-    end = current.find("\n## ", start + 1)
-    rest = current[end + 1 :] if end >= 0 else ""
-    path.write_text(current[:start] + text + ("\n" + rest if rest else ""))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rollouts", type=int, action="append")
@@ -379,7 +368,7 @@ def main() -> None:
     text = render(results)
     print(text)
     if args.write:
-        write_section(text)
+        common.write_results_section("## Kubernetes scale", text)
 
 
 if __name__ == "__main__":

@@ -413,20 +413,7 @@ def write_section(text: str) -> None:
 
     Subsections of the old section that this run does not write (``### Soak``, notes, the
     HAProxy data plane's comparison...) are kept, after the new ones."""
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    lines = old.splitlines()
-    start = next((i for i, ln in enumerate(lines) if ln.strip() == SECTION), None)
-    if start is None:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        kept = _foreign_subsections(lines[start + 1 : end])
-        body = text.rstrip("\n") + ("\n\n" + "\n".join(kept).rstrip("\n") if kept else "")
-        tail = lines[end:]
-        new = "\n".join(lines[:start]) + "\n" + body + ("\n\n" + "\n".join(tail) if tail else "")
-    RESULTS.write_text(new.rstrip("\n") + "\n")
+    common.write_results_section(SECTION, text, keep=_foreign_subsections)
 
 
 # The subsections ``render`` writes (by title prefix); any other is someone else's.
