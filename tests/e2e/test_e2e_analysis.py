@@ -77,8 +77,9 @@ def test_good_canary_promoted_and_bad_canary_aborted_by_analysis(
         assert failing["phase"] == "Failed" and failing["value"] > 0.05, failing
         assert "error-rate" in status["message"] and "Failed" in status["message"]
 
-        # After the abort every request is answered by v2 again.
-        after = load.wait_for("2", 100)
+        # After the abort every request is answered by v2 again: wait long enough (~5 s at
+        # 60/s) that the last three whole seconds of the timeline all follow the abort.
+        after = load.wait_for("2", 300)
         report = load.stop()
     tail = report.timeline[-3:]
     assert all(set(second) <= {"2"} for second in tail), describe(report)
