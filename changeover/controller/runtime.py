@@ -44,11 +44,11 @@ def router_factory(registry: builtin.Registry, *, router_workers: int = 1) -> Ro
         blue_green = rollout.spec.strategy.blue_green
         preview_port = blue_green.preview_port if blue_green is not None else None
         settings = rollout.spec.traffic.settings
-        extra = _settings_kwargs(settings)
-        extra.pop("workers", None)
-        workers = router_workers
-        if isinstance(settings, traffic_settings.BuiltinSettings) and settings.workers:
-            workers = settings.workers  # the rollout's own beats serve --router-workers
+        # The rollout's own traffic.builtin.workers beats serve --router-workers.
+        workers = (
+            settings.workers if isinstance(settings, traffic_settings.BuiltinSettings) else None
+        ) or router_workers
+        extra = _settings_kwargs(settings, exclude={"workers"})
         if name == "builtin" and workers > 1:
             if preview_port is None:
                 extra["workers"] = workers
@@ -70,12 +70,13 @@ def router_factory(registry: builtin.Registry, *, router_workers: int = 1) -> Ro
     return build
 
 
-def _settings_kwargs(settings: BaseModel | None) -> dict[str, object]:
+def _settings_kwargs(settings: BaseModel | None, *, exclude: set[str]) -> dict[str, object]:
     """``spec.traffic.<router>`` as keyword arguments of the router's factory (the
-    settings models in ``spec.traffic_settings`` use the factories' parameter names)."""
+    settings models in ``spec.traffic_settings`` use the factories' parameter names), but
+    for the ``exclude`` fields, which the caller decides."""
     if settings is None:
         return {}
-    return settings.model_dump(exclude_none=True)
+    return settings.model_dump(exclude_none=True, exclude=exclude)
 
 
 async def run_server(
