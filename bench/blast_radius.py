@@ -45,7 +45,6 @@ from changeover import loadgen
 from changeover.demo import load as load_mod
 from changeover.demo import server as server_mod
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "## Blast radius"
 APP = Path(__file__).resolve().parents[1] / "examples" / "app.py"
 JSON = dict[str, Any]
@@ -352,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if not args.no_write:
         common.write_results_section(SECTION, text)
-        print(f"written to {RESULTS}")
+        print(f"written to {common.RESULTS}")
     return 0
 
 

@@ -44,7 +44,6 @@ from numpy.typing import NDArray
 from bench import common
 from changeover.analysis.judges import classifier, proportions, scoring
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "## Judge"
 SECONDS = 120
 LATENCY, ERROR_RATE, RPS = 0.2, 0.01, 50
@@ -248,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if not args.no_write:
         common.write_results_section(SECTION, text)
-        print(f"written to {RESULTS}")
+        print(f"written to {common.RESULTS}")
     return 0
 
 
