@@ -1,10 +1,11 @@
 """asyncio helpers every layer shares.
 
 ``cancel_and_wait``: stop a task and wait for it to finish, *without* swallowing the
-caller's own cancellation. The tempting ``task.cancel(); with suppress(CancelledError):
-await task`` also swallows a CancelledError meant for the caller: a ``close()`` that
-cancelled a replica's ``stop()`` while that was waiting for its supervisor task found the
-stop carrying on into a drain that never ended (seen as a 300 s hang under load).
+caller's own cancellation; ``cancel_and_wait_all``: the same for all the tasks a ``close()``
+owns. The tempting ``task.cancel(); with suppress(CancelledError): await task`` also
+swallows a CancelledError meant for the caller: a ``close()`` that cancelled a replica's
+``stop()`` while that was waiting for its supervisor task found the stop carrying on into a
+drain that never ended (seen as a 300 s hang under load).
 
     >>> import asyncio
     >>> async def main() -> str:
@@ -19,6 +20,7 @@ stop carrying on into a drain that never ended (seen as a 300 s hang under load)
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -34,3 +36,20 @@ async def cancel_and_wait(task: asyncio.Future[Any] | None) -> None:
         current = asyncio.current_task()
         if current is not None and current.cancelling():
             raise  # the caller is being cancelled too: let it
+
+
+async def cancel_and_wait_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait for all of them: their CancelledErrors and other
+    exceptions are absorbed (a closing owner has nobody to hand them to), the caller's
+    cancellation is not. A task already being cancelled is not cancelled again: a second
+    cancel would cut its clean-up short."""
+    tasks = list(tasks)
+    pending = [task for task in tasks if not task.done()]
+    for task in pending:
+        if not task.cancelling():
+            task.cancel()
+    if pending:
+        await asyncio.wait(pending)  # raises only for the caller's own cancellation
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # retrieved: no "exception was never retrieved" at exit

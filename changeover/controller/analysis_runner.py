@@ -27,7 +27,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from changeover import errors
+from changeover import aio, errors
 from changeover.analysis import assess, conditions_eval, providers, sampler, templates
 from changeover.analysis.providers import base as providers_base
 from changeover.analysis.run import AnalysisRun
@@ -172,13 +172,8 @@ class AnalysisRunner:
         return done
 
     async def close(self) -> None:
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            if not task.cancelling():  # a second cancel would cut a job's clean-up short
-                task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        # A measurement already being cancelled (its run superseded) keeps its clean-up.
+        await aio.cancel_and_wait_all(list(self._tasks.values()))
 
     # --- measuring ----------------------------------------------------------------------
 

@@ -29,7 +29,6 @@ about and asks again, which is harmless (gates are polls).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from typing import Any
 
 import httpx
 
+from changeover import aio
 from changeover.analysis import notify
 from changeover.engine import actions, context
 from changeover.engine.status import RolloutStatus
@@ -169,12 +169,7 @@ class WebhookRunner:
         task.add_done_callback(self._background.discard)
 
     async def close(self) -> None:
-        tasks = [*self._tasks.values(), *self._background]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await aio.cancel_and_wait_all([*self._tasks.values(), *self._background])
         await self._client.aclose()
 
     # --- calling ------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from changeover import errors
+from changeover import aio, errors
 from changeover.operator import argo_bridge
 from changeover.operator import reconcile as reconcile_mod
 from changeover.operator.analysis import OperatorAnalysis
@@ -305,9 +305,7 @@ async def serve(
         with contextlib.suppress(Exception):
             task.result()
     else:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await aio.cancel_and_wait(task)
     stopper.cancel()
     await client.close()
     return code

@@ -10,12 +10,11 @@ write instead of repeating it while the watch event is in flight.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
-from changeover import errors
+from changeover import aio, errors
 from changeover.platforms.kubernetes import client as kube
 
 log = logging.getLogger(__name__)
@@ -164,8 +163,4 @@ class Informer:
 
 
 async def stop(tasks: list[asyncio.Task[None]]) -> None:
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+    await aio.cancel_and_wait_all(tasks)
