@@ -21,6 +21,10 @@ import pytest
 
 _STATUS = Path("/proc/self/status")
 
+# Not a doctest module: --doctest-modules would import this file as "conftest" a second time
+# after a subdirectory's conftest took that name (an import file mismatch).
+collect_ignore = ["conftest.py"]
+
 
 def _sigint() -> tuple[object, bool | None]:
     """SIGINT's Python handler, and whether the kernel ignores it (None off Linux)."""
