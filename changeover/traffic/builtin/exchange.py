@@ -238,7 +238,9 @@ class Exchange:
         try:
             _, conn = await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: upstream.UpstreamConnection(ep), ep.endpoint.host, ep.endpoint.port
+                    lambda: upstream.UpstreamConnection(ep, st.batch),
+                    ep.endpoint.host,
+                    ep.endpoint.port,
                 ),
                 st.settings.connect_timeout,
             )
@@ -366,7 +368,7 @@ class Exchange:
     def flush(self) -> None:
         out = self._down_out
         if out:
-            self.down.write(b"".join(out) if len(out) > 1 else out[0])
+            self.down.write_many(out)
             out.clear()
 
     def on_complete(self, conn: upstream.UpstreamConnection, keep_alive: bool) -> None:

@@ -250,7 +250,9 @@ class Mirror:
         try:
             _, conn = await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: upstream.UpstreamConnection(ep), ep.endpoint.host, ep.endpoint.port
+                    lambda: upstream.UpstreamConnection(ep, self._state.batch),
+                    ep.endpoint.host,
+                    ep.endpoint.port,
                 ),
                 self.timeout,
             )

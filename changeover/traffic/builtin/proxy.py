@@ -15,6 +15,8 @@ chunked request body that ends inside a read with more bytes behind it (pipelini
 a chunked upload): that exchange closes the connection after its response, and the bytes
 behind it are not read, as a server may do with any keep-alive connection.
 
+Writes to the client are queued and leave after the event-loop pass (``builtin.batch``).
+
 Backpressure both ways: a full client send buffer pauses reading the upstream response, a
 full upstream send buffer (or too much body buffered, or a long pipeline) pauses reading
 the client.
@@ -50,6 +52,7 @@ class ClientConnection(asyncio.Protocol):
         "_last",
         "_lost",
         "_next",
+        "_out",
         "_parsing",
         "_paused",
         "_queue",
@@ -84,6 +87,7 @@ class ClientConnection(asyncio.Protocol):
         self._last: exchange.Exchange | None = None
         self._queue: collections.deque[exchange.Exchange] = collections.deque()
         self._dirty: list[exchange.Exchange] = []
+        self._out: list[bytes] = []  # bytes for the client, written after this loop pass
         # Where messages start: ``_base`` is the stream offset of ``_data`` (this read),
         # ``_next`` the offset where the next message starts (-1: unknown), ``_acc`` the
         # bytes of the head being parsed, from its first byte.
@@ -141,6 +145,7 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
+        self._out.clear()
         current, self._current = self._current, None
         if current is not None:
             current.client_lost()
@@ -172,8 +177,8 @@ class ClientConnection(asyncio.Protocol):
             last = self._last
             if last is not None and not last.done:
                 last.keep_alive = False
-            elif self.transport is not None:
-                self.transport.close()
+            else:
+                self.close()
             return
         self._acc = self._data[pos:] if pos else self._data
 
@@ -303,10 +308,36 @@ class ClientConnection(asyncio.Protocol):
     # -- used by exchanges --------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
+        """Queue ``data`` for the client; it is written after this loop pass."""
+        out = self._out
+        if not out:
+            self.state.batch.queue(self)
+        out.append(data)
+
+    def write_many(self, parts: list[bytes]) -> None:
+        out = self._out
+        if not out:
+            self.state.batch.queue(self)
+        out += parts
+
+    def flush_out(self) -> None:
+        """Hand the queued bytes to the transport (one ``write``)."""
+        out = self._out
+        if not out:
+            return
+        t = self.transport
+        if t is not None and not t.is_closing():
+            t.write(b"".join(out) if len(out) > 1 else out[0])
+        out.clear()
+
+    def close(self) -> None:
+        """Close after what was written so far has gone out."""
+        self.flush_out()
         if self.transport is not None:
-            self.transport.write(data)
+            self.transport.close()
 
     def abort(self) -> None:
+        self._out.clear()
         if self.transport is not None:
             self.transport.abort()
 
@@ -335,8 +366,7 @@ class ClientConnection(asyncio.Protocol):
             self._current = None
         if close:
             self._queue.clear()
-            if self.transport is not None:
-                self.transport.close()  # flushes what was written first
+            self.close()
             return
         self.idle_ticks = 0
         if self._queue:
@@ -355,8 +385,7 @@ class ClientConnection(asyncio.Protocol):
             self._current = None
             current.client_lost()
         self._queue.clear()
-        if self.transport is not None:
-            self.transport.close()
+        self.close()
 
     @property
     def current(self) -> exchange.Exchange | None:

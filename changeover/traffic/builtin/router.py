@@ -163,8 +163,7 @@ class BuiltinRouter:
         while any(not c.idle() for c in self.state.connections) and loop.time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
         for conn in list(self.state.connections):
-            if conn.transport is not None:
-                conn.transport.close()
+            conn.close()
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
@@ -205,8 +204,8 @@ class BuiltinRouter:
             for client in list(st.connections):
                 if client.idle():
                     client.idle_ticks += 1
-                    if client.idle_ticks >= st.settings.client_idle and client.transport:
-                        client.transport.close()
+                    if client.idle_ticks >= st.settings.client_idle:
+                        client.close()
 
     # -- TrafficRouter ------------------------------------------------------------------
 

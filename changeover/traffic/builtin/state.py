@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Protocol
 
-from changeover.traffic.builtin import metrics, pool, table
+from changeover.traffic.builtin import batch, metrics, pool, table
 
 if TYPE_CHECKING:
     from changeover.traffic.builtin import proxy
@@ -56,6 +56,7 @@ class MirrorSink(Protocol):
 
 class ProxyState:
     __slots__ = (
+        "batch",
         "connections",
         "metrics",
         "mirror",
@@ -81,6 +82,7 @@ class ProxyState:
         self.mirror = mirror
         self.connections: set[proxy.ClientConnection] = set()
         self.rev_headers: dict[int, bytes] = {}
+        self.batch = batch.WriteBatch()  # every socket write of this router process
 
     def revision_header(self, revision: int) -> bytes:
         found = self.rev_headers.get(revision)

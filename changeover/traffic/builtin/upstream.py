@@ -29,7 +29,7 @@ from typing import Protocol
 
 import httptools
 
-from changeover.traffic.builtin import pool, wire
+from changeover.traffic.builtin import batch, pool, wire
 
 # How the response body is framed: decides client framing and the end of the message.
 LENGTH, CHUNKED, CLOSE, NO_BODY = range(4)
@@ -90,6 +90,7 @@ class UpstreamConnection(asyncio.Protocol):
         "_head_only",
         "_in_body",
         "_left",
+        "_out",
         "closed",
         "dechunk",
         "ep",
@@ -99,10 +100,13 @@ class UpstreamConnection(asyncio.Protocol):
         "reads_paused",
         "sink",
         "transport",
+        "writes",
     )
 
-    def __init__(self, ep: pool.EndpointState) -> None:
+    def __init__(self, ep: pool.EndpointState, writes: batch.WriteBatch) -> None:
         self.ep = ep
+        self.writes = writes
+        self._out: list[bytes] = []  # bytes for the upstream, written after this loop pass
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.sink: Sink | None = None
@@ -135,18 +139,32 @@ class UpstreamConnection(asyncio.Protocol):
         self._complete = 0
 
     def write(self, data: bytes) -> None:
-        assert self.transport is not None
-        self.transport.write(data)
+        """Queue ``data`` for the upstream; it is written after this loop pass."""
+        out = self._out
+        if not out:
+            self.writes.queue(self)
+        out.append(data)
+
+    def flush_out(self) -> None:
+        out = self._out
+        if not out:
+            return
+        t = self.transport
+        if t is not None and not t.is_closing():
+            t.write(b"".join(out) if len(out) > 1 else out[0])
+        out.clear()
 
     def close(self) -> None:
         self.sink = None
         self.closed = True
+        self.flush_out()
         if self.transport is not None:
             self.transport.close()
 
     def abort(self) -> None:
         self.sink = None
         self.closed = True
+        self._out.clear()
         if self.transport is not None:
             self.transport.abort()
 
