@@ -2,9 +2,10 @@
 
 ``cancel_and_wait``: stop a task and wait for it to finish, *without* swallowing the
 caller's own cancellation; ``cancel_and_wait_all``: the same for all the tasks a ``close()``
-owns. The tempting ``task.cancel(); with suppress(CancelledError): await task`` also
-swallows a CancelledError meant for the caller: a ``close()`` that cancelled a replica's
-``stop()`` while that was waiting for its supervisor task found the stop carrying on into a
+owns; ``stop_loop``: the same for a background loop, which may swallow a cancellation.
+The tempting ``task.cancel(); with suppress(CancelledError): await task`` also swallows
+a CancelledError meant for the caller: a ``close()`` that cancelled a replica's ``stop()``
+while that was waiting for its supervisor task found the stop carrying on into a
 drain that never ended (seen as a 300 s hang under load).
 
     >>> import asyncio
@@ -53,3 +54,23 @@ async def cancel_and_wait_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
     for task in tasks:
         if not task.cancelled():
             task.exception()  # retrieved: no "exception was never retrieved" at exit
+
+
+async def stop_loop(task: asyncio.Task[Any] | None, *, every: float = 0.5) -> None:
+    """Cancel a background loop (a poller, a sweep) and wait until it has ended,
+    cancelling it again every ``every`` seconds while it runs on.
+
+    A loop can swallow one cancellation: on Python 3.11 ``asyncio.wait_for`` returns the
+    inner result instead of raising when the cancellation arrives as the inner await
+    completes (CPython gh-86296, fixed in 3.12), and the loop goes round again. Seen as a
+    ``close()`` waiting forever for HAProxy's stats poller. Only for loops: a task with
+    clean-up to do after its cancellation would have it cut short (``cancel_and_wait``).
+    Its exceptions are absorbed, the caller's cancellation is not.
+    """
+    if task is None:
+        return
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=every)  # raises only for the caller's own cancel
+    if not task.cancelled():
+        task.exception()  # retrieved: a closing owner has nobody to hand it to

@@ -97,3 +97,33 @@ async def test_closing_many_absorbs_their_errors_and_cancels_each_once() -> None
     assert failed.done() and failing.done() and cleaning.cancelled()
     assert cleaned_up.is_set()
     await aio.cancel_and_wait_all([])
+
+
+async def test_a_loop_that_swallows_a_cancellation_is_still_stopped() -> None:
+    """Given a poller that, like Python 3.11's wait_for when its inner await has just
+    completed, swallows the first cancellation and goes round again, ``stop_loop`` still
+    ends it (cancelling again), where a single cancel would wait for ever."""
+    rounds = 0
+    swallowed = False
+
+    async def poller() -> None:
+        nonlocal rounds, swallowed
+        while True:
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                if swallowed:
+                    raise
+                swallowed = True  # the lost cancellation
+            rounds += 1
+
+    once = asyncio.create_task(poller())
+    await asyncio.sleep(0.03)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(aio.cancel_and_wait(once), 0.3)  # one cancel is not enough
+    swallowed = False
+    task = asyncio.create_task(poller())
+    await asyncio.sleep(0.03)
+    await asyncio.wait_for(aio.stop_loop(task, every=0.05), 5)
+    assert task.done() and swallowed
+    await aio.stop_loop(None)

@@ -97,7 +97,7 @@ class Controller:
         self._task = asyncio.create_task(self._run(), name="changeover-controller")
 
     async def close(self) -> None:
-        await aio.cancel_and_wait(self._task)
+        await aio.stop_loop(self._task)  # it may swallow one cancel (aio.stop_loop)
         for live in self._live.values():
             with contextlib.suppress(errors.ChangeoverError, OSError):
                 await live.router.close()

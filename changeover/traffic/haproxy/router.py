@@ -36,7 +36,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from changeover import errors
+from changeover import aio, errors
 from changeover.endpoints import Endpoint
 from changeover.spec import models
 from changeover.traffic import base
@@ -153,11 +153,8 @@ class HAProxyRouter:
 
     async def close(self) -> None:
         """Stop HAProxy softly: it stops listening and in-flight requests finish."""
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-            self._poller = None
+        await aio.stop_loop(self._poller)
+        self._poller = None
         if self.process is not None:
             with contextlib.suppress(errors.BackendError):
                 await self._read_stats()
