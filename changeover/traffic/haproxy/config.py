@@ -5,28 +5,34 @@ in the rare case a reload is needed (a header or cookie name HAProxy has no rule
 more revisions or replicas than pre-allocated slots). Everything that changes during a
 rollout is *data*, not configuration, and is changed over the runtime API without reload:
 
-- the weights: a 100-entry map ``slot → backend`` (``wheel.map``) read at
-  ``request counter mod 100`` (a stick-table counter, ``sc_inc_gpc0``), so every 100
-  consecutive weighted requests carry exactly the set weights, spread like smooth weighted
-  round-robin (the builtin router's wheel);
-- revisions: pre-allocated backends ``b0..bN`` (``slots.map`` says which revision each
-  serves, and the ``x-changeover-revision`` response header is read from it);
-- replicas: pre-allocated ``server`` lines per backend, pointed at an endpoint with
-  ``set server ... addr`` and switched with ``set server ... state``;
+- the weights: HAProxy's own weighted round-robin (``balance roundrobin``) in one backend,
+  ``w``, holding a server line for every (revision slot, replica), each given its share with
+  ``set server w/... weight``: a revision's weight is split over its ready replicas (see
+  ``state.server_weights``), so every 100 consecutive weighted requests carry the set weights
+  exactly once a change has taken effect (the round in progress when weights change may
+  be one request off);
+- revisions: pre-allocated backends ``b0..bN`` for routed and preview traffic
+  (``slots.map`` says which revision each serves); the ``x-changeover-revision`` response
+  header of weighted requests is read from ``servers.map`` (server id → revision);
+- replicas: pre-allocated ``server`` lines per backend (and in ``w``), pointed at an
+  endpoint with ``set server ... addr`` and switched with ``set server ... state``;
 - header/cookie routes: one map per (header or cookie, match kind): value → backend;
 - the sticky split: ``crc32(key) mod 100 → backend`` for the users' buckets below the weight
   (the same bucket function as the builtin router, so a user lands on the same side);
-- maintenance: every wheel slot names the ``maintenance`` backend (and the route and sticky
-  maps are empty), so a request pays no extra lookup for it; its Retry-After and the
-  preview revision are keys in ``settings.map``;
+- maintenance, and no weights yet: every server of ``w`` has weight 0 (and the route and
+  sticky maps are empty), so ``w``'s backup server takes the request to the ``fallback``
+  frontend on a Unix socket, which answers the maintenance page or "no revision is
+  serving": a request pays nothing for this while a revision is serving; the Retry-After
+  and the preview revision are keys in ``settings.map``;
 - the share of requests timed from the log: an integer range in ``logsample.acl``
   (``rand(1000)`` below it is logged), changed with ``add acl`` like a map.
 
-Per request HAProxy evaluates only what the rollout uses: the log-sampling test, then one
-``use_backend`` for the weights (the counter is tracked once per client connection).
-Header/cookie routes and the sticky split add a ``set-var`` each and one ``use_backend``
-reading the variable, only when the layout has them; the wheel's counter is only
-incremented by requests that reach it.
+Per request HAProxy evaluates only what the rollout uses: the log-sampling test, then, only
+when the layout has header/cookie routes or a sticky split, one ``use_backend`` per rule
+guarded by the header's (or cookie's) presence, and HAProxy's round-robin over ``w``.
+Measured with callgrind (user-space instructions per request, c=1, the benchmark's job):
+hand-configured HAProxy 33.4k, this 34.3k; with the former request counter over a wheel
+map 36.3k.
 
     >>> paths = Paths.under("/run/x")
     >>> text = render(Layout(host="127.0.0.1", port=8080, slots=2, servers=1), paths,
@@ -57,12 +63,18 @@ MAINTENANCE_PAGE = """<!doctype html>
 """
 
 # The log line each (sampled) request sends to the router's datagram socket, parsed by
-# ``haproxy.metrics.parse_log``: backend, status, active time, queue, connect and server
-# response times (milliseconds; -1 when the step did not happen).
-LOG_FORMAT = "%b %ST %Ta %Tw %Tc %Tr"
+# ``haproxy.metrics.parse_log``: backend:server, status, active time, queue, connect and
+# server response times (milliseconds; -1 when the step did not happen).
+LOG_FORMAT = "%b:%s %ST %Ta %Tw %Tc %Tr"
+
+# The backend of weighted traffic (HAProxy's weighted round-robin over every replica).
+WEIGHTED = "w"
 
 # The maps every configuration reads (besides one per route rule).
-MAP_NAMES = ("slots", "wheel", "settings", "sticky")
+MAP_NAMES = ("slots", "servers", "settings", "sticky")
+# ``w``'s backup server: its id is never a key of ``servers.map`` (no revision header).
+FALLBACK_ID = 999999
+
 # The pattern files (``-f``, changed over the runtime API like maps) it reads.
 ACL_NAMES = ("logsample",)
 
@@ -145,6 +157,10 @@ class Paths:
         return self.root / "haproxy.out"
 
     @property
+    def fallback_socket(self) -> Path:
+        return self.root / "fallback.sock"
+
+    @property
     def maintenance_page(self) -> Path:
         return self.root / "maintenance.http"
 
@@ -168,6 +184,21 @@ def backend(slot: int) -> str:
     return f"b{slot}"
 
 
+def weighted_server(slot: int, i: int) -> str:
+    """The name, in backend ``w``, of the line of server ``i`` of backend ``slot``."""
+    return f"b{slot}s{i}"
+
+
+def server_id(layout: Layout, slot: int, i: int) -> int:
+    """The ``id`` of that line (``srv_id``, the key of ``servers.map``)."""
+    return slot * layout.servers + i + 1
+
+
+def slot_of_server(name: str) -> str:
+    """The backend slot a ``w`` server line belongs to: ``"b1s3"`` → ``"b1"``."""
+    return name.partition("s")[0]
+
+
 def valid_name(name: str) -> bool:
     """Header and cookie names are rendered into the configuration: tokens only."""
     return bool(_NAME.match(name))
@@ -189,9 +220,16 @@ def map_text(entries: Sequence[tuple[str, str]]) -> str:
     return "".join(f"{k} {v}\n" for k, v in entries)
 
 
-def render(layout: Layout, paths: Paths, *, servers: Sequence[Sequence[Endpoint | None]]) -> str:
+def render(
+    layout: Layout,
+    paths: Paths,
+    *,
+    servers: Sequence[Sequence[Endpoint | None]],
+    weights: Sequence[Sequence[int]] = (),
+) -> str:
     """The whole configuration. ``servers[slot][i]`` is the endpoint of server ``i`` of
-    backend ``slot`` or None (rendered ``disabled``: a free slot, or one being drained)."""
+    backend ``slot`` or None (rendered ``disabled``: a free slot, or one being drained);
+    ``weights[slot][i]`` its weight in ``w`` (0 when missing: no weighted traffic)."""
     settings = paths.map("settings")
     out = [
         "# Rendered by changeover (traffic.haproxy.config); changes are made at runtime.",
@@ -232,23 +270,11 @@ def render(layout: Layout, paths: Paths, *, servers: Sequence[Sequence[Endpoint 
         "    timeout server 120s",
         "    timeout queue 10s",
         "",
-        "backend counter",
-        "    stick-table type integer size 1 store gpc0",
-        "",
         "frontend web",
         f"    bind {_addr(layout.host)}:{layout.port}",
         *_log_sampling(layout, paths),
-    ]
-    # The counter is tracked once per client connection (its requests inherit it: measured
-    # 0.5k instructions a request cheaper than tracking per request) and only incremented
-    # by the last ``use_backend``, which routed requests never reach: they take no wheel
-    # slot. Integer keys are looked up as strings: ``map`` is a tree, ``map_int`` a list.
-    out.append("    tcp-request session track-sc0 int(0) table counter")
-    out += _route_rules(layout, paths)
-    out += [
-        f"    use_backend %[sc_inc_gpc0(0),mod(100),map({paths.map('wheel')})]",
-        # Reached when the wheel names no backend (no weights yet).
-        "    default_backend unrouted",
+        *_route_rules(layout, paths),
+        f"    default_backend {WEIGHTED}",
         "",
     ]
     if layout.preview_port is not None:
@@ -262,6 +288,14 @@ def render(layout: Layout, paths: Paths, *, servers: Sequence[Sequence[Endpoint 
             "",
         ]
     out += [
+        # Where ``w``'s backup server sends requests while no replica has a weight: the
+        # maintenance page or "no revision is serving" (logged and counted once, by ``w``).
+        "frontend fallback",
+        f"    bind unix@{paths.fallback_socket}",
+        "    no log",
+        f"    use_backend maintenance if {{ str(maintenance),map({settings}) -m found }}",
+        "    default_backend unrouted",
+        "",
         "backend maintenance",
         f'    http-request return status 503 content-type "text/html; charset=utf-8" '
         f'file {paths.maintenance_page} hdr retry-after "%[str(maintenance),map({settings})]"',
@@ -269,6 +303,26 @@ def render(layout: Layout, paths: Paths, *, servers: Sequence[Sequence[Endpoint 
         "backend unrouted",
         '    http-request return status 503 content-type "text/plain" '
         'string "no revision is serving this service"',
+        "",
+        f"backend {WEIGHTED}",
+        "    balance roundrobin",
+        # Integer keys in a short list (``map_int``): only lines with a replica are listed.
+        "    http-response add-header x-changeover-revision "
+        f"%[srv_id,map_int({paths.map('servers')})]",
+    ]
+    for slot in range(layout.slots):
+        row = servers[slot] if slot < len(servers) else []
+        row_weights = weights[slot] if slot < len(weights) else []
+        for i in range(layout.servers):
+            ep = row[i] if i < len(row) else None
+            weight = row_weights[i] if i < len(row_weights) else 0
+            name, sid = weighted_server(slot, i), server_id(layout, slot, i)
+            if ep is None:
+                out.append(f"    server {name} 127.0.0.1:1 id {sid} weight 0 disabled")
+            else:
+                out.append(f"    server {name} {_addr(ep.host)}:{ep.port} id {sid} weight {weight}")
+    out += [
+        f"    server fallback unix@{paths.fallback_socket} id {FALLBACK_ID} backup",
         "",
     ]
     for slot in range(layout.slots):
@@ -291,26 +345,31 @@ def render(layout: Layout, paths: Paths, *, servers: Sequence[Sequence[Endpoint 
 
 
 def _route_rules(layout: Layout, paths: Paths) -> list[str]:
-    """The sticky split and the header/cookie routes, only if the layout has any.
+    """The header/cookie routes, then the sticky split, only if the layout has any.
 
-    Lowest precedence first, each overriding the one before (a lookup that finds nothing
-    sets nothing): the sticky split, then the routes (the first-listed evaluated last, so
-    it wins); one ``use_backend`` then takes whatever was found."""
+    First match wins: the routes in their listed order, then the sticky split. Each is one
+    ``use_backend`` naming the backend its map finds, guarded by the header's (or cookie's)
+    presence, so a request without it pays one header lookup (as a hand-written
+    ``use_backend x if { req.hdr(...) -m str ... }`` does); a value its map does not hold
+    names no backend and the rule is skipped."""
     out: list[str] = []
+    for rule in layout.rules:
+        out.append(
+            f"    use_backend %[{rule.fetch()},map_{rule.kind}({paths.rule_map(rule)})] "
+            f"if {{ {_present(rule.source, rule.name)} }}"
+        )
     if layout.sticky is not None:
         source, name = layout.sticky
         fetch = f"req.fhdr({name},1)" if source == "hdr" else f"req.cook({name})"
         out.append(
-            f"    http-request set-var(txn.be) {fetch},crc32,mod(100),map({paths.map('sticky')})"
+            f"    use_backend %[{fetch},crc32,mod(100),map({paths.map('sticky')})] "
+            f"if {{ {_present(source, name)} }}"
         )
-    for rule in reversed(layout.rules):
-        out.append(
-            f"    http-request set-var(txn.be) {rule.fetch()},map_{rule.kind}"
-            f"({paths.rule_map(rule)})"
-        )
-    if out:
-        out.append("    use_backend %[var(txn.be)] if { var(txn.be) -m found }")
     return out
+
+
+def _present(source: Source, name: str) -> str:
+    return f"req.hdr({name}) -m found" if source == "hdr" else f"req.cook({name}) -m found"
 
 
 def _log_sampling(layout: Layout, paths: Paths) -> list[str]:

@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from changeover.traffic.builtin import metrics as metrics_mod
+from changeover.traffic.haproxy import config
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +68,24 @@ class StatsTranslator:
         return value - before if value >= before else value  # smaller: HAProxy restarted
 
     def update(self, rows: Sequence[Mapping[str, str]], revision_of: Mapping[str, int]) -> None:
-        """Add the growth since the last call; ``revision_of`` maps backend name → revision."""
+        """Add the growth since the last call; ``revision_of`` maps backend name → revision.
+
+        Weighted requests are counted on the server lines of backend ``w`` (``b1s0`` is
+        replica 0 of slot ``b1``), routed ones on the slot's own backend: a revision's
+        numbers are the sum of both."""
         m = self.metrics
+        in_flight: dict[int, int] = {}
         for row in rows:
             proxy, sv = row.get("pxname", ""), row.get("svname", "")
             if sv == "FRONTEND" and proxy == "web":
                 m.bad_requests += self._delta(proxy, "ereq", _int(row, "ereq"))
                 continue
-            if sv != "BACKEND":
+            slot = proxy
+            if proxy == config.WEIGHTED:
+                if sv in ("BACKEND", "FRONTEND", "fallback"):
+                    continue
+                proxy, slot = f"{proxy}/{sv}", config.slot_of_server(sv)
+            elif sv != "BACKEND":
                 continue
             if proxy in ("maintenance", "unrouted"):
                 grown = self._delta(proxy, "hrsp_5xx", _int(row, "hrsp_5xx"))
@@ -84,7 +95,7 @@ class StatsTranslator:
                     m.unrouted += grown
                 continue
             deltas = {f: self._delta(proxy, f, _int(row, f)) for f, _ in (*_COUNTERS, *_CODES)}
-            rev = revision_of.get(proxy)
+            rev = revision_of.get(slot)
             if rev is None:
                 continue  # a free slot: what it served belongs to no live revision
             rm = m.revision(rev)
@@ -92,7 +103,9 @@ class StatsTranslator:
                 rm.codes[index] += deltas[field]
             for field, attr in _COUNTERS:
                 setattr(rm, attr, getattr(rm, attr) + deltas[field])
-            rm.in_flight = _int(row, "scur")
+            in_flight[rev] = in_flight.get(rev, 0) + _int(row, "scur")
+        for rev, n in in_flight.items():
+            m.revision(rev).in_flight = n
 
     def forget_in_flight(self, revision_of: Mapping[str, int]) -> None:
         for rev in revision_of.values():
@@ -107,10 +120,11 @@ def _observe(h: metrics_mod.Histogram, value: float, times: int) -> None:
 
 
 def parse_log(line: bytes) -> tuple[str, int, float, float | None] | None:
-    """``b'b0 200 3 0 0 2'`` → (backend, status, seconds, seconds to first byte or None).
+    """``b'w:b0s0 200 3 0 0 2'`` → (where, status, seconds, seconds to first byte or None);
+    ``where`` is ``backend:server`` (``config.LOG_FORMAT``).
 
-    >>> parse_log(b"b1 200 12 0 1 10\\n")
-    ('b1', 200, 0.012, 0.011)
+    >>> parse_log(b"w:b1s0 200 12 0 1 10\\n")
+    ('w:b1s0', 200, 0.012, 0.011)
     >>> parse_log(b"b1 503 3 0 -1 -1"), parse_log(b"garbage")
     (('b1', 503, 0.003, None), None)
     """

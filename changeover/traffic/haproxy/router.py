@@ -12,12 +12,13 @@ name, or more revisions or replicas than the pre-allocated slots.
     router = HAProxyRouter("web", port=8080, preview_port=None, metrics=registry)
     await router.start()                       # renders haproxy.cfg, starts HAProxy
     await router.set_backends(1, [Endpoint("127.0.0.1", 9001)])
-    await router.set_weight({1: 90, 2: 10})    # prepare/add/commit of wheel.map
+    await router.set_weight({1: 90, 2: 10})    # set server w/b0s0 weight 90, ...
 
-Weights are exact: requests are numbered by a shared counter and request n goes where slot
-``n mod 100`` of the builtin router's smooth weighted round-robin wheel says, so any 100
-consecutive weighted requests carry exactly the set weights (requests taken by a header
-route or the sticky split do not consume slots). Mirroring is not offered: HAProxy 2.6 has
+Weights are exact: HAProxy's weighted round-robin over one backend of every replica, each
+weighted with its share of its revision's weight, so every 100 consecutive weighted
+requests carry exactly the set weights, spread evenly (requests taken by a header route or
+the sticky split are not counted); only the round in progress when the weights change
+may be off by one request. Mirroring is not offered: HAProxy 2.6 has
 no native request mirroring, so ``capabilities`` omits it and validation says so at lint time.
 """
 
@@ -139,7 +140,7 @@ class HAProxyRouter:
         self._paths = paths = config.Paths(root)
         self.process = process.HAProxyProcess(paths, binary=self._binary)
         if self.layout.log:
-            self._logs = hmetrics.LogReader(paths.log_socket, self.metrics, self._be_rev.get)
+            self._logs = hmetrics.LogReader(paths.log_socket, self.metrics, self._revision_of_log)
             self._logs.start()
         runtime = self.desired.plan(self.layout)
         try:
@@ -183,7 +184,9 @@ class HAProxyRouter:
                 paths.acl(name).write_text("".join(f"{p}\n" for p in runtime.acls.get(name, ())))
 
         await asyncio.to_thread(write)
-        return config.render(self.layout, paths, servers=state.backends_of(runtime))
+        return config.render(
+            self.layout, paths, servers=state.backends_of(runtime), weights=runtime.weights
+        )
 
     # -- pushing desired state -------------------------------------------------------------
 
@@ -222,31 +225,50 @@ class HAProxyRouter:
                 if want != have:
                     (ready_first if want.state == "ready" else later).append((slot, i, want))
         # Order keeps every request served: name the new slots and bring new servers up,
-        # then switch the maps (weights, routes...), then take old servers out.
+        # then switch the maps (routes, revision headers...) and the weights, then take old
+        # servers out.
         if new.maps["slots"] != old.maps.get("slots"):
             await api.replace_map(paths.map("slots"), new.maps["slots"])
         for slot, i, want in ready_first:
             assert want.endpoint is not None
-            be, sv = config.backend(slot), f"s{i}"
             have = old.servers[slot][i]
-            if have.endpoint != want.endpoint:
-                if have.state != "maint":
-                    await api.set_server_state(be, sv, "maint")
-                await api.set_server_addr(be, sv, want.endpoint.host, want.endpoint.port)
-            await api.set_server_state(be, sv, "ready")
+            for be, sv in _lines(slot, i):
+                if have.endpoint != want.endpoint:
+                    if have.state != "maint":
+                        await api.set_server_state(be, sv, "maint")
+                    await api.set_server_addr(be, sv, want.endpoint.host, want.endpoint.port)
+                await api.set_server_state(be, sv, "ready")
         for name, entries in new.maps.items():
             if name != "slots" and entries != old.maps.get(name):
                 await api.replace_map(paths.map(name), entries)
         for name, patterns in new.acls.items():
             if patterns != old.acls.get(name):
                 await api.replace_acl(paths.acl(name), patterns)
+        await self._push_weights(old, new)
         for slot, i, want in later:
-            be, sv = config.backend(slot), f"s{i}"
             have = old.servers[slot][i]
-            if want.endpoint is not None and have.endpoint != want.endpoint:
-                await api.set_server_addr(be, sv, want.endpoint.host, want.endpoint.port)
-            await api.set_server_state(be, sv, want.state)
+            for be, sv in _lines(slot, i):
+                if want.endpoint is not None and have.endpoint != want.endpoint:
+                    await api.set_server_addr(be, sv, want.endpoint.host, want.endpoint.port)
+                await api.set_server_state(be, sv, want.state)
         self.applied = new
+
+    async def _push_weights(self, old: state.Runtime, new: state.Runtime) -> None:
+        """Raised weights first, then lowered ones: the round-robin never passes through a
+        state with no weight at all (measured: from there HAProxy's round-robin restarted
+        badly, with no canary request for the next 1,200)."""
+        assert self.process is not None
+        changes = [
+            (slot, i, weight)
+            for slot, row in enumerate(new.weights)
+            for i, weight in enumerate(row)
+            if weight != _weight(old, slot, i)
+        ]
+        changes.sort(key=lambda c: c[2] < _weight(old, c[0], c[1]))
+        for slot, i, weight in changes:
+            await self.process.api.set_server_weight(
+                config.WEIGHTED, config.weighted_server(slot, i), weight
+            )
 
     # -- TrafficRouter ------------------------------------------------------------------
 
@@ -268,15 +290,23 @@ class HAProxyRouter:
             # apply once it ends are the desired ones.
             return self.desired.weights == {r: w for r, w in weights.items() if w > 0}
         async with self._lock:
-            entries = await self.process.api.show_map(self.paths.map("wheel"))
+            rows = await self.process.api.show_stat(proxy=config.WEIGHTED)
             revision_of = self._backend_revisions()
         counts: dict[int, int] = {}
-        for _slot, be in entries:
-            rev = revision_of.get(be)
-            if rev is None:
-                return False
-            counts[rev] = counts.get(rev, 0) + 1
-        return counts == {r: w for r, w in weights.items() if w > 0}
+        for row in rows:
+            if row.get("svname") in ("BACKEND", "fallback"):
+                continue
+            weight = int(row.get("weight") or 0)
+            if weight:
+                rev = revision_of.get(config.slot_of_server(row.get("svname", "")))
+                if rev is None:
+                    return False
+                counts[rev] = counts.get(rev, 0) + weight
+        total = sum(counts.values())
+        wanted = {r: w for r, w in weights.items() if w > 0}
+        return counts.keys() == wanted.keys() and all(
+            counts[r] * 100 == w * total for r, w in wanted.items()
+        )
 
     def weights(self) -> dict[int, int]:
         return dict(self.desired.weights)
@@ -358,15 +388,13 @@ class HAProxyRouter:
             where = self.desired.server_of.get(endpoint)
         if where is None or self.process is None:
             return
-        be, sv = config.backend(where[0]), f"s{where[1]}"
+        lines = set(_lines(*where))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace_seconds
         while True:
             rows = await self.process.api.show_stat()
             busy = sum(
-                int(r.get("scur") or 0)
-                for r in rows
-                if r.get("pxname") == be and r.get("svname") == sv
+                int(r.get("scur") or 0) for r in rows if (r.get("pxname"), r.get("svname")) in lines
             )
             if busy == 0:
                 return
@@ -399,6 +427,11 @@ class HAProxyRouter:
     def _backend_revisions(self) -> dict[str, int]:
         return dict(self._be_rev)
 
+    def _revision_of_log(self, where: str) -> int | None:
+        """A log line's ``backend:server`` → the revision that served it."""
+        be, _, sv = where.partition(":")
+        return self._be_rev.get(config.slot_of_server(sv) if be == config.WEIGHTED else be)
+
     async def refresh_metrics(self) -> None:
         """Read ``show stat`` now, add what grew into the metrics registry, and adapt the
         share of requests that are timed to the request rate."""
@@ -415,7 +448,9 @@ class HAProxyRouter:
         if self.process is None or not self.process.running():
             return []
         rows = await self.process.api.show_stat(servers=False)
-        self._translator.update(rows, self._backend_revisions())
+        # Weighted requests are counted on ``w``'s server lines, one per (slot, replica).
+        weighted = await self.process.api.show_stat(proxy=config.WEIGHTED)
+        self._translator.update([*rows, *weighted], self._backend_revisions())
         return rows
 
     async def _adapt_sampling(self, rate: int) -> None:
@@ -467,6 +502,18 @@ class HAProxyRouter:
         if self.process is None:
             raise errors.PermanentBackendError("haproxy router: not started")
         return await self.process.worker_pid()
+
+
+def _lines(slot: int, i: int) -> tuple[tuple[str, str], tuple[str, str]]:
+    """The two server lines of one replica: in its revision's backend and in ``w``."""
+    return (config.backend(slot), f"s{i}"), (config.WEIGHTED, config.weighted_server(slot, i))
+
+
+def _weight(runtime: state.Runtime, slot: int, i: int) -> int:
+    try:
+        return runtime.weights[slot][i]
+    except IndexError:
+        return 0
 
 
 def _as_rendered(runtime: state.Runtime) -> state.Runtime:

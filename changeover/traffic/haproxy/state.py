@@ -12,8 +12,8 @@ before the slot is taken again.
     >>> d.backends[1] = [Endpoint("127.0.0.1", 9001)]
     >>> d.weights = {1: 100}
     >>> rt = d.plan(config.Layout(host="127.0.0.1", port=8080, slots=2, servers=2))
-    >>> rt.maps["slots"], rt.maps["wheel"][:2]
-    ((('b0', '1'),), (('0', 'b0'), ('1', 'b0')))
+    >>> rt.maps["slots"], rt.maps["servers"], rt.weights
+    ((('b0', '1'),), (('1', '1'),), ((100, 0), (0, 0)))
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from changeover import errors
 from changeover.endpoints import Endpoint
 from changeover.spec import models
-from changeover.traffic.builtin import table
 from changeover.traffic.haproxy import config
 
 
@@ -52,13 +51,56 @@ class ServerSlot:
 
 @dataclasses.dataclass(frozen=True)
 class Runtime:
-    """What HAProxy should hold: map name → entries, pattern file name → patterns, and per
-    backend its server slots."""
+    """What HAProxy should hold: map name → entries, pattern file name → patterns, per
+    backend its server slots, and each server line's weight in ``w``."""
 
     maps: dict[str, tuple[tuple[str, str], ...]]
     servers: tuple[tuple[ServerSlot, ...], ...]
     slot_of: dict[int, int]  # revision → backend slot
     acls: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    weights: tuple[tuple[int, ...], ...] = ()  # [slot][i]: the line's weight in ``w``
+
+
+MAX_WEIGHT = 256  # HAProxy's largest server weight
+
+
+def server_weights(weights: dict[int, int], replicas: dict[int, int]) -> dict[int, list[int]]:
+    """Each ready replica's weight in HAProxy's weighted round-robin, so that every
+    revision's replicas together carry exactly its share: per round of ``sum`` requests
+    revision ``r`` gets ``weights[r] * k`` of them, ``k`` the smallest scale that splits
+    every revision evenly over its replicas (within HAProxy's 256), else the smallest that
+    gives every replica at least 1 where 256 allows (then some replicas of a revision carry
+    one more request a round than others, or none; the revision's share stays exact).
+
+    >>> server_weights({1: 90, 2: 10}, {1: 1, 2: 1})
+    {1: [90], 2: [10]}
+    >>> server_weights({1: 90, 2: 10}, {1: 3, 2: 2})
+    {1: [30, 30, 30], 2: [5, 5]}
+    >>> server_weights({1: 99, 2: 1}, {1: 1, 2: 4})
+    {1: [198], 2: [1, 1, 0, 0]}
+    >>> server_weights({1: 90, 2: 10}, {1: 7, 2: 3})
+    {1: [13, 13, 13, 13, 13, 13, 12], 2: [4, 3, 3]}
+    """
+    live = {r: w for r, w in weights.items() if w > 0 and replicas.get(r, 0) > 0}
+    if not live:
+        return {}
+    fits = [
+        k
+        for k in range(1, MAX_WEIGHT + 1)
+        if all(
+            w * k % replicas[r] == 0 and w * k // replicas[r] <= MAX_WEIGHT for r, w in live.items()
+        )
+    ]
+    if fits:
+        k = fits[0]
+    else:
+        needed = max(-(-replicas[r] // w) for r, w in live.items())
+        k = max(1, min(needed, *(MAX_WEIGHT * replicas[r] // w for r, w in live.items())))
+    out: dict[int, list[int]] = {}
+    for r, w in sorted(live.items()):
+        base, extra = divmod(w * k, replicas[r])
+        out[r] = [base + (1 if i < extra else 0) for i in range(replicas[r])]
+    return out
 
 
 def compile_match(match: models.RouteMatch) -> tuple[config.MatchRule, str]:
@@ -164,14 +206,33 @@ class Desired:
         self._assign_slots(layout)
         grid = self._assign_servers(layout)
         be = {rev: config.backend(slot) for rev, slot in self.slot_of.items()}
-        wheel = table.build_wheel({r: w for r, w in self.weights.items() if r in be})
+        rev_of_slot = {slot: rev for rev, slot in self.slot_of.items()}
         maps: dict[str, tuple[tuple[str, str], ...]] = {
             "slots": tuple(sorted((config.backend(s), str(r)) for r, s in self.slot_of.items())),
-            "wheel": tuple((str(i), be[rev]) for i, rev in enumerate(wheel)),
+            "servers": tuple(
+                (str(config.server_id(layout, slot, i)), str(rev_of_slot[slot]))
+                for slot, row in enumerate(grid)
+                for i, s in enumerate(row)
+                if s.endpoint is not None and slot in rev_of_slot
+            ),
         }
         maintenance = self.maintenance is not None
-        if maintenance:  # every request to the maintenance page, routes and sticky included
-            maps["wheel"] = tuple((str(i), "maintenance") for i in range(100))
+        # Maintenance: no line has a weight, so ``w``'s backup takes every request to the
+        # maintenance page (and the route and sticky maps are emptied below).
+        weights = [[0] * layout.servers for _ in range(layout.slots)]
+        ready: dict[int, list[int]] = {}
+        for slot, row in enumerate(grid):
+            rev = rev_of_slot.get(slot)
+            if rev is not None:
+                ready[rev] = [i for i, s in enumerate(row) if s.state == "ready"]
+        shares = (
+            {}
+            if maintenance
+            else server_weights(self.weights, {r: len(lines) for r, lines in ready.items()})
+        )
+        for rev, share in shares.items():
+            for i, weight in zip(ready[rev], share, strict=True):
+                weights[self.slot_of[rev]][i] = weight
         settings: list[tuple[str, str]] = []
         if self.maintenance is not None:
             settings.append(("maintenance", str(self.maintenance)))
@@ -196,7 +257,13 @@ class Desired:
                         entries.append((key, be[route.revision]))
             maps[config.rule_map_name(rule)] = tuple(entries)
         acls: dict[str, tuple[str, ...]] = {"logsample": (config.sample_range(self.log_every),)}
-        return Runtime(maps=maps, servers=grid, slot_of=dict(self.slot_of), acls=acls)
+        return Runtime(
+            maps=maps,
+            servers=grid,
+            slot_of=dict(self.slot_of),
+            acls=acls,
+            weights=tuple(tuple(row) for row in weights),
+        )
 
     def _assign_slots(self, layout: config.Layout) -> None:
         revs = self.referenced()

@@ -77,18 +77,31 @@ def test_lint_accepts_everything_else_on_haproxy(tmp_path: Path) -> None:
 # --- desired state -------------------------------------------------------------------------
 
 
-def test_weights_become_the_builtin_wheel_over_backend_slots() -> None:
+def test_weights_become_server_weights_in_the_weighted_backend() -> None:
     d = state.Desired()
     d.backends = {1: [ep(9001)], 2: [ep(9002)]}
     d.weights = {1: 90, 2: 10}
     rt = d.plan(LAYOUT)
     assert rt.slot_of == {1: 0, 2: 1}
-    wheel = [be for _, be in rt.maps["wheel"]]
-    assert len(wheel) == 100 and wheel.count("b1") == 10
-    assert wheel[:10] == ["b0"] * 5 + ["b1"] + ["b0"] * 4  # spread, not ten in a row
+    assert rt.weights == ((90, 0), (10, 0))  # HAProxy's round-robin over w/b0s0, w/b1s0
     assert rt.maps["slots"] == (("b0", "1"), ("b1", "2"))
+    # The revision header of weighted requests: server id → revision.
+    assert rt.maps["servers"] == (("1", "1"), ("3", "2"))
     assert rt.servers[0][0] == state.ServerSlot(ep(9001), "ready")
     assert rt.servers[1][1] == state.ServerSlot()
+
+
+def test_a_revisions_weight_is_split_over_its_ready_replicas() -> None:
+    d = state.Desired()
+    d.backends = {1: [ep(9001), ep(9003)], 2: [ep(9002)]}
+    d.weights = {1: 90, 2: 10}
+    assert d.plan(LAYOUT).weights == ((45, 45), (10, 0))
+    # A draining replica takes no new weighted requests: its revision's share stays whole.
+    d.draining = {ep(9003)}
+    assert d.plan(LAYOUT).weights == ((90, 0), (10, 0))
+    # Maintenance: no weight anywhere (w's backup answers with the maintenance page).
+    d.maintenance = 30
+    assert d.plan(LAYOUT).weights == ((0, 0), (0, 0))
 
 
 def test_slots_are_stable_and_the_least_recently_freed_is_reused() -> None:
@@ -188,26 +201,26 @@ def test_rendered_configuration_is_valid_haproxy(tmp_path: Path) -> None:
 def test_only_the_rules_a_rollout_uses_are_rendered(tmp_path: Path) -> None:
     paths = config.Paths(tmp_path)
     plain = config.Layout(host="127.0.0.1", port=18080, slots=2, servers=1)
-    text = config.render(plain, paths, servers=[[ep(9001)], [None]])
-    # Weights only: no variable, no route or sticky lookup, one use_backend on the wheel.
-    assert "var(txn.be)" not in text and "map_str" not in text and "crc32" not in text
-    assert text.count("use_backend") == 1 and "sc_inc_gpc0(0),mod(100)" in text
+    text = config.render(plain, paths, servers=[[ep(9001)], [None]], weights=[[100], [0]])
+    frontend = text[text.index("frontend web") : text.index("frontend fallback")]
+    # Weights only: no route or sticky lookup, HAProxy's round-robin over w.
+    assert "use_backend" not in frontend and "default_backend w" in frontend
+    assert "server b0s0 127.0.0.1:9001 id 1 weight 100\n" in text
     routed = dataclasses.replace(
         plain, rules=(config.MatchRule("hdr", "x-canary", "str"),), sticky=("hdr", "x-user-id")
     )
     text = config.render(routed, paths, servers=[[ep(9001)], [None]])
-    frontend = text[text.index("frontend web") : text.index("backend maintenance")]
+    frontend = text[text.index("frontend web") : text.index("frontend fallback")]
     lines = [ln.strip() for ln in frontend.splitlines() if ln.strip()]
-    # The sticky split, then the route (which wins), then one use_backend for what they
-    # found, and the wheel last: routed requests never reach the counter's increment.
-    assert [ln.split()[0:2] for ln in lines[3:7]] == [
-        ["tcp-request", "session"],
-        ["http-request", "set-var(txn.be)"],
-        ["http-request", "set-var(txn.be)"],
-        ["use_backend", "%[var(txn.be)]"],
+    # The route (first match wins), then the sticky split, each guarded by its header's
+    # presence, then the weights.
+    assert lines[3:] == [
+        "use_backend %[req.fhdr(x-canary,1),map_str("
+        f"{paths.map('route-hdr-x-canary-str')})] if {{ req.hdr(x-canary) -m found }}",
+        f"use_backend %[req.fhdr(x-user-id,1),crc32,mod(100),map({paths.map('sticky')})] "
+        "if { req.hdr(x-user-id) -m found }",
+        "default_backend w",
     ]
-    assert "crc32" in lines[4] and "x-canary" in lines[5]
-    assert lines[7].startswith("use_backend %[sc_inc_gpc0(0)")
 
 
 def test_the_log_sample_is_one_range_of_rand_1000() -> None:
@@ -239,6 +252,20 @@ def test_stats_growth_goes_to_the_slots_current_revision_and_survives_a_restart(
     assert rm.revision(3).codes[2] == 4 and rm.revision(2).codes[2] == 5
     tr.update([{"pxname": "maintenance", "svname": "BACKEND", "hrsp_5xx": "2"}], {})
     assert rm.maintenance == 2
+
+
+def test_weighted_requests_are_counted_on_the_weighted_backends_server_lines() -> None:
+    rm = RolloutMetrics("web")
+    tr = hmetrics.StatsTranslator(rm)
+
+    def row(px: str, sv: str, ok: int, scur: int = 0) -> dict[str, str]:
+        return {"pxname": px, "svname": sv, "hrsp_2xx": str(ok), "scur": str(scur)}
+
+    # Replicas 0 and 1 of slot b0 in w, plus the requests routed to b0 by a header.
+    rows = [row("w", "b0s0", 40, 1), row("w", "b0s1", 50, 2), row("b0", "BACKEND", 7, 1)]
+    rows += [row("w", "fallback", 3), row("w", "BACKEND", 100)]  # not a revision's
+    tr.update(rows, {"b0": 4})
+    assert rm.revision(4).codes[2] == 97 and rm.revision(4).in_flight == 4
 
 
 def test_log_lines_fill_latency_histograms_weighted_by_the_sample() -> None:
