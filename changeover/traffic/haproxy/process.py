@@ -83,7 +83,15 @@ class HAProxyProcess:
             stderr=asyncio.subprocess.STDOUT,
             stdin=asyncio.subprocess.DEVNULL,
         )
-        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        try:
+            async with asyncio.timeout(30):  # not wait_for: see runtime.RuntimeAPI.command
+                out, _ = await proc.communicate()
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            raise errors.TemporaryBackendError(
+                f"HAProxy did not check {self.paths.config} within 30s"
+            ) from None
         if proc.returncode != 0:
             raise errors.PermanentBackendError(
                 f"HAProxy rejected the rendered configuration {self.paths.config}: "
@@ -166,15 +174,27 @@ class HAProxyProcess:
         proc = self.proc
         if proc is None:
             return
-        for sig, wait in ((signal.SIGUSR1, grace), (signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
-            if proc.poll() is not None:
-                break
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                await asyncio.to_thread(proc.wait, wait)
+        steps = ((signal.SIGUSR1, grace), (signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0))
+        try:
+            for sig, wait in steps:
+                if proc.poll() is not None:
+                    break
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, sig)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    await asyncio.to_thread(proc.wait, wait)
+        except BaseException:
+            self.terminate()  # cancelled while waiting: not left holding the port
+            raise
         self.proc = None
         self.paths.pidfile.unlink(missing_ok=True)
+
+    def terminate(self) -> None:
+        """Stop it hard (SIGTERM to the master, which stops its workers), without waiting."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
 
     async def _stop_stale(self) -> None:
         """Stop a master an earlier run left behind (its command line names our config),

@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 
 CAPABILITIES = frozenset(base.Capability) - {base.Capability.MIRROR}
 
+# How long close() waits for the metrics poll to stop, and for the last stats read (s).
+CLOSE_WAIT = 5.0
+
 
 def default_state_dir(rollout: str, host: str, port: int) -> Path:
     """A short, per-(rollout, address) directory: Unix socket paths must stay under 108
@@ -117,6 +120,7 @@ class HAProxyRouter:
         self._translator = hmetrics.StatsTranslator(self.metrics)
         self._logs: hmetrics.LogReader | None = None
         self._poller: asyncio.Task[None] | None = None
+        self._closing = False
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -153,19 +157,40 @@ class HAProxyRouter:
         self._poller = asyncio.get_running_loop().create_task(self._poll())
 
     async def close(self) -> None:
-        """Stop HAProxy softly: it stops listening and in-flight requests finish."""
-        await aio.stop_loop(self._poller)
-        self._poller = None
-        if self.process is not None:
-            with contextlib.suppress(errors.BackendError):
-                await self._read_stats()
-            await self.process.stop(grace=10.0)
+        """Stop HAProxy softly: it stops listening and in-flight requests finish.
+
+        Every wait is bounded: the metrics poll and the last stats read ``CLOSE_WAIT``
+        seconds each, HAProxy's soft stop its grace (then SIGTERM, SIGKILL). A cancelled
+        ``close()`` stays cancelled and still stops HAProxy, hard.
+        """
+        self._closing = True
+        try:
+            poller, self._poller = self._poller, None
+            try:
+                # stop_loop cancels again while the poll runs on; the timeout is for a poll
+                # that never ends: close() goes on to stop HAProxy without it.
+                async with asyncio.timeout(CLOSE_WAIT):
+                    await aio.stop_loop(poller)
+            except TimeoutError:
+                log.warning(
+                    "haproxy router %s: the metrics poll did not stop within %.1fs",
+                    self.rollout,
+                    CLOSE_WAIT,
+                )
+            if self.process is not None:
+                with contextlib.suppress(errors.BackendError, TimeoutError):
+                    async with asyncio.timeout(CLOSE_WAIT):
+                        await self._read_stats()
+                await self.process.stop(grace=10.0)
+        finally:
+            if self.process is not None:
+                self.process.terminate()  # cancelled before the soft stop ended
             self.process = None
-        if self.applied is not None:
-            self._translator.forget_in_flight(self._backend_revisions())
-        if self._logs is not None:
-            self._logs.close()
-            self._logs = None
+            if self.applied is not None:
+                self._translator.forget_in_flight(self._backend_revisions())
+            if self._logs is not None:
+                self._logs.close()
+                self._logs = None
         if self._state_dir is None and self._paths is not None:
             # The default directory only matters after a crash (to find a stale HAProxy).
             await asyncio.to_thread(shutil.rmtree, self._paths.root, True)
@@ -486,7 +511,7 @@ class HAProxyRouter:
         self._logs.weight = wanted
 
     async def _poll(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(self.stats_interval)
             try:
                 await self.refresh_metrics()

@@ -45,7 +45,11 @@ class RuntimeAPI:
         deadline = loop.time() + self.timeout
         while True:
             try:
-                return await asyncio.wait_for(self._exchange(data.encode()), self.timeout)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the answer
+                # when the caller is cancelled just as it arrives, swallowing the
+                # cancellation (a router's close() waited forever on its metrics poll).
+                async with asyncio.timeout(self.timeout):
+                    return await self._exchange(data.encode())
             except (FileNotFoundError, ConnectionRefusedError) as exc:
                 if loop.time() >= deadline:
                     raise errors.TemporaryBackendError(

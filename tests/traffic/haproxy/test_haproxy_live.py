@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 from haproxy_helpers import HAProxyFactory, UpstreamFactory, ep, failures, get, load, revisions
 
+from changeover import aio
 from changeover.spec import models
 from changeover.traffic.haproxy import HAProxyRouter
+from changeover.traffic.haproxy import router as router_mod
 
 pytestmark = pytest.mark.slow
 
@@ -216,6 +218,67 @@ async def test_a_stale_haproxy_from_a_crashed_run_is_replaced(
     finally:
         await second.close()
     assert second.process is None
+
+
+async def test_close_is_bounded_when_the_metrics_poll_will_not_stop(
+    make_haproxy: HAProxyFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given a poll that ignores its cancellation (as one did when Python 3.11's wait_for
+    swallowed it), when the router closes, then it gives up on the poll after CLOSE_WAIT
+    and stops HAProxy anyway."""
+    monkeypatch.setattr(router_mod, "CLOSE_WAIT", 0.3)
+    router = await make_haproxy()
+    assert router.process is not None and router.process.pid is not None
+    master = router.process.pid
+
+    release = asyncio.Event()
+
+    async def deaf() -> None:
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                if release.is_set():
+                    raise
+
+    assert router._poller is not None
+    await aio.cancel_and_wait(router._poller)
+    router._poller = rogue = asyncio.create_task(deaf())
+    await asyncio.sleep(0.05)  # in its sleep
+    try:
+        async with asyncio.timeout(5):
+            await router.close()
+        assert router.process is None and not alive(master)
+    finally:
+        release.set()
+        await aio.cancel_and_wait(rogue)
+
+
+async def test_a_cancelled_close_stays_cancelled_and_still_stops_haproxy(
+    make_haproxy: HAProxyFactory, upstream: UpstreamFactory
+) -> None:
+    router = await make_haproxy()
+    await router.set_backends(1, [ep(await upstream("v1"))])
+    await router.set_weight({1: 100})
+    assert router.process is not None and router.process.pid is not None
+    master = router.process.pid
+    # A client holds a request open, so the soft stop has something to wait for.
+    _, writer = await asyncio.open_connection("127.0.0.1", router.port)
+    writer.write(b"GET /slow?delay=30 HTTP/1.1\r\nhost: test\r\n\r\n")
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    closing = asyncio.create_task(router.close())
+    await asyncio.sleep(0.5)  # in the soft stop's grace
+    assert not closing.done()
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    writer.close()
+    for _ in range(100):
+        if not alive(master):
+            break
+        await asyncio.sleep(0.05)
+    assert not alive(master)
 
 
 async def test_a_busy_service_has_a_sample_of_its_requests_timed(

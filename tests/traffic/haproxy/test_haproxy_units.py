@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import subprocess
 from pathlib import Path
@@ -13,7 +14,7 @@ from changeover.endpoints import Endpoint
 from changeover.spec import models, validate
 from changeover.traffic import base
 from changeover.traffic.builtin.metrics import RolloutMetrics
-from changeover.traffic.haproxy import CAPABILITIES, config, process, state
+from changeover.traffic.haproxy import CAPABILITIES, config, process, runtime, state
 from changeover.traffic.haproxy import metrics as hmetrics
 
 LAYOUT = config.Layout(host="127.0.0.1", port=8080, slots=2, servers=2)
@@ -276,3 +277,37 @@ def test_log_lines_fill_latency_histograms_weighted_by_the_sample() -> None:
     assert rm.revision(7).latency.count == 10
     assert rm.revision(7).ttfb.count == 10
     assert rm.revision(7).latency.sum == pytest.approx(0.12)
+
+
+# --- runtime API ---------------------------------------------------------------------------
+
+
+async def test_a_poll_cancelled_just_as_haproxy_answers_stops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Python 3.11's ``asyncio.wait_for`` hands back the answer to a task cancelled as the
+    answer arrives, dropping the cancellation: the router's metrics poll polled on and its
+    close() waited forever. Given a cancel landing with the answer, the poll stops."""
+    api = runtime.RuntimeAPI(Path("/nonexistent.sock"))
+    polls = 0
+
+    async def exchange(data: bytes) -> str:
+        if polls == 0:
+            asyncio.get_running_loop().call_soon(poll.cancel)  # lands with the answer
+        return ""
+
+    monkeypatch.setattr(api, "_exchange", exchange)
+
+    async def poll_forever() -> None:
+        nonlocal polls
+        while True:
+            await api.command("show info")
+            polls += 1
+            await asyncio.sleep(0.01)
+
+    poll = asyncio.create_task(poll_forever())
+    try:
+        await asyncio.wait({poll}, timeout=1.0)
+        assert poll.cancelled() and polls == 1
+    finally:
+        poll.cancel()
