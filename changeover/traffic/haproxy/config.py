@@ -322,7 +322,10 @@ def render(
             else:
                 out.append(f"    server {name} {_addr(ep.host)}:{ep.port} id {sid} weight {weight}")
     out += [
-        f"    server fallback unix@{paths.fallback_socket} id {FALLBACK_ID} backup",
+        # No idle connection kept to ``fallback``: HAProxy's keep-alive connection to its
+        # own frontend held each soft stop for as long as it could, a close() for its whole
+        # grace (10 s) and a reload's old worker for hard-stop-after (30 s).
+        f"    server fallback unix@{paths.fallback_socket} id {FALLBACK_ID} backup pool-max-conn 0",
         "",
     ]
     for slot in range(layout.slots):

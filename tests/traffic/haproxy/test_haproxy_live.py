@@ -281,6 +281,33 @@ async def test_a_cancelled_close_stays_cancelled_and_still_stops_haproxy(
     assert not alive(master)
 
 
+async def test_requests_answered_by_the_fallback_do_not_hold_a_stop(
+    make_haproxy: HAProxyFactory, upstream: UpstreamFactory
+) -> None:
+    """Given maintenance and no-weights answers (w's backup server, a connection from
+    HAProxy to its own ``fallback`` frontend), the old worker of a reload and a close()
+    finish within a second, not after the soft stop's whole grace."""
+    router = await make_haproxy()
+    await router.set_backends(1, [ep(await upstream("v1"))])
+    assert (await get(router.port)).status == 503  # no weights yet
+    await router.set_maintenance(True, 30)
+    assert (await get(router.port)).status == 503
+    old = await router.worker_pid()
+    match = {"headerName": "x-new", "headerValue": {"exact": "b"}}
+    await router.set_header_route("r", 1, [models.RouteMatch.model_validate(match)])
+    assert router.reloads == 1
+    for _ in range(40):
+        if not alive(old):
+            break
+        await asyncio.sleep(0.05)
+    assert not alive(old)
+    assert (await get(router.port)).status == 503
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await router.close()
+    assert loop.time() - started < 2.0
+
+
 async def test_a_busy_service_has_a_sample_of_its_requests_timed(
     make_haproxy: HAProxyFactory, upstream: UpstreamFactory
 ) -> None:
