@@ -311,8 +311,8 @@ class HAProxyRouter:
         if self.process is None:
             return False
         if self.desired.maintenance is not None:
-            # The wheel sends everything to the maintenance page: the weights that will
-            # apply once it ends are the desired ones.
+            # Every server of ``w`` has weight 0 (its backup answers the maintenance
+            # page): the weights that will apply once it ends are the desired ones.
             return self.desired.weights == {r: w for r, w in weights.items() if w > 0}
         async with self._lock:
             rows = await self.process.api.show_stat(proxy=config.WEIGHTED)

@@ -1,14 +1,14 @@
 """A client for HAProxy's runtime API (the stats socket, ``level admin``) over a Unix socket.
 
 ``HAProxyRouter`` changes everything during a rollout through this client: map contents
-(weights, routes, the sticky split, maintenance, preview), server addresses and states, and
+(routes, the sticky split, maintenance, preview), server weights, addresses and states, and
 it reads ``show stat`` for metrics and drains. One connection per command, in the socket's
 non-interactive mode: send one line, read until HAProxy closes. Commands that fail answer
 with a message; callers say what a success looks like (``expect``) and anything else raises
 ``TemporaryBackendError`` (the controller retries on the next tick).
 
     api = RuntimeAPI(Path("/run/x/admin.sock"))
-    await api.replace_map(Path("/run/x/wheel.map"), [("0", "b0"), ("1", "b1")])
+    await api.replace_map(Path("/run/x/slots.map"), [("b0", "1"), ("b1", "2")])
     rows = await api.show_stat()
 """
 
