@@ -6,9 +6,10 @@ exchange binds itself to an ``upstream.UpstreamConnection`` as its ``Sink`` and 
 response to the client as it arrives; it never buffers a whole response.
 
 Writes are batched per socket read: callbacks append to ``_up_out`` / ``_down_out`` and one
-``flush`` joins them into a single ``transport.write`` (one syscall for head + first body
-piece instead of several). A request without a body goes upstream from ``end_body``, at
-once; a response's raw head and body bytes go to the client in one write per upstream read.
+``flush`` hands them to the connection, which writes them in one ``transport.write`` after
+the event-loop pass (``builtin.batch``): one syscall for head + first body piece instead
+of several. A request without a body goes upstream from ``end_body``; a response's raw
+head and body bytes go to the client in one write per upstream read.
 
 No timer per request: the router's sweep calls ``check_timeout`` on each connection's
 current exchange, so the response timeout costs nothing on the hot path.
