@@ -56,7 +56,7 @@ class Procs:
 
     def start(self, name: str, argv: Sequence[str], **kw: object) -> subprocess.Popen[bytes]:
         log = open(self.logdir / f"{name}.log", "ab")  # noqa: SIM115 (closed with the process)
-        p = subprocess.Popen(
+        p: subprocess.Popen[bytes] = subprocess.Popen(
             list(argv),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -97,16 +97,27 @@ def tree_pids(pid: int) -> list[int]:
         return []
 
 
-def cpu_seconds(pids: Sequence[int]) -> float:
-    """utime + stime of ``pids`` from /proc/<pid>/stat."""
-    total = 0
+def cpu_times(pids: Sequence[int]) -> tuple[float, float]:
+    """(utime, stime) of ``pids`` in seconds, from /proc/<pid>/stat (a gone PID counts 0)."""
+    user = system = 0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
-    return total / CLK_TCK
+        user += int(fields[11])  # utime (field 14)
+        system += int(fields[12])  # stime (field 15)
+    return user / CLK_TCK, system / CLK_TCK
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """utime + stime of ``pids`` from /proc/<pid>/stat."""
+    return sum(cpu_times(pids))
+
+
+def loadavg() -> str:
+    """The 1, 5 and 15 minute load averages, as /proc/loadavg has them."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def rss_bytes(pids: Sequence[int]) -> int:

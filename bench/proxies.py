@@ -109,7 +109,24 @@ def start_stream_server(procs: common.Procs, mode: str, ports: list[int]) -> Run
 # -- proxies -----------------------------------------------------------------------------
 
 
-def start_builtin(ctx: ProxyContext, *, workers: int = 1, name: str = "builtin") -> Running:
+def builtin_env(tree: Path | None = None) -> dict[str, str]:
+    """The router process's environment. With ``tree`` (a checkout of this repo), its
+    ``changeover`` and ``bench`` packages are the ones imported: PYTHONPATH puts the tree
+    ahead of the editable install's finder, even where the working directory is not on
+    ``sys.path`` (``PYTHONSAFEPATH``)."""
+    env = dict(os.environ, PYTHONOPTIMIZE="1")
+    if tree is not None:
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(tree), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])]
+        )
+    return env
+
+
+def start_builtin(
+    ctx: ProxyContext, *, workers: int = 1, name: str = "builtin", tree: Path | None = None
+) -> Running:
+    """The builtin router (``bench.router_proc``); with ``tree``, that checkout's router,
+    started in it (``bench.compare``)."""
     argv = [
         *common.pin(ctx.cpu if workers == 1 else None),
         sys.executable,
@@ -123,8 +140,7 @@ def start_builtin(ctx: ProxyContext, *, workers: int = 1, name: str = "builtin")
     ]
     if ctx.mirror is not None:
         argv += ["--mirror", f"3={ctx.mirror}", "--mirror-percent", "100"]
-    env = dict(os.environ, PYTHONOPTIMIZE="1")
-    p = ctx.procs.start(name, argv, env=env)
+    p = ctx.procs.start(name, argv, env=builtin_env(tree), cwd=tree)
     _ready(p, ctx.port, name, ctx.procs.logdir)
     return Running(name, ctx.port, p.pid, lambda: ctx.procs.stop(p))
 
