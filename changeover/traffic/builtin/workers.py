@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -99,7 +100,8 @@ async def start(
             parent, child = ctx.Pipe()
             proc = ctx.Process(
                 target=_main,
-                args=(child, rollout, host, port, settings),
+                # As a dict: the compiled (mypyc) frozen dataclass does not unpickle.
+                args=(child, rollout, host, port, dataclasses.asdict(settings)),
                 name=f"changeover-router-{rollout}-{i}",
                 daemon=True,
             )
@@ -122,17 +124,21 @@ async def broadcast(workers: list[Worker], method: str, *args: Any) -> None:
 
 async def collect(workers: list[Worker], into: metrics_mod.RolloutMetrics) -> None:
     """Sum every worker's metrics into ``into`` (replacing what it held)."""
-    parts: list[metrics_mod.RolloutMetrics] = await asyncio.gather(
-        *(w.call(("metrics",)) for w in workers)
-    )
+    parts: list[_MetricsParts] = await asyncio.gather(*(w.call(("metrics",)) for w in workers))
     merged: dict[int, metrics_mod.RevisionMetrics] = {}
-    for part in parts:
-        for rev, m in part.revisions.items():
+    for revisions, _, _, _ in parts:
+        for rev, m in revisions.items():
             merged.setdefault(rev, metrics_mod.RevisionMetrics()).add(m)
     into.revisions.update(merged)
-    into.bad_requests = sum(p.bad_requests for p in parts)
-    into.maintenance = sum(p.maintenance for p in parts)
-    into.unrouted = sum(p.unrouted for p in parts)
+    into.bad_requests = sum(p[1] for p in parts)
+    into.maintenance = sum(p[2] for p in parts)
+    into.unrouted = sum(p[3] for p in parts)
+
+
+# What a worker sends for its metrics: (revisions, bad requests, maintenance, unrouted).
+# Not the RolloutMetrics itself: compiled (mypyc) classes unpickle only through a no-argument
+# __init__, which RolloutMetrics (it needs its name) does not have.
+_MetricsParts = tuple[dict[int, metrics_mod.RevisionMetrics], int, int, int]
 
 
 async def stop(workers: list[Worker]) -> None:
@@ -155,9 +161,10 @@ def _main(
     rollout: str,
     host: str,
     port: int,
-    settings: state_mod.Settings,
+    fields: dict[str, Any],
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
+    settings = state_mod.Settings(**fields)
     try:
         import uvloop
 
@@ -204,7 +211,9 @@ async def _serve(
             return
         try:
             if kind == "metrics":
-                conn.send(("ok", router.metrics))
+                m = router.metrics
+                parts: _MetricsParts = (m.revisions, m.bad_requests, m.maintenance, m.unrouted)
+                conn.send(("ok", parts))
             else:
                 _, method, args = msg
                 await getattr(router, method)(*args)
