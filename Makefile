@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit lint check bench clean deps-prometheus deps-bench deps-haproxy k8s-testbed bench-k8s bench-analysis
+.PHONY: demo test unit lint check bench clean fast deps-prometheus deps-bench deps-haproxy k8s-testbed bench-k8s bench-analysis
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -15,7 +15,17 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-demo: $(STAMP)
+# The builtin proxy's hot path compiled with mypyc (changeover/traffic/builtin/compiled.py
+# says which modules and why): rebuilt when a source changes; without a C compiler the
+# proxy runs as plain Python. The digest file is written last, so a failed build is unused.
+FAST := changeover/traffic/builtin/fast__mypyc.sources
+FAST_SRC := $(wildcard changeover/traffic/builtin/*.py)
+$(FAST): $(STAMP) $(FAST_SRC) tools/build_fast.py
+	$(BIN)/python tools/build_fast.py
+
+fast: $(FAST)
+
+demo: $(STAMP) $(FAST)
 	$(BIN)/changeover demo
 
 # The prometheus provider's tests run a real Prometheus server (Debian's package); install it
@@ -45,16 +55,16 @@ export K8S_TESTBED_DIR
 k8s-testbed:
 	bash tests/kubernetes/build-testbed.sh
 
-test: $(STAMP) deps-prometheus deps-haproxy k8s-testbed
+test: $(STAMP) $(FAST) deps-prometheus deps-haproxy k8s-testbed
 	$(MAKE) lint
 	$(BIN)/pytest -q
 
-unit: $(STAMP)
+unit: $(STAMP) $(FAST)
 	$(BIN)/pytest -q -m 'not slow'
 
 lint: $(STAMP)
-	$(BIN)/ruff check changeover tests examples bench
-	$(BIN)/ruff format --check changeover tests examples bench
+	$(BIN)/ruff check changeover tests examples bench tools
+	$(BIN)/ruff format --check changeover tests examples bench tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -67,7 +77,7 @@ deps-bench:
 	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y \
 	    nginx haproxy wrk; }
 
-bench: $(STAMP) deps-bench
+bench: $(STAMP) $(FAST) deps-bench
 	$(BIN)/python -m bench.run
 
 # N Rollouts progressing at once against the k8s testbed (bench/RESULTS.md "## Kubernetes scale").
@@ -76,8 +86,9 @@ bench-k8s: $(STAMP) k8s-testbed
 
 # A bad canary under 200 requests/s: time until all traffic is back on stable and the share of
 # requests it served (bench/RESULTS.md "## Blast radius"); about 4 minutes.
-bench-analysis: $(STAMP)
+bench-analysis: $(STAMP) $(FAST)
 	$(BIN)/python -m bench.blast_radius
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -f changeover/traffic/builtin/*.so $(FAST)

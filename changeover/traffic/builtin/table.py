@@ -141,7 +141,7 @@ def build_wheel(weights: Mapping[int, int]) -> tuple[int, ...]:
     if not live:
         return ()
     total = sum(w for _, w in live)
-    current = dict.fromkeys((rev for rev, _ in live), 0)
+    current = dict.fromkeys([rev for rev, _ in live], 0)
     wheel: list[int] = []
     for _ in range(100):
         for rev, w in live:
@@ -223,7 +223,7 @@ class RoutingTable:
 
 @functools.lru_cache(maxsize=64)
 def _request_fields(routing: frozenset[bytes]) -> re.Pattern[bytes]:
-    extra = b"".join(b"|" + re.escape(name) for name in sorted(routing))
+    extra = b"".join([b"|" + re.escape(name) for name in sorted(routing)])
     return wire.fields_regex(wire.REQUEST_FIELDS + extra)
 
 

@@ -108,7 +108,7 @@ def clean_response_head(head: bytes, fields: list[Field], extra: bytes) -> bytes
     if named:
         status, headers = parse_head(head)
         kept = [(n, v) for n, v in headers if n not in named]
-        head = b"".join([status, b"\r\n", *(n + b": " + v + b"\r\n" for n, v in kept), b"\r\n"])
+        head = b"".join([status, b"\r\n", *[n + b": " + v + b"\r\n" for n, v in kept], b"\r\n"])
     if not head.startswith(b"HTTP/1.1 "):
         head = b"HTTP/1.1" + head[8:]
     return head[:-2] + extra + b"\r\n"
