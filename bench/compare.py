@@ -40,9 +40,12 @@ SECTION = "## Compare"
 SIDES = ("old", "new", "nginx")
 
 # What a side's child imports, printed once at the start (the same env and cwd as its router).
+# The third line is the proxy's build: "compiled" (mypyc), "pure" or "stale" (trees from
+# before the compiled build have no ``compiled`` module: plain Python).
 _PROBE = (
     "import importlib.util, changeover.traffic.builtin as m; "
-    "print(m.__file__); print(importlib.util.find_spec('bench.router_proc').origin)"
+    "print(m.__file__); print(importlib.util.find_spec('bench.router_proc').origin); "
+    "print(m.compiled.state if hasattr(m, 'compiled') else 'pure')"
 )
 
 
@@ -151,11 +154,12 @@ class Tree:
     path: Path
     commit: str = ""
     imported: list[str] = field(default_factory=list)  # changeover.traffic.builtin, router_proc
+    build: str = "pure"  # the proxy's hot path: "compiled" (mypyc), "pure" or "stale"
 
     def describe(self) -> str:
-        return f"- {self.side}: `{self.path}` at {self.commit}; its router imports " + " and ".join(
-            f"`{f}`" for f in self.imported
-        )
+        files = " and ".join(f"`{f}`" for f in self.imported)
+        where = f"- {self.side}: `{self.path}` at {self.commit}"
+        return f"{where} (proxy build: {self.build}); its router imports {files}"
 
 
 def _git(tree: Path, *args: str) -> str:
@@ -184,13 +188,13 @@ def check_tree(side: str, path: str) -> Tree:
         timeout=60,
         check=False,
     )
-    files = done.stdout.split()
+    *files, build = done.stdout.split() or [""]
     if done.returncode != 0 or len(files) != 2:
         raise SystemExit(f"{side} tree {root}: the import probe failed:\n{done.stderr[-2000:]}")
     for f in files:
         if not Path(f).resolve().is_relative_to(root):
             raise SystemExit(f"{side} tree {root}: its child imports {f}, not the tree's code")
-    return Tree(side, root, commit, files)
+    return Tree(side, root, commit, files, build)
 
 
 # -- the run -----------------------------------------------------------------------------
