@@ -26,6 +26,14 @@ class Writer(Protocol):
         """Write what was queued (the transport may have closed since: then drop it)."""
 
 
+def write_out(transport: asyncio.Transport | None, out: list[bytes]) -> None:
+    """Hand the queued ``out`` to ``transport`` in one ``write`` and clear it; dropped when
+    the transport is gone or closing (the connection's end is being handled)."""
+    if transport is not None and not transport.is_closing():
+        transport.write(b"".join(out) if len(out) > 1 else out[0])
+    out.clear()
+
+
 class WriteBatch:
     __slots__ = ("_loop", "_pending")
 

@@ -329,8 +329,7 @@ class Exchange:
         self,
         conn: upstream.UpstreamConnection,
         status: int,
-        head: bytes,
-        fields: list[wire.Field],
+        info: upstream.ResponseHead,
         framing: int,
     ) -> None:
         self.responded = True
@@ -358,7 +357,7 @@ class Exchange:
             extra += b"connection: close\r\n"
         elif not http11:
             extra += b"connection: keep-alive\r\n"
-        self._down_out.append(wire.clean_response_head(head, fields, extra))
+        self._down_out.append(info.base + extra + b"\r\n")
 
     def on_raw(self, data: bytes) -> None:
         self._down_out.append(wire.chunk(data) if self.chunked_out else data)

@@ -85,8 +85,7 @@ class _Copy:
         self,
         conn: upstream.UpstreamConnection,
         status: int,
-        head: bytes,
-        fields: list[wire.Field],
+        info: upstream.ResponseHead,
         framing: int,
     ) -> None:
         self.status = status

@@ -31,7 +31,7 @@ import typing
 
 import httptools
 
-from changeover.traffic.builtin import exchange, table, wire
+from changeover.traffic.builtin import batch, exchange, table, wire
 from changeover.traffic.builtin import state as state_mod
 
 log = logging.getLogger(__name__)
@@ -195,7 +195,9 @@ class ClientConnection(asyncio.Protocol):
         head_end = self._base + len(self._data) - (len(acc) - end)
         head = acc[:end]
         parser = self.parser
-        http11 = self.http11 = parser.get_http_version() == "1.1"
+        # httptools has validated the request line; reading its version off the head
+        # spares building a version string per request.
+        http11 = self.http11 = head.startswith(b" HTTP/1.1\r\n", head.find(b"\r\n") - 9)
         method = parser.get_method()
         tbl = self.state.table
         rebuild = not http11
@@ -315,6 +317,7 @@ class ClientConnection(asyncio.Protocol):
         out.append(data)
 
     def write_many(self, parts: list[bytes]) -> None:
+        """Queue several pieces for the client (one response's head and body pieces)."""
         out = self._out
         if not out:
             self.state.batch.queue(self)
@@ -322,13 +325,8 @@ class ClientConnection(asyncio.Protocol):
 
     def flush_out(self) -> None:
         """Hand the queued bytes to the transport (one ``write``)."""
-        out = self._out
-        if not out:
-            return
-        t = self.transport
-        if t is not None and not t.is_closing():
-            t.write(b"".join(out) if len(out) > 1 else out[0])
-        out.clear()
+        if self._out:
+            batch.write_out(self.transport, self._out)
 
     def close(self) -> None:
         """Close after what was written so far has gone out."""

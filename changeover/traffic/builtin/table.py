@@ -223,8 +223,7 @@ class RoutingTable:
 
 @functools.lru_cache(maxsize=64)
 def _request_fields(routing: frozenset[bytes]) -> re.Pattern[bytes]:
-    extra = b"".join([b"|" + re.escape(name) for name in sorted(routing)])
-    return wire.fields_regex(wire.REQUEST_FIELDS + extra)
+    return wire.fields_regex([*wire.REQUEST_FIELDS, *sorted(routing)])
 
 
 def _base_fields() -> re.Pattern[bytes]:

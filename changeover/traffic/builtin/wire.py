@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import http
 import re
+from collections.abc import Sequence
 
 # RFC 9110 §7.6.1 hop-by-hop fields, plus the framing fields the proxy sets itself, plus
 # ``expect`` (the proxy answers 100-continue itself, like nginx).
@@ -40,9 +41,11 @@ HOP_BY_HOP = frozenset(
 # request head without any of them (and HTTP/1.1) is forwarded as is, plus our forwarding
 # fields; otherwise it is rebuilt by ``request_head``.
 REQUEST_FIELDS = (
-    b"connection|keep-alive|proxy-connection|te|trailer|transfer-encoding|upgrade|"
-    b"proxy-authenticate|proxy-authorization|expect|content-length|"
-    b"x-forwarded-for|x-forwarded-proto|forwarded"
+    *sorted(HOP_BY_HOP),
+    b"content-length",
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"forwarded",
 )
 # Response fields that are hop-by-hop, or that decide the body's framing. Matched against
 # the lower-cased head (case-sensitive matching of a lower-cased copy is about twice as fast
@@ -55,9 +58,17 @@ _RESPONSE_FIELDS = re.compile(
 Field = tuple[bytes, bytes, bytes]
 
 
-def fields_regex(names: bytes) -> re.Pattern[bytes]:
-    """A regex finding ``(line, name, value)`` of the fields ``names`` (``a|b``) in a head."""
-    return re.compile(rb"(\r\n(" + names + rb")[ \t]*:[ \t]*([^\r\n]*))", re.I)
+def fields_regex(names: Sequence[bytes]) -> re.Pattern[bytes]:
+    """A regex finding ``(line, name, value)`` of the fields ``names`` in a head, any case.
+
+    A lookahead on the names' first letters lets the scan skip most lines at their first
+    byte instead of trying every name there (a 10-field browser request: 1.4 -> 1.0 µs).
+    """
+    alternatives = b"|".join([re.escape(n) for n in names])
+    firsts = b"".join([re.escape(bytes([c])) for c in sorted({n[0] for n in names})])
+    return re.compile(
+        rb"(\r\n(?=[" + firsts + rb"])(" + alternatives + rb")[ \t]*:[ \t]*([^\r\n]*))", re.I
+    )
 
 
 def response_fields(head: bytes) -> list[Field]:
