@@ -146,6 +146,54 @@ async def test_hop_by_hop_response_fields_are_dropped(make_router: RouterFactory
     assert "connection" not in reply.headers  # keep-alive is HTTP/1.1's default
 
 
+async def test_a_keep_alive_upstream_changing_its_heads_is_read_afresh_each_time(
+    make_router: RouterFactory,
+) -> None:
+    # The proxy reuses its analysis of a head identical to the connection's last one; a
+    # head that differs by anything (framing, a header, the status) must be read anew.
+    responses = [
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-n: 1\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-n: 1\r\n\r\nOK",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-n: 2\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        b"HTTP/1.1 404 Not Found\r\ncontent-length: 4\r\nconnection: x-n\r\nx-n: 3\r\n\r\nnope",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-n: 1\r\n\r\nok",
+    ]
+    connections = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            for response in responses:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(response)
+                await writer.drain()
+            await reader.read()
+        writer.close()
+
+    async with raw_upstream(serve) as port:
+        router = await make_router()
+        await router.set_backends(1, [Endpoint("127.0.0.1", port)])
+        await router.set_weight({1: 100})
+        reader, writer = await asyncio.open_connection("127.0.0.1", router.port)
+        replies = []
+        for _ in responses:
+            writer.write(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            replies += await read_n(reader, 1)
+        writer.close()
+    assert connections == 1  # all five on one upstream connection
+    assert [(r.status, r.body) for r in replies] == [
+        (200, b"ok"),
+        (200, b"OK"),
+        (200, b"abc"),
+        (404, b"nope"),
+        (200, b"ok"),
+    ]
+    assert [r.headers.get("x-n") for r in replies] == ["1", "1", "2", None, "1"]
+    assert replies[2].headers["transfer-encoding"] == "chunked"
+    assert "transfer-encoding" not in replies[4].headers
+
+
 async def test_bytes_past_the_content_length_never_reach_the_client(
     make_router: RouterFactory,
 ) -> None:
