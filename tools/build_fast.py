@@ -38,7 +38,7 @@ def _load_compiled_module() -> ModuleType:
 
 
 def _missing_toolchain() -> str | None:
-    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    cc = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
     if shutil.which(cc) is None:
         return f"no C compiler ({cc})"
     include = sysconfig.get_paths()["include"]

@@ -110,6 +110,22 @@ def test_the_docstring_examples_hold_for_the_build_in_use(name: str) -> None:
     assert result.attempted > 0 and result.failed == 0
 
 
+def test_without_a_compiler_the_build_is_skipped_and_says_so() -> None:
+    digest = ROOT / "changeover" / "traffic" / "builtin" / compiled.DIGEST_FILE
+    before = digest.read_bytes() if digest.exists() else None
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "build_fast.py")],
+        env=dict(os.environ, CC="/nonexistent/cc"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0  # make demo / make test go on, as plain Python
+    assert "no C compiler (/nonexistent/cc)" in run.stdout
+    assert "plain Python" in run.stdout
+    assert (digest.read_bytes() if digest.exists() else None) == before
+
+
 @pytest.mark.slow
 def test_the_proxy_correctness_suite_passes_as_plain_python() -> None:
     env = dict(os.environ, **{compiled.PURE_ENV: "1"})
