@@ -241,15 +241,19 @@ class ClientConnection(asyncio.Protocol):
             method,
             head,
             up_head,
-            parser.should_keep_alive(),
+            # An HTTP/1.1 head without a Connection field (not rebuilt) is persistent.
+            parser.should_keep_alive() if rebuild else True,
             chunked,
             expect,
             chunked or length > 0,
         )
         self._route(ex, tbl, hd, as_received=not rebuild)
-        if parser.should_upgrade():
-            # WebSocket and CONNECT tunnels are not proxied (yet): say so and close.
+        # An upgrade needs Upgrade and Connection fields (so a rebuilt head), or CONNECT.
+        if (rebuild or method == b"CONNECT") and parser.should_upgrade():
+            # WebSocket and CONNECT tunnels are not proxied (yet): say so and close (the
+            # parser stops at an upgrade, so nothing after it on this connection is read).
             ex.local = _not_implemented
+            ex.keep_alive = False
         self._parsing = self._last = ex
         if self._current is None:
             self._current = ex
