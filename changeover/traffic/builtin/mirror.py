@@ -4,7 +4,8 @@ The proxy decides per request which mirror routes apply (``table.MirrorRoute.sam
 once the request body is complete, calls ``Mirror.offer``: an append to a bounded queue
 and nothing more, so a slow or dead shadow never slows real traffic: when the queue is
 full (in copies or in bytes) the copy is dropped and counted. The queue is pumped once per
-event-loop pass (``call_soon``), after the callbacks that forwarded the real requests.
+event-loop pass (``call_soon``), after the callbacks that forwarded the real requests, at
+most ``PER_PASS`` copies at a time, so real requests never wait behind a flood of copies.
 
 A copy is a plain ``upstream.Sink`` (``_Copy``) on a pooled connection, like a real
 exchange: no task, future or timer per copy. Still, a copy costs about what the upstream
@@ -47,6 +48,11 @@ RECHECK = 0.002
 COST_FACTOR = 4.5
 # Budget seconds per wall-clock second added whatever the CPU use (see ``_pump``).
 IDLE_REFILL = 0.02
+# Copies sent per event-loop pass; more wait for the next pass. A budget refilled while
+# copies queued up let one pass send hundreds at once, and their answers came back
+# together: at 3,000 requests/s with a healthy shadow the primary's p99 went from 0.7 to
+# 3.2 ms (``bench.mirror_p99``) while real requests waited behind them.
+PER_PASS = 16
 
 
 class _Job:
@@ -206,10 +212,12 @@ class Mirror:
         tokens = min(self._tokens + refill, BURST)
         self._wall = now
         if tokens > 0:
-            while queue and len(self._in_flight) < self.concurrency:
+            room = min(PER_PASS, self.concurrency - len(self._in_flight))
+            while queue and room > 0:
                 job = queue.popleft()
                 self._queued_bytes -= len(job.head) + len(job.body)
                 self._send(job)
+                room -= 1
             after = time.process_time()
             # At most one burst in debt: one slow pass (a GC pause, a preemption) times the
             # cost factor could otherwise stall an idle router's copies for many seconds
@@ -218,11 +226,17 @@ class Mirror:
             cpu = after
         self._tokens = tokens
         self._cpu = cpu
-        if queue and tokens <= 0 and not self._scheduled:
-            # Over budget: look again shortly; meanwhile the queue fills and further
-            # copies are dropped (and counted) at ``offer``.
-            self._scheduled = True
-            self._loop.call_later(RECHECK, self._pump)
+        if queue and not self._scheduled:
+            if tokens <= 0:
+                # Over budget: look again shortly; meanwhile the queue fills and further
+                # copies are dropped (and counted) at ``offer``.
+                self._scheduled = True
+                self._loop.call_later(RECHECK, self._pump)
+            elif len(self._in_flight) < self.concurrency:
+                # This pass's share is out: the rest go in the next passes. (At the
+                # concurrency limit, a copy that ends schedules the pump: ``_done``.)
+                self._scheduled = True
+                self._loop.call_soon(self._pump)
         self._check_idle()
 
     def _send(self, job: _Job) -> None:
