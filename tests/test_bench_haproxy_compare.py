@@ -1,4 +1,5 @@
-"""bench.haproxy_dataplane compare's arithmetic and writer (no wrk, no processes)."""
+"""bench.haproxy_dataplane compare's arithmetic and writer (bench/haproxy_compare.py): no
+wrk, no processes."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ if ROOT not in sys.path:
     sys.path.append(ROOT)
 
 from bench import common  # noqa: E402
-from bench import haproxy_dataplane as hd  # noqa: E402
+from bench import haproxy_compare as hd  # noqa: E402
 
 
 def s(rps: float, cpu: float = 20.0, other: float = 0.0) -> hd.Sample:
