@@ -305,11 +305,28 @@ class SetHeaderRoute(Model):
 
 
 class SetMirrorRoute(Model):
-    """Copy ``percentage`` of requests to the canary; clients never see its responses."""
+    """Copy ``percentage`` of the requests ``match`` selects (of every request, when only a
+    percentage is given) to the canary; clients never see its responses. As in Argo
+    Rollouts, a step with neither ``match`` nor ``percentage`` removes the mirror route
+    ``name``; so does ``percentage: 0``. A match without a percentage copies all of them."""
 
     name: str
-    percentage: Percent = 100
+    percentage: Percent | None = None
     match: list[RouteMatch] = Field(default_factory=list)
+
+    @property
+    def copies(self) -> int:
+        """The percentage to copy; 0 removes the mirror route.
+
+        >>> SetMirrorRoute(name="m").copies, SetMirrorRoute(name="m", percentage=20).copies
+        (0, 20)
+        >>> match = RouteMatch(header_name="x", header_value=StringMatch(exact="1"))
+        >>> SetMirrorRoute(name="m", match=[match]).copies
+        100
+        """
+        if self.percentage is not None:
+            return self.percentage
+        return 100 if self.match else 0
 
 
 class CanaryStep(Model):

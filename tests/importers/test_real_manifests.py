@@ -33,6 +33,11 @@ REFUSED = {
         "count",
     ),
     "flagger/istio-mirror.yaml": ("spec.targetRef", "Deployment"),
+    # A mirror matched by path and method: carried without them it would mirror more.
+    "argo/istio-mirror.yaml": (
+        "spec.strategy.canary.steps[1].setMirrorRoute.match[0].path",
+        "path",
+    ),
 }
 # Source fields a converter rewrites into something else (checked by the strategy tests
 # below), so their values need not reappear under the same key.

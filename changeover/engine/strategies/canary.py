@@ -97,7 +97,7 @@ def _sends_traffic(step: models.CanaryStep) -> bool:
     return (
         bool(step.set_weight)
         or step.set_header_route is not None
-        or (step.set_mirror_route is not None)
+        or (step.set_mirror_route is not None and step.set_mirror_route.copies > 0)
     )
 
 
@@ -138,9 +138,9 @@ def _run_step(d: Draft, index: int, step: models.CanaryStep, want: int, where: s
         return True
     if step.set_mirror_route is not None:
         mirror = step.set_mirror_route
-        if mirror.percentage > 0 and not shared.pre_rollout(d):
+        if mirror.copies > 0 and not shared.pre_rollout(d):
             return False
-        d.mirror(mirror.name, canary, mirror.percentage, mirror.match)
+        d.mirror(mirror.name, canary, mirror.copies, mirror.match)
         return True
     assert step.analysis is not None
     verdict = shared.analysis(d, f"step{index}", step.analysis, kind="step", what=where)

@@ -2,7 +2,8 @@
 
 Carried over: replicas, minReadySeconds, progressDeadlineSeconds, revisionHistoryLimit,
 paused, the pod template; canary steps (setWeight, pause, setCanaryScale, setHeaderRoute,
-setMirrorRoute's header matches, analysis), maxSurge/maxUnavailable,
+setMirrorRoute with header matches, or without a match as the removal it is in Argo;
+a method or path match is refused, analysis), maxSurge/maxUnavailable,
 abortScaleDownDelaySeconds, background analysis, canaryService/stableService (as
 ``service.canaryName``/``service.name``); trafficRouting istio / nginx / smi / the Gateway
 API plugin; blueGreen's services, promotion settings and pre/post-promotion analysis;
@@ -124,19 +125,11 @@ def _step(step: JSON, path: str, notes: Notes) -> JSON | None:
             }
         }
     if "setMirrorRoute" in step:
-        mirror = step["setMirrorRoute"]
-        matches: list[JSON] = []
-        for j, m in enumerate(mirror.get("match") or []):
-            matches += _match(m.get("headers") or {})
-            for key in m:
-                if key != "headers":
-                    notes.drop(
-                        f"{path}.setMirrorRoute.match[{j}].{key}", "mirror matches by header only"
-                    )
-        out: JSON = {"name": mirror["name"], "match": matches}
-        if "percentage" in mirror:
-            out["percentage"] = mirror["percentage"]
-        return {"setMirrorRoute": out}
+        return {
+            "setMirrorRoute": _mirror(
+                step["setMirrorRoute"], f"{path}.setMirrorRoute", notes.source
+            )
+        }
     if "analysis" in step:
         return {"analysis": _analysis(step["analysis"], f"{path}.analysis", notes)}
     if "setHeaderRouting" in step:
@@ -148,6 +141,34 @@ def _step(step: JSON, path: str, notes: Notes) -> JSON | None:
         + "; the step is left out and the rollout goes on to the next one",
     )
     return None
+
+
+def _mirror(mirror: JSON, path: str, source: str) -> JSON:
+    """Argo's setMirrorRoute. Without ``match`` it removes the mirror route (Argo requires a
+    match so that a bare step never mirrors everything): ``percentage: 0``, which removes it
+    here too. A match by ``method`` or ``path`` cannot be carried: dropping it would mirror
+    requests the user did not ask to mirror, so the import is refused, naming the field."""
+    if not mirror.get("match"):
+        return {"name": mirror["name"], "percentage": 0}
+    matches: list[JSON] = []
+    for j, m in enumerate(mirror["match"]):
+        for key in m:
+            if key != "headers":
+                raise errors.SpecError.single(
+                    file=source,
+                    path=f"{path}.match[{j}].{key}",
+                    message=f"changeover's mirroring matches requests by headers only; "
+                    f"without its {key} match this route would copy requests it does not "
+                    "select to the canary (match by headers, or leave the step out)",
+                )
+        if not m.get("headers"):
+            raise errors.SpecError.single(
+                file=source,
+                path=f"{path}.match[{j}]",
+                message="expected headers: an empty match would mirror every request",
+            )
+        matches += _match(m["headers"])
+    return {"name": mirror["name"], "match": matches, "percentage": mirror.get("percentage", 100)}
 
 
 _UNSUPPORTED_STEPS = {
