@@ -106,9 +106,10 @@ class AnalysisRunner:
             self._save(run)
             self._done[run.id] = run
             return
-        run = dataclasses.replace(
-            run, metrics=tuple(resolved.metrics), args=resolved.args
-        ).assessed(now)
+        metrics = tuple(resolved.metrics)
+        if action.measure_once_after is not None:
+            metrics = tuple(_once(m, action.measure_once_after) for m in metrics)
+        run = dataclasses.replace(run, metrics=metrics, args=resolved.args).assessed(now)
         self._save(run)
         (self._done if run.completed else self._runs)[run.id] = run
 
@@ -293,6 +294,21 @@ class AnalysisRunner:
             self.store.put_run(run.to_json(), completed=run.completed)
         except errors.BackendError:
             log.exception("cannot store analysis run %s", run.id)
+
+
+def _once(metric: templates.MetricSpec, after: float) -> templates.MetricSpec:
+    """A metric as a check measures it: once, ``after`` seconds in; any failure, error or
+    inconclusive measurement decides (``spec.analysis.Checks``)."""
+    return dataclasses.replace(
+        metric,
+        interval=None,
+        count=1,
+        initial_delay=after,
+        failure_limit=0,
+        inconclusive_limit=0,
+        consecutive_error_limit=0,
+        consecutive_success_limit=0,
+    )
 
 
 def _bounded(value: Any) -> Any:

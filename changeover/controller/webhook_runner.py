@@ -13,6 +13,7 @@ and passes when the answer is 2xx within ``timeoutSeconds``. How a type is calle
 =========================== ========================================================
 confirm-rollout, confirm-*   every ``interval`` until one call passes → passed
 pre-rollout, post-rollout    once, plus up to ``retries`` retries → passed or failed
+                             (so is a ``rollout`` webhook in a check: ``once``)
 rollout                      every ``interval`` until stopped; more than
                              ``failureLimit`` failed calls → failed
 rollback                     every ``interval``; the first 2xx → passed (= roll back)
@@ -88,7 +89,8 @@ class WebhookRunner:
         }
         self._calls[action.call_id] = _Call()
         task = asyncio.create_task(
-            self._run(action.call_id, action.webhook, payload), name=f"webhook {action.call_id}"
+            self._run(action.call_id, action.webhook, payload, once=action.once),
+            name=f"webhook {action.call_id}",
         )
         self._tasks[action.call_id] = task
         task.add_done_callback(self._forget_task(action.call_id))
@@ -187,11 +189,13 @@ class WebhookRunner:
         ok = 200 <= response.status_code < 300
         return ok, f"HTTP {response.status_code}" + (f": {text}" if text and not ok else "")
 
-    async def _run(self, call_id: str, hook: spec_analysis.Webhook, payload: JSON) -> None:
+    async def _run(
+        self, call_id: str, hook: spec_analysis.Webhook, payload: JSON, *, once: bool = False
+    ) -> None:
         call = self._calls[call_id]
         kind = hook.type
         try:
-            if kind in ("pre-rollout", "post-rollout"):
+            if once or kind in ("pre-rollout", "post-rollout"):
                 await self._with_retries(call, hook, payload)
             else:
                 await self._poll(call, hook, payload)

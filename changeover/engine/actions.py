@@ -118,10 +118,13 @@ class StartAnalysis:
     no-op, so re-asking after a crash is harmless."""
 
     run_id: str
-    kind: str  # "step", "background", "prePromotion", "postPromotion", "experiment"
+    kind: str  # "step", "background", "prePromotion", "postPromotion", "experiment", "check"
     analysis: spec_analysis.RolloutAnalysis
     revision: int
     stable_revision: int | None
+    # A check of ``spec.checks``: every metric measured once, this many seconds after the
+    # start, whatever its own interval, count and limits say.
+    measure_once_after: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,6 +146,8 @@ class CallWebhook:
     webhook: spec_analysis.Webhook
     phase: str
     revision: int
+    # Called once (with its retries) whatever its type: a ``rollout`` webhook in a check.
+    once: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -198,6 +203,8 @@ class Reason(StrEnum):
     ANALYSIS_INCONCLUSIVE = "AnalysisRunInconclusive"
     WEBHOOK_PASSED = "WebhookPassed"
     WEBHOOK_FAILED = "WebhookFailed"
+    CHECK_PASSED = "CheckPassed"
+    CHECK_FAILED = "CheckFailed"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -53,6 +53,7 @@ def analysis(
     *,
     kind: str,
     blocking: bool = True,
+    measure_once_after: float | None = None,
 ) -> tuple[RunPhase, str]:
     """Run ``spec`` at ``point`` (once per attempt) and say where it is, with its message.
     A blocking run is a deliberate wait: it never trips progressDeadlineSeconds."""
@@ -72,6 +73,7 @@ def analysis(
                     analysis=spec,
                     revision=d.target,
                     stable_revision=d.stable,
+                    measure_once_after=measure_once_after,
                 )
             )
         if recorded is None:
@@ -90,15 +92,16 @@ def _record_run(d: Draft, rid: str, phase: str) -> None:
     d.update(analysis_runs={**d.status.analysis_runs, rid: phase})
 
 
-def gate(d: Draft, kind: str, *, suffix: str = "") -> tuple[GateState, str]:
+def gate(d: Draft, kind: str, *, suffix: str = "", once: bool = False) -> tuple[GateState, str]:
     """Every webhook of type ``kind``: passed once all passed, failed if any failed,
-    else waiting (with the first waiting one's message). No such webhook: passed."""
+    else waiting (with the first waiting one's message). No such webhook: passed.
+    ``once``: each is called once, whatever its type (a check's rollout webhooks)."""
     overall: GateState = "passed"
     why = ""
     for hook in d.spec.webhooks:
         if hook.type != kind:
             continue
-        state, message = _webhook(d, f"{_prefix(d)}-{kind}{suffix}-{hook.name}", hook)
+        state, message = _webhook(d, f"{_prefix(d)}-{kind}{suffix}-{hook.name}", hook, once)
         if state == "failed" and overall != "failed":
             overall, why = "failed", f"{kind} webhook {hook.name}: {message or 'failed'}"
         elif state == "waiting" and overall == "passed":
@@ -115,7 +118,9 @@ def _prefix(d: Draft) -> str:
     return f"{d.ctx.rollout.name}-{d.target}-{d.status.attempt}"
 
 
-def _webhook(d: Draft, call_id: str, hook: spec_analysis.Webhook) -> tuple[GateState, str]:
+def _webhook(
+    d: Draft, call_id: str, hook: spec_analysis.Webhook, once: bool = False
+) -> tuple[GateState, str]:
     d.touched_webhooks.add(call_id)
     recorded = d.status.webhooks.get(call_id)
     seen = d.ctx.observations.webhooks.get(call_id)
@@ -126,7 +131,11 @@ def _webhook(d: Draft, call_id: str, hook: spec_analysis.Webhook) -> tuple[GateS
         if seen is None:
             d.act(
                 actions.CallWebhook(
-                    call_id=call_id, webhook=hook, phase=str(d.status.phase), revision=d.target
+                    call_id=call_id,
+                    webhook=hook,
+                    phase=str(d.status.phase),
+                    revision=d.target,
+                    once=once,
                 )
             )
         if recorded is None:

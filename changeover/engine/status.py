@@ -59,6 +59,23 @@ class PauseState(_Status):
     until: float | None = None
 
 
+class CheckState(_Status):
+    """Where ``spec.checks`` stand for one attempt (``engine.checks``): ``number`` names
+    the next check's runs and calls, ``failed`` counts failed checks (Flagger's
+    failedChecks), ``passed`` the passing checks at step ``step``, ``started_at`` when
+    the current check began."""
+
+    attempt: int = 0
+    number: int = 0
+    failed: int = 0
+    passed: int = 0
+    step: int | None = None
+    started_at: float | None = None
+    pre_rollout_tries: int = 0
+    # After a failed pre-rollout call: when the next one may go out (one interval later).
+    retry_at: float | None = None
+
+
 class RolloutStatus(_Status):
     phase: Phase = Phase.PROGRESSING
     message: str = ""
@@ -103,6 +120,8 @@ class RolloutStatus(_Status):
     analysis_round: int = 0
     # Webhook gate id → "waiting" | "passed" | "failed" (as ``analysis_runs``).
     webhooks: dict[str, str] = Field(default_factory=dict)
+    # spec.checks: failed checks and the check in progress (``engine.checks``).
+    checks: CheckState = Field(default_factory=CheckState)
     # Fire-and-forget webhook ids already sent (post-rollout), newest last, bounded.
     webhooks_sent: list[str] = Field(default_factory=list)
 

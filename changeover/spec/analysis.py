@@ -259,6 +259,29 @@ class RolloutAnalysis(Model):
         return self
 
 
+class Checks(RolloutAnalysis):
+    """``spec.checks``: Flagger's analysis, a *check* every ``interval`` that gates steps.
+
+    A check calls every ``rollout`` webhook once as it starts and measures every metric
+    once, ``interval`` later; it passes when all of them pass (a metric that fails, errs,
+    is inconclusive or finds no value fails it). A canary's ``check`` step waits for
+    passing checks, one interval each. A failed check is retried an interval later, and
+    once ``threshold`` checks failed since the revision started rolling out (Flagger's
+    ``failedChecks``: counted across the steps, never reset by a pass) the rollout is
+    aborted. With ``spec.checks``, a failed ``pre-rollout`` webhook is a failed check too,
+    retried every interval. A metric's own ``interval``, ``count`` and limits are not used:
+    one measurement per check. Metrics and templates may both be empty (webhooks only)."""
+
+    interval: Duration = 60.0
+    threshold: Annotated[int, Field(ge=1)] = 1
+
+    @model_validator(mode="after")
+    def _something(self) -> Checks:
+        if self.interval <= 0:
+            raise ValueError("interval: expected a positive duration")
+        return self
+
+
 class BackgroundAnalysis(RolloutAnalysis):
     """``strategy.canary.analysis``: runs from step ``startingStep`` (0-based, as in Argo
     Rollouts; default 0) until the rollout completes, aborting it whenever it fails."""

@@ -122,6 +122,9 @@ def blocks(rollout: models.Rollout) -> Iterator[tuple[str, spec.RolloutAnalysis,
     for name, holder in (("abTest", strategy.ab_test), ("shadow", strategy.shadow)):
         if holder is not None and holder.analysis is not None:
             yield f"spec.strategy.{name}.analysis", holder.analysis, False
+    if rollout.spec.checks is not None:
+        # Each metric is measured once per check, so an interval without a count is fine.
+        yield "spec.checks", rollout.spec.checks, False
 
 
 def check_rollout(
@@ -139,6 +142,7 @@ def check_rollout(
         where, _, message = str(exc).partition(": ")
         problems.append(_problem(source, f"spec.{where}", message))
     canary = rollout.spec.strategy.canary
+    problems += _check_step_problems(rollout, source)
     if canary is not None and canary.analysis is not None:
         start = canary.analysis.starting_step
         if start is not None and start >= max(1, len(canary.steps)):
@@ -177,6 +181,22 @@ def check_rollout(
             continue
         problems += _resolution_problems(rollout, path, block, blocking, known, source)
     return problems
+
+
+def _check_step_problems(rollout: models.Rollout, source: str) -> list[errors.SpecProblem]:
+    """A ``check`` step waits for ``spec.checks``: without it, it could never pass."""
+    canary = rollout.spec.strategy.canary
+    if canary is None or rollout.spec.checks is not None:
+        return []
+    return [
+        _problem(
+            source,
+            f"spec.strategy.canary.steps[{i}].check",
+            "expected spec.checks (interval, threshold, metrics) for this step to wait for",
+        )
+        for i, step in enumerate(canary.steps)
+        if step.check is not None
+    ]
 
 
 def _resolution_problems(

@@ -329,8 +329,15 @@ class SetMirrorRoute(Model):
         return 100 if self.match else 0
 
 
+class CheckStep(Model):
+    """Wait for ``count`` passing checks of ``spec.checks`` (``spec.analysis.Checks``)."""
+
+    count: Annotated[int, Field(ge=1)] = 1
+
+
 class CanaryStep(Model):
-    """Exactly one of the step kinds. ``analysis`` blocks the step until its run succeeds."""
+    """Exactly one of the step kinds. ``analysis`` blocks the step until its run succeeds;
+    ``check`` until ``spec.checks`` passed ``count`` times (Flagger's gated steps)."""
 
     set_weight: Percent | None = None
     pause: Pause | None = None
@@ -338,11 +345,12 @@ class CanaryStep(Model):
     set_header_route: SetHeaderRoute | None = None
     set_mirror_route: SetMirrorRoute | None = None
     analysis: spec_analysis.RolloutAnalysis | None = None
+    check: CheckStep | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _bare_pause(cls, data: object) -> object:
-        return _null_means_empty(data, ("pause",))
+        return _null_means_empty(data, ("pause", "check"))
 
     @model_validator(mode="after")
     def _exactly_one(self) -> CanaryStep:
@@ -350,7 +358,7 @@ class CanaryStep(Model):
         if len(kinds) != 1:
             raise ValueError(
                 "expected exactly one of setWeight, pause, setCanaryScale, setHeaderRoute, "
-                f"setMirrorRoute, analysis; got {', '.join(kinds) or 'none'}"
+                f"setMirrorRoute, analysis, check; got {', '.join(kinds) or 'none'}"
             )
         return self
 
@@ -533,6 +541,8 @@ class RolloutSpec(Model):
     # Flagger's webhook gates, for every strategy (``spec.analysis.Webhook`` says why here
     # and not under strategy.<x>).
     webhooks: list[spec_analysis.Webhook] = Field(default_factory=list)
+    # Flagger's checks, which canary ``check`` steps wait for (``spec.analysis.Checks``).
+    checks: spec_analysis.Checks | None = None
     # Phase-change notifications (``analysis.notify``): [{url, format: generic|slack,
     # phases, timeout, retries, headers}]; checked by ``spec.analysis_checks``.
     notifications: list[dict[str, Any]] = Field(default_factory=list)

@@ -4,6 +4,7 @@ endpoint answers, then measurements, a verdict, and a run that survives a restar
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -208,3 +209,34 @@ async def test_templates_come_from_the_store_and_a_missing_one_is_an_error_run(
     seen = h.runner.observe("bad")
     assert seen is not None and seen.phase == "Error"
     assert "unknown AnalysisTemplate 'nope'" in seen.message
+
+
+async def test_a_check_measures_each_metric_once_an_interval_in_whatever_it_says(
+    h: Harness, endpoint: Endpoint
+) -> None:
+    # spec.checks: one measurement per check, taken when the check's interval is over;
+    # the metric's own interval/count/failureLimit would have measured 3 times from t=0.
+    action = dataclasses.replace(
+        start("web-2-1-check0", {"metrics": [web_metric(endpoint.server.url(), failureLimit=2)]}),
+        kind="check",
+        measure_once_after=30.0,
+    )
+    h.runner.start(action, rollout=ROLLOUT)
+    h.runner.step()
+    await asyncio.sleep(0.1)
+    assert endpoint.server.requests == [] and h.phase("web-2-1-check0") != "Successful"
+    endpoint.error_rate = 0.5
+    await h.measure(30)
+    assert len(endpoint.server.requests) == 1
+    assert h.phase("web-2-1-check0") == "Failed"  # one failure decides a check
+
+
+async def test_a_check_whose_measurement_errs_is_an_error_at_once(h: Harness) -> None:
+    action = dataclasses.replace(
+        start("c", {"metrics": [web_metric("http://127.0.0.1:1/")]}),
+        kind="check",
+        measure_once_after=10.0,
+    )
+    h.runner.start(action, rollout=ROLLOUT)
+    await h.measure(10)
+    assert h.phase("c") == "Error"

@@ -138,6 +138,23 @@ async def test_rollout_hooks_run_until_failures_pass_the_limit(
     assert seen is not None and "3 failed calls > failureLimit 2" in seen.message
 
 
+async def test_a_rollout_hook_in_a_check_is_called_once_and_its_answer_is_the_state(
+    receiver: Receiver, runner: WebhookRunner
+) -> None:
+    import dataclasses
+
+    ok = dataclasses.replace(call(receiver, "rollout", "/load"), once=True)
+    runner.call(ok, rollout="web", namespace="default")
+    assert await settled(runner, ok.call_id) == "passed"
+    await asyncio.sleep(0.2)  # a polled rollout hook would have been called again by now
+    assert len(receiver.posts("/load")) == 1
+    receiver.status["/load"] = 503
+    bad = dataclasses.replace(ok, call_id="web-2-1-rollout-check1-load")
+    runner.call(bad, rollout="web", namespace="default")
+    assert await settled(runner, bad.call_id) == "failed"
+    assert receiver.posts("/load")[-1]["type"] == "rollout"
+
+
 async def test_a_rollback_hook_answering_2xx_triggers(
     receiver: Receiver, runner: WebhookRunner
 ) -> None:

@@ -6,7 +6,9 @@ dynamicStableScale); the canary gets ``ceil(replicas * weight / 100)`` replicas 
 ``setCanaryScale`` step says otherwise, and a weight is only set once the canary has that
 many replicas available. ``engine.plan`` calls ``advance`` while the canary is in flight.
 
-Analysis: an ``analysis`` step blocks until its run is Successful; ``strategy.canary.
+Analysis: an ``analysis`` step blocks until its run is Successful; a ``check`` step until
+``spec.checks`` passed (``engine.checks``: Flagger's gated steps, failed checks counted
+across the rollout); ``strategy.canary.
 analysis`` runs in the background from ``startingStep`` until the rollout completes. Either
 aborts the rollout when it fails and pauses it when Inconclusive (promote then skips an
 analysis step, or measures the background analysis afresh). Webhooks: ``pre-rollout``
@@ -16,7 +18,7 @@ every weight increase, ``confirm-promotion`` before the final cut-over.
 
 from __future__ import annotations
 
-from changeover.engine import replicas, runs
+from changeover.engine import checks, replicas, runs
 from changeover.engine.actions import Plan
 from changeover.engine.context import Context
 from changeover.engine.draft import Draft, Reason
@@ -81,7 +83,8 @@ def advance(d: Draft) -> None:
             return
     first = next((i for i, step in enumerate(steps) if _sends_traffic(step)), len(steps))
     if index > first:
-        runs.gate(d, "pre-rollout")  # passed at the first traffic step; keep it on record
+        # passed at the first traffic step; keep it on record
+        runs.gate(d, "pre-rollout", suffix=checks.pre_rollout_suffix(d))
     while index < len(steps):
         want = desired_canary_replicas(steps, index, d.replicas)
         d.scale(canary, max(want, _traffic_floor(d, steps, index)))
@@ -142,6 +145,11 @@ def _run_step(d: Draft, index: int, step: models.CanaryStep, want: int, where: s
             return False
         d.mirror(mirror.name, canary, mirror.copies, mirror.match)
         return True
+    if step.check is not None:
+        outcome, why = checks.passed(d, index, step.check.count, where)
+        if outcome == "threshold":
+            shared.abort(d, why)
+        return outcome == "passed"
     assert step.analysis is not None
     verdict = shared.analysis(d, f"step{index}", step.analysis, kind="step", what=where)
     return verdict == "passed"

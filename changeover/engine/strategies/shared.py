@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from changeover.engine import runs
+from changeover.engine import checks, runs
 from changeover.engine.draft import Draft, Phase, Reason
 from changeover.spec import analysis as spec_analysis
 from changeover.spec import models
@@ -190,10 +190,11 @@ def lifecycle_gates(d: Draft) -> bool:
     if not confirmed(d, "confirm-rollout"):
         hold_stable(d)
         return False
-    state, why = runs.gate(d, "rollout")
-    if state == "failed":
-        abort(d, why)
-        return False
+    if not checks.in_use(d.spec):  # with checks, each check calls them once
+        state, why = runs.gate(d, "rollout")
+        if state == "failed":
+            abort(d, why)
+            return False
     if d.spec.strategy.name in ("rollingUpdate", "recreate"):
         return pre_rollout(d)
     return True
@@ -201,7 +202,13 @@ def lifecycle_gates(d: Draft) -> bool:
 
 def pre_rollout(d: Draft) -> bool:
     """The ``pre-rollout`` webhooks, before the new revision gets traffic: True once they
-    passed; a failure aborts the rollout."""
+    passed; a failure aborts the rollout (with ``spec.checks``, a failure is a failed
+    check, retried an interval later: ``engine.checks``)."""
+    if checks.in_use(d.spec):
+        verdict, why = checks.pre_rollout(d)
+        if verdict == "threshold":
+            abort(d, f"pre-rollout webhooks: {why}")
+        return verdict == "passed"
     state, why = runs.gate(d, "pre-rollout")
     if state == "failed":
         abort(d, why)

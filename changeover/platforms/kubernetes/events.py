@@ -36,6 +36,7 @@ WARNING_REASONS = frozenset(
         "RolloutDegraded",
         "ProgressDeadlineExceeded",
         "HookFailed",
+        "CheckFailed",
         "InvalidSpec",
         "ReconcileError",
     }
