@@ -151,4 +151,6 @@ def test_a_check_step_without_spec_checks_is_refused_naming_the_step() -> None:
 
     spec = rollout({"canary": {"steps": [{"setWeight": 20}, {"check": None}]}})
     (problem,) = analysis_checks.check_rollout(spec, {}, source="r.yaml", strict=True)
-    assert problem.path == "spec.strategy.canary.steps[1].check" and "spec.checks" in problem.message
+    assert (
+        problem.path == "spec.strategy.canary.steps[1].check" and "spec.checks" in problem.message
+    )

@@ -231,7 +231,7 @@ def test_weights_out_of_range_and_other_step_values(tmp_path: Path) -> None:
         f"{steps}[6].setMirrorRoute.percentage: expected an integer from 0 to 100, got 120 "
         "(line 19)",
         f"{steps}[7]: expected exactly one of setWeight, pause, setCanaryScale, "
-        "setHeaderRoute, setMirrorRoute, analysis; got setWeight, pause (line 20)",
+        "setHeaderRoute, setMirrorRoute, analysis, check; got setWeight, pause (line 20)",
         f"{steps}[8]: unknown field 'setwieght' (did you mean 'setWeight'?) (line 22)",
     ]
 
