@@ -100,6 +100,8 @@ def judge(value: Any, *, success: str | None, failure: str | None) -> tuple[Meas
         bad = conditions.evaluate(failure, value) if failure else None
     except conditions.ConditionError as exc:
         return "Error", f"cannot evaluate the condition for {shown}: {exc}"
+    except Exception as exc:  # hostile values: whatever breaks is this measurement's Error
+        return "Error", f"cannot evaluate the condition for {shown}: {type(exc).__name__}"
     if ok is None and bad is None:
         return "Successful", ""
     if bad:

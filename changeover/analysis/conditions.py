@@ -327,7 +327,17 @@ class Condition:
     tree: Node
 
     def value(self, result: Any) -> Any:
-        return conditions_eval.evaluate(self.tree, result)
+        """The condition's value for ``result``; ConditionEvalError whatever goes wrong."""
+        try:
+            return conditions_eval.evaluate(self.tree, result)
+        except ConditionError:
+            raise
+        except OverflowError as exc:  # 10**400 / 2: no float holds it
+            raise ConditionEvalError(f"a number is too large ({exc})") from None
+        except RecursionError:  # == between two lists nested thousands deep
+            raise ConditionEvalError("the value is nested too deeply") from None
+        except (ArithmeticError, ValueError, TypeError) as exc:
+            raise ConditionEvalError(f"{type(exc).__name__}: {exc}") from None
 
     def holds(self, result: Any) -> bool:
         """True or False; ConditionEvalError if evaluation fails or is not a boolean."""

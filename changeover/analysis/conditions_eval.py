@@ -35,8 +35,13 @@ class EvalError(ConditionError):
     missing key, an index out of range, a division by zero)."""
 
 
-def show(value: Any, limit: int = 80) -> str:
-    """A value as a condition would write it: ``0.97``, ``[1, 2]``, ``"ok"``, ``nil``."""
+def show(value: Any, limit: int = 80, _depth: int = 0) -> str:
+    """A value as a condition would write it: ``0.97``, ``[1, 2]``, ``"ok"``, ``nil``.
+
+    At most ``limit`` characters, whatever the value: a huge integer shows its first digits
+    and its length, nesting deeper than a few levels shows as ``…``, and a long list stops
+    being read once the text is long enough (a measured value is hostile input).
+    """
     if value is None:
         return "nil"
     if isinstance(value, bool):
@@ -44,15 +49,46 @@ def show(value: Any, limit: int = 80) -> str:
     if isinstance(value, float):
         # Four significant digits: 0.2823529411764706 reads as 0.2824 in a verdict.
         text = "NaN" if value != value else format(value, ".4g")
+    elif isinstance(value, int):
+        text = _show_int(value)
     elif isinstance(value, str):
-        text = '"' + value + '"'
-    elif isinstance(value, Mapping):
-        text = "{" + ", ".join(f"{k}: {show(v, 20)}" for k, v in value.items()) + "}"
-    elif isinstance(value, list | tuple):
-        text = "[" + ", ".join(show(v, 20) for v in value) + "]"
+        text = '"' + value[:limit] + '"'
+    elif isinstance(value, Mapping | list | tuple):
+        text = _show_nested(value, limit, _depth)
     else:
-        text = str(value)
+        text = type(value).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_SHOW_DEPTH = 4
+
+
+def _show_int(value: int) -> str:
+    # Python refuses to print integers beyond ~4,300 digits; 10**399 is still worth a look.
+    if value.bit_length() <= 200:
+        return str(value)
+    digits = int(value.bit_length() * 0.30103) + 1
+    return f"{'-' if value < 0 else ''}an integer of about {digits} digits"
+
+
+def _show_nested(value: Mapping[Any, Any] | Sequence[Any], limit: int, depth: int) -> str:
+    if depth >= _SHOW_DEPTH:
+        return "{…}" if isinstance(value, Mapping) else "[…]"
+    parts: list[str] = []
+    size = 0
+    items = value.items() if isinstance(value, Mapping) else enumerate(value)
+    for key, item in items:
+        if size > limit:
+            parts.append("…")
+            break
+        part = show(item, 20, depth + 1)
+        if isinstance(value, Mapping):
+            part = f"{str(key)[:20]}: {part}"
+        parts.append(part)
+        size += len(part) + 2
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(parts) + "}"
+    return "[" + ", ".join(parts) + "]"
 
 
 def _kind(value: Any) -> str:

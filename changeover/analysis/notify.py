@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import httpx
 
+from changeover.analysis.providers import capped
 from changeover.spec import models
 
 log = logging.getLogger(__name__)
@@ -188,7 +189,7 @@ def _retryable(status: int) -> bool:
     return status == 429 or status >= 500
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: capped.Answer) -> float | None:
     try:
         return min(float(response.headers["retry-after"]), RETRY_AFTER_CAP)
     except (KeyError, ValueError):
@@ -211,12 +212,24 @@ async def send(
                 await asyncio.sleep(delay)
                 delay *= 2
             try:
-                response = await client.post(target.url, json=payload, headers=target.headers)
+                response = await capped.request(
+                    client,
+                    "POST",
+                    target.url,
+                    limit=capped.MAX_RESPONSE_BYTES,
+                    json=payload,
+                    headers=target.headers,
+                )
             except httpx.TimeoutException:
                 why = f"no answer within {target.timeout:g}s"
                 continue
             except httpx.HTTPError as exc:
                 why = str(exc) or type(exc).__name__
+                continue
+            except capped.TooLarge as exc:  # the body of a notification's answer is unused
+                if 200 <= exc.status_code < 300:
+                    return True
+                why = f"HTTP {exc.status_code}, {exc}"
                 continue
             if response.is_success:
                 return True

@@ -44,6 +44,7 @@ SAMPLE_SECONDS = 1.0
 # A provider that never answers still ends: its measurement is an Error after this long.
 MEASURE_CAP_SECONDS = 600.0
 _VALUE_KEPT = 4096  # characters of a measured value kept (a web provider may return a lot)
+_DEPTH_KEPT = 32  # levels of nesting of a measured value kept
 
 
 class AnalysisRunner:
@@ -215,6 +216,15 @@ class AnalysisRunner:
         except Exception as exc:  # a provider's bug must not stop the run
             log.exception("provider %s failed", metric.provider)
             return self._error(f"provider {metric.provider} failed: {exc!r}", started)
+        try:
+            return self._judged(metric, result, started)
+        except Exception as exc:  # a hostile value must not leave the metric unmeasured
+            log.exception("judging metric %s failed", metric.name)
+            return self._error(f"cannot judge the value: {type(exc).__name__}", started)
+
+    def _judged(
+        self, metric: templates.MetricSpec, result: providers_base.ProviderResult, started: float
+    ) -> assess.Measurement:
         if result.phase is not None:
             phase, why = result.phase, result.message
         else:
@@ -312,12 +322,30 @@ def _once(metric: templates.MetricSpec, after: float) -> templates.MetricSpec:
 
 
 def _bounded(value: Any) -> Any:
-    """The value as measured, unless its JSON is too long to keep: then a short preview."""
+    """The value as measured, unless its JSON is too long or too deep to keep (or is not
+    JSON at all): then a short preview."""
+    if _depth(value) > _DEPTH_KEPT:
+        return conditions_eval.show(value, 200)
     try:
         text = json.dumps(assess.finite(value))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return conditions_eval.show(value, 200)
     return value if len(text) <= _VALUE_KEPT else conditions_eval.show(value, 200)
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests (without recursion; stops counting past the limit)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > _DEPTH_KEPT:
+            break
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
 
 
 def latest(store: AnalysisStore, rollout: str) -> dict[str, Any]:

@@ -39,6 +39,7 @@ import httpx
 
 from changeover import aio
 from changeover.analysis import notify
+from changeover.analysis.providers import capped
 from changeover.engine import actions, context
 from changeover.engine.status import RolloutStatus
 from changeover.spec import analysis as spec_analysis
@@ -180,13 +181,22 @@ class WebhookRunner:
         """One call: (passed, what happened)."""
         timeout = hook.timeout_s
         try:
-            response = await self._client.post(hook.url, json=payload, timeout=timeout)
+            response = await capped.request(
+                self._client,
+                "POST",
+                hook.url,
+                limit=capped.MAX_RESPONSE_BYTES,
+                json=payload,
+                timeout=timeout,
+            )
         except httpx.TimeoutException:
             return False, f"no answer within {timeout:g}s"
         except httpx.HTTPError as exc:
             return False, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        except capped.TooLarge as exc:
+            return False, str(exc)
         text = response.text[:200].strip()
-        ok = 200 <= response.status_code < 300
+        ok = response.is_success
         return ok, f"HTTP {response.status_code}" + (f": {text}" if text and not ok else "")
 
     async def _run(

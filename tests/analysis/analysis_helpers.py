@@ -34,7 +34,7 @@ class Request:
         return json.loads(self.body)
 
 
-# request → (status, JSON body) ; a float status means "sleep that long, then answer 200"
+# request → (status, JSON body, or bytes sent as they are)
 Answer = Callable[[Request], tuple[int, Any]]
 
 
@@ -81,7 +81,7 @@ class HttpServer:
                 if self.delay:
                     await asyncio.sleep(self.delay)
                 status, payload = self.answer(request)
-                data = json.dumps(payload).encode()
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 writer.write(
                     f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n"
                     f"content-length: {len(data)}\r\n\r\n".encode()

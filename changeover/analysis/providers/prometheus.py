@@ -26,6 +26,7 @@ PromQL parse error) raises ``ProviderError`` carrying Prometheus' error text.
         insecure: false                  # skip TLS verification
         caCert: "-----BEGIN CERTIFICATE-----..."  # trust this CA (PEM) instead
         rangeQuery: {start: "now() - 5m", end: "now()", step: 15s}
+        maxResponseBytes: 1048576        # a larger answer is an Error measurement (1 MiB)
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from typing import Any
 
 import httpx
 
-from changeover.analysis.providers import base
+from changeover.analysis.providers import base, capped
 from changeover.spec import models
 
 DEFAULT_TIMEOUT = 30.0
@@ -77,6 +78,7 @@ class PrometheusConfig:
     insecure: bool = False
     ca_cert: str | None = None
     range: RangeSpec | None = None
+    max_response_bytes: int = capped.MAX_RESPONSE_BYTES
 
 
 def parse_config(config: Mapping[str, Any], *, need_query: bool = True) -> PrometheusConfig:
@@ -137,6 +139,7 @@ def parse_config(config: Mapping[str, Any], *, need_query: bool = True) -> Prome
         insecure=bool(config.get("insecure", False)),
         ca_cert=str(config["caCert"]) if config.get("caCert") else None,
         range=range_spec,
+        max_response_bytes=capped.read_limit(config),
     )
 
 
@@ -294,7 +297,11 @@ class PrometheusClient:
                 if cfg.oauth2 is not None:
                     token = await _oauth2_token(client, cfg.oauth2)
                     client.headers["Authorization"] = f"Bearer {token}"
-                response = await client.get(url, params=params)
+                response = await capped.request(
+                    client, "GET", url, limit=cfg.max_response_bytes, params=params
+                )
+        except capped.TooLarge as exc:
+            raise base.ProviderError(f"prometheus {cfg.address}: {exc} ({capped.FIELD})") from None
         except httpx.TimeoutException as exc:
             raise base.ProviderError(
                 f"prometheus {cfg.address}: no answer within {cfg.timeout:g}s"
@@ -310,8 +317,13 @@ async def _oauth2_token(client: httpx.AsyncClient, oauth: OAuth2) -> str:
     form = {"grant_type": "client_credentials"}
     if oauth.scopes:
         form["scope"] = " ".join(oauth.scopes)
-    response = await client.post(
-        oauth.token_url, data=form, auth=httpx.BasicAuth(oauth.client_id, oauth.client_secret)
+    response = await capped.request(
+        client,
+        "POST",
+        oauth.token_url,
+        limit=capped.MAX_RESPONSE_BYTES,
+        data=form,
+        auth=httpx.BasicAuth(oauth.client_id, oauth.client_secret),
     )
     try:
         token = response.json()["access_token"] if response.is_success else None
@@ -324,7 +336,7 @@ async def _oauth2_token(client: httpx.AsyncClient, oauth: OAuth2) -> str:
     return token
 
 
-def _decode(response: httpx.Response, address: str) -> QueryResult:
+def _decode(response: capped.Answer, address: str) -> QueryResult:
     try:
         body = response.json()
     except ValueError:

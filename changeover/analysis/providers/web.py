@@ -11,9 +11,11 @@
         timeoutSeconds: 10        # default 10
         jsonPath: "{$.data.ok}"   # what ``result`` is; the whole document without it
         insecure: false           # skip TLS verification
+        maxResponseBytes: 1048576 # a larger answer is an Error measurement (default 1 MiB)
 
-A non-2xx answer, a timeout, a body that is not JSON or a path that does not match raise
-``ProviderError`` (an Error measurement).
+A non-2xx answer, a timeout, a body that is not JSON (or nested too deeply), a body larger
+than ``maxResponseBytes`` or a path that does not match raise ``ProviderError`` (an Error
+measurement).
 """
 
 from __future__ import annotations
@@ -25,10 +27,20 @@ from typing import Any
 import httpx
 
 from changeover.analysis import jsonpath
-from changeover.analysis.providers import base
+from changeover.analysis.providers import base, capped
 
 DEFAULT_TIMEOUT = 10.0
-_KEYS = ("url", "method", "headers", "body", "jsonBody", "timeoutSeconds", "jsonPath", "insecure")
+_KEYS = (
+    "url",
+    "method",
+    "headers",
+    "body",
+    "jsonBody",
+    "timeoutSeconds",
+    "jsonPath",
+    "insecure",
+    capped.FIELD,
+)
 
 
 def _headers(raw: object) -> dict[str, str]:
@@ -67,6 +79,10 @@ def problems(config: Mapping[str, Any]) -> list[str]:
     timeout = config.get("timeoutSeconds", DEFAULT_TIMEOUT)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
         out.append(f"timeoutSeconds: expected a positive number, got {timeout!r}")
+    try:
+        capped.read_limit(config)
+    except ValueError as exc:
+        out.append(str(exc))
     return out
 
 
@@ -96,26 +112,31 @@ class WebProvider:
         elif "body" in config:
             content = str(config["body"]).encode()
         timeout = float(config.get("timeoutSeconds", DEFAULT_TIMEOUT))
+        limit = capped.read_limit(config)
         try:
             async with httpx.AsyncClient(
                 timeout=timeout,
                 verify=not config.get("insecure", False),
                 transport=self._transport,
             ) as client:
-                response = await client.request(method, url, headers=headers, content=content)
+                response = await capped.request(
+                    client, method, url, limit=limit, headers=headers, content=content
+                )
         except httpx.TimeoutException:
             raise base.ProviderError(f"{method} {url}: no answer within {timeout:g}s") from None
         except httpx.HTTPError as exc:
             raise base.ProviderError(f"{method} {url}: {exc or type(exc).__name__}") from None
-        if not 200 <= response.status_code < 300:
+        except capped.TooLarge as exc:
+            raise base.ProviderError(f"{method} {url}: {exc} ({capped.FIELD})") from None
+        if not response.is_success:
             text = response.text[:200].strip()
             raise base.ProviderError(
                 f"{method} {url}: HTTP {response.status_code}" + (f": {text}" if text else "")
             )
         try:
             document = response.json()
-        except ValueError:
-            raise base.ProviderError(f"{method} {url}: the answer is not JSON") from None
+        except ValueError as exc:
+            raise base.ProviderError(f"{method} {url}: the answer is not JSON ({exc})") from None
         path = config.get("jsonPath")
         if path is None:
             return base.ProviderResult(value=document)
