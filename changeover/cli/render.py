@@ -64,32 +64,102 @@ def _revisions(status: JSON) -> list[int]:
     return sorted(seen)
 
 
+# What each strategy calls its two revisions (Argo Rollouts' words where it has them).
+_ROLE_NAMES = {
+    "blueGreen": ("active", "preview"),
+    "abTest": ("A", "B"),
+    "shadow": ("primary", "shadow"),
+}
+
+
 def _role(status: JSON, revision: int) -> str:
+    stable_name, canary_name = _ROLE_NAMES.get(str(status.get("strategy")), ("stable", "canary"))
     roles = []
     if status.get("stableRevision") == revision:
-        roles.append("stable")
+        roles.append(stable_name)
     if status.get("canaryRevision") == revision:
-        roles.append("canary")
+        roles.append(canary_name)
     if status.get("revision") == revision and not roles:
         roles.append("target")
     return ",".join(roles) or "old"
 
 
+def effective_weights(status: JSON) -> dict[str, float]:
+    """Percent of requests (or users) each revision serves: ``weights``, with an A/B test's
+    sticky share of users taken from the others (``weights`` {1: 100} with 30% of users on
+    2 → {1: 70, 2: 30})."""
+    weights = {str(k): float(v) for k, v in (status.get("weights") or {}).items()}
+    sticky = status.get("sticky")
+    if isinstance(sticky, dict) and isinstance(sticky.get("weight"), int | float):
+        share = float(sticky["weight"])
+        weights = {k: v * (100 - share) / 100 for k, v in weights.items()}
+        key = str(sticky.get("revision"))
+        weights[key] = weights.get(key, 0.0) + share
+    return weights
+
+
+def _percent(value: float) -> str:
+    return f"{value:g}" if value == int(value) else f"{value:.1f}"
+
+
+def _traffic_cell(status: JSON, revision: int, weights: dict[str, float]) -> RenderableType:
+    weight = weights.get(str(revision))
+    notes = []
+    sticky = status.get("sticky")
+    if isinstance(sticky, dict) and sticky.get("revision") == revision:
+        notes.append("of users")
+    for name, rev in (status.get("headerRoutes") or {}).items():
+        if rev == revision:
+            notes.append(f"+ route {name}")
+    mirrored = (status.get("mirrors") or {}).get(str(revision))
+    if mirrored is not None:
+        notes.append(f"mirror {mirrored}%")
+    if weight is None and not notes:
+        return "-"
+    cell = Text()
+    if weight is not None:
+        cell = Text.assemble(bar(weight), f" {_percent(weight):>3}%")
+    if notes:
+        cell.append((" " if weight is not None else "") + " ".join(notes), style="dim")
+    return cell
+
+
 def revisions_table(status: JSON) -> Table:
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("REVISION", "ROLE", "TRAFFIC", "READY"):
+    for column in ("REVISION", "ROLE", "TRAFFIC", "READY", "RESTARTS"):
         table.add_column(column)
-    weights = status.get("weights") or {}
+    weights = effective_weights(status)
     replicas = status.get("replicas") or {}
+    states = status.get("revisionStates") or {}
     for revision in _revisions(status):
-        weight = weights.get(str(revision))
-        traffic: RenderableType = "-"
-        if weight is not None:
-            traffic = Text.assemble(bar(float(weight)), f" {weight:>3}%")
+        seen = states.get(str(revision)) or {}
+        ready = str(replicas.get(str(revision), 0))
+        if isinstance(seen.get("desired"), int):
+            ready += f"/{seen['desired']}"
         table.add_row(
-            str(revision), _role(status, revision), traffic, str(replicas.get(str(revision), 0))
+            str(revision),
+            _role(status, revision),
+            _traffic_cell(status, revision, weights),
+            ready,
+            str(seen.get("restarts", "-")),
         )
     return table
+
+
+def failures(status: JSON) -> list[Text]:
+    """Per revision, why its replicas are not ready and the last crash: the reason a
+    rollout is stuck, where the user looks."""
+    lines = []
+    for rev, seen in sorted((status.get("revisionStates") or {}).items()):
+        if not isinstance(seen, dict):
+            continue
+        if seen.get("notReady") and seen.get("notReady") != seen.get("lastFailure"):
+            lines.append(Text(f"  revision {rev} not ready: {seen['notReady']}", style="yellow"))
+        if seen.get("lastFailure"):
+            when = f" at {_clock(seen.get('lastFailureAt'))}" if seen.get("lastFailureAt") else ""
+            text = f"  revision {rev} last failure{when}: {seen['lastFailure']}"
+            lines.append(Text(text, style="red"))
+    return lines
 
 
 def _clock(ts: Any) -> str:
@@ -132,6 +202,7 @@ def rollout_view(status: JSON, events: list[JSON] | None = None) -> RenderableTy
     if status.get("previewEndpoint"):
         endpoints += f"   preview {status['previewEndpoint']}"
     parts += [Text(endpoints, style="dim"), Text(""), revisions_table(status)]
+    parts += failures(status)
     if status.get("analysis"):
         verdict = render_analysis.verdict_text(status.get("analysisRuns") or [])
         parts += [Text(""), verdict or Text("Analysis", style="bold")]
@@ -142,8 +213,10 @@ def rollout_view(status: JSON, events: list[JSON] | None = None) -> RenderableTy
 
 
 def _traffic_summary(status: JSON) -> str:
-    weights = status.get("weights") or {}
-    return " ".join(f"{rev}:{pct}%" for rev, pct in sorted(weights.items(), key=lambda kv: kv[0]))
+    weights = effective_weights(status)
+    return " ".join(
+        f"{rev}:{_percent(pct)}%" for rev, pct in sorted(weights.items(), key=lambda kv: kv[0])
+    )
 
 
 def rollouts_table(statuses: list[JSON]) -> Table:

@@ -19,7 +19,7 @@ from changeover.controller.loop import Controller
 from changeover.controller.service import JSON
 from changeover.engine import commands
 from changeover.engine.status import RolloutStatus
-from changeover.platforms.base import ReplicaState
+from changeover.platforms.base import ReplicaState, RevisionState
 from changeover.spec import analysis as spec_analysis
 from changeover.spec import analysis_checks, load, models, validate
 from changeover.traffic import builtin
@@ -150,6 +150,7 @@ class LocalService:
         host = rollout.spec.service.host
         message = status.message
         error = self._c.last_error(name)
+        sticky = status.traffic.sticky
         return {
             "name": name,
             "phase": str(status.phase),
@@ -162,7 +163,17 @@ class LocalService:
             "currentStepIndex": status.current_step_index,
             "totalSteps": steps,
             "weights": dict(status.traffic.weights),
+            # An A/B test's share of users, header routes and mirrors: traffic that
+            # ``weights`` alone does not show.
+            "sticky": {"revision": sticky.revision, "weight": sticky.weight} if sticky else None,
+            "headerRoutes": {k: v.revision for k, v in status.traffic.header_routes.items()},
+            "mirrors": {str(m.revision): m.percentage for m in status.traffic.mirrors.values()},
             "replicas": replicas,
+            "revisionStates": {
+                str(rev): _revision_state(state)
+                for rev, state in sorted(observed.items())
+                if state.desired or state.replicas
+            },
             "desiredReplicas": rollout.spec.replicas,
             **self._analysis(name),
             "endpoint": f"http://{host}:{rollout.spec.service.port}",
@@ -275,6 +286,22 @@ class LocalService:
         with contextlib.suppress(errors.ChangeoverError):
             await self._c.reconcile(name)
         return self.status(name)
+
+
+def _revision_state(state: RevisionState) -> JSON:
+    """One revision as ``status`` shows it: counts, restarts, and why it is not ready."""
+    crashed = [r for r in state.replicas if r.last_failure]
+    latest = max(crashed, key=lambda r: r.last_failure_at or 0.0) if crashed else None
+    waiting = [r.message for r in state.replicas if r.state is not ReplicaState.READY and r.message]
+    return {
+        "desired": state.desired,
+        "ready": len(state.ready),
+        "restarts": state.restarts,
+        "lastFailure": latest.last_failure if latest is not None else None,
+        "lastFailureAt": latest.last_failure_at if latest is not None else None,
+        # The reason a replica is not Ready right now (a probe failing, a crash).
+        "notReady": waiting[0] if waiting else None,
+    }
 
 
 def _ports(rollout: models.Rollout) -> list[int]:

@@ -52,6 +52,9 @@ class _Live:
     backends: dict[int, tuple[Endpoint, ...]] = field(default_factory=dict)
     hook_ids: set[str] = field(default_factory=set)
     last_error: str = ""
+    # Per replica id, the failure last told as an event (one event per new cause, not one
+    # per restart of a crash loop).
+    failures_told: dict[str, str] = field(default_factory=dict)
 
 
 class Controller:
@@ -190,6 +193,7 @@ class Controller:
             await self._ensure_revisions(name, stored.revision, rollout, status)
             observed = self.platform.observe(name)
             await self._sync_backends(live, observed)
+            self._tell_failures(name, live, observed)
             ctx = context.Context(
                 rollout=rollout,
                 revision=stored.revision,
@@ -281,6 +285,33 @@ class Controller:
                 await live.router.set_backends(revision, ready)
                 live.backends[revision] = ready
 
+    def _tell_failures(self, name: str, live: _Live, observed: dict[int, RevisionState]) -> None:
+        """A ``ReplicaFailed`` event for each new crash cause, ``ReplicaUnhealthy`` for a
+        readiness probe failing 3 times in a row with a new message: the reason reaches
+        ``get`` and the events, not only serve's log. A crash loop with one cause is one
+        event (the Degraded message counts the crashes)."""
+        events: list[dict[str, object]] = []
+        told: dict[str, str] = {}
+        for revision, state in observed.items():
+            for r in state.replicas:
+                crash_key, probe_key = f"{r.id}/crash", f"{r.id}/probe"
+                told[crash_key] = r.last_failure
+                if r.last_failure and live.failures_told.get(crash_key) != r.last_failure:
+                    message = f"replica {r.id}: {r.last_failure} (restarts: {r.restarts})"
+                    events.append(
+                        {"reason": "ReplicaFailed", "message": message, "revision": revision}
+                    )
+                probing = r.probe_failures >= 3 and r.message.startswith("readiness")
+                told[probe_key] = r.message if probing else live.failures_told.get(probe_key, "")
+                if probing and live.failures_told.get(probe_key) != r.message:
+                    message = f"replica {r.id}: {r.message}"
+                    events.append(
+                        {"reason": "ReplicaUnhealthy", "message": message, "revision": revision}
+                    )
+        live.failures_told = told
+        if events:
+            self.store.add_events(name, events, now=self.clock.now())
+
     def _observations(
         self,
         name: str,
@@ -302,6 +333,19 @@ class Controller:
                 ready=len(ready),
                 available=len(available),
                 restarts=sum(r.restarts for r in state.replicas),
+                failures=max(
+                    (r.failures for r in state.replicas if r.state is not ReplicaState.READY),
+                    default=0,
+                ),
+                last_failure=_latest_failure(state),
+                not_ready=next(
+                    (
+                        r.message
+                        for r in state.replicas
+                        if r.state is not ReplicaState.READY and r.message
+                    ),
+                    "",
+                ),
             )
         hooks = {}
         for hook_id in live.hook_ids:
@@ -334,6 +378,14 @@ _HOOK_STATES: dict[HookState, context.HookStateName] = {
     HookState.SUCCEEDED: "succeeded",
     HookState.FAILED: "failed",
 }
+
+
+def _latest_failure(state: RevisionState) -> str:
+    """The newest crash among ``state``'s replicas, ``""`` if none crashed."""
+    crashed = [r for r in state.replicas if r.last_failure]
+    if not crashed:
+        return ""
+    return max(crashed, key=lambda r: r.last_failure_at or 0.0).last_failure
 
 
 def _event_json(event: actions.Event) -> dict[str, object]:

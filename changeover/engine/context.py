@@ -23,6 +23,12 @@ class RevisionObservation:
     ready: int  # passing readiness now
     available: int  # ready for at least minReadySeconds
     restarts: int = 0
+    # The most crashes in a row of any replica that is not Ready now (0: none crash-looping),
+    # and the latest crash's message, for the Degraded message.
+    failures: int = 0
+    last_failure: str = ""
+    # Why a replica is not Ready right now (a failing probe, a crash), "" if all are.
+    not_ready: str = ""
 
 
 HookStateName = Literal["running", "succeeded", "failed"]

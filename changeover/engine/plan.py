@@ -9,7 +9,9 @@ It does what every strategy shares, then dispatches to ``strategies/<strategy>.a
 4. analysis runs and webhook gates no strategy asked about are stopped (``engine.runs``);
    revisions whose ``scale_down_at`` passed, orphans, and history beyond
    ``revisionHistoryLimit`` are cleaned up;
-5. progress is tracked for ``progressDeadlineSeconds``.
+5. progress is tracked for ``progressDeadlineSeconds``; a target revision whose replicas
+   crash ``CRASH_LOOP_FAILURES`` times in a row degrades at once (Kubernetes'
+   CrashLoopBackOff), without waiting for the deadline.
 
 Planning is level-triggered: with the resulting status and observations that reflect the
 actions, planning again asks for nothing new and emits no event twice.
@@ -69,6 +71,7 @@ def plan(ctx: Context) -> Plan:
     _scale_down_expired(d)
     _prune_history(d)
     _track_progress(d)
+    _detect_crash_loop(d)
     return d.finish()
 
 
@@ -301,6 +304,31 @@ def _track_progress(d: Draft) -> None:
         f"revision {d.target} made no progress within progressDeadlineSeconds "
         f"({models.format_duration(deadline)})"
     )
+    target = d.ctx.observations.of(d.target)
+    why = target.not_ready or target.last_failure
+    if why and target.available < target.desired:
+        msg += f": {why}"
     d.move_to(Phase.DEGRADED, msg)
     d.update(deadline_exceeded=True)
     d.event(Reason.DEADLINE, msg, d.target)
+
+
+# A replica of the target that crashed this many times in a row without becoming Ready
+# (about 3.5 s with the default backoff) is crash-looping: waiting for the deadline
+# (600 s by default) would tell the user nothing more.
+CRASH_LOOP_FAILURES = 3
+
+
+def _detect_crash_loop(d: Draft) -> None:
+    st = d.status
+    target = d.ctx.observations.of(d.target)
+    if st.phase != Phase.PROGRESSING or target.failures < CRASH_LOOP_FAILURES:
+        return
+    msg = (
+        f"revision {d.target} is crash-looping: a replica crashed {target.failures} times "
+        f"in a row, last: {target.last_failure or 'no message'}"
+    )
+    # As a passed deadline: it heals by itself once the revision makes progress again.
+    d.move_to(Phase.DEGRADED, msg)
+    d.update(deadline_exceeded=True)
+    d.event(Reason.DEGRADED, msg, d.target)

@@ -37,6 +37,13 @@ class Replica:
     restarts: int = 0
     pid: int | None = None
     message: str = ""  # why it is not Ready (last exit, spawn error, probe failure); "" if fine
+    # Crashes in a row since it was last steadily Ready (drives the backoff; a crash loop).
+    failures: int = 0
+    # The latest crash (cannot execute, exit code or signal, the output's last lines) and
+    # when it happened; kept after the replica is Ready again, as Kubernetes' lastState.
+    last_failure: str = ""
+    last_failure_at: float | None = None
+    probe_failures: int = 0  # readiness probes failed in a row (0 once one passes)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -51,6 +51,21 @@ class Backoff:
 
 
 _WAS_SERVING = (base.ReplicaState.READY, base.ReplicaState.NOT_READY)
+_BANNER = "--- changeover "
+
+
+def last_output(log_path: Path, *, lines: int = 3, max_chars: int = 300) -> str:
+    """The last ``lines`` lines the latest run wrote to ``log_path`` (stdout and stderr
+    share it), joined with `` | ``; earlier runs' output (before the last banner) is not
+    this crash's story."""
+    text = process.tail(log_path, lines=40, max_chars=4000)
+    kept: list[str] = []
+    for line in text.splitlines():
+        if line.startswith(_BANNER):
+            kept = []
+        elif line.strip():
+            kept.append(line.strip())
+    return " | ".join(kept[-lines:])[-max_chars:]
 
 
 class ReplicaRunner:
@@ -81,6 +96,10 @@ class ReplicaRunner:
         self.state = base.ReplicaState.STARTING
         self.message = ""
         self.last_error = ""  # the latest crash, kept until the replica is Ready again
+        # The latest crash and its time, kept for good: `get` and `status` show it.
+        self.last_failure = ""
+        self.last_failure_at: float | None = None
+        self.probe_failures = 0
         self._failures = 0  # consecutive crashes, drives the backoff
         self._task: asyncio.Task[None] | None = None
 
@@ -110,6 +129,10 @@ class ReplicaRunner:
             # A replica starting again after a crash says why it crashed.
             message=self.message
             or (self.last_error if self.state is not base.ReplicaState.READY else ""),
+            failures=self._failures,
+            last_failure=self.last_failure,
+            last_failure_at=self.last_failure_at,
+            probe_failures=self.probe_failures,
         )
 
     # --- the supervision loop ----------------------------------------------------------
@@ -195,6 +218,7 @@ class ReplicaRunner:
                 result = checking.result()
                 success_threshold = cfg.success_threshold if cfg is not None else 1
                 failure_threshold = cfg.failure_threshold if cfg is not None else 3
+                self.probe_failures = 0 if result.ok else failures + 1
                 if result.ok:
                     successes, failures = successes + 1, 0
                     needed = 1 if restored_ready_since is not None else success_threshold
@@ -224,6 +248,7 @@ class ReplicaRunner:
                 await aio.cancel_and_wait(exited)
 
     def _exit_message(self, code: int | None) -> str:
+        """``exited with code 1: <its last output lines>``, ``killed by SIGKILL``..."""
         if code is None:
             return "process exited"
         if code < 0:
@@ -231,9 +256,13 @@ class ReplicaRunner:
                 name = signal.Signals(-code).name
             except ValueError:
                 name = f"signal {-code}"
-            return f"killed by {name}"
-        tail = process.tail(self._log_path, lines=3, max_chars=300)
-        return f"exited with code {code}" + (f": {tail}" if tail else "")
+            what = f"killed by {name}"
+        elif code == 0:
+            what = "exited with code 0 (a service must keep running)"
+        else:
+            what = f"exited with code {code}"
+        tail = last_output(self._log_path)
+        return what + (f": {tail}" if tail else "")
 
     def _maybe_move_port(self, ever_ready: bool) -> str:
         """If it died before ever becoming ready and its port is now taken by someone else,
@@ -253,7 +282,8 @@ class ReplicaRunner:
         self.record.restarts += 1
         self.record.ready_since = None
         self._failures += 1
-        self.last_error = message
+        self.last_error = self.last_failure = message
+        self.last_failure_at = self._clock()
         log.warning("replica %s crashed: %s", self.id, message)
         self._set(base.ReplicaState.CRASHED, message)
 

@@ -1,0 +1,85 @@
+"""Why a rollout is stuck, shown where the user looks (``get``, ``status -o json``, the
+events) rather than only in serve's stderr: a misspelt command, a process that exits at
+once, a readiness probe that never passes. A crash loop degrades the rollout in seconds,
+not after progressDeadlineSeconds (600 s by default)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from e2e_helpers import JSON, Serve, example_rollout, write_rollout
+
+pytestmark = pytest.mark.slow
+
+
+def _rollout(serve: Serve, tmp_path: Path, name: str, command: list[str], **spec: object) -> Path:
+    doc = example_rollout("rollingUpdate", name=name, version="v1", mark=serve.mark, replicas=1)
+    doc["spec"]["template"]["command"] = command
+    doc["spec"].update(spec)
+    return write_rollout(tmp_path / f"{name}.yaml", doc)
+
+
+def _events(serve: Serve, name: str) -> list[JSON]:
+    doc = serve.cli("get", name, "-o", "json", check=True).json
+    events: list[JSON] = doc["events"]
+    return events
+
+
+def test_a_misspelt_command_degrades_in_seconds_and_says_why(serve: Serve, tmp_path: Path) -> None:
+    spec = _rollout(serve, tmp_path, "typo", ["pythn3", "-m", "http.server", "$(PORT)"])
+    started = time.monotonic()
+    assert serve.apply(spec).code == 0
+    doc = serve.wait_phase("typo", "Degraded", within=30)
+    # Within seconds (the crash-loop threshold), not after the 600 s deadline.
+    assert time.monotonic() - started < 30
+    assert "crash-looping" in doc["message"]
+    assert "cannot execute 'pythn3'" in doc["message"]
+
+    status = serve.status("typo")
+    seen = status["revisionStates"]["1"]
+    assert seen["restarts"] >= 3
+    assert "cannot execute 'pythn3'" in seen["lastFailure"]
+    reasons = {e["reason"]: e["message"] for e in _events(serve, "typo")}
+    assert "cannot execute 'pythn3'" in reasons["ReplicaFailed"]
+    assert "crash-looping" in reasons["RolloutDegraded"]
+
+    shown = serve.cli("get", "typo", check=True).stdout
+    assert "last failure" in shown and "cannot execute 'pythn3'" in shown
+    # apply --wait of the same spec ends at once with exit 1 and the reason.
+    waited = serve.apply(spec, "--wait", "--timeout", "20")
+    assert waited.code == 1 and "crash-looping" in waited.stdout, str(waited)
+
+
+def test_a_process_that_exits_at_once_shows_its_exit_code_and_last_output(
+    serve: Serve, tmp_path: Path
+) -> None:
+    script = "import sys; print('MODEL_PATH is not set', file=sys.stderr); sys.exit(3)"
+    spec = _rollout(serve, tmp_path, "quits", [sys.executable, "-c", script])
+    assert serve.apply(spec).code == 0
+    doc = serve.wait_phase("quits", "Degraded", within=30)
+    assert "exited with code 3: MODEL_PATH is not set" in doc["message"]
+    seen = serve.status("quits")["revisionStates"]["1"]
+    assert seen["lastFailure"] == "exited with code 3: MODEL_PATH is not set"
+
+
+def test_a_probe_that_never_passes_is_shown_and_named_by_the_deadline(
+    serve: Serve, tmp_path: Path
+) -> None:
+    spec = _rollout(
+        serve,
+        tmp_path,
+        "unready",
+        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "$(PORT)"],
+        progressDeadlineSeconds=4,
+    )
+    assert serve.apply(spec).code == 0
+    doc = serve.wait_phase("unready", "Degraded", within=30)
+    assert "progressDeadlineSeconds" in doc["message"]
+    assert "readiness probe failed" in doc["message"]
+    seen = serve.status("unready")["revisionStates"]["1"]
+    assert seen["restarts"] == 0 and "readiness probe failed" in seen["notReady"]
+    reasons = {e["reason"] for e in _events(serve, "unready")}
+    assert "ReplicaUnhealthy" in reasons
