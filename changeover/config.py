@@ -18,9 +18,13 @@ other command resolves a server URL and a token from that file. The file lives a
     }
 
 Resolution (``resolve``): the URL is ``--server`` / ``$CHANGEOVER_SERVER``, else the current
-server, else ``http://127.0.0.1:7070``. The token is ``--token`` / ``$CHANGEOVER_TOKEN``,
-else the contents of the token file recorded for that URL, else none (reads still work on
-loopback; mutations will be refused with 401).
+server, else ``http://127.0.0.1:7070``. A current server that is gone (its recorded process
+is not running, or nothing listens on its port) gives way to a recorded one that is live,
+with a note on stderr (``Target.note``); ``changeover servers`` lists, switches (``use``)
+and forgets them, as ``kubectl config get-contexts/use-context/delete-context`` do.
+The token is ``--token`` / ``$CHANGEOVER_TOKEN``, else the contents of the token file
+recorded for that URL, else none (reads still work on loopback; mutations will be refused
+with 401).
 
 The token itself never goes into servers.json, only the path of a 0600 file beside the state.
 """
@@ -31,11 +35,13 @@ import contextlib
 import json
 import os
 import secrets
+import socket
 import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from changeover import errors
 
@@ -156,6 +162,10 @@ def record_server(record: ServerRecord, *, make_current: bool = True) -> Path:
     doc["servers"][url] = {**record.as_json(), "url": url}
     if make_current:
         doc["current"] = url
+    return _save(doc)
+
+
+def _save(doc: dict[str, Any]) -> Path:
     path = config_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -175,7 +185,10 @@ def record_server(record: ServerRecord, *, make_current: bool = True) -> Path:
 
 
 def find_server(url: str) -> ServerRecord | None:
-    entry = load()["servers"].get(normalize_url(url))
+    return _record(load()["servers"].get(normalize_url(url)))
+
+
+def _record(entry: Any) -> ServerRecord | None:
     if not isinstance(entry, dict):
         return None
     try:
@@ -189,6 +202,70 @@ def find_server(url: str) -> ServerRecord | None:
         return None
 
 
+def servers() -> list[ServerRecord]:
+    """Every recorded server, in URL order (unreadable entries are skipped)."""
+    found = [_record(entry) for entry in load()["servers"].values()]
+    return sorted((r for r in found if r is not None), key=lambda r: r.url)
+
+
+def current_url() -> str | None:
+    current = load().get("current")
+    return normalize_url(current) if isinstance(current, str) and current else None
+
+
+def _known(url: str, doc: dict[str, Any]) -> str:
+    key = normalize_url(url)
+    if key not in doc["servers"]:
+        have = ", ".join(sorted(doc["servers"])) or "none"
+        raise errors.NotFound(f"no server {key} in {config_path()} (recorded: {have})")
+    return key
+
+
+def use_server(url: str) -> str:
+    """Make the recorded server ``url`` current; NotFound naming the recorded ones."""
+    doc = load()
+    doc["current"] = _known(url, doc)
+    _save(doc)
+    return str(doc["current"])
+
+
+def forget_server(url: str) -> str:
+    """Remove ``url`` from servers.json; if it was current, no server is current."""
+    doc = load()
+    key = _known(url, doc)
+    del doc["servers"][key]
+    if doc.get("current") == key:
+        doc["current"] = None
+    _save(doc)
+    return key
+
+
+def pid_running(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: it exists
+    return True
+
+
+def is_live(record: ServerRecord, *, timeout: float = 0.5) -> bool:
+    """Its recorded process runs and something accepts connections on its port."""
+    if record.pid and not pid_running(record.pid):
+        return False
+    parts = urlsplit(record.url)
+    if parts.hostname is None:
+        return False
+    try:
+        with socket.create_connection((parts.hostname, parts.port or 80), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 @dataclass(frozen=True, kw_only=True)
 class Target:
     """The server a CLI command talks to."""
@@ -197,22 +274,44 @@ class Target:
     token: str | None
     # Where the token came from, for error messages ("--token", a file path, or None).
     token_source: str | None = None
+    # Said to the user on stderr: the current server was gone and another one is used.
+    note: str = ""
 
 
 def resolve(*, server: str | None = None, token: str | None = None) -> Target:
     """Pick the server URL and token (see the module docstring for the order).
     ``server``/``token`` are the flag values, with Typer already folding in the env vars."""
+    note = ""
     if server:
         url = normalize_url(server)
     else:
-        current = load().get("current")
-        url = normalize_url(current) if isinstance(current, str) and current else DEFAULT_URL
+        url, note = _implicit_url()
     if token:
-        return Target(url=url, token=token.strip(), token_source="--token")
+        return Target(url=url, token=token.strip(), token_source="--token", note=note)
     record = find_server(url)
     if record is not None:
         with contextlib.suppress(OSError):
             text = Path(record.token_file).read_text().strip()
             if text:
-                return Target(url=url, token=text, token_source=record.token_file)
-    return Target(url=url, token=None)
+                return Target(url=url, token=text, token_source=record.token_file, note=note)
+    return Target(url=url, token=None, note=note)
+
+
+def _implicit_url() -> tuple[str, str]:
+    """The current server; if it is gone, a live recorded one and a word saying so."""
+    current = current_url()
+    record = find_server(current) if current else None
+    if record is not None and is_live(record):
+        return current or DEFAULT_URL, ""
+    others = [r for r in servers() if normalize_url(r.url) != current]
+    live = next((r for r in others if is_live(r)), None)
+    if live is None:
+        return current or DEFAULT_URL, ""
+    url = normalize_url(live.url)
+    if current is None:
+        return url, f"no current server: using {url} (`changeover servers use URL` to pick one)"
+    return url, (
+        f"the current server {current} is gone: using {url} "
+        f"(`changeover servers use {url}` makes it current, "
+        f"`changeover servers forget {current}` forgets the old one)"
+    )

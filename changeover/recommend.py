@@ -412,6 +412,15 @@ def interactive(console: Console, *, ask: AskFn | None = None) -> Recommendation
     return rec
 
 
+def commented_yaml(rec: Recommendation) -> str:
+    """The recommendation as a YAML file: the spec, with the strategy, the reasons and the
+    trade-offs as comments above it, so ``recommend > rollout.yaml`` is ready to apply."""
+    lines = [f"# Recommended: {rec.strategy.label} ({rec.strategy})"]
+    lines += [f"# - {reason}" for reason in rec.reasons]
+    lines += [f"# {key}: {rec.tradeoffs[key]}" for key in TRADEOFF_KEYS]
+    return "\n".join(lines) + "\n" + rec.example_yaml
+
+
 def render(console: Console, rec: Recommendation) -> None:
     """Strategy, reasons, a trade-offs table and a spec snippet."""
     reasons = "\n".join(f"• {reason}" for reason in rec.reasons)

@@ -52,6 +52,25 @@ class ErrorMappingGroup(typer.core.TyperGroup):
                 err_line("run again with `changeover --debug ...` to see the traceback")
             raise typer.Exit(1) from None
 
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _flags_take_no_value(command, ctx)
+        return command
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _flags_take_no_value(self, ctx)
+        super().format_help(ctx, formatter)
+
+
+def _flags_take_no_value(command: Any, ctx: Any) -> None:
+    """Help shows ``--wait``, not ``--wait <bool>``: an on/off flag takes no value (Typer
+    gives every option a type label, flags included)."""
+    for param in command.get_params(ctx):
+        # Duck-typed: Typer ships its own copy of click's classes.
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+
 
 def _debug(ctx: Any) -> bool:
     return bool(ctx.params.get("debug")) or bool(os.environ.get("CHANGEOVER_DEBUG"))
@@ -114,19 +133,39 @@ def client(server: str | None, token: str | None) -> client_mod.Client:
     kube = platform.kube_client()
     if kube is not None:
         return kube
-    return client_mod.Client(config.resolve(server=server, token=token))
+    target = config.resolve(server=server, token=token)
+    if target.note:
+        err_line(target.note, style="yellow")
+    return client_mod.Client(target)
 
 
 # --- output ---------------------------------------------------------------------------------
 
 
+# Where output is not a terminal (a pipe, a file, a CI log) no line is cut or wrapped: a
+# table row, an endpoint or a YAML line stays whole whatever its length.
+UNBOUNDED_WIDTH = 100_000
+
+
+def console_for(file: Any) -> Console:
+    """A Console on ``file``: the terminal's width on a terminal, unbounded elsewhere."""
+    console = Console(file=file, highlight=False)
+    if console.is_terminal:
+        return console
+    return Console(file=file, highlight=False, width=UNBOUNDED_WIDTH)
+
+
+def is_terminal() -> bool:
+    return Console(file=sys.stdout).is_terminal
+
+
 def out() -> Console:
     # Built per call: CliRunner swaps sys.stdout between invocations.
-    return Console(file=sys.stdout, highlight=False)
+    return console_for(sys.stdout)
 
 
 def err() -> Console:
-    return Console(file=sys.stderr, highlight=False)
+    return console_for(sys.stderr)
 
 
 def err_line(message: str, *, style: str = "") -> None:

@@ -128,6 +128,8 @@ def _progress(output: app_mod.Output) -> Callable[[wait.Waiter, JSON], None]:
     hinted: set[str] = set()
 
     def show(waiter: wait.Waiter, status: JSON) -> None:
+        if wait.is_terminal(status):
+            return  # the outcome gets its own final line; old news is not progress
         # Progress goes to stderr so -o json keeps stdout machine-readable.
         app_mod.err_line(f"rollout/{waiter.name}: {_describe(status)}", style="dim")
         paused = status.get("phase") == "Paused"

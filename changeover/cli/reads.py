@@ -1,8 +1,9 @@
 """Read commands: ``get``, ``status``, ``history``, ``lint``. Each takes ``-o json``.
 
 ``get NAME --watch`` is a Rich live view refreshed about four times a second until Ctrl-C
-(or, with ``--until-done``, until the rollout reaches a terminal phase: exit 0 Healthy,
-1 Aborted/Degraded). A server that goes away mid-watch is shown, not fatal.
+(exit 130, as any interrupted command) or, with ``--until-done``, until the rollout reaches
+a terminal phase (exit 0 Healthy, 1 Aborted/Degraded). A server that goes away mid-watch is
+shown, not fatal.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def _watch(client: client_mod.Client, name: str | None, *, until_done: bool) -> 
                     return 0 if last.get("phase") == "Healthy" else 1
                 time.sleep(REFRESH_SECONDS)
     except KeyboardInterrupt:
-        return 0
+        return 130  # the exit-code table: interrupted
 
 
 @app.command()

@@ -121,12 +121,23 @@ def recommend(
         "compare_variants": compare_variants,
     }
     # Flags, JSON output or no terminal to ask on: answer from the flags alone.
-    if any(flags.values()) or output is app_mod.Output.JSON or not sys.stdin.isatty():
+    asking = sys.stdin.isatty() and app_mod.is_terminal()
+    if any(flags.values()) or output is app_mod.Output.JSON or not asking:
+        if not asking:
+            given = " ".join(f"--{k.replace('_', '-')}" for k, v in flags.items() if v)
+            app_mod.err_line(
+                "recommend: no terminal to ask on, so every question not given as a flag "
+                f"took its default (flags given: {given or 'none'}; see --help)",
+                style="yellow",
+            )
         rec = module.from_flags(**flags)
         if output is app_mod.Output.JSON:
             app_mod.print_json(rec.to_json_dict())
-        else:
+        elif app_mod.is_terminal():
             module.render(app_mod.out(), rec)
+        else:
+            # Redirected to a file: the spec itself, reasons as comments, nothing cut.
+            sys.stdout.write(module.commented_yaml(rec))
         return
     module.interactive(app_mod.out())
 
