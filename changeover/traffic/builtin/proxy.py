@@ -202,14 +202,15 @@ class ClientConnection(asyncio.Protocol):
         tbl = self.state.table
         rebuild = not http11
         chunked = expect = False
-        length = 0
+        codings: list[bytes] | None = None
+        length = -1  # no content-length field
         hd: dict[bytes, bytes] | None = {} if tbl.needs_headers or tbl.mirrors else None
         for _, name, value in tbl.request_fields.findall(head):
             lname = name.lower()
             if lname in wire.HOP_BY_HOP:
                 rebuild = True
                 if lname == b"transfer-encoding":
-                    chunked = b"chunked" in value.lower()
+                    codings = [value] if codings is None else [*codings, value]
                 elif lname == b"expect":
                     expect = value.strip().lower() == b"100-continue"
             elif lname == b"content-length":
@@ -218,7 +219,12 @@ class ClientConnection(asyncio.Protocol):
                 rebuild = True
             if hd is not None and lname not in hd:
                 hd[lname] = value.rstrip(b" \t")
-        self._next = -1 if chunked else head_end + length
+        if codings is not None:
+            # llhttp refuses a request whose final coding is not chunked; this is the same
+            # reading of the same fields, so the body is framed as the parser frames it.
+            chunked = wire.final_coding_chunked(codings)
+            length = -1
+        self._next = -1 if chunked else head_end + max(length, 0)
         if rebuild:
             start, headers = wire.parse_head(head)
             extra_hop: frozenset[bytes] = frozenset()
@@ -226,13 +232,15 @@ class ClientConnection(asyncio.Protocol):
                 if name == b"connection":
                     extra_hop = extra_hop | wire.connection_tokens(value)
             url = start.split(b" ", 2)[1]
+            # Re-framed from what the parser read, never from the fields as sent.
+            if chunked:
+                framing = wire.CHUNKED
+            elif length >= 0:
+                framing = b"content-length: %d\r\n" % length
+            else:
+                framing = b""
             up_head = wire.request_head(
-                method,
-                url,
-                headers,
-                client_ip=self.client_ip,
-                framing=wire.CHUNKED if chunked else b"",
-                extra_hop=extra_hop,
+                method, url, headers, client_ip=self.client_ip, framing=framing, extra_hop=extra_hop
             )
         else:
             up_head = head[:-2] + self.fwd_tail

@@ -40,12 +40,16 @@ def framing_of(fields: list[wire.Field], status: int, head_only: bool) -> tuple[
     if head_only or status in (204, 304) or status < 200:
         return NO_BODY, 0
     length = -1
+    codings: list[bytes] = []
     for _, name, value in fields:  # lower-cased by response_fields
         if name == b"transfer-encoding":
-            if b"chunked" in value:
-                return CHUNKED, 0
+            codings.append(value)
         elif name == b"content-length":
             length = int(value.strip().split(b",")[0])
+    if codings:
+        # As llhttp frames it (RFC 9112 §6.3): chunked only when it is the final coding;
+        # any other transfer coding means the body runs to the connection's close.
+        return (CHUNKED, 0) if wire.final_coding_chunked(codings) else (CLOSE, 0)
     if length >= 0:
         return (LENGTH, length) if length else (NO_BODY, 0)
     return CLOSE, 0

@@ -100,7 +100,7 @@ def clean_response_head(head: bytes, fields: list[Field], extra: bytes) -> bytes
         if name == b"connection" and value != b"keep-alive" and value != b"close":
             for token in value.split(b","):
                 token = token.strip()
-                if token and token not in (b"keep-alive", b"close"):
+                if token and token not in (b"keep-alive", b"close") and token not in NEVER_HOP:
                     named = named or set()
                     named.add(token)
         drop.append(line)
@@ -130,9 +130,36 @@ LAST_CHUNK = b"0\r\n\r\n"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
+# Fields that frame a message or name its target: a ``Connection`` header naming them is
+# ignored for them (they are never dropped), so a client cannot make the proxy forward a
+# body without its framing (request smuggling). nginx and HAProxy ignore these tokens too.
+NEVER_HOP = frozenset({b"content-length", b"transfer-encoding", b"host"})
+
+
 def connection_tokens(value: bytes) -> frozenset[bytes]:
-    """Field names a ``Connection`` header lists (they are hop-by-hop too)."""
-    return frozenset(t.strip().lower() for t in value.split(b",") if t.strip())
+    """Field names a ``Connection`` header lists (hop-by-hop too), but ``NEVER_HOP``'s.
+
+    >>> sorted(connection_tokens(b"Content-Length, X-Trace , keep-alive"))
+    [b'keep-alive', b'x-trace']
+    """
+    tokens = frozenset(t.strip().lower() for t in value.split(b",") if t.strip())
+    return tokens - NEVER_HOP
+
+
+def final_coding_chunked(values: Sequence[bytes]) -> bool:
+    """Whether ``chunked`` is the last transfer coding of these ``Transfer-Encoding``
+    values (in order): the one case where the body is chunked (RFC 9112 §6.3, llhttp).
+
+    >>> final_coding_chunked([b"gzip, chunked"]), final_coding_chunked([b"chunked, gzip"])
+    (True, False)
+    """
+    last = b""
+    for value in values:
+        for token in value.split(b","):
+            token = token.strip()
+            if token:
+                last = token.lower()
+    return last == b"chunked"
 
 
 def request_head(

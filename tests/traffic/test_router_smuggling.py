@@ -1,0 +1,150 @@
+"""Request and response smuggling through the builtin router (issue 11 §2 item 1).
+
+A ``Connection`` header may name fields that are hop-by-hop for this one connection; it
+must never remove the fields that frame the message (``Content-Length``,
+``Transfer-Encoding``) or ``Host``. Otherwise a body the router forwards is parsed by the
+upstream as a second request on a pooled connection (and its answer goes to the next
+client), or a response body is spliced into the client's next response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import router_helpers
+from router_helpers import RouterFactory, UpstreamFactory
+from test_router_fastpath import answer, one_revision, raw_upstream
+
+from changeover.endpoints import Endpoint
+from changeover.traffic.builtin import upstream as upstream_mod
+from changeover.traffic.builtin import wire
+
+SMUGGLED = b"GET /smuggled HTTP/1.1\r\nhost: evil\r\n\r\n"
+
+
+async def test_connection_naming_content_length_cannot_smuggle_a_request(
+    make_router: RouterFactory, upstream: UpstreamFactory
+) -> None:
+    router, up = await one_revision(make_router, upstream)
+    attack = (
+        b"POST /echo HTTP/1.1\r\nhost: x\r\nconnection: content-length\r\n"
+        b"content-length: %d\r\n\r\n%s" % (len(SMUGGLED), SMUGGLED)
+    )
+    statuses = []
+    for data in (attack, b"GET /victim HTTP/1.1\r\nhost: x\r\ncookie: secret=1\r\n\r\n"):
+        # The victim comes next, on a new client connection but the same pooled upstream
+        # connection: it must get its own answer, not the smuggled request's.
+        reader, writer = await asyncio.open_connection("127.0.0.1", router.port)
+        writer.write(data)
+        try:
+            statuses.append((await asyncio.wait_for(router_helpers.read_reply(reader), 5)).status)
+        except asyncio.IncompleteReadError:
+            statuses.append(0)
+        writer.close()
+    assert [r.path for r in up.requests] == ["/echo", "/victim"]  # never "/smuggled"
+    assert statuses == [200, 200]
+    assert up.requests[0].body == SMUGGLED
+    assert up.requests[0].headers["content-length"] == str(len(SMUGGLED))
+
+
+async def test_connection_tokens_never_remove_transfer_encoding_or_host(
+    make_router: RouterFactory, upstream: UpstreamFactory
+) -> None:
+    router, up = await one_revision(make_router, upstream)
+    body = b"5\r\nhello\r\n0\r\n\r\n"
+    attack = (
+        b"POST /echo HTTP/1.1\r\nhost: x\r\nconnection: transfer-encoding, host, keep-alive\r\n"
+        b"transfer-encoding: chunked\r\n\r\n" + body
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", router.port)
+    writer.write(attack + b"GET /after HTTP/1.1\r\nhost: x\r\n\r\n")
+    reply = await asyncio.wait_for(router_helpers.read_reply(reader), 5)
+    writer.close()
+    assert reply.status == 200
+    seen = up.requests[0]
+    assert seen.body == b"hello"
+    assert seen.headers["host"] == "x"
+    assert seen.headers["transfer-encoding"] == "chunked"
+    assert all(r.path != "/smuggled" for r in up.requests)
+
+
+async def test_a_rebuilt_head_is_reframed_from_the_parsed_length(
+    make_router: RouterFactory, upstream: UpstreamFactory
+) -> None:
+    """HTTP/1.0 heads are rebuilt: their body still goes with its parsed length."""
+    router, up = await one_revision(make_router, upstream)
+    reader, writer = await asyncio.open_connection("127.0.0.1", router.port)
+    writer.write(
+        b"POST /echo HTTP/1.0\r\nconnection: keep-alive, content-length\r\n"
+        b"content-length: 5\r\n\r\nhello"
+    )
+    reply = await asyncio.wait_for(router_helpers.read_reply(reader), 5)
+    writer.close()
+    assert reply.status == 200
+    assert up.requests[0].body == b"hello"
+    assert up.requests[0].headers["content-length"] == "5"
+
+
+async def test_upstream_connection_naming_content_length_keeps_the_response_framed(
+    make_router: RouterFactory,
+) -> None:
+    """An upstream's ``Connection: content-length`` must not strip the response's length:
+    the client would then read the next response as part of this body."""
+    response = (
+        b"HTTP/1.1 200 OK\r\nconnection: content-length, x-drop\r\nx-drop: 1\r\n"
+        b"content-length: 5\r\n\r\nhello"
+    )
+    async with raw_upstream(answer(response, keep_open=True)) as port:
+        router = await make_router()
+        await router.set_backends(1, [Endpoint("127.0.0.1", port)])
+        await router.set_weight({1: 100})
+        reader, writer = await asyncio.open_connection("127.0.0.1", router.port)
+        writer.write(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        writer.close()
+    lower = head.lower()
+    assert b"content-length: 5\r\n" in lower
+    assert b"x-drop" not in lower
+
+
+async def test_chunked_then_gzip_response_is_close_delimited_as_llhttp_frames_it(
+    make_router: RouterFactory,
+) -> None:
+    """``Transfer-Encoding: chunked, gzip``: chunked is not the final coding, so the body
+    runs to the connection's close (RFC 9112 §6.3, llhttp). Bytes that look like a chunked
+    end followed by a second response are body, and reach the client as body."""
+    body = b"0\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged"
+    response = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, gzip\r\n\r\n" + body
+    async with raw_upstream(answer(response)) as port:
+        router = await make_router()
+        await router.set_backends(1, [Endpoint("127.0.0.1", port)])
+        await router.set_weight({1: 100})
+        reader, writer = await asyncio.open_connection("127.0.0.1", router.port)
+        writer.write(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        reply = await asyncio.wait_for(router_helpers.read_reply(reader), 5)
+        writer.close()
+    assert reply.status == 200
+    assert reply.body == body
+
+
+def test_framing_of_follows_llhttp_for_transfer_codings() -> None:
+    def framing(head: bytes) -> int:
+        return upstream_mod.framing_of(wire.response_fields(head.lower()), 200, False)[0]
+
+    assert framing(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n") == upstream_mod.CHUNKED
+    assert (
+        framing(b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n")
+        == upstream_mod.CHUNKED
+    )
+    assert framing(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, gzip\r\n\r\n") == (
+        upstream_mod.CLOSE
+    )
+    assert framing(b"HTTP/1.1 200 OK\r\ntransfer-encoding: xchunked\r\n\r\n") == upstream_mod.CLOSE
+    assert (
+        framing(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntransfer-encoding: gzip\r\n\r\n")
+        == upstream_mod.CLOSE
+    )
+    assert (
+        framing(b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\ncontent-length: 3\r\n\r\n")
+        == upstream_mod.CLOSE
+    )
