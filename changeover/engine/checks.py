@@ -30,13 +30,14 @@ from changeover.spec import models
 
 
 def in_use(spec: models.RolloutSpec) -> bool:
-    """True when ``spec.checks`` gates something: a canary ``check`` step."""
-    canary = spec.strategy.canary
-    return (
-        spec.checks is not None
-        and canary is not None
-        and any(step.check is not None for step in canary.steps)
-    )
+    """True when ``spec.checks`` gates something: a canary ``check`` step or blueGreen's
+    ``prePromotionChecks``."""
+    canary, blue_green = spec.strategy.canary, spec.strategy.blue_green
+    if spec.checks is None:
+        return False
+    if blue_green is not None:
+        return blue_green.pre_promotion_checks is not None
+    return canary is not None and any(step.check is not None for step in canary.steps)
 
 
 def state(d: Draft) -> CheckState:

@@ -184,9 +184,21 @@ def check_rollout(
 
 
 def _check_step_problems(rollout: models.Rollout, source: str) -> list[errors.SpecProblem]:
-    """A ``check`` step waits for ``spec.checks``: without it, it could never pass."""
+    """A ``check`` step (or ``prePromotionChecks``) waits for ``spec.checks``: without it,
+    it could never pass."""
+    if rollout.spec.checks is not None:
+        return []
+    blue_green = rollout.spec.strategy.blue_green
+    if blue_green is not None and blue_green.pre_promotion_checks is not None:
+        return [
+            _problem(
+                source,
+                "spec.strategy.blueGreen.prePromotionChecks",
+                "expected spec.checks (interval, threshold, metrics) for promotion to wait for",
+            )
+        ]
     canary = rollout.spec.strategy.canary
-    if canary is None or rollout.spec.checks is not None:
+    if canary is None:
         return []
     return [
         _problem(

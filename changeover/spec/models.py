@@ -276,6 +276,8 @@ class BlueGreenStrategy(Model):
     # Before the switch (its failure aborts), and after it (its failure switches back).
     pre_promotion_analysis: spec_analysis.RolloutAnalysis | None = None
     post_promotion_analysis: spec_analysis.RolloutAnalysis | None = None
+    # Passing checks of spec.checks (Flagger's blue/green iterations) before promotion.
+    pre_promotion_checks: Annotated[int, Field(ge=1)] | None = None
 
 
 class Pause(Model):

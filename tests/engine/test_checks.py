@@ -154,3 +154,21 @@ def test_a_check_step_without_spec_checks_is_refused_naming_the_step() -> None:
     assert (
         problem.path == "spec.strategy.canary.steps[1].check" and "spec.checks" in problem.message
     )
+
+
+def test_blue_green_promotes_after_its_passing_checks_and_aborts_at_threshold() -> None:
+    checks = {"interval": "60s", "threshold": 2, "metrics": [METRIC]}
+    strategy = {"blueGreen": {"prePromotionChecks": 2}}
+    world = FakeWorld(rollout(strategy, checks=checks)).settle()
+    world.apply(revision=2).clear().settle()
+    assert world.status.traffic.preview_revision == 2 and world.weights == {1: 100}
+    check(world, 0, "Failed")
+    check(world, 1, "Successful")
+    assert world.weights == {1: 100}  # one passing check of two
+    check(world, 2, "Successful")
+    assert world.phase == Phase.HEALTHY and world.weights == {2: 100}
+
+    world.apply(revision=3).clear().settle()
+    check(world, 0, "Failed")
+    check(world, 1, "Failed")
+    assert world.phase == Phase.ABORTED and world.weights == {2: 100}

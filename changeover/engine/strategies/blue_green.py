@@ -9,7 +9,9 @@ later (Argo Rollouts' blueGreen).
 human promoted past it.
 
 Analysis (Argo Rollouts' blueGreen): ``prePromotionAnalysis`` runs once the preview is up
-and must succeed before the switch (failure aborts, Inconclusive pauses);
+and must succeed before the switch (failure aborts, Inconclusive pauses), after
+``prePromotionChecks`` passing checks of ``spec.checks`` (``engine.checks``; Flagger's
+blue/green iterations);
 ``postPromotionAnalysis`` runs after the switch, with the old revision still at full size,
 and its failure switches traffic straight back. ``pre-rollout`` webhooks are called once the
 preview is up, ``confirm-promotion`` webhooks gate the switch.
@@ -17,6 +19,7 @@ preview is up, ``confirm-promotion`` webhooks gate the switch.
 
 from __future__ import annotations
 
+from changeover.engine import checks
 from changeover.engine.actions import Plan
 from changeover.engine.context import Context
 from changeover.engine.draft import Draft, Reason
@@ -96,6 +99,12 @@ def _preview(d: Draft, bg: models.BlueGreenStrategy) -> bool:
     d.preview(new)
     if not shared.pre_rollout(d):
         return False
+    if bg.pre_promotion_checks is not None:
+        outcome, why = checks.passed(d, 0, bg.pre_promotion_checks, "pre-promotion")
+        if outcome == "threshold":
+            shared.abort(d, why)
+        if outcome != "passed":
+            return False
     pre = bg.pre_promotion_analysis
     if pre is not None:
         verdict = shared.analysis(
