@@ -86,9 +86,15 @@ def test_flagger_canary_takes_the_deployment_template() -> None:
     assert spec.pod_template().image == "ghcr.io/stefanprodan/podinfo:6.0.0"
     canary = spec.strategy.canary
     assert canary is not None
+    # Each weight waits for a passing check (Flagger's scheduler), never a timed pause.
+    assert [s.kind for s in canary.steps] == ["set_weight", "check"] * 5
     weights = [s.set_weight for s in canary.steps if s.set_weight is not None]
     assert weights == [10, 20, 30, 40, 50]
-    assert {s.pause.duration for s in canary.steps if s.pause is not None} == {30.0}
+    assert canary.analysis is None and spec.checks is not None
+    assert spec.checks.interval == 30 and spec.checks.threshold == 5
+    (metric,) = spec.checks.metrics
+    assert metric.success_condition == "result[-1] >= 99"
+    assert {w.interval for w in spec.webhooks} == {30.0}
     assert [w.name for w in spec.webhooks] == ["acceptance-test", "load-test"]
     notes = _paths(result)
     # Flagger's built-in request-success-rate runs as its Prometheus query.
@@ -100,9 +106,12 @@ def test_flagger_canary_takes_the_deployment_template() -> None:
 def test_flagger_ab_test_without_its_deployment() -> None:
     result = importers.import_path(str(FIXTURES / "flagger-ab.yaml"))
     (model,) = _valid(result.documents)
-    ab = model.spec.strategy.ab_test
-    assert ab is not None and ab.duration == 600
-    assert [m.header_name for m in ab.match] == ["x-canary", "cookie"]
+    canary = model.spec.strategy.canary
+    assert canary is not None
+    route = canary.steps[1].set_header_route
+    assert route is not None and [m.header_name for m in route.match] == ["x-canary", "cookie"]
+    check = canary.steps[2].check
+    assert check is not None and check.count == 10  # iterations: passing checks
     assert model.spec.traffic.config == {"stableIngress": "abtest"}
     assert _paths(result)["spec.targetRef"] == "changed"
 
@@ -140,7 +149,7 @@ def _flagger_weights(analysis: dict[str, object]) -> list[int]:
         "kind": "Canary",
         "metadata": {"name": "web"},
         "spec": {
-            "provider": "kubernetes",
+            "provider": "istio",
             "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
             "service": {"port": 80},
             "analysis": {"interval": "10s", **analysis},
@@ -153,6 +162,9 @@ def _flagger_weights(analysis: dict[str, object]) -> list[int]:
 
 def test_flagger_weights_stop_at_max_weight() -> None:
     assert _flagger_weights({"stepWeight": 20, "maxWeight": 40}) == [20, 40]
-    assert _flagger_weights({"stepWeight": 20, "maxWeight": 50}) == [20, 40, 50]
+    # Flagger adds stepWeight while under maxWeight (scheduler.go runCanary), capped at 100.
+    assert _flagger_weights({"stepWeight": 20, "maxWeight": 50}) == [20, 40, 60]
+    assert _flagger_weights({"stepWeight": 30, "maxWeight": 90}) == [30, 60, 90]
+    assert _flagger_weights({"stepWeight": 40}) == [40, 80, 100]
     assert _flagger_weights({"stepWeights": [1, 2, 10, 80]}) == [1, 2, 10, 80]
     assert _flagger_weights({"stepWeight": 25}) == [25, 50, 75, 100]

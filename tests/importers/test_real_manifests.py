@@ -195,44 +195,61 @@ def test_flagger_progressive_canary_with_its_deployment() -> None:
     assert r.spec.traffic.config == {"virtualService": {"name": "lumen"}}
     steps = _steps(r)
     assert [s["setWeight"] for s in steps[::2]] == [15, 30, 45, 60]
-    assert {s["pause"]["duration"] for s in steps[1::2]} == {"2m"}
-    canary = r.spec.strategy.canary
-    assert canary is not None and canary.analysis is not None
-    success, duration = canary.analysis.metrics
-    assert success.success_condition == "result >= 98" and success.failure_limit == 3
+    assert steps[1::2] == [{"check": {"count": 1}}] * 4  # each weight waits for a check
+    checks = r.spec.checks
+    assert checks is not None and checks.interval == 120 and checks.threshold == 4
+    success, duration = checks.metrics
+    assert success.success_condition == "result[-1] >= 98"
     assert "istio_requests_total" in success.provider_config["query"]
     assert 'destination_workload_namespace="shop"' in success.provider_config["query"]
     assert (
-        duration.success_condition == "result <= 750"
+        duration.success_condition == "result[-1] <= 750"
         and "[45s]" in duration.provider_config["query"]
     )
 
 
 def test_flagger_ab_test_on_nginx() -> None:
     r = _rollout("flagger/nginx-ab-headers.yaml")
-    ab = r.spec.strategy.ab_test
-    assert ab is not None and ab.duration == 80  # iterations 4 × interval 20s
+    assert r.spec.strategy.canary is not None
+    scale, route, check = r.spec.strategy.canary.steps
+    assert scale.set_canary_scale is not None and scale.set_canary_scale.weight == 100
+    assert route.set_header_route is not None
     assert [
-        (m.header_name, m.header_value.exact if m.header_value else None) for m in ab.match
+        (m.header_name, m.header_value.exact if m.header_value else None)
+        for m in route.set_header_route.match
     ] == [("x-cohort", "staff")]
+    assert check.check is not None and check.check.count == 4  # iterations
     assert r.spec.traffic.config == {"stableIngress": "almanac-public"}
-    assert ab.analysis is not None and {m.count for m in ab.analysis.metrics} == {4}
+    assert r.spec.checks is not None and r.spec.checks.interval == 20
+    assert [m.name for m in r.spec.checks.metrics] == ["request-success-rate"]
 
 
 def test_flagger_blue_green_and_mirror_and_metric_template() -> None:
     bg = _rollout("flagger/kubernetes-bluegreen.yaml")
     strategy = bg.spec.strategy.blue_green
-    assert strategy is not None and strategy.auto_promotion_seconds == 120  # 6 × 20s
+    # Flagger's blue/green checks iterations + 1 times before promoting (runBlueGreen).
+    assert strategy is not None and strategy.pre_promotion_checks == 7
     assert strategy.active_service == "abacus-web" and bg.spec.router == "replica-ratio"
-    assert strategy.pre_promotion_analysis is not None
-    assert {m.count for m in strategy.pre_promotion_analysis.metrics} == {6}
+    assert bg.spec.checks is not None and bg.spec.checks.threshold == 8
     assert [w.type for w in bg.spec.webhooks] == ["confirm-rollout", "pre-rollout", "rollout"]
-    shadow = _rollout("flagger/istio-mirror-complete.yaml").spec.strategy.shadow
-    assert shadow is not None and shadow.percentage == 50 and shadow.duration == 360  # 8 × 45s
+    mirror = _rollout("flagger/istio-mirror-complete.yaml")
+    assert mirror.spec.strategy.canary is not None
+    assert [s.kind for s in mirror.spec.strategy.canary.steps] == [
+        "set_canary_scale",
+        "set_mirror_route",
+        "check",
+        "set_mirror_route",
+        "set_weight",
+        "check",
+    ]
+    steps = mirror.spec.strategy.canary.steps
+    assert steps[1].set_mirror_route is not None and steps[1].set_mirror_route.percentage == 50
+    assert steps[2].check is not None and steps[2].check.count == 8
+    assert steps[3].set_mirror_route is not None and steps[3].set_mirror_route.percentage == 0
     ab = _rollout("flagger/gatewayapi-ab-headers.yaml")
     assert ab.spec.pod_template().image == "registry.example.org/writers/quill:2.3.0"
-    assert ab.spec.strategy.ab_test is not None and ab.spec.strategy.ab_test.analysis is not None
-    error_rate = ab.spec.strategy.ab_test.analysis.metrics[0]
+    assert ab.spec.checks is not None
+    error_rate = ab.spec.checks.metrics[0]
     # The MetricTemplate's query, its placeholders filled in from the Canary.
     assert 'envoy_cluster_name=~"ab-trial_quill-canary_' in error_rate.provider_config["query"]
     assert error_rate.provider_config["address"] == "http://prometheus.metrics.svc:9090"

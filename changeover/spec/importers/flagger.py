@@ -1,14 +1,20 @@
 """Flagger ``Canary`` (flagger.app/v1beta1) → a changeover Rollout.
 
-Flagger's analysis loop becomes a strategy:
+Flagger's analysis loop (pkg/controller/scheduler.go) ticks once per ``interval``: a tick
+whose checks (metrics, ``rollout`` webhooks) pass moves the canary on, a failing one
+counts towards ``threshold``, which rolls it back. That becomes ``spec.checks`` (interval,
+threshold, metrics: ``engine.checks`` runs them) and ``check`` steps where Flagger waits
+for a passing tick:
 
-- ``stepWeight`` up to ``maxWeight`` (default 100), or each of ``stepWeights``: a canary
-  whose steps are ``setWeight`` + a pause of one ``interval``, with the metrics as
-  background analysis;
-- ``match`` (A/B): an ``abTest`` of ``iterations × interval`` on those header matches;
-- ``mirror: true``: a ``shadow`` of ``mirrorWeight`` percent for ``iterations × interval``;
-- ``iterations`` alone (blue/green): a ``blueGreen`` whose pre-promotion analysis runs the
-  metrics ``iterations`` times, promoting itself after ``iterations × interval``;
+- ``stepWeight`` while under ``maxWeight`` (default 100), or each of ``stepWeights``: a
+  canary of ``setWeight`` + ``check`` per weight (the last check precedes promotion);
+- ``match`` + ``iterations`` (A/B): the canary at full size, a header route, and
+  ``check: {count: iterations}``;
+- ``iterations`` alone (blue/green): the canary at full size (mirrored to with
+  ``mirror: true``), ``iterations`` checks, then all traffic and one more check;
+- ``mirror: true`` with steps: one mirrored check before the first weight;
+- provider ``kubernetes`` (no traffic to shift): a ``blueGreen`` whose promotion waits for
+  ``iterations + 1`` passing checks (10 iterations when none are given, as Flagger sets);
 - ``skipAnalysis: true``: a canary with no steps (promoted as soon as it is ready).
 
 ``provider`` picks the router (istio, nginx with ``ingressRef``, gatewayapi, smi/linkerd/osm;
@@ -84,8 +90,9 @@ def canary(
     if traffic is not None:
         out["traffic"] = traffic
     analysis = spec.get("analysis") or {}
+    namespace, args = _namespace(meta, notes)
     values = {
-        "namespace": str(meta.get("namespace") or "default"),
+        "namespace": namespace,
         "target": target,
         "name": name,
         "service": svc_name,
@@ -106,8 +113,12 @@ def canary(
         )
         is not None
     ]
-    out["strategy"] = _strategy(spec, analysis, metrics, svc_name, notes)
-    webhooks = _webhooks(analysis.get("webhooks") or [], notes)
+    interval = _interval(analysis, notes)
+    out["strategy"] = _strategy(spec, analysis, svc_name, provider, interval, notes)
+    if not spec.get("skipAnalysis"):
+        used = any("{{args.namespace}}" in str(m) for m in metrics)
+        out["checks"] = _checks(analysis, metrics, args if used else [], interval)
+    webhooks = _webhooks(analysis.get("webhooks") or [], interval, notes)
     if webhooks:
         out["webhooks"] = webhooks
     for key in analysis:
@@ -122,6 +133,21 @@ def canary(
             md[key] = copy.deepcopy(meta[key])
     body = {"apiVersion": API, "kind": "Rollout", "metadata": md, "spec": out}
     return Result(documents=[body], notes=notes.items)
+
+
+def _namespace(meta: JSON, notes: Notes) -> tuple[str, list[JSON]]:
+    """What ``{{ namespace }}`` becomes in queries: the Canary's namespace, or without one
+    the namespace the Rollout runs in, read when each check starts (an argument from
+    ``metadata.namespace``), never a guessed ``default``."""
+    if meta.get("namespace"):
+        return str(meta["namespace"]), []
+    notes.change(
+        "metadata.namespace",
+        "absent: {{ namespace }} in the metric queries is the namespace the Rollout is "
+        "applied in (argument 'namespace' from metadata.namespace)",
+    )
+    arg = {"name": "namespace", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}
+    return "{{args.namespace}}", [arg]
 
 
 def _target(spec: JSON, source: str) -> str:
@@ -263,76 +289,121 @@ def _router(provider: str, spec: JSON, svc_name: str, notes: Notes) -> JSON | No
     return None
 
 
-def _seconds(value: Any, path: str, notes: Notes) -> float:
+def _interval(analysis: JSON, notes: Notes) -> float:
+    """Flagger's analysis interval: default 1m, and never under 10s (its scheduler's floor)."""
+    raw = analysis.get("interval", "1m")
     try:
-        return models.parse_duration(value)
+        seconds = models.parse_duration(raw)
     except ValueError:
-        notes.change(path, f"{value!r} is not a duration: 60s used")
+        notes.change("spec.analysis.interval", f"{raw!r} is not a duration: Flagger's 1m used")
         return 60.0
+    if seconds < 10:
+        notes.change("spec.analysis.interval", f"{raw}: Flagger runs checks every 10s at most")
+        return 10.0
+    return seconds
 
 
-def _strategy(spec: JSON, analysis: JSON, metrics: list[JSON], svc_name: str, notes: Notes) -> JSON:
-    interval = _seconds(analysis.get("interval", "1m"), "spec.analysis.interval", notes)
-    every = f"{int(interval)}s"
-    iterations = int(analysis.get("iterations") or 0)
-    length = f"{int(max(iterations, 1) * interval)}s"
-    threshold = int(analysis.get("threshold") or 1)
-    if metrics and "threshold" in analysis:
-        notes.change(
-            "spec.analysis.threshold",
-            f"failed checks are counted per metric: each may fail {threshold - 1} times",
-        )
-    for metric in metrics:
-        metric["interval"] = every
-        metric["failureLimit"] = max(threshold - 1, 0)
-    bounded = [dict(m, count=max(iterations, 1)) for m in metrics]
+def _checks(analysis: JSON, metrics: list[JSON], args: list[JSON], interval: float) -> JSON:
+    """``spec.checks``: Flagger's analysis as changeover runs it (``engine.checks``)."""
+    out: JSON = {
+        "interval": models.format_duration(interval),
+        "threshold": max(int(analysis.get("threshold") or 1), 1),
+    }
+    if metrics:
+        out["metrics"] = metrics
+    if args:
+        out["args"] = args
+    return out
+
+
+def _strategy(
+    spec: JSON, analysis: JSON, svc_name: str, provider: str, interval: float, notes: Notes
+) -> JSON:
+    """Flagger's scheduler (pkg/controller/scheduler.go) as steps gated by checks: every
+    weight, iteration or mirror phase it holds for one interval until a check passes
+    becomes a ``check`` step, so the counts match Flagger's ticks exactly."""
     if spec.get("skipAnalysis"):
         notes.change(
             "spec.skipAnalysis",
             "the new revision is promoted as soon as it is ready: no steps, no analysis",
         )
         return {"canary": {"steps": []}}
-    if analysis.get("match"):
-        ab: JSON = {"match": _match(analysis["match"], notes), "duration": length}
-        if bounded:
-            ab["analysis"] = {"metrics": bounded}
-        return {"abTest": ab}
+    iterations = int(analysis.get("iterations") or 0)
+    stepped = bool(analysis.get("stepWeight") or analysis.get("stepWeights"))
+    if provider.split(":")[0] == "kubernetes":
+        return _kubernetes(analysis, iterations, stepped, svc_name, notes)
+    full = {"setCanaryScale": {"weight": 100}}  # Flagger's canary runs at full size
+    mirror = int(analysis.get("mirrorWeight") or 100)
+    if analysis.get("match") and iterations:
+        # A/B: matching requests go to the canary at once; `iterations` passing checks.
+        route = {"setHeaderRoute": {"name": "ab-test", "match": _match(analysis["match"], notes)}}
+        return {"canary": {"steps": [full, route, {"check": {"count": iterations}}]}}
+    if iterations:
+        # Blue/green: `iterations` checks with no traffic (mirrored, with mirror: true),
+        # then all traffic on the canary and one more check before promotion.
+        steps: list[JSON] = [full]
+        if analysis.get("mirror"):
+            steps.append({"setMirrorRoute": {"name": "mirror", "percentage": mirror}})
+        steps.append({"check": {"count": iterations}})
+        if analysis.get("mirror"):
+            steps.append({"setMirrorRoute": {"name": "mirror", "percentage": 0}})
+        return {"canary": {"steps": [*steps, {"setWeight": 100}, {"check": {}}]}}
+    steps = []
     if analysis.get("mirror"):
-        shadow: JSON = {"percentage": int(analysis.get("mirrorWeight") or 100)}
-        shadow["duration"] = length
-        if bounded:
-            shadow["analysis"] = {"metrics": bounded}
-        return {"shadow": shadow}
-    if iterations and not (analysis.get("stepWeight") or analysis.get("stepWeights")):
-        bg: JSON = {
-            "activeService": svc_name,
-            "previewService": f"{svc_name}-canary",
-            "autoPromotionSeconds": length,
-        }
-        if bounded:
-            bg["prePromotionAnalysis"] = {"metrics": bounded}
-        return {"blueGreen": bg}
-    steps: list[JSON] = []
+        # One interval of mirroring before the first weight (Flagger's mirror step).
+        steps += [
+            full,
+            {"setMirrorRoute": {"name": "mirror", "percentage": mirror}},
+            {"check": {}},
+            {"setMirrorRoute": {"name": "mirror", "percentage": 0}},
+            {"setCanaryScale": {"matchTrafficWeight": True}},
+        ]
     if analysis.get("stepWeight") and not analysis.get("maxWeight"):
         notes.change("spec.analysis.stepWeight", "no maxWeight: steps go up to 100")
     for weight in _weights(analysis):
-        steps += [{"setWeight": weight}, {"pause": {"duration": every}}]
-    out: JSON = {"steps": steps}
-    if metrics:
-        out["analysis"] = {"metrics": metrics}
-    return {"canary": out}
+        steps += [{"setWeight": weight}, {"check": {}}]
+    return {"canary": {"steps": steps}}
+
+
+def _kubernetes(
+    analysis: JSON, iterations: int, stepped: bool, svc_name: str, notes: Notes
+) -> JSON:
+    """The kubernetes provider shifts no traffic: Flagger runs blue/green (10 iterations
+    when none are given) and checks iterations + 1 times before promoting."""
+    if analysis.get("match"):
+        notes.drop(
+            "spec.analysis.match",
+            "A/B testing needs a router; Flagger's kubernetes provider ignores it too",
+        )
+    if not iterations:
+        iterations = 10
+        why = "stepWeight" if stepped else "iterations"
+        notes.change(
+            f"spec.analysis.{why}",
+            "the kubernetes provider cannot shift traffic: blue/green with 10 iterations, "
+            "as Flagger sets",
+        )
+    return {
+        "blueGreen": {
+            "activeService": svc_name,
+            "previewService": f"{svc_name}-canary",
+            "prePromotionChecks": iterations + 1,
+        }
+    }
 
 
 def _weights(analysis: JSON) -> list[int]:
+    """The canary weights Flagger's runCanary walks through: ``stepWeights`` as listed;
+    else ``stepWeight`` added while the weight is under ``maxWeight``, capped at 100 only
+    (maxWeight 50 by 20s: 20, 40, 60; Flagger promotes once the weight reaches maxWeight)."""
     if analysis.get("stepWeights"):
-        return [int(w) for w in analysis["stepWeights"]]
+        return [min(int(w), 100) for w in analysis["stepWeights"]]
     step = int(analysis.get("stepWeight") or 10)
-    top = int(analysis.get("maxWeight") or 100)
-    if step <= 0:
-        return []
-    weights = list(range(step, top + 1, step))
-    # maxWeight 50 by 20s: 20, 40, then 50 (the canary never gets more than maxWeight).
-    return weights if weights and weights[-1] == top else [*weights, top]
+    top = min(int(analysis.get("maxWeight") or 100), 100)
+    weights: list[int] = []
+    while step > 0 and (not weights or weights[-1] < top):
+        weights.append(min((weights[-1] if weights else 0) + step, 100))
+    return weights
 
 
 def _match(matches: list[JSON], notes: Notes) -> list[JSON]:
@@ -354,7 +425,10 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-_.")[:63] or "webhook"
 
 
-def _webhooks(hooks: list[JSON], notes: Notes) -> list[JSON]:
+def _webhooks(hooks: list[JSON], interval: float, notes: Notes) -> list[JSON]:
+    """Flagger calls its webhooks on its ticks: the gates (confirm-*, rollback) are polled
+    every analysis interval; ``rollout`` webhooks run in each check, ``pre-rollout`` until
+    they pass (``engine.checks``)."""
     out = []
     for i, hook in enumerate(hooks):
         path = f"spec.analysis.webhooks[{i}]"
@@ -368,6 +442,7 @@ def _webhooks(hooks: list[JSON], notes: Notes) -> list[JSON]:
             notes.drop(path, f"webhook type {converted['type']} is not supported")
             continue
         notes.rest(hook, path, _WEBHOOK)
+        converted["interval"] = models.format_duration(interval)
         out.append(converted)
     return out
 

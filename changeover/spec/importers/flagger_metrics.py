@@ -1,21 +1,24 @@
-"""Flagger's analysis metrics → changeover metrics written inline in the Rollout's analysis.
+"""Flagger's analysis metrics → changeover metrics written inline in ``spec.checks``.
 
 Flagger checks every metric once per ``analysis.interval`` and rolls back after
-``threshold`` failed checks. A metric is either built in (``request-success-rate``,
-``request-duration``: Prometheus queries Flagger picks by mesh provider, against its
-``-metrics-server``, default ``http://prometheus:9090``) or names a ``MetricTemplate``
-(``templateRef``) whose query holds ``{{ namespace }}``, ``{{ target }}``,
-``{{ interval }}`` and ``{{ variables.x }}``. Both become Prometheus metrics here with
-those placeholders filled in from the Canary, so each check means what it meant:
+``threshold`` failed checks (``importers.flagger`` writes that as ``spec.checks``). A
+metric is either built in (``request-success-rate``, ``request-duration``: Prometheus
+queries Flagger picks by mesh provider, against its ``-metrics-server``, default
+``http://prometheus:9090``) or names a ``MetricTemplate`` (``templateRef``) whose query holds
+``{{ namespace }}``, ``{{ target }}``, ``{{ interval }}`` and ``{{ variables.x }}``. Both
+become Prometheus metrics here with those placeholders filled in from the Canary, so each
+check means what it meant:
 
     - name: request-success-rate          →  - name: request-success-rate
-      thresholdRange: {min: 99}                 interval: 15s        # analysis.interval
-      interval: 1m                              failureLimit: 4      # threshold - 1
-                                                successCondition: result >= 99
-                                                provider: {prometheus: {address, query}}
+      thresholdRange: {min: 99}                 successCondition: result[-1] >= 99
+      interval: 1m                              provider: {prometheus: {address, query}}
 
-``metric.interval`` is the query's range (``[1m]``), not how often it runs. Called by
-``importers.flagger`` only.
+Flagger reads an instant vector's samples and keeps the last one's value (no sample, or
+NaN, fails the check); changeover's Prometheus provider gives a vector as a list of the
+samples' values, so the condition reads ``result[-1]`` (an empty list is an Error: a
+failed check, as in Flagger). ``metric.interval`` is the query's range (``[1m]``), not
+how often it runs. A name changeover does not accept (``"error rate"``) is written as a
+slug, with a note. Called by ``importers.flagger`` only.
 """
 
 from __future__ import annotations
@@ -116,13 +119,27 @@ def fill(query: str, values: dict[str, str]) -> tuple[str, list[str]]:
 
 
 def condition(threshold: JSON) -> str | None:
-    """``thresholdRange: {min: 99}`` → ``result >= 99``; both bounds → both tests."""
+    """``thresholdRange: {min: 99}`` → ``result[-1] >= 99`` (the last sample's value, as
+    Flagger reads it); both bounds → both tests."""
     parts = []
     if threshold.get("min") is not None:
-        parts.append(f"result >= {threshold['min']}")
+        parts.append(f"result[-1] >= {_number(threshold['min'])}")
     if threshold.get("max") is not None:
-        parts.append(f"result <= {threshold['max']}")
+        parts.append(f"result[-1] <= {_number(threshold['max'])}")
     return " && ".join(parts) or None
+
+
+def _number(value: Any) -> str:
+    """A bound as a number in the condition (Flagger's CRD takes numbers only); anything
+    else is a ValueError, which the importer reports naming the file and document."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"thresholdRange: expected a number, got {value!r}")
+    return repr(value)
+
+
+def slug(name: str) -> str:
+    """A metric name changeover accepts: ``"error rate"`` → ``error-rate``."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-_.")[:63] or "metric"
 
 
 _METRIC_KEYS = {"name", "interval", "thresholdRange", "templateRef", "templateVariables", "query"}
@@ -137,9 +154,11 @@ def convert(
     provider: str,
     templates: dict[str, JSON],
 ) -> JSON | None:
-    """One Flagger metric as a changeover metric without interval/count/failureLimit (the
-    caller adds those); None (with a note) when it cannot run here."""
+    """One Flagger metric as a changeover metric measured once per check (no interval,
+    count or limits); None (with a note) when it cannot run here."""
     name = str(metric.get("name") or "metric")
+    if slug(name) != name:
+        notes.change(f"{path}.name", f"{name!r} is written {slug(name)!r}")
     query, address = _source(metric, path, notes, provider=provider, templates=templates)
     if query is None:
         return None
@@ -149,14 +168,36 @@ def convert(
     query, unknown = fill(query, mine)
     for key in unknown:
         notes.change(f"{path}", f"{{{{ {key} }}}} in the query is not known here: left as is")
-    out: JSON = {"name": name, "provider": {"prometheus": {"address": address, "query": query}}}
+    out: JSON = {
+        "name": slug(name),
+        "provider": {"prometheus": {"address": address, "query": query}},
+    }
     success = condition(metric.get("thresholdRange") or {})
     if success is not None:
         out["successCondition"] = success
     else:
-        notes.change(f"{path}.thresholdRange", "absent: every measurement is Inconclusive")
+        notes.change(
+            f"{path}.thresholdRange",
+            "absent: every measurement is Inconclusive, which fails the check",
+        )
     notes.rest(metric, path, _METRIC_KEYS)
     return out
+
+
+def _provider_notes(block: JSON, path: str, template: str, notes: Notes) -> None:
+    """What of a MetricTemplate's provider is not carried: its Secret (credentials are
+    never copied into the spec) and TLS options."""
+    secret = (block.get("secretRef") or {}).get("name")
+    if secret:
+        notes.drop(
+            path,
+            f"MetricTemplate {template!r} reads Prometheus credentials from Secret {secret!r}; "
+            "they are not carried over (and must not be written into the spec): the query "
+            "goes out without them, so a server that needs them fails the checks",
+        )
+    for key in block:
+        if key not in ("type", "address", "secretRef"):
+            notes.drop(f"{path}", f"MetricTemplate {template!r}: provider.{key} is not carried")
 
 
 def _source(
@@ -179,7 +220,9 @@ def _source(
         if kind != "prometheus":
             notes.drop(path, f"MetricTemplate provider {kind} is not available (have: prometheus)")
             return None, ""
-        address = str((spec.get("provider") or {}).get("address") or DEFAULT_ADDRESS)
+        provider_block = spec.get("provider") or {}
+        address = str(provider_block.get("address") or DEFAULT_ADDRESS)
+        _provider_notes(provider_block, f"{path}.templateRef", str(ref.get("name")), notes)
         return str(spec.get("query") or ""), address
     if metric.get("query"):
         notes.change(f"{path}.query", f"runs against Flagger's default {DEFAULT_ADDRESS}")
