@@ -6,6 +6,7 @@ actions. Every docstring carries worked examples, mirrored by ``tests/engine/tes
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -177,3 +178,155 @@ def ratio_weights(available: Mapping[int, int]) -> dict[int, int]:
     for rev in by_remainder[:left]:
         shares[rev] += 1
     return {rev: shares[rev] for rev in sorted(shares) if shares[rev] > 0}
+
+
+# --- the basic canary: no traffic router, the replica ratio is the weight -------------------
+#
+# Argo Rollouts' utils/replicaset/canary.go (CalculateReplicaCountsForBasicCanary and the
+# helpers below it), mirrored line by line so that a manifest means the same replica counts
+# here: tests/engine/test_basic_canary.py runs Argo's own table of cases.
+
+
+def approximate_weighted_counts(replicas: int, weight: int, surge: int) -> tuple[int, int]:
+    """``(canary, stable)`` replicas whose ratio comes closest to ``weight`` percent, using
+    at most one replica more than ``replicas`` when surging is allowed; a weight of 1-99 on
+    two or more replicas never rounds either side to zero (Argo's
+    approximateWeightedCanaryStableReplicaCounts).
+
+    >>> approximate_weighted_counts(4, 50, 1), approximate_weighted_counts(4, 25, 1)
+    ((2, 2), (1, 3))
+    >>> approximate_weighted_counts(5, 5, 2)  # 1 of 6 (17%) is closer to 5% than 1 of 5
+    (1, 5)
+    >>> approximate_weighted_counts(3, 50, 0), approximate_weighted_counts(1, 49, 0)
+    ((2, 1), (0, 1))
+    """
+    if replicas == 0:
+        return 0, 0
+    exact = replicas * weight / 100
+    ceil, floor = math.ceil(exact), math.floor(exact)
+    zero_allowed = weight in (0, 100) or (replicas == 1 and surge == 0)
+    options: list[tuple[int, int]] = []  # (canary, total)
+    if ceil < replicas or zero_allowed:
+        options.append((ceil, replicas))
+    if not _tied(weight, replicas) and (floor != 0 or zero_allowed):
+        options.append((floor, replicas))
+    if surge > 0:
+        options.append((ceil, replicas + 1))
+        if not _tied(weight, replicas + 1) and (floor != 0 or zero_allowed):
+            options.append((floor, replicas + 1))
+    if not options:
+        return 0, replicas
+    best = options[0]
+    for option in options[1:]:
+        if _delta(weight, *option) < _delta(weight, *best):
+            best = option
+    return best[0], best[1] - best[0]
+
+
+def _tied(weight: int, total: int) -> bool:
+    """Floor and ceiling are as far from the weight (3 replicas at 50%): take the larger."""
+    return math.modf(total * (weight / 100))[0] == 0.5
+
+
+def _delta(weight: int, canary: int, total: int) -> float:
+    return abs(canary * 100 / total - weight)
+
+
+def _for_scale_down(pool: Pool | None, ignore_availability: bool) -> int:
+    """Argo's GetReplicasForScaleDown."""
+    if pool is None:
+        return 0
+    if pool.replicas < pool.available or ignore_availability:
+        return pool.replicas
+    return pool.available
+
+
+def basic_canary_counts(
+    *,
+    replicas: int,
+    weight: int,
+    surge: int,
+    unavailable: int,
+    new: Pool,
+    stable: Pool | None,
+    others: Sequence[Pool] = (),
+) -> tuple[int, int]:
+    """``(new, stable)`` replica counts for this step of a canary without a traffic router
+    (Argo's CalculateReplicaCountsForBasicCanary): towards ``approximate_weighted_counts``,
+    never more than ``replicas + surge`` in all and never fewer than ``replicas -
+    unavailable`` available; stable is scaled up before the canary, older revisions
+    (``others``) are scaled down before either. ``stable`` None: the new one takes all.
+    Called again as replicas become available, it walks to the weight.
+
+    >>> p = Pool
+    >>> basic_canary_counts(replicas=4, weight=50, surge=1, unavailable=1,
+    ...     new=p(revision=2, replicas=0, available=0), stable=p(revision=1, replicas=4,
+    ...     available=4))
+    (1, 3)
+    >>> basic_canary_counts(replicas=4, weight=50, surge=1, unavailable=1,
+    ...     new=p(revision=2, replicas=1, available=1), stable=p(revision=1, replicas=3,
+    ...     available=3))
+    (2, 2)
+    """
+    desired_new, desired_stable = approximate_weighted_counts(replicas, weight, surge)
+    new_count = new.replicas
+    stable_count = 0
+    if stable is not None:
+        stable_count = stable.replicas
+    else:
+        desired_new, desired_stable = replicas, 0
+    max_allowed = replicas + surge
+    total = new.replicas + (stable.replicas if stable else 0) + sum(p.replicas for p in others)
+    scale_up = max_allowed - total
+    if stable is not None and stable.replicas < desired_stable and scale_up > 0:
+        if stable.replicas + scale_up < desired_stable:
+            stable_count, scale_up = stable.replicas + scale_up, 0
+        else:
+            stable_count = desired_stable
+            scale_up -= desired_stable - stable.replicas
+    if new.replicas < desired_new and scale_up > 0:
+        new_count = min(new.replicas + scale_up, desired_new)
+    if sum(p.replicas for p in others) > 0:
+        return new_count, stable_count
+    min_available = replicas - unavailable
+    increasing = desired_new >= new.replicas
+    to_scale_down = _for_scale_down(new, not increasing) + _for_scale_down(stable, increasing)
+    if to_scale_down <= min_available:
+        return new_count, stable_count
+    scale_down = to_scale_down - min_available
+    if not increasing:
+        if new.replicas > desired_new:
+            new_count = max(desired_new, new.replicas - scale_down)
+        new_count, stable_count = _within_limits(
+            new, stable, new_count, stable_count, max_allowed, min_available
+        )
+    elif stable is not None:
+        if stable.replicas > desired_stable:
+            stable_count = max(desired_stable, stable.replicas - scale_down)
+        stable_count, new_count = _within_limits(
+            stable, new, stable_count, new_count, max_allowed, min_available
+        )
+    return new_count, stable_count
+
+
+def _within_limits(
+    drain: Pool | None,
+    adjust: Pool | None,
+    drain_count: int,
+    adjust_count: int,
+    max_allowed: int,
+    min_available: int,
+) -> tuple[int, int]:
+    """Argo's adjustReplicaWithinLimits: trim ``adjust`` back under maxSurge, give back
+    what that costs in availability, then trim ``drain``."""
+    if adjust is None:
+        return drain_count, adjust_count
+    over = max(0, adjust_count + drain_count - max_allowed)
+    available = min(drain.available, drain_count) if drain is not None else 0
+    adjust_count -= over
+    available += min(adjust.available, adjust_count)
+    extra = max(0, adjust.available - adjust_count)
+    needed = max(0, min_available - available)
+    adjust_count += min(extra, needed)
+    over = max(0, adjust_count + drain_count - max_allowed)
+    return drain_count - over, adjust_count

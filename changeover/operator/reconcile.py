@@ -296,6 +296,7 @@ def build_router(op: Operator, obj: JSON, rollout: models.Rollout) -> KubeRouter
         revision_of_hash=revision_of_hash,
         split=mesh or spec.strategy.name in ("blueGreen", "abTest", "shadow"),
         with_canary_service=spec.strategy.name in ("canary", "abTest", "shadow"),
+        manage_services=spec.service.managed,
     )
     router: KubeRouter = module.factory(ctx)
     return router

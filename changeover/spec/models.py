@@ -168,6 +168,11 @@ class ServiceSpec(Model):
     the first container's first containerPort); the operator manages the Services named
     ``name`` (stable, default: the rollout's name) and ``canaryName`` (default:
     ``<name>-canary``), creating them when absent. ``host`` is local-only.
+
+    ``managed: false`` (what leaving ``spec.service`` out of a Kubernetes Rollout means):
+    the operator creates and changes no Service at all, as in Argo Rollouts' basic canary,
+    where the user's own Service selects the pods of every revision; only a canary or a
+    rolling update without a traffic router can run that way.
     """
 
     port: Port
@@ -175,6 +180,7 @@ class ServiceSpec(Model):
     name: str | None = None
     canary_name: str | None = None
     target_port: Port | None = None
+    managed: bool = True
 
 
 # --- traffic matching ------------------------------------------------------------------
@@ -371,8 +377,10 @@ class CanaryStep(Model):
 
 class CanaryStrategy(Model):
     steps: list[CanaryStep] = Field(default_factory=list)
+    # Argo Rollouts' defaults. Only a canary without a traffic router (replica ratio,
+    # ``engine.strategies.basic_canary``) resizes stable, and these bound it.
     max_surge: IntOrPercent = "25%"
-    max_unavailable: IntOrPercent = 0
+    max_unavailable: IntOrPercent = "25%"
     abort_scale_down_delay_seconds: Duration = 30.0
     # Background analysis: from step ``startingStep`` until the rollout completes.
     analysis: spec_analysis.BackgroundAnalysis | None = None
@@ -520,6 +528,14 @@ class TrafficSpec(Model):
         return ROUTER_REGISTRY_NAMES[key] if key is not None else "builtin"
 
 
+def _first_container_port(template: Any) -> int | None:
+    try:
+        port = template["spec"]["containers"][0]["ports"][0]["containerPort"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    return port if isinstance(port, int) and 0 < port < 65536 else None
+
+
 def _template_kind(value: object) -> str:
     return "template[pod]" if pod.looks_like_pod_template(value) else "template[process]"
 
@@ -537,7 +553,8 @@ class RolloutSpec(Model):
         | Annotated[pod.PodTemplate, Tag("template[pod]")],
         Discriminator(_template_kind),
     ]
-    service: ServiceSpec
+    # Optional on Kubernetes only (``_no_service``); the default is refused locally.
+    service: ServiceSpec = Field(default_factory=lambda: ServiceSpec(port=80, managed=False))
     strategy: Strategy
     traffic: TrafficSpec = Field(default_factory=TrafficSpec)
     # Flagger's webhook gates, for every strategy (``spec.analysis.Webhook`` says why here
@@ -548,6 +565,35 @@ class RolloutSpec(Model):
     # Phase-change notifications (``analysis.notify``): [{url, format: generic|slack,
     # phases, timeout, retries, headers}]; checked by ``spec.analysis_checks``.
     notifications: list[dict[str, Any]] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_service(cls, data: object) -> object:
+        """A pod template without ``service``: the user's own Service (``managed: false``)."""
+        if isinstance(data, dict) and "service" not in data:
+            template = data.get("template")
+            if pod.looks_like_pod_template(template):
+                port = _first_container_port(template) or 80
+                return {**data, "service": {"port": port, "managed": False}}
+        return data
+
+    @model_validator(mode="after")
+    def _unmanaged_service(self) -> RolloutSpec:
+        if not self.service.managed and self.platform == "local":
+            raise ValueError(
+                "expected spec.service ({port: ...}): the local platform serves every "
+                "rollout through its router on that port"
+            )
+        needs = self.traffic.chosen or (
+            self.strategy.name if self.strategy.name in ("blueGreen", "abTest", "shadow") else ""
+        )
+        if not self.service.managed and needs:
+            raise ValueError(
+                f"expected spec.service ({{port: ...}}): {needs} needs Services the operator "
+                "points at revisions; only a canary or a rolling update without a traffic "
+                "router runs on the user's own Service"
+            )
+        return self
 
     @property
     def platform(self) -> Literal["local", "kubernetes"]:

@@ -40,7 +40,8 @@ async def test_canary_replica_ratio_steps_promote_and_complete(
     st = await phase_is(k, "web", "Paused")
     assert st["canaryRevision"] == 2 and st["currentStepIndex"] == 1 and st["stepText"] == "2/4"
     assert st["weightsText"] == "1:75 2:25"
-    assert await k.rs_counts("web") == {1: (4, 4), 2: (1, 1)}
+    # Argo's basic canary: 25% of 4 is 1 canary and 3 stable pods behind the Service.
+    assert await k.rs_counts("web") == {1: (3, 3), 2: (1, 1)}
     assert await k.selects("web-canary") == await k.hash_of("web", 2)
 
     await k.patch_status("web", lambda s: s.update(promote="step"))

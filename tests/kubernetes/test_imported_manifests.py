@@ -68,9 +68,8 @@ async def test_argo_canary_walks_its_steps_read_directly(kube_: Kube) -> None:
         await k.client.replace(kube.ARGO_ROLLOUTS, changed, namespace=k.namespace)
         st = await _step_is(k, "lantern-canary", 1, "Paused")
         assert st["weightsText"] == "1:75 2:25"
-        # 25% of 4 is 1 canary replica; stable keeps all of its own (changeover's canary,
-        # like Argo's with traffic routing and without dynamicStableScale).
-        assert await k.rs_counts("lantern-canary") == {1: (4, 4), 2: (1, 1)}
+        # No trafficRouting: Argo's basic canary, 25% of 4 is 1 canary and 3 stable pods.
+        assert await k.rs_counts("lantern-canary") == {1: (3, 3), 2: (1, 1)}
         await svc.promote("lantern-canary")
         st = await healthy_on(k, "lantern-canary", 2, within=SLOW)
         assert st["weightsText"] == "2:100"

@@ -243,7 +243,7 @@ def test_unknown_field_with_and_without_a_suggestion(tmp_path: Path) -> None:
     assert problems(path) == [
         f"{path}: spec.service: unknown field 'hots' (did you mean 'host'?) (line 10)",
         f"{path}: spec.service: unknown field 'tls'; expected one of port, host, name, canaryName, "
-        "targetPort (line 11)",
+        "targetPort, managed (line 11)",
         f"{path}: spec: unknown field 'stratgy' (did you mean 'strategy'?) (line 12)",
     ]
 

@@ -5,6 +5,8 @@ The stable revision keeps all its replicas throughout (Argo's default without
 dynamicStableScale); the canary gets ``ceil(replicas * weight / 100)`` replicas unless a
 ``setCanaryScale`` step says otherwise, and a weight is only set once the canary has that
 many replicas available. ``engine.plan`` calls ``advance`` while the canary is in flight.
+Without a traffic router (``replica-ratio``) the weight is the ratio of replicas, so each
+step sizes stable too, as Argo's basic canary does (``basic_canary``).
 
 Analysis: an ``analysis`` step blocks until its run is Successful; a ``check`` step until
 ``spec.checks`` passed (``engine.checks``: Flagger's gated steps, failed checks counted
@@ -22,7 +24,7 @@ from changeover.engine import checks, replicas, runs
 from changeover.engine.actions import Plan
 from changeover.engine.context import Context
 from changeover.engine.draft import Draft, Reason
-from changeover.engine.strategies import shared
+from changeover.engine.strategies import basic_canary, shared
 from changeover.spec import models
 
 
@@ -71,7 +73,8 @@ def advance(d: Draft) -> None:
     strategy = d.spec.strategy.canary or models.CanaryStrategy()
     steps = strategy.steps
     stable, canary = d.stable, d.target
-    if stable is not None:
+    basic = basic_canary.applies(d.spec)
+    if stable is not None and not basic:
         d.scale(stable, d.replicas)
     index = _apply_promote(d, steps)
     background = strategy.analysis
@@ -86,14 +89,53 @@ def advance(d: Draft) -> None:
         # passed at the first traffic step; keep it on record
         runs.gate(d, "pre-rollout", suffix=checks.pre_rollout_suffix(d))
     while index < len(steps):
-        want = desired_canary_replicas(steps, index, d.replicas)
-        d.scale(canary, max(want, _traffic_floor(d, steps, index)))
-        if not _run_step(d, index, steps[index], want, f"step {index + 1}/{len(steps)}"):
+        where = f"step {index + 1}/{len(steps)}"
+        if basic:
+            done = _basic_step(d, index, steps, where)
+        else:
+            want = desired_canary_replicas(steps, index, d.replicas)
+            d.scale(canary, max(want, _traffic_floor(d, steps, index)))
+            done = _run_step(d, index, steps[index], want, where)
+        if not done:
             return
         index += 1
         d.update(current_step_index=index, step_started_at=d.now, pause=None)
         d.event(Reason.STEP_COMPLETED, f"step {index}/{len(steps)} completed", canary)
-    shared.promote_fully(d, delay=shared.DEFAULT_SCALE_DOWN_DELAY)
+    if not basic:
+        shared.promote_fully(d, delay=shared.DEFAULT_SCALE_DOWN_DELAY)
+        return
+    basic_canary.scale(d, 100)
+    available = d.available(canary)
+    if available < d.replicas:
+        d.note(f"promoting revision {canary}: {available}/{d.replicas} replicas available")
+        return
+    # Without a router old pods take requests until they are gone: no scale-down delay.
+    shared.promote_fully(d, delay=0.0)
+
+
+def _basic_step(d: Draft, index: int, steps: list[models.CanaryStep], where: str) -> bool:
+    """A step of the canary without a traffic router (``basic_canary``)."""
+    step, before = steps[index], basic_canary.step_weight(steps, index - 1)
+    basic_canary.scale(d, before)  # held there until this step's gates pass
+    if step.set_weight is None:
+        # setCanaryScale needs a traffic router in Argo too: without one it does nothing.
+        return step.set_canary_scale is not None or _run_step(d, index, step, 0, where)
+    weight = step.set_weight
+    if not _gates(d, index, weight, before):
+        return False
+    if basic_canary.scale(d, weight):
+        return True
+    d.note(f"{where}: setWeight {weight}: scaling towards {weight}% of the replicas")
+    return False
+
+
+def _gates(d: Draft, index: int, weight: int, current: int) -> bool:
+    """pre-rollout before the canary's first traffic, confirm-traffic-increase before
+    every increase over ``current``."""
+    if weight > 0 and not shared.pre_rollout(d):
+        return False
+    increase = weight > current
+    return not increase or shared.confirmed(d, "confirm-traffic-increase", suffix=f"-step{index}")
 
 
 def _sends_traffic(step: models.CanaryStep) -> bool:
@@ -169,10 +211,7 @@ def _set_weight(d: Draft, index: int, weight: int, want: int, where: str) -> boo
     stable = d.stable
     if stable is None:
         return True
-    if weight > 0 and not shared.pre_rollout(d):
-        return False
-    increase = weight > d.weights().get(d.target, 0)
-    if increase and not shared.confirmed(d, "confirm-traffic-increase", suffix=f"-step{index}"):
+    if not _gates(d, index, weight, d.weights().get(d.target, 0)):
         return False
     d.set_weights({stable: 100 - weight, d.target: weight})
     return True

@@ -10,6 +10,7 @@ from typing import Literal
 
 from changeover.engine import checks, runs
 from changeover.engine.draft import Draft, Phase, Reason
+from changeover.engine.strategies import basic_canary
 from changeover.spec import analysis as spec_analysis
 from changeover.spec import models
 
@@ -138,7 +139,11 @@ def analysis(
 
 def hold_stable(d: Draft) -> None:
     """Aborted: everything back on stable (atomically), managed routes and preview gone.
-    The aborted revision is scaled down by ``status.scale_down_at`` (set when aborting)."""
+    The aborted revision is scaled down by ``status.scale_down_at`` (set when aborting).
+    A canary without a traffic router goes back replica by replica instead."""
+    if basic_canary.applies(d.spec):
+        basic_canary.hold(d)
+        return
     stable = d.stable
     if stable is None:
         return

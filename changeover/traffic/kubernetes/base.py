@@ -38,6 +38,9 @@ class RouterContext:
     split: bool = True
     # Canary, A/B and shadow keep a canary Service; blue-green, recreate and rolling don't.
     with_canary_service: bool = True
+    # False without ``spec.service``: the user's own Service selects every revision's pods
+    # (Argo's basic canary) and the router creates or changes no Service.
+    manage_services: bool = True
     managed: list[str] = field(default_factory=list)
 
     @property

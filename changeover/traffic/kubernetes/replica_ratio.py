@@ -1,7 +1,8 @@
 """``replica-ratio``: Kubernetes without a mesh or an ingress that can split traffic.
 
 The stable Service selects every ready pod of the rollout (a canary step's weight is then
-approximated by the canary's share of replicas, and said so by ``changeover lint``); the
+the ratio of replicas, which the engine sizes as Argo Rollouts' basic canary does, in
+``engine.strategies.basic_canary``; ``changeover lint`` says weights are approximate); the
 canary Service selects the canary's pods and blue-green's active and preview Services
 switch by pod-template hash. Header routes, mirrors and exact weights need a router that
 has them (istio, gateway-api, nginx, smi): validation says which.

@@ -13,8 +13,9 @@ percentage and routes.
 The order keeps every request served: on promotion the stable Service switches to the
 new pods before the mesh drops the canary's share (both then reach the new pods).
 Without a mesh (``replica-ratio``) the weight is not applied: the Service spreads requests
-over the ready pods, so a canary's share is its share of replicas (the engine sizes the
-canary for the weight). ``verify_weight`` says so by comparing ready pods.
+over the ready pods, so a canary's share is its share of replicas (the engine sizes stable
+and canary for the weight, ``engine.strategies.basic_canary``, and reports the ratio of
+available replicas as the weights).
 """
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ class KubeRouter:
         if self._stable is not None and self._stable in weights:
             return self._stable
         # After a restart: the stable Service still selects the incumbent's pods.
-        current = await self.services.current_hash(self.ctx.stable_service)
+        current = None
+        if self.ctx.manage_services:
+            current = await self.services.current_hash(self.ctx.stable_service)
         if current is not None:
             revision = self.ctx.revision_of_hash(current)
             if revision is not None and revision in weights:
@@ -90,6 +93,9 @@ class KubeRouter:
             return
         stable_hash, canary_hash = self._hash(self._stable), self._hash(canary)
         svc = self.services
+        if not self.ctx.manage_services:
+            self._pointed = wanted
+            return
         await svc.point(self.ctx.stable_service, stable_hash if self.ctx.split else None)
         if self.ctx.with_canary_service:
             await svc.point(self.ctx.canary_service, canary_hash)
