@@ -16,6 +16,8 @@ A metric (``assess_metric``), once its latest measurement is in::
     the run is stopping                           judged one was Undecided ("the experiment
                                                   did not reach a decision"); a metric that
                                                   runs until stopped ends the same way
+    stopping, and every measurement an Error    → Error (an Error is never a success; Argo
+                                                  would say Successful here)
     otherwise                                   → Running (Pending before the first)
 
 A run (``assess_run``): Running while any metric that counts is; then the worst phase of
@@ -171,6 +173,8 @@ def assess_metric(metric: MetricSpec, result: MetricResult, *, terminating: bool
             return "Inconclusive" if failure_applies else "Failed"
         return "Successful"
     if terminating:
+        if result.taken == 0:  # only errors: nothing showed the revision is good
+            return "Error"
         return "Inconclusive" if undecided else "Successful"
     return "Running"
 
@@ -197,6 +201,10 @@ def verdict(metric: MetricSpec, result: MetricResult, phase: Phase) -> str:
     elif phase == "Inconclusive":
         limit = f"{result.inconclusive} inconclusive > inconclusiveLimit "
         limit += str(metric.inconclusive_limit)
+    elif phase == "Error" and result.consecutive_error <= metric.consecutive_error_limit:
+        limit = f"stopped after {result.error} measurement{'s' if result.error != 1 else ''}, "
+        limit += "all errors: an Error is never a success"
+        value = ""
     elif phase == "Error":
         limit = f"{result.consecutive_error} errors in a row > consecutiveErrorLimit "
         limit += str(metric.consecutive_error_limit)

@@ -178,6 +178,23 @@ def test_a_stopped_run_is_successful_unless_something_failed() -> None:
     assert assess.assess_run([forever], {}, stopped=True).phase == "Successful"
 
 
+@pytest.mark.parametrize("spec", [{"interval": 1.0}, {"interval": 1.0, "count": 5}])
+def test_a_stopped_run_whose_every_measurement_is_an_error_is_never_successful(
+    spec: dict[str, Any],
+) -> None:
+    m = metric("success-rate", **spec)
+    results = {"success-rate": tally("Error", "Error", "Error", name="success-rate")}
+    verdict = assess.assess_run([m], results, stopped=True)
+    assert verdict.phase == "Error"
+    assert verdict.message == (
+        "metric success-rate Error; stopped after 3 measurements, all errors: "
+        "an Error is never a success"
+    )
+    # one judged measurement among the errors: stopped, it passes as in Argo Rollouts
+    results = {"success-rate": tally("Error", "Successful", "Error", name="success-rate")}
+    assert assess.assess_run([m], results, stopped=True).phase == "Successful"
+
+
 def test_next_due_follows_initial_delay_interval_and_error_retry() -> None:
     m = metric(interval=5.0, count=3, initial_delay=10.0)
     assert assess.next_due(m, assess.MetricResult(name="m"), started_at=100.0) == 110.0

@@ -284,3 +284,30 @@ def test_judging_never_raises_whatever_the_value() -> None:
             phase, message = assess.judge(value, success=condition, failure=None)
             assert phase in ("Successful", "Failed", "Error", "Inconclusive")
             assert len(message) < 1000
+
+
+async def test_a_background_run_with_only_errors_stopped_is_an_error_run(h: Harness) -> None:
+    """Issue 13: a Flagger-style background analysis whose every measurement failed to be
+    taken (its endpoint answers 503) was recorded Successful when the rollout stopped it."""
+    h.server.answer = lambda _r: (503, {"error": "down"})
+    metric = {
+        "name": "m",
+        "interval": "5s",
+        "successCondition": "result < 0.05",
+        "provider": {"web": {"url": h.server.url("/m")}},
+    }
+    analysis = spec.RolloutAnalysis.model_validate({"metrics": [metric]})
+    action = actions.StartAnalysis(
+        run_id="bg", kind="background", analysis=analysis, revision=2, stable_revision=1
+    )
+    h.runner.start(action, rollout=ROLLOUT)
+    for _ in range(3):
+        await h.measure(5)
+    h.runner.stop("bg")
+    seen = h.runner.observe("bg")
+    assert seen is not None
+    assert (seen.phase, seen.message) == (
+        "Error",
+        "metric m Error (GET " + h.server.url("/m") + ': HTTP 503: {"error": "down"}); '
+        "stopped after 3 measurements, all errors: an Error is never a success",
+    )
