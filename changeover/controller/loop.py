@@ -184,7 +184,13 @@ class Controller:
         if stored is None:
             return None
         rollout = models.Rollout.model_validate(stored.spec)
-        live = await self._ensure_live(name, rollout, stored.status)
+        try:
+            live = await self._ensure_live(name, rollout, stored.status)
+        except errors.BackendError as exc:
+            # A router that cannot bind (a port in use) must not freeze the rollout in
+            # Progressing: the error goes to the status message and the deadline runs.
+            self._note_error(name, str(exc))
+            return await self._plan_blocked(name, rollout, str(exc))
         async with self.lock(name):
             stored = self.store.get_rollout(name)  # re-read: a command may have changed it
             if stored is None:
@@ -199,7 +205,7 @@ class Controller:
                 revision=stored.revision,
                 status=status,
                 observations=self._with_runs(
-                    self._observations(name, live, rollout, observed), status
+                    self._observations(name, live.hook_ids, rollout, observed), status
                 ),
                 now=self.clock.now(),
             )
@@ -312,10 +318,34 @@ class Controller:
         if events:
             self.store.add_events(name, events, now=self.clock.now())
 
+    async def _plan_blocked(
+        self, name: str, rollout: models.Rollout, reason: str
+    ) -> actions.Plan | None:
+        """Plan with ``Observations.blocked``: no action, only the message and the deadline."""
+        async with self.lock(name):
+            stored = self.store.get_rollout(name)
+            if stored is None:
+                return None
+            status = RolloutStatus.model_validate(stored.status or {})
+            observed = self.platform.observe(name)
+            observations = self._observations(name, set(), rollout, observed)
+            ctx = context.Context(
+                rollout=rollout,
+                revision=stored.revision,
+                status=status,
+                observations=dataclasses.replace(observations, blocked=reason),
+                now=self.clock.now(),
+            )
+            plan = engine_plan.plan(ctx)
+            if plan.status != status or plan.events:
+                events = [_event_json(e) for e in plan.events]
+                self.store.put_status(name, plan.status.to_json_dict(), events=events, now=ctx.now)
+            return plan
+
     def _observations(
         self,
         name: str,
-        live: _Live,
+        hook_ids: set[str],
         rollout: models.Rollout,
         observed: dict[int, RevisionState],
     ) -> context.Observations:
@@ -348,7 +378,7 @@ class Controller:
                 ),
             )
         hooks = {}
-        for hook_id in live.hook_ids:
+        for hook_id in hook_ids:
             hook = self.platform.hook_status(rollout=name, hook_id=hook_id)
             if hook is not None:
                 hooks[hook_id] = context.HookResult(

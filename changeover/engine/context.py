@@ -71,6 +71,9 @@ class Observations:
     hooks: Mapping[str, HookResult] = field(default_factory=dict)
     analysis: Mapping[str, AnalysisResult] = field(default_factory=dict)
     webhooks: Mapping[str, WebhookResult] = field(default_factory=dict)
+    # Why the rollout's traffic cannot be served at all (its router cannot bind its port),
+    # "" when it can. While set the engine plans no action; the deadline still runs.
+    blocked: str = ""
 
     def of(self, revision: int | None) -> RevisionObservation:
         """The observation of ``revision``, or an all-zero one if the platform has none."""

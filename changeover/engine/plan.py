@@ -62,6 +62,11 @@ def plan(ctx: Context) -> Plan:
     """The actions, events and next status for ``ctx``. Pure: no I/O, time is ``ctx.now``."""
     d = Draft(ctx)
     _start(d)
+    if ctx.observations.blocked:
+        # Nothing can be acted on without a router; say why, and let the deadline run.
+        d.note(f"cannot serve: {ctx.observations.blocked}")
+        _track_progress(d)
+        return d.finish()
     _consume_retry(d)
     _consume_abort(d)
     _consume_user_pause(d)
@@ -306,7 +311,9 @@ def _track_progress(d: Draft) -> None:
     )
     target = d.ctx.observations.of(d.target)
     why = target.not_ready or target.last_failure
-    if why and target.available < target.desired:
+    if d.ctx.observations.blocked:
+        msg += f": {d.ctx.observations.blocked}"
+    elif why and target.available < target.desired:
         msg += f": {why}"
     d.move_to(Phase.DEGRADED, msg)
     d.update(deadline_exceeded=True)

@@ -5,6 +5,7 @@ not after progressDeadlineSeconds (600 s by default)."""
 
 from __future__ import annotations
 
+import socket
 import sys
 import time
 from pathlib import Path
@@ -83,3 +84,29 @@ def test_a_probe_that_never_passes_is_shown_and_named_by_the_deadline(
     assert seen["restarts"] == 0 and "readiness probe failed" in seen["notReady"]
     reasons = {e["reason"] for e in _events(serve, "unready")}
     assert "ReplicaUnhealthy" in reasons
+
+
+def test_a_service_port_in_use_counts_against_the_deadline(serve: Serve, tmp_path: Path) -> None:
+    """The bind error was shown but the phase stayed Progressing forever and `apply --wait`
+    waited 30 minutes. Now it is the phase's message and the deadline fires; once the port
+    is free the rollout goes on by itself."""
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    port = squatter.getsockname()[1]
+    doc = example_rollout("rollingUpdate", name="busy", version="v1", mark=serve.mark, replicas=1)
+    doc["spec"]["service"]["port"] = port
+    doc["spec"]["progressDeadlineSeconds"] = 3
+    spec = write_rollout(tmp_path / "busy.yaml", doc)
+    try:
+        started = time.monotonic()
+        waited = serve.apply(spec, "--wait", "--timeout", "60")
+        assert waited.code == 1, str(waited)
+        assert time.monotonic() - started < 45
+        assert "Degraded" in waited.stdout and "progressDeadlineSeconds" in waited.stdout
+        assert f"127.0.0.1:{port}" in waited.stdout and "in use" in waited.stdout
+        status = serve.status("busy")
+        assert status["phase"] == "Degraded" and "in use" in status["message"]
+    finally:
+        squatter.close()
+    serve.wait_phase("busy", "Healthy", within=60)
