@@ -9,7 +9,8 @@ protocol calls. Paths are patterns with ``{name}`` segments::
 Errors from ``changeover.errors`` become JSON with the status code the CLI maps back to an
 exit code: SpecError → 400 (with every problem), NotFound → 404, StateError → 409, any
 other ChangeoverError → 500 with its message. Anything else is logged with its traceback
-on the server and answered with a one-line 500: a traceback never leaves the process.
+on the server and answered with a plain 500 that names nothing internal: neither a
+traceback nor the exception's text leaves the process.
 """
 
 from __future__ import annotations
@@ -125,6 +126,10 @@ class Router:
             if not isinstance(exc, errors.SpecError | errors.NotFound | errors.StateError):
                 log.warning("%s %s failed: %s", request.method, request.path, exc)
             return error_response(exc)
-        except Exception as exc:
+        except Exception:
+            # The exception's text may carry internals (paths, values, code): it goes to
+            # the server's log only.
             log.exception("internal error in %s %s", request.method, request.path)
-            return http.Response.error(500, f"internal error: {type(exc).__name__}: {exc}")
+            return http.Response.error(
+                500, "internal error; the server's log has the details", type="InternalError"
+            )

@@ -36,21 +36,59 @@ from changeover.controller.service import RolloutService
 PREFIX = "/api/v1"
 
 
+# Deeper than any spec needs; a deeper body is refused before it reaches the service (whose
+# recursive walks would otherwise run out of stack on it).
+MAX_JSON_DEPTH = 64
+EVENTS_LIMIT = 10_000
+
+
+def _bad_request(path: str, message: str) -> errors.SpecError:
+    return errors.SpecError.single(file="", path=path, message=message)
+
+
 def _body(request: http.Request) -> dict[str, Any]:
     """The JSON object in the request body ({} when empty), or a 400."""
     if not request.body.strip():
         return {}
     try:
         doc = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise errors.SpecError.single(
-            file="", path="", message=f"request body is not valid JSON: {exc}"
-        ) from exc
+    except RecursionError:
+        raise _bad_request("", f"request body nests more than {MAX_JSON_DEPTH} deep") from None
+    except UnicodeDecodeError:
+        raise _bad_request("", "request body is not valid JSON: not UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise _bad_request("", f"request body is not valid JSON: {exc}") from None
+    except ValueError as exc:  # an integer of more than 4,300 digits
+        reason = str(exc).split(":")[0]
+        raise _bad_request("", f"request body is not valid JSON: {reason}") from None
     if not isinstance(doc, dict):
-        raise errors.SpecError.single(
-            file="", path="", message="request body must be a JSON object"
-        )
+        raise _bad_request("", "request body must be a JSON object")
+    if _deeper_than(doc, MAX_JSON_DEPTH):
+        raise _bad_request("", f"request body nests more than {MAX_JSON_DEPTH} deep")
     return doc
+
+
+def _deeper_than(doc: Any, limit: int) -> bool:
+    """Whether ``doc`` nests more than ``limit`` levels (walked without recursion)."""
+    stack = [(doc, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return False
+
+
+def _count(raw: str, name: str) -> int:
+    """A query parameter that is a count: ASCII digits only (``isdigit`` takes '٣' and '²',
+    which ``int`` then refuses)."""
+    if not (raw.isascii() and raw.isdigit()):
+        raise _bad_request(name, f"expected a non-negative integer, got {raw[:40]!r}")
+    digits = raw.lstrip("0") or "0"
+    return EVENTS_LIMIT if len(digits) > 9 else int(digits)
 
 
 def _field(doc: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any) -> Any:
@@ -88,12 +126,8 @@ class Handlers:
         return http.Response.json(200, self.service.status(params["name"]))
 
     async def events(self, request: http.Request, params: dict[str, str]) -> http.Response:
-        raw = request.query.get("limit", ["50"])[-1]
-        if not raw.isdigit():
-            raise errors.SpecError.single(
-                file="", path="limit", message=f"expected a non-negative integer, got {raw!r}"
-            )
-        events = self.service.events(params["name"], limit=min(int(raw), 10_000))
+        limit = _count(request.query.get("limit", ["50"])[-1], "limit")
+        events = self.service.events(params["name"], limit=min(limit, EVENTS_LIMIT))
         return http.Response.json(200, {"events": events})
 
     async def history(self, request: http.Request, params: dict[str, str]) -> http.Response:
