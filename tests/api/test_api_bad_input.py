@@ -36,7 +36,7 @@ def plain(response: httpx.Response) -> dict[str, Any]:
     """The error document of a 400, checked to carry nothing internal."""
     assert response.status_code == 400, response.text
     doc: dict[str, Any] = response.json()
-    for leak in ("Traceback", "Error:", "recursion", "File \"", "internal"):
+    for leak in ("Traceback", "Error:", "recursion", 'File "', "internal"):
         assert leak not in doc["error"]
     return doc
 
@@ -79,9 +79,7 @@ async def test_a_body_that_is_not_utf8_is_a_400(client: httpx.AsyncClient) -> No
     assert plain(response)["error"] == "request body is not valid JSON: not UTF-8"
 
 
-@pytest.mark.parametrize(
-    "limit", ["٣", "²", "1٣", "-1", "1e3", "0x10", " 5", "5 ", "١٠"], ids=repr
-)
+@pytest.mark.parametrize("limit", ["٣", "²", "1٣", "-1", "1e3", "0x10", " 5", "5 ", "١٠"], ids=repr)
 async def test_a_limit_that_is_not_ascii_digits_is_a_400_naming_it(
     client: httpx.AsyncClient, limit: str
 ) -> None:
