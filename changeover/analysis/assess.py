@@ -42,6 +42,7 @@ from changeover.spec import analysis as spec_analysis
 Phase = Literal["Pending", "Running", "Successful", "Failed", "Error", "Inconclusive"]
 MeasurementPhase = Literal["Successful", "Failed", "Inconclusive", "Error", "Undecided"]
 COMPLETED: tuple[Phase, ...] = ("Successful", "Failed", "Error", "Inconclusive")
+NOT_MEASURED = "not measured (the run ended before its first measurement)"
 _WORSE = {"Pending": 0, "Running": 1, "Successful": 2, "Inconclusive": 3, "Error": 4, "Failed": 5}
 
 
@@ -182,7 +183,10 @@ def assess_metric(metric: MetricSpec, result: MetricResult, *, terminating: bool
 def verdict(metric: MetricSpec, result: MetricResult, phase: Phase) -> str:
     """Why a metric ended as it did, naming the metric, its value and the limit passed."""
     latest = result.latest
-    value = f" = {conditions_eval.show(latest.value)}" if latest is not None else ""
+    if latest is None and result.error == 0:
+        return f"metric {metric.name} {phase}: {NOT_MEASURED}"
+    shown = latest is not None and latest.phase != "Error"  # an Error has no value to show
+    value = f" = {conditions_eval.show(latest.value)}" if shown and latest is not None else ""
     why = latest.message if latest is not None and latest.message else ""
     within = metric.failure_limit < 0 or result.failed <= metric.failure_limit
     short = metric.consecutive_success_limit > 0 and within

@@ -8,7 +8,8 @@ runner stores ``to_json()``, so a restarted controller resumes from ``from_json`
 
 ``summary()`` is what the status document shows per metric::
 
-    {"phase": "Failed", "value": 0.31, "message": "metric error-rate Failed = 0.31 ...",
+    {"phase": "Failed", "measured": true, "value": 0.31,
+     "message": "metric error-rate Failed = 0.31 ...",
      "count": 3, "successful": 1, "failed": 2, "inconclusive": 0, "error": 0,
      "undecided": 0, "consecutiveError": 0, "dryRun": false, "measuredAt": 1717000000.0}
 """
@@ -111,10 +112,15 @@ class AnalysisRun:
         for metric in self.metrics:
             result = self.results.get(metric.name) or assess.MetricResult(name=metric.name)
             latest = result.latest
+            measured = latest is not None or result.error > 0
+            message = result.message or (latest.message if latest is not None else "")
+            if not measured and result.phase in assess.COMPLETED:
+                message = message or assess.NOT_MEASURED
             out[metric.name] = {
                 "phase": result.phase,
+                "measured": measured,
                 "value": assess.finite(latest.value) if latest is not None else None,
-                "message": result.message or (latest.message if latest is not None else ""),
+                "message": message,
                 "count": result.count,
                 "successful": result.successful,
                 "failed": result.failed,

@@ -86,7 +86,10 @@ def analysis_table(analysis: Mapping[str, Any]) -> Table:
         table.add_column(column, justify="right" if len(column) == 1 else "left")
     for metric, result in results.items():
         cells = [str(result.get(key, "")) for key in counts.values()]
-        table.add_row(metric, phase_cell(result), value_text(result.get("value")), *cells)
+        value = value_text(result.get("value"))
+        if result.get("measured") is False and result.get("phase") not in ("Pending", "Running"):
+            value = "not measured"
+        table.add_row(metric, phase_cell(result), value, *cells)
     return table
 
 

@@ -288,3 +288,23 @@ def test_a_run_stopped_while_undecided_is_inconclusive_not_successful() -> None:
         "ab", assess.Measurement(phase="Successful", finished_at=6.0), now=6.0
     )
     assert decided.stop(7.0).phase == "Successful"
+
+
+def test_a_metric_never_measured_says_so_instead_of_nil() -> None:
+    """Issue 12: a run stopped before a metric's first measurement showed it as
+    ``Successful = nil``."""
+    late = metric("late", interval=5.0, initial_delay=60.0)
+    run = AnalysisRun(id="r", rollout="web", kind="background", revision=2, metrics=(late,))
+    run = run.assessed(0.0).stop(1.0)
+    summary = run.summary()["late"]
+    assert summary["phase"] == "Successful" and summary["measured"] is False
+    assert summary["message"] == (
+        "metric late Successful: not measured (the run ended before its first measurement)"
+    )
+    assert "nil" not in summary["message"]
+
+
+def test_an_error_measurement_has_no_value_to_show() -> None:
+    m = metric("m", interval=1.0)
+    result = tally("Successful", "Error", name="m")
+    assert assess.verdict(m, result, "Successful") == "metric m Successful"

@@ -93,3 +93,21 @@ def test_an_undecided_ab_test_gets_its_own_count_column() -> None:
     row = next(line for line in text.splitlines() if line.lstrip().startswith("conversion"))
     assert row.split()[-5:] == ["0", "0", "0", "0", "3"]
     assert "decided=false" in row
+
+
+def test_a_metric_never_measured_shows_not_measured() -> None:
+    """Issue 12: it showed as ``Successful`` with a value of nil."""
+    from changeover.analysis import templates
+    from changeover.analysis.run import AnalysisRun
+
+    late = templates.MetricSpec(
+        name="late", provider="builtin", config={}, interval=5.0, initial_delay=60.0
+    )
+    run = AnalysisRun(id="r", rollout="chat", kind="background", revision=3, metrics=(late,))
+    status = {**STATUS, "analysis": run.assessed(0.0).stop(1.0).summary()}
+    console = Console(width=140, record=True, color_system=None)
+    console.print(render.rollout_view(status))
+    text = console.export_text()
+    lines = {line.split()[0]: line for line in text.splitlines() if line.strip()}
+    assert lines["late"].split()[1:4] == ["Successful", "not", "measured"]
+    assert "nil" not in text
