@@ -12,6 +12,8 @@ wire live in ``api.router`` and ``api.http``.
     GET    /api/v1/rollouts/{name}/events        {"events": [...]}   (?limit=N, default 50)
     GET    /api/v1/rollouts/{name}/history       {"revisions": [...]}
     GET    /api/v1/rollouts/{name}/spec          the stored spec document
+    GET    /api/v1/rollouts/{name}/logs          {"logs": [...]}  (?revision=N&tail=N
+                                                 &since=ID:OFFSET..., local platform)
     POST   /api/v1/apply                         {"documents": [...], "source": "r.yaml"}
                                                  → {"results": [...]}
     POST   /api/v1/rollouts/{name}/promote       {"full": false} → status document
@@ -103,6 +105,17 @@ def _field(doc: dict[str, Any], name: str, kind: type | tuple[type, ...], defaul
     return value
 
 
+def _query_int(request: http.Request, name: str, default: int | None) -> int | None:
+    raw = request.query.get(name, [None])[-1]
+    if raw is None:
+        return default
+    if not raw.isdigit() or len(raw) > 9:
+        raise errors.SpecError.single(
+            file="", path=name, message=f"expected a non-negative integer, got {raw[:50]!r}"
+        )
+    return int(raw)
+
+
 class Handlers:
     """One method per endpoint, bound to a service."""
 
@@ -135,6 +148,23 @@ class Handlers:
 
     async def spec(self, request: http.Request, params: dict[str, str]) -> http.Response:
         return http.Response.json(200, self.service.spec(params["name"]))
+
+    async def logs(self, request: http.Request, params: dict[str, str]) -> http.Response:
+        reader = getattr(self.service, "logs", None)
+        if reader is None:
+            raise errors.StateError("this server keeps no logs: use the platform's own tools")
+        revision = _query_int(request, "revision", None)
+        tail = min(_query_int(request, "tail", 100) or 0, 100_000)
+        since: dict[str, int] = {}
+        for item in request.query.get("since", [])[:1000]:
+            log_id, _, offset = item.rpartition(":")
+            if not log_id or not offset.isdigit():
+                raise errors.SpecError.single(
+                    file="", path="since", message=f"expected ID:OFFSET, got {item[:100]!r}"
+                )
+            since[log_id] = int(offset)
+        found = reader(params["name"], revision=revision, tail=tail, since=since)
+        return http.Response.json(200, {"logs": found})
 
     async def apply(self, request: http.Request, params: dict[str, str]) -> http.Response:
         doc = _body(request)
@@ -188,6 +218,7 @@ def build_router(service: RolloutService, *, token: str, loopback: bool) -> rout
     r.add("GET", one + "/events", h.events)
     r.add("GET", one + "/history", h.history)
     r.add("GET", one + "/spec", h.spec)
+    r.add("GET", one + "/logs", h.logs)
     r.add("POST", PREFIX + "/apply", h.apply, mutating=True)
     r.add("POST", one + "/promote", h.promote, mutating=True)
     r.add("POST", one + "/abort", h.abort, mutating=True)

@@ -145,6 +145,16 @@ class Client:
         result: JSON = self._call("GET", self._one(name, "/spec"))
         return result
 
+    def logs(
+        self, name: str, *, revision: int | None, tail: int, since: dict[str, int]
+    ) -> list[JSON]:
+        params: dict[str, Any] = {"tail": tail}
+        if revision is not None:
+            params["revision"] = revision
+        if since:
+            params["since"] = [f"{k}:{v}" for k, v in since.items()]
+        return list(self._call("GET", self._one(name, "/logs"), **params)["logs"])
+
     def metrics(self) -> str:
         return str(self._call("GET", "/metrics"))
 

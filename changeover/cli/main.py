@@ -12,12 +12,12 @@ import sys
 import traceback
 
 from changeover.cli import app as app_mod
-from changeover.cli import commands, kube, reads, servers, serving
+from changeover.cli import commands, kube, logs, reads, servers, serving
 
 app = app_mod.app
 
 # Imported for their side effect: each registers its commands on ``app``.
-_COMMAND_MODULES = (commands, reads, serving, servers, kube)
+_COMMAND_MODULES = (commands, reads, logs, serving, servers, kube)
 # After every command is registered: --platform/--kubeconfig/--namespace on the ones that
 # act on rollouts (and serve).
 kube.register_platform_options()

@@ -20,6 +20,7 @@ from changeover.controller.service import JSON
 from changeover.engine import commands
 from changeover.engine.status import RolloutStatus
 from changeover.platforms.base import ReplicaState, RevisionState
+from changeover.platforms.local import logs as local_logs
 from changeover.spec import analysis as spec_analysis
 from changeover.spec import analysis_checks, load, models, validate
 from changeover.traffic import builtin
@@ -211,6 +212,16 @@ class LocalService:
 
     def spec(self, name: str) -> JSON:
         return dict(self._get(name).spec)
+
+    def logs(
+        self, name: str, *, revision: int | None, tail: int, since: dict[str, int]
+    ) -> list[JSON]:
+        """Replica and hook output of ``name`` (see ``platforms.local.logs``)."""
+        self._get(name)
+        state_dir = getattr(self._c.platform, "state_dir", None)
+        if state_dir is None:
+            raise errors.StateError("this platform keeps no logs here")
+        return local_logs.read(state_dir, name, revision=revision, tail=tail, since=since)
 
     def metrics_text(self) -> str:
         return self._metrics.render() if self._metrics is not None else ""

@@ -5,13 +5,21 @@ not after progressDeadlineSeconds (600 s by default)."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from e2e_helpers import JSON, Serve, example_rollout, write_rollout
+from e2e_helpers import (
+    JSON,
+    MARK_VAR,
+    Serve,
+    example_rollout,
+    with_version,
+    write_rollout,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -110,3 +118,42 @@ def test_a_service_port_in_use_counts_against_the_deadline(serve: Serve, tmp_pat
     finally:
         squatter.close()
     serve.wait_phase("busy", "Healthy", within=60)
+
+
+def test_logs_show_replicas_output_and_follow_a_new_revision(serve: Serve, tmp_path: Path) -> None:
+    v1 = example_rollout("rollingUpdate", name="talk", version="v1", mark=serve.mark, replicas=1)
+    spec = write_rollout(tmp_path / "talk.yaml", v1)
+    assert serve.apply(spec, "--wait", "--timeout", "60").code == 0
+    shown = serve.cli("logs", "talk", check=True).stdout
+    assert "starting replica talk-1-" in shown and "app v1" in shown
+
+    follower = serve.cli_popen("logs", "talk", "-f")
+    try:
+        assert serve.apply(write_rollout(spec, with_version(v1, "v2"))).code == 0
+        serve.wait_phase("talk", "Healthy", stableRevision=2, within=60)
+        only_v2 = serve.cli("logs", "talk", "--revision", "2", check=True).stdout
+        assert "app v2" in only_v2 and "app v1" not in only_v2
+    finally:
+        time.sleep(1.5)  # a few polls of -f after v2 started
+        follower.send_signal(signal.SIGINT)
+        out, _ = follower.communicate(timeout=20)
+    assert follower.returncode == 130
+    # -f printed v1's tail, then v2's replica as it started, each line labelled.
+    assert "[1/talk-1-" in out and "[2/talk-2-" in out and "app v2" in out
+
+
+def test_a_failed_hook_names_its_log(serve: Serve, tmp_path: Path) -> None:
+    failing = [sys.executable, "-c", "print('migration 7 failed: column exists'); exit(4)"]
+    doc = example_rollout("recreate", name="migr", version="v1", mark=serve.mark, replicas=1)
+    doc["spec"]["strategy"]["recreate"] = {
+        "mid": {"command": failing, "failurePolicy": "Abort", "env": {MARK_VAR: serve.mark}}
+    }
+    spec = write_rollout(tmp_path / "migr.yaml", doc)
+    assert serve.apply(spec, "--wait", "--timeout", "60").code == 0
+    assert serve.apply(write_rollout(spec, with_version(doc, "v2")), "--wait").code == 1
+    message = serve.api_status("migr")["message"]
+    assert "mid hook failed" in message and "log: " in message
+    log_path = Path(message.split("log: ", 1)[1].split(" ", 1)[0])
+    assert "migration 7 failed" in log_path.read_text()
+    shown = serve.cli("logs", "migr", check=True).stdout
+    assert "[hook migr_2_mid_" in shown and "migration 7 failed: column exists" in shown

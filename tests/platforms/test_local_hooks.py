@@ -77,7 +77,8 @@ async def test_hook_timing_out_is_killed_and_failed(make_platform: Platforms) ->
     status = platform.hook_status(rollout="chat", hook_id="mid-2")
     assert status is not None
     assert status.state is base.HookState.FAILED
-    assert status.message == "timed out after 0.5s"
+    assert status.message.startswith("timed out after 0.5s\nlog: ")
+    assert status.message.endswith("mid-2.log (`changeover logs chat`)")
     pid = int(status.extra["output"].split()[0])
     assert not pid_alive(pid)
 

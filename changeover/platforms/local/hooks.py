@@ -107,6 +107,9 @@ class HookRunner:
             self._finish(base.HookState.FAILED, message, {**extra, "output": output})
 
     def _finish(self, new: base.HookState, message: str, extra: dict[str, str]) -> None:
+        if new is base.HookState.FAILED:
+            # Where the whole output is: the message carries only its last lines.
+            message += f"\nlog: {self.log_path} (`changeover logs {self.rollout}`)"
         self.record.state = new.value
         self.record.message = message
         self.record.extra = {**extra, "log": str(self.log_path)}
