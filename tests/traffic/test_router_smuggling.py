@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 
 import router_helpers
-from router_helpers import RouterFactory, UpstreamFactory
+from router_helpers import RouterFactory, UpstreamFactory, ep
 from test_router_fastpath import answer, one_revision, raw_upstream
 
 from changeover.endpoints import Endpoint
@@ -148,3 +148,33 @@ def test_framing_of_follows_llhttp_for_transfer_codings() -> None:
         framing(b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\ncontent-length: 3\r\n\r\n")
         == upstream_mod.CLOSE
     )
+
+
+async def test_a_clients_shadow_mark_and_forwarded_proto_are_replaced(
+    make_router: RouterFactory, upstream: UpstreamFactory
+) -> None:
+    """Issue 11 §2 item 5: only the router marks mirror copies, and only it says which
+    scheme it was reached by; X-Forwarded-For is appended to, as a proxy does."""
+    v1, shadow = await upstream("v1"), await upstream("shadow")
+    router = await make_router()
+    await router.set_backends(1, [ep(v1)])
+    await router.set_backends(2, [ep(shadow)])
+    await router.set_weight({1: 100})
+    await router.set_mirror_route("m", 2, 100, [])
+    for version in (b"1.1", b"1.0"):  # the fast path and a rebuilt head
+        reader, writer = await asyncio.open_connection("127.0.0.1", router.port)
+        writer.write(
+            b"GET /echo HTTP/%s\r\nhost: x\r\nX-Changeover-Shadow: 1\r\n"
+            b"X-Forwarded-Proto: https\r\nx-forwarded-for: 6.6.6.6\r\n\r\n" % version
+        )
+        assert (await asyncio.wait_for(router_helpers.read_reply(reader), 5)).status == 200
+        writer.close()
+    await router.mirror_idle()
+    for seen in v1.requests:
+        assert "x-changeover-shadow" not in seen.headers
+        assert seen.headers["x-forwarded-proto"] == "http"
+        assert seen.headers["x-forwarded-for"] == "6.6.6.6, 127.0.0.1"
+    assert len(shadow.requests) == 2
+    for copy in shadow.requests:
+        assert copy.headers["x-changeover-shadow"] == "1"
+        assert copy.headers["x-forwarded-proto"] == "http"

@@ -341,9 +341,10 @@ def _request_bytes(job: _Job) -> bytes:
     head = wire.request_head(
         method,
         url,
-        [*headers, (b"x-changeover-shadow", b"1")],
+        headers,
         client_ip=job.client_ip,
         framing=framing,
+        extra=SHADOW,
     )
     return head + body
 

@@ -405,7 +405,9 @@ class ClientConnection(asyncio.Protocol):
         return self._current is None and not self._queue
 
 
-_FORWARDING = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"forwarded"})
+_FORWARDING = frozenset(
+    {b"x-forwarded-for", b"x-forwarded-proto", b"forwarded", b"x-changeover-shadow"}
+)
 _NONE: dict[bytes, bytes] = {}
 
 

@@ -46,7 +46,12 @@ REQUEST_FIELDS = (
     b"x-forwarded-for",
     b"x-forwarded-proto",
     b"forwarded",
+    b"x-changeover-shadow",
 )
+# Fields only the router may set: a client's copy is dropped. ``x-changeover-shadow``
+# marks mirror copies (a service may skip side effects for them), ``x-forwarded-proto``
+# is the scheme the router was reached by (a client could claim https).
+TRUSTED = frozenset({b"x-changeover-shadow", b"x-forwarded-proto"})
 # Response fields that are hop-by-hop, or that decide the body's framing. Matched against
 # the lower-cased head (case-sensitive matching of a lower-cased copy is about twice as fast
 # as an IGNORECASE pattern, and these fields' values are compared case-insensitively).
@@ -170,8 +175,11 @@ def request_head(
     client_ip: bytes,
     framing: bytes,
     extra_hop: frozenset[bytes] = frozenset(),
+    extra: bytes = b"",
 ) -> bytes:
-    """The head sent upstream: hop-by-hop fields dropped, X-Forwarded-For appended to.
+    """The head sent upstream: hop-by-hop fields and the client's ``TRUSTED`` fields
+    dropped, X-Forwarded-For and Forwarded appended to, X-Forwarded-Proto set, ``extra``
+    (the router's own fields, e.g. the shadow mark) added.
 
     ``framing`` is ``CHUNKED``, ``b""``, or ``b"content-length: N\\r\\n"`` when the proxy
     re-frames the body; an original content-length is kept unless ``framing`` replaces it.
@@ -179,27 +187,23 @@ def request_head(
     parts = [method, b" ", url, b" HTTP/1.1\r\n"]
     xff: bytes | None = None
     forwarded: bytes | None = None
-    proto = False
     drop_length = framing.startswith(b"content-length")
     for name, value in headers:
-        if name in HOP_BY_HOP or name in extra_hop:
+        if name in HOP_BY_HOP or name in extra_hop or name in TRUSTED:
             continue
         if name == b"x-forwarded-for":
             xff = value if xff is None else xff + b", " + value
             continue
         if name == b"content-length" and drop_length:
             continue
-        if name == b"x-forwarded-proto":
-            proto = True
         if name == b"forwarded":
             forwarded = value if forwarded is None else forwarded + b", " + value
             continue
         parts += (name, b": ", value, b"\r\n")
     parts += (b"x-forwarded-for: ", client_ip if xff is None else xff + b", " + client_ip, b"\r\n")
-    if not proto:
-        parts.append(b"x-forwarded-proto: http\r\n")
+    parts.append(b"x-forwarded-proto: http\r\n")
     parts += (b"forwarded: ", forwarded + b", " if forwarded else b"", forwarded_for(client_ip))
-    parts += (framing, b"\r\n")
+    parts += (extra, framing, b"\r\n")
     return b"".join(parts)
 
 

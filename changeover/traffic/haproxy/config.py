@@ -273,6 +273,7 @@ def render(
         "frontend web",
         f"    bind {_addr(layout.host)}:{layout.port}",
         *_log_sampling(layout, paths),
+        *TRUST_RULES,
         *_route_rules(layout, paths),
         f"    default_backend {WEIGHTED}",
         "",
@@ -282,6 +283,7 @@ def render(
             "frontend preview",
             f"    bind {_addr(layout.host)}:{layout.preview_port}",
             *_log_sampling(layout, paths),
+            *TRUST_RULES,
             f"    use_backend %[str(preview),map({settings})] "
             f"if {{ str(preview),map({settings}) -m found }}",
             "    default_backend unrouted",
@@ -345,6 +347,15 @@ def render(
                 out.append(f"    server s{i} {_addr(ep.host)}:{ep.port}")
         out.append("")
     return "\n".join(out)
+
+
+# Fields only the router may set, as the builtin router treats them: a client's shadow
+# mark is dropped (it would tell a service that a real request is a mirror copy) and
+# X-Forwarded-Proto is the scheme HAProxy was reached by, not the client's claim.
+TRUST_RULES = (
+    "    http-request del-header x-changeover-shadow",
+    "    http-request set-header x-forwarded-proto http",
+)
 
 
 def _route_rules(layout: Layout, paths: Paths) -> list[str]:

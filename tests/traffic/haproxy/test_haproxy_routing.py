@@ -241,3 +241,24 @@ async def test_stream_chunks_are_forwarded_as_they_arrive(
     assert arrivals[0] < 0.1, arrivals
     assert arrivals[-1] - arrivals[0] > 0.12, arrivals
     assert len(arrivals) >= 10, arrivals
+
+
+async def test_a_clients_shadow_mark_and_forwarded_proto_never_reach_the_service(
+    make_haproxy: HAProxyFactory, upstream: UpstreamFactory
+) -> None:
+    up = await upstream("v1")
+    router = await make_haproxy()
+    await router.set_backends(1, [ep(up)])
+    await router.set_weight({1: 100})
+    reader, writer = await asyncio.open_connection("127.0.0.1", router.port)
+    writer.write(
+        b"GET /echo HTTP/1.1\r\nhost: x\r\nx-changeover-shadow: 1\r\n"
+        b"x-forwarded-proto: https\r\nx-forwarded-for: 6.6.6.6\r\n\r\n"
+    )
+    await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    writer.close()
+    seen = up.requests[0].headers
+    assert "x-changeover-shadow" not in seen
+    assert seen["x-forwarded-proto"] == "http"
+    # ``option forwardfor`` adds its own line after the client's (the helper keeps the last).
+    assert seen["x-forwarded-for"] == "127.0.0.1"

@@ -213,9 +213,10 @@ def test_only_the_rules_a_rollout_uses_are_rendered(tmp_path: Path) -> None:
     text = config.render(routed, paths, servers=[[ep(9001)], [None]])
     frontend = text[text.index("frontend web") : text.index("frontend fallback")]
     lines = [ln.strip() for ln in frontend.splitlines() if ln.strip()]
-    # The route (first match wins), then the sticky split, each guarded by its header's
-    # presence, then the weights.
-    assert lines[3:] == [
+    # The client's trust headers replaced, then the route (first match wins), then the
+    # sticky split, each guarded by its header's presence, then the weights.
+    assert lines[3:5] == [rule.strip() for rule in config.TRUST_RULES]
+    assert lines[5:] == [
         "use_backend %[req.fhdr(x-canary,1),map_str("
         f"{paths.map('route-hdr-x-canary-str')})] if {{ req.hdr(x-canary) -m found }}",
         f"use_backend %[req.fhdr(x-user-id,1),crc32,mod(100),map({paths.map('sticky')})] "
