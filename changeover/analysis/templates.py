@@ -18,7 +18,7 @@ revisions, to report the same errors before anything runs).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,6 +113,14 @@ class Resolved:
     unused_args: list[str] = field(default_factory=list)
 
 
+# (Secret name, key) → the value; raises TemplateError when it cannot be read.
+SecretFn = Callable[[str, str], str]
+
+
+def _placeholder_secret(name: str, key: str) -> str:
+    return f"secret-{name}-{key}"
+
+
 def resolve(
     analysis: spec.RolloutAnalysis,
     templates: Mapping[str, spec.AnalysisTemplate],
@@ -120,8 +128,10 @@ def resolve(
     rollout: models.Rollout,
     stable: int | None,
     latest: int,
+    secret: SecretFn = _placeholder_secret,
 ) -> Resolved:
-    """The metrics of ``analysis``; TemplateError naming what is wrong and where."""
+    """The metrics of ``analysis``; TemplateError naming what is wrong and where.
+    ``secret`` reads a ``valueFrom.secretKeyRef`` argument (lint checks with a placeholder)."""
     metrics: list[tuple[str, spec.Metric]] = []  # (path, metric)
     declared: dict[str, spec.Argument] = {}
     dry_run = list(analysis.dry_run)
@@ -149,7 +159,9 @@ def resolve(
                 path,
             )
         seen[metric.name] = path
-    values, unused = _arguments(analysis, declared, rollout=rollout, stable=stable, latest=latest)
+    values, unused = _arguments(
+        analysis, declared, rollout=rollout, stable=stable, latest=latest, secret=secret
+    )
     out = [
         _resolve_metric(metric, path, values, dry_run=dry_run, retention=retention)
         for path, metric in metrics
@@ -164,14 +176,17 @@ def _arguments(
     rollout: models.Rollout,
     stable: int | None,
     latest: int,
+    secret: SecretFn,
 ) -> tuple[dict[str, str], list[str]]:
     passed = {arg.name: arg for arg in analysis.args}
     values: dict[str, str] = {}
     for name in [*declared, *(n for n in passed if n not in declared)]:
         arg = passed.get(name) or declared[name]
-        value = _value(arg, rollout=rollout, stable=stable, latest=latest)
+        value = _value(arg, rollout=rollout, stable=stable, latest=latest, secret=secret)
         if value is None and name in passed and name in declared:
-            value = _value(declared[name], rollout=rollout, stable=stable, latest=latest)
+            value = _value(
+                declared[name], rollout=rollout, stable=stable, latest=latest, secret=secret
+            )
         if value is None:
             raise TemplateError(
                 f"argument {name!r} has no value: pass it in the Rollout's analysis args "
@@ -184,10 +199,18 @@ def _arguments(
 
 
 def _value(
-    arg: spec.Argument, *, rollout: models.Rollout, stable: int | None, latest: int
+    arg: spec.Argument,
+    *,
+    rollout: models.Rollout,
+    stable: int | None,
+    latest: int,
+    secret: SecretFn,
 ) -> str | None:
     if arg.value_from is None:
         return arg.given
+    ref = arg.value_from.secret_key_ref
+    if ref is not None:
+        return secret(ref.name, ref.key)
     which = arg.value_from.pod_template_hash_value
     if which == "Stable":
         return str(stable if stable is not None else latest)

@@ -267,7 +267,11 @@ def import_(
     path: Annotated[str, typer.Argument(help="Argo Rollouts or Flagger manifests (file, dir, -).")],
     output: Annotated[str, typer.Option("--output", "-o", help="yaml or json.")] = "yaml",
     strict: Annotated[
-        bool, typer.Option("--strict", help="Exit 2 if any field could not be carried over.")
+        bool,
+        typer.Option(
+            "--strict",
+            help="Exit 2 if any field could not be carried over (or its meaning changed).",
+        ),
     ] = False,
 ) -> None:
     """Convert Argo Rollouts Rollout/AnalysisTemplate and Flagger Canary manifests; every
@@ -283,5 +287,5 @@ def import_(
         sys.stdout.write(json.dumps(result.documents, indent=2) + "\n")
     else:
         sys.stdout.write("---\n".join(yaml.safe_dump(d, sort_keys=False) for d in result.documents))
-    if strict and result.notes:
+    if strict and result.losses:
         raise typer.Exit(2)

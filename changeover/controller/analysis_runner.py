@@ -24,7 +24,7 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from changeover import aio, errors
@@ -56,8 +56,15 @@ class AnalysisRunner:
         platform: Platform | None = None,
         metrics: sampler.Snapshotter | None = None,
         wake: Callable[[], None] = lambda: None,
+        secret: Callable[[str, str, str], str] | None = None,
+        provider_overrides: Mapping[str, Callable[[], providers_base.MetricProvider]] | None = None,
     ) -> None:
+        """``secret(namespace, name, key)`` reads a ``secretKeyRef`` argument (None: the
+        local platform, which has no Secrets: such a run cannot start, and says why);
+        ``provider_overrides`` replace providers by name (the operator's ``job``)."""
         providers.load()
+        self._secret = secret
+        self._overrides = dict(provider_overrides or {})
         self.store = store
         self.clock = clock
         self._platform = platform
@@ -95,6 +102,7 @@ class AnalysisRunner:
                 rollout=rollout,
                 stable=action.stable_revision,
                 latest=action.revision,
+                secret=self._secret_of(rollout.metadata.namespace),
             )
             known = providers_base.registered()
             unknown = [m.provider for m in resolved.metrics if m.provider not in known]
@@ -202,7 +210,8 @@ class AnalysisRunner:
         self, run: AnalysisRun, metric: templates.MetricSpec, started: float
     ) -> assess.Measurement:
         try:
-            provider = providers_base.create(metric.provider)
+            override = self._overrides.get(metric.provider)
+            provider = override() if override else providers_base.create(metric.provider)
             result = await asyncio.wait_for(
                 provider.measure(metric.config, args=run.args, context=self._context(run)),
                 MEASURE_CAP_SECONDS,
@@ -293,6 +302,18 @@ class AnalysisRunner:
             with contextlib.suppress(ValueError):
                 out[name] = spec_analysis.AnalysisTemplate.model_validate(doc)
         return out
+
+    def _secret_of(self, namespace: str) -> templates.SecretFn:
+        def read(name: str, key: str) -> str:
+            if self._secret is None:
+                raise templates.TemplateError(
+                    f"valueFrom.secretKeyRef {name}/{key} reads a Kubernetes Secret; the local "
+                    "platform has none: give the value with value: (or run on Kubernetes)",
+                    "args",
+                )
+            return self._secret(namespace, name, key)
+
+        return read
 
     def _cancel(self, run_id: str, keep: tuple[str, str] | None = None) -> None:
         for key, task in list(self._tasks.items()):

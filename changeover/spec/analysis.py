@@ -100,21 +100,31 @@ class FieldRef(Model):
     field_path: str
 
 
+class SecretKeyRef(Model):
+    name: Annotated[str, Field(min_length=1)]
+    key: Annotated[str, Field(min_length=1)]
+
+
 class ValueFrom(Model):
     """Where an argument's value comes from when the run starts.
 
     ``podTemplateHashValue: Stable`` / ``Latest`` is the stable / new revision's number
     (Argo Rollouts passes the ReplicaSet's pod-template hash; a revision number plays that
     part here). ``fieldRef: {fieldPath: metadata.name}`` reads the Rollout (also
-    ``metadata.namespace`` and ``metadata.labels['app']``)."""
+    ``metadata.namespace`` and ``metadata.labels['app']``). ``secretKeyRef: {name, key}``
+    reads a key of a Kubernetes Secret in the rollout's namespace when the run starts, as
+    Argo Rollouts does (Kubernetes only: on the local platform the run cannot start and
+    says so)."""
 
     pod_template_hash_value: Literal["Stable", "Latest"] | None = None
     field_ref: FieldRef | None = None
+    secret_key_ref: SecretKeyRef | None = None
 
     @model_validator(mode="after")
     def _one(self) -> ValueFrom:
-        if (self.pod_template_hash_value is None) == (self.field_ref is None):
-            raise ValueError("expected exactly one of podTemplateHashValue, fieldRef")
+        given = [self.pod_template_hash_value, self.field_ref, self.secret_key_ref]
+        if sum(g is not None for g in given) != 1:
+            raise ValueError("expected exactly one of podTemplateHashValue, fieldRef, secretKeyRef")
         return self
 
 

@@ -137,9 +137,10 @@ def test_argo_workload_ref_takes_the_deployment_and_filters_args() -> None:
     assert [a.name for a in step.analysis.args] == ["token", "hash"]
     notes = _paths(result)
     assert notes["spec.workloadRef"] == "changed"
-    assert notes["spec.strategy.canary.steps[2].analysis.args[0].valueFrom.secretKeyRef"] == (
-        "dropped"
-    )
+    # The Secret reference is carried, as Argo reads it: never a hint to paste the secret.
+    token = step.analysis.args[0]
+    assert token.value_from is not None and token.value_from.secret_key_ref is not None
+    assert not any("secretKeyRef" in p for p in notes)
     assert not any(p.startswith("Deployment/") for p in notes)
 
 

@@ -23,11 +23,6 @@ ALL = sorted(FIXTURES.rglob("*.yaml"))
 REFUSED = {
     "argo/nginx-template.yaml": ("metadata.name", "REPLACEME"),
     "argo/rollout-linkerd.yaml": ("", "line 74"),
-    "argo/rollout-bg-analysis-withArgs.yaml": ("spec.strategy.canary.analysis.args", "probe-url"),
-    "argo/rollout-secret-withArgs.yaml": (
-        "spec.strategy.canary.steps[1].analysis.args",
-        "health-url",
-    ),
     "argo/docs-bluegreen-analysis-antiaffinity.yaml": (
         "spec.strategy.blueGreen.prePromotionAnalysis",
         "count",

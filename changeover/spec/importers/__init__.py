@@ -43,6 +43,7 @@ def convert(docs: Sequence[JSON], source: str = "", *, context: Sequence[JSON] =
     """Convert ``docs``; ``context`` holds more documents (other files') that only lend
     Deployments and MetricTemplates."""
     result = Result()
+    docs, context = unlisted(docs), unlisted(context)
     pool = [d for d in [*docs, *context] if isinstance(d, dict)]
     deployments = {_name(d): d for d in pool if _kind(d) == "Deployment"}
     templates = {
@@ -58,6 +59,19 @@ def convert(docs: Sequence[JSON], source: str = "", *, context: Sequence[JSON] =
         result.extend(_one(doc, source, deployments, templates))
     _unused(docs, result, source)
     return result
+
+
+def unlisted(docs: Sequence[Any]) -> list[Any]:
+    """``docs`` with every ``kind: List`` (what ``kubectl get rollouts -o yaml`` prints, or
+    a ``RolloutList``) replaced by its items."""
+    out: list[Any] = []
+    for doc in docs:
+        items = doc.get("items") if isinstance(doc, dict) else None
+        if isinstance(items, list) and _kind(doc).endswith("List"):
+            out += unlisted(items)
+        else:
+            out.append(doc)
+    return out
 
 
 def _name(doc: JSON) -> str:
@@ -173,6 +187,18 @@ def import_path(path: str) -> Result:
                 if n.kind == "dropped"
             ]
         problems += wrong
+    if not problems and files and not result.documents:
+        kinds = sorted(
+            {_kind(d) for _, docs in parsed for d in unlisted(docs) if isinstance(d, dict)}
+        ) or ["none"]
+        problems.append(
+            errors.SpecProblem(
+                file=path,
+                path="",
+                message="nothing to import: expected an Argo Rollouts Rollout or "
+                "AnalysisTemplate, or a Flagger Canary (kinds found: " + ", ".join(kinds) + ")",
+            )
+        )
     if problems:
         raise errors.SpecError(problems)
     return result

@@ -7,7 +7,10 @@ a method or path match is refused, analysis), maxSurge/maxUnavailable,
 abortScaleDownDelaySeconds, background analysis, canaryService/stableService (as
 ``service.canaryName``/``service.name``); trafficRouting istio / nginx / smi / the Gateway
 API plugin; blueGreen's services, promotion settings and pre/post-promotion analysis;
-AnalysisTemplates (same shape). Everything else is reported, field by field.
+AnalysisTemplates (same shape; an argument's ``valueFrom.secretKeyRef`` stays a reference,
+read from the Secret when a run starts on Kubernetes). Everything else is reported, field
+by field. ``kubectl``'s ``last-applied-configuration`` and Argo's ``rollout.argoproj.io/*``
+annotations are state of the source object and are not carried.
 
 ``spec.service.port`` has no Argo counterpart: it is the first containerPort (noted).
 """
@@ -63,6 +66,13 @@ def _metadata(doc: JSON, notes: Notes) -> JSON:
     for key in ("namespace", "labels", "annotations"):
         if meta.get(key):
             out[key] = copy.deepcopy(meta[key])
+    # kubectl's copy of the applied manifest and Argo's controller bookkeeping are state
+    # of the source object, not part of the rollout (and would be stale at once).
+    kept = {k: v for k, v in (out.get("annotations") or {}).items() if not _state_annotation(k)}
+    if kept:
+        out["annotations"] = kept
+    else:
+        out.pop("annotations", None)
     for key in meta:
         if key not in (
             "name",
@@ -74,9 +84,16 @@ def _metadata(doc: JSON, notes: Notes) -> JSON:
             "resourceVersion",
             "uid",
             "managedFields",
+            "selfLink",
         ):
             notes.drop(f"metadata.{key}", "not carried over")
     return out
+
+
+def _state_annotation(key: str) -> bool:
+    return key == "kubectl.kubernetes.io/last-applied-configuration" or key.startswith(
+        "rollout.argoproj.io/"
+    )
 
 
 def _duration(value: Any) -> Any:
@@ -89,12 +106,19 @@ def _analysis(block: JSON, path: str, notes: Notes) -> JSON:
     if "templateName" in block:
         # Argo Rollouts before v0.9 named one template here; later ones list them.
         out["templates"] = [*(out.get("templates") or []), {"templateName": block["templateName"]}]
-        notes.change(f"{path}.templateName", "written as templates: [{templateName: ...}]")
+        notes.change(
+            f"{path}.templateName", "written as templates: [{templateName: ...}]", loss=False
+        )
     if "args" in out:
         out["args"] = _args(out["args"], f"{path}.args", notes)
     for template in out.get("templates") or []:
         if template.get("clusterScope"):
-            notes.change(f"{path}.templates", "ClusterAnalysisTemplate read as AnalysisTemplate")
+            notes.change(
+                f"{path}.templates",
+                "clusterScope: serve --argo-rollouts reads the ClusterAnalysisTemplate; "
+                "elsewhere the AnalysisTemplate of that name",
+                loss=False,
+            )
     if "startingStep" in block:
         out["startingStep"] = block["startingStep"]
     notes.rest(block, path, _ANALYSIS | {"startingStep", "templateName"})
@@ -193,7 +217,7 @@ def _header_routing(block: JSON, path: str, notes: Notes) -> JSON:
             value = {"exact": str(m.get("headerValue", ""))}
         matches.append({"headerName": m.get("headerName"), "headerValue": value})
         notes.rest(m, f"{path}.match[{j}]", {"headerName", "headerValue", "headerRegex"})
-    notes.change(path, f"written as setHeaderRoute named {HEADER_ROUTE}")
+    notes.change(path, f"written as setHeaderRoute named {HEADER_ROUTE}", loss=False)
     return {"setHeaderRoute": {"name": HEADER_ROUTE, "match": matches}}
 
 
@@ -249,6 +273,7 @@ def _traffic(routing: JSON, path: str, notes: Notes, service: JSON) -> JSON | No
             f"{path}.managedRoutes",
             "not needed: changeover records the routes it "
             "adds (annotation changeover.dev/managed-routes) and removes exactly those",
+            loss=False,
         )
     for key in routing:
         if key not in ("istio", "nginx", "smi", "plugins", "plugin", "managedRoutes"):
@@ -272,7 +297,7 @@ def _http_route(plugin: JSON, path: str, notes: Notes) -> Any:
     if plugin.get("httpRoute"):
         return plugin["httpRoute"]
     routes = plugin.get("httpRoutes") or [{}]
-    notes.change(f"{path}.httpRoutes[0].name", "written as httpRoute")
+    notes.change(f"{path}.httpRoutes[0].name", "written as httpRoute", loss=False)
     for i in range(1, len(routes)):
         notes.drop(f"{path}.httpRoutes[{i}]", "one HTTPRoute per rollout")
     if "useHeaderRoutes" in routes[0]:
@@ -322,6 +347,7 @@ def rollout(doc: JSON, source: str, deployments: dict[str, JSON] | None = None) 
             "spec.selector",
             "changeover selects pods by its own labels "
             "(changeover.dev/rollout, rollouts-pod-template-hash)",
+            loss=False,
         )
     meta = template.get("metadata") or {}
     out_spec["template"] = {
@@ -334,6 +360,7 @@ def rollout(doc: JSON, source: str, deployments: dict[str, JSON] | None = None) 
         "spec.service.port",
         f"added as {port or 80} (the first containerPort"
         f"{'' if port else '; none is declared, so 80'}): the Services' port",
+        loss=port is None,  # a guessed port is worth a look; the declared one is not
     )
     strategy = spec.get("strategy") or {}
     if "canary" in strategy:
@@ -399,7 +426,7 @@ _METRIC = {
     "consecutiveErrorLimit",
     "provider",
 }
-_VALUE_FROM = {"podTemplateHashValue", "fieldRef"}
+_VALUE_FROM = {"podTemplateHashValue", "fieldRef", "secretKeyRef"}
 
 
 def _args(args: list[JSON], path: str, notes: Notes) -> list[JSON]:
@@ -411,7 +438,8 @@ def _args(args: list[JSON], path: str, notes: Notes) -> list[JSON]:
             if key not in _VALUE_FROM:
                 notes.drop(
                     f"{path}[{i}].valueFrom.{key}",
-                    "give the value in args instead (secrets are not read from the cluster)",
+                    "not supported (valueFrom takes podTemplateHashValue, fieldRef or "
+                    "secretKeyRef)",
                 )
         if any(k in _VALUE_FROM for k in value_from):
             kept["valueFrom"] = {k: v for k, v in value_from.items() if k in _VALUE_FROM}
@@ -431,7 +459,7 @@ def analysis_template(doc: JSON, source: str) -> Result:
         if "maxFailures" in metric and "failureLimit" not in metric:
             # Argo Rollouts' name for failureLimit before v0.9.
             metric = {**metric, "failureLimit": metric["maxFailures"]}
-            notes.change(f"spec.metrics[{i}].maxFailures", "written as failureLimit")
+            notes.change(f"spec.metrics[{i}].maxFailures", "written as failureLimit", loss=False)
         notes.rest(metric, f"spec.metrics[{i}]", _METRIC | {"maxFailures"})
         metrics.append({k: v for k, v in metric.items() if k in _METRIC})
     spec["metrics"] = _runnable(metrics, notes, source)
