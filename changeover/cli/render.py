@@ -239,10 +239,12 @@ def rollouts_table(statuses: list[JSON]) -> Table:
 
 
 def history_table(revisions: list[JSON]) -> Table:
+    """One row per kept revision: when, and what changed from the revision before it
+    (the whole command for the first one); secret-looking values come masked."""
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("REVISION", "CREATED", "COMMAND", ""):
+    for column in ("REVISION", "CREATED", "CHANGES", ""):
         table.add_column(column)
-    for rev in revisions:
+    for i, rev in enumerate(revisions):
         created = rev.get("createdAt")
         when = (
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created))
@@ -252,5 +254,10 @@ def history_table(revisions: list[JSON]) -> Table:
         marks = [m for m in ("current", "stable") if rev.get(m)]
         command = rev.get("command") or []
         shown = " ".join(str(c) for c in command) if isinstance(command, list) else str(command)
-        table.add_row(str(rev.get("revision")), when, shown, ",".join(marks))
+        changes = [str(c.get("text")) for c in rev.get("changes") or [] if isinstance(c, dict)]
+        if i == 0 or "changes" not in rev:
+            text = f"command: {shown}"
+        else:
+            text = "\n".join(changes) or "no template change"
+        table.add_row(str(rev.get("revision")), when, text, ",".join(marks))
     return table

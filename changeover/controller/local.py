@@ -22,7 +22,7 @@ from changeover.engine.status import RolloutStatus
 from changeover.platforms.base import ReplicaState, RevisionState
 from changeover.platforms.local import logs as local_logs
 from changeover.spec import analysis as spec_analysis
-from changeover.spec import analysis_checks, load, models, validate
+from changeover.spec import analysis_checks, load, models, template_diff, validate
 from changeover.traffic import builtin
 
 
@@ -198,16 +198,26 @@ class LocalService:
         stored = self._get(name)
         status = RolloutStatus.model_validate(stored.status or {})
         out = []
+        previous: dict[str, Any] | None = None
         for rev in self._store.revisions(name):
+            shown = template_diff.masked(rev.template)
             out.append(
                 {
                     "revision": rev.number,
                     "createdAt": rev.created_at,
-                    "command": rev.template.get("command", []),
+                    "command": shown.get("command", []),
+                    # Secret-looking env values and arguments never leave the server.
+                    "template": shown,
+                    "changes": (
+                        template_diff.changes(previous, rev.template)
+                        if previous is not None
+                        else []
+                    ),
                     "stable": rev.number == status.stable_revision,
                     "current": rev.number == stored.revision,
                 }
             )
+            previous = rev.template
         return out
 
     def spec(self, name: str) -> JSON:

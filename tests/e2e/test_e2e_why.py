@@ -157,3 +157,30 @@ def test_a_failed_hook_names_its_log(serve: Serve, tmp_path: Path) -> None:
     assert "migration 7 failed" in log_path.read_text()
     shown = serve.cli("logs", "migr", check=True).stdout
     assert "[hook migr_2_mid_" in shown and "migration 7 failed: column exists" in shown
+
+
+def test_history_shows_what_changed_with_secrets_masked(serve: Serve, tmp_path: Path) -> None:
+    env = {"MODEL": "m1", "API_TOKEN": "s3cret-one", "DB_PASSWORD": "hunter2"}
+    v1 = example_rollout("canary", name="hist", version="v1", mark=serve.mark, env=env)
+    spec = write_rollout(tmp_path / "hist.yaml", v1)
+    assert serve.apply(spec).code == 0
+    v2 = with_version(v1, "v2")
+    v2["spec"]["template"]["env"].update(MODEL="m2", API_TOKEN="s3cret-two")
+    v2["spec"]["template"]["command"] += ["--api-key", "k3y-value"]
+    assert serve.apply(write_rollout(spec, v2)).code == 0
+
+    table = serve.cli("history", "hist", check=True).stdout
+    assert "env.MODEL: m1 → m2" in table
+    assert "env.API_TOKEN: changed (value hidden)" in table
+    assert "--version v1" in table and "--version v2 --api-key ***" in table
+    assert "DB_PASSWORD" not in table  # unchanged: not a change
+    raw = serve.cli("history", "hist", "-o", "json", check=True).stdout
+    for secret in ("s3cret", "hunter2", "k3y-value"):
+        assert secret not in table and secret not in raw
+    revisions = serve.history("hist")
+    assert revisions[1]["template"]["env"]["API_TOKEN"] == "***"
+    assert {c["field"] for c in revisions[1]["changes"]} == {
+        "command",
+        "env.API_TOKEN",
+        "env.MODEL",
+    }
