@@ -128,13 +128,19 @@ class Controller:
     def routers(self) -> list[TrafficRouter]:
         return [live.router for live in self._live.values()]
 
-    async def drain(self, endpoint: Endpoint) -> None:
-        """The platform's drainer: take ``endpoint`` out of every router and wait for it."""
-        for live in list(self._live.values()):
+    async def drain(self, endpoint: Endpoint, grace_seconds: float) -> None:
+        """The platform's drainer: take ``endpoint`` out of every router that has it and
+        wait, up to ``grace_seconds``, until its requests and streams in flight are done.
+
+        Only this removes a terminating replica from a router (``_sync_backends`` keeps
+        it until then): a router that has already forgotten an endpoint cannot wait for it.
+        """
+        lives = list(self._live.values())
+        for live in lives:
             for revision, endpoints in list(live.backends.items()):
                 if endpoint in endpoints:
                     live.backends[revision] = tuple(e for e in endpoints if e != endpoint)
-            await live.router.drain(endpoint, 10.0)
+        await asyncio.gather(*(live.router.drain(endpoint, grace_seconds) for live in lives))
 
     async def forget(self, name: str) -> None:
         """Close the router of a deleted rollout."""
@@ -280,11 +286,17 @@ class Controller:
 
     async def _sync_backends(self, live: _Live, observed: dict[int, RevisionState]) -> None:
         for revision, state in observed.items():
+            had = live.backends.get(revision, ())
             ready = tuple(
                 sorted(
                     r.endpoint
                     for r in state.replicas
-                    if r.state is ReplicaState.READY and r.endpoint is not None
+                    if r.endpoint is not None
+                    and (
+                        r.state is ReplicaState.READY
+                        # A replica on its way out stays until drain() takes it out.
+                        or (r.state is ReplicaState.TERMINATING and r.endpoint in had)
+                    )
                 )
             )
             if live.backends.get(revision) != ready:
@@ -376,6 +388,7 @@ class Controller:
                     ),
                     "",
                 ),
+                terminating=sum(r.state is ReplicaState.TERMINATING for r in state.replicas),
             )
         hooks = {}
         for hook_id in hook_ids:

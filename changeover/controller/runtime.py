@@ -95,9 +95,9 @@ async def run_server(
     store = Store(state_dir / "changeover.db")
     controller: Controller | None = None
 
-    async def drain(endpoint: Endpoint) -> None:
+    async def drain(endpoint: Endpoint, grace_seconds: float) -> None:
         if controller is not None:
-            await controller.drain(endpoint)
+            await controller.drain(endpoint, grace_seconds)
 
     def wake() -> None:
         if controller is not None:

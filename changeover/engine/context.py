@@ -29,6 +29,7 @@ class RevisionObservation:
     last_failure: str = ""
     # Why a replica is not Ready right now (a failing probe, a crash), "" if all are.
     not_ready: str = ""
+    terminating: int = 0  # leaving: draining requests in flight, then stopping
 
 
 HookStateName = Literal["running", "succeeded", "failed"]

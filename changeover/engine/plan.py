@@ -270,6 +270,7 @@ def _prune_history(d: Draft) -> None:
             if rev not in keep
             and seen.desired == 0
             and seen.ready == 0
+            and seen.terminating == 0  # deleting waits for the drain: not on this tick
             and str(rev) not in d.status.scale_down_at
         ),
         reverse=True,

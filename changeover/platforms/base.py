@@ -77,9 +77,10 @@ class HookStatus:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-# Called with an endpoint that is about to be stopped: it must leave the router's pool and
-# the call returns when its in-flight requests have finished (or a timeout passed).
-Drainer = Callable[[Endpoint], Awaitable[None]]
+# Called with an endpoint that is about to be stopped and its grace in seconds: it must
+# leave the router's pool at once, and the call returns when its in-flight requests and
+# streams have finished or the grace has passed.
+Drainer = Callable[[Endpoint, float], Awaitable[None]]
 
 
 class Platform(Protocol):

@@ -106,7 +106,7 @@ class FakePlatform:
             )
             victims = [r for _, r in order[:-missing]]
             for victim in victims:
-                await self._drain(victim)
+                await self._drain(victim, rev.template)
             rev.replicas = [r for r in rev.replicas if r not in victims]
         self._changed()
 
@@ -115,7 +115,7 @@ class FakePlatform:
         rev = self._revisions.pop((rollout, revision), None)
         if rev is not None:
             for replica in rev.replicas:
-                await self._drain(replica)
+                await self._drain(replica, rev.template)
         self._changed()
 
     def observe(self, rollout: str) -> dict[int, base.RevisionState]:
@@ -143,8 +143,9 @@ class FakePlatform:
     async def delete_rollout(self, rollout: str) -> None:
         self.calls.append(("delete_rollout", rollout))
         for key in [k for k in self._revisions if k[0] == rollout]:
-            for replica in self._revisions.pop(key).replicas:
-                await self._drain(replica)
+            gone = self._revisions.pop(key)
+            for replica in gone.replicas:
+                await self._drain(replica, gone.template)
         for hook_key in [k for k in self._hooks if k[0] == rollout]:
             del self._hooks[hook_key]
         self._changed()
@@ -222,7 +223,7 @@ class FakePlatform:
             changed += 1
         self._changed()
 
-    async def _drain(self, replica: base.Replica) -> None:
+    async def _drain(self, replica: base.Replica, template: models.ProcessTemplate) -> None:
         if replica.endpoint is None or replica.state not in (
             base.ReplicaState.READY,
             base.ReplicaState.NOT_READY,
@@ -230,7 +231,7 @@ class FakePlatform:
             return
         self.drained.append(replica.endpoint)
         if self.drainer is not None:
-            await self.drainer(replica.endpoint)
+            await self.drainer(replica.endpoint, template.termination_grace_period_seconds)
 
     def _changed(self) -> None:
         if self.on_change is not None:

@@ -158,7 +158,11 @@ class ProcessTemplate(Model):
     env: dict[str, str] = Field(default_factory=dict)
     working_dir: str | None = None
     readiness_probe: ReadinessProbe | None = None
-    termination_grace_period_seconds: Annotated[float, Field(ge=0)] = 10.0
+    # A replica that leaves first stops getting new requests, then has this long to finish
+    # the requests and streams in flight (as Kubernetes' terminationGracePeriodSeconds);
+    # SIGTERM once they are done, SIGKILL ``killAfterSeconds`` after that.
+    termination_grace_period_seconds: Annotated[float, Field(ge=0, le=86400)] = 30.0
+    kill_after_seconds: Annotated[float, Field(ge=0, le=3600)] = 10.0
 
 
 class ServiceSpec(Model):

@@ -7,6 +7,8 @@ Stdlib only, so any test can start it as a replica with ``[sys.executable, ECHO_
                        $ECHO_HEALTHZ_FILE exists (tests flip readiness with it)
     GET /slow?s=0.5  → like / after sleeping s seconds (in-flight requests for drain tests)
     GET /stream?n=5  → n chunked lines, 50 ms apart (streaming responses)
+    GET /events?n=5&ms=50 → a server-sent-event stream: n "data: <version> <i>" events ms
+                       apart, then "data: [DONE]" (an LLM token stream, for drain tests)
 
 Environment: PORT (or --port N), VERSION, ECHO_HEALTHZ, ECHO_HEALTHZ_FILE,
 ECHO_STARTUP_DELAY (seconds before listening), ECHO_IGNORE_SIGTERM=1 (to test the SIGKILL
@@ -45,6 +47,20 @@ class Handler(BaseHTTPRequestHandler):
         flag = os.environ.get("ECHO_HEALTHZ_FILE")
         return not (flag and os.path.exists(flag))
 
+    def _events(self, n: int, ms: float) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        version = os.environ.get("VERSION", "")
+        for i in [*range(n), -1]:
+            event = (f"data: {version} {i}" if i >= 0 else "data: [DONE]").encode() + b"\n\n"
+            self.wfile.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
+            self.wfile.flush()
+            if i >= 0:
+                time.sleep(ms / 1000)
+        self.wfile.write(b"0\r\n\r\n")
+
     def do_GET(self) -> None:
         url = urlsplit(self.path)
         query = parse_qs(url.query)
@@ -65,6 +81,9 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 time.sleep(0.05)
             self.wfile.write(b"0\r\n\r\n")
+            return
+        if url.path == "/events":
+            self._events(int(query.get("n", ["5"])[0]), float(query.get("ms", ["50"])[0]))
             return
         if url.path == "/slow":
             time.sleep(float(query.get("s", ["0.5"])[0]))

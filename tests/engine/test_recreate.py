@@ -8,6 +8,7 @@ import pytest
 
 from changeover import errors
 from changeover.engine import actions, commands
+from changeover.engine.context import RevisionObservation
 
 from .world import FakeWorld, Phase, Reason, rollout
 
@@ -35,6 +36,25 @@ def test_without_hooks() -> None:
     assert not world.status.traffic.maintenance
     downtime = [e.message for e in world.events if e.reason == Reason.DOWNTIME]
     assert len(downtime) == 2 and "ended after" in downtime[1]
+
+
+def test_new_revision_waits_until_old_replicas_have_drained_and_stopped() -> None:
+    world = started()
+    world.auto_ready = False
+    world.tick()
+    assert world.desired(1) == 0
+    # Not ready any more, but still finishing the requests and streams in flight.
+    world.replicas[1] = RevisionObservation(
+        revision=1, desired=0, ready=0, available=0, terminating=2
+    )
+    world.settle()
+    assert world.desired(2) == 0 and world.status.traffic.maintenance
+    assert "finish their requests" in world.status.message
+    world.advance(3600).settle()  # a drain is bounded by the grace period, not the deadline
+    assert world.phase == Phase.PROGRESSING
+    world.replicas[1] = RevisionObservation(revision=1, desired=0, ready=0, available=0)
+    world.settle()
+    assert world.desired(2) == 4
 
 
 def test_hooks_run_in_order_each_waiting_for_its_result() -> None:

@@ -47,7 +47,7 @@ async def test_replicas_wait_for_make_ready_when_asked() -> None:
 async def test_scale_down_drains_ready_victims_not_ready_first() -> None:
     drained: list[Endpoint] = []
 
-    async def drainer(endpoint: Endpoint) -> None:
+    async def drainer(endpoint: Endpoint, grace_seconds: float) -> None:
         drained.append(endpoint)
 
     platform = FakePlatform(auto_ready=False, drainer=drainer)

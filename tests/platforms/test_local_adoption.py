@@ -120,7 +120,7 @@ async def test_a_scale_down_interrupted_by_shutdown_is_finished_on_start(
 ) -> None:
     hold = asyncio.Event()
 
-    async def drainer(endpoint: object) -> None:
+    async def drainer(endpoint: object, grace_seconds: float) -> None:
         await hold.wait()  # the server dies while this replica drains
 
     first = make_platform(drainer=drainer)

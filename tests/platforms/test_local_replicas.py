@@ -71,7 +71,7 @@ async def test_scale_down_drains_each_victim_before_stopping_it(make_platform: P
     drained: list[tuple[Endpoint, bool]] = []
     pids_by_port: dict[int, int] = {}
 
-    async def drainer(endpoint: Endpoint) -> None:
+    async def drainer(endpoint: Endpoint, grace_seconds: float) -> None:
         drained.append((endpoint, pid_alive(pids_by_port[endpoint.port])))
         await asyncio.sleep(0.05)  # in-flight requests finishing
 
@@ -98,7 +98,7 @@ async def test_scale_down_drains_each_victim_before_stopping_it(make_platform: P
 async def test_scale_down_shows_terminating_while_draining(make_platform: Platforms) -> None:
     release = asyncio.Event()
 
-    async def drainer(endpoint: Endpoint) -> None:
+    async def drainer(endpoint: Endpoint, grace_seconds: float) -> None:
         await release.wait()
 
     platform = make_platform(drainer=drainer)
@@ -271,7 +271,7 @@ async def test_process_that_exits_is_crashed_with_its_exit_code_and_output(
 
 
 async def test_sigterm_ignored_means_sigkill_after_grace(make_platform: Platforms) -> None:
-    template = echo_template(env={"ECHO_IGNORE_SIGTERM": "1"}, termination_grace_period_seconds=0.3)
+    template = echo_template(env={"ECHO_IGNORE_SIGTERM": "1"}, kill_after_seconds=0.3)
     platform = make_platform()
     await platform.start()
     await platform.ensure_revision(rollout="chat", revision=1, template=template)

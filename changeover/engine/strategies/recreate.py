@@ -3,7 +3,7 @@ served as a maintenance page (503 + Retry-After) rather than refused connections
 
 ``current_step_index`` is the stage, each waiting for its condition before the next:
 
-    0 pre hook (old still serving)   1 maintenance on, old scaled to 0, wait for 0 ready
+    0 pre hook (old still serving)   1 maintenance on, old scaled to 0: wait until drained
     2 mid hook (nothing running)     3 new scaled up; when available: 100% to new,
     4 post hook (new serving)          maintenance off  → Healthy
 
@@ -61,7 +61,11 @@ def hold(d: Draft) -> None:
 
 def _olds(d: Draft) -> list[int]:
     revisions = d.ctx.observations.revisions.items()
-    return sorted(rev for rev, seen in revisions if rev != d.target and seen.desired + seen.ready)
+    return sorted(
+        rev
+        for rev, seen in revisions
+        if rev != d.target and seen.desired + seen.ready + seen.terminating
+    )
 
 
 def _stop_old(d: Draft) -> None:
@@ -98,9 +102,12 @@ def _begin_downtime(d: Draft) -> bool:
         stopping = ", ".join(str(rev) for rev in olds) or "none"
         msg = f"planned downtime: stopping revision(s) {stopping} before starting {d.target}"
         d.event(Reason.DOWNTIME, msg, d.target)
-    still_ready = sum(d.obs(rev).ready for rev in olds)
-    if still_ready:
-        d.note(f"waiting for {still_ready} old replica(s) to stop")
+    # Old replicas drain (the maintenance page answers new requests) and stop before
+    # anything new starts: recreate never runs two revisions at once.
+    still = sum(d.obs(rev).ready + d.obs(rev).terminating for rev in olds)
+    if still:
+        d.deliberate_wait = True  # bounded by the replicas' grace period
+        d.note(f"waiting for {still} old replica(s) to finish their requests and stop")
         return False
     return True
 

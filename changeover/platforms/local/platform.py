@@ -293,9 +293,13 @@ class LocalPlatform:
     ) -> None:
         key = (rollout, revision)
         rec = self._state.revisions.get(key)
-        grace = rec.template.termination_grace_period_seconds if rec is not None else 10.0
+        template = rec.template if rec is not None else None
         try:
-            await runner.stop(drainer=self.drainer if drain else None, grace_seconds=grace)
+            await runner.stop(
+                drainer=self.drainer if drain else None,
+                grace_seconds=template.termination_grace_period_seconds if template else 30.0,
+                kill_after_seconds=template.kill_after_seconds if template else 10.0,
+            )
         except asyncio.CancelledError:
             # close() without stopping replicas: keep the record (marked terminating) so the
             # next start() finishes this stop instead of orphaning the process.

@@ -303,8 +303,11 @@ class ReplicaRunner:
         """Stop supervising; the process keeps running for a later ``start()`` to adopt."""
         await self._cancel()
 
-    async def stop(self, *, drainer: base.Drainer | None, grace_seconds: float) -> None:
-        """Terminating → drain (if it may have had traffic) → SIGTERM → grace → SIGKILL."""
+    async def stop(
+        self, *, drainer: base.Drainer | None, grace_seconds: float, kill_after_seconds: float
+    ) -> None:
+        """Terminating → drain (if it may have had traffic): no new requests, up to
+        ``grace_seconds`` for those in flight → SIGTERM → ``kill_after_seconds`` → SIGKILL."""
         was = self.state
         self.record.terminating = True
         self._set(base.ReplicaState.TERMINATING, "")
@@ -313,12 +316,12 @@ class ReplicaRunner:
         if handle is not None and drainer is not None and was in _WAS_SERVING:
             assert self.record.port is not None
             try:
-                await drainer(Endpoint(probe.HOST, self.record.port))
+                await drainer(Endpoint(probe.HOST, self.record.port), grace_seconds)
             except Exception:
                 # A failing drain must not keep the replica alive forever.
                 log.exception("draining replica %s failed; stopping it anyway", self.id)
         if handle is not None:
-            await handle.terminate(grace_seconds)
+            await handle.terminate(kill_after_seconds)
         self.handle = None
         self.record.pid = self.record.create_time = None
         self._ports.release(self.record.port)

@@ -1,0 +1,249 @@
+"""Requests in flight are finished, never cut: every replica that leaves drains first.
+
+Given a service that dies at once on SIGTERM (tests/apps/echo_app.py, as many users'
+services do) behind the builtin router, with a 3-second request and a 3-second
+server-sent-event stream in flight on the revision that is about to leave, when the rollout
+replaces it (rolling update, recreate, blue-green after its scale-down delay, a canary
+aborted or undone), then both complete: status 200 from the leaving revision, the
+whole body, the stream's terminating ``data: [DONE]`` event. The change is made through the
+API the CLI calls (in-process, so it lands while the requests are in flight even on a
+loaded machine).
+"""
+
+from __future__ import annotations
+
+import http.client
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_helpers import JSON, REPO, Serve, example_rollout, http_get, wait_until
+
+from changeover import config
+from changeover.cli.client import Client as Api
+
+pytestmark = pytest.mark.slow
+
+ECHO_APP = REPO / "tests" / "apps" / "echo_app.py"
+SECONDS = 3.0  # the request in flight lasts this long, and so does the stream
+EVENTS = 60
+
+
+@dataclass
+class Outcome:
+    status: int | None = None
+    body: bytes = b""
+    error: str = ""
+    seconds: float = 0.0
+
+
+class InFlight:
+    """A long request and a long SSE stream through the router, each on its own thread."""
+
+    def __init__(self, endpoint: str) -> None:
+        host, _, port = endpoint.removeprefix("http://").rstrip("/").partition(":")
+        self.host, self.port = host, int(port)
+        self.slow = Outcome()
+        self.stream = Outcome()
+        interval_ms = SECONDS * 1000 / EVENTS
+        self._threads = [
+            threading.Thread(target=self._get, args=(f"/slow?s={SECONDS}", self.slow)),
+            threading.Thread(
+                target=self._get, args=(f"/events?n={EVENTS}&ms={interval_ms:g}", self.stream)
+            ),
+        ]
+
+    def _get(self, path: str, out: Outcome) -> None:
+        start = time.monotonic()
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=SECONDS + 30)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            out.status = response.status
+            while chunk := response.read1(65536):
+                out.body += chunk
+        except (OSError, http.client.HTTPException) as exc:
+            out.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            out.seconds = time.monotonic() - start
+            conn.close()
+
+    def start(self) -> InFlight:
+        for thread in self._threads:
+            thread.start()
+        # Both are being answered (the stream's first event is out) before anything moves.
+        wait_until(lambda: self.stream.body, within=10, what="the stream's first event")
+        return self
+
+    def finish(self) -> InFlight:
+        for thread in self._threads:
+            thread.join(SECONDS + 40)
+        return self
+
+    def assert_complete(self, version: str) -> None:
+        slow, stream = self.slow, self.stream
+        assert slow.status == 200, f"the request in flight was cut: {slow}"
+        assert f'"version": "{version}"'.encode() in slow.body, slow
+        events = [e for e in stream.body.split(b"\n\n") if e]
+        assert stream.status == 200, stream
+        assert events[0] == f"data: {version} 0".encode(), stream
+        assert len(events) == EVENTS + 1 and events[-1] == b"data: [DONE]", (
+            f"stream cut after {len(events)} of {EVENTS + 1} events ({stream.seconds:.1f}s): "
+            f"{stream.error or stream.body[-60:]!r}"
+        )
+
+
+@dataclass
+class Deploy:
+    """One rollout of the echo app on ``serve``, changed through the API."""
+
+    serve: Serve
+    api: Api
+    name: str
+    strategy: str
+    patch: dict[str, Any]
+    healthz_file: Path
+
+    def doc(self, version: str, **env: str) -> JSON:
+        doc = example_rollout(
+            self.strategy,
+            name=self.name,
+            version=version,
+            mark=self.serve.mark,
+            replicas=1,
+            strategy_patch=self.patch,
+        )
+        spec = doc["spec"]
+        spec["service"]["port"] = self.port
+        block = spec["strategy"][self.strategy]
+        if "previewPort" in block:
+            block["previewPort"] = self.preview_port
+        for hook in ("pre", "mid", "post"):
+            block.pop(hook, None)
+        template = spec["template"]
+        template["command"] = [sys.executable, str(ECHO_APP), "--port", "$(PORT)"]
+        template["env"].update(VERSION=version, **env)
+        return doc
+
+    def apply(self, version: str, **env: str) -> None:
+        self.api.apply([self.doc(version, **env)], source="test")
+
+    def command(self, verb: str, body: JSON | None = None) -> None:
+        self.api.command(self.name, verb, body)
+
+    def wait(self, predicate: Callable[[JSON], bool], what: str) -> JSON:
+        return self.serve.wait_status(self.name, predicate, within=60, what=what)
+
+    def healthy(self, revision: int) -> str:
+        doc = self.serve.wait_phase(self.name, "Healthy", stableRevision=revision, within=60)
+        endpoint: str = doc["endpoint"]
+        return endpoint
+
+    @property
+    def port(self) -> int:
+        return self._ports[0]
+
+    @property
+    def preview_port(self) -> int:
+        return self._ports[1]
+
+    _ports: tuple[int, int] = (0, 0)
+
+
+@pytest.fixture
+def api(serve: Serve) -> Iterator[Api]:
+    token = (serve.state_dir / "token").read_text().strip()
+    with Api(config.Target(url=serve.url, token=token)) as client:
+        yield client
+
+
+def _deploy(serve: Serve, api: Api, tmp_path: Path, strategy: str, **patch: Any) -> Deploy:
+    deploy = Deploy(serve, api, f"drain-{strategy.lower()}", strategy, patch, tmp_path / "unready")
+    first = example_rollout(strategy, name=deploy.name, version="v1", mark=serve.mark)
+    block = first["spec"]["strategy"][strategy]
+    deploy._ports = (first["spec"]["service"]["port"], block.get("previewPort", 0))
+    return deploy
+
+
+def _paused(doc: JSON) -> bool:
+    return doc.get("phase") == "Paused" and doc.get("canaryRevision") == 2
+
+
+def test_rolling_update_drains_the_replaced_replica(serve: Serve, api: Api, tmp_path: Path) -> None:
+    deploy = _deploy(serve, api, tmp_path, "rollingUpdate", maxSurge=1, maxUnavailable=0)
+    deploy.apply("v1")
+    endpoint = deploy.healthy(1)
+    # v2 starts unready (its healthz file exists), so the requests below all go to v1;
+    # once it is ready, v1 is replaced while they are in flight.
+    deploy.healthz_file.touch()
+    deploy.apply("v2", ECHO_HEALTHZ_FILE=str(deploy.healthz_file))
+    deploy.wait(lambda d: d.get("phase") == "Progressing", "v2 rolling out")
+    flight = InFlight(endpoint).start()
+    deploy.healthz_file.unlink()
+    flight.finish().assert_complete("v1")
+    deploy.healthy(2)
+
+
+def test_recreate_drains_the_old_revision_behind_the_maintenance_page(
+    serve: Serve, api: Api, tmp_path: Path
+) -> None:
+    deploy = _deploy(serve, api, tmp_path, "recreate")
+    deploy.apply("v1")
+    endpoint = deploy.healthy(1)
+    flight = InFlight(endpoint).start()
+    deploy.apply("v2")
+    # While v1 finishes, new requests get the maintenance page, and v2 has not started.
+    reply = wait_until(
+        lambda: (r := http_get(endpoint, timeout=5)).status == 503 and r,
+        within=SECONDS / 2,
+        what="the maintenance page while v1 drains",
+    )
+    assert "retry-after" in reply.headers
+    assert not serve.replica_pids(deploy.name, 2), "v2 started while v1 was still draining"
+    flight.finish().assert_complete("v1")
+    deploy.healthy(2)
+
+
+def test_blue_green_drains_the_old_active_after_its_delay(
+    serve: Serve, api: Api, tmp_path: Path
+) -> None:
+    deploy = _deploy(
+        serve,
+        api,
+        tmp_path,
+        "blueGreen",
+        autoPromotionEnabled=False,
+        scaleDownDelaySeconds="0.5s",
+    )
+    deploy.apply("v1")
+    endpoint = deploy.healthy(1)
+    deploy.apply("v2")
+    deploy.wait(_paused, "v2 waiting for promotion")
+    flight = InFlight(endpoint).start()
+    deploy.command("promote")
+    flight.finish().assert_complete("v1")
+    deploy.healthy(2)
+
+
+@pytest.mark.parametrize("ending", ["abort", "undo"])
+def test_canary_drains_when_it_is_aborted_or_undone(
+    serve: Serve, api: Api, tmp_path: Path, ending: str
+) -> None:
+    steps = [{"setWeight": 100}, {"pause": {}}]
+    deploy = _deploy(serve, api, tmp_path, "canary", steps=steps, abortScaleDownDelaySeconds="0s")
+    deploy.apply("v1")
+    endpoint = deploy.healthy(1)
+    deploy.apply("v2")
+    deploy.wait(_paused, "the canary paused with all traffic")
+    flight = InFlight(endpoint).start()
+    deploy.command(ending, {"toRevision": 1} if ending == "undo" else None)
+    flight.finish().assert_complete("v2")
+    if ending == "abort":
+        deploy.wait(lambda d: d.get("phase") == "Aborted", "Aborted")
+    else:
+        serve.wait_phase(deploy.name, "Healthy", within=60)
