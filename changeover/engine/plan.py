@@ -316,9 +316,16 @@ def _track_progress(d: Draft) -> None:
         msg += f": {d.ctx.observations.blocked}"
     elif why and target.available < target.desired:
         msg += f": {why}"
+    _stuck(d, msg, Reason.DEADLINE)
+
+
+def _stuck(d: Draft, msg: str, reason: Reason) -> None:
+    """The target cannot get there by itself (a passed deadline, a crash loop): Degraded,
+    healing by itself once the revision makes progress again. This is the one place for
+    what a stuck rollout does, so both causes always behave alike."""
     d.move_to(Phase.DEGRADED, msg)
     d.update(deadline_exceeded=True)
-    d.event(Reason.DEADLINE, msg, d.target)
+    d.event(reason, msg, d.target)
 
 
 # A replica of the target that crashed this many times in a row without becoming Ready
@@ -336,7 +343,4 @@ def _detect_crash_loop(d: Draft) -> None:
         f"revision {d.target} is crash-looping: a replica crashed {target.failures} times "
         f"in a row, last: {target.last_failure or 'no message'}"
     )
-    # As a passed deadline: it heals by itself once the revision makes progress again.
-    d.move_to(Phase.DEGRADED, msg)
-    d.update(deadline_exceeded=True)
-    d.event(Reason.DEGRADED, msg, d.target)
+    _stuck(d, msg, Reason.DEGRADED)
