@@ -261,7 +261,17 @@ async def test_nginx_canary_ingress_annotations(kube_: Kube, operator: Operator)
         {
             "apiVersion": "networking.k8s.io/v1",
             "kind": "Ingress",
-            "metadata": {"name": "web", "annotations": {"kubernetes.io/ingress.class": "nginx"}},
+            "metadata": {
+                "name": "web",
+                # As kubectl apply and cert-manager's docs leave a stable Ingress: only the
+                # class reaches the canary Ingress (Argo Rollouts copies nothing else).
+                "annotations": {
+                    "kubernetes.io/ingress.class": "nginx",
+                    "kubectl.kubernetes.io/last-applied-configuration": '{"kind":"Ingress"}',
+                    "cert-manager.io/cluster-issuer": "letsencrypt-prod",
+                    "nginx.ingress.kubernetes.io/rewrite-target": "/",
+                },
+            },
             "spec": {
                 "rules": [
                     {
@@ -310,6 +320,11 @@ async def test_nginx_canary_ingress_annotations(kube_: Kube, operator: Operator)
     p = "nginx.ingress.kubernetes.io/"
     assert ann[p + "canary"] == "true" and ann[p + "canary-weight"] == "20"
     assert ann["kubernetes.io/ingress.class"] == "nginx"
+    assert sorted(ann) == [
+        "kubernetes.io/ingress.class",
+        "nginx.ingress.kubernetes.io/canary",
+        "nginx.ingress.kubernetes.io/canary-weight",
+    ]
     backend = doc["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
     assert backend["name"] == "web-canary"
     await _promote(k, "web")

@@ -3,7 +3,9 @@ canary annotations (Argo Rollouts' ``trafficRouting.nginx``).
 
 Settings under ``spec.traffic.nginx``: ``{stableIngress: chat}``. The router keeps an
 Ingress ``<stableIngress>-canary`` (owned by the Rollout) with the stable Ingress's rules,
-every backend that named the stable Service renamed to the canary Service, and:
+every backend that named the stable Service renamed to the canary Service, the stable
+Ingress's class (``spec.ingressClassName``, and of its annotations only
+``kubernetes.io/ingress.class``, as Argo Rollouts copies), and:
 
     nginx.ingress.kubernetes.io/canary: "true"
     nginx.ingress.kubernetes.io/canary-weight: "20"
@@ -66,6 +68,22 @@ def route_annotations(match: Sequence[models.RouteMatch]) -> dict[str, str]:
     return out
 
 
+# The one annotation of the stable Ingress the canary Ingress needs (as Argo Rollouts
+# copies it): without it a controller that selects Ingresses by class ignores the canary.
+CLASS_ANNOTATION = "kubernetes.io/ingress.class"
+
+
+def canary_annotations(stable: dict[str, str]) -> dict[str, str]:
+    """What the canary Ingress takes from the stable one's annotations: the ingress class
+    only. Everything else (last-applied-configuration, cert-manager's, rewrite rules) stays
+    with the stable Ingress, as Argo Rollouts does; the canary-* ones are set afresh.
+
+    >>> canary_annotations({CLASS_ANNOTATION: "nginx", "cert-manager.io/cluster-issuer": "le"})
+    {'kubernetes.io/ingress.class': 'nginx'}
+    """
+    return {k: v for k, v in stable.items() if k == CLASS_ANNOTATION}
+
+
 class NginxMesh:
     def __init__(self, ctx: RouterContext) -> None:
         self.ctx = ctx
@@ -89,11 +107,7 @@ class NginxMesh:
     async def _sync(self) -> None:
         client, ns = self.ctx.client, self.ctx.namespace
         stable = await client.get(kube.INGRESSES, self.stable_ingress, namespace=ns)
-        annotations = {
-            k: v
-            for k, v in (stable["metadata"].get("annotations") or {}).items()
-            if not k.startswith(f"{PREFIX}canary")
-        }
+        annotations = canary_annotations(stable["metadata"].get("annotations") or {})
         annotations[f"{PREFIX}canary"] = "true"
         annotations[f"{PREFIX}canary-weight"] = str(self._weight)
         for route in self._routes.values():
