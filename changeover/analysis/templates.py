@@ -7,7 +7,9 @@ resolved and substituted, limits turned into numbers.
         template's default), dryRun and measurementRetention merged.
 
 Argo Rollouts' rules: an argument the template declares without a value must be passed by
-the Rollout; ``valueFrom.podTemplateHashValue`` names the stable or latest revision; two
+the Rollout; ``valueFrom.podTemplateHashValue`` is the stable or latest revision's
+pod-template hash (on Kubernetes, the ReplicaSet's ``rollouts-pod-template-hash``; locally
+the revision number stands in); two
 templates may not define the same metric. ``{{args.x}}`` that nothing declares is an error.
 
 Who calls it: the controller's analysis runner when a run starts (``resolve``), and
@@ -129,9 +131,12 @@ def resolve(
     stable: int | None,
     latest: int,
     secret: SecretFn = _placeholder_secret,
+    hashes: Mapping[int, str] | None = None,
 ) -> Resolved:
     """The metrics of ``analysis``; TemplateError naming what is wrong and where.
-    ``secret`` reads a ``valueFrom.secretKeyRef`` argument (lint checks with a placeholder)."""
+    ``secret`` reads a ``valueFrom.secretKeyRef`` argument (lint checks with a placeholder).
+    ``hashes`` maps revisions to their pod-template hash (Kubernetes), which is what
+    ``podTemplateHashValue`` passes; without one a revision's number stands in."""
     metrics: list[tuple[str, spec.Metric]] = []  # (path, metric)
     declared: dict[str, spec.Argument] = {}
     dry_run = list(analysis.dry_run)
@@ -159,8 +164,9 @@ def resolve(
                 path,
             )
         seen[metric.name] = path
+    revisions = _Revisions(stable=stable, latest=latest, hashes=hashes or {})
     values, unused = _arguments(
-        analysis, declared, rollout=rollout, stable=stable, latest=latest, secret=secret
+        analysis, declared, rollout=rollout, revisions=revisions, secret=secret
     )
     out = [
         _resolve_metric(metric, path, values, dry_run=dry_run, retention=retention)
@@ -169,24 +175,34 @@ def resolve(
     return Resolved(metrics=out, args=values, unused_args=unused)
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Revisions:
+    """The revisions ``podTemplateHashValue`` names, and their pod-template hashes."""
+
+    stable: int | None
+    latest: int
+    hashes: Mapping[int, str]
+
+    def value(self, which: str) -> str:
+        revision = self.stable if which == "Stable" and self.stable is not None else self.latest
+        return self.hashes.get(revision, str(revision))
+
+
 def _arguments(
     analysis: spec.RolloutAnalysis,
     declared: Mapping[str, spec.Argument],
     *,
     rollout: models.Rollout,
-    stable: int | None,
-    latest: int,
+    revisions: _Revisions,
     secret: SecretFn,
 ) -> tuple[dict[str, str], list[str]]:
     passed = {arg.name: arg for arg in analysis.args}
     values: dict[str, str] = {}
     for name in [*declared, *(n for n in passed if n not in declared)]:
         arg = passed.get(name) or declared[name]
-        value = _value(arg, rollout=rollout, stable=stable, latest=latest, secret=secret)
+        value = _value(arg, rollout=rollout, revisions=revisions, secret=secret)
         if value is None and name in passed and name in declared:
-            value = _value(
-                declared[name], rollout=rollout, stable=stable, latest=latest, secret=secret
-            )
+            value = _value(declared[name], rollout=rollout, revisions=revisions, secret=secret)
         if value is None:
             raise TemplateError(
                 f"argument {name!r} has no value: pass it in the Rollout's analysis args "
@@ -199,12 +215,7 @@ def _arguments(
 
 
 def _value(
-    arg: spec.Argument,
-    *,
-    rollout: models.Rollout,
-    stable: int | None,
-    latest: int,
-    secret: SecretFn,
+    arg: spec.Argument, *, rollout: models.Rollout, revisions: _Revisions, secret: SecretFn
 ) -> str | None:
     if arg.value_from is None:
         return arg.given
@@ -212,10 +223,8 @@ def _value(
     if ref is not None:
         return secret(ref.name, ref.key)
     which = arg.value_from.pod_template_hash_value
-    if which == "Stable":
-        return str(stable if stable is not None else latest)
-    if which == "Latest":
-        return str(latest)
+    if which is not None:
+        return revisions.value(which)
     path = arg.value_from.field_ref.field_path if arg.value_from.field_ref else ""
     meta = rollout.metadata
     label = re.fullmatch(r"metadata\.labels\[['\"]?([^'\"\]]+)['\"]?\]", path)

@@ -79,8 +79,15 @@ class AnalysisRunner:
 
     # --- what the executor calls ------------------------------------------------------
 
-    def start(self, action: actions.StartAnalysis, *, rollout: models.Rollout) -> None:
-        """Create run ``action.run_id`` (no-op if it exists) with resolved metrics."""
+    def start(
+        self,
+        action: actions.StartAnalysis,
+        *,
+        rollout: models.Rollout,
+        hashes: Mapping[int, str] | None = None,
+    ) -> None:
+        """Create run ``action.run_id`` (no-op if it exists) with resolved metrics;
+        ``hashes``: the revisions' pod-template hashes, where the platform has them."""
         if action.run_id in self._runs or action.run_id in self._done:
             return
         if self.store.run(action.run_id) is not None:
@@ -103,6 +110,7 @@ class AnalysisRunner:
                 stable=action.stable_revision,
                 latest=action.revision,
                 secret=self._secret_of(rollout.metadata.namespace),
+                hashes=hashes,
             )
             known = providers_base.registered()
             unknown = [m.provider for m in resolved.metrics if m.provider not in known]

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -112,10 +112,13 @@ class OperatorAnalysis:
                 out.update(AnalysisRun.from_json(doc).summary())
         return out
 
-    def execute(self, action: AnalysisAction, rollout: models.Rollout) -> None:
+    def execute(
+        self, action: AnalysisAction, rollout: models.Rollout, hashes: Mapping[int, str]
+    ) -> None:
+        """``hashes``: each revision's pod-template hash (``podTemplateHashValue``)."""
         match action:
             case actions.StartAnalysis():
-                self.runner.start(action, rollout=rollout)
+                self.runner.start(action, rollout=rollout, hashes=hashes)
             case actions.StopAnalysis(run_id=run_id):
                 self.runner.stop(run_id)
             case actions.CallWebhook():

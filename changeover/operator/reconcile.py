@@ -38,6 +38,7 @@ from changeover.platforms.kubernetes import client as kube
 from changeover.platforms.kubernetes import names
 from changeover.spec import models, pod
 from changeover.traffic import kubernetes as kube_routers
+from changeover.traffic.kubernetes import services as kube_services
 from changeover.traffic.kubernetes.base import RouterContext
 from changeover.traffic.kubernetes.router import KubeRouter
 
@@ -117,6 +118,7 @@ async def reconcile(op: Operator, namespace: str, name: str) -> float | None:
     if obj is None or obj["metadata"].get("deletionTimestamp"):
         op.routers.pop((namespace, name), None)
         op.parsed.pop((namespace, name), None)
+        await kube_services.release(op.client, namespace, name)
         return None
     key, generation = (namespace, name), int(obj["metadata"].get("generation") or 0)
     try:
@@ -173,7 +175,7 @@ async def reconcile(op: Operator, namespace: str, name: str) -> float | None:
     router = await _router(op, obj, parsed, status)
     for action in plan.actions:
         if isinstance(action, analysis_mod.AnalysisAction):
-            op.analysis.execute(action, rollout)
+            op.analysis.execute(action, rollout, {rev: c.pod_hash for rev, c in counts.items()})
             continue
         await executor.execute(
             action, obj=obj, template=template, platform=op.platform, hooks=op.hooks, router=router

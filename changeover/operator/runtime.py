@@ -139,6 +139,7 @@ class Operator:
         self.routers.pop(key, None)
         self.parsed.pop(key, None)
         self.errors.pop(key, None)
+        self.queue.add(key)  # its reconcile releases the Services it adopted
 
     def _wake_measured(self) -> None:
         """A measurement or a webhook finished: look at the rollouts waiting on one."""

@@ -108,9 +108,10 @@ class SecretKeyRef(Model):
 class ValueFrom(Model):
     """Where an argument's value comes from when the run starts.
 
-    ``podTemplateHashValue: Stable`` / ``Latest`` is the stable / new revision's number
-    (Argo Rollouts passes the ReplicaSet's pod-template hash; a revision number plays that
-    part here). ``fieldRef: {fieldPath: metadata.name}`` reads the Rollout (also
+    ``podTemplateHashValue: Stable`` / ``Latest`` is the stable / new revision's
+    pod-template hash on Kubernetes (its ReplicaSet's ``rollouts-pod-template-hash``, as
+    Argo Rollouts passes it); on the local platform, which has no hashes, its number.
+    ``fieldRef: {fieldPath: metadata.name}`` reads the Rollout (also
     ``metadata.namespace`` and ``metadata.labels['app']``). ``secretKeyRef: {name, key}``
     reads a key of a Kubernetes Secret in the rollout's namespace when the run starts, as
     Argo Rollouts does (Kubernetes only: on the local platform the run cannot start and
