@@ -12,7 +12,9 @@ read from the Secret when a run starts on Kubernetes). Everything else is report
 by field. ``kubectl``'s ``last-applied-configuration`` and Argo's ``rollout.argoproj.io/*``
 annotations are state of the source object and are not carried.
 
-``spec.service.port`` has no Argo counterpart: it is the first containerPort (noted).
+``spec.service.port`` has no Argo counterpart: it is the first containerPort (noted). A basic
+canary (no trafficRouting, canaryService or stableService) gets no ``spec.service``: as
+under Argo, the operator then leaves the user's own Service alone.
 """
 
 from __future__ import annotations
@@ -356,13 +358,18 @@ def rollout(doc: JSON, source: str, deployments: dict[str, JSON] | None = None) 
     }
     port = _first_port(template)
     service: JSON = {"port": port or 80}
-    notes.change(
-        "spec.service.port",
-        f"added as {port or 80} (the first containerPort"
-        f"{'' if port else '; none is declared, so 80'}): the Services' port",
-        loss=port is None,  # a guessed port is worth a look; the declared one is not
-    )
     strategy = spec.get("strategy") or {}
+    # Argo's basic canary (no trafficRouting, no canary or stable Service) touches no
+    # Service: the user's own selects every revision's pods. Without spec.service, ours too.
+    canary_keys = set(strategy["canary"] or {}) if "canary" in strategy else {"-"}
+    basic = not canary_keys & {"trafficRouting", "canaryService", "stableService", "-"}
+    if not basic:
+        notes.change(
+            "spec.service.port",
+            f"added as {port or 80} (the first containerPort"
+            f"{'' if port else '; none is declared, so 80'}): the Services' port",
+            loss=port is None,  # a guessed port is worth a look; the declared one is not
+        )
     if "canary" in strategy:
         canary = strategy["canary"]
         out_canary: JSON = {
@@ -403,7 +410,8 @@ def rollout(doc: JSON, source: str, deployments: dict[str, JSON] | None = None) 
     else:
         notes.drop("spec.strategy", "no canary or blueGreen: read as a rolling update")
         out_spec["strategy"] = {"rollingUpdate": {}}
-    out_spec["service"] = service
+    if not basic:
+        out_spec["service"] = service
     notes.rest(spec, "spec", _TOP)
     body = {
         "apiVersion": API,
