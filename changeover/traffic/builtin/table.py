@@ -29,8 +29,9 @@ import dataclasses
 import functools
 import re
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
+from changeover import regex
 from changeover.spec import models
 from changeover.traffic.builtin import wire
 
@@ -48,7 +49,9 @@ class Matcher:
     cookie: bytes | None
     exact: bytes | None = None
     prefix: bytes | None = None
-    regex: re.Pattern[bytes] | None = None
+    # ``changeover.regex.full_matcher``: RE2, linear in the value's length (a backtracking
+    # regex on a client-controlled header is a denial of service).
+    regex: Callable[[bytes], bool] | None = None
 
     @classmethod
     def compile(cls, match: models.RouteMatch) -> Matcher:
@@ -59,7 +62,7 @@ class Matcher:
             cookie=match.cookie_name.encode() if match.cookie_name else None,
             exact=value.exact.encode() if value.exact is not None else None,
             prefix=value.prefix.encode() if value.prefix is not None else None,
-            regex=re.compile(value.regex.encode()) if value.regex is not None else None,
+            regex=regex.full_matcher(value.regex) if value.regex is not None else None,
         )
 
     def matches(self, headers: dict[bytes, bytes], cookies: dict[bytes, bytes]) -> bool:
@@ -73,7 +76,7 @@ class Matcher:
         if self.prefix is not None:
             return got.startswith(self.prefix)
         assert self.regex is not None
-        return self.regex.fullmatch(got) is not None
+        return self.regex(got)
 
 
 def compile_matchers(match: Sequence[models.RouteMatch]) -> tuple[Matcher, ...]:
