@@ -8,7 +8,14 @@ bookkeeping. It never lets an exception out of ``app`` reach the socket as a tra
 plain 500.
 
 Limits are deliberately small: this API carries rollout specs and status documents, not
-uploads, and a client that sends more is either broken or hostile.
+uploads, and a client that sends more is either broken or hostile. ``Limits`` also bounds
+time and memory per client (issue 11 §2): a request head must arrive whole within
+``header_timeout`` of its first byte and its body within ``body_timeout`` (so one header
+line every 50 s no longer holds a connection for minutes), a response the client does not
+read for ``send_timeout`` ends the connection, at most ``max_pipeline`` requests wait per
+connection before it is no longer read (and responses wait for the client to read the
+previous ones: memory stays bounded when a client pipelines and never reads), and at most
+``max_connections`` are open at once, past which new ones get a 503 and a log line.
 """
 
 from __future__ import annotations
@@ -31,6 +38,23 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_HEADER_BYTES = 64 * 1024
 IDLE_TIMEOUT_SECONDS = 60.0
 LINGER_SECONDS = 2.0
+FULL_LOG_EVERY = 10.0  # seconds between two "connection limit reached" log lines
+
+
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    """Per-connection time limits (seconds) and counts; the defaults are ``serve``'s."""
+
+    header_timeout: float = 10.0  # a whole request head, from its first byte
+    body_timeout: float = 30.0  # a whole request body, from the end of its head
+    send_timeout: float = 30.0  # a response the client does not read
+    idle_timeout: float = IDLE_TIMEOUT_SECONDS  # a keep-alive connection with no request
+    max_connections: int = 512
+    max_pipeline: int = 16  # requests waiting per connection before reading pauses
+
+
+DEFAULT_LIMITS = Limits()
+_full_logged = [0.0]  # when "connection limit reached" was last logged (monotonic)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,9 +102,12 @@ class _TooLarge(Exception):
 class HttpProtocol(asyncio.Protocol):
     """One client connection. httptools calls the ``on_*`` methods while we feed it."""
 
-    def __init__(self, app: App, connections: set[HttpProtocol]) -> None:
+    def __init__(
+        self, app: App, connections: set[HttpProtocol], limits: Limits = DEFAULT_LIMITS
+    ) -> None:
         self._app = app
         self._connections = connections
+        self._limits = limits
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._client = ""
@@ -94,6 +121,13 @@ class HttpProtocol(asyncio.Protocol):
         self._queue: collections.deque[tuple[Request, bool]] = collections.deque()
         self._worker: asyncio.Task[None] | None = None
         self._idle: asyncio.TimerHandle | None = None
+        # The head's or the body's deadline, and the send deadline (armed while the
+        # client does not read what we wrote).
+        self._deadline: asyncio.TimerHandle | None = None
+        self._send: asyncio.TimerHandle | None = None
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._reading_paused = False
         self._closing = False
 
     # --- asyncio.Protocol ----------------------------------------------------------------
@@ -103,16 +137,50 @@ class HttpProtocol(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
         peer = self._transport.get_extra_info("peername")
         self._client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else ""
+        if len(self._connections) >= self._limits.max_connections:
+            self._refuse()
+            return
         self._connections.add(self)
         self._arm_idle()
+
+    def _refuse(self) -> None:
+        """Over ``max_connections``: a 503 and close, logged at most every few seconds."""
+        self._closing = True
+        loop = asyncio.get_running_loop()
+        if loop.time() - _full_logged[0] >= FULL_LOG_EVERY:
+            _full_logged[0] = loop.time()
+            log.warning(
+                "API: %d connections open (the limit): refusing new ones with 503",
+                self._limits.max_connections,
+            )
+        self._write(
+            Response.error(503, "too many connections", headers={"Retry-After": "1"}),
+            keep_alive=False,
+            head=False,
+        )
+        assert self._transport is not None
+        self._transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._connections.discard(self)
         self._closing = True
-        if self._idle is not None:
-            self._idle.cancel()
+        self._writable.set()
+        for timer in (self._idle, self._deadline, self._send):
+            if timer is not None:
+                timer.cancel()
         if self._worker is not None and not self._worker.done():
             self._worker.cancel()
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+        loop = asyncio.get_running_loop()
+        self._send = loop.call_later(self._limits.send_timeout, self._timed_out, "send")
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+        if self._send is not None:
+            self._send.cancel()
+            self._send = None
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
@@ -142,6 +210,7 @@ class HttpProtocol(asyncio.Protocol):
         self._headers = {}
         self._header_bytes = 0
         self._body = bytearray()
+        self._set_deadline(self._limits.header_timeout, "header")
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -158,6 +227,7 @@ class HttpProtocol(asyncio.Protocol):
         # curl sends this for bodies over 1 KiB and waits a second for the go-ahead.
         if self._headers.get("expect", "").lower() == "100-continue" and self._transport:
             self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self._set_deadline(self._limits.body_timeout, "body")
 
     def on_body(self, body: bytes) -> None:
         self._body += body
@@ -180,7 +250,12 @@ class HttpProtocol(asyncio.Protocol):
             body=bytes(self._body),
             client=self._client,
         )
+        self._set_deadline(None, "")
         self._queue.append((request, self._parser.should_keep_alive()))
+        if len(self._queue) >= self._limits.max_pipeline and self._transport is not None:
+            # Backpressure: no more reading until the queue has room again.
+            self._reading_paused = True
+            self._transport.pause_reading()
         if self._worker is None or self._worker.done():
             self._worker = asyncio.get_running_loop().create_task(self._serve_queue())
 
@@ -195,7 +270,27 @@ class HttpProtocol(asyncio.Protocol):
         if self._idle is not None:
             self._idle.cancel()
         loop = asyncio.get_running_loop()
-        self._idle = loop.call_later(IDLE_TIMEOUT_SECONDS, self._on_idle)
+        self._idle = loop.call_later(self._limits.idle_timeout, self._on_idle)
+
+    def _set_deadline(self, seconds: float | None, what: str) -> None:
+        """(Re)arm the one deadline of the message being read (None: clear it)."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        if seconds is not None:
+            loop = asyncio.get_running_loop()
+            self._deadline = loop.call_later(seconds, self._timed_out, what)
+
+    def _timed_out(self, what: str) -> None:
+        """A head or body deadline passed (408, as nginx answers), or the client did not
+        read our responses for ``send_timeout`` (nothing more can reach it: hang up)."""
+        if self._closing or self._transport is None:
+            return
+        if what == "send":
+            self._closing = True
+            self._transport.abort()
+            return
+        self._fail(408, f"request {what} not received in time")
 
     def _on_idle(self) -> None:
         # Only drop a connection that is not in the middle of answering.
@@ -205,11 +300,17 @@ class HttpProtocol(asyncio.Protocol):
     async def _serve_queue(self) -> None:
         while self._queue and not self._closing:
             request, keep_alive = self._queue.popleft()
+            if self._reading_paused and len(self._queue) < self._limits.max_pipeline:
+                self._reading_paused = False
+                if self._transport is not None and not self._transport.is_closing():
+                    self._transport.resume_reading()
             try:
                 response = await self._app(request)
             except Exception:
                 log.exception("unhandled error answering %s %s", request.method, request.path)
                 response = Response.error(500, "internal error (see the server log)")
+            # Backpressure: the next response waits until the client reads this one.
+            await self._writable.wait()
             self._write(response, keep_alive=keep_alive, head=request.method == "HEAD")
             if not keep_alive:
                 self._close()
@@ -223,11 +324,15 @@ class HttpProtocol(asyncio.Protocol):
         413's body, say) with a reset that can destroy our response in flight; so we
         half-close, keep draining for a moment, and only then close."""
         self._queue.clear()
+        self._set_deadline(None, "")
         self._write(Response.error(status, message), keep_alive=False, head=False)
         self._closing = True
         transport = self._transport
         if transport is None:
             return
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()  # drain what the client still sends (see above)
         if transport.can_write_eof():
             transport.write_eof()
         if self._idle is not None:
