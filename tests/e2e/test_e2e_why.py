@@ -37,61 +37,56 @@ def _events(serve: Serve, name: str) -> list[JSON]:
     return events
 
 
-def test_a_misspelt_command_degrades_in_seconds_and_says_why(serve: Serve, tmp_path: Path) -> None:
-    spec = _rollout(serve, tmp_path, "typo", ["pythn3", "-m", "http.server", "$(PORT)"])
-    started = time.monotonic()
-    assert serve.apply(spec).code == 0
-    doc = serve.wait_phase("typo", "Degraded", within=30)
-    # Within seconds (the crash-loop threshold), not after the 600 s deadline.
-    assert time.monotonic() - started < 30
-    assert "crash-looping" in doc["message"]
-    assert "cannot execute 'pythn3'" in doc["message"]
-
-    status = serve.status("typo")
-    seen = status["revisionStates"]["1"]
-    assert seen["restarts"] >= 3
-    assert "cannot execute 'pythn3'" in seen["lastFailure"]
-    reasons = {e["reason"]: e["message"] for e in _events(serve, "typo")}
-    assert "cannot execute 'pythn3'" in reasons["ReplicaFailed"]
-    assert "crash-looping" in reasons["RolloutDegraded"]
-
-    shown = serve.cli("get", "typo", check=True).stdout
-    assert "last failure" in shown and "cannot execute 'pythn3'" in shown
-    # apply --wait of the same spec ends at once with exit 1 and the reason.
-    waited = serve.apply(spec, "--wait", "--timeout", "20")
-    assert waited.code == 1 and "crash-looping" in waited.stdout, str(waited)
-
-
-def test_a_process_that_exits_at_once_shows_its_exit_code_and_last_output(
+def test_why_a_revision_fails_is_shown_and_a_crash_loop_degrades_in_seconds(
     serve: Serve, tmp_path: Path
 ) -> None:
+    """Three rollouts side by side on one server: a misspelt command, a process that exits
+    at once, a readiness probe that never passes."""
+    typo = _rollout(serve, tmp_path, "typo", ["pythn3", "-m", "http.server", "$(PORT)"])
     script = "import sys; print('MODEL_PATH is not set', file=sys.stderr); sys.exit(3)"
-    spec = _rollout(serve, tmp_path, "quits", [sys.executable, "-c", script])
-    assert serve.apply(spec).code == 0
-    doc = serve.wait_phase("quits", "Degraded", within=30)
-    assert "exited with code 3: MODEL_PATH is not set" in doc["message"]
-    seen = serve.status("quits")["revisionStates"]["1"]
-    assert seen["lastFailure"] == "exited with code 3: MODEL_PATH is not set"
-
-
-def test_a_probe_that_never_passes_is_shown_and_named_by_the_deadline(
-    serve: Serve, tmp_path: Path
-) -> None:
-    spec = _rollout(
+    quits = _rollout(serve, tmp_path, "quits", [sys.executable, "-c", script])
+    unready = _rollout(
         serve,
         tmp_path,
         "unready",
         [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "$(PORT)"],
         progressDeadlineSeconds=4,
     )
-    assert serve.apply(spec).code == 0
+    started = time.monotonic()
+    for spec in (typo, quits, unready):
+        assert serve.apply(spec).code == 0
+
+    # The misspelt command: Degraded within seconds (the crash-loop threshold), not after
+    # the 600 s default deadline, with the reason in the message, status, events and get.
+    doc = serve.wait_phase("typo", "Degraded", within=30)
+    assert time.monotonic() - started < 30
+    assert "crash-looping" in doc["message"]
+    assert "cannot execute 'pythn3'" in doc["message"]
+    seen = serve.status("typo")["revisionStates"]["1"]
+    assert seen["restarts"] >= 3
+    assert "cannot execute 'pythn3'" in seen["lastFailure"]
+    reasons = {e["reason"]: e["message"] for e in _events(serve, "typo")}
+    assert "cannot execute 'pythn3'" in reasons["ReplicaFailed"]
+    assert "crash-looping" in reasons["RolloutDegraded"]
+    shown = serve.cli("get", "typo", check=True).stdout
+    assert "last failure" in shown and "cannot execute 'pythn3'" in shown
+    # apply --wait of the same spec ends at once with exit 1 and the reason.
+    waited = serve.apply(typo, "--wait", "--timeout", "20")
+    assert waited.code == 1 and "crash-looping" in waited.stdout, str(waited)
+
+    # Exits at once: its exit code and the last lines it wrote.
+    doc = serve.wait_phase("quits", "Degraded", within=30)
+    assert "exited with code 3: MODEL_PATH is not set" in doc["message"]
+    seen = serve.status("quits")["revisionStates"]["1"]
+    assert seen["lastFailure"] == "exited with code 3: MODEL_PATH is not set"
+
+    # The probe never passes: no crash, so the deadline decides, and names the probe.
     doc = serve.wait_phase("unready", "Degraded", within=30)
     assert "progressDeadlineSeconds" in doc["message"]
     assert "readiness probe failed" in doc["message"]
     seen = serve.status("unready")["revisionStates"]["1"]
     assert seen["restarts"] == 0 and "readiness probe failed" in seen["notReady"]
-    reasons = {e["reason"] for e in _events(serve, "unready")}
-    assert "ReplicaUnhealthy" in reasons
+    assert "ReplicaUnhealthy" in {e["reason"] for e in _events(serve, "unready")}
 
 
 def test_a_service_port_in_use_counts_against_the_deadline(serve: Serve, tmp_path: Path) -> None:
