@@ -212,7 +212,11 @@ def undo(
     name: app_mod.NameArg,
     to_revision: Annotated[
         int | None,
-        typer.Option("--to-revision", min=1, help="Revision to go back to (default: previous)."),
+        typer.Option(
+            "--to-revision",
+            min=1,
+            help="Revision to go back to (default: the last one that was Healthy).",
+        ),
     ] = None,
     server: app_mod.ServerOpt = None,
     token: app_mod.TokenOpt = None,

@@ -258,10 +258,9 @@ class LocalService:
             stored = self._get(name)
             kept = {rev.number: rev for rev in self._store.revisions(name)}
             if to_revision is None:
-                earlier = [n for n in kept if n < stored.revision]
-                if not earlier:
+                to_revision = _undo_target(stored, kept)
+                if to_revision is None:
                     raise errors.StateError(f"rollout {name!r} has no earlier revision to undo to")
-                to_revision = max(earlier)
             if to_revision not in kept:
                 have = ", ".join(str(n) for n in sorted(kept)) or "none"
                 raise errors.NotFound(
@@ -307,6 +306,18 @@ class LocalService:
         with contextlib.suppress(errors.ChangeoverError):
             await self._c.reconcile(name)
         return self.status(name)
+
+
+def _undo_target(stored: Any, kept: dict[int, Any]) -> int | None:
+    """The last revision that was Healthy other than the current one (as ``oc rollout
+    undo`` goes to the last successful deployment); for a status that never recorded one,
+    the highest earlier number."""
+    status = RolloutStatus.model_validate(stored.status or {})
+    for revision in reversed(status.healthy_revisions):
+        if revision != stored.revision and revision in kept:
+            return revision
+    earlier = [n for n in kept if n < stored.revision]
+    return max(earlier) if earlier else None
 
 
 def _revision_state(state: RevisionState) -> JSON:

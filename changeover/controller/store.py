@@ -280,8 +280,9 @@ class Store:
 
         ``current`` is the revision the rollout is moving to; by default the one the store
         last numbered for it (``StoredRollout.revision``). If that revision has
-        ``template_hash`` its number is returned unchanged; otherwise a new number (one past
-        the highest ever issued). Either way it becomes the rollout's ``revision``.
+        ``template_hash`` its number is returned unchanged; else the newest kept revision
+        with that hash (going back to it, as Argo Rollouts reuses a ReplicaSet); else a new
+        number (one past the highest ever issued). It becomes the rollout's ``revision``.
         """
         with self._write() as db:
             self._require(db, name)
@@ -307,7 +308,15 @@ class Store:
             "SELECT number, template_hash FROM revisions WHERE rollout = ? AND number = ?",
             (name, current),
         ).fetchone()
-        if row is not None and row[1] == template_hash:
+        if row is None or row[1] != template_hash:
+            # A template equal to an earlier kept revision's is that revision again (a
+            # reverted commit re-applied): its number, its replicas if any still run.
+            row = db.execute(
+                "SELECT number, template_hash FROM revisions WHERE rollout = ? "
+                "AND template_hash = ? ORDER BY number DESC LIMIT 1",
+                (name, template_hash),
+            ).fetchone()
+        if row is not None:
             # Same template, maybe other fields changed (steps, replicas): keep the
             # revision but remember the latest full spec for undo.
             number, created = int(row[0]), False

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from changeover.engine import runs
+from changeover.engine import rollback, runs
 from changeover.engine.actions import Plan
 from changeover.engine.context import Context
 from changeover.engine.draft import Draft, Phase, Reason
@@ -77,6 +77,7 @@ def plan(ctx: Context) -> Plan:
     _prune_history(d)
     _track_progress(d)
     _detect_crash_loop(d)
+    rollback.remember_healthy(d)
     return d.finish()
 
 
@@ -112,6 +113,7 @@ def _new_target(d: Draft, revision: int) -> None:
     d.cancel_scale_down(revision)
     rolling_back = revision == stable
     canary_revision = None if stable is None or rolling_back else revision
+    fast = rollback.fast_track(d, revision)
     pause = d.status.pause
     d.update(
         target_revision=revision,
@@ -128,9 +130,12 @@ def _new_target(d: Draft, revision: int) -> None:
         attempt=d.status.attempt + 1,
         hooks={},
         analysis_round=0,
+        fast_track=fast,
     )
     d.move_to(Phase.PROGRESSING, f"updating to revision {revision}")
     how = "rolling back to the stable revision" if rolling_back else name
+    if fast:
+        how = "going back to a recent revision: no steps, no analysis"
     d.event(Reason.UPDATED, f"Rollout updated to revision {revision} ({how})", revision)
 
 
@@ -222,6 +227,9 @@ def _dispatch(d: Draft) -> bool:
         return name != "recreate"
     if d.stable is None or d.target == d.stable:
         shared.converge(d)
+        return True
+    if st.fast_track:
+        rollback.promote(d)
         return True
     ADVANCE[name](d)
     return name != "recreate"
@@ -321,8 +329,14 @@ def _track_progress(d: Draft) -> None:
 
 def _stuck(d: Draft, msg: str, reason: Reason) -> None:
     """The target cannot get there by itself (a passed deadline, a crash loop): Degraded,
-    healing by itself once the revision makes progress again. This is the one place for
-    what a stuck rollout does, so both causes always behave alike."""
+    healing by itself once the revision makes progress again, or with
+    ``progressDeadlineAbort`` (and a stable revision to go back to) aborted: all traffic
+    back on stable. This is the one place for what a stuck rollout does, so both causes
+    always behave alike."""
+    if d.spec.progress_deadline_abort and d.stable is not None and d.target != d.stable:
+        d.event(reason, msg, d.target)
+        shared.abort(d, msg)
+        return
     d.move_to(Phase.DEGRADED, msg)
     d.update(deadline_exceeded=True)
     d.event(reason, msg, d.target)

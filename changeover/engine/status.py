@@ -124,6 +124,11 @@ class RolloutStatus(_Status):
     checks: CheckState = Field(default_factory=CheckState)
     # Fire-and-forget webhook ids already sent (post-rollout), newest last, bounded.
     webhooks_sent: list[str] = Field(default_factory=list)
+    # Revisions that were Healthy (stable), most recent last, each once, bounded: where
+    # ``undo`` goes back to.
+    healthy_revisions: list[int] = Field(default_factory=list)
+    # Going back to a revision within ``rollbackWindow``: no steps, no analysis.
+    fast_track: bool = False
 
     def to_json_dict(self) -> dict[str, object]:
         return self.model_dump(mode="json", by_alias=True)

@@ -551,10 +551,21 @@ def _template_kind(value: object) -> str:
     return "template[pod]" if pod.looks_like_pod_template(value) else "template[process]"
 
 
+class RollbackWindow(Model):
+    """Argo Rollouts' ``rollbackWindow``: going back to one of the last ``revisions``
+    revisions (counting the stable one) skips steps and analysis."""
+
+    revisions: Annotated[int, Field(ge=1, le=1000)]
+
+
 class RolloutSpec(Model):
     replicas: Annotated[int, Field(ge=0)] = 1
     min_ready_seconds: Annotated[float, Field(ge=0)] = 0.0
     progress_deadline_seconds: Annotated[float, Field(gt=0)] = 600.0
+    # When the deadline passes (or the new revision crash-loops): abort, all traffic back
+    # on stable, instead of only marking the rollout Degraded.
+    progress_deadline_abort: bool = False
+    rollback_window: RollbackWindow | None = None
     revision_history_limit: Annotated[int, Field(ge=0)] = 10
     paused: bool = False
     # A process (local) or a pod template (Kubernetes): the shape decides, see ``spec.pod``.

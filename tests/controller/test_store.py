@@ -108,23 +108,23 @@ def test_list_rollouts_sorted_by_name(db: Store) -> None:
     assert db.rollout_names() == ["api", "chat", "web"]
 
 
-def test_revisions_same_template_reused_other_template_new_rollback_new(db: Store) -> None:
+def test_revisions_same_template_reused_other_template_new_revert_is_the_old_one(
+    db: Store,
+) -> None:
     assert put(db, V1, "h1") == (1, True)
     assert revision(db, V1, "h1") == (1, False)
     assert revision(db, V2, "h2") == (2, True)
-    # Rolling back to v1's template is a new revision, as in Argo Rollouts.
-    assert revision(db, V1, "h1") == (3, True)
-    assert [(r.number, r.template_hash) for r in db.revisions("chat")] == [
-        (1, "h1"),
-        (2, "h2"),
-        (3, "h1"),
-    ]
+    # Re-applying v1's template (a reverted commit) is revision 1 again, not a copy.
+    assert revision(db, V1, "h1") == (1, False)
+    assert [(r.number, r.template_hash) for r in db.revisions("chat")] == [(1, "h1"), (2, "h2")]
     assert db.revisions("chat")[1].template == V2
     assert db.template("chat", 2) == V2
     assert db.template("chat", 9) is None
     got = db.get_rollout("chat")
     assert got is not None
-    assert got.revision == 3
+    assert got.revision == 1
+    # The next new template still gets a fresh number.
+    assert revision(db, {"command": ["v3"]}, "h3") == (3, True)
 
 
 def test_revision_compares_with_the_given_current_target(db: Store) -> None:
