@@ -108,6 +108,7 @@ class Deploy:
     strategy: str
     patch: dict[str, Any]
     healthz_file: Path
+    router: str = "builtin"
 
     def doc(self, version: str, **env: str) -> JSON:
         doc = example_rollout(
@@ -120,6 +121,8 @@ class Deploy:
         )
         spec = doc["spec"]
         spec["service"]["port"] = self.port
+        if self.router != "builtin":
+            spec["traffic"] = {self.router: {}}
         block = spec["strategy"][self.strategy]
         if "previewPort" in block:
             block["previewPort"] = self.preview_port
@@ -162,8 +165,11 @@ def api(serve: Serve) -> Iterator[Api]:
         yield client
 
 
-def _deploy(serve: Serve, api: Api, tmp_path: Path, strategy: str, **patch: Any) -> Deploy:
-    deploy = Deploy(serve, api, f"drain-{strategy.lower()}", strategy, patch, tmp_path / "unready")
+def _deploy(
+    serve: Serve, api: Api, tmp_path: Path, strategy: str, router: str = "builtin", **patch: Any
+) -> Deploy:
+    name = f"drain-{strategy.lower()}"
+    deploy = Deploy(serve, api, name, strategy, patch, tmp_path / "unready", router)
     first = example_rollout(strategy, name=deploy.name, version="v1", mark=serve.mark)
     block = first["spec"]["strategy"][strategy]
     deploy._ports = (first["spec"]["service"]["port"], block.get("previewPort", 0))
@@ -174,8 +180,11 @@ def _paused(doc: JSON) -> bool:
     return doc.get("phase") == "Paused" and doc.get("canaryRevision") == 2
 
 
-def test_rolling_update_drains_the_replaced_replica(serve: Serve, api: Api, tmp_path: Path) -> None:
-    deploy = _deploy(serve, api, tmp_path, "rollingUpdate", maxSurge=1, maxUnavailable=0)
+@pytest.mark.parametrize("router", ["builtin", "haproxy"])
+def test_rolling_update_drains_the_replaced_replica(
+    serve: Serve, api: Api, tmp_path: Path, router: str
+) -> None:
+    deploy = _deploy(serve, api, tmp_path, "rollingUpdate", router, maxSurge=1, maxUnavailable=0)
     deploy.apply("v1")
     endpoint = deploy.healthy(1)
     # v2 starts unready (its healthz file exists), so the requests below all go to v1;
