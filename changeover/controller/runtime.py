@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from changeover import traffic
+from changeover import statedir, traffic
 from changeover.api import server as api_server
 from changeover.controller.clock import SystemClock
 from changeover.controller.local import LocalService
@@ -91,7 +91,8 @@ async def run_server(
 ) -> None:
     """Run until SIGINT or SIGTERM. ``on_ready`` gets the API URL once it is listening;
     ``router_workers``: processes per builtin router (see ``router_factory``)."""
-    await asyncio.to_thread(state_dir.mkdir, parents=True, exist_ok=True)
+    # Private (0700/0600, umask 077) before the database, logs or routers write anything.
+    await asyncio.to_thread(statedir.secure, state_dir)
     store = Store(state_dir / "changeover.db")
     controller: Controller | None = None
 

@@ -18,7 +18,14 @@ import re
 from collections.abc import Iterator, Sequence
 
 from changeover import errors
-from changeover.spec import analysis_checks, load, messages, models, traffic_settings
+from changeover.spec import (
+    analysis_checks,
+    load,
+    messages,
+    models,
+    process_checks,
+    traffic_settings,
+)
 from changeover.traffic import base as traffic
 
 # How each capability reads in "setMirrorRoute needs a router with mirroring: builtin".
@@ -87,6 +94,7 @@ def check_rollout(rollout: models.Rollout, *, source: str = "") -> list[errors.S
         *_router_problems(rollout),
         *_strategy_problems(rollout),
         *_reference_problems(rollout),
+        *_process_problems(rollout),
     ]
     return [dataclasses.replace(p, file=source) for p in problems]
 
@@ -344,6 +352,24 @@ def _reference_problems(rollout: models.Rollout) -> list[errors.SpecProblem]:
                     )
                 )
     return problems
+
+
+def _process_problems(rollout: models.Rollout) -> list[errors.SpecProblem]:
+    """What no process can be started with (NUL, '=' in an env name): the replica or hook
+    would otherwise never start, with nothing to say why."""
+    found: list[process_checks.Problem] = []
+    template = rollout.spec.template
+    if isinstance(template, models.ProcessTemplate):
+        found += process_checks.problems(
+            "spec.template", template.command, template.env, template.working_dir
+        )
+    recreate = rollout.spec.strategy.recreate
+    for point in ("pre", "mid", "post"):
+        hook = getattr(recreate, point) if recreate is not None else None
+        if hook is not None:
+            root = f"spec.strategy.recreate.{point}"
+            found += process_checks.problems(root, hook.command, hook.env, hook.working_dir)
+    return [_problem(path, message) for path, message in found]
 
 
 # --- across the rollouts of one apply ---------------------------------------------------

@@ -230,6 +230,7 @@ class Serve:
                 "CHANGEOVER_CONFIG": str(self.config),
                 "CHANGEOVER_STATE_DIR": str(self.state_dir),
                 MARK_VAR: self.mark,
+                "CHANGEOVER_PASS_ENV": MARK_VAR,  # replicas get only a base environment
                 "PYTHONUNBUFFERED": "1",
                 "NO_COLOR": "1",
                 "COLUMNS": "200",

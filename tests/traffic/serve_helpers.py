@@ -41,6 +41,7 @@ class Serve:
             "CHANGEOVER_CONFIG": str(root / "servers.json"),
             "CHANGEOVER_STATE_DIR": str(root / "state"),
             MARK: self.mark,
+            "CHANGEOVER_PASS_ENV": MARK,  # replicas get only a base environment otherwise
             "NO_COLOR": "1",
         }
         self.log = root / "serve.log"

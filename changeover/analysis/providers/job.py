@@ -38,7 +38,9 @@ import signal
 from collections.abc import Mapping
 from typing import Any
 
+from changeover import childenv, statedir
 from changeover.analysis.providers import base
+from changeover.spec import process_checks
 
 DEFAULT_TIMEOUT = 300.0
 GRACE_SECONDS = 2.0
@@ -96,6 +98,9 @@ def problems(config: Mapping[str, Any]) -> list[str]:
     env = config.get("env", {})
     if not isinstance(env, Mapping):
         out.append("env: expected a mapping of NAME: value")
+    elif isinstance(command, list):
+        where = process_checks.problems("", command, env, config.get("workingDir"))
+        out += [f"{path.lstrip('.')}: {message}" for path, message in where]
     timeout = config.get("timeoutSeconds", DEFAULT_TIMEOUT)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
         out.append(f"timeoutSeconds: expected a positive number, got {timeout!r}")
@@ -134,7 +139,7 @@ class JobProvider:
         if "spec" in config and "command" not in config:
             config = from_kubernetes_job(config)
         argv = [str(a) for a in config["command"]]
-        env = {**os.environ, **{str(k): str(v) for k, v in config.get("env", {}).items()}}
+        env = {**childenv.base(), **{str(k): str(v) for k, v in config.get("env", {}).items()}}
         env.setdefault("ROLLOUT", context.rollout)
         if context.canary_revision is not None:
             env.setdefault("CANARY_REVISION", str(context.canary_revision))
@@ -150,6 +155,7 @@ class JobProvider:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
+                umask=statedir.child_umask(),
             )
         except OSError as exc:
             raise base.ProviderError(

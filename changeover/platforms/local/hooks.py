@@ -16,12 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
 
-from changeover import aio, errors
+from changeover import aio, childenv, errors
 from changeover.platforms import base
 from changeover.platforms.local import process, state
 from changeover.spec import models
@@ -69,7 +68,7 @@ class HookRunner:
         self._task = asyncio.create_task(self._run(), name=f"hook {self.rollout}/{self.hook_id}")
 
     async def _run(self) -> None:
-        env = dict(os.environ)
+        env = childenv.base()
         env.update(CHANGEOVER_ROLLOUT=self.rollout, CHANGEOVER_HOOK_ID=self.hook_id)
         user_env = process.expand_env(self.hook.env, {})
         env.update(user_env)

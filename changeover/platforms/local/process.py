@@ -27,7 +27,7 @@ from pathlib import Path
 
 import psutil
 
-from changeover import errors
+from changeover import errors, statedir
 
 # psutil derives create_time from jiffies since boot: equal within a clock tick or two.
 _CREATE_TIME_TOLERANCE = 0.05
@@ -182,7 +182,7 @@ def spawn(
     """Start ``argv`` (never through a shell) with output appended to ``log_path``.
 
     Raises ``PermanentBackendError`` with a readable message when it cannot be executed
-    (no such file, not executable, no such working directory).
+    (no such file, not executable, no such working directory, a NUL in an argument).
     """
     if cwd is not None and not os.path.isdir(cwd):
         raise errors.PermanentBackendError(f"working directory {cwd!r} does not exist")
@@ -202,10 +202,13 @@ def spawn(
                 env=dict(env),
                 start_new_session=True,
                 close_fds=True,
+                umask=statedir.child_umask(),
             )
         except OSError as exc:
             reason = exc.strerror or str(exc)
             raise errors.PermanentBackendError(f"cannot execute {argv[0]!r}: {reason}") from exc
+        except ValueError as exc:  # a NUL in argv or env, '=' in a name: lint refuses these
+            raise errors.PermanentBackendError(f"cannot execute {argv[0]!r}: {exc}") from exc
     try:
         create_time = psutil.Process(popen.pid).create_time()
     except psutil.NoSuchProcess:

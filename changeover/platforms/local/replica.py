@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from changeover import aio, errors
+from changeover import aio, childenv, errors
 from changeover.endpoints import Endpoint
 from changeover.platforms import base
 from changeover.platforms.local import ports as ports_mod
@@ -167,7 +166,7 @@ class ReplicaRunner:
             self.record.port = self._ports.allocate()
         port = str(self.record.port)
         template = self._template()
-        env = dict(os.environ)
+        env = childenv.base()
         env.update(
             CHANGEOVER_ROLLOUT=self.rollout,
             CHANGEOVER_REVISION=str(self.revision),
