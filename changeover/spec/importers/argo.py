@@ -10,7 +10,8 @@ API plugin; blueGreen's services, promotion settings and pre/post-promotion anal
 AnalysisTemplates (same shape; an argument's ``valueFrom.secretKeyRef`` stays a reference,
 read from the Secret when a run starts on Kubernetes). Everything else is reported, field
 by field. ``kubectl``'s ``last-applied-configuration`` and Argo's ``rollout.argoproj.io/*``
-annotations are state of the source object and are not carried.
+annotations are state of the source object and are not carried. progressDeadlineAbort and
+rollbackWindow carry over as they are (same names, same meaning).
 
 ``spec.service.port`` has no Argo counterpart: it is the first containerPort (noted). A basic
 canary (no trafficRouting, canaryService or stableService) gets no ``spec.service``: as
@@ -32,6 +33,8 @@ _TOP = {
     "replicas",
     "minReadySeconds",
     "progressDeadlineSeconds",
+    "progressDeadlineAbort",
+    "rollbackWindow",
     "revisionHistoryLimit",
     "paused",
     "template",
@@ -316,6 +319,8 @@ def rollout(doc: JSON, source: str, deployments: dict[str, JSON] | None = None) 
             "replicas",
             "minReadySeconds",
             "progressDeadlineSeconds",
+            "progressDeadlineAbort",
+            "rollbackWindow",
             "revisionHistoryLimit",
             "paused",
         )
