@@ -29,12 +29,24 @@ class Settings(BaseModel):
     )
 
 
+Seconds = Annotated[float, Field(gt=0, le=86_400)]
+
+
 class BuiltinSettings(Settings):
     """The embedded router. ``workers`` > 1 runs this rollout's router as that many
     processes on one port (SO_REUSEPORT, merged metrics); unset: ``serve --router-workers``.
+    The timeouts and ``maxConnections`` bound what one client can hold (defaults in the
+    README: 5 s connect, 120 s response, 30 s header, 60 s body and send, 10,000
+    connections).
     """
 
     workers: Annotated[int, Field(ge=1, le=64)] | None = None
+    connect_timeout_seconds: Seconds | None = None
+    response_timeout_seconds: Seconds | None = None
+    header_timeout_seconds: Seconds | None = None
+    body_timeout_seconds: Seconds | None = None
+    send_timeout_seconds: Seconds | None = None
+    max_connections: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
 
 
 class HAProxySettings(Settings):

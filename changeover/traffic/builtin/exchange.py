@@ -53,6 +53,7 @@ class Exchange:
         "_mirror_head",
         "_reused",
         "_sent",
+        "_sent_at",
         "_sent_bytes",
         "_up_out",
         "_up_out_bytes",
@@ -100,6 +101,7 @@ class Exchange:
         self._up_out_bytes = len(up_head)
         self._sent: list[bytes] | None = [] if method in IDEMPOTENT else None
         self._sent_bytes = 0
+        self._sent_at = 0.0  # when the whole request had been handed upstream (loop time)
         self._down_out: list[bytes] = []
         self._mirror_body: list[bytes] | None = None
         self._mirror_bytes = 0
@@ -156,8 +158,11 @@ class Exchange:
                 body = b"".join(mb)
                 for rev in self.mirror_targets:
                     mirror.offer(rev, self.head, body, self.down.client_ip, self._mirror_head)
-        if self.conn is not None and self._up_out:
-            self.flush_up()
+        if self.conn is not None:
+            if self._up_out:
+                self.flush_up()
+            elif not self._sent_at:
+                self._sent_at = self.down.loop.time()  # the body went out as it came
 
     def flush_up(self) -> None:
         conn = self.conn
@@ -175,6 +180,8 @@ class Exchange:
             else:
                 sent.append(data)
         conn.write(data)
+        if self.body_done and not self._sent_at:
+            self._sent_at = self.down.loop.time()
 
     # -- starting: routing and picking an upstream -------------------------------------
 
@@ -313,8 +320,12 @@ class Exchange:
             down.resume_reading(PAUSE_BUFFERED)
 
     def check_timeout(self, now: float, limit: float) -> None:
-        """Called by the router's sweep: 504 when the response head is overdue."""
-        if self.done or self.responded or self.conn is None or now - self.t0 < limit:
+        """Called by the router's sweep: 504 when the response head is overdue, counted
+        from when the whole request was sent (a slow upload is the body timeout's)."""
+        sent_at = self._sent_at
+        if self.done or self.responded or self.conn is None or not sent_at:
+            return
+        if now - sent_at < limit:
             return
         conn = self.conn
         self.conn = None
@@ -410,6 +421,7 @@ class Exchange:
             self._up_out_bytes = sum(map(len, self._up_out))
             self._sent = []
             self._sent_bytes = 0
+            self._sent_at = 0.0
             self.ep.leave()
             self.ep = None
             rm.retries += 1

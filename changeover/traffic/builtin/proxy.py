@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 import typing
 
 import httptools
@@ -38,15 +39,19 @@ log = logging.getLogger(__name__)
 
 MAX_PIPELINE = 16  # queued requests per connection before reading pauses
 MAX_HEAD = 64 * 1024  # bytes of one request head (nginx: 4 x 8k by default)
+FULL_LOG_EVERY = 10.0  # seconds between two "max_connections reached" log lines
+_full_logged = [-FULL_LOG_EVERY]  # when that was last logged (time.monotonic)
 
 
 class ClientConnection(asyncio.Protocol):
     __slots__ = (
         "_acc",
         "_base",
+        "_body_t",
         "_current",
         "_data",
         "_dirty",
+        "_head_t",
         "_in_head",
         "_in_msg",
         "_last",
@@ -56,6 +61,7 @@ class ClientConnection(asyncio.Protocol):
         "_parsing",
         "_paused",
         "_queue",
+        "_send_t",
         "client_ip",
         "fwd_tail",
         "http11",
@@ -98,6 +104,12 @@ class ClientConnection(asyncio.Protocol):
         self._in_head = False
         self._in_msg = False
         self._lost = False
+        # Since when (loop time; 0: not) a head is being read, the body was last read,
+        # our writes have been paused by a client that does not read. The router's sweep
+        # checks them (``check_timeouts``): no timer per request.
+        self._head_t = 0.0
+        self._body_t = 0.0
+        self._send_t = 0.0
 
     # -- asyncio.Protocol ---------------------------------------------------------------
 
@@ -108,7 +120,25 @@ class ClientConnection(asyncio.Protocol):
         if isinstance(peer, tuple) and peer:
             self.client_ip = str(peer[0]).encode()
             self.fwd_tail = wire.forwarding_tail(self.client_ip)
-        self.state.connections.add(self)
+        st = self.state
+        if len(st.connections) >= st.settings.max_connections:
+            self._refuse()
+            return
+        st.connections.add(self)
+
+    def _refuse(self) -> None:
+        """Over ``max_connections``: 503 and close, logged at most every few seconds."""
+        self._lost = True
+        now = time.monotonic()
+        if now - _full_logged[0] >= FULL_LOG_EVERY:
+            _full_logged[0] = now
+            log.warning(
+                "builtin router: %d client connections open (max_connections): "
+                "refusing new ones with 503",
+                self.state.settings.max_connections,
+            )
+        self.write(wire.simple_response(503, b"too many connections\n", keep_alive=False))
+        self.close()
 
     def data_received(self, data: bytes) -> None:
         if self._lost:
@@ -153,12 +183,14 @@ class ClientConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        self._send_t = self.loop.time()
         cur = self._current
         if cur is not None and cur.conn is not None:
             cur.conn.pause_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self._send_t = 0.0
         cur = self._current
         if cur is not None and cur.conn is not None:
             cur.conn.resume_reading()
@@ -168,6 +200,7 @@ class ClientConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._in_msg = True
         self._in_head = True
+        self._head_t = self.loop.time()
         pos = self._next - self._base
         if self._next < 0 or pos < 0 or pos > len(self._data):
             # After a chunked body that ended inside this read: where this message starts
@@ -186,6 +219,7 @@ class ClientConnection(asyncio.Protocol):
         if self._lost:
             return
         self._in_head = False
+        self._head_t = 0.0
         acc = self._acc
         self._acc = b""
         end = acc.find(b"\r\n\r\n") + 4
@@ -255,6 +289,8 @@ class ClientConnection(asyncio.Protocol):
             expect,
             chunked or length > 0,
         )
+        if not ex.body_done:
+            self._body_t = self.loop.time()
         self._route(ex, tbl, hd, as_received=not rebuild)
         # An upgrade needs Upgrade and Connection fields (so a rebuilt head), or CONNECT.
         if (rebuild or method == b"CONNECT") and parser.should_upgrade():
@@ -272,12 +308,14 @@ class ClientConnection(asyncio.Protocol):
                 self.pause_reading(exchange.PAUSE_PIPELINE)
 
     def on_body(self, body: bytes) -> None:
+        self._body_t = self.loop.time()
         ex = self._parsing
         if ex is not None:
             ex.feed_body(body)
 
     def on_message_complete(self) -> None:
         self._in_msg = False
+        self._body_t = 0.0
         ex, self._parsing = self._parsing, None
         if ex is not None:
             ex.end_body()
@@ -370,6 +408,11 @@ class ClientConnection(asyncio.Protocol):
         self._paused = was & ~reasons
         if not self._paused and self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
+            # The time we did not read is not the client's: its deadlines restart.
+            if self._head_t or self._body_t:
+                now = self.loop.time()
+                self._head_t = now if self._head_t else 0.0
+                self._body_t = now if self._body_t else 0.0
 
     def exchange_done(self, ex: exchange.Exchange, *, close: bool) -> None:
         if self._current is ex:
@@ -395,6 +438,41 @@ class ClientConnection(asyncio.Protocol):
             self._current = None
             current.client_lost()
         self._queue.clear()
+        self.close()
+
+    def check_timeouts(self, now: float) -> None:
+        """Called by the router's sweep: the response timeout of the exchange in progress,
+        the head and body deadlines of the request being read, the send timeout."""
+        st = self.state.settings
+        cur = self._current
+        if cur is not None:
+            cur.check_timeout(now, st.response_timeout)
+        if self._lost:
+            return
+        if self._send_t and now - self._send_t > st.send_timeout:
+            self.abort()  # the client does not read: nothing more can reach it
+            return
+        if self._paused:
+            return  # not reading on purpose: whatever is half-read waits for us
+        if self._head_t and self._current is None and now - self._head_t > st.header_timeout:
+            self._stalled(b"header")
+        elif self._body_t and now - self._body_t > st.body_timeout:
+            self._stalled(b"body")
+
+    def _stalled(self, what: bytes) -> None:
+        """The client stopped sending a request: 408 (as nginx answers) if nothing of
+        a response went out yet, and close; the upstream side of it is aborted."""
+        self._lost = True
+        cur = self._current
+        answered = cur is not None and cur.responded
+        if cur is not None:
+            self._current = None
+            cur.client_lost()
+        self._queue.clear()
+        if not answered:
+            self._out.clear()
+            msg = b"request " + what + b" not received in time\n"
+            self.write(wire.simple_response(408, msg, keep_alive=False))
         self.close()
 
     @property

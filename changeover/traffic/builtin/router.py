@@ -180,16 +180,15 @@ class BuiltinRouter:
         connections, upstream and client, closed after their idle lifetimes."""
         st = self.state
         loop = asyncio.get_running_loop()
-        limit = st.settings.response_timeout
-        tick = min(1.0, max(0.01, limit / 4))
+        se = st.settings
+        shortest = min(se.response_timeout, se.header_timeout, se.body_timeout, se.send_timeout)
+        tick = min(1.0, max(0.01, shortest / 4))
         next_idle = loop.time() + 1.0
         while True:
             await asyncio.sleep(tick)
             now = loop.time()
             for client in list(st.connections):
-                ex = client.current
-                if ex is not None:
-                    ex.check_timeout(now, limit)
+                client.check_timeouts(now)
             if self.mirror is not None:
                 self.mirror.sweep(now)
             if now < next_idle:
@@ -323,6 +322,21 @@ class BuiltinRouter:
             await self.mirror.idle()
 
 
+# ``spec.traffic.builtin`` fields (``traffic_settings.BuiltinSettings``) → ``Settings``.
+SPEC_SETTINGS = {
+    "connect_timeout_seconds": "connect_timeout",
+    "response_timeout_seconds": "response_timeout",
+    "header_timeout_seconds": "header_timeout",
+    "body_timeout_seconds": "body_timeout",
+    "send_timeout_seconds": "send_timeout",
+    "max_connections": "max_connections",
+}
+
+
 def factory(rollout: str, **kwargs: object) -> BuiltinRouter:
-    """The registry's factory: ``factory("web", port=8080, preview_port=None, metrics=r)``."""
+    """The registry's factory: ``factory("web", port=8080, preview_port=None, metrics=r)``;
+    the ``SPEC_SETTINGS`` keywords (from ``spec.traffic.builtin``) become its ``Settings``."""
+    tuned = {field: kwargs.pop(key) for key, field in SPEC_SETTINGS.items() if key in kwargs}
+    if tuned:
+        kwargs["settings"] = state_mod.Settings(**tuned)  # type: ignore[arg-type]
     return BuiltinRouter(rollout, **kwargs)  # type: ignore[arg-type]

@@ -20,9 +20,20 @@ if TYPE_CHECKING:
 @dataclasses.dataclass(frozen=True)
 class Settings:
     connect_timeout: float = 5.0
-    # Time to the response head. LLM services may think for a while before the first
-    # token, so this is generous; a stream that has started is never cut by a timer.
+    # Time to the response head, from when the whole request has been sent upstream (a
+    # slow upload is the body timeout's business). LLM services may think for a while
+    # before the first token, so this is generous; a started stream is never cut by it.
     response_timeout: float = 120.0
+    # A whole request head, from its first byte (nginx client_header_timeout, HAProxy
+    # timeout http-request): one header line every 50 s no longer holds a connection.
+    header_timeout: float = 30.0
+    # Longest pause between two reads of a request body (nginx client_body_timeout).
+    body_timeout: float = 60.0
+    # Longest time a client may leave a response unread (nginx send_timeout).
+    send_timeout: float = 60.0
+    # Open client connections per router process; past it new ones get a 503 and a log
+    # line (each may also hold an upstream connection: mind the file descriptor limit).
+    max_connections: int = 10_000
     # Idle keep-alive lifetimes, in seconds (checked by a 1-second sweep). Upstream idle
     # connections are closed before common server timeouts (gunicorn 2 s, uvicorn and
     # Node 5 s) so the proxy, not the server, closes them: fewer stale-connection races.
