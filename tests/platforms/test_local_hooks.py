@@ -97,6 +97,8 @@ async def test_hook_that_cannot_run_fails_with_a_message(make_platform: Platform
     status = platform.hook_status(rollout="chat", hook_id="pre-1")
     assert status is not None and status.state is base.HookState.FAILED
     assert "cannot execute '/no/such/migrate'" in status.message
+    log_file = platform.state_dir / "logs" / "chat" / "hooks" / "pre-1.log"
+    assert "cannot execute '/no/such/migrate'" in log_file.read_text()
 
 
 async def test_finished_hooks_are_remembered_across_restarts(make_platform: Platforms) -> None:

@@ -252,6 +252,9 @@ async def test_bad_command_is_crashed_with_a_message_not_an_exception(
     assert replica.state in (base.ReplicaState.CRASHED, base.ReplicaState.STARTING)
     assert "cannot execute '/nonexistent/server'" in replica.message
     assert "No such file" in revision.message
+    # The reason is in the replica's log too, where `changeover logs` reads it.
+    (log_file,) = (platform.state_dir / "logs" / "chat" / "1").glob("*.log")
+    assert "cannot execute '/nonexistent/server'" in log_file.read_text()
     await platform.scale(rollout="chat", revision=1, replicas=0)  # still controllable
     await wait_for(lambda: not platform.observe("chat")[1].replicas)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from changeover import aio, childenv, errors
 from changeover.platforms import base
-from changeover.platforms.local import process, state
+from changeover.platforms.local import process, replica, state
 from changeover.spec import models
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,7 @@ class HookRunner:
         try:
             handle = process.spawn(argv, env=env, cwd=self.hook.working_dir, log_path=self.log_path)
         except errors.BackendError as exc:
+            replica.note_in_log(self.log_path, str(exc))
             self._finish(base.HookState.FAILED, str(exc), {})
             return
         self._handle = handle

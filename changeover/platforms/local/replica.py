@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,18 @@ class Backoff:
 
 _WAS_SERVING = (base.ReplicaState.READY, base.ReplicaState.NOT_READY)
 _BANNER = "--- changeover "
+
+
+def note_in_log(log_path: Path, message: str) -> None:
+    """Append ``message`` as a changeover line, so ``changeover logs`` shows a start that
+    failed before the process could write anything (cannot execute, no such directory)."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "a", encoding="utf-8") as f:
+            f.write(f"{_BANNER}{stamp}: {message}\n")
+    except OSError:
+        log.debug("cannot note %r in %s", message, log_path)
 
 
 def last_output(log_path: Path, *, lines: int = 3, max_chars: int = 300) -> str:
@@ -143,6 +156,7 @@ class ReplicaRunner:
                 try:
                     self.handle = self._spawn()
                 except errors.BackendError as exc:
+                    note_in_log(self._log_path, str(exc))
                     self._crashed(str(exc))
                     await asyncio.sleep(self._backoff.delay(self._failures))
                     continue
