@@ -65,3 +65,13 @@ def test_a_blocked_rollout_plans_nothing_and_its_deadline_names_why() -> None:
     tick()
     assert world.phase == Phase.DEGRADED
     assert "progressDeadlineSeconds" in world.status.message and why in world.status.message
+
+
+def test_a_crash_loop_aborts_with_progress_deadline_abort() -> None:
+    world = FakeWorld(rollout(STRATEGIES["canary"], progressDeadlineAbort=True)).settle()
+    world.auto_ready = False
+    world.apply(revision=2).settle()
+    crashing(world, 2, 3).settle()
+    assert world.phase == Phase.ABORTED
+    assert "revision 2 is crash-looping" in world.status.message
+    assert world.weights == {1: 100}
