@@ -40,6 +40,10 @@ from changeover.traffic.base import TrafficRouter
 
 log = logging.getLogger(__name__)
 
+# Failed readiness probes in a row of a replica that was never ready before an event says
+# so: a service loading a model fails its first few probes as a matter of course.
+STARTUP_PROBE_FAILURES = 10
+
 # A factory that builds (but does not start) the router of one rollout.
 RouterFactory = Callable[[models.Rollout], TrafficRouter]
 
@@ -305,9 +309,10 @@ class Controller:
 
     def _tell_failures(self, name: str, live: _Live, observed: dict[int, RevisionState]) -> None:
         """A ``ReplicaFailed`` event for each new crash cause, ``ReplicaUnhealthy`` for a
-        readiness probe failing 3 times in a row with a new message: the reason reaches
-        ``get`` and the events, not only serve's log. A crash loop with one cause is one
-        event (the Degraded message counts the crashes)."""
+        readiness probe failing with a new message (3 times in a row once the replica was
+        ready, ``STARTUP_PROBE_FAILURES`` while it starts): the reason reaches ``get`` and
+        the events, not only serve's log. A crash loop with one cause is one event (the
+        Degraded message counts the crashes)."""
         events: list[dict[str, object]] = []
         told: dict[str, str] = {}
         for revision, state in observed.items():
@@ -319,7 +324,9 @@ class Controller:
                     events.append(
                         {"reason": "ReplicaFailed", "message": message, "revision": revision}
                     )
-                probing = r.probe_failures >= 3 and r.message.startswith("readiness")
+                # A replica still starting fails its first probes as a matter of course.
+                enough = 3 if r.state is ReplicaState.NOT_READY else STARTUP_PROBE_FAILURES
+                probing = r.probe_failures >= enough and r.message.startswith("readiness")
                 told[probe_key] = r.message if probing else live.failures_told.get(probe_key, "")
                 if probing and live.failures_told.get(probe_key) != r.message:
                     message = f"replica {r.id}: {r.message}"
