@@ -17,7 +17,7 @@ from changeover import errors
 from changeover.controller import analysis_runner
 from changeover.controller.loop import Controller
 from changeover.controller.service import JSON
-from changeover.engine import commands
+from changeover.engine import commands, rollback
 from changeover.engine.status import RolloutStatus
 from changeover.platforms.base import ReplicaState, RevisionState
 from changeover.platforms.local import logs as local_logs
@@ -258,7 +258,8 @@ class LocalService:
             stored = self._get(name)
             kept = {rev.number: rev for rev in self._store.revisions(name)}
             if to_revision is None:
-                to_revision = _undo_target(stored, kept)
+                status = RolloutStatus.model_validate(stored.status or {})
+                to_revision = rollback.undo_target(status, stored.revision, kept)
                 if to_revision is None:
                     raise errors.StateError(f"rollout {name!r} has no earlier revision to undo to")
             if to_revision not in kept:
@@ -306,18 +307,6 @@ class LocalService:
         with contextlib.suppress(errors.ChangeoverError):
             await self._c.reconcile(name)
         return self.status(name)
-
-
-def _undo_target(stored: Any, kept: dict[int, Any]) -> int | None:
-    """The last revision that was Healthy other than the current one (as ``oc rollout
-    undo`` goes to the last successful deployment); for a status that never recorded one,
-    the highest earlier number."""
-    status = RolloutStatus.model_validate(stored.status or {})
-    for revision in reversed(status.healthy_revisions):
-        if revision != stored.revision and revision in kept:
-            return revision
-    earlier = [n for n in kept if n < stored.revision]
-    return max(earlier) if earlier else None
 
 
 def _revision_state(state: RevisionState) -> JSON:

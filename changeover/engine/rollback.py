@@ -2,7 +2,8 @@
 
 ``engine.plan`` asks ``fast_track`` when the target changes and, while the status says
 so, ``promote`` instead of running the strategy; it calls ``remember_healthy`` on every
-plan so ``undo`` (in the controller) can go back to the last revision that was Healthy.
+plan so ``undo`` (``undo_target``, for the controller and the operator) can go back to the
+last revision that was Healthy.
 
 A rollback is fast-tracked (Argo Rollouts' rules) when the revision gone back to is one
 of the last ``rollbackWindow.revisions`` revisions counting the stable one (with stable 5
@@ -13,7 +14,10 @@ itself needs no fast track: the rollout simply converges on it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from changeover.engine.draft import Draft, Phase
+from changeover.engine.status import RolloutStatus
 from changeover.engine.strategies import shared
 
 # Strategies with steps or analysis to skip; recreate's stages are what recreate is.
@@ -58,3 +62,15 @@ def remember_healthy(d: Draft) -> None:
         return
     kept = [rev for rev in seen if rev != stable][-(HEALTHY_KEPT - 1) :]
     d.update(healthy_revisions=[*kept, stable])
+
+
+def undo_target(status: RolloutStatus, current: int | None, kept: Iterable[int]) -> int | None:
+    """Where ``undo`` without a revision goes: the last revision that was Healthy other
+    than ``current`` and still ``kept`` (as ``oc rollout undo`` goes to the last successful
+    deployment); for a status that never recorded one, the highest earlier number."""
+    kept = set(kept)
+    for revision in reversed(status.healthy_revisions):
+        if revision != current and revision in kept:
+            return revision
+    earlier = [n for n in kept if current is None or n < current]
+    return max(earlier) if earlier else None

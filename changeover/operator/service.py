@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from changeover import errors
-from changeover.engine import commands
+from changeover.engine import commands, rollback
 from changeover.engine.status import RolloutStatus
 from changeover.operator import documents
 from changeover.platforms.kubernetes import client as kube
@@ -273,10 +273,9 @@ class KubeService:
         kept = await self._replicasets(obj)
         current = status.target_revision
         if to_revision is None:
-            earlier = [n for n in kept if current is None or n < current]
-            if not earlier:
+            to_revision = rollback.undo_target(status, current, kept)
+            if to_revision is None:
                 raise errors.StateError(f"rollout {name!r} has no earlier revision to undo to")
-            to_revision = max(earlier)
         if to_revision not in kept:
             have = ", ".join(str(n) for n in sorted(kept)) or "none"
             raise errors.NotFound(f"rollout {name!r} has no revision {to_revision} (kept: {have})")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from changeover.engine import actions, commands
+from changeover.engine import actions, commands, rollback
+from changeover.engine.status import RolloutStatus
 
 from .world import FakeWorld, Phase, Reason, rollout
 
@@ -108,3 +109,13 @@ def test_rolling_update_deadline_abort_rolls_back() -> None:
     assert world.phase == Phase.ABORTED
     world.settle()
     assert world.desired(2) == 0 and world.desired(1) == 4 and world.weights == {1: 100}
+
+
+def test_undo_target_is_the_last_healthy_revision_other_than_the_current() -> None:
+    status = RolloutStatus(healthy_revisions=[1, 3, 2])
+    assert rollback.undo_target(status, 4, {1, 2, 3, 4}) == 2
+    assert rollback.undo_target(status, 2, {1, 2, 3, 4}) == 3
+    assert rollback.undo_target(status, 2, {1, 2, 4}) == 1  # 3 was pruned
+    # A status from before healthyRevisions: the highest earlier number, as before.
+    assert rollback.undo_target(RolloutStatus(), 3, {1, 2, 3}) == 2
+    assert rollback.undo_target(RolloutStatus(), 1, {1}) is None
