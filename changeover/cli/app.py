@@ -168,6 +168,20 @@ def err() -> Console:
     return console_for(sys.stderr)
 
 
+def show(renderable: Any) -> None:
+    """Print a table or view on stdout; off a terminal without the padding Rich puts at
+    the end of every row, so a file or a pipe gets lines as long as their content."""
+    console = out()
+    if console.is_terminal:
+        console.print(renderable)
+        return
+    with console.capture() as captured:
+        console.print(renderable)
+    lines = captured.get().splitlines()
+    sys.stdout.write("".join(line.rstrip() + "\n" for line in lines))
+    sys.stdout.flush()
+
+
 def err_line(message: str, *, style: str = "") -> None:
     # Text, not markup: messages carry "[0].kind" and such, which Rich would eat.
     err().print(Text(message, style=style), soft_wrap=True)

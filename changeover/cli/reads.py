@@ -63,7 +63,7 @@ def get(
                 app_mod.print_json(doc)
             return
         if not watch:
-            app_mod.out().print(_snapshot(client, name)[0])
+            app_mod.show(_snapshot(client, name)[0])
             return
         code = _watch(client, name, until_done=until_done)
     raise typer.Exit(code)
@@ -101,7 +101,7 @@ def status(
     if output is app_mod.Output.JSON:
         app_mod.print_json(doc)
         return
-    app_mod.out().print(render.rollout_view(doc))
+    app_mod.show(render.rollout_view(doc))
 
 
 @app.command()
@@ -117,7 +117,7 @@ def history(
     if output is app_mod.Output.JSON:
         app_mod.print_json(revisions)
         return
-    app_mod.out().print(render.history_table(revisions))
+    app_mod.show(render.history_table(revisions))
 
 
 @app.command()

@@ -56,7 +56,7 @@ def _list(ctx: typer.Context, output: app_mod.OutputOpt = app_mod.Output.TABLE) 
         mark = "*" if config.normalize_url(record.url) == current else ""
         state = Text("live", style="green") if up else Text("gone", style="red")
         table.add_row(mark, record.url, state, str(record.pid or "-"), record.state_dir or "-")
-    app_mod.out().print(table)
+    app_mod.show(table)
 
 
 @servers_app.command("use")

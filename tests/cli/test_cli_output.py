@@ -40,6 +40,7 @@ def test_get_without_a_terminal_keeps_every_column_whole(
     listing = ok(cli("get", *live.opts())).stdout
     assert endpoint in listing
     assert all("…" not in line for line in listing.splitlines())
+    assert all(line == line.rstrip() for line in listing.splitlines())
     one = ok(cli("get", "chat", *live.opts())).stdout
     assert endpoint in one
 
