@@ -41,10 +41,10 @@ def fast_track(d: Draft, revision: int) -> bool:
 def promote(d: Draft) -> None:
     """The fast-tracked revision takes all traffic once its replicas are available; the
     old stable is scaled down after the strategy's usual delay."""
-    blue_green = d.spec.strategy.blue_green
+    strategy = d.spec.strategy.blue_green or d.spec.strategy.canary
     delay = (
-        blue_green.scale_down_delay_seconds
-        if blue_green is not None
+        strategy.scale_down_delay_seconds
+        if strategy is not None
         else shared.DEFAULT_SCALE_DOWN_DELAY
     )
     if shared.promote_fully(d, delay=delay, confirm=False):

@@ -393,6 +393,9 @@ class CanaryStrategy(Model):
     max_surge: IntOrPercent = "25%"
     max_unavailable: IntOrPercent = "25%"
     abort_scale_down_delay_seconds: Duration = 30.0
+    # After promotion the old stable keeps running this long (Argo Rollouts' default), for a
+    # remote data plane to follow; its replicas then drain and stop.
+    scale_down_delay_seconds: Duration = 30.0
     # Background analysis: from step ``startingStep`` until the rollout completes.
     analysis: spec_analysis.BackgroundAnalysis | None = None
 

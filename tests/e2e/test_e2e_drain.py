@@ -1,10 +1,10 @@
 """Requests in flight are finished, never cut: every replica that leaves drains first.
 
 Given a service that dies at once on SIGTERM (tests/apps/echo_app.py, as many users'
-services do) behind the builtin router, with a 3-second request and a 3-second
-server-sent-event stream in flight on the revision that is about to leave, when the rollout
-replaces it (rolling update, recreate, blue-green after its scale-down delay, a canary
-aborted or undone), then both complete: status 200 from the leaving revision, the
+services do) behind the router, with a 3-second request and a 3-second server-sent-event
+stream in flight on the revision that is about to leave, when the rollout replaces it
+(rolling update, recreate, blue-green or a promoted canary after its scale-down delay, a
+canary aborted or undone), then both complete: status 200 from the leaving revision, the
 whole body, the stream's terminating ``data: [DONE]`` event. The change is made through the
 API the CLI calls (in-process, so it lands while the requests are in flight even on a
 loaded machine).
@@ -239,19 +239,33 @@ def test_blue_green_drains_the_old_active_after_its_delay(
     deploy.healthy(2)
 
 
-@pytest.mark.parametrize("ending", ["abort", "undo"])
-def test_canary_drains_when_it_is_aborted_or_undone(
+@pytest.mark.parametrize("ending", ["promote", "abort", "undo"])
+def test_canary_drains_whichever_revision_leaves(
     serve: Serve, api: Api, tmp_path: Path, ending: str
 ) -> None:
-    steps = [{"setWeight": 100}, {"pause": {}}]
-    deploy = _deploy(serve, api, tmp_path, "canary", steps=steps, abortScaleDownDelaySeconds="0s")
+    """promote: the old stable leaves after scaleDownDelaySeconds; abort and undo: the
+    canary, which had all the traffic."""
+    weight = 0 if ending == "promote" else 100
+    steps = [{"setCanaryScale": {"replicas": 1}}, {"setWeight": weight}, {"pause": {}}]
+    deploy = _deploy(
+        serve,
+        api,
+        tmp_path,
+        "canary",
+        steps=steps,
+        scaleDownDelaySeconds="0.5s",
+        abortScaleDownDelaySeconds="0s",
+    )
     deploy.apply("v1")
     endpoint = deploy.healthy(1)
     deploy.apply("v2")
-    deploy.wait(_paused, "the canary paused with all traffic")
+    deploy.wait(_paused, "the canary paused")
     flight = InFlight(endpoint).start()
-    deploy.command(ending, {"toRevision": 1} if ending == "undo" else None)
-    flight.finish().assert_complete("v2")
+    if ending == "promote":
+        deploy.command("promote", {"full": True})
+    else:
+        deploy.command(ending, {"toRevision": 1} if ending == "undo" else None)
+    flight.finish().assert_complete("v1" if ending == "promote" else "v2")
     if ending == "abort":
         deploy.wait(lambda d: d.get("phase") == "Aborted", "Aborted")
     else:

@@ -119,3 +119,13 @@ def test_undo_target_is_the_last_healthy_revision_other_than_the_current() -> No
     # A status from before healthyRevisions: the highest earlier number, as before.
     assert rollback.undo_target(RolloutStatus(), 3, {1, 2, 3}) == 2
     assert rollback.undo_target(RolloutStatus(), 1, {1}) is None
+
+
+def test_canary_scale_down_delay_keeps_the_old_stable_that_long() -> None:
+    world = FakeWorld(rollout({"canary": {"steps": STEPS, "scaleDownDelaySeconds": "5s"}}))
+    world.settle().apply(revision=2).settle()
+    while world.phase != Phase.HEALTHY:
+        world.command(commands.promote).settle()
+    assert world.weights == {2: 100} and world.desired(1) == 4
+    world.advance(5).settle()
+    assert world.desired(1) == 0

@@ -102,7 +102,7 @@ def advance(d: Draft) -> None:
         d.update(current_step_index=index, step_started_at=d.now, pause=None)
         d.event(Reason.STEP_COMPLETED, f"step {index}/{len(steps)} completed", canary)
     if not basic:
-        shared.promote_fully(d, delay=shared.DEFAULT_SCALE_DOWN_DELAY)
+        shared.promote_fully(d, delay=strategy.scale_down_delay_seconds)
         return
     basic_canary.scale(d, 100)
     available = d.available(canary)
