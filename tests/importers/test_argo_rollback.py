@@ -1,4 +1,5 @@
-"""Argo Rollouts' rollbackWindow and progressDeadlineAbort carry over with their meaning."""
+"""Argo Rollouts' rollbackWindow, progressDeadlineAbort and canary scaleDownDelaySeconds
+carry over with their meaning."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ spec:
         ports: [{containerPort: 8080}]
   strategy:
     canary:
+      scaleDownDelaySeconds: 10
       steps:
       - setWeight: 20
       - pause: {}
@@ -45,5 +47,8 @@ def test_rollback_window_and_deadline_abort_are_carried(tmp_path: Path) -> None:
     assert rollout.spec.rollback_window.revisions == 3
     assert rollout.spec.progress_deadline_abort is True
     assert rollout.spec.progress_deadline_seconds == 120
+    assert rollout.spec.strategy.canary is not None
+    assert rollout.spec.strategy.canary.scale_down_delay_seconds == 10
     notes = " ".join(str(n) for n in result.notes)
     assert "rollbackWindow" not in notes and "progressDeadlineAbort" not in notes
+    assert "scaleDownDelaySeconds" not in notes

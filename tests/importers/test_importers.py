@@ -57,8 +57,9 @@ def test_argo_canary_with_istio_carries_steps_routes_and_analysis() -> None:
     assert mirror.match[0].header_name == "x-mirror"
     assert spec.traffic.config["destinationRule"]["canarySubsetName"] == "canary"
     notes = _paths(result)
+    assert canary.scale_down_delay_seconds == 30
+    assert "spec.strategy.canary.scaleDownDelaySeconds" not in notes  # carried over
     for dropped in (
-        "spec.strategy.canary.scaleDownDelaySeconds",
         "spec.strategy.canary.dynamicStableScale",
         "spec.strategy.canary.steps[5].experiment",
         "spec.metrics[1].provider.datadog",

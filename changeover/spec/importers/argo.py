@@ -10,8 +10,9 @@ API plugin; blueGreen's services, promotion settings and pre/post-promotion anal
 AnalysisTemplates (same shape; an argument's ``valueFrom.secretKeyRef`` stays a reference,
 read from the Secret when a run starts on Kubernetes). Everything else is reported, field
 by field. ``kubectl``'s ``last-applied-configuration`` and Argo's ``rollout.argoproj.io/*``
-annotations are state of the source object and are not carried. progressDeadlineAbort and
-rollbackWindow carry over as they are (same names, same meaning).
+annotations are state of the source object and are not carried. progressDeadlineAbort,
+rollbackWindow and the canary's scaleDownDelaySeconds carry over as they are (same names,
+same meaning).
 
 ``spec.service.port`` has no Argo counterpart: it is the first containerPort (noted). A basic
 canary (no trafficRouting, canaryService or stableService) gets no ``spec.service``: as
@@ -47,6 +48,7 @@ _CANARY = {
     "maxSurge",
     "maxUnavailable",
     "abortScaleDownDelaySeconds",
+    "scaleDownDelaySeconds",
     "analysis",
     "canaryService",
     "stableService",
@@ -379,7 +381,12 @@ def rollout(doc: JSON, source: str, deployments: dict[str, JSON] | None = None) 
         canary = strategy["canary"]
         out_canary: JSON = {
             k: canary[k]
-            for k in ("maxSurge", "maxUnavailable", "abortScaleDownDelaySeconds")
+            for k in (
+                "maxSurge",
+                "maxUnavailable",
+                "abortScaleDownDelaySeconds",
+                "scaleDownDelaySeconds",
+            )
             if k in canary
         }
         steps = []
