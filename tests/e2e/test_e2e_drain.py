@@ -4,7 +4,7 @@ Given a service that dies at once on SIGTERM (tests/apps/echo_app.py, as many us
 services do) behind the router, with a 3-second request and a 3-second server-sent-event
 stream in flight on the revision that is about to leave, when the rollout replaces it
 (rolling update, recreate, blue-green or a promoted canary after its scale-down delay, a
-canary aborted or undone), then both complete: status 200 from the leaving revision, the
+canary aborted or undone, an A/B test's variant B undone), then both complete: status 200 from the leaving revision, the
 whole body, the stream's terminating ``data: [DONE]`` event. The change is made through the
 API the CLI calls (in-process, so it lands while the requests are in flight even on a
 loaded machine).
@@ -45,9 +45,10 @@ class Outcome:
 class InFlight:
     """A long request and a long SSE stream through the router, each on its own thread."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, headers: dict[str, str] | None = None) -> None:
         host, _, port = endpoint.removeprefix("http://").rstrip("/").partition(":")
         self.host, self.port = host, int(port)
+        self.headers = headers or {}
         self.slow = Outcome()
         self.stream = Outcome()
         interval_ms = SECONDS * 1000 / EVENTS
@@ -62,7 +63,7 @@ class InFlight:
         start = time.monotonic()
         conn = http.client.HTTPConnection(self.host, self.port, timeout=SECONDS + 30)
         try:
-            conn.request("GET", path)
+            conn.request("GET", path, headers=self.headers)
             response = conn.getresponse()
             out.status = response.status
             while chunk := response.read1(65536):
@@ -270,3 +271,15 @@ def test_canary_drains_whichever_revision_leaves(
         deploy.wait(lambda d: d.get("phase") == "Aborted", "Aborted")
     else:
         serve.wait_phase(deploy.name, "Healthy", within=60)
+
+
+def test_ab_test_undone_drains_variant_b(serve: Serve, api: Api, tmp_path: Path) -> None:
+    deploy = _deploy(serve, api, tmp_path, "abTest", duration=None)
+    deploy.apply("v1")
+    endpoint = deploy.healthy(1)
+    deploy.apply("v2")
+    deploy.wait(_paused, "the A/B test running until promote")
+    flight = InFlight(endpoint, headers={"x-variant": "b"}).start()  # all on B
+    deploy.command("undo", {"toRevision": 1})
+    flight.finish().assert_complete("v2")
+    serve.wait_phase(deploy.name, "Healthy", stableRevision=1, within=60)
