@@ -4,10 +4,10 @@ Given a service that dies at once on SIGTERM (tests/apps/echo_app.py, as many us
 services do) behind the router, with a 3-second request and a 3-second server-sent-event
 stream in flight on the revision that is about to leave, when the rollout replaces it
 (rolling update, recreate, blue-green or a promoted canary after its scale-down delay, a
-canary aborted or undone, an A/B test's variant B undone), then both complete: status 200 from the leaving revision, the
-whole body, the stream's terminating ``data: [DONE]`` event. The change is made through the
-API the CLI calls (in-process, so it lands while the requests are in flight even on a
-loaded machine).
+canary aborted or undone, an A/B test's variant B undone), then both complete: status 200
+from the leaving revision, the whole body, the stream's terminating ``data: [DONE]`` event.
+The change is made through the API the CLI calls (in-process, so it lands while the
+requests are in flight even on a loaded machine).
 """
 
 from __future__ import annotations
