@@ -8,6 +8,7 @@ from __future__ import annotations
 import signal
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from e2e_helpers import (
     MARK_VAR,
     Serve,
     example_rollout,
+    wait_until,
     with_version,
     write_rollout,
 )
@@ -123,18 +125,27 @@ def test_logs_show_replicas_output_and_follow_a_new_revision(serve: Serve, tmp_p
     assert "starting replica talk-1-" in shown and "app v1" in shown
 
     follower = serve.cli_popen("logs", "talk", "-f")
+    lines: list[str] = []
+    assert follower.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(follower.stdout or ()), daemon=True)
+    reader.start()
     try:
         assert serve.apply(write_rollout(spec, with_version(v1, "v2"))).code == 0
         serve.wait_phase("talk", "Healthy", stableRevision=2, within=60)
         only_v2 = serve.cli("logs", "talk", "--revision", "2", check=True).stdout
         assert "app v2" in only_v2 and "app v1" not in only_v2
+        # -f printed v1's tail, then v2's replica as it started, each line labelled.
+        wait_until(
+            lambda: any(line.startswith("[2/talk-2-") and "app v2" in line for line in lines),
+            within=20,
+            what="logs -f to show revision 2's replica",
+        )
     finally:
-        time.sleep(1.5)  # a few polls of -f after v2 started
         follower.send_signal(signal.SIGINT)
-        out, _ = follower.communicate(timeout=20)
+        follower.wait(timeout=20)
+        reader.join(5)
     assert follower.returncode == 130
-    # -f printed v1's tail, then v2's replica as it started, each line labelled.
-    assert "[1/talk-1-" in out and "[2/talk-2-" in out and "app v2" in out
+    assert any(line.startswith("[1/talk-1-") for line in lines)
 
 
 def test_a_failed_hook_names_its_log(serve: Serve, tmp_path: Path) -> None:
