@@ -87,6 +87,11 @@ def test_ab_test_is_sticky_per_user_and_honours_the_header_match(
         serve, tmp_path, "abTest", "ab", replicas=2, strategy_patch={"duration": None}
     )
     url = status["endpoint"]
+    # get and status show B's share of users (it showed `-` beside weights {1: 100}).
+    assert status["sticky"] == {"revision": 2, "weight": 50}
+    rows = serve.cli("get", "ab", check=True).stdout.splitlines()
+    assert any(r.split()[:2] == ["2", "B"] and "50% of users" in r for r in rows), rows
+    assert any(r.split()[:2] == ["1", "A"] and "50%" in r for r in rows), rows
     seen: dict[str, set[str]] = defaultdict(set)
     versions: dict[str, set[str]] = defaultdict(set)
     with Client(url) as client:
