@@ -56,6 +56,7 @@ class Client:
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise errors.TemporaryBackendError(
                 f"cannot reach the changeover server at {self.url}: is `changeover serve` running?"
+                " (`changeover servers` lists the servers this CLI knows)"
             ) from exc
         except httpx.TimeoutException as exc:
             raise errors.TemporaryBackendError(

@@ -233,6 +233,7 @@ def test_unreachable_server_message(cli: Cli) -> None:
         f"cannot reach the changeover server at {url}: is `changeover serve` running?"
         in result.stderr
     )
+    assert "`changeover servers` lists" in result.stderr
 
 
 def record(live: LiveServer, tmp_path: Path, token: str | None = None) -> Path:
