@@ -34,7 +34,7 @@ from changeover.endpoints import Endpoint
 from changeover.engine import actions, context
 from changeover.engine import plan as engine_plan
 from changeover.engine.status import RolloutStatus
-from changeover.platforms.base import HookState, Platform, ReplicaState, RevisionState
+from changeover.platforms.base import HookState, Platform, Replica, ReplicaState, RevisionState
 from changeover.spec import models
 from changeover.traffic.base import TrafficRouter
 
@@ -317,22 +317,7 @@ class Controller:
         told: dict[str, str] = {}
         for revision, state in observed.items():
             for r in state.replicas:
-                crash_key, probe_key = f"{r.id}/crash", f"{r.id}/probe"
-                told[crash_key] = r.last_failure
-                if r.last_failure and live.failures_told.get(crash_key) != r.last_failure:
-                    message = f"replica {r.id}: {r.last_failure} (restarts: {r.restarts})"
-                    events.append(
-                        {"reason": "ReplicaFailed", "message": message, "revision": revision}
-                    )
-                # A replica still starting fails its first probes as a matter of course.
-                enough = 3 if r.state is ReplicaState.NOT_READY else STARTUP_PROBE_FAILURES
-                probing = r.probe_failures >= enough and r.message.startswith("readiness")
-                told[probe_key] = r.message if probing else live.failures_told.get(probe_key, "")
-                if probing and live.failures_told.get(probe_key) != r.message:
-                    message = f"replica {r.id}: {r.message}"
-                    events.append(
-                        {"reason": "ReplicaUnhealthy", "message": message, "revision": revision}
-                    )
+                events += _failure_events(r, revision, live.failures_told, told)
         live.failures_told = told
         if events:
             self.store.add_events(name, events, now=self.clock.now())
@@ -428,6 +413,27 @@ _HOOK_STATES: dict[HookState, context.HookStateName] = {
     HookState.SUCCEEDED: "succeeded",
     HookState.FAILED: "failed",
 }
+
+
+def _failure_events(
+    r: Replica, revision: int, before: dict[str, str], told: dict[str, str]
+) -> list[dict[str, object]]:
+    """The events replica ``r`` is owed, given what ``before`` says was told; records what
+    is told now in ``told``."""
+    events: list[dict[str, object]] = []
+    crash_key, probe_key = f"{r.id}/crash", f"{r.id}/probe"
+    told[crash_key] = r.last_failure
+    if r.last_failure and before.get(crash_key) != r.last_failure:
+        message = f"replica {r.id}: {r.last_failure} (restarts: {r.restarts})"
+        events.append({"reason": "ReplicaFailed", "message": message, "revision": revision})
+    # A replica still starting fails its first probes as a matter of course.
+    enough = 3 if r.state is ReplicaState.NOT_READY else STARTUP_PROBE_FAILURES
+    probing = r.probe_failures >= enough and r.message.startswith("readiness")
+    told[probe_key] = r.message if probing else before.get(probe_key, "")
+    if probing and before.get(probe_key) != r.message:
+        message = f"replica {r.id}: {r.message}"
+        events.append({"reason": "ReplicaUnhealthy", "message": message, "revision": revision})
+    return events
 
 
 def _latest_failure(state: RevisionState) -> str:
