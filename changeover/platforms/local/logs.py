@@ -27,24 +27,31 @@ MAX_BYTES = 256 * 1024
 def _files(root: Path, rollout: str, revision: int | None) -> list[tuple[str, str, int | None]]:
     """(id, kind, revision) of every log file of ``rollout`` (of ``revision`` when given)."""
     found: list[tuple[str, str, int | None]] = []
-    base = root / rollout
     try:
-        dirs = sorted(os.scandir(base), key=lambda e: e.name)
+        dirs = sorted(os.scandir(root / rollout), key=lambda e: e.name)
     except OSError:
         return []
     for entry in dirs:
         if not entry.is_dir(follow_symlinks=False):
             continue
         if entry.name == "hooks":
-            # Hook ids are "<rollout>:<revision>:<point>:<attempt>", ':' written as '_'.
-            prefix = f"{rollout}_{revision}_" if revision is not None else f"{rollout}_"
-            for name in _names(Path(entry.path)):
-                if name.startswith(prefix):
-                    found.append((f"hooks/{name}", "hook", _hook_revision(rollout, name)))
+            found += _hook_files(Path(entry.path), rollout, revision)
         elif entry.name.isdigit() and (revision is None or int(entry.name) == revision):
-            for name in _names(Path(entry.path)):
-                found.append((f"{entry.name}/{name}", "replica", int(entry.name)))
+            number = int(entry.name)
+            found += [(f"{entry.name}/{n}", "replica", number) for n in _names(Path(entry.path))]
     return found
+
+
+def _hook_files(
+    directory: Path, rollout: str, revision: int | None
+) -> list[tuple[str, str, int | None]]:
+    # Hook ids are "<rollout>:<revision>:<point>:<attempt>", ':' written as '_'.
+    prefix = f"{rollout}_{revision}_" if revision is not None else f"{rollout}_"
+    return [
+        (f"hooks/{name}", "hook", _hook_revision(rollout, name))
+        for name in _names(directory)
+        if name.startswith(prefix)
+    ]
 
 
 def _names(directory: Path) -> list[str]:
