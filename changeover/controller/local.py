@@ -89,10 +89,10 @@ class LocalService:
         """A port already served by another stored rollout would fail at bind time."""
         taken: dict[int, str] = {}
         for name in self._store.rollout_names():
-            stored = self._store.get_rollout(name)
-            if stored is None:
+            found = self._c.parsed(name)
+            if found is None:
                 continue
-            other = models.Rollout.model_validate(stored.spec)
+            other = found[1]
             for port in _ports(other):
                 taken[port] = name
         problems = []
@@ -136,8 +136,10 @@ class LocalService:
         return [self.status(name) for name in sorted(self._store.rollout_names())]
 
     def status(self, name: str) -> JSON:
-        stored = self._get(name)
-        rollout = models.Rollout.model_validate(stored.spec)
+        found = self._c.parsed(name)
+        if found is None:
+            raise errors.NotFound(f"no rollout named {name!r}")
+        stored, rollout = found
         status = RolloutStatus.model_validate(stored.status or {})
         observed = self._c.platform.observe(name)
         replicas = {

@@ -28,7 +28,7 @@ from changeover.controller import analysis_runner, executor
 from changeover.controller.analysis_runner import AnalysisRunner
 from changeover.controller.analysis_store import AnalysisStore
 from changeover.controller.clock import Clock
-from changeover.controller.store import Store
+from changeover.controller.store import Store, StoredRollout
 from changeover.controller.webhook_runner import WebhookRunner
 from changeover.endpoints import Endpoint
 from changeover.engine import actions, context
@@ -82,6 +82,9 @@ class Controller:
         # _Live to hold them, and they must still reach `status` and the events.
         self._start_errors: dict[str, str] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # name → (generation, parsed spec): a spec is parsed once per generation, not per
+        # tick (a 1.25 MB spec re-parsed every tick once starved everything else).
+        self._specs: dict[str, tuple[int, models.Rollout]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         # Analysis runs and webhooks: started and stopped by the engine's actions, stepped
@@ -103,11 +106,17 @@ class Controller:
         await self.platform.start()
         self._task = asyncio.create_task(self._run(), name="changeover-controller")
 
-    async def close(self) -> None:
+    async def close(self, *, stop_routers: bool = True) -> None:
+        """Stop the loop. Routers that run in processes of their own (they have
+        ``detach``) keep serving unless ``stop_routers``; in-process ones always stop."""
         await aio.stop_loop(self._task)  # it may swallow one cancel (aio.stop_loop)
         for live in self._live.values():
+            detach = getattr(live.router, "detach", None)
             with contextlib.suppress(errors.ChangeoverError, OSError):
-                await live.router.close()
+                if detach is not None and not stop_routers:
+                    await detach()
+                else:
+                    await live.router.close()
         self._live.clear()
         await self.analysis.close()
         await self.webhooks.close()
@@ -146,14 +155,32 @@ class Controller:
                     live.backends[revision] = tuple(e for e in endpoints if e != endpoint)
         await asyncio.gather(*(live.router.drain(endpoint, grace_seconds) for live in lives))
 
+    def parsed(self, name: str) -> tuple[StoredRollout, models.Rollout] | None:
+        """The stored rollout (without its spec document) and its parsed spec, parsed once
+        per generation; None if there is no rollout ``name``."""
+        head = self.store.get_rollout(name, spec=False)
+        if head is None:
+            self._specs.pop(name, None)
+            return None
+        cached = self._specs.get(name)
+        if cached is None or cached[0] != head.generation:
+            full = self.store.get_rollout(name)
+            if full is None:
+                return None
+            cached = (full.generation, models.Rollout.model_validate(full.spec))
+            self._specs[name] = cached
+        return head, cached[1]
+
     async def forget(self, name: str) -> None:
         """Close the router of a deleted rollout."""
         self._locks.pop(name, None)
+        self._specs.pop(name, None)
         self._start_errors.pop(name, None)
         self.analysis.forget(name)
         live = self._live.pop(name, None)
         if live is not None:
-            await live.router.close()
+            forget = getattr(live.router, "forget", None)  # a router process: its files too
+            await (forget() if forget is not None else live.router.close())
 
     # --- the loop -----------------------------------------------------------------
 
@@ -190,19 +217,20 @@ class Controller:
 
     async def reconcile(self, name: str) -> actions.Plan | None:
         """One observe → plan → act → persist pass over rollout ``name``."""
-        stored = self.store.get_rollout(name)
-        if stored is None:
+        found = self.parsed(name)
+        if found is None:
             return None
-        rollout = models.Rollout.model_validate(stored.spec)
+        head, rollout = found
         try:
-            live = await self._ensure_live(name, rollout, stored.status)
+            live = await self._ensure_live(name, rollout, head.status)
         except errors.BackendError as exc:
             # A router that cannot bind (a port in use) must not freeze the rollout in
             # Progressing: the error goes to the status message and the deadline runs.
             self._note_error(name, str(exc))
             return await self._plan_blocked(name, rollout, str(exc))
         async with self.lock(name):
-            stored = self.store.get_rollout(name)  # re-read: a command may have changed it
+            # re-read: a command may have changed it
+            stored = self.store.get_rollout(name, spec=False)
             if stored is None:
                 return None
             status = RolloutStatus.model_validate(stored.status or {})
@@ -327,7 +355,7 @@ class Controller:
     ) -> actions.Plan | None:
         """Plan with ``Observations.blocked``: no action, only the message and the deadline."""
         async with self.lock(name):
-            stored = self.store.get_rollout(name)
+            stored = self.store.get_rollout(name, spec=False)
             if stored is None:
                 return None
             status = RolloutStatus.model_validate(stored.status or {})

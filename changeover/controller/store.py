@@ -189,9 +189,13 @@ class Store:
 
     # --- rollouts ----------------------------------------------------------------------
 
-    def get_rollout(self, name: str) -> StoredRollout | None:
+    def get_rollout(self, name: str, *, spec: bool = True) -> StoredRollout | None:
+        """``name``'s row; with ``spec=False`` the spec is not read (``spec`` is ``{}``):
+        the controller's tick needs the status and generation, and parses a spec once per
+        generation (``Controller.parsed``), however large it is."""
+        columns = _ROLLOUT_COLUMNS if spec else _ROLLOUT_COLUMNS.replace("spec", "NULL", 1)
         rows = self._read(
-            f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE name = ?",
+            f"SELECT {columns} FROM rollouts WHERE name = ?",
             (name,),
         )
         return _rollout(rows[0]) if rows else None
@@ -439,7 +443,7 @@ _ROLLOUT_COLUMNS = "name, spec, generation, status, revision, created_at, update
 def _rollout(row: tuple[Any, ...]) -> StoredRollout:
     return StoredRollout(
         name=row[0],
-        spec=json.loads(row[1]),
+        spec={} if row[1] is None else json.loads(row[1]),
         generation=int(row[2]),
         status=None if row[3] is None else json.loads(row[3]),
         revision=int(row[4] or 0),

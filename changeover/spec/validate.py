@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from changeover import errors
 from changeover.spec import (
     analysis_checks,
+    limits,
     load,
     messages,
     models,
@@ -91,6 +92,7 @@ def validate_rollouts(
 def check_rollout(rollout: models.Rollout, *, source: str = "") -> list[errors.SpecProblem]:
     """Problems within one rollout."""
     problems = [
+        *limits.check_rollout(rollout),  # size limits: spec.limits, kept apart from the rest
         *_router_problems(rollout),
         *_strategy_problems(rollout),
         *_reference_problems(rollout),

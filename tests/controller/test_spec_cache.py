@@ -1,0 +1,67 @@
+"""The controller parses a stored spec once per generation, not on every tick."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from changeover.controller.clock import SystemClock
+from changeover.controller.local import LocalService
+from changeover.controller.loop import Controller
+from changeover.controller.store import Store
+from changeover.platforms.fake import FakePlatform
+from changeover.spec import models
+from changeover.traffic.recording import RecordingRouter
+
+
+def _rollout(port: int, version: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "changeover.dev/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {"name": "web"},
+        "spec": {
+            "template": {"command": ["python3", "app.py"], "env": {"VERSION": version}},
+            "service": {"port": port},
+            "strategy": {"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}},
+        },
+    }
+
+
+async def test_ticks_do_not_re_parse_an_unchanged_spec(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parsed: list[object] = []
+    real = models.Rollout.model_validate
+
+    def counting(obj: Any, *args: Any, **kwargs: Any) -> models.Rollout:
+        parsed.append(obj)
+        return real(obj, *args, **kwargs)
+
+    controller = Controller(
+        store=Store(tmp_path / "changeover.db"),
+        platform=FakePlatform(),
+        router_factory=lambda r: RecordingRouter(r.name),
+        clock=SystemClock(),
+        tick_seconds=0.01,
+    )
+    service = LocalService(controller)
+    await controller.start()
+    try:
+        await service.apply([_rollout(18080, "v1")], source="t")
+        monkeypatch.setattr(models.Rollout, "model_validate", counting)
+        await asyncio.sleep(0.3)  # ~30 ticks, and a status read
+        service.status("web")
+        assert len(parsed) <= 1, f"{len(parsed)} parses of an unchanged spec"
+        monkeypatch.setattr(models.Rollout, "model_validate", real)
+        await service.apply([_rollout(18080, "v2")], source="t")
+        await asyncio.sleep(0.1)
+        found = controller.parsed("web")
+        assert found is not None
+        assert found[0].generation == 2
+        assert found[1].spec.template.env == {"VERSION": "v2"}  # type: ignore[union-attr]
+    finally:
+        await controller.close()
+        controller.store.close()
