@@ -56,8 +56,18 @@ def serve(
             "for hosts with cores to spare.",
         ),
     ] = 1,
+    down_on_exit: Annotated[
+        bool,
+        typer.Option(
+            "--down-on-exit",
+            help="For throw-away dev sessions: when serve stops, stop every router and "
+            "replica too (as `changeover down` does). Without it they keep serving.",
+        ),
+    ] = False,
 ) -> None:
-    """Run the controller, the builtin router and the HTTP API until Ctrl-C."""
+    """Run the controller and the HTTP API until Ctrl-C. Routers and replicas run in
+    processes of their own: they keep serving while serve is stopped or restarted, and
+    the next serve on the same state dir adopts them (`changeover down` stops them)."""
     host, port = config.parse_listen(listen)
     directory = (state_dir or config.default_state_dir()).expanduser().resolve()
     token, token_file = config.ensure_token(directory)
@@ -75,7 +85,12 @@ def serve(
         )
         app_mod.say(f"changeover API listening on {url}", style="green")
         app_mod.say(f"  token: {token_file} (mode 0600)  state: {directory}")
-        app_mod.say(f"  servers recorded in {config.config_path()}; Ctrl-C stops")
+        then = "routers and replicas too" if down_on_exit else "routers and replicas keep serving"
+        app_mod.say(f"  servers recorded in {config.config_path()}; Ctrl-C stops serve ({then})")
+        sys.stdout.flush()
+
+    def stopped(message: str) -> None:
+        app_mod.say(message)
         sys.stdout.flush()
 
     runtime.serve(
@@ -84,8 +99,31 @@ def serve(
         port=port,
         token=token,
         on_ready=ready,
+        on_stopped=stopped,
+        down_on_exit=down_on_exit,
         router_workers=router_workers,
     )
+
+
+@app.command()
+def down(
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-dir",
+            envvar="CHANGEOVER_STATE_DIR",
+            help="The state dir whose services to stop (default: ~/.local/share/changeover).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Stop everything a state dir runs: its serve, routers, replicas and hooks. The
+    rollouts stay stored: the next `changeover serve` starts them again."""
+    directory = (state_dir or config.default_state_dir()).expanduser().resolve()
+    module = importlib.import_module("changeover.dataplane.down")
+    report = module.run(directory)
+    for line in report.lines():
+        app_mod.say(line)
 
 
 @app.command()

@@ -129,7 +129,8 @@ def _cleanup(
     swept = server.stop()
     if pid is not None:
         extra = f"; ended {len(swept)} leftover processes of this run" if swept else ""
-        _say(console, f"→ stopped serve (pid {pid}) with SIGTERM, and with it the replicas{extra}")
+        what = "and with it the routers and replicas (--down-on-exit)"
+        _say(console, f"→ stopped serve (pid {pid}) with SIGTERM, {what}{extra}")
 
 
 def _summary(console: Console, st: stage.Stage, started: float, expected: int) -> int:

@@ -82,6 +82,7 @@ class DemoServer:
         env.update({"CHANGEOVER_CONFIG": str(self.config_file), MARKER: self.run_id})
         argv = [sys.executable, "-m", "changeover.cli.main", "serve"]
         argv += ["--state-dir", str(self.state_dir), "--listen", "127.0.0.1:0"]
+        argv += ["--down-on-exit"]  # a throw-away session: its routers and replicas go too
         with open(self.log_file, "wb") as log:
             self._proc = subprocess.Popen(
                 argv,

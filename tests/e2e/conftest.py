@@ -1,6 +1,7 @@
 """Fixtures for the end-to-end tests: ``serve`` starts a real ``changeover serve``.
 
-Teardown stops it with SIGTERM (serve stops its replicas on a clean exit), then kills any
+Teardown stops it with SIGTERM, runs `changeover down` (serve leaves its routers and
+replicas running), then kills any
 process this test started that is still alive (found by the test's mark, see e2e_helpers),
 so a failing test never leaves replicas behind on a shared machine.
 """

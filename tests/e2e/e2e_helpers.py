@@ -273,7 +273,7 @@ class Serve:
         self.proc.wait(timeout=10)
 
     def stop(self, *, within: float = 30) -> None:
-        """SIGTERM (serve stops its replicas on a clean exit), then SIGKILL if it hangs."""
+        """SIGTERM (routers and replicas keep running), then SIGKILL if it hangs."""
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.send_signal(signal.SIGTERM)
@@ -284,10 +284,19 @@ class Serve:
             self.proc.wait(timeout=10)
 
     def cleanup(self) -> list[int]:
-        """After ``stop``: kill whatever this test started that is still alive: replicas in
-        the platform state, and anything else carrying this test's mark. The PIDs killed."""
+        """After ``stop`` and ``changeover down`` (serve leaves routers and replicas
+        running): kill whatever this test started that is still alive: replicas in the
+        platform state, router processes, and anything else carrying this test's mark.
+        The PIDs killed."""
         self.stop()
+        self.cli("down")
         leftover = []
+        for doc in self.router_processes():
+            with contextlib.suppress(psutil.Error):
+                proc = psutil.Process(doc["pid"])
+                if proc.environ().get(MARK_VAR) == self.mark:
+                    proc.kill()
+                    leftover.append(proc.pid)
         for pid in self.replica_pids():
             with contextlib.suppress(psutil.Error):
                 if psutil.Process(pid).environ().get(MARK_VAR) == self.mark:
@@ -383,6 +392,20 @@ class Serve:
         except (OSError, ValueError):
             return {}
         return doc
+
+    def router_processes(self) -> list[JSON]:
+        """``process.json`` of every router process recorded in the state dir."""
+        found = []
+        for path in sorted((self.state_dir / "routers").glob("*/process.json")):
+            with contextlib.suppress(OSError, ValueError):
+                found.append(json.loads(path.read_text()))
+        return found
+
+    def router_pid(self) -> int:
+        """The PID of the one router process of this state dir."""
+        docs = self.router_processes()
+        assert len(docs) == 1, docs
+        return int(docs[0]["pid"])
 
     def replica_pids(self, rollout: str | None = None, revision: int | None = None) -> list[int]:
         """PIDs of (non-terminating) replicas recorded in state_dir/platform/local.json."""

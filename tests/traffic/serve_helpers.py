@@ -99,6 +99,10 @@ class Serve:
                 self.proc.kill()
                 self.proc.wait(10)
 
+    def down(self) -> subprocess.CompletedProcess[str]:
+        """``changeover down``: stop the routers and replicas serve leaves running."""
+        return self.cli("down")
+
     def kill_marked(self) -> list[int]:
         """Whatever this test started that outlived serve (found by the mark), killed."""
         killed = []
@@ -130,5 +134,6 @@ def serving(root: Path, *serve_args: str) -> Iterator[Serve]:
         yield server
     finally:
         server.stop()
+        server.down()  # serve leaves routers and replicas running; down stops them
         leftover = server.kill_marked()
         assert not leftover, f"processes outlived serve: {leftover}"

@@ -119,6 +119,10 @@ class LocalPlatform:
                     orphan.kill_group()
             del self._state.hooks[key]
 
+    def running_replicas(self) -> int:
+        """How many replica processes run now (for what ``serve`` says when it stops)."""
+        return sum(1 for rs in self._runners.values() for r in rs if r.handle is not None)
+
     async def close(self, *, stop_replicas: bool = False) -> None:
         """Stop supervising. With ``stop_replicas`` every process we run is stopped (no
         drain: the router is going away too); otherwise they keep running for adoption."""

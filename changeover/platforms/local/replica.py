@@ -105,7 +105,10 @@ class ReplicaRunner:
         self._clock = clock
         self._backoff = backoff
         self.handle = adopted
-        self.state = base.ReplicaState.STARTING
+        # Adopted after a server restart and Ready when last seen: Ready until a probe says
+        # otherwise, so the router keeps its endpoints while serve restarts.
+        adopted_ready = adopted is not None and record.ready_since is not None
+        self.state = base.ReplicaState.READY if adopted_ready else base.ReplicaState.STARTING
         self.message = ""
         self.last_error = ""  # the latest crash, kept until the replica is Ready again
         # The latest crash and its time, kept for good: `get` and `status` show it.

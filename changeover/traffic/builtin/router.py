@@ -67,6 +67,7 @@ class BuiltinRouter:
         self.reuse_port = reuse_port
         self._workers: list[workers_mod.Worker] = []
         self._reserved: socket.socket | None = None
+        self._preset: list[tuple[str, tuple[object, ...]]] = []
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -97,8 +98,9 @@ class BuiltinRouter:
             ) from exc
         self.port = int(self._reserved.getsockname()[1])
         self._workers = await workers_mod.start(
-            self.rollout, self.host, self.port, self.settings, self.workers_n
+            self.rollout, self.host, self.port, self.settings, self.workers_n, self._preset
         )
+        self._preset = []
         self._sweeper = asyncio.get_running_loop().create_task(self._merge_metrics())
 
     async def _merge_metrics(self) -> None:
@@ -117,6 +119,10 @@ class BuiltinRouter:
     async def _forward(self, method: str, *args: object) -> None:
         if self._workers:
             await workers_mod.broadcast(self._workers, method, *args)
+        elif self.workers_n > 1 and method != "drain":
+            # Set before start(): the workers apply these before they listen, so a router
+            # process restarted from its stored routing serves it from the first request.
+            self._preset.append((method, args))
 
     async def _listen(self, port: int, *, preview: bool) -> int:
         loop = asyncio.get_running_loop()

@@ -91,8 +91,14 @@ class Worker:
 
 
 async def start(
-    rollout: str, host: str, port: int, settings: state_mod.Settings, n: int
+    rollout: str,
+    host: str,
+    port: int,
+    settings: state_mod.Settings,
+    n: int,
+    preset: list[tuple[str, tuple[object, ...]]] | None = None,
 ) -> list[Worker]:
+    """N workers on ``port``; each applies the setter calls ``preset`` before it listens."""
     ctx = multiprocessing.get_context("spawn")
     workers: list[Worker] = []
     try:
@@ -101,7 +107,7 @@ async def start(
             proc = ctx.Process(
                 target=_main,
                 # As a dict: the compiled (mypyc) frozen dataclass does not unpickle.
-                args=(child, rollout, host, port, dataclasses.asdict(settings)),
+                args=(child, rollout, host, port, dataclasses.asdict(settings), preset or []),
                 name=f"changeover-router-{rollout}-{i}",
                 daemon=True,
             )
@@ -162,15 +168,16 @@ def _main(
     host: str,
     port: int,
     fields: dict[str, Any],
+    preset: list[tuple[str, tuple[Any, ...]]],
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
     settings = state_mod.Settings(**fields)
     try:
         import uvloop
 
-        uvloop.run(_serve(conn, rollout, host, port, settings))
+        uvloop.run(_serve(conn, rollout, host, port, settings, preset))
     except ImportError:
-        asyncio.run(_serve(conn, rollout, host, port, settings))
+        asyncio.run(_serve(conn, rollout, host, port, settings, preset))
 
 
 async def _serve(
@@ -179,11 +186,14 @@ async def _serve(
     host: str,
     port: int,
     settings: state_mod.Settings,
+    preset: list[tuple[str, tuple[Any, ...]]],
 ) -> None:
     from changeover.traffic.builtin.router import BuiltinRouter
 
     router = BuiltinRouter(rollout, host=host, port=port, settings=settings, reuse_port=True)
     try:
+        for method, args in preset:
+            await getattr(router, method)(*args)
         await router.start()
     except Exception as exc:
         conn.send(("error", str(exc)))
