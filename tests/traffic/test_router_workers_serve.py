@@ -3,9 +3,10 @@ router processes and ``/metrics`` counts the requests of both.
 
 Given a real ``changeover serve --router-workers 2`` and examples/app.py v1 Healthy, when a
 client makes 200 requests over many short connections to the service port, then two
-processes (children of serve) listen on that port, every request succeeds, and the
-rollout's 2xx counter in ``/metrics`` reaches exactly 200 (merged from both workers);
-stopping serve stops both.
+processes (children of the rollout's router process, not of serve) listen on that port,
+every request succeeds, and the rollout's 2xx counter in ``/metrics`` reaches exactly 200
+(merged from both workers); stopping serve leaves them serving, ``changeover down`` stops
+both.
 """
 
 from __future__ import annotations
@@ -82,7 +83,13 @@ async def test_two_router_workers_serve_one_port_with_merged_metrics(
     await asyncio.to_thread(wait, healthy, 60, "v1 Healthy", serve)
     assert serve.proc is not None
     workers = listeners_of(port)
-    children = {p.pid for p in psutil.Process(serve.proc.pid).children(recursive=True)}
+    routers = [
+        p
+        for p in psutil.Process(serve.proc.pid).children()
+        if "dataplane.host" in " ".join(p.cmdline())
+    ]
+    assert len(routers) == 1, routers
+    children = {p.pid for p in routers[0].children(recursive=True)}
     assert len(workers) == 2 and workers <= children, (workers, children)
 
     # 50 connections of 4 requests each: the kernel spreads connections over the workers.
@@ -97,7 +104,14 @@ async def test_two_router_workers_serve_one_port_with_merged_metrics(
 
     await asyncio.to_thread(wait, merged, 10, "200 requests in /metrics", serve)
 
+    def alive() -> list[int]:
+        return [
+            p for p in workers if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
+        ]
+
     serve.stop()
     await asyncio.sleep(0.5)
-    alive = [p for p in workers if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
-    assert not alive, alive
+    assert set(alive()) == set(workers)  # still serving
+    assert (await asyncio.to_thread(serve.down)).returncode == 0
+    await asyncio.sleep(0.5)
+    assert not alive(), alive()

@@ -4,7 +4,8 @@ Given a real ``changeover serve`` and examples/app.py v1 Healthy behind a manage
 and a loopback client sending steady load to the service port, when v2 is applied with a
 canary (20% → 50% → promote), then no request failed, both versions answered, HAProxy (not
 changeover) was the process listening on the service port, its worker never reloaded, the
-per-revision metrics in ``/metrics`` come from it, and stopping serve stops HAProxy.
+per-revision metrics in ``/metrics`` come from it; stopping serve leaves HAProxy serving,
+``changeover down`` stops it.
 """
 
 from __future__ import annotations
@@ -128,6 +129,12 @@ async def test_canary_on_haproxy_under_load_loses_nothing(serve: Serve, tmp_path
     metrics = await asyncio.to_thread(serve.get, "/metrics")
     assert 'changeover_requests_total{rollout="hap",revision="2",code="2xx"}' in metrics
 
+    def gone() -> bool:
+        return not psutil.pid_exists(worker) or psutil.Process(worker).status() == "zombie"
+
     serve.stop()
     await asyncio.sleep(0.5)
-    assert not psutil.pid_exists(worker) or psutil.Process(worker).status() == "zombie"
+    assert not gone() and listener_of(port) is not None  # the data plane outlives serve
+    assert (await asyncio.to_thread(serve.down)).returncode == 0
+    await asyncio.sleep(0.5)
+    assert gone()
