@@ -10,6 +10,12 @@ change is applied first, then written to ``routing.json`` (atomically).
 It runs in a session of its own (``serve``'s Ctrl-C never reaches it) until told to stop
 (``{"op": "stop"}``, or SIGTERM): then it stops listening, lets requests in flight finish,
 and exits. A managed HAProxy is its child and dies with it (``PR_SET_PDEATHSIG``).
+
+A new version replaces a running builtin router without refusing a connection
+(``--takeover``): it asks its predecessor for its listening sockets (``{"op": "handover"}``
+answered with the descriptors, ``SCM_RIGHTS``), serves on them, then says ``retire`` on the
+same connection; the predecessor stops accepting, finishes its requests and exits. The
+kernel's accept queue belongs to the socket, which both held: nothing queued is lost.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -47,7 +54,8 @@ class Host:
         self.stopping = asyncio.Event()
         self._server: asyncio.AbstractServer | None = None
 
-    async def run(self) -> None:
+    async def run(self, *, takeover: bool = False) -> None:
+        predecessor = await asyncio.to_thread(self._take_over) if takeover else None
         await self._replay()
         start = getattr(self.router, "start", None)
         if start is not None:
@@ -55,8 +63,33 @@ class Host:
         await self._listen()
         self._write_process()
         log.info("router process for %s serving (pid %d)", self.rollout, os.getpid())
+        if predecessor is not None:
+            with contextlib.suppress(OSError):
+                predecessor.sendall(codec.dumps({"op": "retire"}))
+            predecessor.close()
         await self.stopping.wait()
         await self._shutdown()
+
+    def _take_over(self) -> socket.socket | None:
+        """Fetch the predecessor's listening sockets for the router (blocking; before this
+        process listens). The connection stays open to tell it to retire later."""
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.settimeout(10)
+            conn.connect(str(self.paths.socket))
+            conn.sendall(codec.dumps({"op": "handover"}))
+            message, fds, _, _ = socket.recv_fds(conn, 65536, 4)
+            answer = json.loads(message)
+            kinds = answer["value"]["kinds"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("no socket handover from the predecessor: %s", exc)
+            conn.close()
+            return None
+        inherited = {str(k): socket.socket(fileno=fd) for k, fd in zip(kinds, fds, strict=False)}
+        if hasattr(self.router, "inherited"):
+            self.router.inherited = inherited
+        log.info("took over listening sockets %s from the predecessor", sorted(inherited))
+        return conn
 
     async def _replay(self) -> None:
         data = records.read_json(self.paths.routing)
@@ -117,6 +150,9 @@ class Host:
                 request = json.loads(line)
                 if not isinstance(request, dict):
                     raise ValueError("expected an object")
+                if request.get("op") == "handover":
+                    await self._hand_over(reader, writer)
+                    return
                 answer: dict[str, Any] = {"ok": True, "value": await self._do(request)}
             except errors.PermanentBackendError as exc:
                 answer = {"ok": False, "error": str(exc), "permanent": True}
@@ -133,6 +169,29 @@ class Host:
             pass
         finally:
             writer.close()
+
+    async def _hand_over(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Send our listening sockets to a successor; retire when it says it serves."""
+        fds: dict[str, int] = getattr(self.router, "listening_fds", dict)()
+        raw = writer.get_extra_info("socket")
+        # A second descriptor of the same connection, as a real socket for sendmsg; closing
+        # it leaves the connection open.
+        dup = socket.socket(fileno=os.dup(raw.fileno()))
+        try:
+            answer = codec.dumps({"ok": True, "value": {"kinds": list(fds)}})
+            socket.send_fds(dup, [answer], list(fds.values()))
+        finally:
+            dup.close()
+        line = await reader.readline()
+        try:
+            retire = json.loads(line).get("op") == "retire"
+        except (ValueError, AttributeError):
+            retire = False
+        if retire:
+            log.info("a successor serves on our sockets: retiring")
+            self.stopping.set()
+        else:
+            log.warning("the successor went away before serving: still serving")
 
     async def _do(self, request: dict[str, Any]) -> Any:
         op = request["op"]
@@ -165,7 +224,7 @@ def _create_time() -> float:
     return float(psutil.Process(os.getpid()).create_time())
 
 
-async def _main(root: Path) -> int:
+async def _main(root: Path, *, takeover: bool) -> int:
     config = records.read_json(root / "config.json")
     if not isinstance(config, dict):
         log.error("no readable config.json in %s", root)
@@ -179,7 +238,7 @@ async def _main(root: Path) -> int:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, host.stopping.set)
     try:
-        await host.run()
+        await host.run(takeover=takeover)
     except errors.ChangeoverError as exc:
         log.error("%s", exc)
         return 1
@@ -193,11 +252,12 @@ def main() -> None:
     )
     logging.Formatter.converter = time.gmtime
     root = Path(sys.argv[1])
+    takeover = "--takeover" in sys.argv[2:]
     try:
         import uvloop
     except ImportError:  # pragma: no cover
-        sys.exit(asyncio.run(_main(root)))
-    sys.exit(uvloop.run(_main(root)))
+        sys.exit(asyncio.run(_main(root, takeover=takeover)))
+    sys.exit(uvloop.run(_main(root, takeover=takeover)))
 
 
 if __name__ == "__main__":

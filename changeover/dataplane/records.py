@@ -16,6 +16,7 @@ Unix socket paths must stay under 108 bytes, and a state dir may be deep.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -25,6 +26,25 @@ from pathlib import Path
 from typing import Any
 
 ROUTERS = "routers"
+VERSION_ENV = "CHANGEOVER_ROUTER_VERSION"
+
+
+@functools.cache
+def code_version() -> str:
+    """The version a router process runs: changeover's, plus a digest of its sources, so an
+    upgraded (or edited) changeover replaces running router processes (with a socket
+    handover) instead of adopting them. ``$CHANGEOVER_ROUTER_VERSION`` overrides it."""
+    explicit = os.environ.get(VERSION_ENV)
+    if explicit:
+        return explicit
+    import changeover
+
+    root = Path(changeover.__file__).parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        with contextlib.suppress(OSError):
+            h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return f"{changeover.__version__}+{h.hexdigest()[:12]}"
 
 
 def _key(state_dir: Path, rollout: str) -> str:

@@ -117,6 +117,7 @@ class RemoteRouter:
             "router": router,
             "kwargs": kwargs,
             "socket": str(self.paths.socket),
+            "version": records.code_version(),
         }
         self.config["digest"] = records.digest(self.config)
         self.port = int(kwargs.get("port") or 0)
@@ -150,10 +151,29 @@ class RemoteRouter:
                 log.info("adopted the router process of %s (pid %d)", self.rollout, handle.pid)
                 self._start_watch()
                 return
+            if self._can_take_over(handle):
+                # A new version of the same router: it takes the listening sockets over.
+                log.info("handing the router of %s (pid %d) over", self.rollout, handle.pid)
+                with contextlib.suppress(errors.BackendError):  # its counts carry on
+                    self._last = await request(self.paths.socket, {"op": "metrics"}, within=5)
+                self._fold_metrics()
+                await self._spawn(takeover=True)
+                self._start_watch()
+                return
             log.info("replacing the router process of %s (pid %d)", self.rollout, handle.pid)
             await stop_process(self.paths, handle)
         await self._spawn()
         self._start_watch()
+
+    def _can_take_over(self, handle: process_mod.ProcessHandle) -> bool:
+        """The running router process differs only by version (same router, same ports)."""
+        old = records.read_json(self.paths.config)
+        return (
+            isinstance(old, dict)
+            and old.get("router") == self.config["router"] == "builtin"
+            and old.get("kwargs") == self.config["kwargs"]
+            and old.get("version") != self.config["version"]
+        )
 
     async def _answers(self) -> bool:
         try:
@@ -162,11 +182,12 @@ class RemoteRouter:
             return False
         return True
 
-    async def _spawn(self) -> None:
+    async def _spawn(self, *, takeover: bool = False) -> None:
         paths = self.paths
         await asyncio.to_thread(records.write_json, paths.config, self.config)
-        paths.process.unlink(missing_ok=True)
-        child = _popen(paths)
+        if not takeover:
+            paths.process.unlink(missing_ok=True)
+        child = _popen(paths, takeover=takeover)
         self._child = child
         loop = asyncio.get_running_loop()
         deadline = loop.time() + START_TIMEOUT
@@ -317,11 +338,13 @@ class RemoteRouter:
         await self._call("drain", endpoint, grace_seconds, within=grace_seconds + CALL_TIMEOUT)
 
 
-def _popen(paths: records.RouterPaths) -> subprocess.Popen[bytes]:
+def _popen(paths: records.RouterPaths, *, takeover: bool) -> subprocess.Popen[bytes]:
     """Start ``dataplane.host`` on ``paths`` in a session of its own (serve's Ctrl-C or
     death never reaches it); Popen returns once the child is exec'd."""
     env = {k: v for k, v in os.environ.items() if k != "CHANGEOVER_TOKEN"}
     argv = [sys.executable, "-m", "changeover.dataplane.host", str(paths.root)]
+    if takeover:
+        argv.append("--takeover")
     with open(paths.log, "ab") as out:
         return subprocess.Popen(
             argv,

@@ -8,6 +8,7 @@ request fails where the contract says so, the new serve adopts what runs, and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -178,3 +179,25 @@ def test_haproxy_survives_serve_death_and_down_stops_everything(
     assert f"stopped {len(replicas)} replica(s)" in down.stdout, down
     psutil.wait_procs([psutil.Process(p) for p in [router, *haproxy] if _alive(p)], timeout=10)
     assert not any(_alive(p) for p in [router, *haproxy, *replicas])
+
+
+def test_a_new_router_version_takes_the_listening_socket_over(serve: Serve, tmp_path: Path) -> None:
+    """An upgraded serve replaces the running router process (another version) without
+    refusing a connection: the new one serves on the old one's socket, which retires."""
+    _canary_paused(serve, tmp_path, "upgrade")
+    endpoint = serve.status("upgrade")["endpoint"]
+    old = serve.router_pid()
+    with BackgroundLoad(endpoint, rate=200) as load:
+        load.wait_for("2", 50)
+        serve.stop()
+        serve.env["CHANGEOVER_ROUTER_VERSION"] = "test-next"
+        serve.start()
+        serve.wait_status("upgrade", lambda d: serve.router_pid() != old)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            psutil.wait_procs([psutil.Process(old)], timeout=20)
+        assert not _alive(old)
+        load.wait_for("1", 100)
+        load.wait_for("2", 100)
+        report = load.stop()
+    assert report.failures == 0, describe(report)
+    assert serve.status("upgrade")["weights"] == {"1": 50, "2": 50}

@@ -68,6 +68,9 @@ class BuiltinRouter:
         self._workers: list[workers_mod.Worker] = []
         self._reserved: socket.socket | None = None
         self._preset: list[tuple[str, tuple[object, ...]]] = []
+        # Listening sockets handed over by the router process this one replaces ("main",
+        # "preview"): start() serves on them instead of binding, so no connection is refused.
+        self.inherited: dict[str, socket.socket] = {}
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -127,15 +130,23 @@ class BuiltinRouter:
     async def _listen(self, port: int, *, preview: bool) -> int:
         loop = asyncio.get_running_loop()
         st = self.state
+        inherited = self.inherited.get("preview" if preview else "main")
         try:
-            server = await loop.create_server(
-                lambda: proxy.ClientConnection(st, preview=preview),
-                self.host,
-                port,
-                reuse_address=True,
-                reuse_port=self.reuse_port or None,
-                backlog=1024,
-            )
+            if inherited is not None:
+                server = await loop.create_server(
+                    lambda: proxy.ClientConnection(st, preview=preview),
+                    sock=inherited,
+                    backlog=1024,
+                )
+            else:
+                server = await loop.create_server(
+                    lambda: proxy.ClientConnection(st, preview=preview),
+                    self.host,
+                    port,
+                    reuse_address=True,
+                    reuse_port=self.reuse_port or None,
+                    backlog=1024,
+                )
         except OSError as exc:
             await self.close()
             what = "preview port" if preview else "port"
@@ -146,6 +157,16 @@ class BuiltinRouter:
         self._servers.append(server)
         sock: socket.socket = server.sockets[0]
         return int(sock.getsockname()[1])
+
+    def listening_fds(self) -> dict[str, int]:
+        """The listeners' descriptors (``main``, ``preview``) a successor can take over;
+        empty with workers (their successor binds beside them with ``SO_REUSEPORT``)."""
+        out: dict[str, int] = {}
+        for server in self._servers[:2]:
+            sock = server.sockets[0]
+            port = int(sock.getsockname()[1])
+            out["main" if port == self.port else "preview"] = sock.fileno()
+        return out
 
     async def close(self) -> None:
         """Stop listening; in-flight requests finish (bounded by the drain grace)."""
