@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit lint check bench clean fast deps-prometheus deps-bench deps-haproxy k8s-testbed bench-k8s bench-analysis
+.PHONY: demo test unit lint check bench clean fast crash-long deps-prometheus deps-bench deps-haproxy k8s-testbed bench-k8s bench-analysis
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -58,6 +58,12 @@ k8s-testbed:
 test: $(STAMP) $(FAST) deps-prometheus deps-haproxy k8s-testbed
 	$(MAKE) lint
 	$(BIN)/pytest -q
+
+# The crash suite's long mode: kill -9 of serve at 100 random moments over every strategy,
+# each run against an uninterrupted twin (make test runs a bounded count).
+crash-long: $(STAMP) $(FAST)
+	CHANGEOVER_CRASH_ALL=1 CHANGEOVER_CRASH_KILLS=25 $(BIN)/pytest -q -s \
+	  tests/e2e/test_e2e_crash_suite.py
 
 unit: $(STAMP) $(FAST)
 	$(BIN)/pytest -q -m 'not slow'
