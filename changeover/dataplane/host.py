@@ -127,6 +127,7 @@ class Host:
                 "digest": self.config.get("digest"),
                 "port": getattr(self.router, "port", None),
                 "previewPort": getattr(self.router, "preview_port", None),
+                "ready": True,
             },
         )
 

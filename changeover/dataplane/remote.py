@@ -27,6 +27,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from changeover import aio, errors
 from changeover.dataplane import codec, records
 from changeover.endpoints import Endpoint
@@ -189,6 +191,11 @@ class RemoteRouter:
             paths.process.unlink(missing_ok=True)
         child = _popen(paths, takeover=takeover)
         self._child = child
+        if not takeover:
+            # Recorded at once, so a serve killed right now leaves no unrecorded router
+            # process behind: the next one adopts it, or stops it if it never serves. (A
+            # successor keeps its predecessor's record until it serves in its place.)
+            await asyncio.to_thread(_record_starting, paths, child.pid, self.config)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + START_TIMEOUT
         while True:
@@ -198,7 +205,7 @@ class RemoteRouter:
                     f"the router process of {self.rollout!r} exited at start: {tail}"
                 )
             doc = records.read_json(paths.process)
-            if isinstance(doc, dict) and doc.get("pid") == child.pid:
+            if isinstance(doc, dict) and doc.get("pid") == child.pid and doc.get("ready"):
                 handle = process_mod.ProcessHandle.adopt(child.pid, float(doc["createTime"]))
                 if handle is not None:
                     self.handle, self.adopted = handle, False
@@ -336,6 +343,20 @@ class RemoteRouter:
 
     async def drain(self, endpoint: Endpoint, grace_seconds: float) -> None:
         await self._call("drain", endpoint, grace_seconds, within=grace_seconds + CALL_TIMEOUT)
+
+
+def _record_starting(paths: records.RouterPaths, pid: int, config: dict[str, Any]) -> None:
+    try:
+        created = psutil.Process(pid).create_time()
+    except psutil.Error:
+        return  # already gone: _spawn reports it
+    doc = records.read_json(paths.process)
+    if isinstance(doc, dict) and doc.get("pid") == pid:
+        return  # it was quicker (it takes half a second to import): its record stands
+    records.write_json(
+        paths.process,
+        {"pid": pid, "createTime": created, "digest": config["digest"], "ready": False},
+    )
 
 
 def _popen(paths: records.RouterPaths, *, takeover: bool) -> subprocess.Popen[bytes]:

@@ -66,13 +66,18 @@ def test_canary_share_matches_the_set_weight(serve: Serve, tmp_path: Path) -> No
     assert set(report.by_revision) == {"1", "2"}, describe(report)
     assert abs(report.share("2") - 0.30) <= 0.02, describe(report)
     assert abs(report.share("1") - 0.70) <= 0.02, describe(report)
-    # The router counted the same split.
-    after = serve.metrics()
-    counted = {
-        rev: metric_sum(after, "changeover_requests_total", rollout="split", revision=rev)
-        - metric_sum(before, "changeover_requests_total", rollout="split", revision=rev)
-        for rev in ("1", "2")
-    }
+
+    # The router counted the same split. Its process reports to serve once a second.
+    def counted_now() -> dict[str, float]:
+        after = serve.metrics()
+        return {
+            rev: metric_sum(after, "changeover_requests_total", rollout="split", revision=rev)
+            - metric_sum(before, "changeover_requests_total", rollout="split", revision=rev)
+            for rev in ("1", "2")
+        }
+
+    wait_until(lambda: sum(counted_now().values()) >= 2_000, within=5, what="2,000 counted")
+    counted = counted_now()
     assert sum(counted.values()) == 2_000, counted
     assert abs(counted["2"] / 2_000 - 0.30) <= 0.02, counted
     # Still paused at the step: measuring did not move the rollout.
