@@ -122,9 +122,12 @@ def test_a_killed_router_process_is_restarted_with_its_routing(
     endpoint = serve.status("phoenix")["endpoint"]
     router = serve.router_pid()
     os.kill(router, signal.SIGKILL)
-    serve.wait_status(
-        "phoenix", lambda d: bool(serve.router_processes()) and serve.router_pid() != router
-    )
+
+    def restarted(_: object) -> bool:
+        docs = serve.router_processes()
+        return bool(docs) and docs[0]["pid"] != router and bool(docs[0].get("ready"))
+
+    serve.wait_status("phoenix", restarted)
     # The new router process serves the stored routing: the 50/50 split, both revisions.
     with BackgroundLoad(endpoint, rate=200) as load:
         load.wait_for("1", 60)
@@ -192,7 +195,9 @@ def test_a_new_router_version_takes_the_listening_socket_over(serve: Serve, tmp_
         serve.stop()
         serve.env["CHANGEOVER_ROUTER_VERSION"] = "test-next"
         serve.start()
-        serve.wait_status("upgrade", lambda d: serve.router_pid() != old)
+        serve.wait_status(
+            "upgrade", lambda d: serve.router_pid() != old and serve.router_processes()[0]["ready"]
+        )
         with contextlib.suppress(psutil.NoSuchProcess):
             psutil.wait_procs([psutil.Process(old)], timeout=20)
         assert not _alive(old)
