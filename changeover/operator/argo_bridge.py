@@ -95,7 +95,12 @@ class ArgoBridge:
         if argo is None or argo["metadata"].get("deletionTimestamp"):
             return
         client = self.op.client
-        body = converted(argo, await self._workload(argo, namespace))
+        try:
+            body = converted(argo, await self._workload(argo, namespace))
+        except errors.SpecError as exc:  # refused by the importer itself, field named
+            text = "; ".join(f"{p.path}: {p.message}" for p in exc.problems)
+            await self.op.recorder.record(argo, "InvalidSpec", text[:1000])
+            return
         if body is None:
             return
         spec_meta = {k: v for k, v in body["metadata"].items() if k != "ownerReferences"}
