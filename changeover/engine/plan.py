@@ -349,9 +349,14 @@ CRASH_LOOP_FAILURES = 3
 
 
 def _detect_crash_loop(d: Draft) -> None:
+    """Progressing towards a crash-looping target, or Healthy on a stable revision that
+    started crash-looping (a dependency gone): Degraded now, not Healthy with no replica
+    up or Progressing until the deadline."""
     st = d.status
     target = d.ctx.observations.of(d.target)
-    if st.phase != Phase.PROGRESSING or target.failures < CRASH_LOOP_FAILURES:
+    if st.phase not in (Phase.PROGRESSING, Phase.HEALTHY):
+        return
+    if target.failures < CRASH_LOOP_FAILURES:
         return
     msg = (
         f"revision {d.target} is crash-looping: a replica crashed {target.failures} times "

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from changeover.engine import plan as engine_plan
 from changeover.engine.draft import Phase, Reason
 
@@ -75,3 +77,16 @@ def test_a_crash_loop_aborts_with_progress_deadline_abort() -> None:
     assert world.phase == Phase.ABORTED
     assert "revision 2 is crash-looping" in world.status.message
     assert world.weights == {1: 100}
+
+
+@pytest.mark.parametrize("strategy", ["canary", "rollingUpdate", "blueGreen"])
+def test_a_healthy_rollout_whose_replicas_start_crash_looping_is_degraded_then_heals(
+    strategy: str,
+) -> None:
+    world = FakeWorld(rollout(STRATEGIES[strategy])).settle()
+    assert world.phase == Phase.HEALTHY
+    crashing(world, 1, 3).settle()
+    assert world.phase == Phase.DEGRADED
+    assert "revision 1 is crash-looping" in world.status.message
+    world.ready(1).settle()
+    assert world.phase == Phase.HEALTHY
