@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit lint check bench clean fast crash-long deps-prometheus deps-bench deps-haproxy k8s-testbed bench-k8s bench-analysis
+.PHONY: demo test unit lint check bench clean fast crash-long fuzz deps-prometheus deps-bench deps-haproxy k8s-testbed bench-k8s bench-analysis
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -67,6 +67,11 @@ crash-long: $(STAMP) $(FAST)
 
 unit: $(STAMP) $(FAST)
 	$(BIN)/pytest -q -m 'not slow'
+
+# The long mode of the suite's generated cases (make test runs ~100 per property): 10,000
+# generated specs and condition expressions (tests/property), randomized on every run.
+fuzz: $(STAMP)
+	CHANGEOVER_FUZZ_EXAMPLES=10000 $(BIN)/pytest -q -p no:cacheprovider tests/property
 
 lint: $(STAMP)
 	$(BIN)/ruff check changeover tests examples bench tools

@@ -61,7 +61,8 @@ def parse_templates(
             template = spec.AnalysisTemplate.model_validate(data)
         except pydantic.ValidationError as exc:
             problems += messages.translate(exc, doc, root=spec.AnalysisTemplate)
-            name = (doc.data.get("metadata") or {}).get("name")
+            metadata = doc.data.get("metadata")
+            name = metadata.get("name") if isinstance(metadata, dict) else None
             if isinstance(name, str):
                 broken.add(name)
             continue

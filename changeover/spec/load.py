@@ -172,7 +172,20 @@ def _file_documents(path: Path) -> tuple[list[LoadedDocument], list[errors.SpecP
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader: plain data only, never Python objects from tags."""
+    """SafeLoader: plain data only, never Python objects from tags, and no integer longer
+    than ``_MAX_INT_DIGITS`` (Python refuses past 4,300 digits; no spec needs 40)."""
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        text = str(node.value).replace("_", "")
+        if sum(c.isdigit() for c in text) > _MAX_INT_DIGITS:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"an integer of more than {_MAX_INT_DIGITS} digits", node.start_mark
+            )
+        return super().construct_yaml_int(node)
+
+
+_MAX_INT_DIGITS = 40
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
 
 
 def _documents(text: str, source: str) -> tuple[list[LoadedDocument], list[errors.SpecProblem]]:
@@ -195,6 +208,8 @@ def _documents(text: str, source: str) -> tuple[list[LoadedDocument], list[error
         problems.append(messages.problem(source, f"malformed YAML: {exc}"))
     except RecursionError:
         problems.append(messages.problem(source, "malformed YAML: nested too deeply"))
+    except ValueError as exc:  # a scalar no constructor could take
+        problems.append(messages.problem(source, f"malformed YAML: {str(exc)[:200]}"))
     finally:
         if loader is not None:
             loader.dispose()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import difflib
+import re
 import types
 import typing
 from collections.abc import Iterable, Sequence
@@ -85,8 +86,13 @@ def _clean_loc(loc: tuple[str | int, ...]) -> Loc:
     # pydantic inserts validator and union-member tags ("function-before[...]", "int") into
     # loc; they are not fields the user wrote.
     return tuple(
-        p for p in loc if isinstance(p, int) or not ("[" in p or p in ("int", "str", "float"))
+        p for p in loc if isinstance(p, int) or not (_TAG.match(p) or p in ("int", "str", "float"))
     )
+
+
+# A pydantic tag such as "function-before[parse_duration()]" or "template[process]"; a key
+# the user wrote with a bracket in it ("[a-") is a field to name, not a tag.
+_TAG = re.compile(r"^[a-z][a-z-]*\[.*\]$")
 
 
 # --- turning pydantic's jargon into expectations ----------------------------------------
@@ -148,7 +154,7 @@ def _message(error: ErrorDetails, loc: Loc) -> tuple[Loc, str]:
 
 
 def _unknown_field(loc: Loc) -> str:
-    name = str(loc[-1])
+    name = str(loc[-1]) if loc else ""
     allowed = _fields_of(loc[:-1])
     parent = loc[-2] if len(loc) > 1 else ""
     if parent == "strategy":

@@ -12,6 +12,7 @@ clash) live in ``spec.validate``.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -36,7 +37,8 @@ if TYPE_CHECKING:
 
 API_VERSION: Literal["changeover.dev/v1alpha1"] = "changeover.dev/v1alpha1"
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+# ASCII digits only: \d also takes '١٠', which YAML and Kubernetes read as text.
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
@@ -51,12 +53,24 @@ def parse_duration(value: object) -> float:
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError("expected a non-negative duration")
-        return float(value)
+        return _finite(value)
     if isinstance(value, str):
         match = _DURATION.match(value)
         if match:
-            return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    raise ValueError(f"expected a duration such as 30s, 5m or 1h, got {value!r}")
+            return _finite(float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    raise ValueError(f"expected a duration such as 30s, 5m or 1h, got {str(value)[:40]!r}")
+
+
+def _finite(value: float) -> float:
+    """Seconds as a float, refusing NaN, infinity and integers past a float's range (a
+    10**400 raised OverflowError, which no field error caught)."""
+    try:
+        seconds = float(value)
+    except OverflowError:
+        seconds = math.inf
+    if not math.isfinite(seconds):
+        raise ValueError("expected a finite duration such as 30s, 5m or 1h")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:
@@ -76,7 +90,7 @@ Duration = Annotated[
     PlainSerializer(format_duration, return_type=str),
 ]
 
-_PERCENT = re.compile(r"^(\d+)%$")
+_PERCENT = re.compile(r"^([0-9]{1,3})%$")
 
 
 def _int_or_percent(value: object) -> int | str:
@@ -87,11 +101,11 @@ def _int_or_percent(value: object) -> int | str:
             raise ValueError("expected a non-negative integer or a percentage such as 25%")
         return value
     if isinstance(value, str):
-        if value.isdigit():
+        if value.isascii() and value.isdigit() and len(value) <= 18:
             return int(value)
         if _PERCENT.match(value):
             return value
-    raise ValueError(f"expected an integer or a percentage such as 25%, got {value!r}")
+    raise ValueError(f"expected an integer or a percentage such as 25%, got {str(value)[:40]!r}")
 
 
 IntOrPercent = Annotated[int | str, BeforeValidator(_int_or_percent)]
@@ -108,13 +122,15 @@ def _null_means_empty(value: object, keys: tuple[str, ...]) -> object:
 
 
 class Model(BaseModel):
-    """Base for every spec model: camelCase aliases, frozen, unknown fields rejected."""
+    """Base for every spec model: camelCase aliases, frozen, unknown fields rejected, and
+    no NaN or infinity in a number (YAML's ``.nan``/``.inf`` would pass every bound)."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,
         populate_by_name=True,
         extra="forbid",
         frozen=True,
+        allow_inf_nan=False,
     )
 
     def to_json_dict(self) -> dict[str, Any]:
