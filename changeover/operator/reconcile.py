@@ -175,6 +175,7 @@ async def reconcile(op: Operator, namespace: str, name: str) -> float | None:
     router = await _router(op, obj, parsed, status)
     for action in plan.actions:
         if isinstance(action, analysis_mod.AnalysisAction):
+            await op.analysis.prepare(action, rollout)
             op.analysis.execute(action, rollout, {rev: c.pod_hash for rev, c in counts.items()})
             continue
         await executor.execute(

@@ -98,7 +98,11 @@ class Operator:
         self.hooks = JobHooks(client, self.jobs)
         self.recorder = EventRecorder(client, instance=self.identity)
         self.analysis = OperatorAnalysis(
-            client, namespace=namespace, state_dir=state_dir, wake=self._wake_measured
+            client,
+            namespace=namespace,
+            state_dir=state_dir,
+            wake=self._wake_measured,
+            argo_rollouts=argo_rollouts,
         )
         self.routers: dict[Key, reconcile_mod.LiveRouter] = {}
         self.parsed: dict[Key, reconcile_mod.Parsed] = {}
@@ -133,6 +137,11 @@ class Operator:
         if urgent:
             self.trace.received(key, int(meta.get("generation") or 0))
         self.queue.add(key, urgent=urgent)
+        if self.argo is not None and argo_bridge.SOURCE_ANNOTATION in (
+            meta.get("annotations") or {}
+        ):
+            # The Argo Rollout it was converted from shows its status.
+            self.queue.add(("argo", f"{key[0]}/{key[1]}"))
 
     def _rollout_deleted(self, obj: JSON) -> None:
         key = informer.key_of(obj)
@@ -166,8 +175,13 @@ class Operator:
             self.jobs,
             self.rollouts,
         )
+        # Cluster-wide templates are not waited for: a namespaced operator may not be
+        # allowed to list them, and must still start.
+        waited = informers
         if self.argo is not None:
-            informers = (*informers, self.argo.informer)
+            namespaced, *cluster = self.analysis.argo_templates
+            waited = (*informers, namespaced, self.argo.informer)
+            informers = (*waited, *cluster)
         tasks = [
             asyncio.create_task(inf.run(), name=f"informer-{inf.resource.plural}")
             for inf in informers
@@ -175,7 +189,7 @@ class Operator:
         tasks.append(asyncio.create_task(self.analysis.run(), name="analysis"))
         tasks.append(asyncio.create_task(self.recorder.run(), name="events"))
         try:
-            for inf in informers:
+            for inf in waited:
                 await inf.synced.wait()
             tasks += [
                 asyncio.create_task(self._worker(), name=f"worker-{i}") for i in range(self.workers)

@@ -4,7 +4,9 @@ the API server rejects a wrong weight or a misspelt field), the rest stays open.
 
 Istio ``VirtualService``/``DestinationRule`` (networking.istio.io/v1beta1), Gateway API
 ``HTTPRoute`` (gateway.networking.k8s.io/v1beta1) and SMI ``TrafficSplit``
-(split.smi-spec.io/v1alpha2). NGINX needs none: its canary is an ordinary Ingress.
+(split.smi-spec.io/v1alpha2); Argo Rollouts' ``Rollout``, ``AnalysisTemplate`` and
+(cluster-scoped) ``ClusterAnalysisTemplate`` (argoproj.io/v1alpha1, open). NGINX needs
+none: its canary is an ordinary Ingress.
 """
 
 from __future__ import annotations
@@ -165,8 +167,15 @@ TRAFFIC_SPLIT_SPEC = _obj(
 def crds() -> list[JSON]:
     argo = _crd("argoproj.io", "v1alpha1", "Rollout", "rollouts", OPEN)
     argo["spec"]["versions"][0]["subresources"] = {"status": {}}
+    templates = _crd("argoproj.io", "v1alpha1", "AnalysisTemplate", "analysistemplates", OPEN)
+    cluster = _crd(
+        "argoproj.io", "v1alpha1", "ClusterAnalysisTemplate", "clusteranalysistemplates", OPEN
+    )
+    cluster["spec"]["scope"] = "Cluster"
     return [
         argo,
+        templates,
+        cluster,
         _crd(
             "networking.istio.io",
             "v1beta1",

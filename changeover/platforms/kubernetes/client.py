@@ -78,6 +78,7 @@ ANALYSIS_TEMPLATES = Resource("changeover.dev/v1alpha1", "analysistemplates", "A
 REPLICASETS = Resource("apps/v1", "replicasets", "ReplicaSet")
 SERVICES = Resource("v1", "services", "Service")
 PODS = Resource("v1", "pods", "Pod")
+SECRETS = Resource("v1", "secrets", "Secret")
 EVENTS = Resource("v1", "events", "Event")
 NAMESPACES = Resource("v1", "namespaces", "Namespace", namespaced=False)
 JOBS = Resource("batch/v1", "jobs", "Job")
@@ -91,6 +92,10 @@ DESTINATION_RULES = Resource("networking.istio.io/v1beta1", "destinationrules", 
 HTTP_ROUTES = Resource("gateway.networking.k8s.io/v1beta1", "httproutes", "HTTPRoute")
 TRAFFIC_SPLITS = Resource("split.smi-spec.io/v1alpha2", "trafficsplits", "TrafficSplit")
 ARGO_ROLLOUTS = Resource("argoproj.io/v1alpha1", "rollouts", "Rollout")
+ARGO_ANALYSIS_TEMPLATES = Resource("argoproj.io/v1alpha1", "analysistemplates", "AnalysisTemplate")
+ARGO_CLUSTER_ANALYSIS_TEMPLATES = Resource(
+    "argoproj.io/v1alpha1", "clusteranalysistemplates", "ClusterAnalysisTemplate", namespaced=False
+)
 
 
 class KubeClient:

@@ -85,9 +85,14 @@ class EventRecorder:
         self._last = now
         return f"{now:016x}"
 
-    async def record(self, rollout: JSON, reason: str, message: str) -> None:
-        """Queue the event (post it now when no writer runs)."""
+    async def record(
+        self, rollout: JSON, reason: str, message: str, *, warning: bool | None = None
+    ) -> None:
+        """Queue the event (post it now when no writer runs). Its type is Warning for the
+        reasons in ``WARNING_REASONS``, unless ``warning`` says otherwise."""
         body = self._body(rollout, reason, message)
+        if warning is not None:
+            body["type"] = "Warning" if warning else "Normal"
         if not self._running:
             await self._post(body)
             return

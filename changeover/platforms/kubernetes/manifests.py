@@ -43,6 +43,8 @@ RULES: list[JSON] = [
         "verbs": ["get", "list", "watch", "create", "update", "patch"],
     },
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    # an analysis argument's valueFrom.secretKeyRef (read when its run starts, as Argo does)
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch", "list"]},
     {
         "apiGroups": ["batch"],
@@ -74,7 +76,14 @@ RULES: list[JSON] = [
         "resources": ["trafficsplits"],
         "verbs": ["get", "list", "watch", "create", "update", "patch"],
     },
-    {"apiGroups": ["argoproj.io"], "resources": ["rollouts"], "verbs": ["get", "list", "watch"]},
+    {
+        # serve --argo-rollouts reads Argo's templates and writes the Argo Rollout's status
+        # (what kubectl argo rollouts and Argo CD read)
+        "apiGroups": ["argoproj.io"],
+        "resources": ["rollouts", "analysistemplates", "clusteranalysistemplates"],
+        "verbs": ["get", "list", "watch"],
+    },
+    {"apiGroups": ["argoproj.io"], "resources": ["rollouts/status"], "verbs": ["update", "patch"]},
     # an Argo Rollout's workloadRef names a Deployment whose pod template it runs
     {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get"]},
 ]
