@@ -53,6 +53,7 @@ class Measurement:
     message: str = ""
     started_at: float = 0.0
     finished_at: float = 0.0
+    metadata: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -210,6 +210,7 @@ def _result_json(result: assess.MetricResult) -> JSON:
                 "message": m.message,
                 "startedAt": m.started_at,
                 "finishedAt": m.finished_at,
+                **({"metadata": dict(m.metadata)} if m.metadata else {}),
             }
             for m in result.measurements
         ],
@@ -238,6 +239,7 @@ def _result_from(name: str, data: Mapping[str, Any]) -> assess.MetricResult:
                 message=m.get("message", ""),
                 started_at=m.get("startedAt", 0.0),
                 finished_at=m.get("finishedAt", 0.0),
+                metadata=dict(m.get("metadata") or {}),
             )
             for m in data.get("measurements", [])
         ),

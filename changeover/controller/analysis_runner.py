@@ -257,6 +257,7 @@ class AnalysisRunner:
             message=why,
             started_at=started,
             finished_at=self.clock.now(),
+            metadata=dict(result.metadata),
         )
 
     def _error(self, message: str, started: float) -> assess.Measurement:

@@ -8,10 +8,12 @@ observations. Templates come from ``AnalysisTemplate`` resources (watched; valid
 the spec models, stored by name). Runs live in a SQLite file under the operator's state
 directory (an ``emptyDir`` in the pod): a restarted replica goes on measuring them, a
 failed-over one starts runs that were in flight again (the engine asks again; a run id is
-started once per process). Prometheus, web and job providers measure as they do locally;
-the builtin provider, which reads the builtin router's counters, has none on Kubernetes.
-An argument's ``valueFrom.secretKeyRef`` is read from the Secret in the rollout's namespace
-just before its run starts.
+started once per process). Prometheus and web providers measure as they do locally; the
+job provider runs each measurement as a Kubernetes Job in the rollout's namespace
+(``operator.analysis_job``), never inside the operator's pod; the builtin provider, which
+reads the builtin router's counters, has none on Kubernetes. An argument's
+``valueFrom.secretKeyRef`` is read from the Secret in the rollout's namespace just
+before its run starts.
 
 With ``--argo-rollouts`` Argo Rollouts' own AnalysisTemplates (argoproj.io, in the
 watched namespaces) and ClusterAnalysisTemplates are watched too and converted as
@@ -42,6 +44,7 @@ from changeover.controller.clock import SystemClock
 from changeover.controller.webhook_runner import WebhookRunner
 from changeover.engine import actions, context
 from changeover.engine.status import RolloutStatus
+from changeover.operator.analysis_job import KubeJobProvider
 from changeover.platforms.kubernetes import client as kube
 from changeover.platforms.kubernetes import informer
 from changeover.spec import analysis as spec_analysis
@@ -102,11 +105,14 @@ class OperatorAnalysis:
     @property
     def runner(self) -> AnalysisRunner:
         if self._runner is None:
+            client = self.client
             self._runner = AnalysisRunner(
                 store=self.store,
                 clock=SystemClock(),
                 wake=self._wake,
                 secret=self._secret,
+                # A job runs as a Kubernetes Job in the rollout's namespace, never in here.
+                provider_overrides={"job": lambda: KubeJobProvider(client)},
             )
         return self._runner
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from changeover import errors
@@ -36,6 +36,9 @@ class ProviderResult:
     value: Any  # what conditions see as ``result``: a number, a list, a mapping
     phase: MeasurementPhase | None = None  # set only by providers that judge by themselves
     message: str = ""
+    # What the measurement was taken with, kept beside it (Argo's measurement metadata:
+    # the job provider's ``job-name``/``job-namespace``).
+    metadata: Mapping[str, str] = field(default_factory=dict)
 
 
 # (revision, metric name, window seconds) → one value per second, oldest first, from the

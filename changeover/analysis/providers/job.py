@@ -1,7 +1,8 @@
 """The ``job`` metric provider: run a command; its exit code is the verdict.
 
-Argo Rollouts runs a Kubernetes Job; here the job is a process (an argv list, never a
-shell string), in its own process group::
+Argo Rollouts runs a Kubernetes Job, and so does the operator on Kubernetes
+(``operator.analysis_job``, which replaces this provider there); on the local platform the
+job is a process (an argv list, never a shell string), in its own process group::
 
     provider:
       job:
