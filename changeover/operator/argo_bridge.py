@@ -142,15 +142,14 @@ class ArgoBridge:
         client = self.op.client
         try:
             body = converted(argo, await self._workload(argo, namespace))
-        except errors.SpecError as exc:  # refused by the importer itself, field named
-            text = "; ".join(f"{p.path}: {p.message}" for p in exc.problems)
-            await self.op.recorder.record(argo, "InvalidSpec", text[:1000])
-            return
-        if body is None:
-            return False
-        spec_meta = {k: v for k, v in body["metadata"].items() if k != "ownerReferences"}
-        problems = check.problems([{**body, "metadata": spec_meta}], source=f"Rollout/{name}")
-        if problems:
+        except errors.SpecError as exc:  # the converter itself refuses a field
+            body, problems = None, exc.problems
+        else:
+            if body is None:
+                return False
+            spec_meta = {k: v for k, v in body["metadata"].items() if k != "ownerReferences"}
+            problems = check.problems([{**body, "metadata": spec_meta}], source=f"Rollout/{name}")
+        if problems or body is None:
             # What `changeover import` would refuse is not created half-right: the Argo
             # Rollout gets a Warning event saying which field, and nothing runs.
             text = "; ".join(f"{p.path}: {p.message}" for p in problems)

@@ -310,7 +310,10 @@ async def test_import_notes_warn_for_losses_and_secrets_are_read(
             {"pause": {}},
         ],
     )
-    lossy["spec"]["strategy"]["canary"]["scaleDownDelaySeconds"] = 30  # not carried
+    # docs/features/anti-affinity.md: not carried (changeover has no anti-affinity option)
+    lossy["spec"]["strategy"]["canary"]["antiAffinity"] = {
+        "preferredDuringSchedulingIgnoredDuringExecution": {"weight": 1}
+    }
     async with helper_operator(k, argo_rollouts=True):
         await k.create(kube.ARGO_ROLLOUTS, plain)
         await k.create(kube.ARGO_ROLLOUTS, lossy)

@@ -6,7 +6,6 @@ weights on NGINX."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +55,14 @@ async def test_argo_canary_walks_its_steps_read_directly(kube_: Kube) -> None:
             step["pause"]["duration"] = 1
     svc = KubeService(k.client, namespace=k.namespace)
     async with helper_operator(k, argo_rollouts=True):
-        created = await k.create(kube.ARGO_ROLLOUTS, argo)
+        await k.create(kube.ARGO_ROLLOUTS, argo)
         await healthy_on(k, "lantern-canary", 1, within=SLOW)
         assert await k.rs_counts("lantern-canary") == {1: (4, 4)}
         notes = (await k.rollout("lantern-canary"))["metadata"]["annotations"]
         assert "spec.selector: changed" in notes["changeover.dev/import-notes"]
         # `kubectl argo rollouts set image`: the Argo manifest changes, ours follows.
-        changed = copy.deepcopy(created)
+        # Read afresh: the operator writes the Argo Rollout's status, as Argo's controller does.
+        changed = await k.client.get(kube.ARGO_ROLLOUTS, "lantern-canary", namespace=k.namespace)
         (container,) = changed["spec"]["template"]["spec"]["containers"]
         container["image"] = "registry.example.org/lights/lantern:1.1.0"
         await k.client.replace(kube.ARGO_ROLLOUTS, changed, namespace=k.namespace)
@@ -155,6 +155,11 @@ async def test_argo_rollout_changeover_cannot_run_is_refused_with_an_event(kube_
         message = next(m for r, m in events if r == "InvalidSpec")
         assert "spec.strategy.canary.steps[1].setMirrorRoute" in message
         assert "mirroring" in message
+        # Argo CD and the plugin read it off the Argo Rollout: Degraded, InvalidSpec.
+        shown = await k.client.get(kube.ARGO_ROLLOUTS, "orders-shadow", namespace=k.namespace)
+        assert shown["status"]["phase"] == "Degraded"
+        assert shown["status"]["message"].startswith("InvalidSpec: ")
+        assert shown["status"]["observedGeneration"] == str(shown["metadata"]["generation"])
         assert (
             await k.client.get_or_none(kube.ROLLOUTS, "orders-shadow", namespace=k.namespace)
             is None

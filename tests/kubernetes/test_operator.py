@@ -96,7 +96,10 @@ async def test_reads_an_argo_rollout_directly(kube_: Kube) -> None:
                 "spec": {"containers": [{"name": "app", "image": "legacy:1"}]},
             },
             "strategy": {
-                "canary": {"scaleDownDelaySeconds": 5, "steps": [{"setWeight": 50}, {"pause": {}}]}
+                "canary": {
+                    "antiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {}},
+                    "steps": [{"setWeight": 50}, {"pause": {}}],
+                }
             },
         },
     }
@@ -105,13 +108,12 @@ async def test_reads_an_argo_rollout_directly(kube_: Kube) -> None:
         await healthy_on(k, "legacy", 1)
         ours = await k.rollout("legacy")
         assert ours["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
-        assert (
-            "scaleDownDelaySeconds"
-            in ours["metadata"]["annotations"]["changeover.dev/import-notes"]
-        )
-        # Editing the Argo manifest rolls out through the converted copy.
-        created["spec"]["template"]["spec"]["containers"][0]["image"] = "legacy:2"
-        await k.client.replace(kube.ARGO_ROLLOUTS, created, namespace=k.namespace)
+        assert "antiAffinity" in ours["metadata"]["annotations"]["changeover.dev/import-notes"]
+        # Editing the Argo manifest rolls out through the converted copy (read afresh: the
+        # operator writes the Argo Rollout's status, as Argo's controller does).
+        fresh = await k.client.get(kube.ARGO_ROLLOUTS, "legacy", namespace=k.namespace)
+        fresh["spec"]["template"]["spec"]["containers"][0]["image"] = "legacy:2"
+        await k.client.replace(kube.ARGO_ROLLOUTS, fresh, namespace=k.namespace)
         st = await phase_is(k, "legacy", "Paused")
         assert st["weightsText"] == "1:50 2:50"
 
