@@ -236,6 +236,16 @@ def _router_problems(rollout: models.Rollout) -> list[errors.SpecProblem]:
                     warning=True,
                 )
             )
+        scales = [i for i, s in enumerate(canary.steps) if s.set_canary_scale is not None]
+        if scales:
+            problems.append(
+                _problem(
+                    f"spec.strategy.canary.steps[{scales[0]}].setCanaryScale",
+                    f"has no effect with router '{router}': without a traffic router the "
+                    "replicas are the weight (as in Argo Rollouts)",
+                    warning=True,
+                )
+            )
     return problems
 
 

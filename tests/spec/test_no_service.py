@@ -4,13 +4,15 @@ manages no Service. Only a canary or rolling update without a traffic router can
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pydantic
 import pytest
+import yaml
 
 from changeover.platforms.kubernetes import crds
-from changeover.spec import models
+from changeover.spec import models, validate
 
 POD = {
     "metadata": {"labels": {"app": "rollouts-demo"}},
@@ -60,3 +62,22 @@ def test_what_needs_services_still_needs_spec_service(
 def test_the_local_platform_still_needs_spec_service() -> None:
     with pytest.raises(pydantic.ValidationError, match=r"expected spec\.service"):
         _rollout(template={"command": ["app"]}, strategy={"canary": {}})
+
+
+def test_lint_warns_that_set_canary_scale_does_nothing_without_a_router(tmp_path: Path) -> None:
+    doc = {
+        "apiVersion": models.API_VERSION,
+        "kind": "Rollout",
+        "metadata": {"name": "rollouts-demo"},
+        "spec": {
+            "replicas": 4,
+            "template": POD,
+            "strategy": {"canary": {"steps": [{"setCanaryScale": {"replicas": 2}}]}},
+        },
+    }
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    (problem,) = validate.lint(str(path))
+    assert problem.severity == "warning"
+    assert problem.path == "spec.strategy.canary.steps[0].setCanaryScale"
+    assert "no effect" in problem.message
