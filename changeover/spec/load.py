@@ -46,6 +46,8 @@ _FOREIGN_API_GROUPS = {
 # A YAML alias bomb ("billion laughs") expands to more nodes than any real spec has; past
 # this many we refuse the document instead of letting validation walk it for minutes.
 _MAX_NODES = 100_000
+# Deeper than any spec (the API refuses more than 64 levels in a request body already).
+MAX_DEPTH = 48
 
 Loc = messages.Loc
 
@@ -326,6 +328,10 @@ def collect_documents(docs: Sequence[LoadedDocument]) -> tuple[Specs, list[error
     other: list[LoadedDocument] = []
     problems: list[errors.SpecProblem] = []
     for doc in docs:
+        too_deep = _too_deep(doc)
+        if too_deep is not None:  # before any recursive walk (pydantic's included) sees it
+            problems.append(too_deep)
+            continue
         kind_problems, kind = _check_kind(doc)
         problems += kind_problems
         if kind in OTHER_KINDS:
@@ -344,6 +350,27 @@ def collect_documents(docs: Sequence[LoadedDocument]) -> tuple[Specs, list[error
             rollouts.append(rollout)
             sources.append(doc.label)
     return Specs(rollouts=rollouts, sources=sources, other=other), problems
+
+
+def _too_deep(doc: LoadedDocument) -> errors.SpecProblem | None:
+    """A problem at the first path nested deeper than ``MAX_DEPTH``, walked without
+    recursion; None when the document is shallower."""
+    stack: list[tuple[Any, Loc]] = [(doc.data, ())]
+    while stack:
+        value, loc = stack.pop()
+        if len(loc) > MAX_DEPTH:
+            where = messages.render_path(loc[:MAX_DEPTH])
+            return messages.problem(
+                doc.label,
+                f"nested more than {MAX_DEPTH} levels deep; no spec needs that",
+                path=where,
+                line=doc.line_of(loc),
+            )
+        if isinstance(value, dict):
+            stack.extend((v, (*loc, str(k))) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, (*loc, i)) for i, v in enumerate(value))
+    return None
 
 
 def _check_kind(doc: LoadedDocument) -> tuple[list[errors.SpecProblem], str | None]:

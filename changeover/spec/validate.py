@@ -46,6 +46,8 @@ _REFERENCE = re.compile(r"\$(\$|\(([^)]*)\))")
 # Shell syntax that an argv list passes through untouched: $PORT, ${PORT}.
 _SHELL_REFERENCE = re.compile(r"(?<!\$)\$(\{[A-Za-z_]\w*\}|[A-Za-z_]\w*)")
 _ANY_HOST = ("0.0.0.0", "::", "")
+# What the probe can put on its request line as it is: no spaces, controls or non-ASCII.
+_PROBE_PATH = re.compile(r"^[!-~]*$")
 
 
 # --- entry points ------------------------------------------------------------------------
@@ -375,6 +377,16 @@ def _process_problems(rollout: models.Rollout) -> list[errors.SpecProblem]:
         found += process_checks.problems(
             "spec.template", template.command, template.env, template.working_dir
         )
+        probe = template.readiness_probe
+        path = probe.http_get.path if probe is not None and probe.http_get is not None else ""
+        if not _PROBE_PATH.match(path):
+            found.append(
+                (
+                    "spec.template.readinessProbe.httpGet.path",
+                    f"expected a URL path of visible ASCII characters (percent-encode the "
+                    f"rest, as in /health%20check), got {path[:60]!r}",
+                )
+            )
     recreate = rollout.spec.strategy.recreate
     for point in ("pre", "mid", "post"):
         hook = getattr(recreate, point) if recreate is not None else None

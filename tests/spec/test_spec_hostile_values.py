@@ -96,3 +96,22 @@ def test_an_analysis_template_whose_metadata_is_not_a_mapping_is_a_field_error()
         ("metadata", "expected a mapping, got true"),
         ("spec", "expected a mapping, got nothing (null)"),
     }
+
+
+def test_a_document_nested_deeper_than_any_spec_is_a_field_error() -> None:
+    """Found by the property tests: 200 levels in a metric's provider block passed every
+    check until pydantic's serializer gave up (a ValueError at lint)."""
+    nested: Any = 1
+    for _ in range(200):
+        nested = [nested]
+    doc = {
+        "apiVersion": "changeover.dev/v1alpha1",
+        "kind": "AnalysisTemplate",
+        "metadata": {"name": "t"},
+        "spec": {"metrics": [{"name": "m", "provider": {"builtin": {"metric": nested}}}]},
+    }
+    with pytest.raises(errors.SpecError) as caught:
+        load.parse_documents([load.LoadedDocument(source="t.yaml", index=0, data=doc)])
+    [problem] = caught.value.problems
+    assert problem.path.startswith("spec.metrics[0].provider.builtin.metric[0][0]")
+    assert problem.message == "nested more than 48 levels deep; no spec needs that"

@@ -81,3 +81,17 @@ def test_a_job_metric_is_checked_the_same_way() -> None:
         "command[1]: contains a NUL character, which no process argument can hold",
         "env[\"A=B\"]: a variable name cannot contain '='",
     ]
+
+
+@pytest.mark.parametrize("path", ["/health check", "/h\r\nX-Evil: 1", "/é", "/a\u0000"])
+def test_a_probe_path_the_request_line_cannot_carry_is_a_field_error(
+    tmp_path: Path, path: str
+) -> None:
+    [found] = lint(tmp_path, {"readinessProbe": {"httpGet": {"path": path}}})
+    assert found.startswith(
+        "r.yaml: spec.template.readinessProbe.httpGet.path: expected a URL path of visible ASCII"
+    )
+
+
+def test_an_ordinary_probe_path_is_fine(tmp_path: Path) -> None:
+    assert lint(tmp_path, {"readinessProbe": {"httpGet": {"path": "/healthz?deep=1%20x"}}}) == []

@@ -36,6 +36,8 @@ async def check(port: int, probe: models.ReadinessProbe | None) -> ProbeResult:
         return ProbeResult(False, "connection refused")
     except OSError as exc:
         return ProbeResult(False, exc.strerror or str(exc))
+    except UnicodeEncodeError:  # lint refuses such a path; a stored older spec may have one
+        return ProbeResult(False, f"the probe path {path!r} is not ASCII: percent-encode it")
 
 
 async def _check(port: int, path: str | None) -> ProbeResult:
