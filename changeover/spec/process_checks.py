@@ -11,8 +11,9 @@ is simply never started. These checks name the field instead::
     spec.template.command[1]: contains a NUL character, which no process argument can hold
     spec.template.env["A=B"]: a variable name cannot contain '='
 
-Who calls it: ``spec.validate`` (process templates and recreate hooks) and the ``job``
-metric provider's ``problems``.
+Who calls it: ``spec.validate`` (process templates, recreate hooks, and the containers of
+a pod template, which the API server would store and the kubelet then fail to start) and
+the ``job`` metric provider's ``problems``.
 """
 
 from __future__ import annotations
@@ -54,3 +55,32 @@ def problems(
 
 
 _NUL = "contains a NUL character, which no {} can hold"
+
+
+def container_problems(root: str, pod_spec: Mapping[str, Any]) -> list[Problem]:
+    """``problems`` for each container of a pod spec (``command`` + ``args``, the ``env``
+    list of ``{name, value}``, ``workingDir``); shapes the API server checks are skipped."""
+    out: list[Problem] = []
+    containers = pod_spec.get("containers")
+    for i, container in enumerate(containers if isinstance(containers, list) else []):
+        if not isinstance(container, Mapping):
+            continue
+        at = f"{root}.containers[{i}]"
+        for key in ("command", "args"):
+            items = container.get(key)
+            for j, arg in enumerate(items if isinstance(items, list) else []):
+                if "\0" in str(arg):
+                    out.append((f"{at}.{key}[{j}]", _NUL.format("process argument")))
+        env = container.get("env")
+        for j, entry in enumerate(env if isinstance(env, list) else []):
+            if not isinstance(entry, Mapping):
+                continue
+            name, value = str(entry.get("name", "")), entry.get("value")
+            if "=" in name or "\0" in name:
+                out.append((f"{at}.env[{j}].name", "a variable name cannot contain '=' or NUL"))
+            if isinstance(value, str) and "\0" in value:
+                out.append((f"{at}.env[{j}].value", _NUL.format("environment value")))
+        working_dir = container.get("workingDir")
+        if isinstance(working_dir, str) and "\0" in working_dir:
+            out.append((f"{at}.workingDir", _NUL.format("path")))
+    return out

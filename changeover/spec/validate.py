@@ -24,6 +24,7 @@ from changeover.spec import (
     load,
     messages,
     models,
+    pod,
     process_checks,
     traffic_settings,
 )
@@ -387,6 +388,8 @@ def _process_problems(rollout: models.Rollout) -> list[errors.SpecProblem]:
                     f"rest, as in /health%20check), got {path[:60]!r}",
                 )
             )
+    elif isinstance(template, pod.PodTemplate):
+        found += process_checks.container_problems("spec.template.spec", template.spec)
     recreate = rollout.spec.strategy.recreate
     for point in ("pre", "mid", "post"):
         hook = getattr(recreate, point) if recreate is not None else None

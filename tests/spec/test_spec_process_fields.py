@@ -95,3 +95,30 @@ def test_a_probe_path_the_request_line_cannot_carry_is_a_field_error(
 
 def test_an_ordinary_probe_path_is_fine(tmp_path: Path) -> None:
     assert lint(tmp_path, {"readinessProbe": {"httpGet": {"path": "/healthz?deep=1%20x"}}}) == []
+
+
+def test_pod_template_containers_are_checked_the_same_way(tmp_path: Path) -> None:
+    doc = json.loads(json.dumps(DOC))
+    doc["spec"]["template"] = {
+        "metadata": {"labels": {"app": "web"}},
+        "spec": {
+            "containers": [
+                {
+                    "name": "app",
+                    "image": "web:v2",
+                    "args": ["--flag", "a\u0000"],
+                    "env": [{"name": "A=B", "value": "1"}, {"name": "OK", "value": "\u0000"}],
+                }
+            ]
+        },
+    }
+    doc["spec"]["strategy"] = {"canary": {}}
+    path = tmp_path / "pod.yaml"
+    path.write_text(json.dumps(doc))
+    found = {(p.path, p.message) for p in spec.lint(path) if p.severity == "error"}
+    root = "spec.template.spec.containers[0]"
+    assert found == {
+        (f"{root}.args[1]", "contains a NUL character, which no process argument can hold"),
+        (f"{root}.env[0].name", "a variable name cannot contain '=' or NUL"),
+        (f"{root}.env[1].value", "contains a NUL character, which no environment value can hold"),
+    }
