@@ -62,8 +62,11 @@ def commands(argo: JSON, ours: RolloutStatus, *, target_hash: str) -> list[Comma
         if ours.promote != "full":
             out.append("promote-full")
         return out
+    # Only a canary's status carries our step index (blue-green's stages are internal).
+    same_step = steps is None or index == ours.current_step_index
     if (
-        same_revision
+        steps is not None
+        and same_revision
         and isinstance(index, int)
         and ours.current_step_index is not None
         and index > ours.current_step_index
@@ -76,7 +79,7 @@ def commands(argo: JSON, ours: RolloutStatus, *, target_hash: str) -> list[Comma
         and ours.phase == Phase.PAUSED
         and ours.pause is not None
         and ours.pause.reason != "user"
-        and index == ours.current_step_index
+        and same_step
         and ours.promote is None
     ):
         out.append("promote")

@@ -337,3 +337,38 @@ async def test_import_notes_warn_for_losses_and_secrets_are_read(
             if e["reason"] == "ImportNotes":
                 types[name] = e["type"]
     assert types == {"plain": "Normal", "lossy": "Warning"}
+
+
+async def test_argo_blue_green_status_and_promote(kube_: Kube) -> None:
+    """docs/features/bluegreen.md: active and preview Services, no auto-promotion."""
+    k = kube_
+    argo = argo_rollout("demo", [])
+    argo["spec"]["strategy"] = {
+        "blueGreen": {
+            "activeService": "demo-active",
+            "previewService": "demo-preview",
+            "autoPromotionEnabled": False,
+        }
+    }
+    async with helper_operator(k, argo_rollouts=True):
+        await k.create(kube.ARGO_ROLLOUTS, argo)
+        st = await argo_status_is(k, "demo", lambda s: s.get("phase") == "Healthy", "Healthy")
+        blue = await k.hash_of("demo", 1)
+        assert st["blueGreen"]["activeSelector"] == blue == st["stableRS"]
+        await set_argo_image(k, "demo", "argoproj/rollouts-demo:green")
+        st = await argo_status_is(k, "demo", lambda s: s.get("phase") == "Paused", "on preview")
+        green = await k.hash_of("demo", 2)
+        assert st["message"] == "BlueGreenPause"
+        assert [c["reason"] for c in st["pauseConditions"]] == ["BlueGreenPause"]
+        assert st["blueGreen"] == {"activeSelector": blue, "previewSelector": green}
+        assert st["currentPodHash"] == green and st["stableRS"] == blue
+        # kubectl argo rollouts promote demo
+        await plugin_patch(k, "demo", {"status": {"pauseConditions": None}})
+        st = await argo_status_is(
+            k,
+            "demo",
+            lambda s: s.get("phase") == "Healthy" and s.get("stableRS") == green,
+            "promoted",
+        )
+        assert st["blueGreen"]["activeSelector"] == green
+        assert await k.selects("demo-active") == green

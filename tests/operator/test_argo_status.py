@@ -234,3 +234,23 @@ def test_a_pause_entered_before_it_was_written_is_not_promoted() -> None:
     # The Argo status still shows the previous step (not paused) while ours paused.
     before = written(argo(), ours(phase="Progressing", pause=None, current_step_index=1))
     assert argo_status.commands(before, ours(), target_hash="bbbb") == []
+
+
+def test_blue_green_promote_reads_no_step_index() -> None:
+    obj = argo()
+    obj["spec"]["strategy"] = {"blueGreen": {"activeService": "a", "previewService": "p"}}
+    # blue-green's stage index is internal: it is not written and not compared
+    waiting = ours(
+        strategy="blueGreen",
+        canary_revision=None,
+        current_step_index=1,
+        pause=PauseState(reason="promotion", started_at=NOW),
+        traffic=TrafficState(weights={"1": 100}),
+    )
+    obj = written(obj, waiting)
+    st = obj["status"]
+    assert "currentStepIndex" not in st and st["pauseConditions"][0]["reason"] == "BlueGreenPause"
+    assert st["blueGreen"] == {"activeSelector": "aaaa", "previewSelector": "bbbb"}
+    assert argo_cd_health(obj) == ("Suspended", "BlueGreenPause")
+    promoted = patched(obj, {"pauseConditions": None})
+    assert argo_status.commands(promoted, waiting, target_hash="bbbb") == ["promote"]
