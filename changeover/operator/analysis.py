@@ -44,6 +44,7 @@ from changeover.controller.clock import SystemClock
 from changeover.controller.webhook_runner import WebhookRunner
 from changeover.engine import actions, context
 from changeover.engine.status import RolloutStatus
+from changeover.operator import analysis_job
 from changeover.operator.analysis_job import KubeJobProvider
 from changeover.platforms.kubernetes import client as kube
 from changeover.platforms.kubernetes import informer
@@ -72,6 +73,7 @@ class OperatorAnalysis:
         directory = state_dir or Path(tempfile.mkdtemp(prefix="changeover-operator-"))
         self.store = AnalysisStore(directory / "analysis.db")
         self.client = client
+        self.namespace = namespace
         # (namespace, Secret, key) → value, read just before a run that names it starts.
         self._secrets: dict[tuple[str, str, str], str] = {}
         self._wake = wake
@@ -267,7 +269,9 @@ class OperatorAnalysis:
                 self.webhooks.stop(call_id)
 
     async def run(self) -> None:
-        """Step the runner once a second (measurements that are due start)."""
+        """Step the runner once a second (measurements that are due start), after deleting
+        the analysis Jobs an earlier operator process left (its measurements start again)."""
+        await self._delete_leftover_jobs()
         while True:
             try:
                 if self._runner is None and self.store.active_runs():
@@ -277,6 +281,24 @@ class OperatorAnalysis:
             except Exception:
                 log.exception("analysis step failed")
             await asyncio.sleep(1.0)
+
+    async def _delete_leftover_jobs(self) -> None:
+        try:
+            doc = await self.client.list(
+                kube.JOBS, namespace=self.namespace, label_selector=analysis_job.ROLLOUT_LABEL
+            )
+            for job in doc.get("items", []):
+                meta = job["metadata"]
+                await self.client.delete(
+                    kube.JOBS, meta["name"], namespace=meta["namespace"], propagation="Background"
+                )
+                log.info(
+                    "deleted analysis Job %s/%s left by an earlier operator",
+                    meta["namespace"],
+                    meta["name"],
+                )
+        except errors.ChangeoverError as exc:
+            log.warning("cannot delete leftover analysis Jobs: %s", exc)
 
     async def close(self) -> None:
         if self._runner is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from conftest import helper_operator
 from k8s_helpers import Kube, eventually, healthy_on, phase_is, rollout
 
 from changeover.operator.analysis_job import ROLLOUT_LABEL
@@ -155,3 +156,27 @@ async def test_a_failed_job_fails_the_analysis(
     assert st["analysis"]["smoke"]["phase"] == "Failed"
     assert "BackoffLimitExceeded" in st["message"] or "smoke" in st["message"]
     assert not marker.exists()
+
+
+async def test_a_job_left_by_an_earlier_operator_is_deleted(kube_: Kube, tmp_path: Path) -> None:
+    """The operator died mid-measurement: its Job has no one to read it (the run measures
+    again when it resumes), so the next operator deletes it."""
+    k = kube_
+    body = job_template(tmp_path / "x")["spec"]["metrics"][0]["provider"]["job"]
+    leftover = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "web-2-leftover", "labels": {ROLLOUT_LABEL: "web"}},
+        "spec": body["spec"],
+    }
+    unrelated = {**leftover, "metadata": {"name": "nightly-report"}}
+    await k.create(kube.JOBS, leftover)
+    await k.create(kube.JOBS, unrelated)
+    async with helper_operator(k):
+        await eventually(
+            lambda: k.client.get_or_none(kube.JOBS, "web-2-leftover", namespace=k.namespace),
+            lambda j: j is None,
+            within=30,
+            what="the leftover Job deleted",
+        )
+    assert await k.client.get_or_none(kube.JOBS, "nightly-report", namespace=k.namespace)
