@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, cast
@@ -51,6 +52,40 @@ class Limits:
     idle_timeout: float = IDLE_TIMEOUT_SECONDS  # a keep-alive connection with no request
     max_connections: int = 512
     max_pipeline: int = 16  # requests waiting per connection before reading pauses
+
+
+# ``serve`` reads overrides from its environment: CHANGEOVER_API_<FIELD> (upper case), e.g.
+# CHANGEOVER_API_MAX_CONNECTIONS=2048 or CHANGEOVER_API_HEADER_TIMEOUT=5.
+ENV_PREFIX = "CHANGEOVER_API_"
+
+
+def limits_from_env(environ: Mapping[str, str]) -> Limits:
+    """``Limits`` with the CHANGEOVER_API_* overrides in ``environ`` applied; a value that
+    is not a positive number is a ValueError naming the variable and what it expects.
+
+    >>> limits_from_env({"CHANGEOVER_API_MAX_CONNECTIONS": "64"}).max_connections
+    64
+    >>> limits_from_env({"CHANGEOVER_API_HEADER_TIMEOUT": "soon"})
+    Traceback (most recent call last):
+    ...
+    ValueError: CHANGEOVER_API_HEADER_TIMEOUT='soon': expected a number of seconds > 0
+    """
+    changes: dict[str, float | int] = {}
+    for f in dataclasses.fields(Limits):
+        name = ENV_PREFIX + f.name.upper()
+        raw = environ.get(name)
+        if raw is None:
+            continue
+        count = f.name.startswith("max_")
+        try:
+            value: float | int = int(raw) if count else float(raw)
+        except ValueError:
+            value = 0
+        if not value > 0 or value != value or value == float("inf"):
+            what = "a whole number > 0" if count else "a number of seconds > 0"
+            raise ValueError(f"{name}={raw!r}: expected {what}")
+        changes[f.name] = value
+    return dataclasses.replace(Limits(), **changes)  # type: ignore[arg-type]
 
 
 DEFAULT_LIMITS = Limits()

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import os
 from typing import Any
 
 from changeover import errors
@@ -278,10 +279,14 @@ async def start_api(
         raise ValueError("start_api needs a non-empty token")
     app = build_router(service, token=token, loopback=is_loopback(host))
     connections: set[http.HttpProtocol] = set()
+    try:
+        limits = http.limits_from_env(os.environ)  # CHANGEOVER_API_* (README: serve)
+    except ValueError as exc:
+        raise errors.PermanentBackendError(str(exc)) from exc
     loop = asyncio.get_running_loop()
     try:
         server = await loop.create_server(
-            lambda: http.HttpProtocol(app.dispatch, connections), host, port
+            lambda: http.HttpProtocol(app.dispatch, connections, limits), host, port
         )
     except OSError as exc:
         raise errors.PermanentBackendError(

@@ -145,3 +145,27 @@ async def test_connections_over_the_cap_get_503_and_a_log_line(
         writer.close()
         for _, w in held[1:]:
             w.close()
+
+
+async def test_serve_takes_the_limits_from_its_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from changeover import errors
+    from changeover.api.fake import FakeService
+    from changeover.api.server import start_api
+
+    monkeypatch.setenv("CHANGEOVER_API_MAX_CONNECTIONS", "1")
+    api = await start_api(FakeService(), "127.0.0.1", 0, "tok")
+    try:
+        port = int(api.url.rsplit(":", 1)[1].rstrip("/"))
+        _, held = await asyncio.open_connection("127.0.0.1", port)
+        await asyncio.sleep(0.05)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert (await read_all(reader, 5)).startswith(b"HTTP/1.1 503 ")
+        writer.close()
+        held.close()
+    finally:
+        await api.close()
+    monkeypatch.setenv("CHANGEOVER_API_HEADER_TIMEOUT", "-1")
+    with pytest.raises(errors.PermanentBackendError, match="CHANGEOVER_API_HEADER_TIMEOUT"):
+        await start_api(FakeService(), "127.0.0.1", 0, "tok")
