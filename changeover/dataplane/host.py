@@ -53,6 +53,7 @@ class Host:
         self.routing = codec.Routing()
         self.stopping = asyncio.Event()
         self._server: asyncio.AbstractServer | None = None
+        self._saving = asyncio.Lock()
 
     async def run(self, *, takeover: bool = False) -> None:
         predecessor = await asyncio.to_thread(self._take_over) if takeover else None
@@ -201,7 +202,10 @@ class Host:
             args = request["args"]
             await getattr(self.router, method)(*codec.decode_args(method, args))
             self.routing.record(method, args)
-            await asyncio.to_thread(records.write_json, self.paths.routing, self.routing.to_json())
+            async with self._saving:  # one write at a time, so the newest state is the last
+                await asyncio.to_thread(
+                    records.write_json, self.paths.routing, self.routing.to_json()
+                )
             return None
         if op == "verify_weight":
             (weights,) = codec.decode_args("set_weight", request["args"])
