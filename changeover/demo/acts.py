@@ -10,8 +10,8 @@ its analysis, then a bad v3 (30% of its answers are 500s) is aborted by it, all 
 back to v2, and the act reports the verdict and the bad version's blast radius.
 
 Act 3, blue-green (``demo-bluegreen``, 2 replicas): v2 comes up beside v1 and answers only
-on the preview port; ``promote`` switches all traffic at once; ``undo`` puts v1 (still up,
-thanks to ``scaleDownDelaySeconds``) back on preview at once and ``promote`` switches back.
+on the preview port; ``promote`` switches all traffic at once; ``undo`` switches it back to
+v1 at once (still up thanks to ``scaleDownDelaySeconds``: no preview, no promote needed).
 After each switch the per-second timeline shows that traffic moved within one second.
 """
 
@@ -198,22 +198,22 @@ def blue_green(st: stage.Stage, root: Path) -> None:
 
     st.say(
         "→ and back: blue (v1) is still running (scaleDownDelaySeconds "
-        f"{st.t.scale_down:g}s), so undo puts it"
+        f"{st.t.scale_down:g}s), so undo switches"
     )
-    st.say("  on preview at once, and promote switches all traffic back to it")
+    st.say("  all traffic back to it at once, as Argo Rollouts does")
     switch(st, to=v1, undo=True)
     st.hold(st.t.switched)
     st.end()
 
 
 def switch(st: stage.Stage, *, to: int, undo: bool) -> None:
-    """Promote (after an undo if asked) and show the per-second timeline around the switch."""
+    """Promote (or undo) and show the per-second timeline around the switch."""
     began = time.monotonic()
     if undo:
         st.command("undo")
-        st.wait_for("blue on preview", stage.paused)
-    st.command("promote", {"full": False})
-    # The promote's answer comes after the router switched: this second holds the switch.
+    else:
+        st.command("promote", {"full": False})
+    # The command's answer comes after the router switched: this second holds the switch.
     second = st.second()
     took = time.monotonic() - began
     st.wait_for(f"{st.versions[str(to)]} to serve all traffic", stage.serves(to))
