@@ -178,3 +178,37 @@ async def test_a_clients_shadow_mark_and_forwarded_proto_are_replaced(
     for copy in shadow.requests:
         assert copy.headers["x-changeover-shadow"] == "1"
         assert copy.headers["x-forwarded-proto"] == "http"
+
+
+async def test_http09_and_other_versions_are_refused_not_forwarded(
+    make_router: RouterFactory, upstream: UpstreamFactory
+) -> None:
+    """Found by the differential fuzzer: ``GET /`` without a version followed by field
+    lines was one request to the router (llhttp reads HTTP/0.9 with fields) and a bare
+    HTTP/0.9 request to nginx, which then closed: the two disagreed on where requests
+    end. Only HTTP/1.0 and 1.1 are proxied now."""
+    router, up = await one_revision(make_router, upstream)
+    for line in (b"GET /", b"GET / HTTP/2.0"):
+        answer = await router_helpers.raw_request(
+            router.port,
+            line + b"\r\nconnection: keep-alive\r\n\r\nGET /end HTTP/1.1\r\nhost: x\r\n\r\n",
+        )
+        assert answer.startswith(b"HTTP/1.1 505 "), answer
+    assert up.requests == []
+
+
+async def test_close_wins_over_keep_alive_and_nothing_after_it_is_read(
+    make_router: RouterFactory, upstream: UpstreamFactory
+) -> None:
+    """Found by the differential fuzzer: ``Connection: close, keep-alive`` on HTTP/1.0 kept
+    the connection open (llhttp's reading) and the next request was forwarded; nginx
+    closes after the response, as the client asked."""
+    router, up = await one_revision(make_router, upstream)
+    answer = await router_helpers.raw_request(
+        router.port,
+        b"GET /first HTTP/1.0\r\nconnection: close, keep-alive\r\n\r\n"
+        b"GET /second HTTP/1.1\r\nhost: x\r\n\r\n",
+    )
+    assert answer.count(b"HTTP/1.1 200 ") == 1
+    assert b"connection: close" in answer.lower()
+    assert [r.path for r in up.requests] == ["/first"]

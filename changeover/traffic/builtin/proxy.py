@@ -232,6 +232,12 @@ class ClientConnection(asyncio.Protocol):
         # httptools has validated the request line; reading its version off the head
         # spares building a version string per request.
         http11 = self.http11 = head.startswith(b" HTTP/1.1\r\n", head.find(b"\r\n") - 9)
+        if not http11 and not head.startswith(b" HTTP/1.0\r\n", head.find(b"\r\n") - 9):
+            # HTTP/0.9 (llhttp then reads field lines nginx would not) or 2.0 in HTTP/1
+            # syntax: where a request ends is not agreed on, so none is forwarded.
+            self.state.metrics.bad_requests += 1
+            self._fail(505, b"only HTTP/1.0 and HTTP/1.1 are supported\n")
+            return
         method = parser.get_method()
         tbl = self.state.table
         rebuild = not http11
@@ -259,12 +265,17 @@ class ClientConnection(asyncio.Protocol):
             chunked = wire.final_coding_chunked(codings)
             length = -1
         self._next = -1 if chunked else head_end + max(length, 0)
+        keep_alive = True  # an HTTP/1.1 head without a Connection field (not rebuilt)
         if rebuild:
             start, headers = wire.parse_head(head)
             extra_hop: frozenset[bytes] = frozenset()
             for name, value in headers:
                 if name == b"connection":
                     extra_hop = extra_hop | wire.connection_tokens(value)
+            # "close" wins over "keep-alive" (llhttp keeps an HTTP/1.0 connection open
+            # when both are listed; nginx closes it, and so must we: nothing after a
+            # request that says close may be read as a request).
+            keep_alive = parser.should_keep_alive() and b"close" not in extra_hop
             url = start.split(b" ", 2)[1]
             # Re-framed from what the parser read, never from the fields as sent.
             if chunked:
@@ -283,8 +294,7 @@ class ClientConnection(asyncio.Protocol):
             method,
             head,
             up_head,
-            # An HTTP/1.1 head without a Connection field (not rebuilt) is persistent.
-            parser.should_keep_alive() if rebuild else True,
+            keep_alive,
             chunked,
             expect,
             chunked or length > 0,
