@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit lint check bench clean fast crash-long fuzz deps-prometheus deps-bench deps-haproxy k8s-testbed bench-k8s bench-analysis
+.PHONY: demo test unit lint check bench clean fast crash-long fuzz deps-nginx deps-prometheus deps-bench deps-haproxy k8s-testbed bench-k8s bench-analysis
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -55,7 +55,7 @@ export K8S_TESTBED_DIR
 k8s-testbed:
 	bash tests/kubernetes/build-testbed.sh
 
-test: $(STAMP) $(FAST) deps-prometheus deps-haproxy k8s-testbed
+test: $(STAMP) $(FAST) deps-prometheus deps-haproxy deps-nginx k8s-testbed
 	$(MAKE) lint
 	$(BIN)/pytest -q
 
@@ -69,15 +69,25 @@ unit: $(STAMP) $(FAST)
 	$(BIN)/pytest -q -m 'not slow'
 
 # The long mode of the suite's generated cases (make test runs ~100 per property): 10,000
-# generated specs and condition expressions (tests/property), randomized on every run.
-fuzz: $(STAMP)
+# generated specs and condition expressions (tests/property), randomized on every run; and
+# 10,000 generated HTTP streams through the builtin router and nginx (make test: 200),
+# compared for desync (tests/traffic/http_fuzz.py).
+fuzz: $(STAMP) $(FAST) deps-nginx
 	CHANGEOVER_FUZZ_EXAMPLES=10000 $(BIN)/pytest -q -p no:cacheprovider tests/property
+	CHANGEOVER_FUZZ_CASES=10000 $(BIN)/pytest -q -s -p no:cacheprovider \
+	  tests/traffic/test_router_fuzz.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check changeover tests examples bench tools
 	$(BIN)/ruff format --check changeover tests examples bench tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+# The differential HTTP fuzzer compares the builtin router with Debian's nginx.
+deps-nginx:
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { \
+	  apt-get -o DPkg::Lock::Timeout=600 update && \
+	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y nginx; }
 
 # The data-plane benchmark (bench/README.md) loads proxies with wrk and compares against
 # nginx and HAProxy: Debian's packages, installed only when missing.
