@@ -220,6 +220,7 @@ class Serve:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.serve_args: list[str] = []  # more `serve` options, e.g. ["--down-on-exit"]
         self.env = {
             k: v
             for k, v in os.environ.items()
@@ -247,6 +248,7 @@ class Serve:
             "serve",
             "--listen",
             f"127.0.0.1:{self.port}",
+            *self.serve_args,
         ]
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(

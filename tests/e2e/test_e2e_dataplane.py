@@ -206,3 +206,17 @@ def test_a_new_router_version_takes_the_listening_socket_over(serve: Serve, tmp_
         report = load.stop()
     assert report.failures == 0, describe(report)
     assert serve.status("upgrade")["weights"] == {"1": 50, "2": 50}
+
+
+def test_serve_down_on_exit_stops_routers_and_replicas(serve: Serve, tmp_path: Path) -> None:
+    """The throw-away dev session: with --down-on-exit, stopping serve stops everything,
+    and serve says which it did."""
+    serve.stop()
+    serve.serve_args = ["--down-on-exit"]
+    serve.start()
+    _canary_paused(serve, tmp_path, "dev")
+    pids = [serve.router_pid(), *serve.replica_pids("dev")]
+    assert all(_alive(p) for p in pids)
+    serve.stop()
+    assert "and with it 1 router(s) and 2 replica(s) (--down-on-exit)" in serve.log()
+    assert not any(_alive(p) for p in pids)
