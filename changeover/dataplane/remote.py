@@ -151,6 +151,10 @@ class RemoteRouter:
                 self.handle, self.adopted = handle, True
                 self.port = int(doc.get("port") or self.port)
                 log.info("adopted the router process of %s (pid %d)", self.rollout, handle.pid)
+                # Its totals before the first plan: an analysis sampling the registry must
+                # never see the counters jump from nothing to everything since it started.
+                with contextlib.suppress(errors.BackendError):
+                    await self.refresh_metrics()
                 self._start_watch()
                 return
             if self._can_take_over(handle):
