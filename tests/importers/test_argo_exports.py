@@ -155,3 +155,22 @@ def test_a_file_with_nothing_to_import_is_an_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize("kind", ["List", "RolloutList"])
 def test_unlisted_reads_lists_of_either_kind(kind: str) -> None:
     assert importers.unlisted([{"kind": kind, "items": [DEMO]}]) == [DEMO]
+
+
+def test_strict_does_not_fail_on_the_services_beside_a_rollout(tmp_path: Path) -> None:
+    """Argo's examples keep the Services a canary names in the same file: they are the
+    user's, not converted, and not lost; an Argo kind that is not converted is."""
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "rollouts-demo"},
+        "spec": {"ports": [{"port": 80, "targetPort": "http"}], "selector": {"app": "demo"}},
+    }
+    runner = CliRunner()
+    out = runner.invoke(app, ["import", _write(tmp_path, _export(DEMO, service)), "--strict"])
+    assert out.exit_code == 0, out.output
+    assert "Service/rollouts-demo: dropped: v1 Service is not a rollout: left out" in out.stderr
+    experiment = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Experiment", "metadata": {}}
+    experiment["metadata"]["name"] = "canary-vs-baseline"
+    lossy = runner.invoke(app, ["import", _write(tmp_path, _export(DEMO, experiment)), "--strict"])
+    assert lossy.exit_code == 2

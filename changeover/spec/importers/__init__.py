@@ -116,7 +116,16 @@ def _convert_one(
     if kind in _HELPERS:
         return Result()
     notes = Notes(source)
-    notes.drop(f"{kind}/{_name(doc)}", f"{api} {kind} is not a rollout: left out")
+    # An Argo or Flagger resource that is not converted is lost (an Experiment, an
+    # AnalysisRun); a Service, Ingress or Secret beside the rollout is the user's own and
+    # stays as it is (the rollout refers to it by name): apply it as before.
+    ours_to_convert = api.startswith(("argoproj.io/", "flagger.app/"))
+    notes.drop(
+        f"{kind}/{_name(doc)}",
+        f"{api} {kind} is not a rollout: left out"
+        + ("" if ours_to_convert else " (apply it as it is)"),
+        loss=ours_to_convert,
+    )
     return Result(notes=notes.items)
 
 

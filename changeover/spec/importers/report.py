@@ -52,8 +52,8 @@ class Notes:
         self.source = source
         self.items: list[Note] = []
 
-    def drop(self, path: str, message: str) -> None:
-        self.items.append(Note(self.source, path, message, "dropped"))
+    def drop(self, path: str, message: str, *, loss: bool = True) -> None:
+        self.items.append(Note(self.source, path, message, "dropped", loss))
 
     def change(self, path: str, message: str, *, loss: bool = True) -> None:
         self.items.append(Note(self.source, path, message, "changed", loss))
