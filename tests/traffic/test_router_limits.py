@@ -168,3 +168,22 @@ def test_spec_traffic_builtin_sets_the_limits() -> None:
     assert router.settings.send_timeout == Settings().send_timeout
     with pytest.raises(ValueError, match="headerTimeoutSeconds"):
         traffic_settings.BuiltinSettings.model_validate({"headerTimeoutSeconds": 0})
+
+
+def test_a_rollouts_limits_reach_its_router_process_config() -> None:
+    """spec.traffic.builtin → the router process's factory arguments → Settings."""
+    from changeover.controller import runtime
+    from changeover.spec import load
+
+    (doc,) = load.parse_rollouts(
+        load.load_text(
+            "apiVersion: changeover.dev/v1alpha1\nkind: Rollout\nmetadata: {name: web}\n"
+            "spec:\n  template: {command: [python3, app.py]}\n  service: {port: 8080}\n"
+            "  strategy: {canary: {steps: [{setWeight: 50}]}}\n"
+            "  traffic: {builtin: {sendTimeoutSeconds: 9, maxConnections: 77}}\n"
+        )
+    )
+    config = runtime.router_config(doc)
+    router = router_mod.factory("web", **{**config, "port": 0})
+    assert router.settings.send_timeout == 9
+    assert router.settings.max_connections == 77
