@@ -73,6 +73,7 @@ class AnalysisRunner:
         self._runs: dict[str, AnalysisRun] = {}  # not completed
         self._done: dict[str, AnalysisRun] = {}  # completed, as observed recently
         self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._held: dict[tuple[str, str], float] = {}  # (run, metric) → not before this time
         for doc in store.active_runs():
             run = AnalysisRun.from_json(doc)
             self._runs[run.id] = run
@@ -174,7 +175,7 @@ class AnalysisRunner:
         for run in list(self._runs.values()):
             for metric in run.due(now):
                 key = (run.id, metric.name)
-                if key not in self._tasks:
+                if key not in self._tasks and self._held.get(key, 0.0) <= now:
                     task = asyncio.create_task(
                         self._measure(run.id, metric), name=f"measure {run.id} {metric.name}"
                     )
@@ -184,8 +185,15 @@ class AnalysisRunner:
             self._done.clear()
 
     def _forget_task(self, key: tuple[str, str]) -> Callable[[asyncio.Task[None]], None]:
-        def done(_task: asyncio.Task[None]) -> None:
+        def done(task: asyncio.Task[None]) -> None:
             self._tasks.pop(key, None)
+            if not task.cancelled() and task.exception() is not None:
+                # A measurement that could not even be recorded stays due: hold it back
+                # for the error retry pause, or it is taken again on every tick.
+                log.error("measuring %s failed", key, exc_info=task.exception())
+                self._held[key] = self.clock.now() + spec_analysis.ERROR_RETRY_SECONDS
+            else:
+                self._held.pop(key, None)
 
         return done
 
@@ -325,6 +333,7 @@ class AnalysisRunner:
         return read
 
     def _cancel(self, run_id: str, keep: tuple[str, str] | None = None) -> None:
+        self._held = {key: at for key, at in self._held.items() if key[0] != run_id}
         for key, task in list(self._tasks.items()):
             if key[0] == run_id and key != keep and not task.cancelling():
                 task.cancel()

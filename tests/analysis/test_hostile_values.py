@@ -311,3 +311,28 @@ async def test_a_background_run_with_only_errors_stopped_is_an_error_run(h: Harn
         "metric m Error (GET " + h.server.url("/m") + ': HTTP 503: {"error": "down"}); '
         "stopped after 3 measurements, all errors: an Error is never a success",
     )
+
+
+async def test_a_measurement_that_cannot_be_recorded_is_not_retaken_on_every_tick(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever else breaks after a measurement (here: folding it into the run, as the
+    400-digit integer once did), the metric is held back for the error retry pause instead
+    of being measured again on every tick."""
+
+    def broken(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("a bug")
+
+    h.start()
+    monkeypatch.setattr(assess, "record", broken)
+    for _ in range(10):
+        h.runner.step()
+        await asyncio.sleep(0.05)
+    assert len(h.server.requests) == 1
+    h.clock.advance(spec.ERROR_RETRY_SECONDS)
+    h.runner.step()
+    for _ in range(100):
+        if len(h.server.requests) == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert len(h.server.requests) == 2
