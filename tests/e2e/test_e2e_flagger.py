@@ -12,13 +12,10 @@ one is applied, each weight waits for a passing check and it is promoted.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 from e2e_helpers import (
@@ -26,9 +23,10 @@ from e2e_helpers import (
     BackgroundLoad,
     Serve,
     example_rollout,
-    free_port,
     write_rollout,
 )
+
+from tests import prometheus_helpers
 
 pytestmark = pytest.mark.slow
 
@@ -82,56 +80,10 @@ spec:
 """
 
 
-def _prometheus(tmp: Path, scrape_port: int) -> Iterator[str]:
-    exe = shutil.which("prometheus")
-    if exe is None:
-        pytest.fail("prometheus is not on PATH: run `make deps-prometheus` (Debian package)")
-    (tmp / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        "scrape_configs:\n"
-        "  - job_name: changeover\n"
-        f"    static_configs: [{{targets: ['127.0.0.1:{scrape_port}']}}]\n"
-    )
-    port = free_port()
-    log = (tmp / "prometheus.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            exe,
-            f"--config.file={tmp / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=warn",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (tmp / "prometheus.log").read_text()[-2000:]
-            try:
-                if httpx.get(f"{url}/-/ready").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "prometheus did not start"
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
 @pytest.fixture
 def prometheus(serve: Serve, tmp_path: Path) -> Iterator[str]:
-    (tmp_path / "prom").mkdir()
-    yield from _prometheus(tmp_path / "prom", serve.port)
+    with prometheus_helpers.running(tmp_path / "prom", serve.port) as url:
+        yield url
 
 
 def _imported(serve: Serve, tmp_path: Path, prometheus: str) -> JSON:

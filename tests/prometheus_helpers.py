@@ -1,0 +1,127 @@
+"""A real Prometheus (Debian's package) for tests: ``running(tmp, scrape_port)`` starts one on
+a free loopback port scraping ``127.0.0.1:scrape_port`` every second, yields its URL and
+stops it. ``Exporter`` serves counters that grow at rates the test sets (per series), so
+``rate()`` over them is what the test says."""
+
+from __future__ import annotations
+
+import http.server
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def running(tmp: Path, scrape_port: int) -> Iterator[str]:
+    exe = shutil.which("prometheus")
+    if exe is None:
+        pytest.fail("prometheus is not on PATH: run `make deps-prometheus` (Debian package)")
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n"
+        "  - job_name: test\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{scrape_port}']}}]\n"
+    )
+    log = (tmp / "prometheus.log").open("wb")
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        for _attempt in range(3):  # the free port can be taken between probe and bind
+            port = _free_port()
+            proc = subprocess.Popen(
+                [
+                    exe,
+                    f"--config.file={tmp / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={tmp / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    "--log.level=warn",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and proc.poll() is None:
+                try:
+                    if httpx.get(f"{url}/-/ready").status_code == 200:
+                        yield url
+                        return
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.2)
+            proc.kill()
+            proc.wait()
+        pytest.fail("prometheus did not start:\n" + (tmp / "prometheus.log").read_text()[-2000:])
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+
+
+class Exporter:
+    """Counters ``name{labels}`` growing at ``rate`` per second from when they are set."""
+
+    def __init__(self) -> None:
+        self._series: dict[str, tuple[float, float, float]] = {}  # line → (base, rate, since)
+        self._lock = threading.Lock()
+        handler = type("Handler", (_Handler,), {"exporter": self})
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def rate(self, series: str, per_second: float) -> None:
+        """``series`` (``name{label="x"}``) grows at ``per_second`` from now on."""
+        with self._lock:
+            now = time.time()
+            self._series[series] = (self._value(series, now), per_second, now)
+
+    def _value(self, series: str, now: float) -> float:
+        base, rate, since = self._series.get(series, (0.0, 0.0, now))
+        return base + rate * (now - since)
+
+    def render(self) -> str:
+        with self._lock:
+            now = time.time()
+            return "".join(f"{s} {self._value(s, now)}\n" for s in self._series)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    exporter: Exporter
+
+    def do_GET(self) -> None:
+        body = self.exporter.render().encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
