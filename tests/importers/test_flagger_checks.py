@@ -219,3 +219,38 @@ def test_a_metric_template_secret_is_named_never_copied_nor_asked_for_in_plain_t
     text = str(result.documents)
     assert "prom-auth" not in text and "password" not in text.lower()
     assert not any("plain" in n.message or "password:" in n.message for n in result.notes)
+
+
+def test_an_imported_ab_test_promotes_after_iterations_passing_checks() -> None:
+    # docs/gitbook/tutorials/istio-ab-testing.md: iterations 3, a header match.
+    ab = {
+        "interval": "1m",
+        "threshold": 2,
+        "iterations": 3,
+        "match": [{"headers": {"x-canary": {"exact": "insider"}}}],
+        "metrics": [SUCCESS],
+    }
+    world = _world(canary(ab, provider="istio"))
+    assert world.desired(2) == world.desired(1) == 1  # the canary at full size
+    assert list(world.status.traffic.header_routes) == ["ab-test"]
+    assert world.weights == {1: 100}
+    _measure(world, "Failed")
+    for _ in range(2):
+        _measure(world, "Successful")
+        assert world.phase == Phase.PROGRESSING and world.weights == {1: 100}
+    _measure(world, "Successful")  # the third passing check: promoted
+    assert world.phase == Phase.HEALTHY and world.weights == {2: 100}
+    assert world.status.traffic.header_routes == {}
+
+
+def test_an_imported_blue_green_checks_iterations_then_one_more_with_all_traffic() -> None:
+    # docs/gitbook/tutorials/istio-progressive-delivery.md, "Blue/Green": iterations 2.
+    bg = {"interval": "1m", "threshold": 2, "iterations": 2, "metrics": [SUCCESS]}
+    world = _world(canary(bg, provider="istio"))
+    assert world.desired(2) == 1 and world.weights == {1: 100}
+    _measure(world, "Successful")
+    _measure(world, "Successful")
+    assert world.weights == {2: 100} and world.phase == Phase.PROGRESSING
+    _measure(world, "Failed")
+    _measure(world, "Failed")  # threshold 2: rolled back even at 100%
+    assert world.phase == Phase.ABORTED and world.weights == {1: 100}
