@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 
 from changeover import errors
 from changeover.engine import actions
@@ -254,3 +255,37 @@ def test_an_imported_blue_green_checks_iterations_then_one_more_with_all_traffic
     _measure(world, "Failed")
     _measure(world, "Failed")  # threshold 2: rolled back even at 100%
     assert world.phase == Phase.ABORTED and world.weights == {1: 100}
+
+
+def test_strict_passes_a_canary_whose_notes_only_say_how_it_was_written(tmp_path: Any) -> None:
+    from typer.testing import CliRunner
+
+    from changeover.cli.main import app
+
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "podinfo"},
+        "spec": {
+            "replicas": 2,
+            "template": {
+                "metadata": {"labels": {"app": "podinfo"}},
+                "spec": {"containers": [{"name": "podinfod", "image": "podinfo:6.0.0"}]},
+            },
+        },
+    }
+    analysis = dict(TUTORIAL, metrics=[SUCCESS, {"name": "up rate", "query": "sum(up)"}])
+    doc = canary(
+        analysis,
+        namespace=None,
+        provider="nginx",
+        ingressRef={"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "podinfo"},
+    )
+    path = tmp_path / "canary.yaml"
+    path.write_text(yaml.safe_dump_all([deployment, doc]))
+    out = CliRunner().invoke(app, ["import", "--strict", str(path)])
+    assert out.exit_code == 0, out.stderr
+    assert "metadata.namespace" in out.stderr and "'up rate' is written 'up-rate'" in out.stderr
+    rollout = yaml.safe_load(out.stdout)
+    (_, up) = rollout["spec"]["checks"]["metrics"]
+    assert up["successCondition"] == "result[-1] == result[-1]"  # Flagger: any value passes

@@ -145,6 +145,7 @@ def _namespace(meta: JSON, notes: Notes) -> tuple[str, list[JSON]]:
         "metadata.namespace",
         "absent: {{ namespace }} in the metric queries is the namespace the Rollout is "
         "applied in (argument 'namespace' from metadata.namespace)",
+        loss=False,
     )
     arg = {"name": "namespace", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}
     return "{{args.namespace}}", [arg]
@@ -193,6 +194,7 @@ def _template(out: JSON, deployment: JSON | None, target: str, notes: Notes) -> 
         "spec.targetRef",
         f"Deployment {target}'s pod template and replicas moved into the Rollout "
         "(delete the Deployment once the Rollout runs)",
+        loss=False,
     )
     return deployment
 
@@ -208,7 +210,7 @@ def _service(svc: JSON, svc_name: str, deployment: JSON | None, notes: Notes) ->
         number = _named_port(deployment, target_port)
         if number is not None:
             out["targetPort"] = number
-            notes.change("spec.service.targetPort", f"port {target_port!r} is {number}")
+            notes.change("spec.service.targetPort", f"port {target_port!r} is {number}", loss=False)
         else:
             notes.change(
                 "spec.service.targetPort",
@@ -298,7 +300,9 @@ def _interval(analysis: JSON, notes: Notes) -> float:
         notes.change("spec.analysis.interval", f"{raw!r} is not a duration: Flagger's 1m used")
         return 60.0
     if seconds < 10:
-        notes.change("spec.analysis.interval", f"{raw}: Flagger runs checks every 10s at most")
+        notes.change(
+            "spec.analysis.interval", f"{raw}: Flagger runs checks every 10s at most", loss=False
+        )
         return 10.0
     return seconds
 
@@ -359,7 +363,7 @@ def _strategy(
             {"setCanaryScale": {"matchTrafficWeight": True}},
         ]
     if analysis.get("stepWeight") and not analysis.get("maxWeight"):
-        notes.change("spec.analysis.stepWeight", "no maxWeight: steps go up to 100")
+        notes.change("spec.analysis.stepWeight", "no maxWeight: steps go up to 100", loss=False)
     for weight in _weights(analysis):
         steps += [{"setWeight": weight}, {"check": {}}]
     return {"canary": {"steps": steps}}
@@ -382,6 +386,7 @@ def _kubernetes(
             f"spec.analysis.{why}",
             "the kubernetes provider cannot shift traffic: blue/green with 10 iterations, "
             "as Flagger sets",
+            loss=False,
         )
     return {
         "blueGreen": {
@@ -437,7 +442,7 @@ def _webhooks(hooks: list[JSON], interval: float, notes: Notes) -> list[JSON]:
         name = str(hook.get("name") or f"webhook-{i}")
         converted["name"] = _slug(name)
         if converted["name"] != name:
-            notes.change(f"{path}.name", f"{name!r} is written {converted['name']!r}")
+            notes.change(f"{path}.name", f"{name!r} is written {converted['name']!r}", loss=False)
         if converted["type"] not in _TYPES:
             notes.drop(path, f"webhook type {converted['type']} is not supported")
             continue

@@ -158,7 +158,7 @@ def convert(
     count or limits); None (with a note) when it cannot run here."""
     name = str(metric.get("name") or "metric")
     if slug(name) != name:
-        notes.change(f"{path}.name", f"{name!r} is written {slug(name)!r}")
+        notes.change(f"{path}.name", f"{name!r} is written {slug(name)!r}", loss=False)
     query, address = _source(metric, path, notes, provider=provider, templates=templates)
     if query is None:
         return None
@@ -173,13 +173,16 @@ def convert(
         "provider": {"prometheus": {"address": address, "query": query}},
     }
     success = condition(metric.get("thresholdRange") or {})
-    if success is not None:
-        out["successCondition"] = success
-    else:
+    if success is None:
+        # Flagger only checks that the query gave a value (no sample or NaN fails): a
+        # number equals itself, NaN does not, and an empty vector is an Error.
+        success = "result[-1] == result[-1]"
         notes.change(
             f"{path}.thresholdRange",
-            "absent: every measurement is Inconclusive, which fails the check",
+            "absent: as in Flagger, any value passes (no value, or NaN, fails the check)",
+            loss=False,
         )
+    out["successCondition"] = success
     notes.rest(metric, path, _METRIC_KEYS)
     return out
 
@@ -225,7 +228,9 @@ def _source(
         _provider_notes(provider_block, f"{path}.templateRef", str(ref.get("name")), notes)
         return str(spec.get("query") or ""), address
     if metric.get("query"):
-        notes.change(f"{path}.query", f"runs against Flagger's default {DEFAULT_ADDRESS}")
+        notes.change(
+            f"{path}.query", f"runs against Flagger's default {DEFAULT_ADDRESS}", loss=False
+        )
         return str(metric["query"]), DEFAULT_ADDRESS
     builtin = BUILTIN[family(provider)].get(name)
     if builtin is None:
@@ -236,5 +241,6 @@ def _source(
         f"Flagger's built-in {name} check, as its {family(provider)} Prometheus query against "
         f"{DEFAULT_ADDRESS} (Flagger's default -metrics-server: change the address if yours "
         "differs)",
+        loss=False,
     )
     return builtin, DEFAULT_ADDRESS
