@@ -26,6 +26,7 @@ from changeover import errors
 from changeover.spec import analysis_checks, load, validate
 
 SOURCE = "fuzz.yaml"
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's: 40 times as fast
 EXAMPLES = example_documents()
 # The examples' AnalysisTemplates, as if applied earlier (the server knows stored ones).
 STORED = {
@@ -66,7 +67,7 @@ def problems_of_apply(documents: list[dict[str, Any]]) -> list[errors.SpecProble
 
 def problems_of_lint(documents: list[dict[str, Any]]) -> list[errors.SpecProblem]:
     """What ``lint`` says of ``documents`` written as one YAML file."""
-    text = yaml.safe_dump_all(documents, allow_unicode=True)
+    text = yaml.dump_all(documents, Dumper=_DUMPER, allow_unicode=True)
     try:
         validate.read_text(text, source=SOURCE)
     except errors.SpecError as exc:
