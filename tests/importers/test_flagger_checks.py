@@ -289,3 +289,27 @@ def test_strict_passes_a_canary_whose_notes_only_say_how_it_was_written(tmp_path
     rollout = yaml.safe_load(out.stdout)
     (_, up) = rollout["spec"]["checks"]["metrics"]
     assert up["successCondition"] == "result[-1] == result[-1]"  # Flagger: any value passes
+
+
+@pytest.mark.parametrize(
+    ("provider", "needle"),
+    [
+        ("istio", 'istio_requests_total{reporter="destination",destination_workload_namespace='),
+        ("gatewayapi:v1", 'http_request_duration_seconds_count{kubernetes_namespace="test"'),
+        ("kubernetes", "http_request_duration_seconds_count{"),
+        ("linkerd", 'response_total{namespace="test",deployment=~"podinfo"'),
+        ("osm", 'osm_request_total{destination_namespace="test",destination_kind="Deployment"'),
+        ("contour", 'envoy_cluster_name=~"test_web-canary_[0-9a-zA-Z-]+"'),
+        ("gloo", 'envoy_cluster_name=~"test-podinfo-canaryupstream-'),
+        ("appmesh", "istio_requests_total{"),  # Flagger's observer factory: Istio otherwise
+    ],
+)
+def test_built_in_metrics_use_the_query_of_flaggers_observer_for_the_provider(
+    provider: str, needle: str
+) -> None:
+    doc = canary(TUTORIAL, provider=provider)
+    doc["spec"]["service"]["name"] = "web"
+    rollout, _ = convert(doc)
+    checks = rollout["spec"].get("checks") or {}
+    (metric,) = checks["metrics"]
+    assert needle in metric["provider"]["prometheus"]["query"]

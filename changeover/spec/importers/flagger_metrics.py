@@ -32,16 +32,31 @@ JSON = dict[str, Any]
 DEFAULT_ADDRESS = "http://prometheus:9090"
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][\w.-]*)\s*\}\}")
 
-# Flagger's built-in checks per provider family (its metrics observers), as PromQL with
-# Flagger's placeholders. Success rate is a percentage; duration is P99 in milliseconds.
+# Flagger's built-in checks per provider family (pkg/metrics/observers/*.go), as PromQL with
+# Flagger's placeholders. Success rate is a percentage; duration is P99 in milliseconds (the
+# http family's seconds are multiplied here, as Flagger's Go code does after the query).
 _ISTIO = (
     'sum(rate(istio_requests_total{{reporter="destination",'
     'destination_workload_namespace="{{{{ namespace }}}}",'
     'destination_workload=~"{{{{ target }}}}"{extra}}}[{{{{ interval }}}}]))'
 )
-_ENVOY = (
+_CONTOUR = (
     "sum(rate(envoy_cluster_upstream_rq{{envoy_cluster_name=~"
-    '"{{{{ namespace }}}}_{{{{ target }}}}-canary_[0-9a-zA-Z-]+"{extra}}}[{{{{ interval }}}}]))'
+    '"{{{{ namespace }}}}_{{{{ service }}}}-canary_[0-9a-zA-Z-]+"{extra}}}[{{{{ interval }}}}]))'
+)
+_GLOO = (
+    "sum(rate(envoy_cluster_upstream_rq{{envoy_cluster_name=~"
+    '"{{{{ namespace }}}}-{{{{ target }}}}-canaryupstream-[0-9a-zA-Z-]+_[0-9a-zA-Z-]+"{extra}}}'
+    "[{{{{ interval }}}}]))"
+)
+_LINKERD = (
+    'sum(rate(response_total{{namespace="{{{{ namespace }}}}",deployment=~"{{{{ target }}}}",'
+    'direction="inbound"{extra}}}[{{{{ interval }}}}]))'
+)
+_OSM = (
+    'sum(rate(osm_request_total{{destination_namespace="{{{{ namespace }}}}",'
+    'destination_kind="Deployment",destination_name="{{{{ target }}}}"{extra}}}'
+    "[{{{{ interval }}}}]))"
 )
 _NGINX = (
     'sum(rate(nginx_ingress_controller_requests{{namespace="{{{{ namespace }}}}",'
@@ -68,12 +83,39 @@ BUILTIN: dict[str, dict[str, str]] = {
             'destination_workload=~"{{ target }}"}[{{ interval }}])) by (le))'
         ),
     },
-    "envoy": {
-        "request-success-rate": _rate(_ENVOY, "envoy_response_code"),
+    "contour": {
+        "request-success-rate": _rate(_CONTOUR, "envoy_response_code"),
         "request-duration": (
             "histogram_quantile(0.99, sum(rate(envoy_cluster_upstream_rq_time_bucket{"
-            'envoy_cluster_name=~"{{ namespace }}_{{ target }}-canary_[0-9a-zA-Z-]+"}'
+            'envoy_cluster_name=~"{{ namespace }}_{{ service }}-canary_[0-9a-zA-Z-]+"}'
             "[{{ interval }}])) by (le))"
+        ),
+    },
+    "gloo": {
+        "request-success-rate": _rate(_GLOO, "envoy_response_code"),
+        "request-duration": (
+            "histogram_quantile(0.99, sum(rate(envoy_cluster_upstream_rq_time_bucket{"
+            'envoy_cluster_name=~"{{ namespace }}-{{ target }}-canaryupstream-[0-9a-zA-Z-]+'
+            '_[0-9a-zA-Z-]+"}[{{ interval }}])) by (le))'
+        ),
+    },
+    "linkerd": {
+        "request-success-rate": (
+            _LINKERD.format(extra=',classification!="failure"')
+            + f" / {_LINKERD.format(extra='')} * 100"
+        ),
+        "request-duration": (
+            "histogram_quantile(0.99, sum(rate(response_latency_ms_bucket{"
+            'namespace="{{ namespace }}",deployment=~"{{ target }}",direction="inbound"}'
+            "[{{ interval }}])) by (le))"
+        ),
+    },
+    "osm": {
+        "request-success-rate": _rate(_OSM, "response_code"),
+        "request-duration": (
+            "histogram_quantile(0.99, sum(rate(osm_request_duration_ms_bucket{"
+            'destination_namespace="{{ namespace }}",destination_kind="Deployment",'
+            'destination_name="{{ target }}"}[{{ interval }}])) by (le))'
         ),
     },
     "nginx": {
@@ -95,13 +137,15 @@ BUILTIN: dict[str, dict[str, str]] = {
         ),
     },
 }
-_FAMILY = {"istio": "istio", "gatewayapi": "envoy", "contour": "envoy", "gloo": "envoy"}
-_FAMILY |= {"nginx": "nginx"}
+# Flagger's observer per provider (pkg/metrics/observers/factory.go): the kubernetes and
+# Gateway API providers read the app's own metrics (``http``); any other, Istio's.
+_FAMILY = {"kubernetes": "http", "gatewayapi": "http", "contour": "contour", "gloo": "gloo"}
+_FAMILY |= {"nginx": "nginx", "linkerd": "linkerd", "osm": "osm"}
 
 
 def family(provider: str) -> str:
     """Which built-in queries a Flagger provider uses (``http``: the app's own metrics)."""
-    return _FAMILY.get(provider.split(":")[0], "http")
+    return _FAMILY.get(provider.split(":")[0], "istio")
 
 
 def fill(query: str, values: dict[str, str]) -> tuple[str, list[str]]:
