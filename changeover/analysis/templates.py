@@ -311,6 +311,8 @@ def _resolve_metric(
         if isinstance(value, str):
             raise TemplateError(f"{name}: expected a duration, got {value!r}", path)
         times[name] = value
+    if times["interval"] is not None and times["interval"] <= 0:  # {{args.x}} resolved to 0
+        raise TemplateError("interval: expected a positive duration such as 30s", path)
     if numbers.get("count", 1) > 1 and times["interval"] is None:
         # Argo Rollouts refuses this too: with no interval the second measurement never
         # comes, and the run would wait forever.

@@ -278,6 +278,15 @@ def _metrics_problems(
             error = conditions.check(checked)
             if error is not None:
                 problems.append(_problem(source, f"{where}.{field}", error))
+        if isinstance(metric.interval, float) and metric.interval <= 0:
+            problems.append(
+                _problem(
+                    source,
+                    f"{where}.interval",
+                    "expected a positive duration such as 30s: an interval of 0 would measure "
+                    "on every controller tick",
+                )
+            )
         if isinstance(metric.count, int) and metric.count > 1 and metric.interval is None:
             problems.append(
                 _problem(

@@ -336,3 +336,38 @@ async def test_a_measurement_that_cannot_be_recorded_is_not_retaken_on_every_tic
             break
         await asyncio.sleep(0.02)
     assert len(h.server.requests) == 2
+
+
+def test_an_interval_of_zero_is_refused_at_lint_and_at_run_start(h: Harness) -> None:
+    """interval 0 measured on every controller tick: the polling loop by configuration."""
+    from changeover.spec import analysis_checks, load
+
+    metric = {
+        "name": "m",
+        "interval": "{{args.every}}",
+        "count": 3,
+        "provider": {"web": {"url": h.server.url("/m")}},
+    }
+    doc = {
+        "apiVersion": "changeover.dev/v1alpha1",
+        "kind": "AnalysisTemplate",
+        "metadata": {"name": "t"},
+        "spec": {"args": [{"name": "every"}], "metrics": [{**metric, "interval": "0s"}]},
+    }
+    loaded = [load.LoadedDocument(source="t.yaml", index=0, data=doc)]
+    _, problems, _ = analysis_checks.parse_templates(loaded)
+    assert [(p.path, p.message.split(":")[0]) for p in problems] == [
+        ("spec.metrics[0].interval", "expected a positive duration such as 30s")
+    ]
+    analysis = spec.RolloutAnalysis.model_validate(
+        {"metrics": [metric], "args": [{"name": "every", "value": "0"}]}
+    )
+    h.runner.start(
+        actions.StartAnalysis(
+            run_id="z", kind="step", analysis=analysis, revision=2, stable_revision=1
+        ),
+        rollout=ROLLOUT,
+    )
+    seen = h.runner.observe("z")
+    assert seen is not None and seen.phase == "Error"
+    assert "interval: expected a positive duration" in seen.message
