@@ -13,6 +13,7 @@ requests are in flight even on a loaded machine).
 from __future__ import annotations
 
 import http.client
+import itertools
 import sys
 import threading
 import time
@@ -22,7 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import JSON, REPO, Serve, example_rollout, http_get, wait_until
+from e2e_helpers import (
+    JSON,
+    REPO,
+    Serve,
+    example_rollout,
+    http_get,
+    marked_processes,
+    wait_until,
+)
 
 from changeover import config
 from changeover.cli.client import Client as Api
@@ -30,6 +39,7 @@ from changeover.cli.client import Client as Api
 pytestmark = pytest.mark.slow
 
 ECHO_APP = REPO / "tests" / "apps" / "echo_app.py"
+_NUMBERS = itertools.count(1)
 SECONDS = 3.0  # the request in flight lasts this long, and so does the stream
 EVENTS = 60
 
@@ -159,17 +169,37 @@ class Deploy:
     _ports: tuple[int, int] = (0, 0)
 
 
+@pytest.fixture(scope="module")
+def shared_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
+    """One server for the module (each start costs seconds); every rollout has its own name
+    and ports, and is deleted after its test."""
+    server = Serve(tmp_path_factory.mktemp("drain") / "serve")
+    server.root.mkdir(parents=True)
+    try:
+        yield server.start()
+    finally:
+        server.cleanup()
+        assert not marked_processes(server.mark)
+
+
+@pytest.fixture
+def serve(shared_serve: Serve) -> Serve:
+    return shared_serve
+
+
 @pytest.fixture
 def api(serve: Serve) -> Iterator[Api]:
     token = (serve.state_dir / "token").read_text().strip()
     with Api(config.Target(url=serve.url, token=token)) as client:
         yield client
+        for rollout in client.list_rollouts():
+            client.delete(rollout["name"])
 
 
 def _deploy(
     serve: Serve, api: Api, tmp_path: Path, strategy: str, router: str = "builtin", **patch: Any
 ) -> Deploy:
-    name = f"drain-{strategy.lower()}"
+    name = f"drain-{strategy.lower()}-{next(_NUMBERS)}"
     deploy = Deploy(serve, api, name, strategy, patch, tmp_path / "unready", router)
     first = example_rollout(strategy, name=deploy.name, version="v1", mark=serve.mark)
     block = first["spec"]["strategy"][strategy]
