@@ -313,3 +313,11 @@ def test_built_in_metrics_use_the_query_of_flaggers_observer_for_the_provider(
     checks = rollout["spec"].get("checks") or {}
     (metric,) = checks["metrics"]
     assert needle in metric["provider"]["prometheus"]["query"]
+
+
+def test_match_without_iterations_is_a_weighted_canary_and_says_the_match_is_dropped() -> None:
+    match = [{"headers": {"x-canary": {"exact": "insider"}}}]
+    rollout, notes = convert(canary(dict(TUTORIAL, match=match), provider="istio"))
+    steps = rollout["spec"]["strategy"]["canary"]["steps"]
+    assert steps[:2] == [{"setWeight": 10}, {"check": {}}]
+    assert "header matches are not" in notes["spec.analysis.match"]

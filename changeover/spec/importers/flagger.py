@@ -352,6 +352,12 @@ def _strategy(
         if analysis.get("mirror"):
             steps.append({"setMirrorRoute": {"name": "mirror", "percentage": 0}})
         return {"canary": {"steps": [*steps, {"setWeight": 100}, {"check": {}}]}}
+    if analysis.get("match"):
+        notes.drop(
+            "spec.analysis.match",
+            "without iterations Flagger runs a weighted canary (not an A/B test): the "
+            "weights are carried, the header matches are not",
+        )
     steps = []
     if analysis.get("mirror"):
         # One interval of mirroring before the first weight (Flagger's mirror step).
