@@ -220,3 +220,18 @@ def test_serve_down_on_exit_stops_routers_and_replicas(serve: Serve, tmp_path: P
     serve.stop()
     assert "and with it 1 router(s) and 2 replica(s) (--down-on-exit)" in serve.log()
     assert not any(_alive(p) for p in pids)
+
+
+def test_down_with_serve_running_stops_serve_first(serve: Serve, tmp_path: Path) -> None:
+    _canary_paused(serve, tmp_path, "all")
+    assert serve.proc is not None
+    pids = [serve.router_pid(), *serve.replica_pids("all")]
+    down = serve.cli("down")
+    assert down.code == 0, down
+    assert f"stopped serve (pid {serve.proc.pid})" in down.stdout, down
+    assert "stopped the router of all" in down.stdout, down
+    assert "stopped 2 replica(s)" in down.stdout, down
+    assert serve.proc.wait(10) == 0
+    assert not any(_alive(p) for p in pids)
+    again = serve.cli("down")
+    assert again.stdout.strip() == f"nothing was running for {serve.state_dir.resolve()}", again
