@@ -18,6 +18,7 @@ the next number. Numbers are never reused, even after pruning::
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import sqlite3
 import threading
@@ -125,22 +126,54 @@ def _dumps(value: JSON) -> str:
 class Store:
     """One SQLite database file. Safe to share between threads (one connection, one lock)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout: float = 10.0) -> None:
+        """Open (or create) the database. ``busy_timeout``: how long a write waits for a
+        lock another process holds before it fails with "locked by another process"."""
         self.path = Path(path)
+        self.busy_timeout = busy_timeout
         self._lock = threading.RLock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, so every write is
             # exactly the transaction we wrote and never an implicit one left open.
             self._db = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=10.0
+                self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(_SCHEMA)
+            # A truncated or overwritten file can open cleanly and fail mid-rollout later:
+            # check every page now (milliseconds for a state database) and refuse to start.
+            check = self._db.execute("PRAGMA quick_check(1)").fetchone()
+            if check is None or check[0] != "ok":
+                raise sqlite3.DatabaseError(f"database disk image is malformed: {check}")
         except (sqlite3.Error, OSError) as exc:
-            raise errors.BackendError(f"cannot open the state database {self.path}: {exc}") from exc
+            raise self._error(exc, opening=True) from exc
+
+    def _error(self, exc: Exception, *, opening: bool = False) -> errors.BackendError:
+        """A sqlite3/OS error as a one-line BackendError naming the file and what to do."""
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            return errors.TemporaryBackendError(
+                f"the state database {self.path} is locked by another process (waited "
+                f"{self.busy_timeout:g} s); nothing was changed: retry once it is released "
+                f"(`fuser {self.path}` names the process)"
+            )
+        if "disk is full" in text or getattr(exc, "errno", None) == errno.ENOSPC:
+            return errors.TemporaryBackendError(
+                f"no space left on the device of the state database {self.path}; nothing was "
+                "changed: free space there and retry"
+            )
+        if "malformed" in text or "not a database" in text:
+            return errors.PermanentBackendError(
+                f"the state database {self.path} is damaged ({text}): restore it from a "
+                "backup, or move it aside to start with no rollouts; the routers and "
+                "replicas keep serving meanwhile"
+            )
+        if opening:
+            return errors.BackendError(f"cannot open the state database {self.path}: {text}")
+        return errors.BackendError(f"state database {self.path}: {text}")
 
     def close(self) -> None:
         with self._lock, contextlib.suppress(sqlite3.Error):
@@ -155,12 +188,12 @@ class Store:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise errors.BackendError(f"state database: {exc}") from exc
+                raise self._error(exc) from exc
             try:
                 yield self._db
             except sqlite3.Error as exc:
                 self._rollback()
-                raise errors.BackendError(f"state database: {exc}") from exc
+                raise self._error(exc) from exc
             except BaseException:
                 self._rollback()
                 raise
@@ -168,7 +201,7 @@ class Store:
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
-                raise errors.BackendError(f"state database: {exc}") from exc
+                raise self._error(exc) from exc
 
     def _rollback(self) -> None:
         # A failed ROLLBACK means SQLite already rolled back (e.g. on a full disk).
@@ -180,7 +213,7 @@ class Store:
             try:
                 return self._db.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
-                raise errors.BackendError(f"state database: {exc}") from exc
+                raise self._error(exc) from exc
 
     @staticmethod
     def _require(db: sqlite3.Connection, name: str) -> None:

@@ -257,3 +257,39 @@ def test_unopenable_database_is_a_backend_error(tmp_path: Path) -> None:
     (tmp_path / "dir.db").mkdir()
     with pytest.raises(errors.BackendError):
         Store(tmp_path / "dir.db")
+
+
+def test_a_write_blocked_by_another_lock_holder_fails_clearly_and_keeps_the_data(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "changeover.db"
+    s = Store(path, busy_timeout=0.2)
+    put(s, V1, "h1", now=1.0)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(errors.TemporaryBackendError) as raised:
+            put(s, V2, "h2", now=2.0)
+        assert f"the state database {path} is locked by another process" in str(raised.value)
+        assert "nothing was changed" in str(raised.value)
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    stored = s.get_rollout("chat")
+    assert stored is not None and stored.spec == spec(V1) and stored.generation == 1
+    put(s, V2, "h2", now=3.0)
+    s.close()
+
+
+def test_a_truncated_database_is_refused_at_open_with_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "changeover.db"
+    s = Store(path)
+    for i in range(200):
+        put(s, {"command": ["server", "x" * 500]}, f"h{i}", name=f"r{i}")
+    s.close()
+    with path.open("r+b") as f:
+        f.truncate(path.stat().st_size // 2)
+    with pytest.raises(errors.PermanentBackendError) as raised:
+        Store(path)
+    assert f"the state database {path} is damaged" in str(raised.value)
+    assert "restore it from a backup" in str(raised.value)
