@@ -92,6 +92,7 @@ def test_database_locked_by_another_process(serve: Serve, tmp_path: Path) -> Non
         report = load.stop()
     assert report.failures == 0, describe(report)
     assert [h["revision"] for h in serve.history("locked")][-2:] == [1, 2]
+    assert "Traceback" not in serve.log(), serve.log()
 
 
 def test_truncated_database_refuses_to_start_and_traffic_goes_on(
@@ -187,3 +188,4 @@ def _disk_full_scenario(serve: Serve, tmp_path: Path, disk: Path) -> None:
         report = load.stop()
     assert report.failures == 0, describe(report)
     assert [h["revision"] for h in serve.history("full")][-2:] == [2, 3]
+    assert "Traceback" not in serve.log(), serve.log()
