@@ -174,18 +174,7 @@ def _set_hist(h: metrics_mod.Histogram, data: dict[str, Any]) -> None:
         h.count = int(data["count"])
 
 
-_PLAIN = (
-    "in_flight",
-    "connect_errors",
-    "retries",
-    "timeouts",
-    "bad_responses",
-    "no_backend",
-    "client_aborts",
-    "mirror_sent",
-    "mirror_dropped",
-    "mirror_failed",
-)
+_PLAIN = metrics_mod.PLAIN_COUNTERS
 
 
 def encode_metrics(m: metrics_mod.RolloutMetrics) -> dict[str, Any]:

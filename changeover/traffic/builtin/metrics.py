@@ -124,7 +124,7 @@ class RevisionMetrics:
 
     def add(self, other: RevisionMetrics) -> None:
         """Sum another worker's counters for the same revision into these."""
-        for name in _PLAIN:
+        for name in PLAIN_COUNTERS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.codes = [a + b for a, b in zip(self.codes, other.codes, strict=True)]
         self.mirror_codes = [
@@ -160,7 +160,8 @@ class RevisionMetrics:
         }
 
 
-_PLAIN = (
+# The per-revision counters that are plain integers (the router process sends these to serve).
+PLAIN_COUNTERS = (
     "in_flight",
     "connect_errors",
     "retries",
