@@ -148,12 +148,35 @@ class Controller:
         Only this removes a terminating replica from a router (``_sync_backends`` keeps
         it until then): a router that has already forgotten an endpoint cannot wait for it.
         """
-        lives = list(self._live.values())
-        for live in lives:
+        lives = list(self._live.items())
+        for _, live in lives:
             for revision, endpoints in list(live.backends.items()):
                 if endpoint in endpoints:
                     live.backends[revision] = tuple(e for e in endpoints if e != endpoint)
-        await asyncio.gather(*(live.router.drain(endpoint, grace_seconds) for live in lives))
+        left = await asyncio.gather(
+            *(live.router.drain(endpoint, grace_seconds) for _, live in lives)
+        )
+        for (name, _), cut in zip(lives, left, strict=True):
+            if cut:
+                self._tell_drain_timeout(name, endpoint, cut, grace_seconds)
+
+    def _tell_drain_timeout(
+        self, name: str, endpoint: Endpoint, cut: int, grace_seconds: float
+    ) -> None:
+        """A ``DrainTimedOut`` event: ``cut`` requests were still in flight on ``endpoint``
+        when its grace period ended, so its SIGTERM cuts them."""
+        replica, revision = f"at {endpoint}", None
+        for rev, state in self.platform.observe(name).items():
+            for r in state.replicas:
+                if r.endpoint == endpoint:
+                    replica, revision = f"{r.id} ({endpoint})", rev
+        message = (
+            f"replica {replica}: {cut} request(s) still in flight after the "
+            f"{grace_seconds:g}s grace period; stopping it cuts them"
+        )
+        event = {"reason": "DrainTimedOut", "message": message, "revision": revision}
+        with contextlib.suppress(errors.ChangeoverError):  # the rollout was deleted meanwhile
+            self.store.add_events(name, [event], now=self.clock.now())
 
     def parsed(self, name: str) -> tuple[StoredRollout, models.Rollout] | None:
         """The stored rollout (without its spec document) and its parsed spec, parsed once

@@ -200,13 +200,13 @@ class Host:
         if op == "call":
             method = str(request["method"])
             args = request["args"]
-            await getattr(self.router, method)(*codec.decode_args(method, args))
+            value = await getattr(self.router, method)(*codec.decode_args(method, args))
             self.routing.record(method, args)
             async with self._saving:  # one write at a time, so the newest state is the last
                 await asyncio.to_thread(
                     records.write_json, self.paths.routing, self.routing.to_json()
                 )
-            return None
+            return value if method == "drain" else None  # drain: requests left in flight
         if op == "verify_weight":
             (weights,) = codec.decode_args("set_weight", request["args"])
             return await self.router.verify_weight(weights)

@@ -299,9 +299,10 @@ class RemoteRouter:
 
     # -- TrafficRouter ------------------------------------------------------------------
 
-    async def _call(self, method: str, *args: Any, within: float = CALL_TIMEOUT) -> None:
+    async def _call(self, method: str, *args: Any, within: float = CALL_TIMEOUT) -> Any:
+        """The router's answer to ``method(*args)`` (None except for ``drain``)."""
         message = {"op": "call", "method": method, "args": codec.encode_args(method, *args)}
-        await request(self.paths.socket, message, within=within)
+        return await request(self.paths.socket, message, within=within)
 
     async def set_weight(self, weights: Mapping[int, int]) -> None:
         if any(w < 0 for w in weights.values()) or sum(weights.values()) not in (0, 100):
@@ -345,8 +346,11 @@ class RemoteRouter:
     async def set_backends(self, revision: int, endpoints: Sequence[Endpoint]) -> None:
         await self._call("set_backends", revision, list(endpoints))
 
-    async def drain(self, endpoint: Endpoint, grace_seconds: float) -> None:
-        await self._call("drain", endpoint, grace_seconds, within=grace_seconds + CALL_TIMEOUT)
+    async def drain(self, endpoint: Endpoint, grace_seconds: float) -> int:
+        left = await self._call(
+            "drain", endpoint, grace_seconds, within=grace_seconds + CALL_TIMEOUT
+        )
+        return left if isinstance(left, int) and not isinstance(left, bool) else 0
 
 
 def _record_starting(paths: records.RouterPaths, pid: int, config: dict[str, Any]) -> None:

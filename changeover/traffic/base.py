@@ -70,8 +70,9 @@ class TrafficRouter(Protocol):
     async def set_backends(self, revision: int, endpoints: Sequence[Endpoint]) -> None:
         """The ready replica endpoints of ``revision`` (routers with ``BACKENDS``)."""
 
-    async def drain(self, endpoint: Endpoint, grace_seconds: float) -> None:
-        """Take ``endpoint`` out of every pool and wait until its in-flight requests end."""
+    async def drain(self, endpoint: Endpoint, grace_seconds: float) -> int:
+        """Take ``endpoint`` out of every pool and wait, up to ``grace_seconds``, until its
+        in-flight requests end; how many were still in flight then (0: drained)."""
 
     async def close(self) -> None:
         """Stop listening; in-flight requests finish."""

@@ -123,7 +123,7 @@ class RecordingRouter:
         else:
             self.backends.pop(revision, None)
 
-    async def drain(self, endpoint: Endpoint, grace_seconds: float) -> None:
+    async def drain(self, endpoint: Endpoint, grace_seconds: float) -> int:
         self._record("drain", endpoint, grace_seconds)
         self.drained.append(endpoint)
         for revision, eps in list(self.backends.items()):
@@ -132,6 +132,7 @@ class RecordingRouter:
                 self.backends[revision] = kept
             else:
                 del self.backends[revision]
+        return 0
 
     async def close(self) -> None:
         self._record("close")

@@ -313,3 +313,86 @@ def test_ab_test_undone_drains_variant_b(serve: Serve, api: Api, tmp_path: Path)
     deploy.command("undo", {"toRevision": 1})
     flight.finish().assert_complete("v2")
     serve.wait_phase(deploy.name, "Healthy", stableRevision=1, within=60)
+
+
+def _slow_get(endpoint: str, seconds: float, out: Outcome) -> threading.Thread:
+    """GET /slow?s=``seconds`` through ``endpoint`` on a thread of its own, into ``out``."""
+    host, _, port = endpoint.removeprefix("http://").rstrip("/").partition(":")
+
+    def run() -> None:
+        start = time.monotonic()
+        conn = http.client.HTTPConnection(host, int(port), timeout=seconds + 30)
+        try:
+            conn.request("GET", f"/slow?s={seconds:g}")
+            response = conn.getresponse()
+            out.status, out.body = response.status, response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            out.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            out.seconds = time.monotonic() - start
+            conn.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def _unready_with_a_request_in_flight(
+    deploy: Deploy, seconds: float
+) -> tuple[Outcome, threading.Thread]:
+    """v1 healthy, a ``seconds`` request in flight on it, then its readiness probe fails
+    until the router has taken it out (new requests are no longer answered by v1)."""
+    deploy.apply("v1", ECHO_HEALTHZ_FILE=str(deploy.healthz_file))
+    endpoint = deploy.healthy(1)
+    out = Outcome()
+    thread = _slow_get(endpoint, seconds, out)
+    time.sleep(0.3)  # it reached v1
+    deploy.healthz_file.touch()
+    wait_until(
+        lambda: http_get(endpoint, timeout=5).status != 200,
+        within=10,
+        what="the router to stop sending v1 requests once it is NotReady",
+    )
+    assert out.status is None and not out.error, f"the request ended early: {out}"
+    return out, thread
+
+
+def test_a_replica_gone_unready_still_drains_its_requests(
+    serve: Serve, api: Api, tmp_path: Path
+) -> None:
+    """The router took v1 out when it went NotReady; the request begun before that is still
+    waited for when v1 is then stopped (recreate stops it at once otherwise)."""
+    deploy = _deploy(serve, api, tmp_path, "recreate")
+    out, thread = _unready_with_a_request_in_flight(deploy, seconds=4)
+    deploy.apply("v2")
+    thread.join(40)
+    assert out.status == 200, f"the request in flight on the unready replica was cut: {out}"
+    assert b'"version": "v1"' in out.body, out
+    deploy.healthy(2)
+    reasons = [e["reason"] for e in api.events(deploy.name)]
+    assert "DrainTimedOut" not in reasons, reasons
+
+
+def test_a_drain_that_times_out_is_an_event(serve: Serve, api: Api, tmp_path: Path) -> None:
+    """A request longer than the grace period is cut, and the rollout's events say so
+    (``changeover get``, with ``-o json`` too), naming the replica and the count."""
+    deploy = _deploy(serve, api, tmp_path, "recreate")
+    doc = deploy.doc("v1")
+    doc["spec"]["template"]["terminationGracePeriodSeconds"] = 0.5
+    api.apply([doc], source="test")
+    endpoint = deploy.healthy(1)
+    out = Outcome()
+    thread = _slow_get(endpoint, 30, out)
+    time.sleep(0.5)  # it reached v1
+    deploy.apply("v2")
+    thread.join(40)
+    assert out.status != 200 or out.error, out
+    deploy.healthy(2)
+    events = serve.cli("get", deploy.name, "-o", "json", check=True).json["events"]
+    timed_out = [e for e in events if e["reason"] == "DrainTimedOut"]
+    assert len(timed_out) == 1, events
+    message = timed_out[0]["message"]
+    assert message.startswith("replica "), message
+    assert "1 request(s) still in flight" in message and "0.5s" in message, message
+    assert timed_out[0]["revision"] == 1, timed_out
+    assert "DrainTimedOut" in serve.cli("get", deploy.name, check=True).stdout

@@ -90,9 +90,35 @@ async def test_drain_gives_up_after_grace(
         in_flight = asyncio.create_task(client.get("/slow?delay=1"))
         await asyncio.sleep(0.1)
         t0 = loop.time()
-        await router.drain(ep(slow), 0.2)
+        left = await router.drain(ep(slow), 0.2)
         assert 0.15 <= loop.time() - t0 < 0.5
+        assert left == 1  # the controller turns this into a DrainTimedOut event
         assert (await in_flight).status_code == 200  # not cut: the platform decides that
+
+
+async def test_drain_waits_for_an_endpoint_already_taken_out(
+    make_router: RouterFactory, upstream: UpstreamFactory
+) -> None:
+    """A replica that went NotReady left the pool (set_backends) with a request in flight;
+    when it is then stopped, drain still waits for that request."""
+    slow, other = await upstream("slow"), await upstream("other")
+    router = await make_router()
+    await router.set_backends(1, [ep(slow)])
+    await router.set_weight({1: 100})
+    loop = asyncio.get_running_loop()
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{router.port}") as client:
+        in_flight = asyncio.create_task(client.get("/slow?delay=0.6"))
+        await asyncio.sleep(0.1)
+        await router.set_backends(1, [ep(other)])  # slow is NotReady
+        assert (await client.get("/")).text == "other"
+        t0 = loop.time()
+        left = await router.drain(ep(slow), 5)
+        waited = loop.time() - t0
+        response = await in_flight
+    assert response.status_code == 200 and response.text == "slow"
+    assert left == 0
+    assert 0.3 <= waited < 1.5
+    assert router.state.pool.retired == []
 
 
 async def test_refused_endpoint_is_retried_on_another(

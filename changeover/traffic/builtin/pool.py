@@ -5,7 +5,9 @@ refused a connection in the last second), then ``EndpointState.take_idle()`` for
 connection, and hands connections back with ``EndpointState.release()``. The router calls
 ``set_backends`` when the platform reports ready replicas and ``drain`` before a replica
 stops: the endpoint leaves every revision at once (no new request picks it), its idle
-connections close, and ``drain`` waits until its in-flight requests have finished.
+connections close, and ``drain`` waits until its in-flight requests have finished. An
+endpoint that ``set_backends`` removed earlier (a replica that went NotReady) is still
+tracked while requests are in flight on it, so a later ``drain`` waits for those too.
 
 Nothing here awaits on the hot path: ``pick``/``take_idle``/``release`` are plain calls.
 """
@@ -108,6 +110,10 @@ class Pool:
         self.revisions: dict[int, RevisionPool] = {}
         self.max_idle = max_idle_per_endpoint
         self._draining: set[Endpoint] = set()
+        # Endpoints removed by set_backends with requests still in flight: no new request
+        # goes to them, but a later drain() must wait for these (a NotReady replica that
+        # is then stopped would otherwise be cut at once).
+        self.retired: list[EndpointState] = []
 
     def has_endpoints(self, revision: int) -> bool:
         found = self.revisions.get(revision)
@@ -149,6 +155,9 @@ class Pool:
         ]
         for gone in kept.values():
             gone.deactivate()  # in-flight requests finish on their connections
+            if gone.in_flight > 0:
+                self.retired.append(gone)
+        self.retired = [st for st in self.retired if st.in_flight > 0]
         if new:
             rp = RevisionPool(new)
             rp.rr = old.rr % len(new) if old else 0
@@ -157,12 +166,16 @@ class Pool:
             self.revisions.pop(revision, None)
 
     def states_of(self, endpoint: Endpoint) -> list[EndpointState]:
-        return [
+        """Every state of ``endpoint``: in a revision's pool or retired with requests."""
+        routed = [
             ep for rp in self.revisions.values() for ep in rp.endpoints if ep.endpoint == endpoint
         ]
+        return routed + [st for st in self.retired if st.endpoint == endpoint]
 
-    async def drain(self, endpoint: Endpoint, grace_seconds: float) -> bool:
-        """Remove ``endpoint`` everywhere; True if its in-flight requests ended in time."""
+    async def drain(self, endpoint: Endpoint, grace_seconds: float) -> int:
+        """Remove ``endpoint`` everywhere and wait, up to ``grace_seconds``, for its
+        requests in flight (also those begun before set_backends removed it); the number
+        still in flight when the grace period ended (0: drained)."""
         states = self.states_of(endpoint)
         self._draining.add(endpoint)
         try:
@@ -174,10 +187,10 @@ class Pool:
                 st.deactivate()
             loop = asyncio.get_running_loop()
             deadline = loop.time() + grace_seconds
-            ok = True
             for st in states:
-                ok = await st.wait_idle(max(0.0, deadline - loop.time())) and ok
-            return ok
+                await st.wait_idle(max(0.0, deadline - loop.time()))
+            self.retired = [st for st in self.retired if st.in_flight > 0]
+            return sum(max(0, st.in_flight) for st in states)
         finally:
             # A later set_backends may bring the same address back (a new replica on a
             # recycled port): it is a new endpoint then.

@@ -320,20 +320,33 @@ class BuiltinRouter:
         self.state.pool.set_backends(revision, endpoints)
         await self._forward("set_backends", revision, list(endpoints))
 
-    async def drain(self, endpoint: Endpoint, grace_seconds: float) -> None:
+    async def drain(self, endpoint: Endpoint, grace_seconds: float) -> int:
+        """Take ``endpoint`` out and wait up to ``grace_seconds`` for its requests in flight
+        (those begun before an earlier ``set_backends`` removed it too); how many were still
+        in flight when the grace period ended (summed over workers)."""
         if self._workers:
-            await self._forward("drain", endpoint, grace_seconds)
+            cut = await workers_mod.broadcast(
+                self._workers,
+                "drain",
+                endpoint,
+                grace_seconds,
+                limit=grace_seconds + workers_mod.CALL_TIMEOUT,
+            )
             for revision, rp in list(self.state.pool.revisions.items()):
                 kept = [ep.endpoint for ep in rp.endpoints if ep.endpoint != endpoint]
                 self.state.pool.set_backends(revision, kept)
-            return
-        if not await self.state.pool.drain(endpoint, grace_seconds):
+            left = sum(int(n or 0) for n in cut)
+        else:
+            left = await self.state.pool.drain(endpoint, grace_seconds)
+        if left:
             log.warning(
-                "builtin router %s: %s still had requests in flight after %.1fs of drain",
+                "builtin router %s: %s still had %d request(s) in flight after %.1fs of drain",
                 self.rollout,
                 endpoint,
+                left,
                 grace_seconds,
             )
+        return left
 
     # -- introspection ------------------------------------------------------------------
 

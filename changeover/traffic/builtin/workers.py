@@ -124,8 +124,12 @@ async def start(
     return workers
 
 
-async def broadcast(workers: list[Worker], method: str, *args: Any) -> None:
-    await asyncio.gather(*(w.call(("call", method, args)) for w in workers))
+async def broadcast(
+    workers: list[Worker], method: str, *args: Any, limit: float = CALL_TIMEOUT
+) -> list[Any]:
+    """Call ``method(*args)`` on every worker's router; their return values."""
+    calls = (w.call(("call", method, args), limit) for w in workers)
+    return list(await asyncio.gather(*calls))
 
 
 async def collect(workers: list[Worker], into: metrics_mod.RolloutMetrics) -> None:
@@ -226,8 +230,7 @@ async def _serve(
                 conn.send(("ok", parts))
             else:
                 _, method, args = msg
-                await getattr(router, method)(*args)
-                conn.send(("ok", None))
+                conn.send(("ok", await getattr(router, method)(*args)))
         except Exception as exc:
             log.exception("router worker: %s failed", kind)
             conn.send(("err", repr(exc)))

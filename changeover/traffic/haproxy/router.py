@@ -402,17 +402,17 @@ class HAProxyRouter:
                 self.desired.backends.pop(revision, None)
             await self._sync()
 
-    async def drain(self, endpoint: Endpoint, grace_seconds: float) -> None:
+    async def drain(self, endpoint: Endpoint, grace_seconds: float) -> int:
         """Stop sending ``endpoint`` new requests (``state drain``) and wait, up to
-        ``grace_seconds``, until its current sessions end."""
+        ``grace_seconds``, until its current sessions end; how many were left then."""
         async with self._lock:
             if endpoint not in self.desired.server_of:
-                return
+                return 0
             self.desired.draining.add(endpoint)
             await self._sync()
             where = self.desired.server_of.get(endpoint)
         if where is None or self.process is None:
-            return
+            return 0
         lines = set(_lines(*where))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace_seconds
@@ -422,7 +422,7 @@ class HAProxyRouter:
                 int(r.get("scur") or 0) for r in rows if (r.get("pxname"), r.get("svname")) in lines
             )
             if busy == 0:
-                return
+                return 0
             if loop.time() >= deadline:
                 log.warning(
                     "haproxy router %s: %s still had %d sessions after %.1fs of drain",
@@ -431,7 +431,7 @@ class HAProxyRouter:
                     busy,
                     grace_seconds,
                 )
-                return
+                return busy
             await asyncio.sleep(0.05)
 
     # -- metrics ------------------------------------------------------------------------

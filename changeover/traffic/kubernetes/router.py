@@ -183,8 +183,8 @@ class KubeRouter:
     async def set_backends(self, revision: int, endpoints: Sequence[Endpoint]) -> None:
         return  # Services find pods by label; no endpoints are handed over
 
-    async def drain(self, endpoint: Endpoint, grace_seconds: float) -> None:
-        return  # the kubelet drains pods (terminationGracePeriodSeconds)
+    async def drain(self, endpoint: Endpoint, grace_seconds: float) -> int:
+        return 0  # the kubelet drains pods (terminationGracePeriodSeconds)
 
     async def close(self) -> None:
         return
