@@ -14,6 +14,7 @@ retry); each is told from what this module wrote by a marker Argo's controller u
 
     promote          pauseConditions: null while controllerPause stays true (we write both
                      when paused), or currentStepIndex moved past ours on the same pod hash
+                     (not in a status written while aborted: a retry restarts at step 0)
     promote --full   promoteFull: true            (index >= number of steps: the same)
     abort            abort: true without abortedAt (we write both when aborted)
     retry            abort: false with abortedAt still there
@@ -64,9 +65,12 @@ def commands(argo: JSON, ours: RolloutStatus, *, target_hash: str) -> list[Comma
         return out
     # Only a canary's status carries our step index (blue-green's stages are internal).
     same_step = steps is None or index == ours.current_step_index
+    # An index written while aborted is the aborted attempt's: a retry starts ours over from
+    # step 0 on the same pod hash, so that index being ahead of ours is no promote.
     if (
         steps is not None
         and same_revision
+        and not st.get("abortedAt")
         and isinstance(index, int)
         and ours.current_step_index is not None
         and index > ours.current_step_index

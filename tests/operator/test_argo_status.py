@@ -230,6 +230,16 @@ def test_retry_needs_our_abort_marker() -> None:
     assert argo_status.commands(fresh, aborted, target_hash="bbbb") == []
 
 
+def test_a_retried_rollout_starting_over_is_not_promoted() -> None:
+    # Aborted at the second pause; the retry is carried out while the Argo status still
+    # shows the aborted attempt's step 3, then ours starts over on the same pod hash.
+    aborted = ours(phase="Aborted", pause=None, current_step_index=3, retry=True)
+    obj = written(argo(), aborted)
+    restarted = ours(phase="Progressing", pause=None, current_step_index=0)
+    assert argo_status.commands(obj, restarted, target_hash="bbbb") == []
+    assert argo_status.commands(obj, ours(), target_hash="bbbb") == []
+
+
 def test_a_pause_entered_before_it_was_written_is_not_promoted() -> None:
     # The Argo status still shows the previous step (not paused) while ours paused.
     before = written(argo(), ours(phase="Progressing", pause=None, current_step_index=1))
