@@ -38,7 +38,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 async def _install_crds() -> None:
     async with await kube.KubeClient.connect(kubeconfig_path=testbed.kubeconfig()) as client:
         for crd in [*crds.all_crds(), *thirdparty.crds()]:
-            await client.apply_object(kube.CRDS, crd)
+            # Test runs in other worktrees share the test bed and may install them too.
+            for attempt in range(5):
+                try:
+                    await client.apply_object(kube.CRDS, crd)
+                    break
+                except kube.Conflict:
+                    if attempt == 4:
+                        raise
+                    await asyncio.sleep(0.2)
         names = [crd["metadata"]["name"] for crd in [*crds.all_crds(), *thirdparty.crds()]]
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
