@@ -43,6 +43,8 @@ STRATEGIES: dict[str, dict[str, Any]] = {
     "canary": {
         "steps": [{"setWeight": 30}, {"pause": {"duration": "1s"}}, {"setWeight": 60}],
         "maxSurge": "50%",
+        # The old stable stays up this long after promotion (default 30 s): within the test.
+        "scaleDownDelaySeconds": "1s",
     },
     "blueGreen": {
         "autoPromotionEnabled": True,
@@ -74,7 +76,10 @@ def twins(tmp_path: Path) -> Iterator[tuple[Serve, Serve]]:
 def _end_state(serve: Serve, name: str) -> dict[str, Any]:
     status = serve.status(name)
     history = [(h["revision"], h["stable"], h["current"]) for h in serve.history(name)]
-    return {**{f: status.get(f) for f in FIELDS}, "history": history}
+    # The replica processes the platform keeps per revision (terminating ones included).
+    revisions = serve.platform_state().get("rollouts", {}).get(name, {}).get("revisions", {})
+    processes = {rev: len(r.get("replicas", [])) for rev, r in revisions.items()}
+    return {**{f: status.get(f) for f in FIELDS}, "history": history, "processes": processes}
 
 
 def _settled(serve: Serve, name: str, like: dict[str, Any] | None = None) -> dict[str, Any]:
