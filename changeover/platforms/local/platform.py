@@ -101,8 +101,8 @@ class LocalPlatform:
                 r.port = None  # the runner retries allocation and reports the failure
         runner = self._new_runner(key, r, adopted=handle)
         if r.terminating:
-            # It was being scaled down when the server died: finish the job. The router is
-            # new, so there is nothing to drain.
+            # It was being scaled down when the server died: finish the job. The routers
+            # (they outlive serve) are not adopted yet, so the rest of its drain is not waited for.
             self._schedule_stop(key, runner, drain=False)
         else:
             runner.start()
