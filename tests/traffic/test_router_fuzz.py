@@ -74,6 +74,33 @@ def test_the_router_never_frames_differently_from_nginx(
     assert outcome.desync is None, f"{outcome.desync}\nsent: {data!r}"
 
 
+def test_a_request_without_host_is_refused_as_nginx_refuses_it(
+    proxies: http_fuzz.Proxies,
+) -> None:
+    """An HTTP/1.1 request without Host was forwarded by the router and refused by nginx,
+    a difference the fuzzer counted; now both answer 400 and forward nothing after it."""
+    for data in (
+        b"GET /first HTTP/1.1\r\nhost: fuzz\r\n\r\n"
+        b"POST /x HTTP/1.1\r\ncontent-length: 1\r\n\r\nx" + http_fuzz.END,
+        b"GET /x HTTP/1.1\r\n\r\n" + http_fuzz.END,
+    ):
+        for recorder in (proxies.behind_router, proxies.behind_nginx):
+            recorder.reset()
+        router_answer = http_fuzz.exchange(proxies.router_port, data)
+        nginx_answer = http_fuzz.exchange(proxies.nginx_port, data)
+        http_fuzz.settle(proxies.behind_router, proxies.behind_nginx)
+        router_seen = list(proxies.behind_router.seen)
+        outcome = http_fuzz.compare(
+            data,
+            router_seen,
+            list(proxies.behind_router.problems),
+            list(proxies.behind_nginx.seen),
+            nginx_answer,
+        )
+        assert b" 400 " in router_answer and b" 400 " in nginx_answer, (router_answer, data)
+        assert outcome.desync is None and not outcome.diverged, (outcome, router_seen, data)
+
+
 @pytest.fixture(scope="module")
 def response_router() -> Iterator[tuple[int, response_fuzz.ResponseUpstream]]:
     loop = asyncio.new_event_loop()

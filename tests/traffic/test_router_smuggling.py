@@ -212,3 +212,28 @@ async def test_close_wins_over_keep_alive_and_nothing_after_it_is_read(
     assert answer.count(b"HTTP/1.1 200 ") == 1
     assert b"connection: close" in answer.lower()
     assert [r.path for r in up.requests] == ["/first"]
+
+
+async def test_an_http11_request_needs_a_host_field(
+    make_router: RouterFactory, upstream: UpstreamFactory
+) -> None:
+    """RFC 9112 §3.2, as nginx: 400 for HTTP/1.1 without Host (any spelling of the name
+    counts), in its turn in a pipeline (the request before it is answered), then the
+    connection closes; HTTP/1.0 without Host is still forwarded."""
+    router, up = await one_revision(make_router, upstream)
+    out = await router_helpers.raw_request(
+        router.port,
+        b"GET /first HTTP/1.1\r\nhost: x\r\n\r\n"
+        b"POST /nohost HTTP/1.1\r\ncontent-length: 5\r\n\r\nhello"
+        b"GET /after HTTP/1.1\r\nhost: x\r\n\r\n",
+    )
+    assert out.startswith(b"HTTP/1.1 200 ")
+    assert out.count(b"HTTP/1.1 400 ") == 1 and b"Host" in out and b"/after" not in out
+    out = await router_helpers.raw_request(
+        router.port, b"GET /caps HTTP/1.1\r\nHOST: x\r\nconnection: close\r\n\r\n"
+    )
+    assert out.startswith(b"HTTP/1.1 200 ")
+    out = await router_helpers.raw_request(router.port, b"GET /old HTTP/1.0\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 200 ")
+    assert [r.path for r in up.requests] == ["/first", "/caps", "/old"]
+    assert router.metrics.bad_requests == 1
