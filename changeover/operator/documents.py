@@ -57,9 +57,16 @@ def status_body(
 
 
 def status_document(
-    obj: JSON, rollout: models.Rollout | None, counts: dict[int, Counts], *, error: str = ""
+    obj: JSON,
+    rollout: models.Rollout | None,
+    counts: dict[int, Counts],
+    *,
+    error: str = "",
+    ports: dict[str, int] | None = None,
 ) -> JSON:
-    """The JSON contract of ``changeover status NAME -o json`` for a Rollout resource."""
+    """The JSON contract of ``changeover status NAME -o json`` for a Rollout resource;
+    ``ports``: Service name → the port the Service in the cluster listens on (an adopted
+    Service keeps its own port, which the endpoints show over ``spec.service.port``)."""
     raw = obj.get("status") or {}
     status = RolloutStatus.model_validate(raw)
     meta = obj["metadata"]
@@ -72,7 +79,9 @@ def status_document(
         bg = rollout.spec.strategy.blue_green
         stable_svc = bg.active_service or stable_svc
         preview_svc = names.preview_service(name, bg.preview_service)
-        preview = f"http://{preview_svc}.{namespace}.svc:{port}"
+        preview_port = (ports or {}).get(preview_svc, port)
+        preview = f"http://{preview_svc}.{namespace}.svc:{preview_port}"
+    stable_port = (ports or {}).get(stable_svc, port)
     updated = meta.get("managedFields") or []
     return {
         "name": name,
@@ -92,7 +101,7 @@ def status_document(
         },
         "desiredReplicas": rollout.spec.replicas if rollout is not None else None,
         "analysis": raw.get("analysis") or {},
-        "endpoint": f"http://{stable_svc}.{namespace}.svc:{port}" if port else None,
+        "endpoint": f"http://{stable_svc}.{namespace}.svc:{stable_port}" if port else None,
         "previewEndpoint": preview,
         "pause": status.pause.model_dump(mode="json", by_alias=True) if status.pause else None,
         "abort": status.abort,
@@ -135,3 +144,12 @@ def epoch(stamp: object) -> float | None:
         return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
+
+
+def service_port(svc: JSON, target_port: int | None) -> int | None:
+    """The port a Service listens on for ``target_port`` (its first port if none targets
+    it); None for a Service with no usable port."""
+    found = [p for p in (svc.get("spec") or {}).get("ports") or [] if isinstance(p, dict)]
+    chosen = [p for p in found if p.get("targetPort") == target_port] or found
+    port = chosen[0].get("port") if chosen else None
+    return port if isinstance(port, int) and not isinstance(port, bool) else None

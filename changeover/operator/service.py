@@ -182,7 +182,28 @@ class KubeService:
             )
             for rev, rs in (await self._replicasets(obj)).items()
         }
-        return documents.status_document(obj, rollout, counts)
+        ports = await self._service_ports(obj, rollout)
+        return documents.status_document(obj, rollout, counts, ports=ports)
+
+    async def _service_ports(self, obj: JSON, rollout: models.Rollout | None) -> dict[str, int]:
+        """The ports the rollout's stable/active and preview Services listen on in the
+        cluster (an adopted Service keeps its own, e.g. 80 in front of pods on 8080)."""
+        if rollout is None or not rollout.spec.service.managed:
+            return {}
+        name, svc = obj["metadata"]["name"], rollout.spec.service
+        wanted = [names.stable_service(name, svc.name)]
+        bg = rollout.spec.strategy.blue_green
+        if bg is not None:
+            preview = names.preview_service(name, bg.preview_service)
+            wanted = [bg.active_service or wanted[0], preview]
+        target = svc.target_port or rollout.spec.pod_template().container_port() or svc.port
+        out = {}
+        for service in wanted:
+            found = await self.client.get_or_none(kube.SERVICES, service, namespace=self.namespace)
+            port = documents.service_port(found, target) if found else None
+            if port is not None:
+                out[service] = port
+        return out
 
     async def list_rollouts(self) -> list[JSON]:
         doc = await self.client.list(kube.ROLLOUTS, namespace=self.namespace)

@@ -23,6 +23,7 @@ import pytest
 from conftest import helper_operator
 from k8s_helpers import Kube, eventually, healthy_on
 
+from changeover.operator.service import KubeService
 from changeover.platforms.kubernetes import client as kube
 from changeover.platforms.kubernetes.events import list_events
 
@@ -381,3 +382,34 @@ async def test_argo_blue_green_status_and_promote(kube_: Kube) -> None:
         )
         assert st["blueGreen"]["activeSelector"] == green
         assert await k.selects("demo-active") == green
+
+
+def user_service(name: str) -> JSON:
+    """docs/features/traffic-management/nginx.md's Services: port 80 in front of 8080."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {
+            "selector": {"app": "demo"},
+            "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}],
+        },
+    }
+
+
+async def test_endpoint_shows_the_adopted_services_port(kube_: Kube) -> None:
+    k = kube_
+    argo = argo_rollout("demo", [{"setWeight": 20}, {"pause": {}}])
+    argo["spec"]["strategy"]["canary"].update(
+        canaryService="canary-service",
+        stableService="stable-service",
+        trafficRouting={"nginx": {"stableIngress": "primary-ingress"}},
+    )
+    for name in ("stable-service", "canary-service"):
+        await k.create(kube.SERVICES, user_service(name))
+    await k.create(kube.INGRESSES, primary_ingress())
+    async with helper_operator(k, argo_rollouts=True):
+        await k.create(kube.ARGO_ROLLOUTS, argo)
+        await healthy_on(k, "demo", 1, within=SLOW)
+        doc = await KubeService(k.client, namespace=k.namespace).status("demo")
+        assert doc["endpoint"] == f"http://stable-service.{k.namespace}.svc:80"
