@@ -1,4 +1,5 @@
-"""Fixtures for the examples' tests: ``start_app`` runs examples/app.py for a test."""
+"""Fixtures for the examples' tests: ``start_app`` runs examples/app.py (or another example
+service, ``script="model_service.py"``) for a test."""
 
 from __future__ import annotations
 
@@ -18,10 +19,10 @@ def start_app() -> Iterator[StartApp]:
     """``start_app("--version", "v2", env={"ERROR_RATE": "1"})``: started, listening."""
     started: list[AppProcess] = []
 
-    def start(*args: str, env: dict[str, str] | None = None) -> AppProcess:
+    def start(*args: str, env: dict[str, str] | None = None, script: str = "app.py") -> AppProcess:
         port = free_port()
         proc = subprocess.Popen(
-            [sys.executable, str(EXAMPLES / "app.py"), "--port", str(port), *args],
+            [sys.executable, str(EXAMPLES / script), "--port", str(port), *args],
             env={**os.environ, **(env or {})},
             stderr=subprocess.PIPE,
             text=True,
@@ -35,7 +36,7 @@ def start_app() -> Iterator[StartApp]:
                 return app
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("examples/app.py did not start") from None
+                    raise RuntimeError(f"examples/{script} did not start") from None
                 time.sleep(0.05)
 
     yield start
