@@ -24,7 +24,7 @@ import datetime
 from typing import Any
 
 from changeover import errors
-from changeover.platforms.kubernetes import client as kube
+from changeover.kube import client as kube
 from changeover.platforms.kubernetes import informer
 
 JSON = dict[str, Any]

@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from changeover.kube import client as kube
+from changeover.kube import names
 from changeover.operator.runtime import Operator
-from changeover.platforms.kubernetes import client as kube
-from changeover.platforms.kubernetes import names
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, float("inf"))
 

@@ -10,8 +10,8 @@ import datetime
 from typing import Any
 
 from bench.k8s_operator_proc import BUCKETS
-from changeover.platforms.kubernetes import client as kube
-from changeover.platforms.kubernetes import names as kube_names
+from changeover.kube import client as kube
+from changeover.kube import names as kube_names
 
 JSON = dict[str, Any]
 

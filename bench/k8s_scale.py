@@ -42,7 +42,7 @@ from typing import Any
 
 import psutil
 
-from changeover.platforms.kubernetes import client as kube
+from changeover.kube import client as kube
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "kubernetes"))

@@ -12,8 +12,8 @@ import asyncio
 from typing import Any, TypeVar
 
 from changeover.cli import client as client_mod
+from changeover.kube import client as kube
 from changeover.operator.service import KubeService
-from changeover.platforms.kubernetes import client as kube
 
 JSON = dict[str, Any]
 T = TypeVar("T")

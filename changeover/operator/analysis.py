@@ -44,9 +44,9 @@ from changeover.controller.clock import SystemClock
 from changeover.controller.webhook_runner import WebhookRunner
 from changeover.engine import actions, context
 from changeover.engine.status import RolloutStatus
+from changeover.kube import client as kube
 from changeover.operator import analysis_job
 from changeover.operator.analysis_job import KubeJobProvider
-from changeover.platforms.kubernetes import client as kube
 from changeover.platforms.kubernetes import informer
 from changeover.spec import analysis as spec_analysis
 from changeover.spec import importers, models

@@ -29,7 +29,7 @@ from typing import Any
 
 from changeover import errors
 from changeover.analysis.providers import base
-from changeover.platforms.kubernetes import client as kube
+from changeover.kube import client as kube
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]

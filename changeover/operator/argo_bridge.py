@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 from changeover import errors
 from changeover.engine import commands as engine_commands
 from changeover.engine.status import RolloutStatus
+from changeover.kube import client as kube
 from changeover.operator import argo_status
-from changeover.platforms.kubernetes import client as kube
 from changeover.platforms.kubernetes import informer
 from changeover.spec import importers
 from changeover.spec.importers import check

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from changeover.engine.status import RolloutStatus
-from changeover.platforms.kubernetes import names
+from changeover.kube import names
 from changeover.platforms.kubernetes.replicasets import Counts
 from changeover.spec import models
 

@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from changeover import errors
-from changeover.platforms.kubernetes import client as kube
+from changeover.kube import client as kube
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]

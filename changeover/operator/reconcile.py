@@ -32,10 +32,10 @@ from changeover.engine import context
 from changeover.engine import plan as engine_plan
 from changeover.engine.phases import Phase
 from changeover.engine.status import RolloutStatus
+from changeover.kube import client as kube
+from changeover.kube import names
 from changeover.operator import analysis as analysis_mod
 from changeover.operator import documents, executor
-from changeover.platforms.kubernetes import client as kube
-from changeover.platforms.kubernetes import names
 from changeover.spec import models, pod
 from changeover.traffic import kubernetes as kube_routers
 from changeover.traffic.kubernetes import services as kube_services

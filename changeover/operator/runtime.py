@@ -25,14 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from changeover import aio, errors
+from changeover.kube import client as kube
+from changeover.kube import names
 from changeover.operator import argo_bridge
 from changeover.operator import reconcile as reconcile_mod
 from changeover.operator.analysis import OperatorAnalysis
 from changeover.operator.leader import LeaderElector
 from changeover.operator.trace import SpecTrace
 from changeover.operator.workqueue import WorkQueue
-from changeover.platforms.kubernetes import client as kube
-from changeover.platforms.kubernetes import informer, names, replicasets
+from changeover.platforms.kubernetes import informer, replicasets
 from changeover.platforms.kubernetes.events import EventRecorder
 from changeover.platforms.kubernetes.hooks import JobHooks
 from changeover.platforms.kubernetes.replicasets import KubePlatform

@@ -24,9 +24,10 @@ from typing import Any
 from changeover import errors
 from changeover.engine import commands, rollback
 from changeover.engine.status import RolloutStatus
+from changeover.kube import client as kube
+from changeover.kube import names
 from changeover.operator import documents
-from changeover.platforms.kubernetes import client as kube
-from changeover.platforms.kubernetes import names, replicasets
+from changeover.platforms.kubernetes import replicasets
 from changeover.platforms.kubernetes.events import list_events
 from changeover.platforms.kubernetes.replicasets import Counts
 from changeover.spec import analysis as spec_analysis

@@ -19,8 +19,8 @@ import k8s_thirdparty as thirdparty
 import pytest
 from k8s_helpers import Kube
 
+from changeover.kube import client as kube
 from changeover.operator.runtime import Operator
-from changeover.platforms.kubernetes import client as kube
 from changeover.platforms.kubernetes import crds
 
 

@@ -9,8 +9,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from changeover.platforms.kubernetes import client as kube
-from changeover.platforms.kubernetes import names
+from changeover.kube import client as kube
+from changeover.kube import names
 from changeover.platforms.kubernetes.events import list_events
 
 JSON = dict[str, Any]

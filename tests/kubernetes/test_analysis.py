@@ -12,8 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from k8s_helpers import Kube, eventually, healthy_on, phase_is, rollout
 
+from changeover.kube import client as kube
 from changeover.operator.runtime import Operator
-from changeover.platforms.kubernetes import client as kube
 
 
 class Health:

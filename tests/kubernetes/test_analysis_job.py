@@ -15,9 +15,9 @@ from typing import Any
 from conftest import helper_operator
 from k8s_helpers import Kube, eventually, healthy_on, phase_is, rollout
 
+from changeover.kube import client as kube
 from changeover.operator.analysis_job import ROLLOUT_LABEL
 from changeover.operator.runtime import Operator
-from changeover.platforms.kubernetes import client as kube
 
 JSON = dict[str, Any]
 SERVICE_ACCOUNTS = kube.Resource("v1", "serviceaccounts", "ServiceAccount")

@@ -23,8 +23,8 @@ import pytest
 from conftest import helper_operator
 from k8s_helpers import Kube, eventually, healthy_on
 
+from changeover.kube import client as kube
 from changeover.operator.service import KubeService
-from changeover.platforms.kubernetes import client as kube
 from changeover.platforms.kubernetes.events import list_events
 
 JSON = dict[str, Any]

@@ -20,10 +20,10 @@ import pytest
 import yaml
 from k8s_helpers import Kube, eventually, healthy_on
 
+from changeover.kube import client as kube
+from changeover.kube import names
 from changeover.operator.runtime import Operator
 from changeover.operator.service import KubeService
-from changeover.platforms.kubernetes import client as kube
-from changeover.platforms.kubernetes import names
 from changeover.spec import importers
 
 JSON = dict[str, Any]

@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from changeover.cli.main import app
+from changeover.kube import client as kube
 from changeover.operator.runtime import Operator
-from changeover.platforms.kubernetes import client as kube
 
 SPEC = """\
 apiVersion: changeover.dev/v1alpha1

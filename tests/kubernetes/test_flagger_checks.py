@@ -26,8 +26,8 @@ import pytest
 import yaml
 from k8s_helpers import Kube, eventually, healthy_on, phase_is
 
+from changeover.kube import client as kube
 from changeover.operator.runtime import Operator
-from changeover.platforms.kubernetes import client as kube
 from changeover.spec import importers
 from tests import prometheus_helpers
 

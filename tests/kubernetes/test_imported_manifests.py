@@ -13,10 +13,10 @@ import yaml
 from conftest import helper_operator
 from k8s_helpers import Kube, eventually, healthy_on, phase_is
 
+from changeover.kube import client as kube
 from changeover.operator.argo_bridge import DEPLOYMENTS
 from changeover.operator.runtime import Operator
 from changeover.operator.service import KubeService
-from changeover.platforms.kubernetes import client as kube
 from changeover.spec import importers
 
 JSON = dict[str, Any]

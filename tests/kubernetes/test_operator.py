@@ -10,9 +10,9 @@ import time
 from conftest import helper_operator
 from k8s_helpers import Kube, eventually, healthy_on, phase_is, rollout
 
+from changeover.kube import client as kube
 from changeover.operator.runtime import Operator
 from changeover.operator.service import KubeService
-from changeover.platforms.kubernetes import client as kube
 
 STEPS = {"canary": {"steps": [{"setWeight": 25}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}]}}
 

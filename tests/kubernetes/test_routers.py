@@ -9,9 +9,9 @@ from typing import Any
 
 from k8s_helpers import Kube, eventually, healthy_on, phase_is, rollout
 
+from changeover.kube import client as kube
 from changeover.operator.runtime import Operator
 from changeover.operator.service import KubeService
-from changeover.platforms.kubernetes import client as kube
 
 JSON = dict[str, Any]
 STEPS = [

@@ -8,8 +8,8 @@ import asyncio
 
 from k8s_helpers import Kube, eventually, healthy_on, phase_is, rollout
 
+from changeover.kube import client as kube
 from changeover.operator.runtime import Operator
-from changeover.platforms.kubernetes import client as kube
 
 
 async def test_rolling_update_respects_surge_and_unavailable(

@@ -9,8 +9,8 @@ from __future__ import annotations
 import copy
 from typing import Any, cast
 
-from changeover.platforms.kubernetes import client as kube
-from changeover.platforms.kubernetes import names
+from changeover.kube import client as kube
+from changeover.kube import names
 from changeover.traffic.kubernetes import services
 from changeover.traffic.kubernetes.base import RouterContext
 

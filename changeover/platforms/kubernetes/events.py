@@ -25,8 +25,8 @@ import zlib
 from typing import Any
 
 from changeover import errors
-from changeover.platforms.kubernetes import client as kube
-from changeover.platforms.kubernetes import names
+from changeover.kube import client as kube
+from changeover.kube import names
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]

@@ -14,8 +14,9 @@ import hashlib
 import math
 from typing import Any, Literal
 
-from changeover.platforms.kubernetes import client as kube
-from changeover.platforms.kubernetes import informer, names
+from changeover.kube import client as kube
+from changeover.kube import names
+from changeover.platforms.kubernetes import informer
 from changeover.spec import models, pod
 
 JSON = dict[str, Any]

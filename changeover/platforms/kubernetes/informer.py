@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from changeover import aio, errors
-from changeover.platforms.kubernetes import client as kube
+from changeover.kube import client as kube
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]

@@ -7,7 +7,7 @@ import asyncio
 import time
 
 from changeover import errors
-from changeover.platforms.kubernetes import client as kube
+from changeover.kube import client as kube
 from changeover.platforms.kubernetes import crds, manifests
 
 _RESOURCES = {

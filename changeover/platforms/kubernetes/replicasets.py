@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from changeover import errors
-from changeover.platforms.kubernetes import client as kube
-from changeover.platforms.kubernetes import informer, names
+from changeover.kube import client as kube
+from changeover.kube import names
+from changeover.platforms.kubernetes import informer
 from changeover.spec import pod
 
 JSON = dict[str, Any]

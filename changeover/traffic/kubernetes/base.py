@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from changeover import errors
-from changeover.platforms.kubernetes import client as kube
+from changeover.kube import client as kube
 from changeover.spec import models
 
 JSON = dict[str, Any]

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from changeover import errors
-from changeover.platforms.kubernetes import client as kube
+from changeover.kube import client as kube
 from changeover.spec import models
 from changeover.traffic.base import Capability
 from changeover.traffic.kubernetes.base import RouterContext, cookie_regex, string_match_regex

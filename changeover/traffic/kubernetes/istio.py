@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from changeover import errors
-from changeover.platforms.kubernetes import client as kube
+from changeover.kube import client as kube
 from changeover.spec import models
 from changeover.traffic.base import Capability
 from changeover.traffic.kubernetes.base import RouterContext, cookie_regex
@@ -149,7 +149,7 @@ class IstioMesh:
     async def set_revisions(self, stable_hash: str | None, canary_hash: str | None) -> None:
         if self.dr is None or stable_hash is None:
             return
-        from changeover.platforms.kubernetes import names
+        from changeover.kube import names
 
         client, ns = self.ctx.client, self.ctx.namespace
         stable_name = self.dr.get("stableSubsetName") or "stable"

@@ -22,8 +22,8 @@ from __future__ import annotations
 from typing import Any
 
 from changeover import errors
-from changeover.platforms.kubernetes import client as kube
-from changeover.platforms.kubernetes import names
+from changeover.kube import client as kube
+from changeover.kube import names
 from changeover.traffic.kubernetes.base import RouterContext
 
 JSON = dict[str, Any]

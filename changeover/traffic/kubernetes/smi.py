@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from changeover import errors
-from changeover.platforms.kubernetes import client as kube
-from changeover.platforms.kubernetes import names
+from changeover.kube import client as kube
+from changeover.kube import names
 from changeover.spec import models
 from changeover.traffic.base import Capability
 from changeover.traffic.kubernetes.base import RouterContext

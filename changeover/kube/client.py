@@ -31,7 +31,7 @@ from urllib.parse import quote
 import httpx
 
 from changeover import errors
-from changeover.platforms.kubernetes import kubeconfig
+from changeover.kube import kubeconfig
 
 JSON = dict[str, Any]
 POOL_SIZE = 8  # connections per pool (see KubeClient.__init__)

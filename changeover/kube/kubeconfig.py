@@ -7,7 +7,7 @@ headers to send. Supported credentials: bearer ``token`` / ``tokenFile``, client
 certificates (files or ``-data``), basic auth and ``exec`` credential plugins (run once per
 process; a plugin's token that expires is refreshed by ``Connection.refresh``).
 
-Called by ``platforms.kubernetes.client.KubeClient.connect``.
+Called by ``kube.client.KubeClient.connect``.
 """
 
 from __future__ import annotations
