@@ -31,11 +31,12 @@ import pydantic
 import yaml
 
 from changeover import errors
+from changeover.spec import flag as spec_flag
 from changeover.spec import messages, models
 
 # Kinds that share our apiVersion but are not rollouts: kept for the analysis layer.
 OTHER_KINDS = ("AnalysisTemplate",)
-KINDS = ("Rollout", *OTHER_KINDS)
+KINDS = ("Rollout", "Flag", *OTHER_KINDS)
 
 # Manifests of tools we will import (spec/import/) rather than apply directly.
 _FOREIGN_API_GROUPS = {
@@ -92,6 +93,8 @@ class Specs:
     sources: list[str]  # label of each rollout's document, parallel to ``rollouts``
     other: list[LoadedDocument]  # AnalysisTemplate documents, kept for analysis
     warnings: list[errors.SpecProblem] = field(default_factory=list)
+    flags: list[spec_flag.Flag] = field(default_factory=list)
+    flag_sources: list[str] = field(default_factory=list)  # parallel to ``flags``
 
 
 # --- stage 1: YAML ---------------------------------------------------------------------
@@ -326,6 +329,8 @@ def collect_documents(docs: Sequence[LoadedDocument]) -> tuple[Specs, list[error
     rollouts: list[models.Rollout] = []
     sources: list[str] = []
     other: list[LoadedDocument] = []
+    flags: list[spec_flag.Flag] = []
+    flag_sources: list[str] = []
     problems: list[errors.SpecProblem] = []
     for doc in docs:
         too_deep = _too_deep(doc)
@@ -336,6 +341,13 @@ def collect_documents(docs: Sequence[LoadedDocument]) -> tuple[Specs, list[error
         problems += kind_problems
         if kind in OTHER_KINDS:
             other.append(doc)
+            continue
+        if kind == "Flag":
+            flag, found = _parse_flag(doc)
+            problems += found
+            if flag is not None and not kind_problems:
+                flags.append(flag)
+                flag_sources.append(doc.label)
             continue
         if kind != "Rollout":
             continue
@@ -349,7 +361,41 @@ def collect_documents(docs: Sequence[LoadedDocument]) -> tuple[Specs, list[error
         if not kind_problems:
             rollouts.append(rollout)
             sources.append(doc.label)
-    return Specs(rollouts=rollouts, sources=sources, other=other), problems
+    seen: dict[str, str] = {}
+    for flag, label in zip(flags, flag_sources, strict=True):
+        if flag.name in seen:
+            problems.append(
+                messages.problem(
+                    label,
+                    f"flag {flag.name!r} is also defined in {seen[flag.name]}",
+                    path="metadata.name",
+                )
+            )
+        seen.setdefault(flag.name, label)
+    specs = Specs(
+        rollouts=rollouts, sources=sources, other=other, flags=flags, flag_sources=flag_sources
+    )
+    return specs, problems
+
+
+def _parse_flag(doc: LoadedDocument) -> tuple[spec_flag.Flag | None, list[errors.SpecProblem]]:
+    """The Flag in ``doc`` and every problem: fields, and between fields (on the raw
+    document, so they show even when a field is also wrong)."""
+    data = {**doc.data, "apiVersion": models.API_VERSION, "kind": "Flag"}
+    cross = [
+        messages.problem(
+            doc.label,
+            message,
+            path=messages.render_path(("spec", *loc)),
+            line=doc.line_of(("spec", *loc)),
+        )
+        for loc, message in spec_flag.cross_field_problems(doc.data.get("spec"))
+    ]
+    try:
+        flag = spec_flag.Flag.model_validate(data, context={spec_flag.CROSS_CHECKED: True})
+    except pydantic.ValidationError as exc:
+        return None, [*messages.translate(exc, doc, root=spec_flag.Flag), *cross]
+    return (None, cross) if cross else (flag, [])
 
 
 def _too_deep(doc: LoadedDocument) -> errors.SpecProblem | None:

@@ -321,10 +321,10 @@ def test_wrong_api_version_and_kind(tmp_path: Path) -> None:
     )
     assert problems(path) == [
         f"{path}#1: apiVersion: expected changeover.dev/v1alpha1, got 'apps/v1' (line 1)",
-        f"{path}#1: kind: unknown kind 'Deployment'; expected one of Rollout, AnalysisTemplate "
-        "(line 2)",
+        f"{path}#1: kind: unknown kind 'Deployment'; expected one of Rollout, Flag, "
+        "AnalysisTemplate (line 2)",
         f"{path}#2: kind: unknown kind 'Rolout' (did you mean 'Rollout'?); expected one of "
-        "Rollout, AnalysisTemplate (line 5)",
+        "Rollout, Flag, AnalysisTemplate (line 5)",
         f"{path}#3: apiVersion: this is an Argo Rollouts manifest (argoproj.io/v1alpha1); "
         "convert it with `changeover import` first, or write apiVersion "
         "changeover.dev/v1alpha1 (line 7)",
