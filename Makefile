@@ -5,7 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit lint check bench clean fast crash-long fuzz deps-nginx deps-prometheus deps-bench deps-haproxy k8s-testbed bench-k8s bench-analysis
+# The documentation site (mkdocs.yml): `make docs` builds it into site/; `make lint` builds it
+# strictly, so a broken link, anchor or generated page fails the checks (and `make test`).
+.PHONY: docs demo test unit lint check bench clean fast crash-long fuzz deps-nginx deps-prometheus deps-bench deps-haproxy k8s-testbed bench-k8s bench-analysis
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -82,6 +84,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check changeover tests examples bench tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $(DOCS_CHECK_DIR)
+	rm -rf $(DOCS_CHECK_DIR)
+
+# The strict build of `make lint` writes to a scratch directory, leaving site/ to `make docs`.
+DOCS_CHECK_DIR := .docs-check
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # The differential HTTP fuzzer compares the builtin router with Debian's nginx.
 deps-nginx:
@@ -111,5 +120,5 @@ bench-analysis: $(STAMP) $(FAST)
 	$(BIN)/python -m bench.blast_radius
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site $(DOCS_CHECK_DIR)
 	rm -f changeover/traffic/builtin/*.so $(FAST)
