@@ -22,6 +22,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+import changeover
 from changeover import config, errors
 from changeover.cli import client as client_mod
 from changeover.cli import platform
@@ -87,10 +88,22 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"changeover {changeover.__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(
     debug: Annotated[
         bool, typer.Option("--debug", help="Show tracebacks of internal errors.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
+        ),
     ] = False,
 ) -> None:
     """Progressive delivery for model and web services: canary, blue-green, A/B, shadow."""

@@ -27,6 +27,7 @@ from typing import Annotated, Any
 
 import typer
 
+import changeover
 from changeover.cli import app as app_mod
 from changeover.cli import platform
 
@@ -230,7 +231,7 @@ def _serve_operator(
 def manifests(
     crds_only: Annotated[bool, typer.Option("--crds-only", help="Only the CRDs.")] = False,
     image: Annotated[str, typer.Option("--image", help="The operator's image.")] = (
-        "changeover:0.1.0"
+        f"changeover:{changeover.__version__}"
     ),
     namespace: Annotated[
         str, typer.Option("--namespace", "-n", help="Where the operator runs.")
@@ -250,7 +251,7 @@ def install_crds(
     operator: Annotated[
         bool, typer.Option("--operator", help="Also install RBAC and the operator Deployment.")
     ] = False,
-    image: Annotated[str, typer.Option("--image")] = "changeover:0.1.0",
+    image: Annotated[str, typer.Option("--image")] = f"changeover:{changeover.__version__}",
     namespace: Annotated[str, typer.Option("--namespace", "-n")] = "changeover-system",
 ) -> None:
     """Install (or update) the Rollout and AnalysisTemplate CRDs in the cluster."""

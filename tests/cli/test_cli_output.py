@@ -4,6 +4,7 @@ Ctrl-C, and traffic, roles and failures drawn as they are."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
 from pathlib import Path
 
@@ -17,6 +18,18 @@ from changeover.cli import reads, render
 from changeover.spec import models
 
 LONG_HOST = "a-rather-long-hostname-for-this-service.internal.example"
+
+
+def test_version_is_the_package_version(cli: Cli) -> None:
+    """`changeover --version` prints the one version the package declares, and the operator
+    image the manifests default to is that version's."""
+    import changeover
+    from changeover.platforms.kubernetes import manifests
+
+    result = ok(cli("--version"))
+    assert result.stdout == f"changeover {changeover.__version__}\n"
+    assert changeover.__version__ == importlib.metadata.version("changeover")
+    assert f"changeover:{changeover.__version__}" == manifests.DEFAULT_IMAGE
 
 
 def test_recommend_redirected_to_a_file_is_whole_yaml(cli: Cli) -> None:

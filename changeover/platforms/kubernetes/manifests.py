@@ -13,7 +13,11 @@ from typing import Any
 
 import yaml
 
+import changeover
 from changeover.platforms.kubernetes import crds
+
+# The operator image of this version (`changeover manifests --image` names another).
+DEFAULT_IMAGE = f"changeover:{changeover.__version__}"
 
 JSON = dict[str, Any]
 NAME = "changeover-operator"
@@ -90,7 +94,7 @@ RULES: list[JSON] = [
 
 
 def operator_documents(
-    *, namespace: str = "changeover-system", image: str = "changeover:0.1.0", replicas: int = 2
+    *, namespace: str = "changeover-system", image: str = DEFAULT_IMAGE, replicas: int = 2
 ) -> list[JSON]:
     meta = {"namespace": namespace, "labels": LABELS}
     return [
