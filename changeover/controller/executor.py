@@ -57,7 +57,10 @@ async def execute(
         case actions.SetStickySplit(revision=revision, user_key=user_key, weight=weight):
             await router.set_sticky_split(revision, user_key, weight)
         case actions.SetMirror(name=name, revision=revision, percentage=pct, match=match):
-            await router.set_mirror_route(name, revision, pct, list(match))
+            if action.compare is None:
+                await router.set_mirror_route(name, revision, pct, list(match))
+            else:
+                await router.set_mirror_route(name, revision, pct, list(match), action.compare)
         case actions.SetPreview(revision=revision):
             await router.set_preview(revision)
         case actions.SetMaintenance(enabled=enabled, retry_after_seconds=retry_after):

@@ -22,6 +22,7 @@ from typing import Any
 from changeover.endpoints import Endpoint
 from changeover.spec import models
 from changeover.traffic.builtin import metrics as metrics_mod
+from changeover.traffic.comparison import stats as shadow_stats
 
 METHODS = (
     "set_weight",
@@ -51,6 +52,13 @@ def _user_key(value: Any) -> models.UserKey | None:
     return None if value is None else models.UserKey.model_validate(value)
 
 
+def _compare(rest: list[Any]) -> tuple[models.MirrorCompare, ...]:
+    """The optional fifth argument of ``set_mirror_route`` (absent from older callers)."""
+    if not rest or rest[0] is None:
+        return ()
+    return (models.MirrorCompare.model_validate(rest[0]),)
+
+
 def _opt_int(value: Any) -> int | None:
     return None if value is None else int(value)
 
@@ -71,8 +79,14 @@ _CODECS: dict[str, _Codec] = {
         lambda a: (_opt_int(a[0]), _user_key(a[1]), int(a[2])),
     ),
     "set_mirror_route": (
-        lambda name, rev, pct, match: [name, rev, pct, [m.to_json_dict() for m in match]],
-        lambda a: (str(a[0]), _opt_int(a[1]), int(a[2]), _matches(a[3])),
+        lambda name, rev, pct, match, compare=None: [
+            name,
+            rev,
+            pct,
+            [m.to_json_dict() for m in match],
+            None if compare is None else compare.to_json_dict(),
+        ],
+        lambda a: (str(a[0]), _opt_int(a[1]), int(a[2]), _matches(a[3]), *_compare(a[4:])),
     ),
     "set_preview": (lambda rev: [rev], lambda a: (_opt_int(a[0]),)),
     "set_maintenance": (
@@ -187,6 +201,7 @@ def encode_metrics(m: metrics_mod.RolloutMetrics) -> dict[str, Any]:
             "latency": _hist(r.latency),
             "ttfb": _hist(r.ttfb),
             "mirror_latency": _hist(r.mirror_latency),
+            "shadow": None if r.shadow is None else r.shadow.to_json(),
         }
     return {
         "revisions": revisions,
@@ -210,6 +225,8 @@ def apply_metrics(data: dict[str, Any], into: metrics_mod.RolloutMetrics) -> Non
         _set_hist(r.latency, d["latency"])
         _set_hist(r.ttfb, d["ttfb"])
         _set_hist(r.mirror_latency, d["mirror_latency"])
+        if isinstance(d.get("shadow"), dict):
+            r.shadow = shadow_stats.ShadowStats.from_json(d["shadow"])
         revisions[int(rev)] = r
     into.revisions.clear()
     into.revisions.update(revisions)

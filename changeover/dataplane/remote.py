@@ -331,8 +331,9 @@ class RemoteRouter:
         revision: int | None,
         percentage: int,
         match: Sequence[models.RouteMatch],
+        compare: models.MirrorCompare | None = None,
     ) -> None:
-        await self._call("set_mirror_route", name, revision, percentage, list(match))
+        await self._call("set_mirror_route", name, revision, percentage, list(match), compare)
 
     async def set_preview(self, revision: int | None) -> None:
         await self._call("set_preview", revision)

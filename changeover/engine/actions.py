@@ -77,6 +77,7 @@ class SetMirror:
     revision: int | None
     percentage: int = 0
     match: tuple[models.RouteMatch, ...] = ()
+    compare: models.MirrorCompare | None = None  # compare the shadow's answers (builtin)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -191,7 +191,12 @@ class Draft:
             self._traffic(action, msg, sticky=state)
 
     def mirror(
-        self, name: str, revision: int | None, percentage: int, match: list[models.RouteMatch]
+        self,
+        name: str,
+        revision: int | None,
+        percentage: int,
+        match: list[models.RouteMatch],
+        compare: models.MirrorCompare | None = None,
     ) -> None:
         mirrors = dict(self.status.traffic.mirrors)
         if revision is None or percentage <= 0:
@@ -200,11 +205,17 @@ class Draft:
                 action = actions.SetMirror(name=name, revision=None)
                 self._traffic(action, f"mirror {name} removed", mirrors=mirrors)
             return
-        state = MirrorState(revision=revision, percentage=percentage, match=list(match))
+        state = MirrorState(
+            revision=revision, percentage=percentage, match=list(match), compare=compare
+        )
         if mirrors.get(name) != state:
             mirrors[name] = state
             action = actions.SetMirror(
-                name=name, revision=revision, percentage=percentage, match=tuple(match)
+                name=name,
+                revision=revision,
+                percentage=percentage,
+                match=tuple(match),
+                compare=compare,
             )
             msg = f"mirror {name}: {percentage}% of requests copied to revision {revision}"
             self._traffic(action, msg, mirrors=mirrors)

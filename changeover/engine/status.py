@@ -38,6 +38,7 @@ class MirrorState(_Status):
     revision: int
     percentage: int
     match: list[models.RouteMatch] = Field(default_factory=list)
+    compare: models.MirrorCompare | None = None
 
 
 class TrafficState(_Status):

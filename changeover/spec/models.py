@@ -339,6 +339,49 @@ class SetHeaderRoute(Model):
     match: list[RouteMatch] = Field(default_factory=list)
 
 
+_COMPARATOR = re.compile(
+    r"^(exact|json|text|[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*"
+    r"|[A-Za-z0-9_][A-Za-z0-9_.-]*)$"
+)
+
+
+class MirrorCompare(Model):
+    """Compare the shadow's answers with the primary's, for ``percentage`` of the
+    mirrored requests (builtin router). ``comparator``: ``exact``, ``json``, ``text``, a
+    ``module:function`` path or the name of a ``changeover.comparators`` entry point.
+    ``ignore``: JSON pointers left out by ``json`` (``*`` for any key or index);
+    ``tolerance``: how far two numbers may differ under ``json``; ``threshold``: the
+    least similarity (0..1) ``text`` and scoring comparators accept; ``latencyThreshold``:
+    a shadow slower than the primary by more counts a latency difference;
+    ``maxBodyBytes``: larger answers are counted as not compared."""
+
+    percentage: Percent = 100
+    comparator: str = "exact"
+    ignore: list[str] = Field(default_factory=list)
+    tolerance: Annotated[float, Field(ge=0)] = 0.0
+    threshold: Annotated[float, Field(ge=0, le=1)] = 0.9
+    latency_threshold: Duration | None = None
+    max_body_bytes: Annotated[int, Field(ge=1, le=16 * 1024 * 1024)] = 1024 * 1024
+
+    @field_validator("comparator")
+    @classmethod
+    def _comparator(cls, value: str) -> str:
+        if not _COMPARATOR.match(value):
+            raise ValueError(
+                "expected exact, json, text, a module:function path or the name of a "
+                f"changeover.comparators entry point, got {value!r}"
+            )
+        return value
+
+    @field_validator("ignore")
+    @classmethod
+    def _pointers(cls, value: list[str]) -> list[str]:
+        for pointer in value:
+            if not pointer.startswith("/"):
+                raise ValueError(f"expected JSON pointers such as /id, got {pointer!r}")
+        return value
+
+
 class SetMirrorRoute(Model):
     """Copy ``percentage`` of the requests ``match`` selects (of every request, when only a
     percentage is given) to the canary; clients never see its responses. As in Argo
@@ -348,6 +391,7 @@ class SetMirrorRoute(Model):
     name: str
     percentage: Percent | None = None
     match: list[RouteMatch] = Field(default_factory=list)
+    compare: MirrorCompare | None = None
 
     @property
     def copies(self) -> int:
@@ -444,6 +488,7 @@ class ShadowStrategy(Model):
     replicas: Annotated[int, Field(ge=1)] | None = None
     # Runs while the shadow does: Failed aborts, Successful promotes before ``duration``.
     analysis: spec_analysis.RolloutAnalysis | None = None
+    compare: MirrorCompare | None = None
 
 
 STRATEGY_NAMES = ("recreate", "rollingUpdate", "blueGreen", "canary", "abTest", "shadow")

@@ -37,6 +37,7 @@ _CAPABILITY_WORDS = {
     traffic.Capability.COOKIE_ROUTES: "cookie routes",
     traffic.Capability.STICKY: "sticky user splits",
     traffic.Capability.MIRROR: "mirroring",
+    traffic.Capability.MIRROR_COMPARE: "shadow answers compared",
     traffic.Capability.PREVIEW: "a preview endpoint",
     traffic.Capability.MAINTENANCE: "a maintenance page",
     traffic.Capability.BACKENDS: "replica endpoints",
@@ -155,12 +156,16 @@ def _needs(rollout: models.Rollout) -> Iterator[Need]:
                 mirror = f"{path}.setMirrorRoute"
                 yield mirror, "setMirrorRoute", traffic.Capability.MIRROR
                 yield from _match_needs(mirror, "setMirrorRoute", step.set_mirror_route.match)
+                if step.set_mirror_route.compare is not None:
+                    yield f"{mirror}.compare", "compare", traffic.Capability.MIRROR_COMPARE
     if strategy.ab_test is not None:
         yield from _match_needs(f"{root}.match", "abTest match", strategy.ab_test.match)
         if strategy.ab_test.user_key is not None:
             yield f"{root}.userKey", "abTest userKey", traffic.Capability.STICKY
     if strategy.shadow is not None:
         yield root, "shadow", traffic.Capability.MIRROR
+        if strategy.shadow.compare is not None:
+            yield f"{root}.compare", "compare", traffic.Capability.MIRROR_COMPARE
     if strategy.blue_green is not None and strategy.blue_green.preview_port is not None:
         yield f"{root}.previewPort", "previewPort", traffic.Capability.PREVIEW
 

@@ -24,6 +24,7 @@ class Capability(StrEnum):
     COOKIE_ROUTES = "cookieRoutes"
     STICKY = "sticky"  # sticky split by a hashed user key
     MIRROR = "mirror"
+    MIRROR_COMPARE = "mirrorCompare"  # shadow answers compared with the primary's
     PREVIEW = "preview"  # serve one revision on a separate preview endpoint
     MAINTENANCE = "maintenance"  # 503 + Retry-After while no revision runs
     BACKENDS = "backends"  # the router is told replica endpoints (local platform)
@@ -52,8 +53,10 @@ class TrafficRouter(Protocol):
         revision: int | None,
         percentage: int,
         match: Sequence[models.RouteMatch],
+        compare: models.MirrorCompare | None = None,
     ) -> None:
-        """Mirror ``percentage`` of (matching) requests to ``revision``; None removes."""
+        """Mirror ``percentage`` of (matching) requests to ``revision``; None removes.
+        ``compare`` (routers with ``MIRROR_COMPARE``): compare the shadow's answers."""
 
     async def set_preview(self, revision: int | None) -> None:
         """Serve ``revision`` on the preview endpoint; None stops."""

@@ -91,8 +91,12 @@ class RecordingRouter:
         revision: int | None,
         percentage: int,
         match: Sequence[models.RouteMatch],
+        compare: models.MirrorCompare | None = None,
     ) -> None:
-        self._record("set_mirror_route", name, revision, percentage, tuple(match))
+        if compare is None:
+            self._record("set_mirror_route", name, revision, percentage, tuple(match))
+        else:
+            self._record("set_mirror_route", name, revision, percentage, tuple(match), compare)
         if revision is None or percentage <= 0:
             self.mirrors.pop(name, None)
         else:

@@ -185,7 +185,7 @@ def _run_step(d: Draft, index: int, step: models.CanaryStep, want: int, where: s
         mirror = step.set_mirror_route
         if mirror.copies > 0 and not shared.pre_rollout(d):
             return False
-        d.mirror(mirror.name, canary, mirror.copies, mirror.match)
+        d.mirror(mirror.name, canary, mirror.copies, mirror.match, mirror.compare)
         return True
     if step.check is not None:
         outcome, why = checks.passed(d, index, step.check.count, where)

@@ -66,7 +66,7 @@ def _start(d: Draft, sh: models.ShadowStrategy) -> bool:
         return False
     if not shared.pre_rollout(d):
         return False
-    d.mirror(MIRROR_NAME, new, sh.percentage, [])
+    d.mirror(MIRROR_NAME, new, sh.percentage, [], sh.compare)
     d.update(current_step_index=1, step_started_at=d.now)
     d.event(Reason.STEP_COMPLETED, f"shadow started: {sh.percentage}% copied to {new}", new)
     return True

@@ -26,7 +26,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from changeover.traffic.builtin import metrics, pool, upstream, wire
+from changeover.traffic.builtin import compare, metrics, pool, upstream, wire
 
 if TYPE_CHECKING:
     from changeover.traffic.builtin import proxy
@@ -51,6 +51,7 @@ class Exchange:
         "_mirror_body",
         "_mirror_bytes",
         "_mirror_head",
+        "_pair",
         "_reused",
         "_sent",
         "_sent_at",
@@ -106,6 +107,8 @@ class Exchange:
         self._mirror_body: list[bytes] | None = None
         self._mirror_bytes = 0
         self._mirror_head: bytes | None = None
+        # The primary half of a shadow comparison (a sampled mirrored request), or None.
+        self._pair: compare.Pair | None = None
         self._attempts = 0
         self._reused = False
         self._avoid: list[pool.EndpointState] | None = None
@@ -135,6 +138,10 @@ class Exchange:
                 self._mirror_body = None  # too big to copy: this request is not mirrored
                 for rev in self.mirror_targets:
                     self.state.metrics.revision(rev).mirror_dropped += 1
+                pair = self._pair
+                if pair is not None:
+                    self._pair = None
+                    pair.comparer.forget(pair, "tooLarge")
             else:
                 mb.append(data)
         self._up_out.append(wire.chunk(data) if self.chunked_in else data)
@@ -147,6 +154,10 @@ class Exchange:
     def end_body(self) -> None:
         self.body_done = True
         if self.done:
+            pair = self._pair
+            if pair is not None:  # answered before the body ended: nothing was mirrored
+                self._pair = None
+                pair.comparer.forget(pair, "incomplete")
             return
         if self.chunked_in:
             self._up_out.append(wire.LAST_CHUNK)
@@ -156,8 +167,16 @@ class Exchange:
             mirror = self.state.mirror
             if mirror is not None:
                 body = b"".join(mb)
+                pair = self._pair
                 for rev in self.mirror_targets:
-                    mirror.offer(rev, self.head, body, self.down.client_ip, self._mirror_head)
+                    mirror.offer(
+                        rev,
+                        self.head,
+                        body,
+                        self.down.client_ip,
+                        self._mirror_head,
+                        pair if pair is not None and pair.shadow_rev == rev else None,
+                    )
         if self.conn is not None:
             if self._up_out:
                 self.flush_up()
@@ -202,6 +221,9 @@ class Exchange:
             self._mirror_body = []
             if as_received:
                 self._mirror_head = self._up_out[0]
+            compares = self.state.table.compares
+            if compares and self.state.comparer is not None:
+                self._pair = self.state.comparer.start(compares, revision, mirror_to, self.t0)
 
     def start(self) -> None:
         """Called by the client connection when this request is at the pipeline's front."""
@@ -369,12 +391,21 @@ class Exchange:
         elif not http11:
             extra += b"connection: keep-alive\r\n"
         self._down_out.append(info.base + extra + b"\r\n")
+        pair = self._pair
+        if pair is not None:
+            pair.primary_head(status, info.head, framing == upstream.CHUNKED and not conn.dechunk)
 
     def on_raw(self, data: bytes) -> None:
         self._down_out.append(wire.chunk(data) if self.chunked_out else data)
+        pair = self._pair
+        if pair is not None:
+            pair.primary_body(data)
 
     def on_body(self, data: bytes) -> None:
         self._down_out.append(data)
+        pair = self._pair
+        if pair is not None:
+            pair.primary_body(data)
 
     def flush(self) -> None:
         out = self._down_out
@@ -471,6 +502,10 @@ class Exchange:
         if rm is not None:
             rm.in_flight -= 1
             rm.record(status, down.loop.time() - self.t0)
+        pair = self._pair
+        if pair is not None:
+            self._pair = None
+            pair.primary_end(status, down.loop.time() - self.t0)
         if down._paused & (PAUSE_UPSTREAM | PAUSE_BUFFERED):
             down.resume_reading(PAUSE_UPSTREAM | PAUSE_BUFFERED)
         down.exchange_done(self, close=not self.keep_alive or not self.body_done)
@@ -495,6 +530,10 @@ class Exchange:
         if rm is not None:
             rm.in_flight -= 1
             rm.client_aborts += 1
+        pair = self._pair
+        if pair is not None:
+            self._pair = None
+            pair.comparer.forget(pair, "incomplete")
 
 
 _NO_TARGETS: list[int] = []

@@ -98,6 +98,7 @@ class RevisionMetrics:
         "mirror_sent",
         "no_backend",
         "retries",
+        "shadow",
         "timeouts",
         "ttfb",
     )
@@ -121,6 +122,9 @@ class RevisionMetrics:
         self.mirror_failed = 0
         self.mirror_codes = [0] * 6
         self.mirror_latency = Histogram()
+        # As a shadow: its answers compared with the primary's (``comparison.stats.
+        # ShadowStats``; None until a comparison is asked for).
+        self.shadow: Any = None
 
     def add(self, other: RevisionMetrics) -> None:
         """Sum another worker's counters for the same revision into these."""
@@ -133,6 +137,10 @@ class RevisionMetrics:
         self.latency.add(other.latency)
         self.ttfb.add(other.ttfb)
         self.mirror_latency.add(other.mirror_latency)
+        if other.shadow is not None:
+            if self.shadow is None:
+                self.shadow = type(other.shadow)()
+            self.shadow.add(other.shadow)
 
     def record(self, status: int, seconds: float) -> None:
         self.codes[status // 100 if 100 <= status < 600 else 5] += 1
@@ -157,6 +165,7 @@ class RevisionMetrics:
                 "responses": dict(zip(CODE_CLASSES, self.mirror_codes[1:], strict=True)),
                 "latency": self.mirror_latency.snapshot(),
             },
+            **({"shadow": self.shadow.summary()} if self.shadow is not None else {}),
         }
 
 

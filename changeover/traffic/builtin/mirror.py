@@ -31,7 +31,7 @@ import collections
 import time
 
 from changeover import aio
-from changeover.traffic.builtin import metrics, pool, upstream, wire
+from changeover.traffic.builtin import compare, metrics, pool, upstream, wire
 from changeover.traffic.builtin import state as state_mod
 
 SHADOW = b"x-changeover-shadow: 1\r\n"
@@ -59,27 +59,41 @@ class _Job:
     """One queued copy: the revision, the client's raw head (or, when the proxy forwarded
     it as received, the forwarded head), the body, the client's address."""
 
-    __slots__ = ("body", "client_ip", "fwd_head", "head", "revision")
+    __slots__ = ("body", "client_ip", "fwd_head", "head", "pair", "revision")
 
     def __init__(
-        self, revision: int, head: bytes, body: bytes, client_ip: bytes, fwd_head: bytes | None
+        self,
+        revision: int,
+        head: bytes,
+        body: bytes,
+        client_ip: bytes,
+        fwd_head: bytes | None,
+        pair: compare.Pair | None,
     ) -> None:
         self.revision = revision
         self.head = head
         self.body = body
         self.client_ip = client_ip
         self.fwd_head = fwd_head
+        self.pair = pair  # the shadow half of a comparison, or None
 
 
 class _Copy:
-    """An ``upstream.Sink`` that reads the shadow's answer and keeps only its status."""
+    """An ``upstream.Sink`` that reads the shadow's answer and keeps its status (and, when
+    the request is compared, hands the answer to its ``pair``)."""
 
-    __slots__ = ("conn", "ep", "mirror", "rm", "status", "t0", "task")
+    __slots__ = ("conn", "ep", "mirror", "pair", "rm", "status", "t0", "task")
 
     def __init__(
-        self, mirror: Mirror, ep: pool.EndpointState, rm: metrics.RevisionMetrics, t0: float
+        self,
+        mirror: Mirror,
+        ep: pool.EndpointState,
+        rm: metrics.RevisionMetrics,
+        t0: float,
+        pair: compare.Pair | None,
     ) -> None:
         self.mirror = mirror
+        self.pair = pair
         self.ep = ep
         self.rm = rm
         self.t0 = t0
@@ -95,9 +109,14 @@ class _Copy:
         framing: int,
     ) -> None:
         self.status = status
+        pair = self.pair
+        if pair is not None:
+            pair.shadow_head(status, info.head, framing == upstream.CHUNKED)
 
     def on_raw(self, data: bytes) -> None:
-        pass
+        pair = self.pair
+        if pair is not None:
+            pair.shadow_body(data)
 
     def on_body(self, data: bytes) -> None:
         pass
@@ -151,6 +170,9 @@ class Mirror:
         self._wall = self._loop.time()
 
     async def close(self) -> None:
+        for job in self._queue:
+            if job.pair is not None:
+                job.pair.shadow_dropped()
         self._queue.clear()
         self._queued_bytes = 0
         for copy in list(self._in_flight):
@@ -165,15 +187,19 @@ class Mirror:
         body: bytes,
         client_ip: bytes,
         fwd_head: bytes | None = None,
+        pair: compare.Pair | None = None,
     ) -> None:
         """Queue a copy of a request: its raw head as the client sent it (parsed later,
-        off the hot path) or ``fwd_head``, the head the proxy forwarded as received."""
+        off the hot path) or ``fwd_head``, the head the proxy forwarded as received;
+        ``pair``: the comparison its answer goes to."""
         size = len(head) + len(body)
         queue = self._queue
         if len(queue) >= self.queue_size or self._queued_bytes + size > self.queue_bytes:
             self._state.metrics.revision(revision).mirror_dropped += 1
+            if pair is not None:
+                pair.shadow_dropped()
             return
-        queue.append(_Job(revision, head, body, client_ip, fwd_head))
+        queue.append(_Job(revision, head, body, client_ip, fwd_head, pair))
         self._queued_bytes += size
         if not self._scheduled and self._loop is not None:
             self._scheduled = True
@@ -249,9 +275,11 @@ class Mirror:
             # No shadow, or it refused a connection within the last second: fail the copy
             # at once instead of spending a connect (and the primary's CPU) on each one.
             rm.mirror_failed += 1
+            if job.pair is not None:
+                job.pair.shadow_end(False, 0.0)
             return
         data = _request_bytes(job)
-        copy = _Copy(self, ep, rm, now)
+        copy = _Copy(self, ep, rm, now, job.pair)
         ep.enter()
         self._in_flight.add(copy)
         head_only = data.startswith(b"HEAD ")
@@ -304,6 +332,10 @@ class Mirror:
         copy.ep.leave()
         conn, copy.conn = copy.conn, None
         rm = copy.rm
+        pair = copy.pair
+        if pair is not None:
+            assert self._loop is not None
+            pair.shadow_end(ok and conn is not None, self._loop.time() - copy.t0)
         if ok and conn is not None:
             rm.mirror_sent += 1
             status = copy.status

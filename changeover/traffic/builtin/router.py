@@ -24,10 +24,11 @@ from changeover import aio, errors
 from changeover.endpoints import Endpoint
 from changeover.spec import models
 from changeover.traffic import base
+from changeover.traffic.builtin import compare, mirror, proxy, table
 from changeover.traffic.builtin import metrics as metrics_mod
-from changeover.traffic.builtin import mirror, proxy, table
 from changeover.traffic.builtin import state as state_mod
 from changeover.traffic.builtin import workers as workers_mod
+from changeover.traffic.comparison import comparators
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class BuiltinRouter:
             return
         self.mirror = mirror.Mirror(st)
         st.mirror = self.mirror
+        st.comparer = compare.Comparer(self.metrics)
         self.port = await self._listen(self.port, preview=False)
         if self.preview_port is not None:
             self.preview_port = await self._listen(self.preview_port, preview=True)
@@ -200,6 +202,8 @@ class BuiltinRouter:
             self._sweeper = None
         if self.mirror is not None:
             await self.mirror.close()
+        if self.state.comparer is not None:
+            self.state.comparer.close()
         self.state.pool.close()
 
     async def _sweep(self) -> None:
@@ -218,6 +222,8 @@ class BuiltinRouter:
                 client.check_timeouts(now)
             if self.mirror is not None:
                 self.mirror.sweep(now)
+            if st.comparer is not None:
+                st.comparer.sweep(now)
             if now < next_idle:
                 continue
             next_idle = now + 1.0
@@ -287,6 +293,7 @@ class BuiltinRouter:
         revision: int | None,
         percentage: int,
         match: Sequence[models.RouteMatch],
+        compare: models.MirrorCompare | None = None,
     ) -> None:
         tbl = self.state.table
         mirrors = [m for m in tbl.mirrors if m.name != name]
@@ -297,10 +304,11 @@ class BuiltinRouter:
                     revision=revision,
                     percentage=min(100, percentage),
                     matchers=table.compile_matchers(match),
+                    compare=_route_compare(self.rollout, name, compare),
                 )
             )
         self._swap(tbl.replace(mirrors=tuple(mirrors)))
-        await self._forward("set_mirror_route", name, revision, percentage, list(match))
+        await self._forward("set_mirror_route", name, revision, percentage, list(match), compare)
 
     async def set_preview(self, revision: int | None) -> None:
         """Without a preview port the revision is only remembered (nothing listens)."""
@@ -357,9 +365,26 @@ class BuiltinRouter:
         }
 
     async def mirror_idle(self) -> None:
-        """Wait until queued mirror copies have been sent (for tests)."""
+        """Wait until queued mirror copies have been sent and compared (for tests)."""
         if self.mirror is not None:
             await self.mirror.idle()
+        if self.state.comparer is not None:
+            await self.state.comparer.idle()
+
+
+def _route_compare(
+    rollout: str, name: str, spec: models.MirrorCompare | None
+) -> compare.RouteCompare | None:
+    """The router's side of a ``compare`` block; a comparator that cannot be loaded is
+    a permanent error naming it (retrying would not make the module appear)."""
+    if spec is None:
+        return None
+    try:
+        return compare.RouteCompare(spec)
+    except comparators.ComparatorError as exc:
+        raise errors.PermanentBackendError(
+            f"builtin router for {rollout!r}, mirror {name!r}: {exc}"
+        ) from None
 
 
 # ``spec.traffic.builtin`` fields (``traffic_settings.BuiltinSettings``) → ``Settings``.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Protocol
 
-from changeover.traffic.builtin import batch, metrics, pool, table
+from changeover.traffic.builtin import batch, compare, metrics, pool, table
 
 if TYPE_CHECKING:
     from changeover.traffic.builtin import proxy
@@ -62,12 +62,14 @@ class MirrorSink(Protocol):
         body: bytes,
         client_ip: bytes,
         fwd_head: bytes | None = None,
+        pair: compare.Pair | None = None,
     ) -> None: ...
 
 
 class ProxyState:
     __slots__ = (
         "batch",
+        "comparer",
         "connections",
         "metrics",
         "mirror",
@@ -91,6 +93,8 @@ class ProxyState:
         self.metrics = rollout_metrics
         self.settings = settings
         self.mirror = mirror
+        # Pairs shadow answers with the primary's (``builtin.compare``); set with the mirror.
+        self.comparer: compare.Comparer | None = None
         self.connections: set[proxy.ClientConnection] = set()
         self.rev_headers: dict[int, bytes] = {}
         self.batch = batch.WriteBatch()  # every socket write of this router process

@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from changeover import regex
 from changeover.spec import models
+from changeover.traffic.builtin import compare as compare_mod
 from changeover.traffic.builtin import wire
 
 Headers = list[tuple[bytes, bytes]]  # (lower-cased name, value), as the proxy parses them
@@ -121,15 +122,22 @@ class MirrorRoute:
     ``(n + 1) * percentage // 100`` steps up, so 25% copies exactly every fourth request.
     """
 
-    __slots__ = ("counter", "matchers", "name", "percentage", "revision")
+    __slots__ = ("compare", "counter", "matchers", "name", "percentage", "revision")
 
     def __init__(
-        self, *, name: str, revision: int, percentage: int, matchers: tuple[Matcher, ...]
+        self,
+        *,
+        name: str,
+        revision: int,
+        percentage: int,
+        matchers: tuple[Matcher, ...],
+        compare: compare_mod.RouteCompare | None = None,
     ) -> None:
         self.name = name
         self.revision = revision
         self.percentage = percentage
         self.matchers = matchers
+        self.compare = compare  # answers compared with the primary's (a share of the copies)
         self.counter = 0
 
     def sample(self) -> bool:
@@ -165,6 +173,8 @@ class RoutingTable:
     preview: int | None = None
     maintenance_retry_after: int | None = None  # None: not in maintenance
     # Derived, so the hot path can skip building header dicts when nothing reads them.
+    # ``compares``: shadow revision → its mirror route's comparison (``builtin.compare``).
+    compares: dict[int, compare_mod.RouteCompare] = dataclasses.field(default_factory=dict)
     needs_headers: bool = False
     needs_cookies: bool = False
     # Finds the fast path's fields (``wire.REQUEST_FIELDS``) plus the routing headers.
@@ -179,6 +189,8 @@ class RoutingTable:
             table.sticky is not None and table.sticky.cookie is not None
         )
         headers = bool(matchers) or table.sticky is not None
+        compares = {m.revision: m.compare for m in table.mirrors if m.compare is not None}
+        object.__setattr__(table, "compares", compares)
         object.__setattr__(table, "needs_headers", headers)
         object.__setattr__(table, "needs_cookies", cookies)
         names = {m.header for m in matchers if m.header is not None}

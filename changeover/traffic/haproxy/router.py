@@ -47,7 +47,10 @@ from changeover.traffic.haproxy import metrics as hmetrics
 
 log = logging.getLogger(__name__)
 
-CAPABILITIES = frozenset(base.Capability) - {base.Capability.MIRROR}
+CAPABILITIES = frozenset(base.Capability) - {
+    base.Capability.MIRROR,
+    base.Capability.MIRROR_COMPARE,
+}
 
 # How long close() waits for the metrics poll to stop, and for the last stats read (s).
 CLOSE_WAIT = 5.0
@@ -370,6 +373,7 @@ class HAProxyRouter:
         revision: int | None,
         percentage: int,
         match: Sequence[models.RouteMatch],
+        compare: models.MirrorCompare | None = None,
     ) -> None:
         if revision is None or percentage <= 0:
             return  # removing a mirror that cannot exist

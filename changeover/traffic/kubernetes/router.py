@@ -147,7 +147,12 @@ class KubeRouter:
             )
 
     async def set_mirror_route(
-        self, name: str, revision: int | None, percentage: int, match: Sequence[models.RouteMatch]
+        self,
+        name: str,
+        revision: int | None,
+        percentage: int,
+        match: Sequence[models.RouteMatch],
+        compare: models.MirrorCompare | None = None,  # no comparison here (no capability)
     ) -> None:
         if revision is None or percentage <= 0:
             self._mirrors.pop(name, None)
