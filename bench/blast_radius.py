@@ -254,6 +254,7 @@ def render(trials: list[Trial], args: argparse.Namespace, took: float, loads: li
         "",
         f"- machine: `{' '.join(platform.uname())}`, {os.cpu_count()} cores, CPU: {cpu}",
         f"- date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- commit: {common.commit()}",
         f"- load average (`uptime`) before / after: {loads[0]} / {loads[-1]}",
         f"- command: `.venv/bin/{cmd}` ({args.reps} repetition{'s' * (args.reps != 1)} per "
         f"row, {took:.0f} s)",

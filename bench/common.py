@@ -205,6 +205,19 @@ def wrk(
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
+def commit() -> str:
+    """The checkout's commit (short), "+changes" when changeover/ or bench/ differ from it:
+    the ``- commit:`` line of every RESULTS.md section, so a table names the code it ran."""
+    repo = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("+changes" if git("status", "--porcelain", "--", "changeover", "bench") else "")
+
+
 def write_results_section(
     section: str,
     text: str,

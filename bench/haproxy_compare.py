@@ -388,7 +388,7 @@ def render(
     out = [
         SUBSECTION,
         "",
-        "Issue 4, Part 2 target: `traffic: {haproxy: {}}` within 5% of hand-configured "
+        "Target: `traffic: {haproxy: {}}` within 5% of hand-configured "
         "HAProxy's throughput doing the same job. Same job on both sides: 90/10 by HAProxy's "
         "weighted round-robin over server weights (changeover sets them over the runtime "
         "API), the `x-canary: always` header route (hand: a literal compare; changeover: a "
@@ -403,7 +403,8 @@ def render(
         "may be closing) and no sticky split on either side (wrk sends `x-user-id`, which "
         "neither reads here).",
         "",
-        f"- {when}; {bench_run.versions()}; load average before → after (1, 5, 15 min): "
+        f"- {when}; commit {common.commit()}; {bench_run.versions()}; load average before → "
+        "after (1, 5, 15 min): "
         f"{load_before} → {common.loadavg()}",
         f"- command: `flock /tmp/changeover-heavy.lock .venv/bin/python -m "
         f"bench.haproxy_dataplane compare {shlex.join(argv)}` ({args.rounds} rounds of "

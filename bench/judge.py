@@ -181,6 +181,7 @@ def machine() -> list[str]:
         f"- machine: `{' '.join(platform.uname())}`",
         f"- cores: {os.cpu_count()} (`nproc`), CPU: {cpu}",
         f"- date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- commit: {common.commit()}",
     ]
 
 

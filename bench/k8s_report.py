@@ -7,8 +7,11 @@ reconcile durations and event-loop lag, and the mean reply time per kind of requ
 from __future__ import annotations
 
 import datetime
+import os
+import platform
 from typing import Any
 
+from bench import common
 from bench.k8s_operator_proc import BUCKETS
 from changeover.kube import client as kube
 from changeover.kube import names as kube_names
@@ -176,10 +179,16 @@ STAGE_COLUMNS = (
 )
 
 
-def render(results: list[JSON]) -> str:
-    """The section's tables (the prose around them is written by hand)."""
+def render(results: list[JSON], *, command: str) -> str:
+    """The section's tables under the run's machine, date, commit and command (the prose
+    around them is written by hand)."""
     lines = [
         "## Kubernetes scale",
+        "",
+        f"- machine: `{' '.join(platform.uname())}`, {os.cpu_count()} cores",
+        f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
+        f"- commit: {common.commit()}",
+        f"- command: `{command}`",
         "",
         "| rollouts | create→all Healthy | update→all Paused | promote→all Healthy "
         "| first action p50 / p95 / max | requests/step (update) | requests (promote) "

@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -365,7 +366,7 @@ def main() -> None:
             results.append(result)
     finally:
         cluster.stop()
-    text = render(results)
+    text = render(results, command="python -m bench.k8s_scale " + shlex.join(sys.argv[1:]))
     print(text)
     if args.write:
         common.write_results_section("## Kubernetes scale", text)

@@ -3,8 +3,8 @@
     python -m bench.mirror_p99 [--rate 3000] [--seconds 10] [--rounds 3] [--write]
 
 ``bench.run`` measures mirroring at saturation, where any copy costs throughput and so
-latency (at c=256 latency is connections over throughput). Issue 4 asks something else:
-a slow or dead shadow must not raise the primary's p99. So here the load is open-loop at a
+latency (at c=256 latency is connections over throughput). What matters here is something
+else: a slow or dead shadow must not raise the primary's p99. So here the load is open-loop at a
 fixed rate (``changeover.loadgen`` on core 1, the router on core 0), well below what the
 router can serve, and four routers in the ``bench.run`` setup (90/10 split, header route,
 sticky split, metrics) take turns, interleaved by round: no mirror, 100% mirrored to a

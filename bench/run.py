@@ -72,6 +72,7 @@ def machine() -> list[str]:
         f"- machine: `{' '.join(platform.uname())}`",
         f"- cores: {common.NCPU} (`nproc`), CPU: {cpu}",
         f"- date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- commit: {common.commit()}",
         f"- load average before the run (1, 5, 15 min): {LOAD_BEFORE}",
     ]
 
@@ -345,7 +346,7 @@ def render(
             f"| {_med([s.total_ms for s in ss]):.1f} "
             f"| {sum(s.batched for s in ss)} of {sum(s.chunks for s in ss)} |"
         )
-    out += ["", "### Against the targets (issue 4, Part 1)", ""]
+    out += ["", "### Against the targets", ""]
     out += targets(conns, results, light, streams)
     for label, cp in copies.items():
         if cp is not None and cp.requests:
