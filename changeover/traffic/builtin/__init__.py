@@ -1,4 +1,4 @@
-"""The builtin router: changeover's embedded asyncio HTTP/1.1 data plane (DESIGN §3).
+"""The builtin router: changeover's embedded asyncio HTTP/1.1 data plane.
 
 Modules, from the outside in: ``router`` (``BuiltinRouter``, the ``TrafficRouter``),
 ``proxy`` (client connections), ``exchange`` (one proxied request), ``upstream`` (backend

@@ -8,11 +8,10 @@ then written in one burst.
 Why: on loopback the kernel wakes the reading process on each write. Written one by one,
 spread over a pass, responses wake a waiting client (wrk, a load balancer) and requests
 wake an upstream worker again and again; in a burst the woken process finds the rest
-already there. Measured on the 2-core bench box (old and new router side by side, 4
-interleaved rounds, nginx upstreams): 2.6 / 4.9 µs less kernel time per request and 12% /
-13% more requests/s at 32 / 256 connections, better in every round (bench/RESULTS.md).
-The added delay is the rest of the pass that read the bytes (the pass is the proxy's
-own work, not a timer), and pipelined responses to one client now leave in one syscall.
+already there: less kernel time per request and more requests/s, old and new side by side
+(``python -m bench.compare``). The added delay is the rest of the pass that read the bytes
+(the pass is the proxy's own work, not a timer), and pipelined responses to one client
+leave in one syscall.
 """
 
 from __future__ import annotations

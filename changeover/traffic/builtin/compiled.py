@@ -3,9 +3,9 @@
 The modules in ``MODULES`` (every module a proxied request passes through) are compiled
 with mypyc by ``make`` (``tools/build_fast.py``) into C extensions beside their sources,
 as one group whose shared library is ``fast__mypyc``. The code is the same typed Python
-either way; compiled, native classes and direct calls take 5 of the 13 µs of Python work
-per request (``python -m bench.micro``: 13.0 → 8.0 µs), and side by side the router
-served 17% (c=32) and 26% (c=256) more requests/s (bench/RESULTS.md "## Compare").
+either way; compiled, native classes and direct calls cut the Python work per request by
+about a third (``python -m bench.micro``; side by side: ``bench.compare``, bench/RESULTS.md
+"## Compare").
 
 ``select()`` runs when the package is imported, before any of those modules: a build is
 used only when it was made from exactly the sources beside it (a digest of them is stored

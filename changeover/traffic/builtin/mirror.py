@@ -40,18 +40,14 @@ SHADOW = b"x-changeover-shadow: 1\r\n"
 BURST = 0.02
 RECHECK = 0.002
 # A copy's whole CPU cost over what ``_pump`` measures (sending it; the rest is reading and
-# parsing its answer). Back-to-back runs on a quiet box, 100% mirroring: 2.0 let 63% of
-# copies out and cost the primary 28-29% of its throughput (at the 30% target's edge); 3.0
-# let 38% out for 15-21%; 4.0 (calibrated on a loaded box) let 29% out for ~0-8%. Since
-# writes are batched (``builtin.batch``) the primary's request is ~12% cheaper and 3.0 let
-# 33% out for 36% (c=32) / 23% (c=256): a copy costs ~2.8-4.3x what is measured, hence 4.5.
+# parsing its answer), chosen so that 100% mirroring costs the primary at most ~30% of its
+# throughput (``python -m bench.run``, the "+mirror" rows of bench/RESULTS.md "## Router").
 COST_FACTOR = 4.5
 # Budget seconds per wall-clock second added whatever the CPU use (see ``_pump``).
 IDLE_REFILL = 0.02
-# Copies sent per event-loop pass; more wait for the next pass. A budget refilled while
-# copies queued up let one pass send hundreds at once, and their answers came back
-# together: at 3,000 requests/s with a healthy shadow the primary's p99 went from 0.7 to
-# 3.2 ms (``bench.mirror_p99``) while real requests waited behind them.
+# Copies sent per event-loop pass; more wait for the next pass, so that a budget refilled
+# while copies queued cannot send hundreds at once and make real requests wait behind
+# their answers (the primary's p99 with a shadow: ``bench.mirror_p99``).
 PER_PASS = 16
 
 
@@ -320,9 +316,8 @@ class Mirror:
         conn.bind(copy, head_only=head_only)
         conn.write(data)
         # Written now, not after the loop pass (``builtin.batch``): ``_pump`` measures what
-        # sending costs, and the socket write is most of it. (Copies leave in a burst per
-        # pump anyway.) Batched, the budget saw a fraction of the cost and let 83% of
-        # copies out for 27-39% of the primary's throughput.
+        # sending costs, and the socket write is most of it; batched, the budget would miss
+        # it. (Copies leave in a burst per pump anyway.)
         conn.flush_out()
 
     def _done(self, copy: _Copy, *, ok: bool, keep_alive: bool) -> None:

@@ -67,7 +67,7 @@ def fields_regex(names: Sequence[bytes]) -> re.Pattern[bytes]:
     """A regex finding ``(line, name, value)`` of the fields ``names`` in a head, any case.
 
     A lookahead on the names' first letters lets the scan skip most lines at their first
-    byte instead of trying every name there (a 10-field browser request: 1.4 -> 1.0 µs).
+    byte instead of trying every name there (``python -m bench.micro --browser``).
     """
     alternatives = b"|".join([re.escape(n) for n in names])
     firsts = b"".join([re.escape(bytes([c])) for c in sorted({n[0] for n in names})])
