@@ -5,7 +5,8 @@ supervisor converges on it in the background) and reports what actually runs (``
 It never imports the engine or a router: the controller translates between them.
 
 Implementations: ``platforms.local`` (supervised OS processes, the embedded default),
-``platforms.fake`` (in memory, for fast unit tests), and later ``platforms.kubernetes``.
+``platforms.kubernetes`` (ReplicaSets, driven by the operator) and ``platforms.fake`` (in
+memory, for fast unit tests).
 """
 
 from __future__ import annotations

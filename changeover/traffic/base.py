@@ -4,8 +4,9 @@ One router object serves one rollout. Each router declares ``capabilities``; val
 rejects a spec step the chosen router cannot do instead of silently doing nothing. Every
 setter states desired state, so calling it twice with the same arguments changes nothing.
 
-Implementations: ``traffic.builtin`` (the embedded asyncio proxy), ``traffic.recording``
-(records calls, for unit tests), later HAProxy and the Kubernetes routers.
+Implementations: ``traffic.builtin`` (the embedded asyncio proxy), ``traffic.haproxy`` (a
+managed HAProxy), ``traffic.kubernetes`` (Istio, Gateway API, NGINX Ingress, SMI, the
+replica ratio) and ``traffic.recording`` (records calls, for unit tests).
 """
 
 from __future__ import annotations
