@@ -9,7 +9,7 @@ plain 500.
 
 Limits are deliberately small: this API carries rollout specs and status documents, not
 uploads, and a client that sends more is either broken or hostile. ``Limits`` also bounds
-time and memory per client (issue 11 §2): a request head must arrive whole within
+time and memory per client: a request head must arrive whole within
 ``header_timeout`` of its first byte and its body within ``body_timeout`` (so one header
 line every 50 s no longer holds a connection for minutes), a response the client does not
 read for ``send_timeout`` ends the connection, at most ``max_pipeline`` requests wait per

@@ -280,7 +280,7 @@ async def start_api(
     app = build_router(service, token=token, loopback=is_loopback(host))
     connections: set[http.HttpProtocol] = set()
     try:
-        limits = http.limits_from_env(os.environ)  # CHANGEOVER_API_* (README: serve)
+        limits = http.limits_from_env(os.environ)  # CHANGEOVER_API_* (docs/reference/api.md)
     except ValueError as exc:
         raise errors.PermanentBackendError(str(exc)) from exc
     loop = asyncio.get_running_loop()

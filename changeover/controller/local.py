@@ -2,8 +2,8 @@
 
 Called by the HTTP API. Validates input before anything is stored (a bad apply changes
 nothing), turns templates into revision numbers, applies user commands through the pure
-``engine.commands`` under the rollout's lock, and renders the status document of DESIGN.md
-§4 from the status, the spec and what the platform observes.
+``engine.commands`` under the rollout's lock, and renders the status document
+(``service``) from the status, the spec and what the platform observes.
 """
 
 from __future__ import annotations

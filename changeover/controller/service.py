@@ -1,11 +1,11 @@
 """The operations users perform, as one Protocol: what the HTTP API and the CLI call.
 
-``controller.local.LocalService`` implements it for the embedded platform (and later the
-Kubernetes platform gets its own). Every method raises only from ``changeover.errors``:
-``SpecError`` (bad input, nothing stored), ``NotFound``, ``StateError`` (e.g. promote when
-nothing is rolling out).
+``controller.local.LocalService`` implements it for the embedded platform (the operator,
+on Kubernetes, reads and writes Rollout resources instead). Every method raises only from
+``changeover.errors``: ``SpecError`` (bad input, nothing stored), ``NotFound``,
+``StateError`` (e.g. promote when nothing is rolling out).
 
-Status documents are the JSON contract of DESIGN.md §4::
+Status documents are the JSON contract of ``status -o json`` (docs/reference/cli.md)::
 
     {"name": "chat", "phase": "Paused", "message": "paused at step 2 of 4",
      "strategy": "canary", "revision": 2, "stableRevision": 1, "canaryRevision": 2,

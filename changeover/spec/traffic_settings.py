@@ -35,9 +35,9 @@ Seconds = Annotated[float, Field(gt=0, le=86_400)]
 class BuiltinSettings(Settings):
     """The embedded router. ``workers`` > 1 runs this rollout's router as that many
     processes on one port (SO_REUSEPORT, merged metrics); unset: ``serve --router-workers``.
-    The timeouts and ``maxConnections`` bound what one client can hold (defaults in the
-    README: 5 s connect, 120 s response, 30 s header, 60 s body and send, 10,000
-    connections).
+    The timeouts and ``maxConnections`` bound what one client can hold (defaults: 5 s
+    connect, 120 s response, 30 s header, 60 s body and send, 10,000 connections; see
+    docs/explanation/router.md).
     """
 
     workers: Annotated[int, Field(ge=1, le=64)] | None = None
