@@ -3,8 +3,8 @@
 A page holds a marker line such as ``<!-- generated: spec-fields -->``; at build time the
 marker is replaced by what the code says today:
 
-- ``spec-fields``: every field of ``Rollout`` and ``AnalysisTemplate`` from the pydantic
-  models' JSON schema (names as written in YAML, types, defaults, bounds, required);
+- ``spec-fields``: every field of each kind in ``KINDS``, from the pydantic models' JSON
+  schema (names as written in YAML, types, defaults, bounds, required);
 - ``cli-commands``: every command of the Typer app with its arguments and options;
 - ``exit-codes``: the error classes of ``changeover.errors`` and the exit code of each;
 - ``router-metrics``, ``builtin-provider-metrics``: the metric names, from the registries;
@@ -42,12 +42,18 @@ def on_page_markdown(markdown: str, **_: Any) -> str:
 # --- the spec -------------------------------------------------------------------------------
 
 
-def spec_fields() -> str:
-    from changeover import spec
-    from changeover.spec import analysis
+# Every kind a spec file may hold: (kind, module, model class).
+KINDS = (
+    ("Rollout", "changeover.spec", "Rollout"),
+    ("AnalysisTemplate", "changeover.spec.analysis", "AnalysisTemplate"),
+    ("Flag", "changeover.spec.flag", "Flag"),
+)
 
+
+def spec_fields() -> str:
     out: list[str] = []
-    for kind, model in (("Rollout", spec.Rollout), ("AnalysisTemplate", analysis.AnalysisTemplate)):
+    for kind, module, name in KINDS:
+        model = getattr(importlib.import_module(module), name)
         schema = model.model_json_schema(by_alias=True, mode="validation")
         defs = schema.get("$defs", {})
         out.append(f"## {kind}\n")
