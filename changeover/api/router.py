@@ -38,6 +38,8 @@ class Route:
     pattern: re.Pattern[str]
     handler: Handler
     mutating: bool
+    # A route with a token of its own (OFREP's evaluation token) takes that token only.
+    token: bytes | None = None
 
 
 def _compile(template: str) -> re.Pattern[str]:
@@ -74,14 +76,23 @@ class Router:
         # DNS-rebinds its own name to 127.0.0.1 could otherwise read the API.
         self._check_host = check_host
 
-    def add(self, method: str, template: str, handler: Handler, *, mutating: bool = False) -> None:
-        self._routes.append(Route(method, _compile(template), handler, mutating))
+    def add(
+        self,
+        method: str,
+        template: str,
+        handler: Handler,
+        *,
+        mutating: bool = False,
+        token: str | None = None,
+    ) -> None:
+        own = token.encode() if token is not None else None
+        self._routes.append(Route(method, _compile(template), handler, mutating, own))
 
-    def _authorized(self, request: http.Request) -> bool:
+    def _authorized(self, request: http.Request, token: bytes | None = None) -> bool:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not given:
             return False
-        return hmac.compare_digest(given.strip().encode(), self._token)
+        return hmac.compare_digest(given.strip().encode(), token or self._token)
 
     def _host_allowed(self, request: http.Request) -> bool:
         host = request.headers.get("host", "")
@@ -102,7 +113,8 @@ class Router:
             if route.method != method:
                 allowed.append(route.method)
                 continue
-            if (route.mutating or not self._open_reads) and not self._authorized(request):
+            needed = route.token is not None or route.mutating or not self._open_reads
+            if needed and not self._authorized(request, route.token):
                 return http.Response.error(
                     401,
                     "missing or wrong API token (Authorization: Bearer <token>)",

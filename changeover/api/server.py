@@ -33,7 +33,7 @@ import os
 from typing import Any
 
 from changeover import errors
-from changeover.api import http, router
+from changeover.api import flag_routes, http, router
 from changeover.controller.service import RolloutService
 
 PREFIX = "/api/v1"
@@ -235,6 +235,11 @@ def build_router(service: RolloutService, *, token: str, loopback: bool) -> rout
     r.add("POST", one + "/resume", h.resume, mutating=True)
     r.add("POST", one + "/undo", h.undo, mutating=True)
     r.add("DELETE", one, h.delete, mutating=True)
+    flags = getattr(service, "flags", None)
+    if flags is not None:  # the local platform's service keeps flags (changeover.flags)
+        flag_routes.add_routes(
+            r, flags, evaluation_token=flags.evaluation_token, body=_body, count=_count
+        )
     return r
 
 

@@ -138,7 +138,9 @@ TokenOpt = Annotated[
 OutputOpt = Annotated[
     Output, typer.Option("--output", "-o", help="table for people, json for scripts.")
 ]
-NameArg = Annotated[str, typer.Argument(help="Rollout name.", show_default=False)]
+NameArg = Annotated[
+    str, typer.Argument(help="Rollout name, or flag/NAME for a flag.", show_default=False)
+]
 
 
 def client(server: str | None, token: str | None) -> client_mod.Client:

@@ -123,6 +123,10 @@ class Client:
 
     @staticmethod
     def _one(name: str, suffix: str = "") -> str:
+        # ``flag/NAME`` names a flag (every per-name command works on both kinds).
+        kind, slash, flag = name.partition("/")
+        if slash and kind == "flag":
+            return f"/api/v1/flags/{quote(flag, safe='')}{suffix}"
         return f"/api/v1/rollouts/{quote(name, safe='')}{suffix}"
 
     def healthz(self) -> JSON:
@@ -131,6 +135,9 @@ class Client:
 
     def list_rollouts(self) -> list[JSON]:
         return list(self._call("GET", "/api/v1/rollouts")["rollouts"])
+
+    def list_flags(self) -> list[JSON]:
+        return list(self._call("GET", "/api/v1/flags")["flags"])
 
     def status(self, name: str) -> JSON:
         result: JSON = self._call("GET", self._one(name))

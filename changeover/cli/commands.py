@@ -99,6 +99,8 @@ def apply(
             for r in results:
                 if r.get("kind") == "AnalysisTemplate":
                     app_mod.say(f"analysistemplate/{r['name']} {r['action']}")
+                elif r.get("kind") == "Flag":
+                    app_mod.say(f"flag/{r['name']} {r['action']} (revision {r['revision']})")
                 else:
                     app_mod.say(f"rollout/{r['name']} {r['action']} (revision {r['revision']})")
         if not wait_:
@@ -149,7 +151,8 @@ def _run(
 ) -> None:
     with app_mod.client(server, token) as client:
         status = client.command(name, verb, body)
-    app_mod.say(f"rollout/{name} {_PAST[verb]}: {_describe(status)}")
+    shown = name if name.startswith("flag/") else f"rollout/{name}"
+    app_mod.say(f"{shown} {_PAST[verb]}: {_describe(status)}")
 
 
 _PAST = {
@@ -232,4 +235,4 @@ def delete(
     """Stop every replica of a rollout and forget it."""
     with app_mod.client(server, token) as client:
         client.delete(name)
-    app_mod.say(f"rollout/{name} deleted")
+    app_mod.say(f"{name if name.startswith('flag/') else f'rollout/{name}'} deleted")

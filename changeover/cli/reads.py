@@ -19,7 +19,7 @@ from rich.text import Text
 from changeover import errors
 from changeover.cli import app as app_mod
 from changeover.cli import client as client_mod
-from changeover.cli import render, wait
+from changeover.cli import render, render_flag, wait
 
 app = app_mod.app
 JSON = dict[str, Any]
@@ -31,13 +31,23 @@ def _snapshot(client: client_mod.Client, name: str | None) -> tuple[RenderableTy
     """The view, and the status behind it when it is about one rollout."""
     if name is None:
         return render.rollouts_table(client.list_rollouts()), None
+    if name == "flags":
+        return render_flag.flags_table(client.list_flags()), None
     status = client.status(name)
-    return render.rollout_view(status, client.events(name, limit=EVENTS_SHOWN)), status
+    events = client.events(name, limit=EVENTS_SHOWN)
+    if render_flag.is_flag(name):
+        return render_flag.flag_view(status, events), status
+    return render.rollout_view(status, events), status
 
 
 @app.command()
 def get(
-    name: Annotated[str | None, typer.Argument(help="Rollout name (all when omitted).")] = None,
+    name: Annotated[
+        str | None,
+        typer.Argument(
+            help="Rollout name (all when omitted), flag/NAME for a flag, `flags` for all flags."
+        ),
+    ] = None,
     watch: Annotated[
         bool, typer.Option("--watch", "-w", help="Refresh live until Ctrl-C.")
     ] = False,
@@ -58,6 +68,8 @@ def get(
         if output is app_mod.Output.JSON:
             if name is None:
                 app_mod.print_json(client.list_rollouts())
+            elif name == "flags":
+                app_mod.print_json(client.list_flags())
             else:
                 doc = {**client.status(name), "events": client.events(name, limit=EVENTS_SHOWN)}
                 app_mod.print_json(doc)
@@ -101,7 +113,9 @@ def status(
     if output is app_mod.Output.JSON:
         app_mod.print_json(doc)
         return
-    app_mod.show(render.rollout_view(doc))
+    app_mod.show(
+        render_flag.flag_view(doc) if render_flag.is_flag(name) else render.rollout_view(doc)
+    )
 
 
 @app.command()
@@ -116,6 +130,9 @@ def history(
         revisions = client.history(name)
     if output is app_mod.Output.JSON:
         app_mod.print_json(revisions)
+        return
+    if render_flag.is_flag(name):
+        app_mod.show(render_flag.history_table(revisions))
         return
     app_mod.show(render.history_table(revisions))
 

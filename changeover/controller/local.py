@@ -13,12 +13,14 @@ import hashlib
 import json
 from typing import Any
 
-from changeover import errors
+from changeover import config, errors
 from changeover.controller import analysis_runner
 from changeover.controller.loop import Controller
 from changeover.controller.service import JSON
 from changeover.engine import commands, rollback
 from changeover.engine.status import RolloutStatus
+from changeover.flags.service import FlagService
+from changeover.flags.store import FlagStore
 from changeover.platforms.base import ReplicaState, RevisionState
 from changeover.platforms.local import logs as local_logs
 from changeover.spec import analysis as spec_analysis
@@ -32,11 +34,21 @@ def template_hash(template: models.ProcessTemplate) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
+FLAGS_DIR = "flags"  # <state dir>/flags/token: the OFREP evaluation token
+
+
 class LocalService:
     def __init__(self, controller: Controller, *, metrics: builtin.Registry | None = None) -> None:
         self._c = controller
         self._store = controller.store
         self._metrics = metrics
+        # Flags live in the same state directory; OFREP clients get a token of their own.
+        evaluation_token, _ = config.ensure_token(self._store.path.parent / FLAGS_DIR)
+        self.flags = FlagService(
+            FlagStore(self._store.path),
+            now=controller.clock.now,
+            evaluation_token=evaluation_token,
+        )
 
     # --- apply ----------------------------------------------------------------------
 
@@ -73,6 +85,7 @@ class LocalService:
             results.append({"name": template.name, "kind": "AnalysisTemplate", "action": action})
         for rollout in rollouts:
             results.append(self._store_rollout(rollout))
+        results += self.flags.apply(specs.flags)
         self._c.wake()
         return results
 

@@ -1,0 +1,188 @@
+"""``FlagService``: the user operations on flags, and the compiled flags evaluation reads.
+
+Called by the HTTP API (``/api/v1/flags/...`` and OFREP) beside ``RolloutService``. Flags
+arrive here already parsed and checked (``spec.load``), so storing never half-succeeds.
+
+The flag served is the stored spec with the status laid over it: ``off`` (abort, or a
+failed flag rollout) serves the default to everyone, and a flag rollout's current weight
+replaces its variant's weight in the split. ``snapshot`` compiles every flag once per
+change and is what evaluations read (a dict lookup, then ``CompiledFlag.evaluate``).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from changeover import errors
+from changeover.flags import evaluate
+from changeover.flags.store import FlagStore, StoredFlag
+from changeover.spec import flag as spec_flag
+
+JSON = dict[str, Any]
+
+
+class FlagService:
+    """``evaluation_token`` is what OFREP clients present (never the API token)."""
+
+    def __init__(
+        self, store: FlagStore, *, now: Callable[[], float], evaluation_token: str
+    ) -> None:
+        self.store = store
+        self.evaluation_token = evaluation_token
+        self._now = now
+        self._snapshot: tuple[tuple[int, float], dict[str, evaluate.CompiledFlag]] | None = None
+
+    # --- apply and reads ------------------------------------------------------------
+
+    def apply(self, flags: Sequence[spec_flag.Flag]) -> list[JSON]:
+        """Store each flag (checked already); one ``{"kind", "name", "revision", "action"}``
+        each. A changed spec starts its rollout (if any) from the first step."""
+        results = []
+        for flag in flags:
+            number, action = self.store.put(flag.name, flag.to_json_dict(), now=self._now())
+            results.append(
+                {"kind": "Flag", "name": flag.name, "revision": number, "action": action}
+            )
+        return results
+
+    def list_flags(self) -> list[JSON]:
+        return [self._status(stored) for stored in self.store.all()]
+
+    def status(self, name: str) -> JSON:
+        return self._status(self._get(name))
+
+    def spec(self, name: str) -> JSON:
+        return self._get(name).spec
+
+    def events(self, name: str, *, limit: int = 50) -> list[JSON]:
+        self._get(name)
+        return self.store.events(name, limit=limit)
+
+    def history(self, name: str) -> list[JSON]:
+        stored = self._get(name)
+        out: list[JSON] = []
+        previous: JSON | None = None
+        for number, doc, created in self.store.revisions(name):
+            spec = doc.get("spec", {})
+            out.append(
+                {
+                    "revision": number,
+                    "createdAt": created,
+                    "current": number == stored.revision,
+                    "enabled": spec.get("enabled", True),
+                    "split": {e["variant"]: e["weight"] for e in spec.get("split", [])},
+                    "changes": _changes(previous, spec) if previous is not None else [],
+                }
+            )
+            previous = spec
+        return out
+
+    # --- commands -------------------------------------------------------------------
+
+    def undo(self, name: str, *, to_revision: int | None = None) -> JSON:
+        """Store an earlier revision's spec again, as the next revision (the one before
+        the current by default); the status starts over."""
+        stored = self._get(name)
+        kept = {number: doc for number, doc, _ in self.store.revisions(name)}
+        if to_revision is None:
+            earlier = [n for n in kept if n < stored.revision]
+            if not earlier:
+                raise errors.StateError(f"flag {name!r} has no earlier revision to undo to")
+            to_revision = max(earlier)
+        if to_revision not in kept:
+            have = ", ".join(str(n) for n in sorted(kept)) or "none"
+            raise errors.NotFound(f"flag {name!r} has no revision {to_revision} (kept: {have})")
+        if to_revision == stored.revision:
+            raise errors.StateError(f"revision {to_revision} is already the current one")
+        number, _ = self.store.put(name, kept[to_revision], now=self._now(), reason="Undo")
+        return {**self.status(name), "undoneTo": to_revision, "newRevision": number}
+
+    def abort(self, name: str) -> JSON:
+        """Turn the flag off now: everyone gets the default variant until a new apply."""
+        stored = self._get(name)
+        message = "turned off: everyone gets the default variant"
+        status = {**stored.status, "off": True, "phase": "Aborted", "message": message}
+        self.store.put_status(
+            name, status, now=self._now(), events=[("Aborted", "turned off by abort")]
+        )
+        return self.status(name)
+
+    def retry(self, name: str) -> JSON:
+        """Turn an aborted flag back on, its rollout (if any) from the first step."""
+        stored = self._get(name)
+        self.store.put_status(name, {}, now=self._now(), events=[("Retried", "turned on again")])
+        del stored
+        return self.status(name)
+
+    def promote(self, name: str, *, full: bool = False) -> JSON:
+        raise errors.StateError(f"flag {name!r} has no rollout in progress")
+
+    def pause(self, name: str) -> JSON:
+        raise errors.StateError(f"flag {name!r} has no rollout in progress")
+
+    def resume(self, name: str) -> JSON:
+        raise errors.StateError(f"flag {name!r} has no rollout in progress")
+
+    def delete(self, name: str) -> None:
+        if not self.store.delete(name):
+            raise errors.NotFound(f"no flag named {name!r}")
+
+    # --- evaluation -----------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, evaluate.CompiledFlag]:
+        """Every flag compiled as served now; recompiled only after a change."""
+        version = self.store.version()
+        if self._snapshot is None or self._snapshot[0] != version:
+            compiled = {s.name: evaluate.compile_flag(served_spec(s)) for s in self.store.all()}
+            self._snapshot = (version, compiled)
+        return self._snapshot[1]
+
+    # --- helpers --------------------------------------------------------------------
+
+    def _get(self, name: str) -> StoredFlag:
+        stored = self.store.get(name)
+        if stored is None:
+            raise errors.NotFound(f"no flag named {name!r}")
+        return stored
+
+    def _status(self, stored: StoredFlag) -> JSON:
+        served = served_spec(stored)
+        status = stored.status
+        phase = status.get("phase") or ("Healthy" if served.enabled else "Disabled")
+        return {
+            "kind": "Flag",
+            "name": stored.name,
+            "revision": stored.revision,
+            "phase": phase,
+            "message": status.get("message", ""),
+            "enabled": served.enabled,
+            "type": served.type,
+            "defaultVariant": served.default_variant,
+            "variants": sorted(served.variants),
+            "split": {e.variant: e.weight for e in served.split},
+            "rules": len(served.rules),
+            "rollout": status.get("rollout"),
+            "updatedAt": stored.updated_at,
+        }
+
+
+def served_spec(stored: StoredFlag) -> spec_flag.FlagSpec:
+    """The stored spec with the status laid over it (the off switch, a rollout's weight)."""
+    spec = copy.deepcopy(stored.spec.get("spec", {}))
+    status = stored.status
+    if status.get("off"):
+        spec["enabled"] = False
+    rollout = status.get("rollout") or {}
+    if "weight" in rollout and "variant" in rollout:
+        for entry in spec.get("split", []):
+            if entry.get("variant") == rollout["variant"]:
+                entry["weight"] = rollout["weight"]
+    return spec_flag.FlagSpec.model_validate(spec)
+
+
+def _changes(before: JSON, after: JSON) -> list[str]:
+    """Top-level spec fields that differ, by name (``history`` shows what an apply did)."""
+    keys = sorted(set(before) | set(after))
+    return [k for k in keys if before.get(k) != after.get(k)]
