@@ -50,7 +50,7 @@ def start_demo(marker: str, tmp_path: Path) -> subprocess.Popen[str]:
     env = {
         **os.environ,
         "DEMO_TEST_MARKER": marker,
-        # Replicas get only a base environment: pass the marker on (README, the local platform).
+        # Replicas get only a base environment: pass the marker on (docs: the local platform).
         "CHANGEOVER_PASS_ENV": "DEMO_TEST_MARKER",
         # The demo must not need (or touch) the user's config: point it somewhere empty.
         "CHANGEOVER_CONFIG": str(tmp_path / "user-config" / "servers.json"),
