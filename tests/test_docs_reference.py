@@ -1,10 +1,14 @@
-"""The documentation's generated reference pages (tools/docs_hooks.py) say what the code
-says: every spec field, every CLI command and every error class appear, and a page asking
-for a section that does not exist fails the build instead of printing nothing."""
+"""The documentation says what the code says. The generated reference pages
+(tools/docs_hooks.py) hold every spec field, CLI command and error class, and a page asking
+for a section that does not exist fails the build instead of printing nothing; every
+``changeover ...`` command line in README.md and docs/ names a command and options that
+exist."""
 
 from __future__ import annotations
 
 import importlib.util
+import re
+import shlex
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -69,3 +73,78 @@ def test_exit_codes_reference_names_each_error_with_its_code() -> None:
 def test_an_unknown_generated_section_fails_the_build() -> None:
     with pytest.raises(ValueError, match="unknown generated section 'no-such-page'"):
         hooks.on_page_markdown("text\n<!-- generated: no-such-page -->\n", page=None)
+
+
+def _command_lines(text: str) -> list[tuple[int, str]]:
+    """``changeover ...`` lines of code blocks and inline code, comments and pipes cut off."""
+    found: list[tuple[int, str]] = []
+    fenced = False
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.startswith("```"):
+            fenced = not fenced
+            continue
+        stripped = line.strip().removeprefix("$ ")
+        if fenced and stripped.startswith("changeover "):
+            candidates = [stripped]
+        else:
+            candidates = re.findall(r"`(changeover [^`]+)`", line)
+        for candidate in candidates:
+            found.append((number, re.split(r"\s[#|>&]", candidate)[0]))
+    return found
+
+
+def _options(command: Any, ctx: Any) -> set[str]:
+    return {
+        name
+        for param in command.get_params(ctx)
+        for name in [*getattr(param, "opts", []), *getattr(param, "secondary_opts", [])]
+    }
+
+
+def _stale(line: str, group: Any) -> str | None:
+    """What in ``line`` names no command or option of the CLI (None: nothing)."""
+    try:
+        words = shlex.split(line)[1:]
+    except ValueError:
+        return None
+    ctx = group.context_class(group, info_name="changeover")
+    command, path, allowed = group, "changeover", _options(group, ctx)
+    while words and not words[0].startswith("-") and hasattr(command, "list_commands"):
+        name = words.pop(0)
+        if name.isupper():  # a placeholder: `changeover COMMAND --help`
+            return None
+        sub = command.get_command(ctx, name)
+        if sub is None:
+            return f"no command `{path} {name}`"
+        ctx = sub.context_class(sub, info_name=name, parent=ctx)
+        command, path = sub, f"{path} {name}"
+    allowed |= _options(command, ctx)
+    for word in words:
+        option = word.split("=")[0]
+        if option.startswith("-") and option != "-" and option not in allowed:
+            return f"`{path}` has no option {option}"
+    return None
+
+
+def test_every_command_line_in_the_docs_exists() -> None:
+    group = typer.main.get_command(hooks._typer_app())
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    stale = [
+        f"{page.relative_to(ROOT)}:{number}: {problem}"
+        for page in pages
+        for number, line in _command_lines(page.read_text())
+        if (problem := _stale(line, group)) is not None
+    ]
+    assert stale == []
+
+
+def test_a_misspelt_option_in_the_docs_is_found() -> None:
+    group = typer.main.get_command(hooks._typer_app())
+    lines = _command_lines(
+        "run `changeover apply -f x.yaml --wiat` then\n```sh\n"
+        "$ changeover frobnicate NAME  # no such command\n```\n"
+    )
+    assert [_stale(line, group) for _, line in lines] == [
+        "`changeover apply` has no option --wiat",
+        "no command `changeover frobnicate`",
+    ]
