@@ -148,3 +148,12 @@ def test_a_misspelt_option_in_the_docs_is_found() -> None:
         "`changeover apply` has no option --wiat",
         "no command `changeover frobnicate`",
     ]
+
+
+def test_the_readme_links_to_files_that_exist() -> None:
+    """The front page links into docs/ by path (it is read on a forge, not in the site)."""
+    text = (ROOT / "README.md").read_text()
+    targets = re.findall(r"\]\(([^)#\s]+)", text)
+    assert "docs/index.md" in targets
+    missing = [t for t in targets if "://" not in t and not (ROOT / t).exists()]
+    assert missing == []
