@@ -1,6 +1,6 @@
 """An analysis run as data: its metrics, their tallies, its phase. Pure and serializable.
 
-The controller's runner (``controller.analysis_runner``) owns the I/O: it asks ``due`` which
+The controller's runner (``runners.analysis_runner``) owns the I/O: it asks ``due`` which
 metrics to measure now, measures them, and folds each result back in with
 ``with_measurement``; ``stop`` ends a run the rollout no longer needs (a terminated run is
 Successful unless something already failed, as in Argo Rollouts). After every change the

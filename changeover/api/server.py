@@ -1,6 +1,6 @@
 """The HTTP JSON API of ``changeover serve``: every endpoint, and ``start_api``.
 
-``controller.runtime`` calls ``await start_api(service, host=..., port=..., token=...)``
+``local_server`` calls ``await start_api(service, host=..., port=..., token=...)``
 once the service is built, and ``await api.close()`` on shutdown. ``cli.client`` is the
 other side. Handlers only translate HTTP ↔ ``RolloutService`` calls; auth, errors and the
 wire live in ``api.router`` and ``api.http``.
@@ -34,7 +34,7 @@ from typing import Any
 
 from changeover import errors
 from changeover.api import flag_routes, http, router
-from changeover.controller.service import RolloutService
+from changeover.rollout_service import RolloutService
 
 PREFIX = "/api/v1"
 

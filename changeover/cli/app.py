@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.text import Text
 
 import changeover
-from changeover import config, errors
+from changeover import errors, server_registry
 from changeover.cli import client as client_mod
 from changeover.cli import platform
 
@@ -148,7 +148,7 @@ def client(server: str | None, token: str | None) -> client_mod.Client:
     kube = platform.kube_client()
     if kube is not None:
         return kube
-    target = config.resolve(server=server, token=token)
+    target = server_registry.resolve(server=server, token=token)
     if target.note:
         err_line(target.note, style="yellow")
     return client_mod.Client(target)

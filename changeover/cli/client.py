@@ -1,6 +1,6 @@
 """The CLI's side of the HTTP API: one method per endpoint, errors back into our tree.
 
-Commands build a ``Client`` from ``config.resolve`` and call it; every failure comes back
+Commands build a ``Client`` from ``server_registry.resolve`` and call it; every failure comes back
 as a ``changeover.errors`` exception so the CLI's one handler can pick the exit code:
 
     connection refused / timeout → TemporaryBackendError (exit 1, "is `changeover serve` running?")
@@ -16,7 +16,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from changeover import config, errors
+from changeover import errors, server_registry
 
 JSON = dict[str, Any]
 
@@ -24,7 +24,7 @@ _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 class Client:
-    def __init__(self, target: config.Target, *, timeout: float = 15.0) -> None:
+    def __init__(self, target: server_registry.Target, *, timeout: float = 15.0) -> None:
         self.target = target
         self.url = target.url
         headers = {"Accept": "application/json", "User-Agent": "changeover-cli"}

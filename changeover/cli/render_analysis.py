@@ -1,8 +1,8 @@
 """The analysis part of ``get``: the verdict of the latest run and a line per metric.
 
 Pure functions of the status document's ``analysis`` (metric → latest result) and
-``analysisRuns`` (the runs of the newest revision that has any), as ``controller.local``
-renders them::
+``analysisRuns`` (the runs of the newest revision that has any), as
+``local_controller.local_service`` renders them::
 
     Analysis  step analysis Failed: metric error-rate Failed = 0.2824 (...); 2 failed > ...
     METRIC       PHASE                VALUE                          ✓  ✗  ?  !

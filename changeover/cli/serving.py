@@ -1,9 +1,10 @@
 """``serve`` (the controller process), ``recommend`` and ``demo``.
 
-``serve`` prepares the token, records the server in ``servers.json`` (``changeover.config``)
-and hands over to ``controller.runtime``. ``recommend`` and ``demo`` live in modules of
-their own (``changeover.recommend``, ``changeover.demo``); they are imported when the
-command runs, so the CLI starts fast and works while either is absent.
+``serve`` prepares the token, records the server in ``servers.json``
+(``changeover.server_registry``) and hands over to ``changeover.local_server``.
+``recommend`` and ``demo`` live in modules of their own (``changeover.recommend``,
+``changeover.demo``); they are imported when the command runs, so the CLI starts fast
+and works while either is absent.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from urllib.parse import urlsplit
 
 import typer
 
-from changeover import config, errors
+from changeover import errors, server_registry
 from changeover.cli import app as app_mod
 
 app = app_mod.app
@@ -46,7 +47,7 @@ def serve(
     ] = None,
     listen: Annotated[
         str, typer.Option("--listen", help="HOST:PORT for the HTTP API.")
-    ] = config.DEFAULT_LISTEN,
+    ] = server_registry.DEFAULT_LISTEN,
     router_workers: Annotated[
         int,
         typer.Option(
@@ -68,25 +69,27 @@ def serve(
     """Run the controller and the HTTP API until Ctrl-C. Routers and replicas run in
     processes of their own: they keep serving while serve is stopped or restarted, and
     the next serve on the same state dir adopts them (`changeover down` stops them)."""
-    host, port = config.parse_listen(listen)
-    directory = (state_dir or config.default_state_dir()).expanduser().resolve()
-    token, token_file = config.ensure_token(directory)
-    runtime = importlib.import_module("changeover.controller.runtime")
+    host, port = server_registry.parse_listen(listen)
+    directory = (state_dir or server_registry.default_state_dir()).expanduser().resolve()
+    token, token_file = server_registry.ensure_token(directory)
+    runtime = importlib.import_module("changeover.local_server")
 
     def ready(url: str) -> None:
         # The real URL (a --listen port of 0 becomes the bound port) is what clients need;
         # a server on every address is recorded under its loopback URL.
-        parts = urlsplit(config.normalize_url(url))
-        url = config.url_for(parts.hostname or host, parts.port or port)
-        config.record_server(
-            config.ServerRecord(
+        parts = urlsplit(server_registry.normalize_url(url))
+        url = server_registry.url_for(parts.hostname or host, parts.port or port)
+        server_registry.record_server(
+            server_registry.ServerRecord(
                 url=url, token_file=str(token_file), state_dir=str(directory), pid=os.getpid()
             )
         )
         app_mod.say(f"changeover API listening on {url}", style="green")
         app_mod.say(f"  token: {token_file} (mode 0600)  state: {directory}")
         then = "routers and replicas too" if down_on_exit else "routers and replicas keep serving"
-        app_mod.say(f"  servers recorded in {config.config_path()}; Ctrl-C stops serve ({then})")
+        app_mod.say(
+            f"  servers recorded in {server_registry.config_path()}; Ctrl-C stops serve ({then})"
+        )
         sys.stdout.flush()
 
     def stopped(message: str) -> None:
@@ -119,7 +122,7 @@ def down(
 ) -> None:
     """Stop everything a state dir runs: its serve, routers, replicas and hooks. The
     rollouts stay stored: the next `changeover serve` starts them again."""
-    directory = (state_dir or config.default_state_dir()).expanduser().resolve()
+    directory = (state_dir or server_registry.default_state_dir()).expanduser().resolve()
     module = importlib.import_module("changeover.dataplane.down")
     report = module.run(directory)
     for line in report.lines():

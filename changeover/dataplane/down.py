@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from changeover import errors
-from changeover.controller.statelock import LOCK_FILE, StateDirLock
 from changeover.dataplane import records, remote
 from changeover.platforms.local import process, state
+from changeover.statelock import LOCK_FILE, StateDirLock
 
 SERVE_WAIT = 30.0
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import psutil
 
-from changeover import config, errors
+from changeover import errors, server_registry
 from changeover.cli import client as client_mod
 from changeover.demo import specs
 
@@ -94,7 +94,7 @@ class DemoServer:
                 close_fds=True,
             )
         self.url, token = self._wait_recorded()
-        target = config.Target(url=self.url, token=token, token_source=str(self.state_dir))
+        target = server_registry.Target(url=self.url, token=token, token_source=str(self.state_dir))
         self._client = client_mod.Client(target)
         self._wait_healthy()
 

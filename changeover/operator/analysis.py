@@ -2,8 +2,8 @@
 
 The engine asks for runs (``StartAnalysis``/``StopAnalysis``) and webhook calls
 (``CallWebhook``/``StopWebhook``) on Kubernetes exactly as it does locally; this module
-carries them out with ``controller.analysis_runner.AnalysisRunner`` and
-``controller.webhook_runner.WebhookRunner`` and folds their verdicts into the
+carries them out with ``runners.analysis_runner.AnalysisRunner`` and
+``runners.webhook_runner.WebhookRunner`` and folds their verdicts into the
 observations. Templates come from ``AnalysisTemplate`` resources (watched; validated with
 the spec models, stored by name). Runs live in a SQLite file under the operator's state
 directory (an ``emptyDir`` in the pod): a restarted replica goes on measuring them, a
@@ -38,16 +38,16 @@ from typing import Any
 from changeover import errors
 from changeover.analysis import templates
 from changeover.analysis.run import AnalysisRun
-from changeover.controller.analysis_runner import AnalysisRunner
-from changeover.controller.analysis_store import AnalysisStore, scoped
-from changeover.controller.clock import SystemClock
-from changeover.controller.webhook_runner import WebhookRunner
+from changeover.clock import SystemClock
 from changeover.engine import actions, context
 from changeover.engine.status import RolloutStatus
 from changeover.kube import client as kube
 from changeover.operator import analysis_job
 from changeover.operator.analysis_job import KubeJobProvider
 from changeover.platforms.kubernetes import informer
+from changeover.runners.analysis_runner import AnalysisRunner
+from changeover.runners.analysis_store import AnalysisStore, scoped
+from changeover.runners.webhook_runner import WebhookRunner
 from changeover.spec import analysis as spec_analysis
 from changeover.spec import importers, models
 

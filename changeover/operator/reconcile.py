@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 import pydantic
 
 from changeover import errors
-from changeover.controller import executor as local_executor
 from changeover.engine import context
 from changeover.engine import plan as engine_plan
 from changeover.engine.phases import Phase
@@ -36,6 +35,7 @@ from changeover.kube import client as kube
 from changeover.kube import names
 from changeover.operator import analysis as analysis_mod
 from changeover.operator import documents, executor
+from changeover.runners import router_resync
 from changeover.spec import models, pod
 from changeover.traffic import kubernetes as kube_routers
 from changeover.traffic.kubernetes import services as kube_services
@@ -257,7 +257,7 @@ async def _router(op: Operator, obj: JSON, parsed: Parsed, status: RolloutStatus
     router = build_router(op, obj, rollout)
     # A fresh router (operator start, or a changed router config) first says what the
     # status says, so the cluster's objects and the engine agree before the first plan.
-    await local_executor.resync_router(router, status.traffic)
+    await router_resync.resync_router(router, status.traffic)
     op.routers[key] = LiveRouter(fingerprint=fingerprint, router=router)
     return router
 

@@ -1,4 +1,4 @@
-"""``KubeService``: the user operations of ``controller.service.RolloutService`` on Rollout
+"""``KubeService``: the user operations of ``rollout_service.RolloutService`` on Rollout
 resources through the Kubernetes API (what Argo Rollouts' kubectl plugin does).
 
 - ``apply`` validates every document with the spec models first (all problems at once,

@@ -133,9 +133,9 @@ class TemplateRunner:
     """An ``AnalysisRunner`` on a FakeClock that runs stored templates by name."""
 
     def __init__(self, path: Path) -> None:
-        from changeover.controller.analysis_runner import AnalysisRunner
-        from changeover.controller.analysis_store import AnalysisStore
-        from changeover.controller.clock import FakeClock
+        from changeover.clock import FakeClock
+        from changeover.runners.analysis_runner import AnalysisRunner
+        from changeover.runners.analysis_store import AnalysisStore
 
         self.clock = FakeClock(1000.0)
         self.store = AnalysisStore(path)

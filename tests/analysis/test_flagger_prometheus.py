@@ -22,10 +22,10 @@ import httpx
 import pytest
 from test_prometheus import PASSWORD, USER, _start_prometheus
 
-from changeover.controller.analysis_runner import AnalysisRunner
-from changeover.controller.analysis_store import AnalysisStore
-from changeover.controller.clock import FakeClock
+from changeover.clock import FakeClock
 from changeover.engine import actions
+from changeover.runners.analysis_runner import AnalysisRunner
+from changeover.runners.analysis_store import AnalysisStore
 from changeover.spec import importers, models
 
 pytestmark = pytest.mark.slow

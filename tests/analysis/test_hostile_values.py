@@ -18,11 +18,11 @@ from analysis_helpers import HttpServer, Request
 
 from changeover.analysis import assess
 from changeover.analysis.providers import base, capped, prometheus
-from changeover.controller import webhook_runner
-from changeover.controller.analysis_runner import AnalysisRunner
-from changeover.controller.analysis_store import AnalysisStore
-from changeover.controller.clock import FakeClock
+from changeover.clock import FakeClock
 from changeover.engine import actions
+from changeover.runners import webhook_runner
+from changeover.runners.analysis_runner import AnalysisRunner
+from changeover.runners.analysis_store import AnalysisStore
 from changeover.spec import analysis as spec
 from changeover.spec import models
 

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from analysis_helpers import HttpServer, Request
 
-from changeover.controller.analysis_runner import AnalysisRunner
-from changeover.controller.analysis_store import AnalysisStore
-from changeover.controller.clock import FakeClock
+from changeover.clock import FakeClock
 from changeover.engine import actions
+from changeover.runners.analysis_runner import AnalysisRunner
+from changeover.runners.analysis_store import AnalysisStore
 from changeover.spec import analysis as spec
 from changeover.spec import models
 

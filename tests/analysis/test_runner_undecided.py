@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from analysis_helpers import HttpServer, Request, get
 
-from changeover.controller import analysis_runner
-from changeover.controller.analysis_runner import AnalysisRunner
-from changeover.controller.analysis_store import AnalysisStore
-from changeover.controller.clock import FakeClock
+from changeover.clock import FakeClock
 from changeover.endpoints import Endpoint
 from changeover.engine import actions
+from changeover.runners import analysis_runner
+from changeover.runners.analysis_runner import AnalysisRunner
+from changeover.runners.analysis_store import AnalysisStore
 from changeover.spec import analysis as spec
 from changeover.spec import models
 from changeover.traffic.builtin import BuiltinRouter, Registry

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from analysis_helpers import HttpServer, Request
 
-from changeover.controller import webhook_runner
-from changeover.controller.webhook_runner import WebhookRunner
 from changeover.engine import actions
+from changeover.runners import webhook_runner
+from changeover.runners.webhook_runner import WebhookRunner
 from changeover.spec import analysis as spec
 from changeover.spec import models
 

@@ -12,7 +12,7 @@ import pytest
 from cli_helpers import Cli, LiveServer
 from typer.testing import Result
 
-from changeover import config
+from changeover import server_registry
 from changeover.cli.main import app
 
 SPEC = """\
@@ -240,8 +240,8 @@ def record(live: LiveServer, tmp_path: Path, token: str | None = None) -> Path:
     token_file = tmp_path / "state" / "token"
     token_file.parent.mkdir(parents=True, exist_ok=True)
     token_file.write_text((token or live.token) + "\n")
-    config.record_server(
-        config.ServerRecord(
+    server_registry.record_server(
+        server_registry.ServerRecord(
             url=live.url, token_file=str(token_file), state_dir=str(token_file.parent), pid=1
         )
     )
@@ -328,7 +328,7 @@ def test_internal_error_is_one_line_without_traceback(
 def test_serve_records_the_server_and_a_private_token(
     cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_config: Path
 ) -> None:
-    import changeover.controller.runtime as runtime
+    from changeover import local_server
 
     seen: dict[str, object] = {}
 
@@ -336,7 +336,7 @@ def test_serve_records_the_server_and_a_private_token(
         seen.update(kwargs)
         kwargs["on_ready"]("http://127.0.0.1:7171")  # type: ignore[operator]
 
-    monkeypatch.setattr(runtime, "serve", fake_serve)
+    monkeypatch.setattr(local_server, "serve", fake_serve)
     state = tmp_path / "state"
     result = ok(cli("serve", "--state-dir", str(state), "--listen", "127.0.0.1:7171"))
     token_file = state / "token"
@@ -352,7 +352,7 @@ def test_serve_records_the_server_and_a_private_token(
     # A second start reuses the token.
     ok(cli("serve", "--state-dir", str(state), "--listen", "127.0.0.1:7171"))
     assert seen["token"] == token_file.read_text().strip()
-    target = config.resolve()
+    target = server_registry.resolve()
     assert (target.url, target.token) == ("http://127.0.0.1:7171", seen["token"])
 
 

@@ -7,7 +7,7 @@ import io
 import pytest
 from rich.console import Console
 
-from changeover import config
+from changeover import server_registry
 from changeover.cli import render, wait
 
 
@@ -87,9 +87,9 @@ def test_rollout_view_shows_each_revision_with_its_role_and_weight() -> None:
     ],
 )
 def test_parse_listen(given: str, expected: tuple[str, int]) -> None:
-    assert config.parse_listen(given) == expected
+    assert server_registry.parse_listen(given) == expected
 
 
 def test_url_for_any_address_is_reached_on_loopback() -> None:
-    assert config.url_for("0.0.0.0", 7070) == "http://127.0.0.1:7070"
-    assert config.url_for("::", 7070) == "http://[::1]:7070"
+    assert server_registry.url_for("0.0.0.0", 7070) == "http://127.0.0.1:7070"
+    assert server_registry.url_for("::", 7070) == "http://[::1]:7070"

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from changeover.analysis.run import AnalysisRun
-from changeover.controller.analysis_runner import AnalysisRunner
-from changeover.controller.analysis_store import AnalysisStore, scoped
-from changeover.controller.clock import SystemClock
+from changeover.clock import SystemClock
+from changeover.runners.analysis_runner import AnalysisRunner
+from changeover.runners.analysis_store import AnalysisStore, scoped
 
 
 def template(limit: str) -> dict[str, object]:

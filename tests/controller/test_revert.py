@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from changeover.controller.clock import SystemClock
-from changeover.controller.local import LocalService
-from changeover.controller.loop import Controller
-from changeover.controller.store import Store
+from changeover.clock import SystemClock
+from changeover.local_controller.local_service import LocalService
+from changeover.local_controller.loop import Controller
+from changeover.local_controller.store import Store
 from changeover.platforms.fake import FakePlatform
 from changeover.traffic.recording import RecordingRouter
 

@@ -1,4 +1,4 @@
-"""``runtime.router_factory``: how many processes a builtin router gets.
+"""``local_server.router_factory``: how many processes a builtin router gets.
 
 Given ``serve --router-workers`` and a rollout's ``traffic.builtin.workers``, when the
 controller builds the rollout's router, then the rollout's own count wins, ``serve``'s is
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from changeover.controller import runtime
+from changeover import local_server
 from changeover.spec import models
 from changeover.traffic import builtin
 from changeover.traffic.haproxy import router as haproxy_router
@@ -37,7 +37,7 @@ def rollout(traffic: dict[str, Any], *, preview_port: int | None = None) -> mode
 
 
 def workers_of(spec: models.Rollout, *, router_workers: int) -> int:
-    router = runtime.router_factory(builtin.Registry(), router_workers=router_workers)(spec)
+    router = local_server.router_factory(builtin.Registry(), router_workers=router_workers)(spec)
     assert isinstance(router, builtin.BuiltinRouter)
     return router.workers_n
 
@@ -65,5 +65,5 @@ def test_a_preview_port_keeps_one_process() -> None:
 
 def test_other_routers_get_no_workers_argument() -> None:
     spec = rollout({"haproxy": {"nbthread": 2}})
-    router = runtime.router_factory(builtin.Registry(), router_workers=4)(spec)
+    router = local_server.router_factory(builtin.Registry(), router_workers=4)(spec)
     assert isinstance(router, haproxy_router.HAProxyRouter)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from changeover import errors
-from changeover.controller.statelock import StateDirLock
+from changeover.statelock import StateDirLock
 
 
 def test_a_second_lock_is_refused_naming_the_owner(tmp_path: Path) -> None:
@@ -30,7 +30,7 @@ def test_the_lock_dies_with_its_process(tmp_path: Path) -> None:
     """A killed server never leaves a stale lock: the kernel drops it with the process."""
     code = (
         "import sys, time; from pathlib import Path;"
-        "from changeover.controller.statelock import StateDirLock;"
+        "from changeover.statelock import StateDirLock;"
         "StateDirLock.acquire(Path(sys.argv[1])); print('locked', flush=True); time.sleep(60)"
     )
     child = subprocess.Popen(

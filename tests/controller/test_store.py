@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from changeover import errors
-from changeover.controller import store as store_mod
-from changeover.controller.store import Store
+from changeover.local_controller import store as store_mod
+from changeover.local_controller.store import Store
 
 V1: dict[str, Any] = {"command": ["server", "--v", "1"]}
 V2: dict[str, Any] = {"command": ["server", "--v", "2"]}

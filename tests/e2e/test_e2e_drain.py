@@ -33,7 +33,7 @@ from e2e_helpers import (
     wait_until,
 )
 
-from changeover import config
+from changeover import server_registry
 from changeover.cli.client import Client as Api
 
 pytestmark = pytest.mark.slow
@@ -190,7 +190,7 @@ def serve(shared_serve: Serve) -> Serve:
 @pytest.fixture
 def api(serve: Serve) -> Iterator[Api]:
     token = (serve.state_dir / "token").read_text().strip()
-    with Api(config.Target(url=serve.url, token=token)) as client:
+    with Api(server_registry.Target(url=serve.url, token=token)) as client:
         yield client
         for rollout in client.list_rollouts():
             client.delete(rollout["name"])

@@ -4,7 +4,7 @@ field errors (file, field path, message) or accept it; never a traceback.
 Documents come from the models (random fields, wrong types, random nesting: see
 ``spec_strategies``) and from the examples broken at a random path. Both ways are checked:
 YAML text as ``lint``/the CLI reads it, and the decoded documents as the HTTP API's
-``apply`` validates them (``controller.local.LocalService.apply``'s sequence).
+``apply`` validates them (``local_controller.local_service.LocalService.apply``'s sequence).
 """
 
 from __future__ import annotations

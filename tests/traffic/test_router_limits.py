@@ -172,7 +172,7 @@ def test_spec_traffic_builtin_sets_the_limits() -> None:
 
 def test_a_rollouts_limits_reach_its_router_process_config() -> None:
     """spec.traffic.builtin → the router process's factory arguments → Settings."""
-    from changeover.controller import runtime
+    from changeover import local_server
     from changeover.spec import load
 
     (doc,) = load.parse_rollouts(
@@ -183,7 +183,7 @@ def test_a_rollouts_limits_reach_its_router_process_config() -> None:
             "  traffic: {builtin: {sendTimeoutSeconds: 9, maxConnections: 77}}\n"
         )
     )
-    config = runtime.router_config(doc)
+    config = local_server.router_config(doc)
     router = router_mod.factory("web", **{**config, "port": 0})
     assert router.settings.send_timeout == 9
     assert router.settings.max_connections == 77

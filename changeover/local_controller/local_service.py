@@ -13,16 +13,16 @@ import hashlib
 import json
 from typing import Any
 
-from changeover import config, errors
-from changeover.controller import analysis_runner
-from changeover.controller.loop import Controller
-from changeover.controller.service import JSON
+from changeover import errors, server_registry
 from changeover.engine import commands, rollback
 from changeover.engine.status import RolloutStatus
 from changeover.flags.service import FlagService
 from changeover.flags.store import FlagStore
+from changeover.local_controller.loop import Controller
 from changeover.platforms.base import ReplicaState, RevisionState
 from changeover.platforms.local import logs as local_logs
+from changeover.rollout_service import JSON
+from changeover.runners import analysis_runner
 from changeover.spec import analysis as spec_analysis
 from changeover.spec import analysis_checks, load, models, template_diff, validate
 from changeover.traffic import builtin
@@ -43,7 +43,7 @@ class LocalService:
         self._store = controller.store
         self._metrics = metrics
         # Flags live in the same state directory; OFREP clients get a token of their own.
-        evaluation_token, _ = config.ensure_token(self._store.path.parent / FLAGS_DIR)
+        evaluation_token, _ = server_registry.ensure_token(self._store.path.parent / FLAGS_DIR)
         self.flags = FlagService(
             FlagStore(self._store.path),
             now=controller.clock.now,

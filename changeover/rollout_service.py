@@ -1,7 +1,7 @@
 """The operations users perform, as one Protocol: what the HTTP API and the CLI call.
 
-``controller.local.LocalService`` implements it for the embedded platform (the operator,
-on Kubernetes, reads and writes Rollout resources instead). Every method raises only from
+``local_controller.local_service.LocalService`` implements it for the embedded platform and
+``operator.service.KubeService`` for Kubernetes. Every method raises only from
 ``changeover.errors``: ``SpecError`` (bad input, nothing stored), ``NotFound``,
 ``StateError`` (e.g. promote when nothing is rolling out).
 

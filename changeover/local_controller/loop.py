@@ -8,7 +8,7 @@ Why this order survives ``kill -9`` at any point: actions state desired state (s
 ``engine.actions``), so re-running a plan is harmless. The status is written only after
 every action of a plan succeeded; a crash before that replays the same plan from the old
 status on restart. A fresh router is first brought to the persisted ``status.traffic``
-(``executor.resync_router``), so the data plane never disagrees with the status the engine
+(``runners.router_resync``), so the data plane never disagrees with the status the engine
 reasons from. The platform persists its own desired counts and replica PIDs and re-adopts
 running replicas.
 """
@@ -24,17 +24,18 @@ from dataclasses import dataclass, field
 
 from changeover import aio, errors
 from changeover.analysis import sampler
-from changeover.controller import analysis_runner, executor
-from changeover.controller.analysis_runner import AnalysisRunner
-from changeover.controller.analysis_store import AnalysisStore
-from changeover.controller.clock import Clock
-from changeover.controller.store import Store, StoredRollout
-from changeover.controller.webhook_runner import WebhookRunner
+from changeover.clock import Clock
 from changeover.endpoints import Endpoint
 from changeover.engine import actions, context
 from changeover.engine import plan as engine_plan
 from changeover.engine.status import RolloutStatus
+from changeover.local_controller import local_executor
+from changeover.local_controller.store import Store, StoredRollout
 from changeover.platforms.base import HookState, Platform, Replica, ReplicaState, RevisionState
+from changeover.runners import analysis_runner, router_resync
+from changeover.runners.analysis_runner import AnalysisRunner
+from changeover.runners.analysis_store import AnalysisStore
+from changeover.runners.webhook_runner import WebhookRunner
 from changeover.spec import models
 from changeover.traffic.base import TrafficRouter
 
@@ -271,11 +272,13 @@ class Controller:
                 now=self.clock.now(),
             )
             plan = engine_plan.plan(ctx)
-            runners = executor.Runners(analysis=self.analysis, webhooks=self.webhooks, spec=rollout)
+            runners = local_executor.Runners(
+                analysis=self.analysis, webhooks=self.webhooks, spec=rollout
+            )
             for action in plan.actions:
                 if isinstance(action, actions.RunHook):
                     live.hook_ids.add(action.hook_id)
-                await executor.execute(
+                await local_executor.execute(
                     action,
                     rollout=name,
                     platform=self.platform,
@@ -312,7 +315,7 @@ class Controller:
         if start is not None:
             await start()
         if isinstance(status, dict):
-            await executor.resync_router(router, RolloutStatus.model_validate(status).traffic)
+            await router_resync.resync_router(router, RolloutStatus.model_validate(status).traffic)
         live = _Live(router=router)
         self._live[name] = live
         self._start_errors.pop(name, None)

@@ -17,15 +17,15 @@ from pydantic import BaseModel
 
 from changeover import statedir, traffic
 from changeover.api import server as api_server
-from changeover.controller.clock import SystemClock
-from changeover.controller.local import LocalService
-from changeover.controller.loop import Controller, RouterFactory
-from changeover.controller.statelock import StateDirLock
-from changeover.controller.store import Store
+from changeover.clock import SystemClock
 from changeover.dataplane.remote import RemoteRouter
 from changeover.endpoints import Endpoint
+from changeover.local_controller.local_service import LocalService
+from changeover.local_controller.loop import Controller, RouterFactory
+from changeover.local_controller.store import Store
 from changeover.platforms.local import LocalPlatform
 from changeover.spec import models, traffic_settings
+from changeover.statelock import StateDirLock
 from changeover.traffic import builtin
 from changeover.traffic.base import TrafficRouter
 

@@ -1,6 +1,6 @@
 """Calls Flagger-style webhooks for the controller (``spec.analysis.Webhook`` says what each
 type gates). The engine asks (``CallWebhook`` / ``StopWebhook``, through
-``controller.executor``) and reads each call's state (``observe``) in every plan; the
+``local_controller.local_executor``) and reads each call's state (``observe``) in every plan; the
 ``event`` webhooks are called by the controller for every event it stores.
 
 Every call is an HTTP POST of::

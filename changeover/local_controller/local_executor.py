@@ -2,7 +2,7 @@
 
 Every action states desired state, so executing one that already holds changes nothing;
 that is why the controller can re-run a whole plan after a crash. Called only by
-``controller.loop``.
+``local_controller.loop``.
 """
 
 from __future__ import annotations
@@ -10,11 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from changeover import errors
-from changeover.controller.analysis_runner import AnalysisRunner
-from changeover.controller.webhook_runner import WebhookRunner
 from changeover.engine import actions
-from changeover.engine.status import TrafficState
 from changeover.platforms.base import Platform
+from changeover.runners.analysis_runner import AnalysisRunner
+from changeover.runners.webhook_runner import WebhookRunner
 from changeover.spec import models
 from changeover.traffic.base import TrafficRouter
 
@@ -88,20 +87,3 @@ def _run(
             runners.webhooks.call(action, rollout=spec.name, namespace=spec.metadata.namespace)
         case actions.StopWebhook(call_id=call_id):
             runners.webhooks.stop(call_id)
-
-
-async def resync_router(router: TrafficRouter, traffic: TrafficState) -> None:
-    """Re-apply a persisted ``TrafficState`` to a fresh router (after a restart), so the
-    data plane says what the status says before the first plan runs."""
-    if traffic.weights:
-        await router.set_weight({int(k): v for k, v in traffic.weights.items()})
-    for name, route in traffic.header_routes.items():
-        await router.set_header_route(name, route.revision, route.match)
-    if traffic.sticky is not None:
-        await router.set_sticky_split(
-            traffic.sticky.revision, traffic.sticky.user_key, traffic.sticky.weight
-        )
-    for name, mirror in traffic.mirrors.items():
-        await router.set_mirror_route(name, mirror.revision, mirror.percentage, mirror.match)
-    await router.set_preview(traffic.preview_revision)
-    await router.set_maintenance(traffic.maintenance, 5)

@@ -1,9 +1,9 @@
 """Runs analysis for the controller: starts runs, measures metrics when due, stops runs.
 
 The engine asks for runs (``StartAnalysis`` / ``StopAnalysis``, carried out by
-``controller.executor``) and reads their phase (``observe``) in every plan. This runner is
-driven by the controller's loop: ``step()`` on every tick samples the builtin router's
-counters about once a second (``analysis.sampler``) and starts a measurement task for every
+``local_controller.local_executor``) and reads their phase (``observe``) in every plan.
+This runner is driven by the controller's loop: ``step()`` on every tick samples the builtin
+router's counters about once a second (``analysis.sampler``) and starts a measurement task for every
 metric that is due (``analysis.run.AnalysisRun.due``). A finished measurement is judged
 (``analysis.assess``), folded into the run, stored, and the controller is woken so the
 engine sees a verdict at once.
@@ -31,10 +31,10 @@ from changeover import aio, errors
 from changeover.analysis import assess, conditions_eval, providers, sampler, templates
 from changeover.analysis.providers import base as providers_base
 from changeover.analysis.run import AnalysisRun
-from changeover.controller.analysis_store import AnalysisStore, unscoped
-from changeover.controller.clock import Clock
+from changeover.clock import Clock
 from changeover.engine import actions, context
 from changeover.platforms.base import Platform, ReplicaState
+from changeover.runners.analysis_store import AnalysisStore, unscoped
 from changeover.spec import analysis as spec_analysis
 from changeover.spec import models
 
