@@ -1,5 +1,5 @@
 """What the operator writes into a Rollout's ``status`` besides the engine's status, and
-the CLI's status document (``controller.service``) built from a Rollout and its ReplicaSets.
+the CLI's status document (``rollout_service``) built from a Rollout and its ReplicaSets.
 
 The engine's ``RolloutStatus`` is stored as is (camelCase), so a restarted or failed-over
 operator resumes from it; next to it go the fields people and ``kubectl`` read:
