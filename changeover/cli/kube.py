@@ -275,8 +275,8 @@ def import_(
         ),
     ] = False,
 ) -> None:
-    """Convert Argo Rollouts Rollout/AnalysisTemplate and Flagger Canary manifests; every
-    field that is not carried over is reported on stderr."""
+    """Convert Argo Rollouts Rollout/AnalysisTemplate and Flagger Canary manifests, and flagd
+    flag definitions; every field that is not carried over is reported on stderr."""
     import yaml
 
     from changeover.spec import importers

@@ -39,6 +39,7 @@ class FlagService:
     def apply(self, flags: Sequence[spec_flag.Flag]) -> list[JSON]:
         """Store each flag (checked already); one ``{"kind", "name", "revision", "action"}``
         each. A changed spec starts its rollout (if any) from the first step."""
+        self._check_keys(flags)
         results = []
         for flag in flags:
             number, action = self.store.put(flag.name, flag.to_json_dict(), now=self._now())
@@ -46,6 +47,24 @@ class FlagService:
                 {"kind": "Flag", "name": flag.name, "revision": number, "action": action}
             )
         return results
+
+    def _check_keys(self, flags: Sequence[spec_flag.Flag]) -> None:
+        """Two flags answering to one OFREP key would make evaluation ambiguous."""
+        owner = {_key(s): s.name for s in self.store.all()}
+        owner = {k: n for k, n in owner.items() if n not in {f.name for f in flags}}
+        problems = []
+        for flag in flags:
+            other = owner.setdefault(flag.key, flag.name)
+            if other != flag.name:
+                problems.append(
+                    errors.SpecProblem(
+                        file="",
+                        path=f"flag/{flag.name}: spec.key",
+                        message=f"key {flag.key!r} is already the key of flag {other!r}",
+                    )
+                )
+        if problems:
+            raise errors.SpecError(problems)
 
     def list_flags(self) -> list[JSON]:
         return [self._status(stored) for stored in self.store.all()]
@@ -135,7 +154,7 @@ class FlagService:
         """Every flag compiled as served now; recompiled only after a change."""
         version = self.store.version()
         if self._snapshot is None or self._snapshot[0] != version:
-            compiled = {s.name: evaluate.compile_flag(served_spec(s)) for s in self.store.all()}
+            compiled = {_key(s): evaluate.compile_flag(served_spec(s)) for s in self.store.all()}
             self._snapshot = (version, compiled)
         return self._snapshot[1]
 
@@ -154,6 +173,7 @@ class FlagService:
         return {
             "kind": "Flag",
             "name": stored.name,
+            "key": _key(stored),
             "revision": stored.revision,
             "phase": phase,
             "message": status.get("message", ""),
@@ -180,6 +200,12 @@ def served_spec(stored: StoredFlag) -> spec_flag.FlagSpec:
             if entry.get("variant") == rollout["variant"]:
                 entry["weight"] = rollout["weight"]
     return spec_flag.FlagSpec.model_validate(spec)
+
+
+def _key(stored: StoredFlag) -> str:
+    """The OFREP key of a stored flag: ``spec.key``, else its name."""
+    key = stored.spec.get("spec", {}).get("key")
+    return key if isinstance(key, str) and key else stored.name
 
 
 def _changes(before: JSON, after: JSON) -> list[str]:

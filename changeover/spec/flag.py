@@ -181,10 +181,11 @@ Split = Annotated[list[SplitEntry], Field(max_length=100)]
 
 
 class Rule(models.Model):
-    """When every condition in ``when`` holds: ``variant``, or a sticky ``split`` of users."""
+    """When every condition in ``when`` holds: ``variant``, or a sticky ``split`` of users.
+    A rule without conditions matches every context (a catch-all after the others)."""
 
     name: Annotated[str, Field(min_length=1, max_length=63)] | None = None
-    when: Annotated[list[Condition], Field(min_length=1, max_length=64)]
+    when: Annotated[list[Condition], Field(max_length=64)] = Field(default_factory=list)
     variant: VariantName | None = None
     split: Split | None = None
 
@@ -214,7 +215,14 @@ class FlagRollout(models.Model):
         return steps
 
 
+FlagKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][-A-Za-z0-9_.:]{0,127}$")]
+
+
 class FlagSpec(models.Model):
+    """``key`` is what applications ask for over OFREP (default: ``metadata.name``); it
+    may hold capitals and dots, which Kubernetes names may not (``myBoolFlag``)."""
+
+    key: FlagKey | None = None
     type: Literal["boolean", "string", "number", "object"]
     variants: Annotated[dict[VariantName, Any], Field(min_length=1, max_length=256)]
     default_variant: VariantName
@@ -358,3 +366,7 @@ class Flag(models.Model):
     @property
     def name(self) -> str:
         return self.metadata.name
+
+    @property
+    def key(self) -> str:
+        return self.spec.key or self.metadata.name

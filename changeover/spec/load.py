@@ -361,21 +361,30 @@ def collect_documents(docs: Sequence[LoadedDocument]) -> tuple[Specs, list[error
         if not kind_problems:
             rollouts.append(rollout)
             sources.append(doc.label)
-    seen: dict[str, str] = {}
-    for flag, label in zip(flags, flag_sources, strict=True):
-        if flag.name in seen:
-            problems.append(
-                messages.problem(
-                    label,
-                    f"flag {flag.name!r} is also defined in {seen[flag.name]}",
-                    path="metadata.name",
-                )
-            )
-        seen.setdefault(flag.name, label)
+    problems += _flag_clashes(flags, flag_sources)
     specs = Specs(
         rollouts=rollouts, sources=sources, other=other, flags=flags, flag_sources=flag_sources
     )
     return specs, problems
+
+
+def _flag_clashes(
+    flags: Sequence[spec_flag.Flag], labels: Sequence[str]
+) -> list[errors.SpecProblem]:
+    """Two flags of one apply with one name, or answering to one OFREP key."""
+    problems = []
+    names: dict[str, str] = {}
+    keys: dict[str, str] = {}
+    for flag, label in zip(flags, labels, strict=True):
+        if flag.name in names:
+            message = f"flag {flag.name!r} is also defined in {names[flag.name]}"
+            problems.append(messages.problem(label, message, path="metadata.name"))
+        elif flag.key in keys:
+            message = f"key {flag.key!r} is also the key of a flag in {keys[flag.key]}"
+            problems.append(messages.problem(label, message, path="spec.key"))
+        names.setdefault(flag.name, label)
+        keys.setdefault(flag.key, label)
+    return problems
 
 
 def _parse_flag(doc: LoadedDocument) -> tuple[spec_flag.Flag | None, list[errors.SpecProblem]]:

@@ -1,6 +1,6 @@
 """Importers: Argo Rollouts (``Rollout``, ``AnalysisTemplate``) and Flagger (``Canary``,
-``MetricTemplate``) manifests into changeover documents, with a ``Note`` for every field
-not carried over.
+``MetricTemplate``) manifests, and flagd flag definitions, into changeover documents, with a
+``Note`` for every field not carried over.
 
     result = import_path("argo/")          # files, a directory, or "-" for stdin
     result.documents                       # changeover Rollouts and AnalysisTemplates
@@ -28,7 +28,7 @@ from typing import Any
 
 from changeover import errors
 from changeover.spec import load
-from changeover.spec.importers import argo, check, flagger
+from changeover.spec.importers import argo, check, flagd, flagger
 from changeover.spec.importers.report import Note, Notes, Result
 
 JSON = dict[str, Any]
@@ -113,6 +113,8 @@ def _convert_one(
         return flagger.canary(doc, source, deployments, templates)
     if api.startswith("changeover.dev/"):
         return Result(documents=[doc])
+    if flagd.is_flagd(doc):
+        return flagd.flag_definitions(doc, source)
     if kind in _HELPERS:
         return Result()
     notes = Notes(source)
@@ -205,7 +207,9 @@ def import_path(path: str) -> Result:
                 file=path,
                 path="",
                 message="nothing to import: expected an Argo Rollouts Rollout or "
-                "AnalysisTemplate, or a Flagger Canary (kinds found: " + ", ".join(kinds) + ")",
+                "AnalysisTemplate, a Flagger Canary, or flagd flag definitions (kinds found: "
+                + ", ".join(kinds)
+                + ")",
             )
         )
     if problems:
