@@ -11,7 +11,9 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	# tools/build_fast.py runs setup() with the venv's own setuptools: pyproject's SPDX
+	# `license` needs 77 or later (a bare venv of Python 3.11 brings 65).
+	$(BIN)/pip install -q --upgrade pip "setuptools>=77"
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
