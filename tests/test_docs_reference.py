@@ -157,3 +157,39 @@ def test_the_readme_links_to_files_that_exist() -> None:
     assert "docs/index.md" in targets
     missing = [t for t in targets if "://" not in t and not (ROOT / t).exists()]
     assert missing == []
+
+
+def _prose(text: str) -> str:
+    """The text outside fenced code blocks (examples there name the user's files)."""
+    return "\n".join(re.split(r"^```.*?^```", text, flags=re.M | re.S))
+
+
+def _resolves(dotted: str) -> bool:
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            found: Any = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attribute in parts[i:]:
+            if not hasattr(found, attribute):
+                return False
+            found = getattr(found, attribute)
+        return True
+    return False
+
+
+def test_every_file_and_module_the_docs_name_exists() -> None:
+    """A moved or renamed module must take the docs with it: each repository path
+    (``changeover/traffic/base.py``, ``bench/``) and dotted name (``changeover.api.http``)
+    in README.md and docs/ outside code examples must exist."""
+    stale = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        prose = _prose(page.read_text())
+        paths = re.findall(
+            r"(?<![\w/.-])((?:changeover|tests|bench|examples|tools)/[\w./-]*\w/?)", prose
+        )
+        stale += [f"{page.name}: {p}" for p in paths if not (ROOT / p).exists()]
+        names = re.findall(r"`(changeover(?:\.[A-Za-z_]\w*)+)", prose)
+        stale += [f"{page.name}: {n}" for n in names if n != "changeover.dev" and not _resolves(n)]
+    assert stale == []
