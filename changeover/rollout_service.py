@@ -39,6 +39,10 @@ class RolloutService(Protocol):
         """Kept revisions, oldest first: ``{"revision", "createdAt", "command", "stable",
         "current"}``."""
 
+    def analysis(self, name: str) -> list[JSON]:
+        """Every kept analysis run, oldest first, with each metric's conditions, threshold
+        and measurements (``AnalysisRun.detail``)."""
+
     def spec(self, name: str) -> JSON:
         """The stored spec document (camelCase), as last applied."""
 
@@ -57,6 +61,10 @@ class RolloutService(Protocol):
 
     async def delete(self, name: str) -> None:
         """Stop every replica of ``name`` and forget it."""
+
+    def traffic(self, name: str) -> JSON:
+        """The router's cumulative numbers for ``name``: ``{"revisions": {"2": {"requests":
+        {"2xx": n, ...}, "latency": histogram, "ttfb": histogram, ...}}}`` ({} if none)."""
 
     def metrics_text(self) -> str:
         """Prometheus text exposition of the router's per-revision metrics."""

@@ -279,8 +279,51 @@ def router_metrics() -> str:
 
     registry = metrics.Registry()
     registry.rollout("web").revision(1).record(200, 0.01)
+    return _families_table(registry.render())
+
+
+def rollout_metrics() -> str:
+    """The rollout-level families ``serve`` adds to ``/metrics``, from one rendered sample."""
+    from changeover.api import rollout_metrics as rendered
+
+    status = {
+        "name": "web",
+        "phase": "Paused",
+        "strategy": "canary",
+        "revision": 2,
+        "stableRevision": 1,
+        "canaryRevision": 2,
+        "currentStepIndex": 1,
+        "totalSteps": 4,
+        "weights": {"1": 80, "2": 20},
+        "revisionStates": {"1": {"ready": 2, "desired": 2}, "2": {"ready": 1, "desired": 1}},
+    }
+    metric = {
+        "name": "error-rate",
+        "thresholds": {"success": {"operator": "<=", "value": 0.05}},
+        "measurements": [{"value": 0.01}],
+    }
+    run = {"revision": 2, "kind": "step", "phase": "Running", "metrics": [metric]}
+    return _families_table(rendered.render([status], {"web": [run]}))
+
+
+def api_routes() -> str:
+    """The control API's routes, from the route table ``serve`` runs (api.server)."""
+    from changeover.api import server
+    from changeover.api.fake import FakeService
+
+    rows = ["| method | path | what | token |", "|---|---|---|---|"]
+    for route in server.build_router(FakeService(), token="x", loopback=True).routes:
+        if route.documented:
+            token = "yes" if route.mutating else "beyond loopback"
+            rows.append(f"| {route.method} | `{route.template}` | {route.summary} | {token} |")
+    return "\n".join(rows) + "\n"
+
+
+def _families_table(text: str) -> str:
+    """A Markdown table of the metric families in a Prometheus exposition ``text``."""
     families: dict[str, list[str]] = {}
-    for line in registry.render().splitlines():
+    for line in text.splitlines():
         if line.startswith("# HELP "):
             name, _, help_text = line[len("# HELP ") :].partition(" ")
             families[name] = [help_text, "", ""]
@@ -334,5 +377,7 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "cli-commands": cli_commands,
     "exit-codes": exit_codes,
     "router-metrics": router_metrics,
+    "rollout-metrics": rollout_metrics,
+    "api-routes": api_routes,
     "builtin-provider-metrics": builtin_provider_metrics,
 }

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from changeover.analysis import assess, templates
+from changeover.analysis import assess, templates, thresholds
 
 JSON = dict[str, Any]
 
@@ -146,6 +146,47 @@ class AnalysisRun:
             "finishedAt": self.finished_at,
             "metrics": [m.name for m in self.metrics],
         }
+
+    def detail(self) -> JSON:
+        """``describe()`` plus, per metric, its conditions, the threshold a simple condition
+        names (``analysis.thresholds``), its tally and its kept measurements: what the
+        dashboard charts and ``/metrics`` exports."""
+        metrics = []
+        for metric in self.metrics:
+            result = self.results.get(metric.name) or assess.MetricResult(name=metric.name)
+            limits = {
+                which: thresholds.threshold(condition)
+                for which, condition in (
+                    ("success", metric.success_condition),
+                    ("failure", metric.failure_condition),
+                )
+            }
+            metrics.append(
+                {
+                    "name": metric.name,
+                    "provider": metric.provider,
+                    "successCondition": metric.success_condition,
+                    "failureCondition": metric.failure_condition,
+                    "thresholds": {
+                        which: {"operator": found[0], "value": found[1]}
+                        for which, found in limits.items()
+                        if found is not None
+                    },
+                    "phase": result.phase,
+                    "message": result.message,
+                    "dryRun": metric.dry_run,
+                    "measurements": [
+                        {
+                            "phase": m.phase,
+                            "value": assess.finite(m.value),
+                            "message": m.message,
+                            "finishedAt": m.finished_at,
+                        }
+                        for m in result.measurements
+                    ],
+                }
+            )
+        return {**self.describe(), "metrics": metrics}
 
     # --- storage -------------------------------------------------------------------
 

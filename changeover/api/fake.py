@@ -183,6 +183,10 @@ class FakeService:
     def spec(self, name: str) -> JSON:
         return self._get(name).spec
 
+    def analysis(self, name: str) -> list[JSON]:
+        self._get(name)
+        return []
+
     async def promote(self, name: str, *, full: bool = False) -> JSON:
         r = self._get(name)
         self.calls.append(("promote", name, {"full": full}))
@@ -231,6 +235,10 @@ class FakeService:
         self._get(name)
         self.calls.append(("delete", name, {}))
         del self.rollouts[name]
+
+    def traffic(self, name: str) -> JSON:
+        self._get(name)
+        return {}
 
     def metrics_text(self) -> str:
         lines = ["# TYPE changeover_requests_total counter"]

@@ -25,7 +25,7 @@ import collections
 import dataclasses
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, cast
@@ -109,6 +109,9 @@ class Response:
     body: bytes = b""
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    # A streamed answer (server-sent events): ``body`` is ignored, each chunk is written
+    # as it comes (waiting while the client does not read), then the connection closes.
+    stream: AsyncIterator[bytes] | None = None
 
     @staticmethod
     def json(status: int, doc: Any, headers: dict[str, str] | None = None) -> Response:
@@ -344,6 +347,10 @@ class HttpProtocol(asyncio.Protocol):
             except Exception:
                 log.exception("unhandled error answering %s %s", request.method, request.path)
                 response = Response.error(500, "internal error (see the server log)")
+            if response.stream is not None:
+                await self._write_stream(response, head=request.method == "HEAD")
+                self._close()
+                return
             # Backpressure: the next response waits until the client reads this one.
             await self._writable.wait()
             self._write(response, keep_alive=keep_alive, head=request.method == "HEAD")
@@ -374,12 +381,36 @@ class HttpProtocol(asyncio.Protocol):
             self._idle.cancel()
         self._idle = asyncio.get_running_loop().call_later(LINGER_SECONDS, transport.close)
 
+    async def _write_stream(self, response: Response, *, head: bool) -> None:
+        """The head, then every chunk of ``response.stream`` until it ends, the client
+        goes away or the server closes (``connection_lost`` cancels this task)."""
+        assert response.stream is not None
+        stream = response.stream
+        try:
+            await self._writable.wait()
+            self._write(response, keep_alive=False, head=True, length=False)
+            if head:
+                return
+            async for chunk in stream:
+                await self._writable.wait()
+                if self._closing or self._transport is None or self._transport.is_closing():
+                    return
+                self._transport.write(chunk)
+        except Exception:
+            log.exception("a streamed answer failed; the connection is closed")
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
     def _close(self) -> None:
         self._closing = True
         if self._transport is not None:
             self._transport.close()
 
-    def _write(self, response: Response, *, keep_alive: bool, head: bool) -> None:
+    def _write(
+        self, response: Response, *, keep_alive: bool, head: bool, length: bool = True
+    ) -> None:
         if self._transport is None or self._transport.is_closing():
             return
         try:
@@ -389,7 +420,7 @@ class HttpProtocol(asyncio.Protocol):
         lines = [
             f"HTTP/1.1 {response.status} {reason}",
             f"Content-Type: {response.content_type}",
-            f"Content-Length: {len(response.body)}",
+            *([f"Content-Length: {len(response.body)}"] if length else []),
             "Cache-Control: no-store",
             "X-Content-Type-Options: nosniff",
             f"Connection: {'keep-alive' if keep_alive else 'close'}",

@@ -21,8 +21,11 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from pydantic import BaseModel
+
 from changeover import errors
 from changeover.api import http
+from changeover.api.sessions import Sessions
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,15 @@ class Route:
     mutating: bool
     # A route with a token of its own (OFREP's evaluation token) takes that token only.
     token: bytes | None = None
+    # What ``api.openapi`` documents: the path template, a one-line summary, the request
+    # body's model, the answer's model (or a media type for non-JSON answers), and the
+    # query parameters with their descriptions.
+    template: str = ""
+    summary: str = ""
+    body: type[BaseModel] | None = None
+    answer: type[BaseModel] | str | None = None
+    query: tuple[tuple[str, str], ...] = ()
+    documented: bool = True
 
 
 def _compile(template: str) -> re.Pattern[str]:
@@ -68,9 +80,18 @@ class Router:
     """Routes plus the policy: mutations need the bearer token; reads need it only when
     the API listens beyond loopback (``open_reads=False``)."""
 
-    def __init__(self, *, token: str, open_reads: bool, check_host: bool) -> None:
+    def __init__(
+        self,
+        *,
+        token: str,
+        open_reads: bool,
+        check_host: bool,
+        sessions: Sessions | None = None,
+    ) -> None:
         self._routes: list[Route] = []
         self._token = token.encode()
+        # The dashboard's cookie sessions (``api.sessions``): the token's stand-in in a browser.
+        self._sessions = sessions
         self._open_reads = open_reads
         # On loopback, refuse Host headers naming other machines: a web page that
         # DNS-rebinds its own name to 127.0.0.1 could otherwise read the API.
@@ -83,16 +104,50 @@ class Router:
         handler: Handler,
         *,
         mutating: bool = False,
+        summary: str = "",
+        body: type[BaseModel] | None = None,
+        answer: type[BaseModel] | str | None = None,
+        query: tuple[tuple[str, str], ...] = (),
+        documented: bool = True,
         token: str | None = None,
     ) -> None:
-        own = token.encode() if token is not None else None
-        self._routes.append(Route(method, _compile(template), handler, mutating, own))
+        self._routes.append(
+            Route(
+                method,
+                _compile(template),
+                handler,
+                mutating,
+                template=template,
+                summary=summary,
+                body=body,
+                answer=answer,
+                query=query,
+                documented=documented,
+                token=token.encode() if token is not None else None,
+            )
+        )
+
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        return tuple(self._routes)
+
+    def token_matches(self, given: str) -> bool:
+        """Whether ``given`` is the API token (in constant time)."""
+        return hmac.compare_digest(given.strip().encode(), self._token)
 
     def _authorized(self, request: http.Request, token: bytes | None = None) -> bool:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not given:
             return False
         return hmac.compare_digest(given.strip().encode(), token or self._token)
+
+    def _allowed(self, request: http.Request, route: Route) -> bool:
+        if route.token is not None:  # a route with a token of its own takes only that one
+            return self._authorized(request, route.token)
+        if self._authorized(request):
+            return True
+        sessions = self._sessions
+        return sessions is not None and sessions.allows(request, mutating=route.mutating)
 
     def _host_allowed(self, request: http.Request) -> bool:
         host = request.headers.get("host", "")
@@ -114,10 +169,11 @@ class Router:
                 allowed.append(route.method)
                 continue
             needed = route.token is not None or route.mutating or not self._open_reads
-            if needed and not self._authorized(request, route.token):
+            if needed and not self._allowed(request, route):
                 return http.Response.error(
                     401,
-                    "missing or wrong API token (Authorization: Bearer <token>)",
+                    "missing or wrong API token (Authorization: Bearer <token>, or the "
+                    "dashboard's session with its CSRF token)",
                     headers={"WWW-Authenticate": 'Bearer realm="changeover"'},
                 )
             return await self._call(route, request, match.groupdict())

@@ -5,123 +5,40 @@ once the service is built, and ``await api.close()`` on shutdown. ``cli.client``
 other side. Handlers only translate HTTP ↔ ``RolloutService`` calls; auth, errors and the
 wire live in ``api.router`` and ``api.http``.
 
-    GET    /healthz                              {"ok": true}
-    GET    /metrics                              Prometheus text
-    GET    /api/v1/rollouts                      {"rollouts": [status, ...]}
-    GET    /api/v1/rollouts/{name}               status document
-    GET    /api/v1/rollouts/{name}/events        {"events": [...]}   (?limit=N, default 50)
-    GET    /api/v1/rollouts/{name}/history       {"revisions": [...]}
-    GET    /api/v1/rollouts/{name}/spec          the stored spec document
-    GET    /api/v1/rollouts/{name}/logs          {"logs": [...]}  (?revision=N&tail=N
-                                                 &since=ID:OFFSET..., local platform)
-    POST   /api/v1/apply                         {"documents": [...], "source": "r.yaml"}
-                                                 → {"results": [...]}
-    POST   /api/v1/rollouts/{name}/promote       {"full": false} → status document
-    POST   /api/v1/rollouts/{name}/abort|retry|pause|resume      → status document
-    POST   /api/v1/rollouts/{name}/undo          {"toRevision": 2 | null} → status document
-    DELETE /api/v1/rollouts/{name}               {"deleted": name}
+The route table is ``build_router``; each route names its body and answer models
+(``api.models``), from which ``api.openapi`` writes the document served at
+``/api/openapi.json`` (docs: the API reference). The dashboard's page, its session
+endpoints and its event streams (``api.dashboard``, ``api.sessions``, ``api.streams``)
+share this port.
 
-POST and DELETE need ``Authorization: Bearer <token>``.
+POST and DELETE need ``Authorization: Bearer <token>`` (or, from the dashboard, its session
+cookie with the CSRF header).
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import os
-from typing import Any
+from collections.abc import AsyncIterator
 
 from changeover import errors
-from changeover.api import flag_routes, http, router
+from changeover.api import (
+    bodies,
+    dashboard,
+    flag_routes,
+    http,
+    models,
+    openapi,
+    rollout_metrics,
+    router,
+    sessions,
+    streams,
+)
+from changeover.api.bodies import MAX_JSON_DEPTH as MAX_JSON_DEPTH  # tests read it here
 from changeover.rollout_service import RolloutService
 
 PREFIX = "/api/v1"
-
-
-# Deeper than any spec needs; a deeper body is refused before it reaches the service (whose
-# recursive walks would otherwise run out of stack on it).
-MAX_JSON_DEPTH = 64
-EVENTS_LIMIT = 10_000
-MAX_INT_DIGITS = 40  # no spec needs more; Python refuses past 4,300
-
-
-def _bad_request(path: str, message: str) -> errors.SpecError:
-    return errors.SpecError.single(file="", path=path, message=message)
-
-
-def _body(request: http.Request) -> dict[str, Any]:
-    """The JSON object in the request body ({} when empty), or a 400."""
-    if not request.body.strip():
-        return {}
-    try:
-        doc = json.loads(request.body, parse_int=_bounded_int)
-    except RecursionError:
-        raise _bad_request("", f"request body nests more than {MAX_JSON_DEPTH} deep") from None
-    except UnicodeDecodeError:
-        raise _bad_request("", "request body is not valid JSON: not UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise _bad_request("", f"request body is not valid JSON: {exc}") from None
-    except ValueError as exc:  # an integer of more than MAX_INT_DIGITS digits
-        raise _bad_request("", f"request body is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise _bad_request("", "request body must be a JSON object")
-    if _deeper_than(doc, MAX_JSON_DEPTH):
-        raise _bad_request("", f"request body nests more than {MAX_JSON_DEPTH} deep")
-    return doc
-
-
-def _bounded_int(text: str) -> int:
-    """A JSON integer, refused past ``MAX_INT_DIGITS`` digits (as the YAML loader does)."""
-    if len(text.lstrip("-")) > MAX_INT_DIGITS:
-        raise ValueError(f"an integer of more than {MAX_INT_DIGITS} digits")
-    return int(text)
-
-
-def _deeper_than(doc: Any, limit: int) -> bool:
-    """Whether ``doc`` nests more than ``limit`` levels (walked without recursion)."""
-    stack = [(doc, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return True
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-    return False
-
-
-def _count(raw: str, name: str) -> int:
-    """A query parameter that is a count: ASCII digits only (``isdigit`` takes '٣' and '²',
-    which ``int`` then refuses)."""
-    if not (raw.isascii() and raw.isdigit()):
-        raise _bad_request(name, f"expected a non-negative integer, got {raw[:40]!r}")
-    digits = raw.lstrip("0") or "0"
-    return EVENTS_LIMIT if len(digits) > 9 else int(digits)
-
-
-def _field(doc: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any) -> Any:
-    value = doc.get(name, default)
-    # bool is an int in Python; a count given as true is a mistake, not 1.
-    bad_bool = isinstance(value, bool) and kind is int
-    if value is not default and (bad_bool or not isinstance(value, kind)):
-        expected = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        raise errors.SpecError.single(
-            file="", path=name, message=f"expected {expected}, got {json.dumps(value)}"
-        )
-    return value
-
-
-def _query_int(request: http.Request, name: str, default: int | None) -> int | None:
-    raw = request.query.get(name, [None])[-1]
-    if raw is None:
-        return default
-    if not raw.isdigit() or len(raw) > 9:
-        raise errors.SpecError.single(
-            file="", path=name, message=f"expected a non-negative integer, got {raw[:50]!r}"
-        )
-    return int(raw)
 
 
 class Handlers:
@@ -129,14 +46,18 @@ class Handlers:
 
     def __init__(self, service: RolloutService) -> None:
         self.service = service
+        self.streams = streams.Streams(service)
 
     async def healthz(self, request: http.Request, params: dict[str, str]) -> http.Response:
         return http.Response.json(200, {"ok": True})
 
     async def metrics(self, request: http.Request, params: dict[str, str]) -> http.Response:
+        statuses = self.service.list_rollouts()
+        runs = {doc["name"]: self.service.analysis(doc["name"]) for doc in statuses}
+        text = self.service.metrics_text() + rollout_metrics.render(statuses, runs)
         return http.Response(
             status=200,
-            body=self.service.metrics_text().encode(),
+            body=text.encode(),
             content_type="text/plain; version=0.0.4; charset=utf-8",
         )
 
@@ -147,12 +68,15 @@ class Handlers:
         return http.Response.json(200, self.service.status(params["name"]))
 
     async def events(self, request: http.Request, params: dict[str, str]) -> http.Response:
-        limit = _count(request.query.get("limit", ["50"])[-1], "limit")
-        events = self.service.events(params["name"], limit=min(limit, EVENTS_LIMIT))
+        limit = bodies.count(request.query.get("limit", ["50"])[-1], "limit")
+        events = self.service.events(params["name"], limit=min(limit, bodies.EVENTS_LIMIT))
         return http.Response.json(200, {"events": events})
 
     async def history(self, request: http.Request, params: dict[str, str]) -> http.Response:
         return http.Response.json(200, {"revisions": self.service.history(params["name"])})
+
+    async def analysis(self, request: http.Request, params: dict[str, str]) -> http.Response:
+        return http.Response.json(200, {"runs": self.service.analysis(params["name"])})
 
     async def spec(self, request: http.Request, params: dict[str, str]) -> http.Response:
         return http.Response.json(200, self.service.spec(params["name"]))
@@ -161,8 +85,8 @@ class Handlers:
         reader = getattr(self.service, "logs", None)
         if reader is None:
             raise errors.StateError("this server keeps no logs: use the platform's own tools")
-        revision = _query_int(request, "revision", None)
-        tail = min(_query_int(request, "tail", 100) or 0, 100_000)
+        revision = bodies.query_int(request, "revision", None)
+        tail = min(bodies.query_int(request, "tail", 100) or 0, 100_000)
         since: dict[str, int] = {}
         for item in request.query.get("since", [])[:1000]:
             log_id, _, offset = item.rpartition(":")
@@ -174,24 +98,23 @@ class Handlers:
         found = reader(params["name"], revision=revision, tail=tail, since=since)
         return http.Response.json(200, {"logs": found})
 
+    async def stream(self, request: http.Request, params: dict[str, str]) -> http.Response:
+        return _event_stream(self.streams.lists())
+
+    async def rollout_stream(self, request: http.Request, params: dict[str, str]) -> http.Response:
+        return _event_stream(await self.streams.rollout(params["name"]))
+
     async def apply(self, request: http.Request, params: dict[str, str]) -> http.Response:
-        doc = _body(request)
-        documents = _field(doc, "documents", list, None)
-        if documents is None:
-            raise errors.SpecError.single(
-                file="", path="documents", message="expected a list of documents"
-            )
-        source = _field(doc, "source", str, "<api>")
-        for i, item in enumerate(documents):
-            if not isinstance(item, dict):
-                raise errors.SpecError.single(
-                    file=source, path=f"documents[{i}]", message="expected a mapping"
-                )
-        results = await self.service.apply(documents, source=source)
+        doc = bodies.body_of(request)
+        named = doc.get("source")
+        body = models.validate(
+            models.ApplyRequest, doc, source=named if isinstance(named, str) else "<api>"
+        )
+        results = await self.service.apply(body.documents, source=body.source)
         return http.Response.json(200, {"results": results})
 
     async def promote(self, request: http.Request, params: dict[str, str]) -> http.Response:
-        full = _field(_body(request), "full", bool, False)
+        full = models.validate(models.PromoteRequest, bodies.body_of(request)).full
         return http.Response.json(200, await self.service.promote(params["name"], full=full))
 
     async def abort(self, request: http.Request, params: dict[str, str]) -> http.Response:
@@ -207,7 +130,7 @@ class Handlers:
         return http.Response.json(200, await self.service.resume(params["name"]))
 
     async def undo(self, request: http.Request, params: dict[str, str]) -> http.Response:
-        to = _field(_body(request), "toRevision", int, None)
+        to = models.validate(models.UndoRequest, bodies.body_of(request)).to_revision
         return http.Response.json(200, await self.service.undo(params["name"], to_revision=to))
 
     async def delete(self, request: http.Request, params: dict[str, str]) -> http.Response:
@@ -215,32 +138,162 @@ class Handlers:
         return http.Response.json(200, {"deleted": params["name"]})
 
 
+def _event_stream(chunks: AsyncIterator[bytes]) -> http.Response:
+    return http.Response(
+        status=200,
+        content_type="text/event-stream; charset=utf-8",
+        headers={"X-Accel-Buffering": "no"},
+        stream=chunks,
+    )
+
+
+EVENT_STREAM = "text/event-stream"
+NAME = "{name}"
+
+
 def build_router(service: RolloutService, *, token: str, loopback: bool) -> router.Router:
     h = Handlers(service)
-    r = router.Router(token=token, open_reads=loopback, check_host=loopback)
-    one = PREFIX + "/rollouts/{name}"
-    r.add("GET", "/healthz", h.healthz)
-    r.add("GET", "/metrics", h.metrics)
-    r.add("GET", PREFIX + "/rollouts", h.list)
-    r.add("GET", one, h.status)
-    r.add("GET", one + "/events", h.events)
-    r.add("GET", one + "/history", h.history)
-    r.add("GET", one + "/spec", h.spec)
-    r.add("GET", one + "/logs", h.logs)
-    r.add("POST", PREFIX + "/apply", h.apply, mutating=True)
-    r.add("POST", one + "/promote", h.promote, mutating=True)
-    r.add("POST", one + "/abort", h.abort, mutating=True)
-    r.add("POST", one + "/retry", h.retry, mutating=True)
-    r.add("POST", one + "/pause", h.pause, mutating=True)
-    r.add("POST", one + "/resume", h.resume, mutating=True)
-    r.add("POST", one + "/undo", h.undo, mutating=True)
-    r.add("DELETE", one, h.delete, mutating=True)
+    store = sessions.Sessions()
+    r = router.Router(token=token, open_reads=loopback, check_host=loopback, sessions=store)
+    d = dashboard.DashboardHandlers(store, r.token_matches)
+    one = PREFIX + "/rollouts/" + NAME
+    get, post = "GET", "POST"
+    r.add(get, "/healthz", h.healthz, summary="Liveness", answer=models.Health)
+    r.add(get, "/metrics", h.metrics, summary="Prometheus metrics", answer="text/plain")
+    r.add(
+        get,
+        "/api/openapi.json",
+        _openapi(r),
+        summary="This OpenAPI document",
+        answer="application/json",
+    )
+    r.add(
+        get,
+        PREFIX + "/rollouts",
+        h.list,
+        summary="Every rollout's status",
+        answer=models.RolloutList,
+    )
+    r.add(get, one, h.status, summary="A rollout's status", answer=models.Status)
+    r.add(
+        get,
+        one + "/events",
+        h.events,
+        summary="A rollout's events, newest last",
+        answer=models.EventList,
+        query=(("limit", "How many (default 50, at most 10000)"),),
+    )
+    r.add(get, one + "/history", h.history, summary="Kept revisions", answer=models.History)
+    r.add(get, one + "/spec", h.spec, summary="The stored spec document", answer="application/json")
+    r.add(
+        get,
+        one + "/analysis",
+        h.analysis,
+        summary="Analysis runs with measurements and thresholds",
+        answer=models.AnalysisList,
+    )
+    r.add(
+        get,
+        one + "/logs",
+        h.logs,
+        summary="Replica and hook output (local platform)",
+        answer=models.Logs,
+        query=(
+            ("revision", "Only this revision"),
+            ("tail", "Lines per log (default 100)"),
+            ("since", "ID:OFFSET, repeatable: only what follows"),
+        ),
+    )
+    r.add(
+        get,
+        PREFIX + "/stream",
+        h.stream,
+        summary="Live lists (server-sent events)",
+        answer=EVENT_STREAM,
+    )
+    r.add(
+        get,
+        one + "/stream",
+        h.rollout_stream,
+        summary="One rollout, live (server-sent events)",
+        answer=EVENT_STREAM,
+    )
+    r.add(
+        get, PREFIX + "/session", d.session, summary="The dashboard session", answer=models.Session
+    )
+    r.add(
+        post,
+        PREFIX + "/session",
+        d.login,
+        summary="Open a dashboard session with the token (sets an HttpOnly cookie)",
+        body=models.SessionRequest,
+        answer=models.Session,
+    )
+    r.add(
+        "DELETE",
+        PREFIX + "/session",
+        d.logout,
+        summary="Close the dashboard session",
+        answer=models.Session,
+    )
+    r.add(
+        post,
+        PREFIX + "/apply",
+        h.apply,
+        mutating=True,
+        summary="Apply documents",
+        body=models.ApplyRequest,
+        answer=models.ApplyAnswer,
+    )
+    r.add(
+        post,
+        one + "/promote",
+        h.promote,
+        mutating=True,
+        summary="Promote one step, or fully",
+        body=models.PromoteRequest,
+        answer=models.Status,
+    )
+    for action, handler, summary in (
+        ("abort", h.abort, "Abort: all traffic back to stable"),
+        ("retry", h.retry, "Retry an aborted rollout"),
+        ("pause", h.pause, "Pause"),
+        ("resume", h.resume, "Resume"),
+    ):
+        r.add(
+            post, f"{one}/{action}", handler, mutating=True, summary=summary, answer=models.Status
+        )
+    r.add(
+        post,
+        one + "/undo",
+        h.undo,
+        mutating=True,
+        summary="Roll back to an earlier revision",
+        body=models.UndoRequest,
+        answer=models.Status,
+    )
+    r.add("DELETE", one, h.delete, mutating=True, summary="Delete a rollout", answer=models.Deleted)
+    r.add(get, "/dashboard", d.redirect, documented=False)
+    r.add(get, "/dashboard/", d.index, documented=False)
+    r.add(get, "/dashboard/{asset}", d.asset, documented=False)
     flags = getattr(service, "flags", None)
     if flags is not None:  # the local platform's service keeps flags (changeover.flags)
         flag_routes.add_routes(
-            r, flags, evaluation_token=flags.evaluation_token, body=_body, count=_count
+            r,
+            flags,
+            evaluation_token=flags.evaluation_token,
+            body=bodies.body_of,
+            count=bodies.count,
         )
+        h.streams.add_list("flags", flags.list_flags)
     return r
+
+
+def _openapi(r: router.Router) -> router.Handler:
+    async def handler(request: http.Request, params: dict[str, str]) -> http.Response:
+        return http.Response.json(200, openapi.document(r.routes))
+
+    return handler
 
 
 def is_loopback(host: str) -> bool:

@@ -235,6 +235,10 @@ class LocalService:
             previous = rev.template
         return out
 
+    def analysis(self, name: str) -> list[JSON]:
+        self._get(name)
+        return analysis_runner.detailed(self._c.analysis_store, name)
+
     def spec(self, name: str) -> JSON:
         return dict(self._get(name).spec)
 
@@ -247,6 +251,11 @@ class LocalService:
         if state_dir is None:
             raise errors.StateError("this platform keeps no logs here")
         return local_logs.read(state_dir, name, revision=revision, tail=tail, since=since)
+
+    def traffic(self, name: str) -> JSON:
+        self._get(name)
+        found = self._metrics.rollouts.get(name) if self._metrics is not None else None
+        return found.snapshot() if found is not None else {}
 
     def metrics_text(self) -> str:
         return self._metrics.render() if self._metrics is not None else ""

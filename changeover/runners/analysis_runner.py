@@ -400,3 +400,9 @@ def latest(store: AnalysisStore, rollout: str) -> dict[str, Any]:
     for run in parsed:
         results.update(run.summary())
     return {"analysis": results, "analysisRuns": [run.describe() for run in parsed]}
+
+
+def detailed(store: AnalysisStore, rollout: str) -> list[dict[str, Any]]:
+    """Every kept run of ``rollout``, oldest first, with its measurements and thresholds
+    (``AnalysisRun.detail``)."""
+    return [AnalysisRun.from_json(doc).detail() for doc in store.runs(rollout)]

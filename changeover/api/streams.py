@@ -1,0 +1,104 @@
+"""Server-sent events for the dashboard: the page is told when something changed instead
+of asking every second.
+
+``GET /api/v1/stream`` sends one ``event: <kind>`` per list (``rollouts`` today) whenever
+that list's documents change. ``GET /api/v1/rollouts/{name}/stream`` sends ``status``,
+``events``, ``analysis``, ``history`` and ``spec`` when they change, and ``traffic`` (the
+router's cumulative per-revision counters and histograms, with the server's time, from
+which the page charts rates and percentiles) every ``TRAFFIC_SECONDS``; ``gone`` ends it
+when the rollout is deleted. The server compares snapshots taken every ``TICK_SECONDS``
+in memory: nothing crosses the network unless it changed.
+
+Extension point: another resource (flags) adds its list with ``Streams.add_list("flags",
+service.list_flags)``; the page draws a section for every kind it knows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from changeover import errors
+from changeover.rollout_service import RolloutService
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 0.5
+TRAFFIC_SECONDS = 1.0
+KEEPALIVE_SECONDS = 15.0
+
+
+def event(kind: str, doc: Any) -> bytes:
+    return f"event: {kind}\ndata: {json.dumps(doc, separators=(',', ':'))}\n\n".encode()
+
+
+class Streams:
+    def __init__(self, service: RolloutService) -> None:
+        self.service = service
+        self._lists: dict[str, Callable[[], Any]] = {"rollouts": service.list_rollouts}
+
+    def add_list(self, kind: str, read: Callable[[], Any]) -> None:
+        """Stream ``read()`` as ``event: kind`` on ``/api/v1/stream`` (e.g. flags)."""
+        self._lists[kind] = read
+
+    async def lists(self) -> AsyncIterator[bytes]:
+        yield b"retry: 2000\n\n"
+        sent: dict[str, str] = {}
+        quiet = time.monotonic()
+        while True:
+            for kind, read in list(self._lists.items()):
+                try:
+                    text = json.dumps({kind: read()}, separators=(",", ":"))
+                except errors.ChangeoverError as exc:
+                    text = json.dumps({"error": str(exc)})
+                if sent.get(kind) != text:
+                    sent[kind] = text
+                    quiet = time.monotonic()
+                    yield f"event: {kind}\ndata: {text}\n\n".encode()
+            if time.monotonic() - quiet > KEEPALIVE_SECONDS:
+                quiet = time.monotonic()
+                yield b": keep-alive\n\n"
+            await asyncio.sleep(TICK_SECONDS)
+
+    async def rollout(self, name: str) -> AsyncIterator[bytes]:
+        """The stream of one rollout (NotFound before the first byte if there is none)."""
+        self.service.status(name)
+        return self._rollout(name)
+
+    async def _rollout(self, name: str) -> AsyncIterator[bytes]:
+        yield b"retry: 2000\n\n"
+        service = self.service
+        reads: dict[str, Callable[[], Any]] = {
+            "status": lambda: service.status(name),
+            "spec": lambda: service.spec(name),
+            "history": lambda: {"revisions": service.history(name)},
+            "events": lambda: {"events": service.events(name, limit=200)},
+            "analysis": lambda: {"runs": service.analysis(name)},
+        }
+        sent: dict[str, str] = {}
+        traffic_at = 0.0
+        quiet = time.monotonic()
+        while True:
+            try:
+                for kind, read in reads.items():
+                    text = json.dumps(read(), separators=(",", ":"))
+                    if sent.get(kind) != text:
+                        sent[kind] = text
+                        quiet = time.monotonic()
+                        yield f"event: {kind}\ndata: {text}\n\n".encode()
+                if time.monotonic() - traffic_at >= TRAFFIC_SECONDS:
+                    traffic_at = quiet = time.monotonic()
+                    yield event("traffic", {"time": time.time(), **service.traffic(name)})
+            except errors.NotFound:
+                yield event("gone", {"name": name})
+                return
+            except errors.ChangeoverError as exc:
+                yield event("problem", {"error": str(exc)})
+            if time.monotonic() - quiet > KEEPALIVE_SECONDS:
+                quiet = time.monotonic()
+                yield b": keep-alive\n\n"
+            await asyncio.sleep(TICK_SECONDS)
