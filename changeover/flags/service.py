@@ -13,14 +13,25 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from changeover import errors
-from changeover.flags import evaluate
+from changeover.flags import evaluate, progress
 from changeover.flags.store import FlagStore, StoredFlag
 from changeover.spec import flag as spec_flag
 
 JSON = dict[str, Any]
+
+
+class Runs(Protocol):
+    """Analysis runs as the platform provides them (the local controller's runner)."""
+
+    def start(self, run_id: str, target: str, step: Any) -> None:
+        """Start run ``run_id`` of the analysis step ``step`` on rollout ``target``'s
+        traffic (a no-op if it exists); a run that cannot start ends in Error."""
+
+    def observe(self, run_id: str) -> tuple[str, str] | None:
+        """(phase, message) of the run, None while unknown."""
 
 
 class FlagService:
@@ -131,18 +142,62 @@ class FlagService:
     def retry(self, name: str) -> JSON:
         """Turn an aborted flag back on, its rollout (if any) from the first step."""
         stored = self._get(name)
-        self.store.put_status(name, {}, now=self._now(), events=[("Retried", "turned on again")])
-        del stored
+        fresh = progress.retry(stored.status, _spec(stored), self._now())
+        self.store.put_status(name, fresh, now=self._now(), events=[("Retried", "turned on again")])
         return self.status(name)
 
     def promote(self, name: str, *, full: bool = False) -> JSON:
-        raise errors.StateError(f"flag {name!r} has no rollout in progress")
+        """Past the current pause or analysis step; ``full``: to the end now."""
+        return self._command(name, lambda s: progress.promote(s, full=full), "Promoted")
 
     def pause(self, name: str) -> JSON:
-        raise errors.StateError(f"flag {name!r} has no rollout in progress")
+        return self._command(name, progress.pause, "Paused")
 
     def resume(self, name: str) -> JSON:
-        raise errors.StateError(f"flag {name!r} has no rollout in progress")
+        return self._command(name, progress.resume, "Resumed")
+
+    def _command(self, name: str, change: Callable[[JSON], JSON], reason: str) -> JSON:
+        stored = self._get(name)
+        rollout = stored.status.get("rollout")
+        if _spec(stored).rollout is None or not rollout or rollout.get("done"):
+            raise errors.StateError(f"flag {name!r} has no rollout in progress")
+        if stored.status.get("off"):
+            raise errors.StateError(f"flag {name!r} is turned off: `retry` turns it on again")
+        self.store.put_status(
+            name,
+            change(stored.status),
+            now=self._now(),
+            events=[(reason, f"{reason.lower()} by the user")],
+        )
+        return self.status(name)
+
+    # --- progressive rollouts -------------------------------------------------------
+
+    def tick(self, runs: Runs) -> None:
+        """Advance every flag rollout one tick (the local controller's loop calls this)."""
+        for stored in self.store.all():
+            spec = _spec(stored)
+            if spec.rollout is None:
+                continue
+            run = (stored.status.get("rollout") or {}).get("run")
+            seen = runs.observe(run) if run else None
+            outcome = progress.advance(
+                stored.name,
+                stored.revision,
+                spec,
+                stored.status,
+                now=self._now(),
+                run_phase=seen[0] if seen else None,
+                run_message=seen[1] if seen else "",
+            )
+            if outcome.start is not None:
+                assert spec.rollout.target is not None  # the spec requires it with analysis
+                step = spec.rollout.steps[outcome.start.step_index].analysis
+                runs.start(outcome.start.run_id, spec.rollout.target, step)
+            if outcome.status != stored.status or outcome.events:
+                self.store.put_status(
+                    stored.name, outcome.status, now=self._now(), events=outcome.events
+                )
 
     def delete(self, name: str) -> None:
         if not self.store.delete(name):
@@ -194,12 +249,18 @@ def served_spec(stored: StoredFlag) -> spec_flag.FlagSpec:
     status = stored.status
     if status.get("off"):
         spec["enabled"] = False
-    rollout = status.get("rollout") or {}
-    if "weight" in rollout and "variant" in rollout:
+    walk = spec.get("rollout")
+    if isinstance(walk, dict):
+        # A flag rollout serves the weight it has walked to: 0 before its first step.
+        weight = (status.get("rollout") or {}).get("weight", 0)
         for entry in spec.get("split", []):
-            if entry.get("variant") == rollout["variant"]:
-                entry["weight"] = rollout["weight"]
+            if entry.get("variant") == walk.get("variant"):
+                entry["weight"] = weight
     return spec_flag.FlagSpec.model_validate(spec)
+
+
+def _spec(stored: StoredFlag) -> spec_flag.FlagSpec:
+    return spec_flag.FlagSpec.model_validate(stored.spec.get("spec", {}))
 
 
 def _key(stored: StoredFlag) -> str:

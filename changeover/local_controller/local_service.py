@@ -18,6 +18,7 @@ from changeover.engine import commands, rollback
 from changeover.engine.status import RolloutStatus
 from changeover.flags.service import FlagService
 from changeover.flags.store import FlagStore
+from changeover.local_controller.flag_runs import LocalFlagRuns
 from changeover.local_controller.loop import Controller
 from changeover.platforms.base import ReplicaState, RevisionState
 from changeover.platforms.local import logs as local_logs
@@ -49,6 +50,8 @@ class LocalService:
             now=controller.clock.now,
             evaluation_token=evaluation_token,
         )
+        runs = LocalFlagRuns(controller)
+        controller.tickers.append(lambda: self.flags.tick(runs))
 
     # --- apply ----------------------------------------------------------------------
 

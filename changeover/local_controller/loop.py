@@ -100,6 +100,8 @@ class Controller:
             wake=self.wake,
         )
         self.webhooks = WebhookRunner(wake=self.wake)
+        # More work each tick, beside the rollouts' (the flag rollouts of local_service).
+        self.tickers: list[Callable[[], None]] = []
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -215,6 +217,13 @@ class Controller:
                 self.analysis.step()
             except Exception:
                 log.exception("analysis step failed")
+            for ticker in self.tickers:
+                try:
+                    ticker()
+                except errors.ChangeoverError as exc:
+                    log.warning("%s", exc)
+                except Exception:
+                    log.exception("tick of %s failed", ticker)
             for name in self.store.rollout_names():
                 try:
                     await self.reconcile(name)

@@ -198,9 +198,14 @@ class Rule(models.Model):
 
 class FlagRollout(models.Model):
     """Walk ``variant``'s weight in the split through ``steps`` (setWeight, pause,
-    analysis), judged like a canary; a failed analysis turns the flag off."""
+    analysis), judged like a canary; a failed analysis turns the flag off. ``target`` is
+    the Rollout serving the code behind the flag: analysis steps measure its traffic
+    (the builtin provider's window is that rollout's current revision)."""
 
     variant: VariantName
+    target: (
+        Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)] | None
+    ) = None
     steps: Annotated[list[models.CanaryStep], Field(min_length=1, max_length=100)]
 
     @field_validator("steps")
@@ -213,6 +218,14 @@ class FlagRollout(models.Model):
                     f"got {to_camel(step.kind)}"
                 )
         return steps
+
+    @model_validator(mode="after")
+    def _target_for_analysis(self) -> FlagRollout:
+        if self.target is None and any(s.analysis is not None for s in self.steps):
+            raise ValueError(
+                "analysis steps need target: the name of the Rollout whose traffic they judge"
+            )
+        return self
 
 
 FlagKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][-A-Za-z0-9_.:]{0,127}$")]

@@ -1,0 +1,173 @@
+"""A progressive flag rollout as a pure state machine: the variant's weight walks the steps.
+
+``advance`` takes the flag's rollout spec, the status stored for it, the time and what the
+analysis run of the current step says, and returns the next status, the events to record,
+and the analysis run to start, if any. No I/O: ``flags.driver`` does that.
+
+The walk, like a canary's: ``setWeight`` sets the variant's weight in the split;
+``pause`` waits its duration (or for ``promote`` without one); ``analysis`` starts a run
+and moves on when it succeeds. A failed (or erroring) run turns the flag off: everyone gets
+the default variant (phase Aborted) until ``retry`` or a new apply. Before the first
+``setWeight`` the variant has weight 0; after the last step it has the weight the spec's
+split gives it (the destination).
+
+Status shape (stored as JSON)::
+
+    {"phase": "Progressing", "message": "...", "off": false,
+     "rollout": {"variant": "on", "stepIndex": 2, "totalSteps": 5, "weight": 20,
+                 "stepStartedAt": 1700000000.0, "run": "flag-checkout-3-2-0",
+                 "attempt": 0, "userPaused": false, "promote": false, "done": false}}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from changeover.spec import flag as spec_flag
+
+JSON = dict[str, Any]
+MAX_STEPS_PER_TICK = 200  # more than any rollout has; a bound, not a tuning knob
+
+
+@dataclasses.dataclass(frozen=True)
+class StartRun:
+    run_id: str
+    step_index: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    status: JSON
+    events: list[tuple[str, str]]
+    start: StartRun | None = None
+
+
+def advance(
+    name: str,
+    revision: int,
+    spec: spec_flag.FlagSpec,
+    status: JSON,
+    *,
+    now: float,
+    run_phase: str | None,
+    run_message: str = "",
+) -> Outcome:
+    """The next status of ``name``'s rollout. ``run_phase`` is the phase of the run named
+    in ``status`` (None when there is none or it is unknown yet)."""
+    rollout = spec.rollout
+    if rollout is None or status.get("off"):
+        return Outcome(status, [])
+    r: JSON = dict(status.get("rollout") or {})
+    if not r or r.get("variant") != rollout.variant:
+        r = _fresh(rollout, now, attempt=0)
+    events: list[tuple[str, str]] = []
+    steps = rollout.steps
+    out: JSON = {**status, "rollout": r}
+    start: StartRun | None = None
+    for _ in range(MAX_STEPS_PER_TICK):
+        i = int(r["stepIndex"])
+        if r.get("done") or i >= len(steps):
+            if not r.get("done"):
+                r.update(done=True, weight=_destination(spec), run=None)
+                events.append(("Completed", f"rollout of {rollout.variant} complete"))
+            out.update(phase="Healthy", message=f"{rollout.variant} at {r['weight']}%")
+            break
+        if r.get("userPaused"):
+            out.update(phase="Paused", message="paused by the user: resume or promote")
+            break
+        step = steps[i]
+        if step.set_weight is not None:
+            r["weight"] = step.set_weight
+            events.append(("SetWeight", f"{rollout.variant} at {step.set_weight}%"))
+            _next(r, now)
+            continue
+        if step.pause is not None:
+            duration = step.pause.duration
+            waited = now - float(r["stepStartedAt"])
+            if r.get("promote") or (duration is not None and waited >= duration):
+                _next(r, now)
+                continue
+            left = "until promote" if duration is None else f"for {duration:g}s"
+            out.update(phase="Paused", message=f"paused at step {i + 1} ({left})")
+            break
+        # an analysis step
+        if r.get("promote"):
+            r["run"] = None
+            _next(r, now)
+            continue
+        if r.get("run") is None:
+            r["run"] = f"flag-{name}-{revision}-{i}-{r.get('attempt', 0)}"
+            start = StartRun(r["run"], i)
+            events.append(("AnalysisStarted", f"step {i + 1}: analysis run {r['run']}"))
+            out.update(phase="Progressing", message=f"analysis at step {i + 1}")
+            break
+        if run_phase == "Successful":
+            events.append(("AnalysisPassed", f"step {i + 1}: analysis passed"))
+            r["run"] = None
+            _next(r, now)
+            continue
+        if run_phase in ("Failed", "Error"):
+            why = f"analysis at step {i + 1} {run_phase.lower()}: {run_message}".rstrip(": ")
+            out.update(phase="Aborted", off=True, message=f"turned off: {why}")
+            events.append(("Aborted", f"turned off: {why}"))
+            break
+        if run_phase == "Inconclusive":
+            out.update(phase="Paused", message=f"analysis at step {i + 1} inconclusive")
+            break
+        out.update(phase="Progressing", message=f"analysis at step {i + 1}")
+        break
+    r["totalSteps"] = len(steps)
+    return Outcome(out, events, start)
+
+
+def _fresh(rollout: spec_flag.FlagRollout, now: float, *, attempt: int) -> JSON:
+    return {
+        "variant": rollout.variant,
+        "stepIndex": 0,
+        "totalSteps": len(rollout.steps),
+        "weight": 0,
+        "stepStartedAt": now,
+        "run": None,
+        "attempt": attempt,
+        "userPaused": False,
+        "promote": False,
+        "done": False,
+    }
+
+
+def _next(r: JSON, now: float) -> None:
+    r.update(stepIndex=int(r["stepIndex"]) + 1, stepStartedAt=now, promote=False)
+
+
+def _destination(spec: spec_flag.FlagSpec) -> int:
+    assert spec.rollout is not None
+    return next(e.weight for e in spec.split if e.variant == spec.rollout.variant)
+
+
+# --- commands (what promote / pause / resume / retry change) -----------------------------
+
+
+def promote(status: JSON, *, full: bool) -> JSON:
+    r = dict(status.get("rollout") or {})
+    if full:
+        r.update(stepIndex=10**6, userPaused=False)
+    else:
+        r.update(promote=True, userPaused=False)
+    return {**status, "rollout": r}
+
+
+def pause(status: JSON) -> JSON:
+    return {**status, "rollout": {**(status.get("rollout") or {}), "userPaused": True}}
+
+
+def resume(status: JSON) -> JSON:
+    return {**status, "rollout": {**(status.get("rollout") or {}), "userPaused": False}}
+
+
+def retry(status: JSON, spec: spec_flag.FlagSpec, now: float) -> JSON:
+    """Back on, the rollout (if any) from its first step, with fresh analysis runs."""
+    if spec.rollout is None:
+        return {}
+    attempt = int((status.get("rollout") or {}).get("attempt", 0)) + 1
+    return {"rollout": _fresh(spec.rollout, now, attempt=attempt)}

@@ -1,0 +1,43 @@
+"""Analysis runs for flag rollouts on the local platform (``flags.service.Runs``).
+
+A flag rollout's analysis step judges the traffic of its ``target`` Rollout: the run is an
+ordinary analysis run of that rollout (so it shows in its status too) against the revision
+it serves, started on the controller's runner like a canary step's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from changeover.engine import actions
+from changeover.engine.status import RolloutStatus
+from changeover.local_controller.loop import Controller
+
+
+class LocalFlagRuns:
+    def __init__(self, controller: Controller) -> None:
+        self._c = controller
+        self._refused: dict[str, str] = {}  # run id → why it could not start
+
+    def start(self, run_id: str, target: str, step: Any) -> None:
+        found = self._c.parsed(target)
+        if found is None:
+            self._refused[run_id] = f"the target rollout {target!r} does not exist"
+            return
+        stored, rollout = found
+        status = RolloutStatus.model_validate(stored.status or {})
+        revision = status.stable_revision or stored.revision
+        action = actions.StartAnalysis(
+            run_id=run_id,
+            kind="step",
+            analysis=step,
+            revision=revision,
+            stable_revision=revision,
+        )
+        self._c.analysis.start(action, rollout=rollout)
+
+    def observe(self, run_id: str) -> tuple[str, str] | None:
+        if run_id in self._refused:
+            return "Error", self._refused[run_id]
+        seen = self._c.analysis.observe(run_id)
+        return (seen.phase, seen.message) if seen is not None else None

@@ -1,0 +1,99 @@
+"""A progressive flag rollout judged by analysis, under load: a real ``changeover serve``,
+the real builtin router, and real replicas of examples/flag_app.py, an app that reads the
+flag through the OpenFeature SDK only. Nobody promotes or turns anything off by hand.
+
+The flag's ``new`` variant walks 25% → 100%, each step judged by the error-rate template on
+the app's traffic: promoted. Then a ``broken`` variant (its code path answers 500) walks to
+30%: the analysis fails, the flag is turned off, and the 500s stop.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_helpers import (
+    EXAMPLES,
+    BackgroundLoad,
+    Serve,
+    describe,
+    example_rollout,
+    http_get,
+    wait_until,
+    write_rollout,
+)
+
+pytestmark = pytest.mark.slow
+
+JUDGED = [{"analysis": {"templates": [{"templateName": "error-rate"}]}}]
+
+
+def wait_flag(serve: Serve, phases: tuple[str, ...], within: float) -> dict[str, Any]:
+    """The flag's status document once its phase is one of ``phases``."""
+
+    def probe() -> dict[str, Any] | None:
+        doc: dict[str, Any] = json.loads(http_get(serve.url + "/api/v1/flags/checkout").body)
+        return doc if doc.get("phase") in phases else None
+
+    return wait_until(probe, within=within, what=f"flag phase in {phases}", interval=0.2)
+
+
+def flag_doc(variant: str, steps: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "apiVersion": "changeover.dev/v1alpha1",
+        "kind": "Flag",
+        "metadata": {"name": "checkout"},
+        "spec": {
+            "type": "string",
+            "variants": {"old": "old", "new": "new", "broken": "broken"},
+            "defaultVariant": "old",
+            "split": [{"variant": variant, "weight": 100}],
+            "rollout": {"variant": variant, "target": "web", "steps": steps},
+        },
+    }
+
+
+def test_flag_rollout_promoted_by_analysis_then_a_bad_one_turned_off(
+    serve: Serve, tmp_path: Path
+) -> None:
+    web = example_rollout("canary", name="web", version="v1", mark=serve.mark, replicas=1)
+    token = (serve.state_dir / "flags" / "token").read_text().strip()
+    template = web["spec"]["template"]
+    template["command"] = [sys.executable, str(EXAMPLES / "flag_app.py")]
+    template["env"].update({"OFREP_URL": serve.url, "OFREP_TOKEN": token, "APP_VERSION": "v1"})
+    spec = write_rollout(tmp_path / "web.yaml", web)
+    templates = EXAMPLES / "analysis-template.yaml"
+    applied = serve.cli("apply", "-f", str(spec), "-f", str(templates), "--wait")
+    assert applied.code == 0, str(applied)
+    url = serve.status("web")["endpoint"]
+    flag = tmp_path / "flag.yaml"
+
+    with BackgroundLoad(url, rate=60) as load:
+        good = flag_doc("new", [{"setWeight": 25}, *JUDGED, {"setWeight": 100}, *JUDGED])
+        write_rollout(flag, good)
+        assert serve.apply(flag).code == 0
+        wait_flag(serve, ("Progressing", "Paused"), within=30)
+        done = wait_flag(serve, ("Healthy", "Aborted"), within=150)
+        assert (done["phase"], done["enabled"], done["split"]) == ("Healthy", True, {"new": 100})
+        events = serve.cli("get", "flag/checkout", check=True).stdout
+        assert events.count("AnalysisPassed") == 2, events
+        assert load.snapshot().failures == 0, describe(load.snapshot())
+
+        bad = flag_doc("broken", [{"setWeight": 30}, *JUDGED, {"setWeight": 100}])
+        write_rollout(flag, bad)
+        assert serve.apply(flag).code == 0
+        wait_flag(serve, ("Progressing", "Paused"), within=30)
+        off = wait_flag(serve, ("Healthy", "Aborted"), within=120)
+        assert (off["phase"], off["enabled"]) == ("Aborted", False), off
+        assert "turned off: analysis at step 2 failed" in off["message"], off
+        # it never went past 30%, and once off every request gets the default again
+        assert off["rollout"]["weight"] == 30 and off["rollout"]["stepIndex"] == 1, off
+        failures_at_off = load.snapshot().failures
+        assert failures_at_off > 0
+        load.wait_for("1", 300, within=60)
+        report = load.stop()
+    assert report.failure_timeline[-3:] == [0, 0, 0], describe(report)
+    print(f"500s while broken was on: {failures_at_off}; {describe(report)}")

@@ -1,0 +1,62 @@
+"""The flag rollout state machine (``flags.progress``), step by step, without I/O."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from changeover.flags import progress
+from changeover.spec import flag as spec_flag
+
+ANALYSIS = {"analysis": {"templates": [{"templateName": "error-rate"}]}}
+
+
+def spec(*steps: dict[str, Any]) -> spec_flag.FlagSpec:
+    return spec_flag.FlagSpec.model_validate(
+        {
+            "type": "boolean",
+            "variants": {"on": True, "off": False},
+            "defaultVariant": "off",
+            "split": [{"variant": "on", "weight": 80}],
+            "rollout": {"variant": "on", "target": "web", "steps": list(steps)},
+        }
+    )
+
+
+def step(s: spec_flag.FlagSpec, status: dict[str, Any], now: float, run: str | None = None):  # type: ignore[no-untyped-def]
+    return progress.advance("f", 3, s, status, now=now, run_phase=run, run_message="5xx 0.3")
+
+
+def test_weights_pause_and_analysis_walk_to_the_destination() -> None:
+    s = spec({"setWeight": 10}, {"pause": {"duration": "30s"}}, ANALYSIS, {"setWeight": 50})
+    out = step(s, {}, 100.0)
+    assert out.status["rollout"]["weight"] == 10 and out.status["phase"] == "Paused"
+    assert step(s, out.status, 129.0).status["phase"] == "Paused"
+    out = step(s, out.status, 130.0)
+    assert out.start == progress.StartRun("flag-f-3-2-0", 2)
+    assert step(s, out.status, 131.0, "Running").status["phase"] == "Progressing"
+    out = step(s, out.status, 140.0, "Successful")
+    # after the last step the variant has the spec's weight, not the last setWeight
+    assert (out.status["phase"], out.status["rollout"]["weight"]) == ("Healthy", 80)
+    assert [e[0] for e in out.events] == ["AnalysisPassed", "SetWeight", "Completed"]
+
+
+def test_a_failed_analysis_turns_the_flag_off_where_it_was() -> None:
+    s = spec({"setWeight": 30}, ANALYSIS, {"setWeight": 100})
+    out = step(s, {}, 0.0)
+    out = step(s, out.status, 5.0, "Failed")
+    assert out.status["off"] is True and out.status["phase"] == "Aborted"
+    assert out.status["message"] == "turned off: analysis at step 2 failed: 5xx 0.3"
+    assert out.status["rollout"]["weight"] == 30
+    assert step(s, out.status, 9.0, "Successful").status == out.status  # off stays off
+
+
+def test_promote_pause_resume_and_retry() -> None:
+    s = spec({"setWeight": 5}, {"pause": {}}, {"setWeight": 60})
+    out = step(s, {}, 0.0)
+    assert out.status["message"] == "paused at step 2 (until promote)"
+    paused = progress.pause(out.status)
+    assert step(s, progress.promote(paused, full=False), 1.0).status["rollout"]["weight"] == 80
+    assert step(s, paused, 1.0).status["phase"] == "Paused"
+    assert step(s, progress.promote(out.status, full=True), 1.0).status["phase"] == "Healthy"
+    again = progress.retry({**out.status, "off": True}, s, 2.0)
+    assert again["rollout"]["attempt"] == 1 and again["rollout"]["stepIndex"] == 0
