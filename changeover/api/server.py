@@ -1,7 +1,7 @@
 """The HTTP JSON API of ``changeover serve``: every endpoint, and ``start_api``.
 
 ``local_server`` calls ``await start_api(service, host=..., port=..., token=...)``
-once the service is built, and ``await api.close()`` on shutdown. ``cli.client`` is the
+once the service is built, and ``await api.close()`` on shutdown. ``cli.api_client`` is the
 other side. Handlers only translate HTTP ↔ ``RolloutService`` calls; auth, errors and the
 wire live in ``api.router`` and ``api.http``.
 

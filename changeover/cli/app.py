@@ -1,7 +1,7 @@
 """The Typer application, its shared options, and the one place errors become exit codes.
 
-Command modules (``cli.reads``, ``cli.commands``, ``cli.serving``) register on ``app``;
-``cli.main`` imports them and runs it. ``ErrorMappingGroup`` wraps every command so that
+Command modules (``cli.*_command`` and ``cli.*_commands``) register on ``app``; ``cli.main``
+imports them and runs it. ``ErrorMappingGroup`` wraps every command so that
 no traceback ever reaches a user:
 
     SpecError              every problem as ``file: path: message``     exit 2
@@ -11,11 +11,13 @@ no traceback ever reaches a user:
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
 import traceback
 from enum import StrEnum
+from types import ModuleType
 from typing import Annotated, Any
 
 import typer
@@ -24,7 +26,7 @@ from rich.text import Text
 
 import changeover
 from changeover import errors, server_registry
-from changeover.cli import client as client_mod
+from changeover.cli import api_client as client_mod
 from changeover.cli import platform
 
 
@@ -144,7 +146,7 @@ NameArg = Annotated[
 
 
 def client(server: str | None, token: str | None) -> client_mod.Client:
-    # --platform kubernetes (see cli.kube): Rollout resources instead of the local server.
+    # --platform kubernetes (see cli.kube_commands): Rollout resources instead of the local server.
     kube = platform.kube_client()
     if kube is not None:
         return kube
@@ -152,6 +154,16 @@ def client(server: str | None, token: str | None) -> client_mod.Client:
     if target.note:
         err_line(target.note, style="yellow")
     return client_mod.Client(target)
+
+
+def optional_module(module: str, what: str) -> ModuleType:
+    """Import ``module`` when its command runs; a clear error if this build lacks it."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        raise errors.PermanentBackendError(f"{what} is not available in this build") from exc
 
 
 # --- output ---------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, TypeVar
 
-from changeover.cli import client as client_mod
+from changeover.cli import api_client as client_mod
 from changeover.kube import client as kube
 from changeover.operator.service import KubeService
 

@@ -7,20 +7,33 @@ is the last line of defence for anything that escapes Typer itself.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
 
 from changeover.cli import app as app_mod
-from changeover.cli import commands, kube, logs, reads, servers, serving
 
 app = app_mod.app
 
-# Imported for their side effect: each registers its commands on ``app``.
-_COMMAND_MODULES = (commands, reads, logs, serving, servers, kube)
+# Imported for their side effect: each registers its commands on ``app``, in this order
+# (the order ``changeover --help`` lists them).
+COMMAND_MODULES = (
+    "change_commands",
+    "kube_commands",
+    "logs_command",
+    "read_commands",
+    "lint_command",
+    "serve_commands",
+    "recommend_command",
+    "demo_command",
+    "servers_command",
+)
+for _module in COMMAND_MODULES:
+    importlib.import_module(f"changeover.cli.{_module}")
 # After every command is registered: --platform/--kubeconfig/--namespace on the ones that
 # act on rollouts (and serve).
-kube.register_platform_options()
+importlib.import_module("changeover.cli.kube_commands").register_platform_options()
 
 
 def run() -> None:

@@ -1,7 +1,7 @@
 """Which platform a CLI command talks to: the local server (default) or a Kubernetes
 cluster (``--platform kubernetes``, or ``CHANGEOVER_PLATFORM=kubernetes``).
 
-``cli.kube`` adds the options to the commands and sets ``TARGET`` for the command's
+``cli.kube_commands`` adds the options to the commands and sets ``TARGET`` for the command's
 duration; ``cli.app.client`` asks ``kube_client()`` first. Kept import-light: every CLI
 start imports it.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from changeover.cli import client as client_mod
+    from changeover.cli import api_client as client_mod
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from changeover import errors
-from changeover.cli import client as client_mod
+from changeover.cli import api_client as client_mod
 
 JSON = dict[str, Any]
 TERMINAL = ("Healthy", "Aborted", "Degraded")

@@ -30,7 +30,7 @@ from pathlib import Path
 import psutil
 
 from changeover import errors, server_registry
-from changeover.cli import client as client_mod
+from changeover.cli import api_client as client_mod
 from changeover.demo import specs
 
 MARKER = "CHANGEOVER_DEMO_RUN"

@@ -20,7 +20,7 @@ from rich.live import Live
 from rich.text import Text
 
 from changeover import loadgen
-from changeover.cli import client as client_mod
+from changeover.cli import api_client as client_mod
 from changeover.demo import load as load_mod
 from changeover.demo import server as server_mod
 from changeover.demo import specs, view

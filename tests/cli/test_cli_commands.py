@@ -307,7 +307,7 @@ def test_recommend_from_flags_json(cli: Cli) -> None:
 def test_internal_error_is_one_line_without_traceback(
     cli: Cli, live: LiveServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from changeover.cli import client as client_mod
+    from changeover.cli import api_client as client_mod
 
     def broken(self: object) -> list[object]:
         raise ZeroDivisionError("oops")

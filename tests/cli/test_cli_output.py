@@ -14,7 +14,7 @@ from cli_helpers import Cli, LiveServer
 from rich.console import Console
 from test_cli_commands import ok, write_spec
 
-from changeover.cli import reads, render
+from changeover.cli import read_commands, render
 from changeover.spec import models
 
 LONG_HOST = "a-rather-long-hostname-for-this-service.internal.example"
@@ -80,7 +80,7 @@ def test_get_watch_ends_with_130_on_ctrl_c(
     def interrupt(seconds: float) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(reads.time, "sleep", interrupt)
+    monkeypatch.setattr(read_commands.time, "sleep", interrupt)
     result = cli("get", "chat", "--watch", *live.opts())
     assert result.exit_code == 130, result.output
 

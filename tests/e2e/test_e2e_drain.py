@@ -34,7 +34,7 @@ from e2e_helpers import (
 )
 
 from changeover import server_registry
-from changeover.cli.client import Client as Api
+from changeover.cli.api_client import Client as Api
 
 pytestmark = pytest.mark.slow
 

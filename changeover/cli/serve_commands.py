@@ -1,10 +1,8 @@
-"""``serve`` (the controller process), ``recommend`` and ``demo``.
+"""``serve`` (the local server process) and ``down`` (stop what a state dir runs).
 
 ``serve`` prepares the token, records the server in ``servers.json``
-(``changeover.server_registry``) and hands over to ``changeover.local_server``.
-``recommend`` and ``demo`` live in modules of their own (``changeover.recommend``,
-``changeover.demo``); they are imported when the command runs, so the CLI starts fast
-and works while either is absent.
+(``changeover.server_registry``) and hands over to ``changeover.local_server``, imported
+when the command runs so the CLI starts fast.
 """
 
 from __future__ import annotations
@@ -13,25 +11,15 @@ import importlib
 import os
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Annotated
 from urllib.parse import urlsplit
 
 import typer
 
-from changeover import errors, server_registry
+from changeover import server_registry
 from changeover.cli import app as app_mod
 
 app = app_mod.app
-
-
-def _optional(module: str, what: str) -> ModuleType:
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-        raise errors.PermanentBackendError(f"{what} is not available in this build") from exc
 
 
 @app.command()
@@ -127,75 +115,3 @@ def down(
     report = module.run(directory)
     for line in report.lines():
         app_mod.say(line)
-
-
-@app.command()
-def recommend(
-    no_side_by_side: Annotated[
-        bool, typer.Option("--no-side-by-side", help="Old and new versions cannot run together.")
-    ] = False,
-    zero_exposure: Annotated[
-        bool, typer.Option("--zero-exposure", help="Validate on real traffic; no user sees it.")
-    ] = False,
-    downtime_ok: Annotated[
-        bool, typer.Option("--downtime-ok", help="Some downtime or reduced capacity is fine.")
-    ] = False,
-    high_risk: Annotated[
-        bool, typer.Option("--high-risk", help="The change is high-risk.")
-    ] = False,
-    critical: Annotated[
-        bool, typer.Option("--critical", help="The application is critical.")
-    ] = False,
-    compare_variants: Annotated[
-        bool, typer.Option("--compare-variants", help="Compare variants on users.")
-    ] = False,
-    output: app_mod.OutputOpt = app_mod.Output.TABLE,
-) -> None:
-    """Which strategy fits your change: asks a few questions (or takes them as flags)."""
-    module = _optional("changeover.recommend", "recommend")
-    flags = {
-        "no_side_by_side": no_side_by_side,
-        "zero_exposure": zero_exposure,
-        "downtime_ok": downtime_ok,
-        "high_risk": high_risk,
-        "critical": critical,
-        "compare_variants": compare_variants,
-    }
-    # Flags, JSON output or no terminal to ask on: answer from the flags alone.
-    asking = sys.stdin.isatty() and app_mod.is_terminal()
-    if any(flags.values()) or output is app_mod.Output.JSON or not asking:
-        if not asking:
-            given = " ".join(f"--{k.replace('_', '-')}" for k, v in flags.items() if v)
-            app_mod.err_line(
-                "recommend: no terminal to ask on, so every question not given as a flag "
-                f"took its default (flags given: {given or 'none'}; see --help)",
-                style="yellow",
-            )
-        rec = module.from_flags(**flags)
-        if output is app_mod.Output.JSON:
-            app_mod.print_json(rec.to_json_dict())
-        elif app_mod.is_terminal():
-            module.render(app_mod.out(), rec)
-        else:
-            # Redirected to a file: the spec itself, reasons as comments, nothing cut.
-            sys.stdout.write(module.commented_yaml(rec))
-        return
-    module.interactive(app_mod.out())
-
-
-@app.command()
-def demo(
-    fast: Annotated[
-        bool,
-        typer.Option(
-            "--fast",
-            envvar="CHANGEOVER_DEMO_FAST",
-            help="Short pauses: the whole demo in under a minute (for tests).",
-        ),
-    ] = False,
-) -> None:
-    """A live canary, then a blue-green switch and back, on this machine under steady load."""
-    module = _optional("changeover.demo", "the demo")
-    result = module.run(fast=fast)
-    if isinstance(result, int) and result:
-        raise typer.Exit(result)

@@ -1,4 +1,4 @@
-"""Read commands: ``get``, ``status``, ``history``, ``lint``. Each takes ``-o json``.
+"""Read commands: ``get``, ``status``, ``history``. Each takes ``-o json``.
 
 ``get NAME --watch`` is a Rich live view refreshed about four times a second until Ctrl-C
 (exit 130, as any interrupted command) or, with ``--until-done``, until the rollout reaches
@@ -17,9 +17,8 @@ from rich.live import Live
 from rich.text import Text
 
 from changeover import errors
+from changeover.cli import api_client, render, render_flag, wait
 from changeover.cli import app as app_mod
-from changeover.cli import client as client_mod
-from changeover.cli import render, render_flag, wait
 
 app = app_mod.app
 JSON = dict[str, Any]
@@ -27,7 +26,7 @@ REFRESH_SECONDS = 0.25
 EVENTS_SHOWN = 8
 
 
-def _snapshot(client: client_mod.Client, name: str | None) -> tuple[RenderableType, JSON | None]:
+def _snapshot(client: api_client.Client, name: str | None) -> tuple[RenderableType, JSON | None]:
     """The view, and the status behind it when it is about one rollout."""
     if name is None:
         return render.rollouts_table(client.list_rollouts()), None
@@ -81,7 +80,7 @@ def get(
     raise typer.Exit(code)
 
 
-def _watch(client: client_mod.Client, name: str | None, *, until_done: bool) -> int:
+def _watch(client: api_client.Client, name: str | None, *, until_done: bool) -> int:
     console = app_mod.out()
     try:
         with Live(console=console, refresh_per_second=4, transient=False) as live:
@@ -135,33 +134,3 @@ def history(
         app_mod.show(render_flag.history_table(revisions))
         return
     app_mod.show(render.history_table(revisions))
-
-
-@app.command()
-def lint(
-    path: Annotated[str, typer.Argument(help="A spec file, a directory of them, or -.")],
-    output: app_mod.OutputOpt = app_mod.Output.TABLE,
-) -> None:
-    """Check a spec without a server: every problem at once; exit 2 if any is an error."""
-    from changeover.spec import validate
-
-    problems = validate.lint(path)
-    failed = any(p.severity != "warning" for p in problems)
-    if output is app_mod.Output.JSON:
-        app_mod.print_json(
-            {
-                "ok": not failed,
-                "problems": [
-                    {"file": p.file, "path": p.path, "message": p.message, "severity": p.severity}
-                    for p in problems
-                ],
-            }
-        )
-    else:
-        for problem in problems:
-            style = "yellow" if problem.severity == "warning" else "red"
-            app_mod.err_line(str(problem), style=style)
-        if not failed:
-            app_mod.say(f"{path}: ok", style="green")
-    if failed:
-        raise typer.Exit(2)
