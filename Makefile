@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 # The documentation site (mkdocs.yml): `make docs` builds it into site/; `make lint` builds it
 # strictly, so a broken link, anchor or generated page fails the checks (and `make test`).
-.PHONY: docs demo test unit lint check bench clean fast crash-long fuzz deps-nginx deps-prometheus deps-bench deps-haproxy k8s-testbed bench-k8s bench-analysis
+.PHONY: docs demo test unit lint check bench clean fast dashboard deps-chromium crash-long fuzz deps-nginx deps-prometheus deps-bench deps-haproxy k8s-testbed bench-k8s bench-analysis
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -29,8 +29,34 @@ $(FAST): $(STAMP) $(FAST_SRC) tools/build_fast.py
 
 fast: $(FAST)
 
-demo: $(STAMP) $(FAST)
+demo: $(STAMP) $(FAST) dashboard
 	$(BIN)/changeover demo
+
+# The dashboard (served by serve under /dashboard/): its front-end dependencies (uPlot,
+# esbuild) come from the npm registry at build time, pinned by dashboard/package-lock.json;
+# the bundle lands in changeover/api/dashboard_assets/ (gitignored). Rebuilt when a source
+# or the lock changes; the stamp is written last, so a failed build is rebuilt next time.
+DASHBOARD := changeover/api/dashboard_assets/index.html
+NODE_MODULES := dashboard/node_modules/.package-lock.json
+$(NODE_MODULES): dashboard/package.json dashboard/package-lock.json
+	cd dashboard && npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_MODULES)
+
+$(DASHBOARD): $(NODE_MODULES) $(wildcard dashboard/src/*) dashboard/build.mjs
+	cd dashboard && npm run --silent build
+	touch $(DASHBOARD)
+
+dashboard: $(DASHBOARD)
+
+# The dashboard's browser tests drive Debian's chromium through Playwright (whose own
+# browser download cannot work here); installed only when missing.
+deps-chromium:
+	@command -v chromium >/dev/null 2>&1 || for try in 1 2 3; do \
+	  apt-get -o DPkg::Lock::Timeout=600 update && \
+	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y chromium \
+	  && break; \
+	  [ $$try = 3 ] && exit 1; sleep 5; \
+	done
 
 # The prometheus provider's tests run a real Prometheus server (Debian's package); install it
 # only when missing. The lock timeout waits out another apt-get instead of failing CI, and a
@@ -59,7 +85,7 @@ export K8S_TESTBED_DIR
 k8s-testbed:
 	bash tests/kubernetes/build-testbed.sh
 
-test: $(STAMP) $(FAST) deps-prometheus deps-haproxy deps-nginx k8s-testbed
+test: $(STAMP) $(FAST) dashboard deps-chromium deps-prometheus deps-haproxy deps-nginx k8s-testbed
 	$(MAKE) lint
 	$(BIN)/pytest -q
 
@@ -124,3 +150,4 @@ bench-analysis: $(STAMP) $(FAST)
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site $(DOCS_CHECK_DIR)
 	rm -f changeover/traffic/builtin/*.so $(FAST)
+	rm -rf dashboard/node_modules changeover/api/dashboard_assets

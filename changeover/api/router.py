@@ -52,6 +52,9 @@ class Route:
     answer: type[BaseModel] | str | None = None
     query: tuple[tuple[str, str], ...] = ()
     documented: bool = True
+    # Answered without a token even beyond loopback: the dashboard's page and the session
+    # endpoints that check the token themselves (a browser must reach them to sign in).
+    public: bool = False
 
 
 def _compile(template: str) -> re.Pattern[str]:
@@ -110,6 +113,7 @@ class Router:
         query: tuple[tuple[str, str], ...] = (),
         documented: bool = True,
         token: str | None = None,
+        public: bool = False,
     ) -> None:
         self._routes.append(
             Route(
@@ -124,6 +128,7 @@ class Router:
                 query=query,
                 documented=documented,
                 token=token.encode() if token is not None else None,
+                public=public,
             )
         )
 
@@ -169,6 +174,7 @@ class Router:
                 allowed.append(route.method)
                 continue
             needed = route.token is not None or route.mutating or not self._open_reads
+            needed = needed and not route.public
             if needed and not self._allowed(request, route):
                 return http.Response.error(
                     401,

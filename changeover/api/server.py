@@ -219,7 +219,12 @@ def build_router(service: RolloutService, *, token: str, loopback: bool) -> rout
         answer=EVENT_STREAM,
     )
     r.add(
-        get, PREFIX + "/session", d.session, summary="The dashboard session", answer=models.Session
+        get,
+        PREFIX + "/session",
+        d.session,
+        summary="The dashboard session",
+        answer=models.Session,
+        public=True,
     )
     r.add(
         post,
@@ -228,6 +233,7 @@ def build_router(service: RolloutService, *, token: str, loopback: bool) -> rout
         summary="Open a dashboard session with the token (sets an HttpOnly cookie)",
         body=models.SessionRequest,
         answer=models.Session,
+        public=True,
     )
     r.add(
         "DELETE",
@@ -235,6 +241,7 @@ def build_router(service: RolloutService, *, token: str, loopback: bool) -> rout
         d.logout,
         summary="Close the dashboard session",
         answer=models.Session,
+        public=True,
     )
     r.add(
         post,
@@ -273,9 +280,9 @@ def build_router(service: RolloutService, *, token: str, loopback: bool) -> rout
         answer=models.Status,
     )
     r.add("DELETE", one, h.delete, mutating=True, summary="Delete a rollout", answer=models.Deleted)
-    r.add(get, "/dashboard", d.redirect, documented=False)
-    r.add(get, "/dashboard/", d.index, documented=False)
-    r.add(get, "/dashboard/{asset}", d.asset, documented=False)
+    r.add(get, "/dashboard", d.redirect, documented=False, public=True)
+    r.add(get, "/dashboard/", d.index, documented=False, public=True)
+    r.add(get, "/dashboard/{asset}", d.asset, documented=False, public=True)
     flags = getattr(service, "flags", None)
     if flags is not None:  # the local platform's service keeps flags (changeover.flags)
         flag_routes.add_routes(

@@ -4,14 +4,17 @@ rollout-level metrics and the page's own answers."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
+from changeover.api import dashboard
+from changeover.api import http as api_http
 from changeover.api.fake import FakeService
-from changeover.api.server import ApiServer, start_api
+from changeover.api.server import ApiServer, build_router, start_api
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -120,6 +123,20 @@ async def test_rollout_stream_of_an_unknown_rollout_is_a_404(client: httpx.Async
     assert (await client.get("/api/v1/rollouts/nope/stream")).status_code == 404
 
 
+async def test_page_forbids_framing_and_foreign_scripts(client: httpx.AsyncClient) -> None:
+    if not dashboard.built():
+        pytest.fail(
+            f"the dashboard bundle is missing from {dashboard.ASSETS}: run `make dashboard`"
+        )
+    page = await client.get("/dashboard/")
+    assert page.status_code == 200 and "<title>changeover</title>" in page.text
+    policy = page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy
+    assert (await client.get("/dashboard/main.js")).status_code == 200
+    for bad in ("/dashboard/..%2Fserver.py", "/dashboard/.hidden", "/dashboard/x.py"):
+        assert (await client.get(bad)).status_code == 404, bad
+
+
 async def test_metrics_carry_rollout_level_series(client: httpx.AsyncClient) -> None:
     text = (await client.get("/metrics")).text
     assert 'changeover_rollout_info{rollout="chat",strategy="canary"} 1' in text
@@ -129,3 +146,22 @@ async def test_metrics_carry_rollout_level_series(client: httpx.AsyncClient) -> 
         if line.startswith('changeover_rollout_phase{rollout="chat"')
     }
     assert sorted(v for v in phases.values()) == ["0"] * (len(phases) - 1) + ["1"]
+
+
+async def test_beyond_loopback_reads_need_the_session_but_signing_in_does_not() -> None:
+    """Off loopback every read needs the token; the page and the session endpoints must
+    still answer, or a browser could never sign in."""
+    routes = build_router(FakeService(), token=TOKEN, loopback=False)
+
+    async def call(method: str, path: str, body: bytes = b"", **headers: str) -> Any:
+        request = api_http.Request(method=method, path=path, query={}, headers=headers, body=body)
+        return await routes.dispatch(request)
+
+    assert (await call("GET", "/api/v1/rollouts")).status == 401
+    assert (await call("GET", "/dashboard/")).status in (200, 503)
+    assert (await call("GET", "/api/v1/session")).status == 200
+    login = await call("POST", "/api/v1/session", json.dumps({"token": TOKEN}).encode())
+    assert login.status == 200
+    cookie = login.headers["Set-Cookie"].split(";")[0]
+    assert (await call("GET", "/api/v1/rollouts", cookie=cookie)).status == 200
+    assert (await call("POST", "/api/v1/session", b'{"token": "guess"}')).status == 401
