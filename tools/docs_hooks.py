@@ -310,7 +310,7 @@ def rollout_metrics() -> str:
 def api_routes() -> str:
     """The control API's routes, from the route table ``serve`` runs (api.server)."""
     from changeover.api import server
-    from changeover.api.fake import FakeService
+    from changeover.testing.fake_service import FakeService
 
     rows = ["| method | path | what | token |", "|---|---|---|---|"]
     for route in server.build_router(FakeService(), token="x", loopback=True).routes:

@@ -1,7 +1,7 @@
 """changeover.platforms: where replicas run.
 
 The contract lives in ``platforms.base``; implementations are imported from their modules
-(``platforms.local.LocalPlatform``, ``platforms.fake.FakePlatform``) so that importing the
+(``platforms.local.LocalPlatform``, ``testing.fake_platform.FakePlatform``) so that importing the
 contract never pulls in process or Kubernetes machinery.
 """
 

@@ -5,7 +5,7 @@ supervisor converges on it in the background) and reports what actually runs (``
 It never imports the engine or a router: the controller translates between them.
 
 Implementations: ``platforms.local`` (supervised OS processes, the embedded default),
-``platforms.kubernetes`` (ReplicaSets, driven by the operator) and ``platforms.fake`` (in
+``platforms.kubernetes`` (ReplicaSets, driven by the operator) and ``testing.fake_platform`` (in
 memory, for fast unit tests).
 """
 

@@ -6,7 +6,7 @@ setter states desired state, so calling it twice with the same arguments changes
 
 Implementations: ``traffic.builtin`` (the embedded asyncio proxy), ``traffic.haproxy`` (a
 managed HAProxy), ``traffic.kubernetes`` (Istio, Gateway API, NGINX Ingress, SMI, the
-replica ratio) and ``traffic.recording`` (records calls, for unit tests).
+replica ratio) and ``testing.recording_router`` (records calls, for unit tests).
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from changeover.clock import SystemClock
 from changeover.local_controller.local_service import LocalService
 from changeover.local_controller.loop import Controller
 from changeover.local_controller.store import Store
-from changeover.platforms.fake import FakePlatform
-from changeover.traffic.recording import RecordingRouter
+from changeover.testing.fake_platform import FakePlatform
+from changeover.testing.recording_router import RecordingRouter
 
 JSON = dict[str, Any]
 

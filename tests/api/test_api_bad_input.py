@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from changeover.api.fake import FakeService
 from changeover.api.server import MAX_JSON_DEPTH, ApiServer, start_api
+from changeover.testing.fake_service import FakeService
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -151,8 +151,8 @@ async def test_serve_takes_the_limits_from_its_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from changeover import errors
-    from changeover.api.fake import FakeService
     from changeover.api.server import start_api
+    from changeover.testing.fake_service import FakeService
 
     monkeypatch.setenv("CHANGEOVER_API_MAX_CONNECTIONS", "1")
     api = await start_api(FakeService(), "127.0.0.1", 0, "tok")

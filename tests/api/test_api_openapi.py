@@ -16,8 +16,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from openapi_spec_validator import validate
 
-from changeover.api.fake import FakeService
 from changeover.api.server import build_router, start_api
+from changeover.testing.fake_service import FakeService
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

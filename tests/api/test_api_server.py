@@ -12,8 +12,8 @@ import pytest
 
 from changeover import errors
 from changeover.api import http as api_http
-from changeover.api.fake import FakeService
 from changeover.api.server import ApiServer, start_api
+from changeover.testing.fake_service import FakeService
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

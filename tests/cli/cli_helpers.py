@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from typer.testing import CliRunner, Result
 
-from changeover.api.fake import FakeService
 from changeover.api.server import ApiServer
 from changeover.cli.main import app
+from changeover.testing.fake_service import FakeService
 
 TOKEN = "test-token-0123456789"
 

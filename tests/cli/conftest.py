@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from cli_helpers import TOKEN, Cli, LiveServer
 
-from changeover.api.fake import FakeService
 from changeover.api.server import start_api
+from changeover.testing.fake_service import FakeService
 
 
 @pytest.fixture

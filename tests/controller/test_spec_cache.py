@@ -12,9 +12,9 @@ from changeover.clock import SystemClock
 from changeover.local_controller.local_service import LocalService
 from changeover.local_controller.loop import Controller
 from changeover.local_controller.store import Store
-from changeover.platforms.fake import FakePlatform
 from changeover.spec import models
-from changeover.traffic.recording import RecordingRouter
+from changeover.testing.fake_platform import FakePlatform
+from changeover.testing.recording_router import RecordingRouter
 
 
 def _rollout(port: int, version: str) -> dict[str, Any]:

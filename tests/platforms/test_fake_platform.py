@@ -7,8 +7,8 @@ import pytest
 from changeover import errors
 from changeover.endpoints import Endpoint
 from changeover.platforms import base
-from changeover.platforms.fake import FakePlatform
 from changeover.spec import models
+from changeover.testing.fake_platform import FakePlatform
 
 TEMPLATE = models.ProcessTemplate(command=["srv"])
 

@@ -7,12 +7,13 @@ import pytest
 from changeover import errors
 from changeover.endpoints import Endpoint
 from changeover.spec import models
-from changeover.traffic import base, recording
+from changeover.testing import recording_router
+from changeover.traffic import base
 
 
 async def test_records_calls_and_keeps_state() -> None:
     router = base.factory_of("recording")("web", port=1)
-    assert isinstance(router, recording.RecordingRouter)
+    assert isinstance(router, recording_router.RecordingRouter)
     match = [models.RouteMatch(header_name="x", header_value=models.StringMatch(exact="1"))]
     await router.set_weight({1: 80, 2: 20})
     await router.set_header_route("h", 2, match)
@@ -37,7 +38,7 @@ async def test_records_calls_and_keeps_state() -> None:
 
 
 async def test_injected_failure_raises_once() -> None:
-    router = recording.RecordingRouter("web")
+    router = recording_router.RecordingRouter("web")
     router.fail("set_weight", errors.TemporaryBackendError("router unreachable"))
     with pytest.raises(errors.TemporaryBackendError):
         await router.set_weight({1: 100})

@@ -1,0 +1,7 @@
+"""Test doubles for changeover's own tests and for code that embeds changeover.
+
+``fake_platform.FakePlatform`` (the Platform contract in memory), ``recording_router``
+(a TrafficRouter that records its calls) and ``fake_service.FakeService`` (an in-memory
+RolloutService behind the HTTP API). Nothing outside this package imports them, and none is
+offered to users as a router or platform.
+"""
