@@ -141,3 +141,7 @@ class RecordingRouter:
     async def close(self) -> None:
         self._record("close")
         self.closed = True
+
+
+# Only a test that imports this module can name the router; users never see it.
+base.register("recording", CAPABILITIES, RecordingRouter)

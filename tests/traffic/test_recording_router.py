@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from changeover import errors
@@ -49,3 +52,19 @@ async def test_injected_failure_raises_once() -> None:
 def test_registry_knows_both_routers() -> None:
     assert {"builtin", "recording"} <= set(base.registered())
     assert base.capabilities_of("builtin") == frozenset(base.Capability)
+
+
+def test_users_are_not_offered_the_recording_router() -> None:
+    # A fresh interpreter, as the CLI and serve start: only a test that imports
+    # changeover.testing can name the fake.
+    code = (
+        "import changeover.cli.main, changeover.local_server\n"
+        "from changeover.traffic import base\n"
+        "print(','.join(base.registered()))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    names = out.strip().split(",")
+    assert "builtin" in names and "haproxy" in names
+    assert "recording" not in names
