@@ -256,6 +256,19 @@ class Sampler:
             out.append(_delta(newer, older, newer.t - older.t).value(metric))
         return out
 
+    def shadows(self, rollout: str) -> dict[int, Any]:
+        """The rollout's shadow comparisons, live: shadow revision → its ``ShadowStats``
+        (``analysis.shadow.ShadowData``); empty without the builtin router's registry."""
+        rollouts = getattr(self._registry, "rollouts", None)
+        found = rollouts.get(rollout) if isinstance(rollouts, dict) else None
+        if found is None:
+            return {}
+        return {
+            rev: m.shadow
+            for rev, m in found.revisions.items()
+            if getattr(m, "shadow", None) is not None
+        }
+
     def forget(self, rollout: str) -> None:
         for key in [k for k in self._rings if k[0] == rollout]:
             del self._rings[key]

@@ -98,6 +98,7 @@ class Status(_Answer):
     revisionStates: dict[str, RevisionState] = Field(default_factory=dict)
     analysis: dict[str, Any] = Field(default_factory=dict)
     analysisRuns: list[dict[str, Any]] = Field(default_factory=list)
+    shadow: dict[str, dict[str, Any]] | None = None
     endpoint: str | None = None
     updatedAt: float | None = None
 
@@ -183,6 +184,13 @@ class Deleted(_Answer):
 
 class Logs(_Answer):
     logs: list[dict[str, Any]]
+
+
+class Shadow(_Answer):
+    shadow: dict[str, dict[str, Any]] = Field(
+        description="Per shadow revision: compared, matched, mismatched by kind, "
+        "latency delta p50/p99, and the recent differences with both answers"
+    )
 
 
 class Session(_Answer):

@@ -72,6 +72,12 @@ class Handlers:
         events = self.service.events(params["name"], limit=min(limit, bodies.EVENTS_LIMIT))
         return http.Response.json(200, {"events": events})
 
+    async def shadow(self, request: http.Request, params: dict[str, str]) -> http.Response:
+        reader = getattr(self.service, "shadow", None)
+        if reader is None:
+            raise errors.StateError("this server compares no shadow answers")
+        return http.Response.json(200, {"shadow": reader(params["name"])})
+
     async def history(self, request: http.Request, params: dict[str, str]) -> http.Response:
         return http.Response.json(200, {"revisions": self.service.history(params["name"])})
 
@@ -203,6 +209,13 @@ def build_router(service: RolloutService, *, token: str, loopback: bool) -> rout
             ("tail", "Lines per log (default 100)"),
             ("since", "ID:OFFSET, repeatable: only what follows"),
         ),
+    )
+    r.add(
+        get,
+        one + "/shadow",
+        h.shadow,
+        summary="A shadow's answers compared with production's: counts, recent differences",
+        answer=models.Shadow,
     )
     r.add(
         get,

@@ -163,6 +163,11 @@ class Client:
             params["since"] = [f"{k}:{v}" for k, v in since.items()]
         return list(self._call("GET", self._one(name, "/logs"), **params)["logs"])
 
+    def shadow(self, name: str) -> JSON:
+        """Per shadow revision: comparison counts and the recent differences."""
+        result: JSON = self._call("GET", self._one(name, "/shadow"))["shadow"]
+        return result
+
     def metrics(self) -> str:
         return str(self._call("GET", "/metrics"))
 

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "change_commands",
     "kube_commands",
     "logs_command",
+    "shadow_command",
     "read_commands",
     "lint_command",
     "serve_commands",

@@ -187,6 +187,9 @@ class LocalService:
             "sticky": {"revision": sticky.revision, "weight": sticky.weight} if sticky else None,
             "headerRoutes": {k: v.revision for k, v in status.traffic.header_routes.items()},
             "mirrors": {str(m.revision): m.percentage for m in status.traffic.mirrors.values()},
+            # Per shadow revision whose answers are compared: counts, match rate, latency
+            # delta p50/p99 (``shadow NAME`` and ``/shadow`` add the differences).
+            "shadow": {rev: s.summary() for rev, s in self._shadow_stats(name).items()} or None,
             "replicas": replicas,
             "revisionStates": {
                 str(rev): _revision_state(state)
@@ -201,6 +204,22 @@ class LocalService:
             "abort": status.abort,
             "userPaused": status.user_paused,
             "updatedAt": stored.updated_at,
+        }
+
+    def _shadow_stats(self, name: str) -> dict[str, Any]:
+        """The rollout's ``comparison.stats.ShadowStats`` by shadow revision (as text)."""
+        found = self._metrics.rollouts.get(name) if self._metrics is not None else None
+        if found is None:
+            return {}
+        return {str(rev): m.shadow for rev, m in sorted(found.revisions.items()) if m.shadow}
+
+    def shadow(self, name: str) -> JSON:
+        """Per shadow revision: the summary and the recent differences, newest first,
+        with both answers (bodies cut to a few KiB)."""
+        self._get(name)
+        return {
+            rev: {**s.summary(), "differences": list(reversed(s.samples))}
+            for rev, s in self._shadow_stats(name).items()
         }
 
     def _analysis(self, name: str) -> JSON:

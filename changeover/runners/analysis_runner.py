@@ -24,11 +24,12 @@ import contextlib
 import dataclasses
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from changeover import aio, errors
-from changeover.analysis import assess, conditions_eval, providers, sampler, templates
+from changeover.analysis import assess, conditions_eval, providers, sampler, shadow, templates
 from changeover.analysis.providers import base as providers_base
 from changeover.analysis.run import AnalysisRun
 from changeover.clock import Clock
@@ -282,7 +283,15 @@ class AnalysisRunner:
             return smp.window(rollout, revision, seconds, self.clock.now())
 
         def series(revision: int, metric: str, seconds: float) -> list[float]:
-            return smp.series(rollout, revision, metric, seconds) if smp is not None else []
+            if smp is None:
+                return []
+            if metric in shadow.SERIES:  # per request, as compared (wall-time stamps)
+                found = smp.shadows(rollout)
+                return shadow.latency_samples(found, revision, now=time.time(), seconds=seconds)
+            return smp.series(rollout, revision, metric, seconds)
+
+        def shadows() -> dict[int, shadow.ShadowData]:
+            return smp.shadows(rollout) if smp is not None else {}
 
         def replicas(revision: int) -> list[providers_base.ReplicaProcess]:
             if platform is None:
@@ -305,6 +314,7 @@ class AnalysisRunner:
             series=series,
             window=window,
             replicas=replicas,
+            shadows=shadows,
         )
 
     # --- plumbing -----------------------------------------------------------------------

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from changeover import errors
-from changeover.analysis import sampler
+from changeover.analysis import sampler, shadow
 
 # "Undecided": a judge that needs more data before it may conclude anything (an A/B test
 # short of its sample size): recorded and shown, but neither a pass, a fail nor inconclusive.
@@ -59,6 +59,8 @@ class ReplicaProcess:
 
 # revision → its replicas now (for the builtin provider's restarts, cpu and memory).
 ReplicasFn = Callable[[int], list[ReplicaProcess]]
+# The rollout's shadow comparisons now: shadow revision → ``analysis.shadow.ShadowData``.
+ShadowsFn = Callable[[], Mapping[int, "shadow.ShadowData"]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,6 +73,7 @@ class MeasureContext:
     series: SeriesFn | None = None
     window: WindowFn | None = None
     replicas: ReplicasFn | None = None
+    shadows: ShadowsFn | None = None
 
 
 class MetricProvider(Protocol):

@@ -19,6 +19,14 @@ the PIDs the local platform reports)::
 Latencies are in seconds; ``cpu`` is percent of one core per replica; ``memory`` is MiB of
 resident memory per replica; ``restarts`` counts the revision's replica restarts.
 
+A shadow (a revision mirrored to with a ``compare`` block) is judged on its answers as
+compared with the primary's: ``shadow-match-rate``, ``shadow-error-rate`` (5xx or no
+answer), ``shadow-{status,body,latency}-mismatch-rate``, ``shadow-latency-p50..p99``,
+``shadow-latency-delta-p50/p99`` (shadow minus primary, same requests), and
+``shadow-compared``; ``minRequests`` then counts compared answers. Without ``metric``, a
+shadow that serves no traffic gets all of them (``result.matchRate``, ``result.errorRate``,
+``result.latencyDeltaP99``...). See ``analysis.shadow``.
+
 Too few requests in the window raise ``ProviderError`` (an Error measurement): a canary
 that served nothing has not shown that it is good, and ``consecutiveErrorLimit`` gives it
 time to get traffic before the run errs.
@@ -34,13 +42,14 @@ from typing import Any
 
 import psutil
 
-from changeover.analysis import sampler
+from changeover.analysis import sampler, shadow
 from changeover.analysis.providers import base
 from changeover.spec import models
 
 ROUTER_METRICS = ("requests", *sampler.SERIES)
 PROCESS_METRICS = ("restarts", "cpu", "memory")
-METRICS = (*ROUTER_METRICS, *PROCESS_METRICS)
+SHADOW_METRICS = shadow.METRICS
+METRICS = (*ROUTER_METRICS, *PROCESS_METRICS, *SHADOW_METRICS)
 _KEYS = ("metric", "revision", "window", "minRequests", "aggregate", "sample")
 
 
@@ -92,8 +101,14 @@ class BuiltinProvider:
         if context.window is None:
             raise base.ProviderError("the builtin router's metrics are not available here")
         window = models.parse_duration(config.get("window", "60s"))
-        stats = context.window(revision, window)
         need = int(config.get("minRequests", 1))
+        compared = _shadow_data(revision, context)
+        if metric in SHADOW_METRICS:
+            return _shadow_result(revision, compared, metric, window, need)
+        stats = context.window(revision, window)
+        if metric is None and compared is not None and stats.requests == 0:
+            # A shadow serves nobody: what it is judged on is how it answered.
+            return _shadow_result(revision, compared, None, window, need)
         if stats.requests < max(1, need):
             raise base.ProviderError(
                 f"revision {revision} served {stats.requests} request"
@@ -104,6 +119,38 @@ class BuiltinProvider:
         if metric is None:
             return base.ProviderResult(value=stats.summary(), message=shown)
         return base.ProviderResult(value=stats.value(metric), message=shown)
+
+
+def _shadow_data(revision: int, context: base.MeasureContext) -> shadow.ShadowData | None:
+    return context.shadows().get(revision) if context.shadows is not None else None
+
+
+def _shadow_result(
+    revision: int,
+    compared: shadow.ShadowData | None,
+    metric: str | None,
+    window: float,
+    need: int,
+) -> base.ProviderResult:
+    """The ``shadow-*`` metrics of ``revision``'s answers compared with the primary's."""
+    if compared is None:
+        raise base.ProviderError(
+            f"revision {revision}: no answers compared with the primary's yet (a shadow "
+            "needs a compare block: setMirrorRoute.compare or strategy.shadow.compare)"
+        )
+    stats = shadow.window(compared.pairs, now=time.time(), seconds=window)
+    if stats.compared < max(1, need):
+        raise base.ProviderError(
+            f"revision {revision}: {stats.compared} answer{'s' if stats.compared != 1 else ''} "
+            f"compared with revision {compared.primary}'s in the last "
+            f"{models.format_duration(round(window, 1))}; need at least {max(1, need)}"
+        )
+    shown = (
+        f"shadow revision {revision}: {stats.compared} answers compared with revision "
+        f"{compared.primary}'s"
+    )
+    value = stats.summary() if metric is None else stats.value(metric)
+    return base.ProviderResult(value=value, message=shown)
 
 
 def _revision(which: object, context: base.MeasureContext) -> int:

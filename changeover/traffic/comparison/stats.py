@@ -18,6 +18,9 @@ import math
 from typing import Any
 
 KINDS = ("status", "body", "latency")
+# One compared pair: (wall time, primary latency, shadow latency, the kinds it differs in
+# as bits of KINDS (0: matched), the shadow's status (0: no answer)).
+Pair = tuple[float, float, float, int, int]
 NOT_COMPARED = ("tooLarge", "dropped", "incomplete", "busy")
 PAIRS = 1024
 SAMPLES = 20
@@ -59,10 +62,7 @@ class ShadowStats:
         self.shadow_errors = 0
         self.mismatched = dict.fromkeys(KINDS, 0)
         self.not_compared = dict.fromkeys(NOT_COMPARED, 0)
-        # (wall time, primary latency, shadow latency, matched) of the last PAIRS pairs
-        self.pairs: collections.deque[tuple[float, float, float, bool]] = collections.deque(
-            maxlen=PAIRS
-        )
+        self.pairs: collections.deque[Pair] = collections.deque(maxlen=PAIRS)
         self.samples: collections.deque[dict[str, Any]] = collections.deque(maxlen=SAMPLES)
 
     def record(
@@ -84,7 +84,8 @@ class ShadowStats:
             self.mismatched[kind] += 1
         if shadow_status >= 500 or shadow_status == 0:
             self.shadow_errors += 1
-        self.pairs.append((t, primary_latency, shadow_latency, not kinds))
+        mask = sum(1 << KINDS.index(kind) for kind in kinds)
+        self.pairs.append((t, primary_latency, shadow_latency, mask, shadow_status))
         if sample is not None:
             self.samples.append(sample)
 
@@ -108,8 +109,8 @@ class ShadowStats:
 
     def summary(self) -> dict[str, Any]:
         """What ``status -o json`` shows: counts, match rate, latency delta p50/p99."""
-        deltas = [s - p for _, p, s, _ in self.pairs]
-        shadow = [s for _, _, s, _ in self.pairs]
+        deltas = [s - p for _, p, s, _, _ in self.pairs]
+        shadow = [s for _, _, s, _, _ in self.pairs]
         return {
             "primaryRevision": self.primary,
             "compared": self.compared,
@@ -150,7 +151,10 @@ class ShadowStats:
         for why in NOT_COMPARED:
             out.not_compared[why] = int(skipped.get(why) or 0)
         for p in list(data.get("pairs") or [])[-PAIRS:]:
-            out.pairs.append((float(p[0]), float(p[1]), float(p[2]), bool(p[3])))
+            try:
+                out.pairs.append((float(p[0]), float(p[1]), float(p[2]), int(p[3]), int(p[4])))
+            except (TypeError, ValueError, IndexError):
+                continue  # a malformed pair is left out, not the whole answer
         for s in list(data.get("samples") or [])[-SAMPLES:]:
             if isinstance(s, dict):
                 out.samples.append(s)
