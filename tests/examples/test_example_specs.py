@@ -27,6 +27,8 @@ STRATEGY_OF_FILE = {
 # More than one example per strategy, and the AnalysisTemplates they use.
 MORE_ROLLOUTS = {"canary-analysis.yaml": "canary", "haproxy.yaml": "canary"}
 TEMPLATE_FILES = ("analysis-template.yaml",)
+# Rollouts of the example model service (examples/model_service.py).
+MODEL_ROLLOUTS = {"model-shadow.yaml": "shadow"}
 
 
 def rollout(name: str) -> models.Rollout:
@@ -34,7 +36,7 @@ def rollout(name: str) -> models.Rollout:
 
 
 def test_there_is_one_example_per_strategy() -> None:
-    named = [*STRATEGY_OF_FILE, *MORE_ROLLOUTS, *TEMPLATE_FILES]
+    named = [*STRATEGY_OF_FILE, *MORE_ROLLOUTS, *MODEL_ROLLOUTS, *TEMPLATE_FILES]
     assert sorted(p.name for p in EXAMPLES.glob("*.yaml")) == sorted(named)
     assert sorted(STRATEGY_OF_FILE.values()) == sorted(models.STRATEGY_NAMES)
 
@@ -50,6 +52,14 @@ def test_example_is_a_rollout_of_its_strategy(name: str, strategy: str) -> None:
     assert r.spec.template.readiness_probe is not None
     assert r.spec.template.readiness_probe.http_get is not None
     assert r.spec.template.readiness_probe.http_get.path == "/healthz"
+
+
+@pytest.mark.parametrize(("name", "strategy"), sorted(MODEL_ROLLOUTS.items()))
+def test_model_example_runs_the_model_service(name: str, strategy: str) -> None:
+    r = rollout(name)
+    assert r.spec.strategy.name == strategy
+    assert r.spec.template.command[:2] == ["python3", "examples/model_service.py"]
+    assert "$(PORT)" in r.spec.template.command
 
 
 def test_examples_lint_clean_together() -> None:
