@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from changeover import errors
-from changeover.api import bodies, http, models, sessions
+from changeover.api import bodies, http, models, router, sessions
 
 ASSETS = Path(__file__).resolve().parent / "dashboard_assets"
 _ASSET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$")
@@ -98,3 +98,42 @@ class DashboardHandlers:
         return http.Response.json(
             200, doc.model_dump(), headers={"Set-Cookie": sessions.clear_cookie()}
         )
+
+
+def add_routes(r: router.Router, store: sessions.Sessions) -> None:
+    """The page and the session endpoints, on ``r``. All are public (answered without a
+    token even beyond loopback): a browser must reach them to sign in, and the session
+    endpoints check the token themselves."""
+    d = DashboardHandlers(store, r.token_matches)
+    session = "/api/v1/session"
+    r.add(
+        "GET",
+        session,
+        d.session,
+        summary="The dashboard session",
+        answer=models.Session,
+        public=True,
+    )
+    r.add(
+        "POST",
+        session,
+        d.login,
+        summary="Open a dashboard session with the token (sets an HttpOnly cookie)",
+        body=models.SessionRequest,
+        answer=models.Session,
+        public=True,
+    )
+    r.add(
+        "DELETE",
+        session,
+        d.logout,
+        summary="Close the dashboard session",
+        answer=models.Session,
+        public=True,
+    )
+    for path, handler in (
+        ("/dashboard", d.redirect),
+        ("/dashboard/", d.index),
+        ("/dashboard/{asset}", d.asset),
+    ):
+        r.add("GET", path, handler, documented=False, public=True)

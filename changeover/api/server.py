@@ -161,7 +161,6 @@ def build_router(service: RolloutService, *, token: str, loopback: bool) -> rout
     h = Handlers(service)
     store = sessions.Sessions()
     r = router.Router(token=token, open_reads=loopback, check_host=loopback, sessions=store)
-    d = dashboard.DashboardHandlers(store, r.token_matches)
     one = PREFIX + "/rollouts/" + NAME
     get, post = "GET", "POST"
     r.add(get, "/healthz", h.healthz, summary="Liveness", answer=models.Health)
@@ -232,31 +231,6 @@ def build_router(service: RolloutService, *, token: str, loopback: bool) -> rout
         answer=EVENT_STREAM,
     )
     r.add(
-        get,
-        PREFIX + "/session",
-        d.session,
-        summary="The dashboard session",
-        answer=models.Session,
-        public=True,
-    )
-    r.add(
-        post,
-        PREFIX + "/session",
-        d.login,
-        summary="Open a dashboard session with the token (sets an HttpOnly cookie)",
-        body=models.SessionRequest,
-        answer=models.Session,
-        public=True,
-    )
-    r.add(
-        "DELETE",
-        PREFIX + "/session",
-        d.logout,
-        summary="Close the dashboard session",
-        answer=models.Session,
-        public=True,
-    )
-    r.add(
         post,
         PREFIX + "/apply",
         h.apply,
@@ -293,9 +267,7 @@ def build_router(service: RolloutService, *, token: str, loopback: bool) -> rout
         answer=models.Status,
     )
     r.add("DELETE", one, h.delete, mutating=True, summary="Delete a rollout", answer=models.Deleted)
-    r.add(get, "/dashboard", d.redirect, documented=False, public=True)
-    r.add(get, "/dashboard/", d.index, documented=False, public=True)
-    r.add(get, "/dashboard/{asset}", d.asset, documented=False, public=True)
+    dashboard.add_routes(r, store)
     flags = getattr(service, "flags", None)
     if flags is not None:  # the local platform's service keeps flags (changeover.flags)
         flag_routes.add_routes(

@@ -10,23 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
+from api_helpers import AUTH, ROLLOUT, TOKEN
 
 from changeover.api import dashboard
 from changeover.api import http as api_http
 from changeover.api.server import ApiServer, build_router, start_api
 from changeover.testing.fake_service import FakeService
-
-TOKEN = "s3cret-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-ROLLOUT = {
-    "apiVersion": "changeover.dev/v1alpha1",
-    "kind": "Rollout",
-    "metadata": {"name": "chat"},
-    "spec": {
-        "template": {"command": ["python", "-m", "v1"]},
-        "strategy": {"canary": {"steps": [{"setWeight": 20}, {"pause": {}}]}},
-    },
-}
 
 
 @pytest.fixture

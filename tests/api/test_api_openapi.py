@@ -13,23 +13,12 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
+from api_helpers import AUTH, ROLLOUT, TOKEN
 from hypothesis import HealthCheck, given, settings
 from openapi_spec_validator import validate
 
 from changeover.api.server import build_router, start_api
 from changeover.testing.fake_service import FakeService
-
-TOKEN = "s3cret-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-ROLLOUT = {
-    "apiVersion": "changeover.dev/v1alpha1",
-    "kind": "Rollout",
-    "metadata": {"name": "chat"},
-    "spec": {
-        "template": {"command": ["python", "-m", "v1"]},
-        "strategy": {"canary": {"steps": [{"setWeight": 20}, {"pause": {}}]}},
-    },
-}
 
 
 @pytest.fixture(scope="module")

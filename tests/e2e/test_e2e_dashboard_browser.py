@@ -4,10 +4,12 @@
 Given v1 serving, when v2 is applied the list page shows the canary live (no reload) as it
 reaches its first pause; on the rollout page an action without the token is refused and
 changes nothing; once signed in with the token, promote (confirmed in the dialog) moves
-it to its next pause and shows its event; abort (confirmed) sends all traffic back to v1,
-checked through the real router; the traffic charts draw live points; the page logs no
-console error. Screenshots of both pages are saved under the test's tmp dir, or under
-``$CHANGEOVER_ARTIFACTS`` when set (for people to look at).
+it to its next pause and shows its event; the background analysis' measurements are
+charted against their threshold; abort (confirmed) sends all traffic back to v1, checked
+through the real router; undo to revision 1 (chosen in the page) makes it current again;
+the traffic charts draw live points; the page logs no console error. Screenshots of both
+pages are saved under the test's tmp dir, or under ``$CHANGEOVER_ARTIFACTS`` when set (for
+people to look at).
 """
 
 from __future__ import annotations
@@ -33,6 +35,17 @@ pytestmark = pytest.mark.slow
 
 CHROMIUM = "/usr/bin/chromium"
 STEPS = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}, {"pause": {}}]
+# In the background from the first step: measurements for the page to chart (threshold 0.05).
+ANALYSIS = {
+    "metrics": [
+        {
+            "name": "error-rate",
+            "interval": "1s",
+            "successCondition": "result <= 0.05",
+            "provider": {"builtin": {"metric": "error-rate", "revision": "canary", "window": "5s"}},
+        }
+    ]
+}
 
 
 @pytest.fixture
@@ -75,7 +88,11 @@ def test_dashboard_watches_promotes_and_aborts_a_canary(
 ) -> None:
     page, console_errors = browser_page
     v1 = example_rollout(
-        "canary", name="shown", version="v1", mark=serve.mark, strategy_patch={"steps": STEPS}
+        "canary",
+        name="shown",
+        version="v1",
+        mark=serve.mark,
+        strategy_patch={"steps": STEPS, "analysis": ANALYSIS},
     )
     spec = write_rollout(tmp_path / "shown.yaml", v1)
     assert serve.apply(spec, "--wait").code == 0
@@ -118,6 +135,10 @@ def test_dashboard_watches_promotes_and_aborts_a_canary(
             "() => Number(document.querySelector('[data-chart=\"rate\"] .uplot')"
             "?.dataset.points || 0) >= 3"
         )
+        # The analysis run, its measurements charted with the threshold as a second series.
+        page.locator('[data-measurements="error-rate"] .uplot').first.wait_for()
+        legend = page.locator('[data-measurements="error-rate"]').first.inner_text()
+        assert "success <= 0.05" in legend, legend
         page.screenshot(path=str(shots / "dashboard-rollout.png"), full_page=True)
 
         # Abort: every request goes back to v1, through the real router.
@@ -125,6 +146,12 @@ def test_dashboard_watches_promotes_and_aborts_a_canary(
         page.locator('h1 [data-phase="Aborted"]').wait_for()
         serve.wait_phase("shown", "Aborted", within=30)
         assert serve.api_status("shown")["weights"] == {"1": 100}
+
+        # Undo to a chosen revision: v1's template becomes the current revision again.
+        page.select_option("[data-undo-target]", "1")
+        _confirm(page, "undo")
+        serve.wait_phase("shown", "Healthy", revision=1, within=60)
+        page.locator('h1 [data-phase="Healthy"]').wait_for()
     # (Playwright's sync API owns this thread's event loop: the load runs on a thread.)
     with BackgroundLoad(url, rate=60) as load:
         load.wait_for("1", 60)
