@@ -64,6 +64,13 @@ def test_cli_reference_has_every_command() -> None:
     assert "| `--wait` |" in page
 
 
+def test_metric_names_reference_has_every_builtin_metric() -> None:
+    from changeover.analysis.providers import builtin
+
+    page = hooks.on_page_markdown("<!-- generated: builtin-provider-metrics -->", page=None)
+    assert all(f"`{name}`" in page for name in builtin.METRICS)
+
+
 def test_exit_codes_reference_names_each_error_with_its_code() -> None:
     page = hooks.exit_codes()
     assert f"| `SpecError` | {errors.SpecError.exit_code} |" in page

@@ -342,11 +342,20 @@ def _families_table(text: str) -> str:
 
 
 def builtin_provider_metrics() -> str:
+    """Every name ``builtin.METRICS`` accepts, grouped where the provider groups them; a
+    name in no known group is listed as well, under "other"."""
     from changeover.analysis.providers import builtin
 
-    router = ", ".join(f"`{m}`" for m in builtin.ROUTER_METRICS)
-    process = ", ".join(f"`{m}`" for m in builtin.PROCESS_METRICS)
-    return f"- from the router: {router}\n- from the replicas' processes: {process}\n"
+    groups = [
+        ("from the router", builtin.ROUTER_METRICS),
+        ("from the replicas' processes", builtin.PROCESS_METRICS),
+        ("the shadow against the primary", getattr(builtin, "SHADOW_METRICS", ())),
+    ]
+    grouped = {m for _, names in groups for m in names}
+    groups.append(("other", tuple(m for m in builtin.METRICS if m not in grouped)))
+    return "".join(
+        f"- {label}: {', '.join(f'`{m}`' for m in names)}\n" for label, names in groups if names
+    )
 
 
 def changelog() -> str:
