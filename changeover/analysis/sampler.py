@@ -36,7 +36,17 @@ SERIES = (
     *(f"latency-{q}" for q in QUANTILES),
     "ttfb-mean",
     *(f"ttfb-{q}" for q in QUANTILES),
+    # Streamed responses (text/event-stream, JSON lines): ``traffic.builtin.streams``.
+    "streams",
+    "stream-cut-rate",
+    "tokens-per-second",
+    "tokens-per-response",
+    "ttft-mean",
+    *(f"ttft-{q}" for q in QUANTILES),
+    "itl-mean",
+    *(f"itl-{q}" for q in QUANTILES),
 )
+STREAM_SERIES = frozenset(SERIES[SERIES.index("streams") :])
 
 
 class Snapshotter(Protocol):
@@ -56,10 +66,66 @@ class Counters:
     latency_sum: float
     ttfb: tuple[int, ...]
     ttfb_sum: float
+    streams: StreamCounters
 
     @property
     def requests(self) -> int:
         return sum(self.codes)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamCounters:
+    """One revision's cumulative token-stream counters (or their change over a window)."""
+
+    count: int = 0
+    cut: int = 0
+    output_tokens: int = 0
+    seconds: float = 0.0
+    ttft: tuple[int, ...] = ()  # per bucket of the latency bounds, +Inf last
+    ttft_sum: float = 0.0
+    itl: tuple[int, ...] = ()
+    itl_sum: float = 0.0
+
+    def minus(self, older: StreamCounters | None) -> StreamCounters:
+        if older is None:
+            return self
+        return StreamCounters(
+            count=max(0, self.count - older.count),
+            cut=max(0, self.cut - older.cut),
+            output_tokens=max(0, self.output_tokens - older.output_tokens),
+            seconds=max(0.0, self.seconds - older.seconds),
+            ttft=_minus(self.ttft, older.ttft),
+            ttft_sum=self.ttft_sum - older.ttft_sum,
+            itl=_minus(self.itl, older.itl),
+            itl_sum=self.itl_sum - older.itl_sum,
+        )
+
+    def value(self, metric: str, bounds: tuple[float, ...]) -> float:
+        """A stream series' value: NaN where no stream ended (or no token came)."""
+        if metric == "streams":
+            return float(self.count)
+        if self.count == 0 and not metric.startswith(("ttft", "itl")):
+            return math.nan
+        if metric == "stream-cut-rate":
+            return self.cut / self.count
+        if metric == "tokens-per-second":
+            return self.output_tokens / self.seconds if self.seconds > 0 else math.nan
+        if metric == "tokens-per-response":
+            return self.output_tokens / self.count
+        kind, _, stat = metric.partition("-")
+        counts, total = (self.ttft, self.ttft_sum) if kind == "ttft" else (self.itl, self.itl_sum)
+        observed = sum(counts)
+        if observed == 0:
+            return math.nan
+        if stat == "mean":
+            return total / observed
+        return quantile(QUANTILES[stat], bounds, list(counts))
+
+
+def _minus(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    if len(a) != len(b):
+        return a
+    return tuple(max(0, x - y) for x, y in zip(a, b, strict=True))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,13 +140,17 @@ class WindowStats:
     latency_sum: float
     ttfb: tuple[int, ...]
     ttfb_sum: float
+    streams: StreamCounters = StreamCounters()
 
     @property
     def errors(self) -> int:
         return self.codes[4]
 
     def value(self, metric: str) -> float:
-        """``error-rate``, ``latency-p99``, ...: NaN where there were no requests."""
+        """``error-rate``, ``latency-p99``, ``ttft-p95``...: NaN where there were no
+        requests (no streams, for the stream series)."""
+        if metric in STREAM_SERIES:
+            return self.streams.value(metric, self.bounds)
         n = self.requests
         if metric == "requests":
             return float(n)
@@ -124,6 +194,16 @@ class WindowStats:
         for name in QUANTILES:
             out[name] = self.value(f"latency-{name}")
             out[f"ttfb{name.upper()}"] = self.value(f"ttfb-{name}")
+        if self.streams.count:
+            out["streams"] = float(self.streams.count)
+            out["streamCutRate"] = self.value("stream-cut-rate")
+            out["tokensPerSecond"] = self.value("tokens-per-second")
+            out["tokensPerResponse"] = self.value("tokens-per-response")
+            out["ttftMean"] = self.value("ttft-mean")
+            out["itlMean"] = self.value("itl-mean")
+            for name in QUANTILES:
+                out[f"ttft{name.upper()}"] = self.value(f"ttft-{name}")
+                out[f"itl{name.upper()}"] = self.value(f"itl-{name}")
         return out
 
 
@@ -155,7 +235,21 @@ def _counters(t: float, snap: Mapping[str, Any]) -> Counters:
     bounds, latency = buckets(snap["latency"])
     _, ttfb = buckets(snap["ttfb"])
     codes = tuple(int(snap["requests"][c]) for c in ("1xx", "2xx", "3xx", "4xx", "5xx"))
+    streamed = snap.get("streams")
+    streams = _EMPTY_STREAMS
+    if streamed:  # only the builtin router counts streams
+        streams = StreamCounters(
+            count=int(streamed["count"]),
+            cut=int(streamed["cut"]),
+            output_tokens=int(streamed["outputTokens"]),
+            seconds=float(streamed["seconds"]),
+            ttft=buckets(streamed["ttft"])[1],
+            ttft_sum=float(streamed["ttft"]["sum"]),
+            itl=buckets(streamed["itl"])[1],
+            itl_sum=float(streamed["itl"]["sum"]),
+        )
     return Counters(
+        streams=streams,
         t=t,
         codes=codes,
         bounds=bounds,
@@ -171,6 +265,7 @@ def _delta(newer: Counters, older: Counters | None, seconds: float) -> WindowSta
         return a if b is None else tuple(max(0, x - y) for x, y in zip(a, b, strict=True))
 
     return WindowStats(
+        streams=newer.streams.minus(older.streams if older else None),
         seconds=seconds,
         requests=sum(minus(newer.codes, older.codes if older else None)),
         codes=minus(newer.codes, older.codes if older else None),
@@ -276,6 +371,7 @@ class Sampler:
 
 def _zero(t: float, like: Counters) -> Counters:
     return Counters(
+        streams=_EMPTY_STREAMS,
         t=t,
         codes=(0,) * len(like.codes),
         bounds=like.bounds,
@@ -286,7 +382,9 @@ def _zero(t: float, like: Counters) -> Counters:
     )
 
 
+_EMPTY_STREAMS = StreamCounters()
 _EMPTY = Counters(
+    streams=_EMPTY_STREAMS,
     t=0.0,
     codes=(0, 0, 0, 0, 0),
     bounds=(1.0,),

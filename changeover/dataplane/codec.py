@@ -202,6 +202,10 @@ def encode_metrics(m: metrics_mod.RolloutMetrics) -> dict[str, Any]:
             "ttfb": _hist(r.ttfb),
             "mirror_latency": _hist(r.mirror_latency),
             "shadow": None if r.shadow is None else r.shadow.to_json(),
+            "ttft": _hist(r.ttft),
+            "itl": _hist(r.itl),
+            "tokens_per_response": _hist(r.tokens_per_response),
+            "stream_seconds": r.stream_seconds,
         }
     return {
         "revisions": revisions,
@@ -227,6 +231,10 @@ def apply_metrics(data: dict[str, Any], into: metrics_mod.RolloutMetrics) -> Non
         _set_hist(r.mirror_latency, d["mirror_latency"])
         if isinstance(d.get("shadow"), dict):
             r.shadow = shadow_stats.ShadowStats.from_json(d["shadow"])
+        _set_hist(r.ttft, d["ttft"])
+        _set_hist(r.itl, d["itl"])
+        _set_hist(r.tokens_per_response, d["tokens_per_response"])
+        r.stream_seconds = float(d["stream_seconds"])
         revisions[int(rev)] = r
     into.revisions.clear()
     into.revisions.update(revisions)

@@ -26,7 +26,7 @@ STRATEGY_OF_FILE = {
 }
 # More than one example per strategy, and the AnalysisTemplates they use.
 MORE_ROLLOUTS = {"canary-analysis.yaml": "canary", "haproxy.yaml": "canary"}
-TEMPLATE_FILES = ("analysis-template.yaml",)
+TEMPLATE_FILES = ("analysis-template.yaml", "llm-analysis.yaml")
 # Rollouts of the example model service (examples/model_service.py).
 MODEL_ROLLOUTS = {"model-shadow.yaml": "shadow"}
 

@@ -16,6 +16,9 @@ the PIDs the local platform reports)::
 ``result`` is a number, except without ``metric``: then a mapping such as
 ``{"requests": 412, "errorRate": 0.02, "successRate": 0.98, "p50": 0.004, "p99": 0.031,
 "requestRate": 6.9, ...}`` so ``result.p99 < 0.5 && result.errorRate < 0.05`` works.
+Streamed responses (``text/event-stream``, JSON lines) add ``ttft-p95``, ``itl-p99``,
+``tokens-per-second``, ``tokens-per-response``, ``stream-cut-rate`` and ``streams`` (and
+``ttftP95``, ``tokensPerSecond``, ``streamCutRate``... in the mapping).
 Latencies are in seconds; ``cpu`` is percent of one core per replica; ``memory`` is MiB of
 resident memory per replica; ``restarts`` counts the revision's replica restarts.
 
@@ -114,6 +117,12 @@ class BuiltinProvider:
                 f"revision {revision} served {stats.requests} request"
                 f"{'s' if stats.requests != 1 else ''} in the last "
                 f"{models.format_duration(round(stats.seconds, 1))}; need at least {max(1, need)}"
+            )
+        if metric in sampler.STREAM_SERIES and metric != "streams" and not stats.streams.count:
+            raise base.ProviderError(
+                f"revision {revision} finished no streamed response (text/event-stream or "
+                f"JSON lines) in the last {models.format_duration(round(stats.seconds, 1))}; "
+                f"{metric} needs one"
             )
         shown = f"revision {revision}, {stats.requests} requests in {stats.seconds:.0f}s"
         if metric is None:

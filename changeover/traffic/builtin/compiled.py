@@ -37,6 +37,7 @@ MODULES = (
     "pool",
     "proxy",
     "state",
+    "streams",
     "table",
     "upstream",
     "wire",

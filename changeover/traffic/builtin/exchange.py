@@ -23,10 +23,11 @@ classic keep-alive race, retried the way Go's net/http does).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from changeover.traffic.builtin import compare, metrics, pool, upstream, wire
+from changeover.traffic.builtin import compare, metrics, pool, streams, upstream, wire
 
 if TYPE_CHECKING:
     from changeover.traffic.builtin import proxy
@@ -77,6 +78,7 @@ class Exchange:
         "state",
         "status",
         "t0",
+        "watch",
     )
 
     def __init__(
@@ -124,7 +126,8 @@ class Exchange:
         self.responded = False
         self.done = False
         self.status = 0
-        self.t0 = 0.0
+        self.t0 = 0.0  # time.monotonic(): finer than uvloop's millisecond loop clock
+        self.watch: streams.StreamWatch | None = None  # a token stream's accounting
 
     # -- request side ---------------------------------------------------------------
 
@@ -211,7 +214,7 @@ class Exchange:
         waiting its turn still captures its body for the mirror). ``as_received``: the
         head goes upstream as the client sent it (plus forwarding fields), so the mirror
         can copy the forwarded head instead of parsing and rebuilding it."""
-        self.t0 = self.down.loop.time()
+        self.t0 = time.monotonic()
         if revision is None:
             self.revision = -1
             return
@@ -370,7 +373,9 @@ class Exchange:
         down = self.down
         rm = self.rm
         assert rm is not None
-        rm.ttfb.observe(down.loop.time() - self.t0)
+        rm.ttfb.observe(time.monotonic() - self.t0)
+        if info.stream and self.method != b"HEAD":
+            self.watch = conn.watch = streams.StreamWatch(info.stream, self.t0, rm)
         st = self.state
         extra = st.rev_headers.get(self.revision) or st.revision_header(self.revision)
         http11 = down.http11
@@ -414,6 +419,10 @@ class Exchange:
             out.clear()
 
     def on_complete(self, conn: upstream.UpstreamConnection, keep_alive: bool) -> None:
+        watch = self.watch
+        if watch is not None:
+            self.watch = conn.watch = None
+            watch.finish(time.monotonic(), cut=False)
         if self.chunked_out:
             self._down_out.append(wire.LAST_CHUNK)
         self.flush()
@@ -439,6 +448,10 @@ class Exchange:
             # brought is dropped: it may be bytes past the response's end.
             self._down_out.clear()
             rm.bad_responses += 1
+            watch = self.watch
+            if watch is not None:
+                self.watch = None
+                watch.finish(time.monotonic(), cut=True)
             self.keep_alive = False
             self.down.abort()
             self._finish(502)
@@ -501,11 +514,11 @@ class Exchange:
         rm = self.rm
         if rm is not None:
             rm.in_flight -= 1
-            rm.record(status, down.loop.time() - self.t0)
+            rm.record(status, time.monotonic() - self.t0)
         pair = self._pair
         if pair is not None:
             self._pair = None
-            pair.primary_end(status, down.loop.time() - self.t0)
+            pair.primary_end(status, time.monotonic() - self.t0)
         if down._paused & (PAUSE_UPSTREAM | PAUSE_BUFFERED):
             down.resume_reading(PAUSE_UPSTREAM | PAUSE_BUFFERED)
         down.exchange_done(self, close=not self.keep_alive or not self.body_done)

@@ -39,6 +39,24 @@ LATENCY_BUCKETS: tuple[float, ...] = (
     60.0,
 )
 
+# Output tokens per streamed response.
+TOKEN_BUCKETS: tuple[float, ...] = (
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+    20.0,
+    50.0,
+    100.0,
+    200.0,
+    500.0,
+    1000.0,
+    2000.0,
+    5000.0,
+    10000.0,
+    50000.0,
+)
+
 CODE_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 
 
@@ -90,6 +108,7 @@ class RevisionMetrics:
         "codes",
         "connect_errors",
         "in_flight",
+        "itl",
         "latency",
         "mirror_codes",
         "mirror_dropped",
@@ -97,10 +116,16 @@ class RevisionMetrics:
         "mirror_latency",
         "mirror_sent",
         "no_backend",
+        "output_tokens",
         "retries",
         "shadow",
+        "stream_seconds",
+        "streams",
+        "streams_cut",
         "timeouts",
+        "tokens_per_response",
         "ttfb",
+        "ttft",
     )
 
     def __init__(self) -> None:
@@ -125,6 +150,14 @@ class RevisionMetrics:
         # As a shadow: its answers compared with the primary's (``comparison.stats.
         # ShadowStats``; None until a comparison is asked for).
         self.shadow: Any = None
+        # Streamed responses (``builtin.streams``): token timings and counts.
+        self.ttft = Histogram()
+        self.itl = Histogram()
+        self.tokens_per_response = Histogram(TOKEN_BUCKETS)
+        self.streams = 0  # streamed responses that ended
+        self.streams_cut = 0  # ... of which the upstream cut before the terminating event
+        self.output_tokens = 0
+        self.stream_seconds = 0.0  # summed request-to-end time of those streams
 
     def add(self, other: RevisionMetrics) -> None:
         """Sum another worker's counters for the same revision into these."""
@@ -141,6 +174,10 @@ class RevisionMetrics:
             if self.shadow is None:
                 self.shadow = type(other.shadow)()
             self.shadow.add(other.shadow)
+        self.ttft.add(other.ttft)
+        self.itl.add(other.itl)
+        self.tokens_per_response.add(other.tokens_per_response)
+        self.stream_seconds += other.stream_seconds
 
     def record(self, status: int, seconds: float) -> None:
         self.codes[status // 100 if 100 <= status < 600 else 5] += 1
@@ -166,6 +203,15 @@ class RevisionMetrics:
                 "latency": self.mirror_latency.snapshot(),
             },
             **({"shadow": self.shadow.summary()} if self.shadow is not None else {}),
+            "streams": {
+                "count": self.streams,
+                "cut": self.streams_cut,
+                "outputTokens": self.output_tokens,
+                "seconds": self.stream_seconds,
+                "ttft": self.ttft.snapshot(),
+                "itl": self.itl.snapshot(),
+                "tokensPerResponse": self.tokens_per_response.snapshot(),
+            },
         }
 
 
@@ -181,6 +227,9 @@ PLAIN_COUNTERS = (
     "mirror_sent",
     "mirror_dropped",
     "mirror_failed",
+    "streams",
+    "streams_cut",
+    "output_tokens",
 )
 
 
@@ -222,6 +271,9 @@ _COUNTERS: tuple[tuple[str, str, str], ...] = (
     ("changeover_mirror_sent_total", "mirror_sent", "Mirrored copies answered by the shadow."),
     ("changeover_mirror_dropped_total", "mirror_dropped", "Mirror copies dropped (queue full)."),
     ("changeover_mirror_failed_total", "mirror_failed", "Mirror copies that failed."),
+    ("changeover_streams_total", "streams", "Streamed responses (SSE, JSON lines) ended."),
+    ("changeover_streams_cut_total", "streams_cut", "Streams cut before their end."),
+    ("changeover_output_tokens_total", "output_tokens", "Output tokens of streamed responses."),
 )
 
 
@@ -271,10 +323,37 @@ class Registry:
             rows,
             "ttfb",
         )
+        _histogram(
+            out,
+            family,
+            "changeover_time_to_first_token_seconds",
+            "Time from request to the first token event of a stream.",
+            rows,
+            "ttft",
+        )
+        _histogram(
+            out,
+            family,
+            "changeover_inter_token_latency_seconds",
+            "Gap between consecutive token events of a stream.",
+            rows,
+            "itl",
+        )
+        _histogram(
+            out,
+            family,
+            "changeover_stream_output_tokens",
+            "Output tokens per streamed response.",
+            rows,
+            "tokens_per_response",
+        )
         for name, attr, help_text in _COUNTERS:
             family(name, "counter", help_text)
             for labels, m in rows:
                 out.append(f"{name}{{{labels}}} {getattr(m, attr)}")
+        family("changeover_stream_seconds_total", "counter", "Summed duration of streams.")
+        for labels, m in rows:
+            out.append(f"changeover_stream_seconds_total{{{labels}}} {m.stream_seconds!r}")
         family("changeover_mirror_responses_total", "counter", "Shadow answers by status class.")
         for labels, m in rows:
             for cls, n in zip(CODE_CLASSES, m.mirror_codes[1:], strict=True):

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 import typing
 from typing import Any, Protocol
 
 import httptools
 
-from changeover.traffic.builtin import batch, pool, wire
+from changeover.traffic.builtin import batch, pool, streams, wire
 
 # How the response body is framed: decides client framing and the end of the message.
 LENGTH, CHUNKED, CLOSE, NO_BODY = range(4)
@@ -70,10 +71,11 @@ class ResponseHead:
     (``bench.micro --unique-heads`` measures that case).
     """
 
-    __slots__ = ("base", "fields", "framing", "head", "length")
+    __slots__ = ("base", "fields", "framing", "head", "length", "stream")
 
     def __init__(self, head: bytes, status: int) -> None:
         self.head = head  # the status is part of it: same head, same status
+        self.stream = streams.kind_of(head)  # a token stream to account for, or 0
         self.fields = wire.response_fields(head)
         self.framing, self.length = framing_of(self.fields, status, False)
         self.base = wire.clean_response_head(head, self.fields, b"")[:-2]
@@ -125,6 +127,7 @@ class UpstreamConnection(asyncio.Protocol):
         "sink",
         "sock",
         "transport",
+        "watch",
         "writes",
     )
 
@@ -141,6 +144,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.got_bytes = False  # any response byte since bind: a failure is then not a retry
         self.reads_paused = False
         self.dechunk = False  # the sink wants on_body (de-chunked) instead of on_raw
+        self.watch: streams.StreamWatch | None = None  # fed the de-chunked body of a stream
         self._head_only = False
         self._in_body = False
         self._acc: bytes | None = None  # bytes of the response head seen so far
@@ -160,6 +164,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.sink = sink
         self.got_bytes = False
         self.dechunk = False
+        self.watch = None
         self._head_only = head_only
         self._in_body = False
         self._acc = b""
@@ -333,6 +338,9 @@ class UpstreamConnection(asyncio.Protocol):
             sink = self.sink
             if sink is not None:
                 sink.on_body(body)
+        watch = self.watch
+        if watch is not None:
+            watch.feed(body, time.monotonic())
 
     def on_message_complete(self) -> None:
         if self._acc is not None:  # the end of a 1xx
