@@ -95,7 +95,7 @@ crash-long: $(STAMP) $(FAST)
 	CHANGEOVER_CRASH_ALL=1 CHANGEOVER_CRASH_KILLS=25 $(BIN)/pytest -q -s \
 	  tests/e2e/test_e2e_crash_suite.py
 
-unit: $(STAMP) $(FAST)
+unit: $(STAMP) $(FAST) dashboard
 	$(BIN)/pytest -q -m 'not slow'
 
 # The long mode of the suite's generated cases (make test runs ~100 per property): 10,000

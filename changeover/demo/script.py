@@ -63,6 +63,12 @@ def _play(console: Console, timing: stage.Timing) -> int:
         server = server_mod.DemoServer()
         server.start()
         _say(console, f"  serve pid {server.pid}, API {server.url}, state in {server.dir}", "dim")
+        _say(
+            console,
+            f"  watch it in a browser: {server.url}/dashboard/ (actions: sign in with the token "
+            f"in {server.state_dir / 'token'})",
+            "dim",
+        )
         load = load_mod.LoadThread()
         st = stage.Stage(console, timing, server, load)
         with _live(st):

@@ -1,6 +1,6 @@
 // One rollout: header and actions, steps timeline, live traffic charts, analysis runs,
 // webhook and hook results, events and history; every part redrawn from its own event.
-import { post, signedIn } from "./api.js";
+import { loadSession, post, signedIn } from "./api.js";
 import { measurementChart, TrafficCharts } from "./charts.js";
 import { h, phase, stepText, toast, weightsBar, when } from "./format.js";
 
@@ -54,6 +54,8 @@ export function rolloutView(root, name) {
       state.waitingFor = action.label;
     } catch (err) {
       toast(`${action.label} refused: ${err.message}${signedIn() ? "" : " (sign in with the API token first)"}`, true);
+      // A restarted serve forgets sessions: show the sign-in field again.
+      if (err.status === 401) loadSession().catch(() => {});
     }
   }
 
