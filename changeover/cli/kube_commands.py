@@ -28,6 +28,7 @@ from typing import Annotated, Any
 import typer
 
 import changeover
+from changeover import errors
 from changeover.cli import app as app_mod
 from changeover.cli import platform
 
@@ -118,6 +119,21 @@ _SERVE_PARAMS = [
 ]
 _SERVE_PARAMS.append(
     inspect.Parameter(
+        "metrics_bind",
+        inspect.Parameter.KEYWORD_ONLY,
+        default="127.0.0.1:8090",
+        annotation=Annotated[
+            str,
+            typer.Option(
+                "--metrics-bind",
+                help="Kubernetes: HOST:PORT of the operator's /healthz, /readyz and /metrics "
+                "('off': none).",
+            ),
+        ],
+    )
+)
+_SERVE_PARAMS.append(
+    inspect.Parameter(
         "argo_rollouts",
         inspect.Parameter.KEYWORD_ONLY,
         default=False,
@@ -158,6 +174,7 @@ def _with_platform(callback: Callable[..., Any], *, serve: bool) -> Callable[...
             every = kwargs.pop("all_namespaces")
             lease_ns, workers = kwargs.pop("lease_namespace"), kwargs.pop("workers")
             argo = kwargs.pop("argo_rollouts")
+            bind = kwargs.pop("metrics_bind")
             if chosen is PlatformName.KUBERNETES:
                 _serve_operator(
                     kubeconfig,
@@ -165,6 +182,7 @@ def _with_platform(callback: Callable[..., Any], *, serve: bool) -> Callable[...
                     lease_ns,
                     workers,
                     argo=argo,
+                    metrics_bind=parse_bind(bind),
                 )
                 return None
         if chosen is PlatformName.LOCAL:
@@ -191,6 +209,23 @@ def register_platform_options() -> None:
             info.callback._platform_wrapped = True  # type: ignore[attr-defined]
 
 
+def parse_bind(value: str) -> tuple[str, int] | None:
+    """``--metrics-bind``: ``HOST:PORT`` (``[::1]:PORT`` for IPv6) or ``off``.
+
+    >>> parse_bind("0.0.0.0:8090"), parse_bind("off")
+    (('0.0.0.0', 8090), None)
+    """
+    if value == "off":
+        return None
+    host, sep, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise errors.SpecError.single(
+            file="", path="--metrics-bind", message=f"expected HOST:PORT or off, got {value!r}"
+        )
+    return host, int(port)
+
+
 def _serve_operator(
     kubeconfig: str | None,
     namespace: str | None,
@@ -198,6 +233,7 @@ def _serve_operator(
     workers: int,
     *,
     argo: bool = False,
+    metrics_bind: tuple[str, int] | None = ("127.0.0.1", 8090),
 ) -> None:
     from changeover.operator import runtime
 
@@ -218,6 +254,7 @@ def _serve_operator(
         workers=workers,
         on_ready=ready,
         argo_rollouts=argo,
+        metrics_bind=metrics_bind,
     )
     if code:
         app_mod.err_line("lost the leader lease: exiting so the replica restarts", style="red")

@@ -27,7 +27,7 @@ from typing import Any
 from changeover import aio, errors
 from changeover.kube import client as kube
 from changeover.kube import names
-from changeover.operator import argo_bridge
+from changeover.operator import argo_bridge, endpoints
 from changeover.operator import reconcile as reconcile_mod
 from changeover.operator.analysis import OperatorAnalysis
 from changeover.operator.leader import LeaderElector
@@ -164,6 +164,20 @@ class Operator:
         if owner:
             self.queue.add((str(meta.get("namespace", "")), owner))
 
+    def view(self) -> endpoints.OperatorView:
+        """What ``/healthz``, ``/readyz`` and ``/metrics`` show of this operator."""
+        return endpoints.OperatorView(
+            leading=lambda: self.elector is None or self.elector.is_leader,
+            ready=self.ready.is_set,
+            counters=lambda: {
+                "reconciles": self.stats.reconciles,
+                "actions": self.stats.actions,
+                "reconcile_errors": self.stats.errors,
+            },
+            queue_depth=lambda: len(self.queue),
+            rollouts=self.rollouts.items,
+        )
+
     # --- running ---------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -288,9 +302,12 @@ async def serve(
     workers: int = 64,
     argo_rollouts: bool = False,
     on_ready: Callable[[Operator], None] | None = None,
+    metrics_bind: tuple[str, int] | None = ("127.0.0.1", 8090),
 ) -> int:
     """``changeover serve --platform kubernetes``: run until SIGINT/SIGTERM (exit 0) or
-    until the lease is lost (exit 1, so the Deployment restarts the replica)."""
+    until the lease is lost (exit 1, so the Deployment restarts the replica).
+    ``metrics_bind`` is where ``/healthz``, ``/readyz`` and ``/metrics`` are served
+    (``operator.endpoints``); None serves none."""
     import signal
 
     # A connection per worker, plus the watches, event writers and the lease.
@@ -302,6 +319,16 @@ async def serve(
         workers=workers,
         argo_rollouts=argo_rollouts,
     )
+    server = None
+    if metrics_bind is not None:
+        server = endpoints.EndpointServer(op.view(), *metrics_bind)
+        try:
+            await server.start()
+        except OSError as exc:
+            await client.close()
+            raise errors.PermanentBackendError(
+                f"--metrics-bind {metrics_bind[0]}:{metrics_bind[1]}: cannot listen ({exc})"
+            ) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -323,5 +350,7 @@ async def serve(
     else:
         await aio.cancel_and_wait(task)
     stopper.cancel()
+    if server is not None:
+        await server.close()
     await client.close()
     return code
