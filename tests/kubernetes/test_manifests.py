@@ -62,8 +62,11 @@ def test_manifests_command_prints_everything_for_kubectl_apply() -> None:
         "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
+        "Service",
     ]
-    deployment = docs[-1]
+    deployment, metrics = docs[-2:]
+    assert metrics["metadata"]["namespace"] == "ops"
+    assert metrics["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "reg/changeover:1"
     assert container["args"][:3] == ["serve", "--platform", "kubernetes"]

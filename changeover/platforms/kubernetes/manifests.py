@@ -1,7 +1,10 @@
-"""Everything ``kubectl apply`` needs to run the operator: CRDs, namespace, RBAC, Deployment.
+"""Everything ``kubectl apply`` needs to run the operator: CRDs, namespace, RBAC, the
+Deployment and its metrics Service.
 
-``changeover manifests`` prints ``documents(...)`` as YAML; ``changeover install-crds``
-applies ``crds.all_crds()`` (and, with ``--operator``, the rest) through the API.
+This module is the one source: ``changeover manifests`` prints ``documents(...)`` as YAML;
+``changeover install-crds`` applies ``crds.all_crds()`` (and, with ``--operator``, the rest)
+through the API; ``kustomize_base()`` is the kustomize base checked in under
+``deploy/kubernetes/base`` (``tools/gen_deploy.py`` writes it; a test fails when it drifts).
 
 The operator runs two replicas; the Lease ``changeover-operator`` in its namespace elects
 the one that acts (``operator.leader``), so a node failure hands over in about 15 s.
@@ -21,6 +24,7 @@ DEFAULT_IMAGE = f"changeover:{changeover.__version__}"
 
 JSON = dict[str, Any]
 NAME = "changeover-operator"
+METRICS_PORT = 8090
 LABELS = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": "changeover"}
 
 # What the operator reads and writes, and nothing more.
@@ -125,7 +129,16 @@ def operator_documents(
                 "replicas": replicas,
                 "selector": {"matchLabels": {"app.kubernetes.io/name": NAME}},
                 "template": {
-                    "metadata": {"labels": LABELS},
+                    "metadata": {
+                        "labels": LABELS,
+                        # Scraped by a Prometheus that honours the common annotations; a
+                        # PodMonitor (docs) does the same for the Prometheus Operator.
+                        "annotations": {
+                            "prometheus.io/scrape": "true",
+                            "prometheus.io/port": str(METRICS_PORT),
+                            "prometheus.io/path": "/metrics",
+                        },
+                    },
                     "spec": {
                         "serviceAccountName": NAME,
                         "containers": [
@@ -139,7 +152,18 @@ def operator_documents(
                                     "--all-namespaces",
                                     "--lease-namespace",
                                     namespace,
+                                    "--metrics-bind",
+                                    f"0.0.0.0:{METRICS_PORT}",
                                 ],
+                                "ports": [
+                                    {
+                                        "name": "metrics",
+                                        "containerPort": METRICS_PORT,
+                                        "protocol": "TCP",
+                                    }
+                                ],
+                                "livenessProbe": _probe("/healthz", period=10),
+                                "readinessProbe": _probe("/readyz", period=5),
                                 "env": [
                                     {
                                         "name": "POD_NAME",
@@ -164,7 +188,25 @@ def operator_documents(
                 },
             },
         },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": f"{NAME}-metrics", **meta},
+            "spec": {
+                "selector": {"app.kubernetes.io/name": NAME},
+                "ports": [{"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics"}],
+            },
+        },
     ]
+
+
+def _probe(path: str, *, period: int) -> JSON:
+    return {
+        "httpGet": {"path": path, "port": "metrics"},
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": 3,
+    }
 
 
 def documents(*, crds_only: bool = False, **operator: Any) -> list[JSON]:
@@ -174,3 +216,41 @@ def documents(*, crds_only: bool = False, **operator: Any) -> list[JSON]:
 
 def to_yaml(docs: list[JSON]) -> str:
     return "---\n".join(yaml.safe_dump(doc, sort_keys=False) for doc in docs)
+
+
+# The base's files, by the kinds they hold (kustomize applies them in its own order).
+_BASE_FILES = {
+    "crds.yaml": ("CustomResourceDefinition",),
+    "namespace.yaml": ("Namespace",),
+    "rbac.yaml": ("ServiceAccount", "ClusterRole", "ClusterRoleBinding"),
+    "operator.yaml": ("Deployment", "Service"),
+}
+
+
+def kustomize_base() -> dict[str, str]:
+    """The files of ``deploy/kubernetes/base``: the same objects as ``documents()``.
+
+    The operator's namespace is written into each namespaced object (not through
+    kustomize's ``namespace:`` field, which would also move the ClusterRoleBinding's
+    subject), and the image is named ``changeover`` so an overlay's ``images:`` entry
+    replaces it.
+    """
+    docs = documents(image="changeover")
+    files = {}
+    for name, kinds in _BASE_FILES.items():
+        files[name] = to_yaml([d for d in docs if d["kind"] in kinds])
+    header = (
+        "# Generated from changeover/platforms/kubernetes/manifests.py by tools/gen_deploy.py.\n"
+    )
+    files["kustomization.yaml"] = header + yaml.safe_dump(
+        {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": list(_BASE_FILES),
+            "images": [
+                {"name": "changeover", "newName": "changeover", "newTag": changeover.__version__}
+            ],
+        },
+        sort_keys=False,
+    )
+    return files
