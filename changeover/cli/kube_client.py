@@ -9,6 +9,7 @@ Exit codes stay those of the local platform: the same ``errors`` tree comes back
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any, TypeVar
 
 from changeover.cli import api_client as client_mod
@@ -23,7 +24,11 @@ class KubeCliClient(client_mod.Client):
     # Deliberately not calling Client.__init__: there is no HTTP server to talk to.
     def __init__(self, kubeconfig: str | None, namespace: str | None) -> None:
         self._runner = asyncio.Runner()
-        self._kube = self._runner.run(kube.KubeClient.connect(kubeconfig_path=kubeconfig))
+        # The kubeconfig context: the kubectl plugin's --context (kubectl_plugin).
+        context = os.environ.get("CHANGEOVER_KUBE_CONTEXT") or None
+        self._kube = self._runner.run(
+            kube.KubeClient.connect(kubeconfig_path=kubeconfig, context=context)
+        )
         self._svc = KubeService(self._kube, namespace=namespace)
         self.url = self._kube.conn.server
 
