@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 # The documentation site (mkdocs.yml): `make docs` builds it into site/; `make lint` builds it
 # strictly, so a broken link, anchor or generated page fails the checks (and `make test`).
-.PHONY: docs demo test unit lint check bench clean fast dashboard deps-chromium crash-long fuzz deps-nginx deps-prometheus deps-bench deps-haproxy k8s-testbed bench-k8s bench-analysis
+.PHONY: docs demo test unit lint check bench clean fast dashboard deps-chromium crash-long fuzz deps-nginx deps-prometheus deps-bench deps-haproxy k8s-testbed bench-k8s bench-analysis image deps-image deps-kubectl
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -85,9 +85,11 @@ export K8S_TESTBED_DIR
 k8s-testbed:
 	bash tests/kubernetes/build-testbed.sh
 
-test: $(STAMP) $(FAST) dashboard deps-chromium deps-prometheus deps-haproxy deps-nginx k8s-testbed
+# The suite runs the image's entrypoint from its own files (tests/kubernetes/test_install.py):
+# with CHANGEOVER_REQUIRE_IMAGE a missing image fails instead of skipping.
+test: $(STAMP) $(FAST) dashboard deps-chromium deps-prometheus deps-haproxy deps-nginx k8s-testbed deps-kubectl image
 	$(MAKE) lint
-	$(BIN)/pytest -q
+	CHANGEOVER_REQUIRE_IMAGE=1 $(BIN)/pytest -q
 
 # The crash suite's long mode: kill -9 of serve at 100 random moments over every strategy,
 # each run against an uninterrupted twin (make test runs a bounded count).
@@ -147,7 +149,26 @@ bench-k8s: $(STAMP) k8s-testbed
 bench-analysis: $(STAMP) $(FAST)
 	$(BIN)/python -m bench.blast_radius
 
+# The OCI image of the operator and CLI (tools/build_image.py says how): Debian's debootstrap
+# and buildah, no container registry; writes dist/changeover-<version>-g<commit>.oci.tar.
+image: $(STAMP) $(FAST) deps-image
+	$(BIN)/python tools/build_image.py
+
+deps-image:
+	@command -v debootstrap >/dev/null 2>&1 && command -v buildah >/dev/null 2>&1 || { \
+	  apt-get -o DPkg::Lock::Timeout=600 update && \
+	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y \
+	    debootstrap buildah; }
+
+# kubectl for `kubectl apply -k` of deploy/kubernetes and the kubectl plugin's tests.
+deps-kubectl:
+	@command -v kubectl >/dev/null 2>&1 || { \
+	  apt-get -o DPkg::Lock::Timeout=600 update && \
+	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y \
+	    kubernetes-client; }
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site $(DOCS_CHECK_DIR)
 	rm -f changeover/traffic/builtin/*.so $(FAST)
 	rm -rf dashboard/node_modules changeover/api/dashboard_assets
+	rm -rf dist
