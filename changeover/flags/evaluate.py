@@ -88,30 +88,50 @@ class _Rule:
         return self.variant
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class CompiledFlag:
-    """A flag ready to evaluate; build with ``compile_flag`` (once per spec revision)."""
+    """A flag ready to evaluate; build with ``compile_flag`` (once per spec revision).
 
-    variants: Mapping[str, Any]
-    default: str
-    enabled: bool
-    rules: tuple[_Rule, ...]
-    split: _Split | None
+    Every answer is one of a few (variant, reason) pairs, built here once: ``evaluate``
+    allocates nothing."""
+
+    __slots__ = ("_answers", "_default", "_enabled", "_rules", "_split", "variants")
+
+    def __init__(
+        self,
+        *,
+        variants: Mapping[str, Any],
+        default: str,
+        enabled: bool,
+        rules: tuple[_Rule, ...],
+        split: _Split | None,
+    ) -> None:
+        self.variants = variants
+        self._enabled = enabled
+        self._rules = rules
+        self._split = split
+        self._answers = {
+            (name, reason): Resolution(value, name, reason)
+            for name, value in variants.items()
+            for reason in ("TARGETING_MATCH", "SPLIT")
+        }
+        static = not rules and split is None
+        self._default = Resolution(variants[default], default, "STATIC" if static else "DEFAULT")
+        if not enabled:
+            self._default = Resolution(variants[default], default, "DISABLED")
 
     def evaluate(self, context: Context) -> Resolution:
         """The variant ``context`` gets, its value and why."""
-        if not self.enabled:
-            return Resolution(self.variants[self.default], self.default, "DISABLED")
-        for rule in self.rules:
+        if not self._enabled:
+            return self._default
+        for rule in self._rules:
             variant = rule.outcome(context)
             if variant is not None:
-                return Resolution(self.variants[variant], variant, "TARGETING_MATCH")
-        if self.split is not None:
-            variant = self.split.place(context)
+                return self._answers[variant, "TARGETING_MATCH"]
+        if self._split is not None:
+            variant = self._split.place(context)
             if variant is not None:
-                return Resolution(self.variants[variant], variant, "SPLIT")
-        reason = "STATIC" if not self.rules and self.split is None else "DEFAULT"
-        return Resolution(self.variants[self.default], self.default, reason)
+                return self._answers[variant, "SPLIT"]
+        return self._default
 
 
 def compile_flag(spec: spec_flag.FlagSpec) -> CompiledFlag:

@@ -31,6 +31,7 @@ Conditions are data, not code: one operator per condition, no expressions, no ev
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from typing import Annotated, Any, Literal
@@ -86,6 +87,16 @@ def parse_semver(text: str) -> SemVer | None:
     >>> parse_semver("1.2") is None
     True
     """
+    if len(text) > MAX_VERSION_LENGTH:
+        return None
+    return _parse_semver(text)
+
+
+MAX_VERSION_LENGTH = 128  # longer is no version; it also bounds the cache below
+
+
+@functools.lru_cache(maxsize=4096)  # evaluation sees the same few app versions again
+def _parse_semver(text: str) -> SemVer | None:
     m = _SEMVER.match(text)
     if m is None:
         return None
