@@ -28,7 +28,7 @@ from changeover.flags.service import FlagService
 PREFIX = "/api/v1/flags"
 BodyReader = Callable[[http.Request], dict[str, Any]]
 CountReader = Callable[[str, str], int]
-OFREP = "/ofrep/v1/evaluate/flags"
+OFREP = ofrep.PATH
 
 
 class FlagHandlers:

@@ -22,6 +22,7 @@ from typing import Any
 from changeover.flags import evaluate
 
 JSON = dict[str, Any]
+PATH = "/ofrep/v1/evaluate/flags"
 MAX_DEPTH = 32  # an evaluation context is a flat map in practice
 _MAX_INT_DIGITS = 40
 

@@ -75,6 +75,7 @@ class Resource:
 
 ROLLOUTS = Resource("changeover.dev/v1alpha1", "rollouts", "Rollout")
 ANALYSIS_TEMPLATES = Resource("changeover.dev/v1alpha1", "analysistemplates", "AnalysisTemplate")
+FLAGS = Resource("changeover.dev/v1alpha1", "flags", "Flag")
 REPLICASETS = Resource("apps/v1", "replicasets", "ReplicaSet")
 SERVICES = Resource("v1", "services", "Service")
 PODS = Resource("v1", "pods", "Pod")

@@ -30,6 +30,7 @@ from changeover.kube import names
 from changeover.operator import argo_bridge, endpoints
 from changeover.operator import reconcile as reconcile_mod
 from changeover.operator.analysis import OperatorAnalysis
+from changeover.operator.flag_endpoint import FlagEndpoint
 from changeover.operator.leader import LeaderElector
 from changeover.operator.trace import SpecTrace
 from changeover.operator.workqueue import WorkQueue
@@ -334,6 +335,13 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    try:
+        flags = await _flag_endpoint(client, namespace)
+    except errors.ChangeoverError:
+        if server is not None:
+            await server.close()
+        await client.close()
+        raise
     task = asyncio.create_task(op.run())
     if on_ready is not None:
         ready = asyncio.create_task(op.ready.wait())
@@ -352,5 +360,26 @@ async def serve(
     stopper.cancel()
     if server is not None:
         await server.close()
+    if flags is not None:
+        await flags.close()
     await client.close()
     return code
+
+
+async def _flag_endpoint(client: kube.KubeClient, namespace: str | None) -> FlagEndpoint | None:
+    """OFREP from Flag resources when ``CHANGEOVER_OFREP_LISTEN`` (host:port) is set; the
+    token clients present is ``CHANGEOVER_FLAGS_TOKEN`` (mount it from a Secret)."""
+    listen = os.environ.get("CHANGEOVER_OFREP_LISTEN", "")
+    if not listen:
+        return None
+    host, _, port = listen.rpartition(":")
+    if not port.isdigit():
+        raise errors.PermanentBackendError(
+            f"CHANGEOVER_OFREP_LISTEN: expected host:port, got {listen[:100]!r}"
+        )
+    endpoint = FlagEndpoint(
+        client, namespace=namespace, token=os.environ.get("CHANGEOVER_FLAGS_TOKEN", "")
+    )
+    await endpoint.start(host or "127.0.0.1", int(port))
+    log.info("OFREP for Flag resources on %s", listen)
+    return endpoint

@@ -57,6 +57,7 @@ def test_manifests_command_prints_everything_for_kubectl_apply() -> None:
     assert kinds == [
         "CustomResourceDefinition",
         "CustomResourceDefinition",
+        "CustomResourceDefinition",  # Rollout, AnalysisTemplate, Flag
         "Namespace",
         "ServiceAccount",
         "ClusterRole",
@@ -75,6 +76,7 @@ def test_manifests_command_prints_everything_for_kubectl_apply() -> None:
         (g, r) for rule in manifests.RULES for g in rule["apiGroups"] for r in rule["resources"]
     }
     for needed in [
+        ("changeover.dev", "flags"),
         ("changeover.dev", "rollouts/status"),
         ("apps", "replicasets"),
         ("coordination.k8s.io", "leases"),
@@ -96,6 +98,7 @@ def test_manifests_command_prints_everything_for_kubectl_apply() -> None:
     assert ("apps", "deployments", "get") in grants  # an Argo workloadRef
     only = CliRunner().invoke(app, ["manifests", "--crds-only"])
     assert [d["kind"] for d in yaml.safe_load_all(only.stdout)] == [
+        "CustomResourceDefinition",
         "CustomResourceDefinition",
         "CustomResourceDefinition",
     ]

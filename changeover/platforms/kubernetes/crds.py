@@ -188,5 +188,14 @@ def analysis_template_crd() -> JSON:
     return _crd("AnalysisTemplate", "analysistemplates", {"type": "object", **OPEN}, rollout=False)
 
 
+def flag_crd() -> JSON:
+    """The Flag's spec schema comes from ``spec.flag.FlagSpec`` like the Rollout's; the
+    operator's OFREP endpoint validates each Flag with the model itself."""
+    from changeover.spec import flag as spec_flag
+
+    schema = structural(spec_flag.FlagSpec.model_json_schema(by_alias=True))
+    return _crd("Flag", "flags", schema, rollout=False)
+
+
 def all_crds() -> list[JSON]:
-    return [rollout_crd(), analysis_template_crd()]
+    return [rollout_crd(), analysis_template_crd(), flag_crd()]

@@ -31,7 +31,13 @@ LABELS = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": "changeov
 RULES: list[JSON] = [
     {
         "apiGroups": ["changeover.dev"],
-        "resources": ["rollouts", "rollouts/status", "rollouts/scale", "analysistemplates"],
+        "resources": [
+            "rollouts",
+            "rollouts/status",
+            "rollouts/scale",
+            "analysistemplates",
+            "flags",
+        ],
         "verbs": ["get", "list", "watch", "update", "patch"],
     },
     {
