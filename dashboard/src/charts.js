@@ -13,6 +13,8 @@ export const PANELS = [
   { key: "errors", title: "Error rate (5xx share)" },
   { key: "latency", title: "Latency p50 / p99 (s)", quantiles: [0.5, 0.99] },
   { key: "ttfb", title: "Time to first byte p99 (s)", quantiles: [0.99] },
+  // Drawn once a revision has streamed a response (a model service answering in tokens).
+  { key: "ttft", title: "Time to first token p99 (s)", quantiles: [0.99], streamed: true },
 ];
 
 function total(requests) {
@@ -49,6 +51,7 @@ export class TrafficCharts {
     this.values = {}; // panel series name -> array
     this.revisions = [];
     this.plots = {};
+    this.streamed = false;
   }
 
   update(doc) {
@@ -70,12 +73,16 @@ export class TrafficCharts {
       this.push(`errors:${rev}`, count > 0 ? errs / count : null);
       for (const q of [0.5, 0.99]) this.push(`latency:${q}:${rev}`, quantile(q, now.latency, old.latency));
       this.push(`ttfb:0.99:${rev}`, quantile(0.99, now.ttfb, old.ttfb));
+      const ttft = now.streams && now.streams.ttft;
+      const value = ttft ? quantile(0.99, ttft, old.streams && old.streams.ttft) : null;
+      this.push(`ttft:0.99:${rev}`, value);
+      if (value !== null) this.streamed = true;
     }
     if (this.times.length > KEEP) {
       this.times.shift();
       for (const arr of Object.values(this.values)) arr.shift();
     }
-    for (const panel of PANELS) this.draw(panel);
+    for (const panel of PANELS) if (!panel.streamed || this.streamed) this.draw(panel);
   }
 
   push(key, value) {
@@ -127,7 +134,11 @@ export class TrafficCharts {
     } else {
       plot.setData(data);
     }
+    // What the chart shows now, for a reader of the page's DOM (and its tests).
     plot.root.dataset.points = String(this.times.length);
+    const last = {};
+    series.forEach((s, i) => (last[s.label] = data[i + 1][data[i + 1].length - 1] ?? null));
+    plot.root.dataset.last = JSON.stringify(last);
   }
 }
 
