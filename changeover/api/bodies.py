@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from changeover import errors
+from changeover import errors, json_limits
 from changeover.api import http
 
 # Deeper than any spec needs; a deeper body is refused before it reaches the service (whose
 # recursive walks would otherwise run out of stack on it).
 MAX_JSON_DEPTH = 64
 EVENTS_LIMIT = 10_000
-MAX_INT_DIGITS = 40  # no spec needs more; Python refuses past 4,300
 
 
 def _bad_request(path: str, message: str) -> errors.SpecError:
@@ -28,7 +27,7 @@ def body_of(request: http.Request) -> dict[str, Any]:
     if not request.body.strip():
         return {}
     try:
-        doc = json.loads(request.body, parse_int=_bounded_int)
+        doc = json.loads(request.body, parse_int=json_limits.bounded_int)
     except RecursionError:
         raise _bad_request("", f"request body nests more than {MAX_JSON_DEPTH} deep") from None
     except UnicodeDecodeError:
@@ -39,30 +38,9 @@ def body_of(request: http.Request) -> dict[str, Any]:
         raise _bad_request("", f"request body is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise _bad_request("", "request body must be a JSON object")
-    if _deeper_than(doc, MAX_JSON_DEPTH):
+    if json_limits.deeper_than(doc, MAX_JSON_DEPTH):
         raise _bad_request("", f"request body nests more than {MAX_JSON_DEPTH} deep")
     return doc
-
-
-def _bounded_int(text: str) -> int:
-    """A JSON integer, refused past ``MAX_INT_DIGITS`` digits (as the YAML loader does)."""
-    if len(text.lstrip("-")) > MAX_INT_DIGITS:
-        raise ValueError(f"an integer of more than {MAX_INT_DIGITS} digits")
-    return int(text)
-
-
-def _deeper_than(doc: Any, limit: int) -> bool:
-    """Whether ``doc`` nests more than ``limit`` levels (walked without recursion)."""
-    stack = [(doc, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return True
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-    return False
 
 
 def count(raw: str, name: str) -> int:

@@ -19,12 +19,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from changeover import json_limits
 from changeover.flags import evaluate
 
 JSON = dict[str, Any]
 PATH = "/ofrep/v1/evaluate/flags"
 MAX_DEPTH = 32  # an evaluation context is a flat map in practice
-_MAX_INT_DIGITS = 40
 
 
 class _BadRequest(Exception):
@@ -34,17 +34,11 @@ class _BadRequest(Exception):
         self.details = details
 
 
-def _bounded_int(text: str) -> int:
-    if len(text.lstrip("-")) > _MAX_INT_DIGITS:
-        raise ValueError(f"an integer of more than {_MAX_INT_DIGITS} digits")
-    return int(text)
-
-
 def _context(body: bytes) -> dict[str, Any]:
     if not body.strip():
         return {}
     try:
-        doc = json.loads(body, parse_int=_bounded_int)
+        doc = json.loads(body, parse_int=json_limits.bounded_int)
     except RecursionError:
         raise _BadRequest("PARSE_ERROR", "the request body nests too deeply") from None
     except (UnicodeDecodeError, ValueError) as exc:
@@ -56,22 +50,9 @@ def _context(body: bytes) -> dict[str, Any]:
         return {}
     if not isinstance(context, dict):
         raise _BadRequest("INVALID_CONTEXT", "context must be a JSON object")
-    if _deeper_than(context, MAX_DEPTH):
+    if json_limits.deeper_than(context, MAX_DEPTH):
         raise _BadRequest("INVALID_CONTEXT", f"context nests more than {MAX_DEPTH} deep")
     return context
-
-
-def _deeper_than(doc: Any, limit: int) -> bool:
-    stack = [(doc, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return True
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-    return False
 
 
 def _success(key: str, resolution: evaluate.Resolution) -> JSON:

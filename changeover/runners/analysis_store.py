@@ -13,15 +13,11 @@ sqlite3 errors are translated to ``errors.BackendError`` here, as in ``local_con
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from changeover import errors
+from changeover.state_db import StateDb
 
 JSON = dict[str, Any]
 
@@ -67,47 +63,9 @@ CREATE INDEX IF NOT EXISTS analysis_runs_by_rollout ON analysis_runs (rollout, s
 """
 
 
-class AnalysisStore:
+class AnalysisStore(StateDb):
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._lock = threading.RLock()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=10.0
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            raise errors.BackendError(f"cannot open the state database {self.path}: {exc}") from exc
-
-    def close(self) -> None:
-        with self._lock, contextlib.suppress(sqlite3.Error):
-            self._db.close()
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                yield self._db
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                with contextlib.suppress(sqlite3.Error):
-                    self._db.execute("ROLLBACK")
-                raise errors.BackendError(f"state database: {exc}") from exc
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    self._db.execute("ROLLBACK")
-                raise
-
-    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            try:
-                return self._db.execute(sql, params).fetchall()
-            except sqlite3.Error as exc:
-                raise errors.BackendError(f"state database: {exc}") from exc
+        super().__init__(path, _SCHEMA)
 
     # --- templates --------------------------------------------------------------------
 
