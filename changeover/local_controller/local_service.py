@@ -26,6 +26,7 @@ from changeover.rollout_service import JSON
 from changeover.runners import analysis_runner
 from changeover.spec import analysis as spec_analysis
 from changeover.spec import analysis_checks, load, models, template_diff, validate
+from changeover.spec import flag as spec_flag
 from changeover.traffic import builtin
 
 
@@ -72,6 +73,7 @@ class LocalService:
         ]
         problems = [p for p in found if p.severity != "warning"]
         problems += self._port_clashes(rollouts, source)
+        problems += _flag_template_problems(specs.flags, specs.flag_sources, known)
         for rollout in rollouts:  # a pod template is refused before anything is stored
             try:
                 rollout.spec.process_template(source=source)
@@ -353,6 +355,29 @@ class LocalService:
         with contextlib.suppress(errors.ChangeoverError):
             await self._c.reconcile(name)
         return self.status(name)
+
+
+def _flag_template_problems(
+    flags: list[spec_flag.Flag], sources: list[str], known: dict[str, Any]
+) -> list[errors.SpecProblem]:
+    """A flag rollout's analysis step naming a template that does not exist would turn the
+    flag off at that step: refused at apply, as a rollout's is."""
+    problems = []
+    for flag, source in zip(flags, sources, strict=True):
+        steps = flag.spec.rollout.steps if flag.spec.rollout is not None else []
+        for i, step in enumerate(steps):
+            for j, ref in enumerate(step.analysis.templates if step.analysis else []):
+                if ref.template_name not in known:
+                    have = ", ".join(sorted(known)) or "none"
+                    problems.append(
+                        errors.SpecProblem(
+                            file=source,
+                            path=f"spec.rollout.steps[{i}].analysis.templates[{j}].templateName",
+                            message=f"no AnalysisTemplate named {ref.template_name!r} "
+                            f"(known: {have}); apply it first or in the same apply",
+                        )
+                    )
+    return problems
 
 
 def _revision_state(state: RevisionState) -> JSON:

@@ -175,3 +175,21 @@ def test_a_bad_flag_is_refused_whole_and_nothing_is_stored(serve: Serve, tmp_pat
         urllib.request.urlopen(request, timeout=5)
     assert refused.value.code == 400
     assert serve.cli("get", "flags", "-o", "json", check=True).json == []
+
+
+def test_a_flag_rollout_naming_a_missing_template_is_refused(serve: Serve, tmp_path: Path) -> None:
+    doc = yaml.safe_load(FLAG.replace("WEIGHT", "100"))
+    doc["spec"]["rollout"] = {
+        "variant": "new",
+        "target": "web",
+        "steps": [{"setWeight": 10}, {"analysis": {"templates": [{"templateName": "nope"}]}}],
+    }
+    path = tmp_path / "rollout.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    refused = serve.cli("apply", "-f", str(path))
+    assert refused.code == 2, str(refused)
+    assert (
+        "spec.rollout.steps[1].analysis.templates[0].templateName: no AnalysisTemplate "
+        "named 'nope'" in refused.stderr
+    ), str(refused)
+    assert serve.cli("get", "flags", "-o", "json", check=True).json == []
