@@ -1,7 +1,7 @@
 """Blast radius of a bad canary: how long it lives and how many requests it serves.
 
 For a bad canary under a fixed request rate, one ``changeover serve`` (private state dir,
-free loopback ports, from ``changeover.demo.server``) runs real replicas of
+free loopback ports, from ``changeover.demo.private_server``) runs real replicas of
 ``examples/app.py`` behind the builtin router, with background analysis on the builtin
 provider (error rate and p99 latency of the canary). Per trial:
 
@@ -42,8 +42,7 @@ from typing import Any
 
 from bench import common
 from changeover import loadgen
-from changeover.demo import load as load_mod
-from changeover.demo import server as server_mod
+from changeover.demo import load_thread, private_server
 
 SECTION = "## Blast radius"
 APP = Path(__file__).resolve().parents[1] / "examples" / "app.py"
@@ -161,7 +160,7 @@ def rollout(name: str, *, port: int, version: str, env: dict[str, str], s: Setti
 # --- one trial --------------------------------------------------------------------------
 
 
-def wait_status(server: server_mod.DemoServer, name: str, ok: Any, what: str) -> JSON:
+def wait_status(server: private_server.DemoServer, name: str, ok: Any, what: str) -> JSON:
     deadline = time.monotonic() + TRIAL_TIMEOUT_S
     while True:
         status: JSON = server.client.status(name)
@@ -183,15 +182,15 @@ def window_responses(report: loadgen.LoadReport, start: float, end: float) -> in
 
 
 def run_trial(
-    server: server_mod.DemoServer,
-    load: load_mod.LoadThread,
+    server: private_server.DemoServer,
+    load: load_thread.LoadThread,
     *,
     index: int,
     bad: Bad,
     s: Setting,
     rate: float,
 ) -> Trial:
-    name, port = f"blast-{index}", server_mod.free_port()
+    name, port = f"blast-{index}", private_server.free_port()
     good = rollout(name, port=port, version="v1", env={}, s=s)
     server.client.apply([good], source="bench/blast_radius.py")
     wait_status(server, name, lambda st: st.get("phase") == "Healthy", "healthy v1")
@@ -327,8 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     loads = [load_average()]
     trials: list[Trial] = []
-    server = server_mod.DemoServer()
-    load = load_mod.LoadThread()
+    server = private_server.DemoServer()
+    load = load_thread.LoadThread()
     try:
         server.start()
         for index, (bad, setting) in enumerate(plan(args.reps)):

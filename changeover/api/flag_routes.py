@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from changeover import errors
-from changeover.api import http, router
+from changeover.api import dispatch, http
 from changeover.flags import ofrep
 from changeover.flags.service import FlagService
 
@@ -93,7 +93,7 @@ class FlagHandlers:
 
 
 def add_routes(
-    r: router.Router,
+    r: dispatch.Router,
     flags: FlagService,
     *,
     evaluation_token: str,

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from changeover.api import models
-from changeover.api.router import Route
+from changeover.api.dispatch import Route
 
 VERSION = "1"
 _PARAM = re.compile(r"\{(\w+)\}")

@@ -3,7 +3,7 @@
 ``local_server`` calls ``await start_api(service, host=..., port=..., token=...)``
 once the service is built, and ``await api.close()`` on shutdown. ``cli.api_client`` is the
 other side. Handlers only translate HTTP ↔ ``RolloutService`` calls; auth, errors and the
-wire live in ``api.router`` and ``api.http``.
+wire live in ``api.dispatch`` and ``api.http``.
 
 The route table is ``build_router``; each route names its body and answer models
 (``api.models``), from which ``api.openapi`` writes the document served at
@@ -26,12 +26,12 @@ from changeover import errors
 from changeover.api import (
     bodies,
     dashboard,
+    dispatch,
     flag_routes,
     http,
     models,
     openapi,
     rollout_metrics,
-    router,
     sessions,
     streams,
 )
@@ -157,10 +157,10 @@ EVENT_STREAM = "text/event-stream"
 NAME = "{name}"
 
 
-def build_router(service: RolloutService, *, token: str, loopback: bool) -> router.Router:
+def build_router(service: RolloutService, *, token: str, loopback: bool) -> dispatch.Router:
     h = Handlers(service)
     store = sessions.Sessions()
-    r = router.Router(token=token, open_reads=loopback, check_host=loopback, sessions=store)
+    r = dispatch.Router(token=token, open_reads=loopback, check_host=loopback, sessions=store)
     one = PREFIX + "/rollouts/" + NAME
     get, post = "GET", "POST"
     r.add(get, "/healthz", h.healthz, summary="Liveness", answer=models.Health)
@@ -281,7 +281,7 @@ def build_router(service: RolloutService, *, token: str, loopback: bool) -> rout
     return r
 
 
-def _openapi(r: router.Router) -> router.Handler:
+def _openapi(r: dispatch.Router) -> dispatch.Handler:
     async def handler(request: http.Request, params: dict[str, str]) -> http.Response:
         return http.Response.json(200, openapi.document(r.routes))
 

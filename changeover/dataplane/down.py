@@ -21,7 +21,7 @@ from pathlib import Path
 
 from changeover import errors
 from changeover.dataplane import records, remote
-from changeover.platforms.local import process, state
+from changeover.platforms.local import process, state_file
 from changeover.statelock import LOCK_FILE, StateDirLock
 
 SERVE_WAIT = 30.0
@@ -115,7 +115,7 @@ async def _stop_routers(state_dir: Path, report: Report) -> None:
 
 async def _stop_platform(state_dir: Path, report: Report) -> None:
     try:
-        platform = state.StateFile(state_dir / "platform" / "local.json").load()
+        platform = state_file.StateFile(state_dir / "platform" / "local.json").load()
     except errors.BackendError:
         return
     stops = []

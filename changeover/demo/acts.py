@@ -23,14 +23,13 @@ from typing import Any
 
 import httpx
 
-from changeover.demo import server as server_mod
-from changeover.demo import specs, stage, view
+from changeover.demo import private_server, specs, stage, view
 
 JSON = dict[str, Any]
 
 
 def canary(st: stage.Stage, root: Path) -> None:
-    port = server_mod.free_port()
+    port = private_server.free_port()
     steps = specs.canary_steps(st.t.pause)
 
     def label(s: JSON) -> str:
@@ -78,7 +77,7 @@ def canary(st: stage.Stage, root: Path) -> None:
 
 def analysis(st: stage.Stage, root: Path) -> int:
     """The analysis act; returns how many requests failed on the bad version (expected)."""
-    port = server_mod.free_port()
+    port = private_server.free_port()
     steps = specs.analysis_steps()
     interval = max(1.0, st.t.pause / 6)
 
@@ -155,7 +154,7 @@ def _verdict(status: JSON) -> str:
 
 
 def blue_green(st: stage.Stage, root: Path) -> None:
-    port, preview = server_mod.free_port(), server_mod.free_port()
+    port, preview = private_server.free_port(), private_server.free_port()
 
     def label(s: JSON) -> str:
         target, stable = str(s.get("revision")), str(s.get("stableRevision"))

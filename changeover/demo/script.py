@@ -1,11 +1,11 @@
 """``changeover demo``'s entry point: set the stage, play the acts, clean up, summarize.
 
-``run`` starts a private ``serve`` (``demo.server``) and a load thread (``demo.load``),
-plays ``demo.acts`` on a ``demo.stage.Stage`` with a live view when stdout is a terminal
-(plain narration otherwise), stops everything it started (also on Ctrl-C, SIGTERM and
-errors), and prints the summary. The exit code: 0 when every act ran and no request failed
-but those the bad version of the analysis act failed before it was aborted (that is the
-point of the act), 1 on a failure, 130 on Ctrl-C, 143 on SIGTERM.
+``run`` starts a private ``serve`` (``demo.private_server``) and a load thread
+(``demo.load_thread``), plays ``demo.acts`` on a ``demo.stage.Stage`` with a live view when
+stdout is a terminal (plain narration otherwise), stops everything it started (also on
+Ctrl-C, SIGTERM and errors), and prints the summary. The exit code: 0 when every act ran and
+no request failed but those the bad version of the analysis act failed before it was aborted
+(that is the point of the act), 1 on a failure, 130 on Ctrl-C, 143 on SIGTERM.
 """
 
 from __future__ import annotations
@@ -22,9 +22,7 @@ from rich.live import Live
 from rich.text import Text
 
 from changeover import errors
-from changeover.demo import acts, specs, stage, view
-from changeover.demo import load as load_mod
-from changeover.demo import server as server_mod
+from changeover.demo import acts, load_thread, private_server, specs, stage, view
 
 
 class _Terminated(BaseException):
@@ -51,8 +49,8 @@ def run(*, fast: bool | None = None) -> int:
 
 
 def _play(console: Console, timing: stage.Timing) -> int:
-    server: server_mod.DemoServer | None = None
-    load: load_mod.LoadThread | None = None
+    server: private_server.DemoServer | None = None
+    load: load_thread.LoadThread | None = None
     st: stage.Stage | None = None
     code = 1
     expected = 0  # failed requests of the analysis act's bad version
@@ -60,7 +58,7 @@ def _play(console: Console, timing: stage.Timing) -> int:
     try:
         root = specs.repo_root()
         _intro(console)
-        server = server_mod.DemoServer()
+        server = private_server.DemoServer()
         server.start()
         _say(console, f"  serve pid {server.pid}, API {server.url}, state in {server.dir}", "dim")
         _say(
@@ -69,7 +67,7 @@ def _play(console: Console, timing: stage.Timing) -> int:
             f"in {server.state_dir / 'token'})",
             "dim",
         )
-        load = load_mod.LoadThread()
+        load = load_thread.LoadThread()
         st = stage.Stage(console, timing, server, load)
         with _live(st):
             acts.canary(st, root)
@@ -125,7 +123,7 @@ def _live(st: stage.Stage) -> Iterator[None]:
 
 
 def _cleanup(
-    console: Console, server: server_mod.DemoServer | None, load: load_mod.LoadThread | None
+    console: Console, server: private_server.DemoServer | None, load: load_thread.LoadThread | None
 ) -> None:
     if load is not None:
         load.close()

@@ -21,9 +21,7 @@ from rich.text import Text
 
 from changeover import loadgen
 from changeover.cli import api_client as client_mod
-from changeover.demo import load as load_mod
-from changeover.demo import server as server_mod
-from changeover.demo import specs, view
+from changeover.demo import load_thread, private_server, specs, view
 
 JSON = dict[str, Any]
 TICK = 0.25
@@ -55,8 +53,8 @@ class Stage:
         self,
         console: Console,
         timing: Timing,
-        server: server_mod.DemoServer,
-        load: load_mod.LoadThread,
+        server: private_server.DemoServer,
+        load: load_thread.LoadThread,
     ) -> None:
         self.console, self.t, self.server, self.load = console, timing, server, load
         self.log = view.StepLog()

@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from changeover import errors
-from changeover.platforms.local import Backoff, ports, process, state
+from changeover.platforms.local import Backoff, ports, process, state_file
 from changeover.spec import models
 
 
@@ -61,16 +61,18 @@ def test_port_allocator_skips_assigned_and_busy_ports() -> None:
 
 
 def test_state_file_round_trips(tmp_path: Path) -> None:
-    file = state.StateFile(tmp_path / "platform" / "local.json")
+    file = state_file.StateFile(tmp_path / "platform" / "local.json")
     assert file.load().revisions == {}
     template = models.ProcessTemplate(command=["srv", "$(PORT)"], env={"A": "b"})
-    saved = state.PlatformState(next_seq=3)
-    saved.revisions[("chat", 2)] = state.RevisionRecord(
+    saved = state_file.PlatformState(next_seq=3)
+    saved.revisions[("chat", 2)] = state_file.RevisionRecord(
         desired=2,
         template=template,
-        replicas=[state.ReplicaRecord(id="chat-2-1", seq=1, port=20001, pid=42, create_time=1.5)],
+        replicas=[
+            state_file.ReplicaRecord(id="chat-2-1", seq=1, port=20001, pid=42, create_time=1.5)
+        ],
     )
-    saved.hooks[("chat", "pre-2")] = state.HookRecord(state="failed", message="exited 1")
+    saved.hooks[("chat", "pre-2")] = state_file.HookRecord(state="failed", message="exited 1")
 
     file.save(saved)
     loaded = file.load()
@@ -83,7 +85,7 @@ def test_corrupt_state_file_is_a_permanent_backend_error(tmp_path: Path) -> None
     path = tmp_path / "local.json"
     path.write_text("{not json")
     with pytest.raises(errors.PermanentBackendError, match="corrupt platform state"):
-        state.StateFile(path).load()
+        state_file.StateFile(path).load()
 
 
 def test_spawn_rejects_a_missing_working_dir(tmp_path: Path) -> None:

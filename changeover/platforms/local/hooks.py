@@ -22,7 +22,7 @@ from pathlib import Path
 
 from changeover import aio, childenv, errors
 from changeover.platforms import base
-from changeover.platforms.local import process, replica, state
+from changeover.platforms.local import process, replica, state_file
 from changeover.spec import models
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def log_name(hook_id: str) -> str:
     return _UNSAFE.sub("_", hook_id) + ".log"
 
 
-def to_status(hook_id: str, record: state.HookRecord) -> base.HookStatus:
+def to_status(hook_id: str, record: state_file.HookRecord) -> base.HookStatus:
     return base.HookStatus(
         hook_id=hook_id,
         state=base.HookState(record.state),
@@ -52,7 +52,7 @@ class HookRunner:
         hook_id: str,
         hook: models.Hook,
         log_dir: Path,
-        record: state.HookRecord,
+        record: state_file.HookRecord,
         on_change: Callable[[], None],
     ) -> None:
         self.rollout = rollout

@@ -27,7 +27,7 @@ from changeover import errors
 from changeover.platforms import base
 from changeover.platforms.local import hooks as hooks_mod
 from changeover.platforms.local import ports as ports_mod
-from changeover.platforms.local import process, replica, state
+from changeover.platforms.local import process, replica, state_file
 from changeover.spec import models
 
 log = logging.getLogger(__name__)
@@ -56,8 +56,8 @@ class LocalPlatform:
         self._clock = clock
         self._backoff = backoff or replica.Backoff()
         self._ports = ports_mod.PortAllocator(port_range)
-        self._file = state.StateFile(self.state_dir / "platform" / "local.json")
-        self._state = state.PlatformState()
+        self._file = state_file.StateFile(self.state_dir / "platform" / "local.json")
+        self._state = state_file.PlatformState()
         self._runners: dict[Key, list[replica.ReplicaRunner]] = {}
         self._stops: dict[Key, set[asyncio.Task[None]]] = {}
         self._hooks: dict[tuple[str, str], hooks_mod.HookRunner] = {}
@@ -85,7 +85,9 @@ class LocalPlatform:
             self._reconcile(key)
         self._changed()
 
-    def _restore(self, key: Key, rec: state.RevisionRecord, r: state.ReplicaRecord) -> None:
+    def _restore(
+        self, key: Key, rec: state_file.RevisionRecord, r: state_file.ReplicaRecord
+    ) -> None:
         handle = None
         if r.pid is not None and r.create_time is not None:
             handle = process.ProcessHandle.adopt(r.pid, r.create_time)
@@ -154,7 +156,7 @@ class LocalPlatform:
         key = (rollout, revision)
         rec = self._state.revisions.get(key)
         if rec is None:
-            self._state.revisions[key] = state.RevisionRecord(desired=0, template=template)
+            self._state.revisions[key] = state_file.RevisionRecord(desired=0, template=template)
             self._runners[key] = []
         elif rec.template == template:
             return
@@ -220,7 +222,7 @@ class LocalPlatform:
         key = (rollout, hook_id)
         if key in self._state.hooks:
             return
-        record = state.HookRecord(state=base.HookState.RUNNING.value)
+        record = state_file.HookRecord(state=base.HookState.RUNNING.value)
         self._state.hooks[key] = record
         runner = hooks_mod.HookRunner(
             rollout=rollout,
@@ -240,7 +242,7 @@ class LocalPlatform:
 
     # --- convergence -------------------------------------------------------------------
 
-    def _revision(self, rollout: str, revision: int) -> state.RevisionRecord:
+    def _revision(self, rollout: str, revision: int) -> state_file.RevisionRecord:
         rec = self._state.revisions.get((rollout, revision))
         if rec is None:
             raise errors.NotFound(f"revision {revision} of rollout {rollout!r} is not known")
@@ -254,7 +256,7 @@ class LocalPlatform:
         for _ in range(missing):
             seq = self._state.next_seq
             self._state.next_seq += 1
-            record = state.ReplicaRecord(id=f"{key[0]}-{key[1]}-{seq}", seq=seq)
+            record = state_file.ReplicaRecord(id=f"{key[0]}-{key[1]}-{seq}", seq=seq)
             rec.replicas.append(record)
             self._new_runner(key, record, adopted=None).start()
         if missing < 0:
@@ -265,7 +267,7 @@ class LocalPlatform:
                 self._schedule_stop(key, runner, drain=True)
 
     def _new_runner(
-        self, key: Key, record: state.ReplicaRecord, *, adopted: process.ProcessHandle | None
+        self, key: Key, record: state_file.ReplicaRecord, *, adopted: process.ProcessHandle | None
     ) -> replica.ReplicaRunner:
         rollout, revision = key
         runner = replica.ReplicaRunner(

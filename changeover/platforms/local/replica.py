@@ -27,7 +27,7 @@ from changeover import aio, childenv, errors
 from changeover.endpoints import Endpoint
 from changeover.platforms import base
 from changeover.platforms.local import ports as ports_mod
-from changeover.platforms.local import probe, process, state
+from changeover.platforms.local import probe, process, state_file
 from changeover.spec import models
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class ReplicaRunner:
         *,
         rollout: str,
         revision: int,
-        record: state.ReplicaRecord,
+        record: state_file.ReplicaRecord,
         template: Callable[[], models.ProcessTemplate],
         ports: ports_mod.PortAllocator,
         log_dir: Path,

@@ -8,7 +8,7 @@ rollout is *data*, not configuration, and is changed over the runtime API withou
 - the weights: HAProxy's own weighted round-robin (``balance roundrobin``) in one backend,
   ``w``, holding a server line for every (revision slot, replica), each given its share with
   ``set server w/... weight``: a revision's weight is split over its ready replicas (see
-  ``state.server_weights``), so every 100 consecutive weighted requests carry the set weights
+  ``desired.server_weights``), so every 100 consecutive weighted requests carry the set weights
   exactly once a change has taken effect (the round in progress when weights change may
   be one request off);
 - revisions: pre-allocated backends ``b0..bN`` for routed and preview traffic
@@ -62,7 +62,7 @@ MAINTENANCE_PAGE = """<!doctype html>
 """
 
 # The log line each (sampled) request sends to the router's datagram socket, parsed by
-# ``haproxy.metrics.parse_log``: backend:server, status, active time, queue, connect and
+# ``haproxy.metrics_feed.parse_log``: backend:server, status, active time, queue, connect and
 # server response times (milliseconds; -1 when the step did not happen).
 LOG_FORMAT = "%b:%s %ST %Ta %Tw %Tc %Tr"
 

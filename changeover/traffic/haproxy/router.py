@@ -42,8 +42,7 @@ from changeover.endpoints import Endpoint
 from changeover.spec import models
 from changeover.traffic import base
 from changeover.traffic.builtin import metrics as metrics_mod
-from changeover.traffic.haproxy import config, process, state
-from changeover.traffic.haproxy import metrics as hmetrics
+from changeover.traffic.haproxy import config, desired, haproxy_process, metrics_feed
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +102,8 @@ class HAProxyRouter:
             cpu=cpu,
             log=timed_per_second > 0,
         )
-        self.desired = state.Desired()
-        self._applied: state.Runtime | None = None
+        self.desired = desired.Desired()
+        self._applied: desired.Runtime | None = None
         self._be_rev: dict[str, int] = {}  # backend name → revision, per ``applied``
         self.reloads = 0
         self.stats_interval = stats_interval
@@ -117,11 +116,11 @@ class HAProxyRouter:
         # changeover: measured 2-3x the controller's CPU per request after a 12 s pause).
         self.sample_memory = sample_memory
         self._rates: collections.deque[tuple[float, int]] = collections.deque()
-        self.process: process.HAProxyProcess | None = None
+        self.process: haproxy_process.HAProxyProcess | None = None
         self._paths: config.Paths | None = None
         self._lock = asyncio.Lock()
-        self._translator = hmetrics.StatsTranslator(self.metrics)
-        self._logs: hmetrics.LogReader | None = None
+        self._translator = metrics_feed.StatsTranslator(self.metrics)
+        self._logs: metrics_feed.LogReader | None = None
         self._poller: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -145,9 +144,11 @@ class HAProxyRouter:
         root = self._state_dir or default_state_dir(self.rollout, self.host, self.port)
         await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True, mode=0o700)
         self._paths = paths = config.Paths(root)
-        self.process = process.HAProxyProcess(paths, binary=self._binary)
+        self.process = haproxy_process.HAProxyProcess(paths, binary=self._binary)
         if self.layout.log:
-            self._logs = hmetrics.LogReader(paths.log_socket, self.metrics, self._revision_of_log)
+            self._logs = metrics_feed.LogReader(
+                paths.log_socket, self.metrics, self._revision_of_log
+            )
             self._logs.start()
         runtime = self.desired.plan(self.layout)
         try:
@@ -198,7 +199,7 @@ class HAProxyRouter:
             # The default directory only matters after a crash (to find a stale HAProxy).
             await asyncio.to_thread(shutil.rmtree, self._paths.root, True)
 
-    async def _write(self, runtime: state.Runtime) -> str:
+    async def _write(self, runtime: desired.Runtime) -> str:
         """Write the map files and the page, return the configuration text (not written)."""
         paths = self.paths
 
@@ -213,7 +214,7 @@ class HAProxyRouter:
 
         await asyncio.to_thread(write)
         return config.render(
-            self.layout, paths, servers=state.backends_of(runtime), weights=runtime.weights
+            self.layout, paths, servers=desired.backends_of(runtime), weights=runtime.weights
         )
 
     # -- pushing desired state -------------------------------------------------------------
@@ -241,12 +242,12 @@ class HAProxyRouter:
         self.reloads += 1
         await self._push(self.applied, runtime)  # draining servers, rendered as disabled
 
-    async def _push(self, old: state.Runtime, new: state.Runtime) -> None:
+    async def _push(self, old: desired.Runtime, new: desired.Runtime) -> None:
         assert self.process is not None
         api = self.process.api
         paths = self.paths
-        ready_first: list[tuple[int, int, state.ServerSlot]] = []
-        later: list[tuple[int, int, state.ServerSlot]] = []
+        ready_first: list[tuple[int, int, desired.ServerSlot]] = []
+        later: list[tuple[int, int, desired.ServerSlot]] = []
         for slot, row in enumerate(new.servers):
             for i, want in enumerate(row):
                 have = old.servers[slot][i]
@@ -281,7 +282,7 @@ class HAProxyRouter:
                 await api.set_server_state(be, sv, want.state)
         self.applied = new
 
-    async def _push_weights(self, old: state.Runtime, new: state.Runtime) -> None:
+    async def _push_weights(self, old: desired.Runtime, new: desired.Runtime) -> None:
         """Raised weights first, then lowered ones: the round-robin never passes through a
         state with no weight at all (measured: from there HAProxy's round-robin restarted
         badly, with no canary request for the next 1,200)."""
@@ -348,8 +349,8 @@ class HAProxyRouter:
             if index is not None:
                 routes.pop(index)
             if revision is not None and match:
-                entries = tuple(state.compile_match(m) for m in match)
-                route = state.Route(name, revision, entries)
+                entries = tuple(desired.compile_match(m) for m in match)
+                route = desired.Route(name, revision, entries)
                 routes.insert(len(routes) if index is None else index, route)
             await self._sync()
 
@@ -362,7 +363,7 @@ class HAProxyRouter:
             key = (user_key.header or "").lower() if user_key.header else user_key.cookie or ""
             if not config.valid_name(key):
                 raise errors.PermanentBackendError(f"haproxy router: {key!r} is not a valid name")
-            sticky = state.Sticky(revision, source, key, max(0, min(100, weight)))
+            sticky = desired.Sticky(revision, source, key, max(0, min(100, weight)))
         async with self._lock:
             self.desired.sticky = sticky
             await self._sync()
@@ -441,12 +442,12 @@ class HAProxyRouter:
     # -- metrics ------------------------------------------------------------------------
 
     @property
-    def applied(self) -> state.Runtime | None:
+    def applied(self) -> desired.Runtime | None:
         """What HAProxy holds now (as far as the router has told it)."""
         return self._applied
 
     @applied.setter
-    def applied(self, runtime: state.Runtime | None) -> None:
+    def applied(self, runtime: desired.Runtime | None) -> None:
         self._applied = runtime
         # Updated in place: the log reader holds this dict's ``get`` (read per log line).
         self._be_rev.clear()
@@ -538,18 +539,18 @@ def _lines(slot: int, i: int) -> tuple[tuple[str, str], tuple[str, str]]:
     return (config.backend(slot), f"s{i}"), (config.WEIGHTED, config.weighted_server(slot, i))
 
 
-def _weight(runtime: state.Runtime, slot: int, i: int) -> int:
+def _weight(runtime: desired.Runtime, slot: int, i: int) -> int:
     try:
         return runtime.weights[slot][i]
     except IndexError:
         return 0
 
 
-def _as_rendered(runtime: state.Runtime) -> state.Runtime:
+def _as_rendered(runtime: desired.Runtime) -> desired.Runtime:
     """What HAProxy holds right after loading a configuration rendered from ``runtime``:
     the same maps; ready servers up, and every other slot ``disabled`` (maintenance)."""
     servers = tuple(
-        tuple(s if s.state == "ready" else state.ServerSlot() for s in row)
+        tuple(s if s.state == "ready" else desired.ServerSlot() for s in row)
         for row in runtime.servers
     )
     return dataclasses.replace(runtime, servers=servers)

@@ -14,8 +14,14 @@ from changeover.endpoints import Endpoint
 from changeover.spec import models, validate
 from changeover.traffic import base
 from changeover.traffic.builtin.metrics import RolloutMetrics
-from changeover.traffic.haproxy import CAPABILITIES, config, process, runtime, state
-from changeover.traffic.haproxy import metrics as hmetrics
+from changeover.traffic.haproxy import (
+    CAPABILITIES,
+    config,
+    desired,
+    haproxy_process,
+    metrics_feed,
+    runtime_api,
+)
 
 LAYOUT = config.Layout(host="127.0.0.1", port=8080, slots=2, servers=2)
 
@@ -79,7 +85,7 @@ def test_lint_accepts_everything_else_on_haproxy(tmp_path: Path) -> None:
 
 
 def test_weights_become_server_weights_in_the_weighted_backend() -> None:
-    d = state.Desired()
+    d = desired.Desired()
     d.backends = {1: [ep(9001)], 2: [ep(9002)]}
     d.weights = {1: 90, 2: 10}
     rt = d.plan(LAYOUT)
@@ -88,12 +94,12 @@ def test_weights_become_server_weights_in_the_weighted_backend() -> None:
     assert rt.maps["slots"] == (("b0", "1"), ("b1", "2"))
     # The revision header of weighted requests: server id → revision.
     assert rt.maps["servers"] == (("1", "1"), ("3", "2"))
-    assert rt.servers[0][0] == state.ServerSlot(ep(9001), "ready")
-    assert rt.servers[1][1] == state.ServerSlot()
+    assert rt.servers[0][0] == desired.ServerSlot(ep(9001), "ready")
+    assert rt.servers[1][1] == desired.ServerSlot()
 
 
 def test_a_revisions_weight_is_split_over_its_ready_replicas() -> None:
-    d = state.Desired()
+    d = desired.Desired()
     d.backends = {1: [ep(9001), ep(9003)], 2: [ep(9002)]}
     d.weights = {1: 90, 2: 10}
     assert d.plan(LAYOUT).weights == ((45, 45), (10, 0))
@@ -106,7 +112,7 @@ def test_a_revisions_weight_is_split_over_its_ready_replicas() -> None:
 
 
 def test_slots_are_stable_and_the_least_recently_freed_is_reused() -> None:
-    d = state.Desired()
+    d = desired.Desired()
     d.backends = {1: [ep(9001)], 2: [ep(9002)]}
     d.plan(LAYOUT)
     del d.backends[1]  # revision 1 retires: slot 0 is freed
@@ -116,13 +122,13 @@ def test_slots_are_stable_and_the_least_recently_freed_is_reused() -> None:
     d.backends[2] = [ep(9002), ep(9004)]
     rt = d.plan(LAYOUT)
     assert rt.servers[1] == (
-        state.ServerSlot(ep(9002), "ready"),
-        state.ServerSlot(ep(9004), "ready"),
+        desired.ServerSlot(ep(9002), "ready"),
+        desired.ServerSlot(ep(9004), "ready"),
     )
 
 
 def test_more_revisions_or_replicas_than_slots_grow_the_layout() -> None:
-    d = state.Desired()
+    d = desired.Desired()
     d.backends = {1: [ep(9001), ep(9002), ep(9003)], 2: [ep(9004)], 3: [ep(9005)]}
     grown = d.needed_layout(LAYOUT)
     assert (grown.slots, grown.servers) == (4, 4)
@@ -130,10 +136,10 @@ def test_more_revisions_or_replicas_than_slots_grow_the_layout() -> None:
 
 
 def test_routes_and_sticky_need_rules_in_the_layout() -> None:
-    d = state.Desired()
+    d = desired.Desired()
     d.backends = {1: [ep(9001)], 2: [ep(9002)]}
-    d.routes = [state.Route("beta", 2, (state.compile_match(header("X-Variant", exact="b")),))]
-    d.sticky = state.Sticky(2, "hdr", "x-user-id", 30)
+    d.routes = [desired.Route("beta", 2, (desired.compile_match(header("X-Variant", exact="b")),))]
+    d.sticky = desired.Sticky(2, "hdr", "x-user-id", 30)
     layout = d.needed_layout(LAYOUT)
     assert layout.rules == (config.MatchRule("hdr", "x-variant", "str"),)
     assert layout.sticky == ("hdr", "x-user-id")
@@ -158,7 +164,7 @@ def test_routes_and_sticky_need_rules_in_the_layout() -> None:
     ],
 )
 def test_matches_compile_to_map_keys(value: dict[str, str], kind: str, key: str) -> None:
-    rule, got = state.compile_match(header("X-V", **value))
+    rule, got = desired.compile_match(header("X-V", **value))
     assert (rule.kind, got) == (kind, key)
 
 
@@ -188,7 +194,7 @@ def test_rendered_configuration_is_valid_haproxy(tmp_path: Path) -> None:
     text = config.render(layout, paths, servers=[[ep(9001), None], [None, None]])
     paths.config.write_text(text)
     done = subprocess.run(
-        [process.find_binary(), "-c", "-f", str(paths.config)],
+        [haproxy_process.find_binary(), "-c", "-f", str(paths.config)],
         capture_output=True,
         text=True,
         timeout=30,
@@ -226,7 +232,7 @@ def test_only_the_rules_a_rollout_uses_are_rendered(tmp_path: Path) -> None:
 
 
 def test_the_log_sample_is_one_range_of_rand_1000() -> None:
-    d = state.Desired()
+    d = desired.Desired()
     layout = config.Layout(host="127.0.0.1", port=8080, slots=1, servers=1)
     assert d.plan(layout).acls == {"logsample": ("0:999",)}  # every request
     d.log_every = 200
@@ -238,7 +244,7 @@ def test_the_log_sample_is_one_range_of_rand_1000() -> None:
 
 def test_stats_growth_goes_to_the_slots_current_revision_and_survives_a_restart() -> None:
     rm = RolloutMetrics("web")
-    tr = hmetrics.StatsTranslator(rm)
+    tr = metrics_feed.StatsTranslator(rm)
 
     def row(px: str, ok: int, bad: int = 0) -> dict[str, str]:
         return {"pxname": px, "svname": "BACKEND", "hrsp_2xx": str(ok), "hrsp_5xx": str(bad)}
@@ -258,7 +264,7 @@ def test_stats_growth_goes_to_the_slots_current_revision_and_survives_a_restart(
 
 def test_weighted_requests_are_counted_on_the_weighted_backends_server_lines() -> None:
     rm = RolloutMetrics("web")
-    tr = hmetrics.StatsTranslator(rm)
+    tr = metrics_feed.StatsTranslator(rm)
 
     def row(px: str, sv: str, ok: int, scur: int = 0) -> dict[str, str]:
         return {"pxname": px, "svname": sv, "hrsp_2xx": str(ok), "scur": str(scur)}
@@ -272,7 +278,7 @@ def test_weighted_requests_are_counted_on_the_weighted_backends_server_lines() -
 
 def test_log_lines_fill_latency_histograms_weighted_by_the_sample() -> None:
     rm = RolloutMetrics("web")
-    reader = hmetrics.LogReader(Path("/nonexistent"), rm, {"b0": 7}.get, weight=10)
+    reader = metrics_feed.LogReader(Path("/nonexistent"), rm, {"b0": 7}.get, weight=10)
     reader.observe(b"b0 200 12 0 1 10\n")
     reader.observe(b"b9 200 12 0 1 10\n")  # a free slot: ignored
     assert rm.revision(7).latency.count == 10
@@ -289,7 +295,7 @@ async def test_a_poll_cancelled_just_as_haproxy_answers_stops(
     """Python 3.11's ``asyncio.wait_for`` hands back the answer to a task cancelled as the
     answer arrives, dropping the cancellation: the router's metrics poll polled on and its
     close() waited forever. Given a cancel landing with the answer, the poll stops."""
-    api = runtime.RuntimeAPI(Path("/nonexistent.sock"))
+    api = runtime_api.RuntimeAPI(Path("/nonexistent.sock"))
     polls = 0
 
     async def exchange(data: bytes) -> str:

@@ -30,7 +30,7 @@ import subprocess
 import psutil
 
 from changeover import errors
-from changeover.traffic.haproxy import config, runtime
+from changeover.traffic.haproxy import config, runtime_api
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,8 @@ class HAProxyProcess:
         self.paths = paths
         self.binary = binary
         self.proc: subprocess.Popen[bytes] | None = None
-        self.api = runtime.RuntimeAPI(paths.admin_socket)
-        self.master = runtime.RuntimeAPI(paths.master_socket)
+        self.api = runtime_api.RuntimeAPI(paths.admin_socket)
+        self.master = runtime_api.RuntimeAPI(paths.master_socket)
 
     @property
     def pid(self) -> int | None:
@@ -84,7 +84,7 @@ class HAProxyProcess:
             stdin=asyncio.subprocess.DEVNULL,
         )
         try:
-            async with asyncio.timeout(30):  # not wait_for: see runtime.RuntimeAPI.command
+            async with asyncio.timeout(30):  # not wait_for: see runtime_api.RuntimeAPI.command
                 out, _ = await proc.communicate()
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
@@ -125,7 +125,9 @@ class HAProxyProcess:
                 )
             with contextlib.suppress(OSError):
                 if self.paths.admin_socket.exists():
-                    info = await runtime.RuntimeAPI(self.paths.admin_socket, timeout=1).show_info()
+                    info = await runtime_api.RuntimeAPI(
+                        self.paths.admin_socket, timeout=1
+                    ).show_info()
                     if info.get("Pid"):
                         return
             if loop.time() >= deadline:
