@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from changeover import errors
-from changeover.api import bodies, http, models, router, sessions
+from changeover.api import bodies, dispatch, http, models, sessions
 
 ASSETS = Path(__file__).resolve().parent / "dashboard_assets"
 _ASSET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$")
@@ -100,7 +100,7 @@ class DashboardHandlers:
         )
 
 
-def add_routes(r: router.Router, store: sessions.Sessions) -> None:
+def add_routes(r: dispatch.Router, store: sessions.Sessions) -> None:
     """The page and the session endpoints, on ``r``. All are public (answered without a
     token even beyond loopback): a browser must reach them to sign in, and the session
     endpoints check the token themselves."""
