@@ -26,7 +26,7 @@ from typing import Any
 import pydantic
 
 from changeover import errors
-from changeover.api import http, router
+from changeover.api import dispatch, http
 from changeover.flags import evaluate, ofrep
 from changeover.kube import client as kube
 from changeover.platforms.kubernetes import informer
@@ -96,7 +96,7 @@ class FlagEndpoint:
     async def start(self, host: str, port: int) -> int:
         """Watch the Flags and listen on ``host:port``; the port listened on."""
         self._watch = asyncio.create_task(self.flags.run(), name="changeover-flags-informer")
-        r = router.Router(token=self._token, open_reads=False, check_host=False)
+        r = dispatch.Router(token=self._token, open_reads=False, check_host=False)
         r.add("POST", ofrep.PATH + "/{key}", self._one, token=self._token)
         r.add("POST", ofrep.PATH, self._all, token=self._token)
         loop = asyncio.get_running_loop()
