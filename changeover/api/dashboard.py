@@ -132,6 +132,7 @@ def add_routes(r: dispatch.Router, store: sessions.Sessions) -> None:
         public=True,
     )
     for path, handler in (
+        ("/", d.redirect),  # someone who opens the API's address in a browser
         ("/dashboard", d.redirect),
         ("/dashboard/", d.index),
         ("/dashboard/{asset}", d.asset),

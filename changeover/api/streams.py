@@ -16,6 +16,7 @@ service.list_flags)``; the page draws a section for every kind it knows.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -32,6 +33,10 @@ TRAFFIC_SECONDS = 1.0
 KEEPALIVE_SECONDS = 15.0
 
 
+def _keyed(kind: str, read: Callable[[], Any]) -> dict[str, Any]:
+    return {kind: read()}
+
+
 def event(kind: str, doc: Any) -> bytes:
     return f"event: {kind}\ndata: {json.dumps(doc, separators=(',', ':'))}\n\n".encode()
 
@@ -40,6 +45,20 @@ class Streams:
     def __init__(self, service: RolloutService) -> None:
         self.service = service
         self._lists: dict[str, Callable[[], Any]] = {"rollouts": service.list_rollouts}
+        # Every open page reads the same documents each tick: one read serves them all.
+        self._memo: dict[str, tuple[float, str]] = {}
+
+    def _text(self, key: str, read: Callable[[], Any]) -> str:
+        """``read()`` as compact JSON, read at most once per half tick for all streams."""
+        now = time.monotonic()
+        found = self._memo.get(key)
+        if found is not None and now - found[0] < TICK_SECONDS / 2:
+            return found[1]
+        text = json.dumps(read(), separators=(",", ":"))
+        if len(self._memo) > 1024:  # rollouts come and go: forget what nobody asked lately
+            self._memo = {k: v for k, v in self._memo.items() if now - v[0] < 10}
+        self._memo[key] = (now, text)
+        return text
 
     def add_list(self, kind: str, read: Callable[[], Any]) -> None:
         """Stream ``read()`` as ``event: kind`` on ``/api/v1/stream`` (e.g. flags)."""
@@ -52,7 +71,7 @@ class Streams:
         while True:
             for kind, read in list(self._lists.items()):
                 try:
-                    text = json.dumps({kind: read()}, separators=(",", ":"))
+                    text = self._text(f"list/{kind}", functools.partial(_keyed, kind, read))
                 except errors.ChangeoverError as exc:
                     text = json.dumps({"error": str(exc)})
                 if sent.get(kind) != text:
@@ -85,7 +104,7 @@ class Streams:
         while True:
             try:
                 for kind, read in reads.items():
-                    text = json.dumps(read(), separators=(",", ":"))
+                    text = self._text(f"rollout/{name}/{kind}", read)
                     if sent.get(kind) != text:
                         sent[kind] = text
                         quiet = time.monotonic()

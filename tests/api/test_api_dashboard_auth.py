@@ -12,7 +12,7 @@ import httpx
 import pytest
 from api_helpers import AUTH, ROLLOUT, TOKEN
 
-from changeover.api import dashboard
+from changeover.api import dashboard, streams
 from changeover.api import http as api_http
 from changeover.api.server import ApiServer, build_router, start_api
 from changeover.testing.fake_service import FakeService
@@ -154,3 +154,32 @@ async def test_beyond_loopback_reads_need_the_session_but_signing_in_does_not() 
     cookie = login.headers["Set-Cookie"].split(";")[0]
     assert (await call("GET", "/api/v1/rollouts", cookie=cookie)).status == 200
     assert (await call("POST", "/api/v1/session", b'{"token": "guess"}')).status == 401
+
+
+async def test_pages_streaming_at_once_share_one_read_per_tick() -> None:
+    service = FakeService()
+    await service.apply([ROLLOUT], source="r.yaml")
+    reads: list[str] = []
+    original = service.list_rollouts
+
+    def counted() -> list[dict[str, Any]]:
+        reads.append("list")
+        return original()
+
+    service.list_rollouts = counted  # type: ignore[method-assign]
+    hub = streams.Streams(service)
+    pages = [hub.lists() for _ in range(5)]
+    for page in pages:
+        assert await anext(page) == b"retry: 2000\n\n"
+    first = [await anext(page) for page in pages]
+    assert len(set(first)) == 1 and first[0].startswith(b"event: rollouts\n")
+    assert reads == ["list"]
+    for page in pages:
+        await page.aclose()
+
+
+async def test_the_api_address_in_a_browser_leads_to_the_dashboard(
+    client: httpx.AsyncClient,
+) -> None:
+    reply = await client.get("/")
+    assert reply.status_code == 308 and reply.headers["location"] == "/dashboard/"
