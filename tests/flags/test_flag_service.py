@@ -91,3 +91,18 @@ def test_ofrep_answers(service: FlagService) -> None:
     assert ofrep.evaluate_flags(flags, b'{"context": {}}', f'"x", {etag}')[:2] == (304, b"")
     other = ofrep.evaluate_flags(flags, b'{"context": {"targetingKey": "u"}}', etag)
     assert other[0] == 200  # another context, another answer
+
+
+def test_two_flags_answering_to_one_key_are_refused(service: FlagService) -> None:
+    service.apply([flag(10, key="newCheckout")])
+    other = spec_flag.Flag.model_validate(
+        {**flag(10).model_dump(by_alias=True), "metadata": {"name": "g"}}
+    )
+    other = other.model_copy(update={"spec": other.spec.model_copy(update={"key": "newCheckout"})})
+    with pytest.raises(errors.SpecError, match="key 'newCheckout' is already the key of flag 'f'"):
+        service.apply([other])
+    assert [s["name"] for s in service.list_flags()] == ["f"]
+    # the flag itself may be applied again under its key
+    assert service.apply([flag(20, key="newCheckout")])[0]["action"] == "updated"
+    status, doc = ofrep.evaluate_flag(service.snapshot(), "newCheckout", b"{}")
+    assert (status, doc["key"]) == (200, "newCheckout")
