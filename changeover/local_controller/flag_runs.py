@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from changeover.analysis.run import AnalysisRun
 from changeover.engine import actions
 from changeover.engine.status import RolloutStatus
 from changeover.local_controller.loop import Controller
@@ -17,12 +18,23 @@ from changeover.local_controller.loop import Controller
 class LocalFlagRuns:
     def __init__(self, controller: Controller) -> None:
         self._c = controller
-        self._refused: dict[str, str] = {}  # run id → why it could not start
 
     def start(self, run_id: str, target: str, step: Any) -> None:
         found = self._c.parsed(target)
         if found is None:
-            self._refused[run_id] = f"the target rollout {target!r} does not exist"
+            # Stored as an Error run, so the verdict outlives a restart of serve.
+            now = self._c.clock.now()
+            refused = AnalysisRun(
+                id=run_id,
+                rollout=target,
+                kind="step",
+                revision=0,
+                phase="Error",
+                message=f"cannot start: the target rollout {target!r} does not exist",
+                started_at=now,
+                finished_at=now,
+            )
+            self._c.analysis_store.put_run(refused.to_json(), completed=True)
             return
         stored, rollout = found
         status = RolloutStatus.model_validate(stored.status or {})
@@ -37,7 +49,5 @@ class LocalFlagRuns:
         self._c.analysis.start(action, rollout=rollout)
 
     def observe(self, run_id: str) -> tuple[str, str] | None:
-        if run_id in self._refused:
-            return "Error", self._refused[run_id]
         seen = self._c.analysis.observe(run_id)
         return (seen.phase, seen.message) if seen is not None else None

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_helpers import Serve
+from e2e_helpers import Serve, wait_until
 from openfeature import api as openfeature
 from openfeature.contrib.provider.ofrep import OFREPProvider
 from openfeature.evaluation_context import EvaluationContext
@@ -193,3 +193,25 @@ def test_a_flag_rollout_naming_a_missing_template_is_refused(serve: Serve, tmp_p
         "named 'nope'" in refused.stderr
     ), str(refused)
     assert serve.cli("get", "flags", "-o", "json", check=True).json == []
+
+
+def test_a_flag_rollout_whose_target_is_missing_turns_off_and_stays_off(
+    serve: Serve, tmp_path: Path
+) -> None:
+    doc = yaml.safe_load(FLAG.replace("WEIGHT", "100"))
+    judged = {"analysis": {"templates": [{"templateName": "error-rate"}]}}
+    doc["spec"]["rollout"] = {"variant": "new", "target": "ghost", "steps": [judged]}
+    path = tmp_path / "rollout.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    templates = Path(__file__).parents[2] / "examples" / "analysis-template.yaml"
+    assert serve.cli("apply", "-f", str(templates), "-f", str(path)).code == 0
+
+    def status() -> Any:
+        return serve.cli("status", "flag/checkout", "-o", "json", check=True).json
+
+    off = wait_until(lambda: (s := status())["phase"] == "Aborted" and s, within=30, what="off")
+    assert "the target rollout 'ghost' does not exist" in off["message"], off
+    serve.stop()
+    serve.start()  # "off" is stored with the flag: it stays off after a restart
+    after = status()
+    assert (after["phase"], after["enabled"]) == ("Aborted", False), after
