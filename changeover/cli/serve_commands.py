@@ -74,6 +74,7 @@ def serve(
         )
         app_mod.say(f"changeover API listening on {url}", style="green")
         app_mod.say(f"  token: {token_file} (mode 0600)  state: {directory}")
+        app_mod.say(f"  OFREP (feature flags): {url}/ofrep/v1/, token {directory}/flags/token")
         then = "routers and replicas too" if down_on_exit else "routers and replicas keep serving"
         app_mod.say(
             f"  servers recorded in {server_registry.config_path()}; Ctrl-C stops serve ({then})"

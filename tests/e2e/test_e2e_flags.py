@@ -136,6 +136,9 @@ def test_ofrep_takes_only_the_evaluation_token(serve: Serve, tmp_path: Path) -> 
             return int(exc.code)
 
     assert post(evaluation_token(serve)) == 200
+    # serve says where applications find OFREP and its token
+    token_file = serve.state_dir.resolve() / "flags" / "token"
+    assert f"OFREP (feature flags): {serve.url}/ofrep/v1/, token {token_file}" in serve.log()
     assert post(None) == 401
     assert post(admin) == 401  # the admin token is not an evaluation token
     assert post(evaluation_token(serve), b"{nope") == 400
