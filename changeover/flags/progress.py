@@ -16,7 +16,8 @@ Status shape (stored as JSON)::
     {"phase": "Progressing", "message": "...", "off": false,
      "rollout": {"variant": "on", "stepIndex": 2, "totalSteps": 5, "weight": 20,
                  "stepStartedAt": 1700000000.0, "run": "flag-checkout-3-2-0",
-                 "attempt": 0, "userPaused": false, "promote": false, "done": false}}
+                 "attempt": 0, "userPaused": false, "promote": false, "done": false,
+                 "lastRun": "...", "runPhase": "Running", "runMessage": ""}}
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ def advance(
         r = _fresh(rollout, now, attempt=0)
     events: list[tuple[str, str]] = []
     steps = rollout.steps
+    if r.get("run") and run_phase is not None:
+        # What the step's run says, shown in status (the failing metric and its value).
+        r.update(lastRun=r["run"], runPhase=run_phase, runMessage=run_message[:500])
     out: JSON = {**status, "rollout": r}
     start: StartRun | None = None
     for _ in range(MAX_STEPS_PER_TICK):

@@ -47,6 +47,10 @@ def test_a_failed_analysis_turns_the_flag_off_where_it_was() -> None:
     assert out.status["off"] is True and out.status["phase"] == "Aborted"
     assert out.status["message"] == "turned off: analysis at step 2 failed: 5xx 0.3"
     assert out.status["rollout"]["weight"] == 30
+    assert (out.status["rollout"]["runPhase"], out.status["rollout"]["runMessage"]) == (
+        "Failed",
+        "5xx 0.3",
+    )
     assert step(s, out.status, 9.0, "Successful").status == out.status  # off stays off
 
 
