@@ -82,7 +82,7 @@ class RevisionState(_Answer):
 
 
 class Status(_Answer):
-    """One rollout's status document (DESIGN.md §4)."""
+    """One rollout's status document (``status -o json``; ``rollout_service``)."""
 
     name: str
     phase: str

@@ -1,4 +1,4 @@
-"""Shadow answers compared with production's (issue 15 §1).
+"""Shadow answers compared with production's.
 
 ``streams`` turns a captured response into text (de-chunking, and reassembling streamed
 LLM answers); ``comparators`` decides whether two answers match (``exact``, ``json``,
