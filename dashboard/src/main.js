@@ -1,7 +1,7 @@
 // The dashboard served by `changeover serve` under /dashboard/. Reads stream from the API
 // (server-sent events); actions need a session opened with the API token (api.js).
 import "./style.css";
-import { loadSession, onAuthChange, signIn, signOut, stream } from "./api.js";
+import { loadSession, onAuthChange, signedIn, signIn, signOut, stream } from "./api.js";
 import { h, toast } from "./format.js";
 import { listView } from "./list.js";
 import { rolloutView } from "./rollout.js";
@@ -12,6 +12,12 @@ function setLive(on) {
   const mark = document.getElementById("live");
   mark.textContent = on ? "live" : "reconnecting…";
   mark.classList.toggle("on", on);
+  // A server beyond loopback needs the token for reads too: a refused stream does not
+  // retry, so say why and wait for the sign-in (which restarts it).
+  if (!on && source && source.readyState === EventSource.CLOSED) {
+    mark.textContent = signedIn() ? "disconnected" : "sign in to read";
+    if (!signedIn()) toast("this server needs the API token to show anything: sign in", true);
+  }
 }
 
 function drawAuth(isIn) {
@@ -59,7 +65,12 @@ function route() {
   }
 }
 
-onAuthChange(drawAuth);
+let wasIn = null;
+onAuthChange((isIn) => {
+  drawAuth(isIn);
+  if (isIn && wasIn === false && source && source.readyState === EventSource.CLOSED) route();
+  wasIn = isIn;
+});
 window.addEventListener("hashchange", route);
 loadSession().catch(() => drawAuth(false));
 route();
