@@ -70,8 +70,8 @@ def _schema_tables(kind: str, root: dict[str, Any], defs: dict[str, Any]) -> Ite
         if name in seen:
             continue
         seen.add(name)
-        anchor = _anchor(kind, name)
-        yield f"### {name} {{#{anchor}}}\n"
+        if name != kind:  # the kind's own fields sit right under its "## kind" heading
+            yield f"### {name} {{#{_anchor(kind, name)}}}\n"
         if doc := schema.get("description"):
             yield _one_paragraph(doc) + "\n"
         required = set(schema.get("required", []))
