@@ -43,7 +43,7 @@ class FlagService:
         self.store = store
         self.evaluation_token = evaluation_token
         self._now = now
-        self._snapshot: tuple[tuple[int, float], dict[str, evaluate.CompiledFlag]] | None = None
+        self._snapshot: tuple[int, dict[str, evaluate.CompiledFlag]] | None = None
 
     # --- apply and reads ------------------------------------------------------------
 

@@ -73,6 +73,9 @@ class FlagStore(StateDb):
 
     def __init__(self, path: str | Path) -> None:
         super().__init__(path, _SCHEMA, foreign_keys=True)
+        # Bumped by every write: serve is the only writer of its state database, so this
+        # tells evaluation when to recompile without a query per request.
+        self._generation = 0
 
     # --- flags --------------------------------------------------------------------------
 
@@ -111,6 +114,7 @@ class FlagStore(StateDb):
                 "DELETE FROM flag_revisions WHERE flag = ? AND number <= ?",
                 (name, number - REVISIONS_KEPT),
             )
+            self._generation += 1
             action = "created" if row is None else "updated"
             message = f"revision {number} {'created' if row is None else 'applied'}"
             self._event(db, name, now, reason or "Applied", message, number)
@@ -129,10 +133,9 @@ class FlagStore(StateDb):
         )
         return [_flag(row) for row in rows]
 
-    def version(self) -> tuple[int, float]:
-        """Changes whenever any flag's spec or status does (cheap: one aggregate row)."""
-        rows = self._read("SELECT COUNT(*), COALESCE(MAX(updated_at), 0) FROM flags")
-        return int(rows[0][0]), float(rows[0][1])
+    def version(self) -> int:
+        """Changes whenever this store changed a flag's spec or status."""
+        return self._generation
 
     def put_status(
         self, name: str, status: JSON, *, now: float, events: Sequence[tuple[str, str]] = ()
@@ -148,11 +151,13 @@ class FlagStore(StateDb):
             )
             for reason, message in events:
                 self._event(db, name, now, reason, message, int(row[0]))
+            self._generation += 1
 
     def delete(self, name: str) -> bool:
         with self._write() as db:
             db.execute("DELETE FROM flag_events WHERE flag = ?", (name,))
             db.execute("DELETE FROM flag_revisions WHERE flag = ?", (name,))
+            self._generation += 1
             return db.execute("DELETE FROM flags WHERE name = ?", (name,)).rowcount > 0
 
     # --- revisions and events -------------------------------------------------------
