@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import traceback
+from dataclasses import dataclass
 from enum import StrEnum
 from types import ModuleType
 from typing import Annotated, Any
@@ -27,7 +28,7 @@ from rich.text import Text
 import changeover
 from changeover import errors, server_registry
 from changeover.cli import api_client as client_mod
-from changeover.cli import platform
+from changeover.cli.backend import Backend
 
 
 class ErrorMappingGroup(typer.core.TyperGroup):
@@ -145,11 +146,62 @@ NameArg = Annotated[
 ]
 
 
+class PlatformName(StrEnum):
+    LOCAL = "local"
+    KUBERNETES = "kubernetes"
+
+
+PlatformOpt = Annotated[
+    PlatformName,
+    typer.Option(
+        "--platform",
+        envvar="CHANGEOVER_PLATFORM",
+        help="local (the changeover server) or kubernetes (Rollout resources).",
+    ),
+]
+KubeconfigOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--kubeconfig",
+        help="Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster).",
+        show_default=False,
+    ),
+]
+NamespaceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--namespace",
+        "-n",
+        envvar="CHANGEOVER_NAMESPACE",
+        help="Kubernetes namespace (default: the kubeconfig context's).",
+        show_default=False,
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a rollout command acts: its ``--server``/``--token`` (the local server) and
+    ``--platform``/``--kubeconfig``/``--namespace`` (a cluster) options, as given."""
+
+    server: str | None
+    token: str | None
+    platform: PlatformName
+    kubeconfig: str | None
+    namespace: str | None
+
+    def backend(self) -> Backend:
+        """The one place the platform is chosen: the local server's API, or Rollout
+        resources in the cluster (imported only then: it pulls in the Kubernetes client)."""
+        if self.platform is PlatformName.KUBERNETES:
+            from changeover.cli import kube_backend
+
+            return kube_backend.KubeBackend(self.kubeconfig, self.namespace)
+        return client(self.server, self.token)
+
+
 def client(server: str | None, token: str | None) -> client_mod.Client:
-    # --platform kubernetes (see cli.kube_commands): Rollout resources instead of the local server.
-    kube = platform.kube_client()
-    if kube is not None:
-        return kube
+    """The local server's API client (the commands that exist only locally use it)."""
     target = server_registry.resolve(server=server, token=token)
     if target.note:
         err_line(target.note, style="yellow")

@@ -83,6 +83,9 @@ def apply(
     output: app_mod.OutputOpt = app_mod.Output.TABLE,
     server: app_mod.ServerOpt = None,
     token: app_mod.TokenOpt = None,
+    platform: app_mod.PlatformOpt = app_mod.PlatformName.LOCAL,
+    kubeconfig: app_mod.KubeconfigOpt = None,
+    namespace: app_mod.NamespaceOpt = None,
 ) -> None:
     """Create or update rollouts from spec files."""
     batches, warnings = _load(files)
@@ -92,7 +95,7 @@ def apply(
     # Files with AnalysisTemplates go first: the server checks that a rollout's templates
     # exist, whatever order the files were named in.
     batches.sort(key=lambda b: not any(d.get("kind") == "AnalysisTemplate" for d in b[1]))
-    with app_mod.client(server, token) as client:
+    with app_mod.Where(server, token, platform, kubeconfig, namespace).backend() as client:
         for source, documents in batches:
             results += client.apply(documents, source=source)
         if output is app_mod.Output.TABLE:
@@ -146,10 +149,8 @@ def _progress(output: app_mod.Output) -> Callable[[wait.Waiter, JSON], None]:
     return show
 
 
-def _run(
-    verb: str, name: str, server: str | None, token: str | None, body: JSON | None = None
-) -> None:
-    with app_mod.client(server, token) as client:
+def _run(verb: str, name: str, where: app_mod.Where, body: JSON | None = None) -> None:
+    with where.backend() as client:
         status = client.command(name, verb, body)
     shown = name if name.startswith("flag/") else f"rollout/{name}"
     app_mod.say(f"{shown} {_PAST[verb]}: {_describe(status)}")
@@ -173,41 +174,69 @@ def promote(
     ] = False,
     server: app_mod.ServerOpt = None,
     token: app_mod.TokenOpt = None,
+    platform: app_mod.PlatformOpt = app_mod.PlatformName.LOCAL,
+    kubeconfig: app_mod.KubeconfigOpt = None,
+    namespace: app_mod.NamespaceOpt = None,
 ) -> None:
     """Continue past the current pause (or with --full, finish the rollout now)."""
-    _run("promote", name, server, token, {"full": full})
+    _run(
+        "promote",
+        name,
+        app_mod.Where(server, token, platform, kubeconfig, namespace),
+        {"full": full},
+    )
 
 
 @app.command()
 def abort(
-    name: app_mod.NameArg, server: app_mod.ServerOpt = None, token: app_mod.TokenOpt = None
+    name: app_mod.NameArg,
+    server: app_mod.ServerOpt = None,
+    token: app_mod.TokenOpt = None,
+    platform: app_mod.PlatformOpt = app_mod.PlatformName.LOCAL,
+    kubeconfig: app_mod.KubeconfigOpt = None,
+    namespace: app_mod.NamespaceOpt = None,
 ) -> None:
     """Send all traffic back to stable and scale the new revision down."""
-    _run("abort", name, server, token)
+    _run("abort", name, app_mod.Where(server, token, platform, kubeconfig, namespace))
 
 
 @app.command()
 def retry(
-    name: app_mod.NameArg, server: app_mod.ServerOpt = None, token: app_mod.TokenOpt = None
+    name: app_mod.NameArg,
+    server: app_mod.ServerOpt = None,
+    token: app_mod.TokenOpt = None,
+    platform: app_mod.PlatformOpt = app_mod.PlatformName.LOCAL,
+    kubeconfig: app_mod.KubeconfigOpt = None,
+    namespace: app_mod.NamespaceOpt = None,
 ) -> None:
     """Start an aborted or degraded rollout again from its first step."""
-    _run("retry", name, server, token)
+    _run("retry", name, app_mod.Where(server, token, platform, kubeconfig, namespace))
 
 
 @app.command()
 def pause(
-    name: app_mod.NameArg, server: app_mod.ServerOpt = None, token: app_mod.TokenOpt = None
+    name: app_mod.NameArg,
+    server: app_mod.ServerOpt = None,
+    token: app_mod.TokenOpt = None,
+    platform: app_mod.PlatformOpt = app_mod.PlatformName.LOCAL,
+    kubeconfig: app_mod.KubeconfigOpt = None,
+    namespace: app_mod.NamespaceOpt = None,
 ) -> None:
     """Hold the rollout where it is until resume or promote."""
-    _run("pause", name, server, token)
+    _run("pause", name, app_mod.Where(server, token, platform, kubeconfig, namespace))
 
 
 @app.command()
 def resume(
-    name: app_mod.NameArg, server: app_mod.ServerOpt = None, token: app_mod.TokenOpt = None
+    name: app_mod.NameArg,
+    server: app_mod.ServerOpt = None,
+    token: app_mod.TokenOpt = None,
+    platform: app_mod.PlatformOpt = app_mod.PlatformName.LOCAL,
+    kubeconfig: app_mod.KubeconfigOpt = None,
+    namespace: app_mod.NamespaceOpt = None,
 ) -> None:
     """Continue a rollout paused by `changeover pause`."""
-    _run("resume", name, server, token)
+    _run("resume", name, app_mod.Where(server, token, platform, kubeconfig, namespace))
 
 
 @app.command()
@@ -223,16 +252,29 @@ def undo(
     ] = None,
     server: app_mod.ServerOpt = None,
     token: app_mod.TokenOpt = None,
+    platform: app_mod.PlatformOpt = app_mod.PlatformName.LOCAL,
+    kubeconfig: app_mod.KubeconfigOpt = None,
+    namespace: app_mod.NamespaceOpt = None,
 ) -> None:
     """Roll forward to an earlier revision's template (see `changeover history`)."""
-    _run("undo", name, server, token, {"toRevision": to_revision})
+    _run(
+        "undo",
+        name,
+        app_mod.Where(server, token, platform, kubeconfig, namespace),
+        {"toRevision": to_revision},
+    )
 
 
 @app.command()
 def delete(
-    name: app_mod.NameArg, server: app_mod.ServerOpt = None, token: app_mod.TokenOpt = None
+    name: app_mod.NameArg,
+    server: app_mod.ServerOpt = None,
+    token: app_mod.TokenOpt = None,
+    platform: app_mod.PlatformOpt = app_mod.PlatformName.LOCAL,
+    kubeconfig: app_mod.KubeconfigOpt = None,
+    namespace: app_mod.NamespaceOpt = None,
 ) -> None:
     """Stop every replica of a rollout and forget it."""
-    with app_mod.client(server, token) as client:
+    with app_mod.Where(server, token, platform, kubeconfig, namespace).backend() as client:
         client.delete(name)
     app_mod.say(f"{name if name.startswith('flag/') else f'rollout/{name}'} deleted")

@@ -1,11 +1,10 @@
 """Kubernetes on the command line: ``install-crds``, ``manifests``, ``import``, and the
-``--platform kubernetes`` / ``--kubeconfig`` / ``--namespace`` options.
+operator that ``serve --platform kubernetes`` runs (``serve_operator``).
 
-The options are added to the existing commands (apply, get, status, history, promote,
-abort, retry, pause, resume, undo, delete, serve) by wrapping their callbacks, so the
-command modules stay platform-blind: with ``--platform kubernetes`` a command runs with
-``cli.platform.TARGET`` set and ``cli.app.client`` hands it a ``KubeCliClient``; ``serve``
-runs the operator instead of the local server. Output and exit codes are the local ones.
+The rollout commands (apply, get, status, history, promote, abort, retry, pause, resume,
+undo, delete) take ``--platform kubernetes`` / ``--kubeconfig`` / ``--namespace`` like any
+other option; ``cli.app.Where.backend`` then hands them a ``kube_backend.KubeBackend``
+instead of the local server's client. Output and exit codes are the local ones.
 
     changeover install-crds [--operator] [--kubeconfig F]
     changeover manifests [--crds-only] [--image IMG] [--namespace NS] > changeover.yaml
@@ -17,196 +16,17 @@ runs the operator instead of the local server. Output and exit codes are the loc
 from __future__ import annotations
 
 import asyncio
-import functools
-import inspect
 import json
 import sys
-from collections.abc import Callable
-from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 import changeover
 from changeover import errors
 from changeover.cli import app as app_mod
-from changeover.cli import platform
 
 app = app_mod.app
-
-
-class PlatformName(StrEnum):
-    LOCAL = "local"
-    KUBERNETES = "kubernetes"
-
-
-KubeconfigOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--kubeconfig",
-        help="Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster).",
-        show_default=False,
-    ),
-]
-NamespaceOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--namespace",
-        "-n",
-        envvar="CHANGEOVER_NAMESPACE",
-        help="Kubernetes namespace (default: the kubeconfig context's).",
-        show_default=False,
-    ),
-]
-
-_PLATFORM_PARAMS = [
-    inspect.Parameter(
-        "platform_",
-        inspect.Parameter.KEYWORD_ONLY,
-        default=PlatformName.LOCAL,
-        annotation=Annotated[
-            PlatformName,
-            typer.Option(
-                "--platform",
-                envvar="CHANGEOVER_PLATFORM",
-                help="local (the changeover server) or kubernetes (Rollout resources).",
-            ),
-        ],
-    ),
-    inspect.Parameter(
-        "kubeconfig", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=KubeconfigOpt
-    ),
-    inspect.Parameter(
-        "namespace", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=NamespaceOpt
-    ),
-]
-_SERVE_PARAMS = [
-    inspect.Parameter(
-        "all_namespaces",
-        inspect.Parameter.KEYWORD_ONLY,
-        default=False,
-        annotation=Annotated[
-            bool,
-            typer.Option(
-                "--all-namespaces",
-                "-A",
-                help="Kubernetes: watch Rollouts in every namespace "
-                "(the default unless --namespace is given).",
-            ),
-        ],
-    ),
-    inspect.Parameter(
-        "lease_namespace",
-        inspect.Parameter.KEYWORD_ONLY,
-        default=None,
-        annotation=Annotated[
-            str | None,
-            typer.Option(
-                "--lease-namespace",
-                help="Kubernetes: namespace of the leader-election Lease.",
-                show_default=False,
-            ),
-        ],
-    ),
-    inspect.Parameter(
-        "workers",
-        inspect.Parameter.KEYWORD_ONLY,
-        default=64,
-        annotation=Annotated[
-            int, typer.Option("--workers", min=1, help="Kubernetes: concurrent reconciles.")
-        ],
-    ),
-]
-_SERVE_PARAMS.append(
-    inspect.Parameter(
-        "metrics_bind",
-        inspect.Parameter.KEYWORD_ONLY,
-        default="127.0.0.1:8090",
-        annotation=Annotated[
-            str,
-            typer.Option(
-                "--metrics-bind",
-                help="Kubernetes: HOST:PORT of the operator's /healthz, /readyz and /metrics "
-                "('off': none).",
-            ),
-        ],
-    )
-)
-_SERVE_PARAMS.append(
-    inspect.Parameter(
-        "argo_rollouts",
-        inspect.Parameter.KEYWORD_ONLY,
-        default=False,
-        annotation=Annotated[
-            bool,
-            typer.Option(
-                "--argo-rollouts",
-                help="Kubernetes: also run Argo Rollouts' own Rollout resources "
-                "(argoproj.io/v1alpha1), converted as `changeover import` does.",
-            ),
-        ],
-    )
-)
-_WRAPPED = (
-    "apply",
-    "get",
-    "status",
-    "history",
-    "promote",
-    "abort",
-    "retry",
-    "pause",
-    "resume",
-    "undo",
-    "delete",
-)
-
-
-def _with_platform(callback: Callable[..., Any], *, serve: bool) -> Callable[..., Any]:
-    sig = inspect.signature(callback, eval_str=True)
-    extra = _PLATFORM_PARAMS + (_SERVE_PARAMS if serve else [])
-
-    @functools.wraps(callback)
-    def wrapper(**kwargs: Any) -> Any:
-        chosen = kwargs.pop("platform_")
-        kubeconfig, namespace = kwargs.pop("kubeconfig"), kwargs.pop("namespace")
-        if serve:
-            every = kwargs.pop("all_namespaces")
-            lease_ns, workers = kwargs.pop("lease_namespace"), kwargs.pop("workers")
-            argo = kwargs.pop("argo_rollouts")
-            bind = kwargs.pop("metrics_bind")
-            if chosen is PlatformName.KUBERNETES:
-                _serve_operator(
-                    kubeconfig,
-                    None if every or not namespace else namespace,
-                    lease_ns,
-                    workers,
-                    argo=argo,
-                    metrics_bind=parse_bind(bind),
-                )
-                return None
-        if chosen is PlatformName.LOCAL:
-            return callback(**kwargs)
-        token = platform.TARGET.set(platform.KubeTarget(kubeconfig, namespace))
-        try:
-            return callback(**kwargs)
-        finally:
-            platform.TARGET.reset(token)
-
-    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in sig.parameters.values()]
-    wrapper.__signature__ = sig.replace(parameters=[*params, *extra])  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in [*params, *extra]}
-    return wrapper
-
-
-def register_platform_options() -> None:
-    for info in app.registered_commands:
-        name = info.name or (info.callback.__name__ if info.callback else "")
-        if info.callback is None or getattr(info.callback, "_platform_wrapped", False):
-            continue
-        if name in _WRAPPED or name == "serve":
-            info.callback = _with_platform(info.callback, serve=name == "serve")
-            info.callback._platform_wrapped = True  # type: ignore[attr-defined]
 
 
 def parse_bind(value: str) -> tuple[str, int] | None:
@@ -226,7 +46,7 @@ def parse_bind(value: str) -> tuple[str, int] | None:
     return host, int(port)
 
 
-def _serve_operator(
+def serve_operator(
     kubeconfig: str | None,
     namespace: str | None,
     lease_namespace: str | None,
@@ -284,7 +104,7 @@ def manifests(
 
 @app.command("install-crds")
 def install_crds(
-    kubeconfig: KubeconfigOpt = None,
+    kubeconfig: app_mod.KubeconfigOpt = None,
     operator: Annotated[
         bool, typer.Option("--operator", help="Also install RBAC and the operator Deployment.")
     ] = False,

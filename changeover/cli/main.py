@@ -32,9 +32,6 @@ COMMAND_MODULES = (
 )
 for _module in COMMAND_MODULES:
     importlib.import_module(f"changeover.cli.{_module}")
-# After every command is registered: --platform/--kubeconfig/--namespace on the ones that
-# act on rollouts (and serve).
-importlib.import_module("changeover.cli.kube_commands").register_platform_options()
 
 
 def run() -> None:

@@ -17,8 +17,9 @@ from rich.live import Live
 from rich.text import Text
 
 from changeover import errors
-from changeover.cli import api_client, render, render_flag, wait
 from changeover.cli import app as app_mod
+from changeover.cli import render, render_flag, wait
+from changeover.cli.backend import Backend
 
 app = app_mod.app
 JSON = dict[str, Any]
@@ -26,7 +27,7 @@ REFRESH_SECONDS = 0.25
 EVENTS_SHOWN = 8
 
 
-def _snapshot(client: api_client.Client, name: str | None) -> tuple[RenderableType, JSON | None]:
+def _snapshot(client: Backend, name: str | None) -> tuple[RenderableType, JSON | None]:
     """The view, and the status behind it when it is about one rollout."""
     if name is None:
         return render.rollouts_table(client.list_rollouts()), None
@@ -57,13 +58,16 @@ def get(
     output: app_mod.OutputOpt = app_mod.Output.TABLE,
     server: app_mod.ServerOpt = None,
     token: app_mod.TokenOpt = None,
+    platform: app_mod.PlatformOpt = app_mod.PlatformName.LOCAL,
+    kubeconfig: app_mod.KubeconfigOpt = None,
+    namespace: app_mod.NamespaceOpt = None,
 ) -> None:
     """Show rollouts: phase, step, traffic per revision, replicas, recent events."""
     if until_done and (name is None or not watch):
         raise errors.SpecError.single(
             file="", path="--until-done", message="needs --watch and a rollout NAME"
         )
-    with app_mod.client(server, token) as client:
+    with app_mod.Where(server, token, platform, kubeconfig, namespace).backend() as client:
         if output is app_mod.Output.JSON:
             if name is None:
                 app_mod.print_json(client.list_rollouts())
@@ -80,7 +84,7 @@ def get(
     raise typer.Exit(code)
 
 
-def _watch(client: api_client.Client, name: str | None, *, until_done: bool) -> int:
+def _watch(client: Backend, name: str | None, *, until_done: bool) -> int:
     console = app_mod.out()
     try:
         with Live(console=console, refresh_per_second=4, transient=False) as live:
@@ -105,9 +109,12 @@ def status(
     output: app_mod.OutputOpt = app_mod.Output.TABLE,
     server: app_mod.ServerOpt = None,
     token: app_mod.TokenOpt = None,
+    platform: app_mod.PlatformOpt = app_mod.PlatformName.LOCAL,
+    kubeconfig: app_mod.KubeconfigOpt = None,
+    namespace: app_mod.NamespaceOpt = None,
 ) -> None:
     """One rollout's status (the JSON contract with -o json)."""
-    with app_mod.client(server, token) as client:
+    with app_mod.Where(server, token, platform, kubeconfig, namespace).backend() as client:
         doc = client.status(name)
     if output is app_mod.Output.JSON:
         app_mod.print_json(doc)
@@ -123,9 +130,12 @@ def history(
     output: app_mod.OutputOpt = app_mod.Output.TABLE,
     server: app_mod.ServerOpt = None,
     token: app_mod.TokenOpt = None,
+    platform: app_mod.PlatformOpt = app_mod.PlatformName.LOCAL,
+    kubeconfig: app_mod.KubeconfigOpt = None,
+    namespace: app_mod.NamespaceOpt = None,
 ) -> None:
     """Kept revisions of a rollout, oldest first (what `undo --to-revision` can go to)."""
-    with app_mod.client(server, token) as client:
+    with app_mod.Where(server, token, platform, kubeconfig, namespace).backend() as client:
         revisions = client.history(name)
     if output is app_mod.Output.JSON:
         app_mod.print_json(revisions)

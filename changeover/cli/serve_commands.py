@@ -53,10 +53,61 @@ def serve(
             "replica too (as `changeover down` does). Without it they keep serving.",
         ),
     ] = False,
+    platform: app_mod.PlatformOpt = app_mod.PlatformName.LOCAL,
+    kubeconfig: app_mod.KubeconfigOpt = None,
+    namespace: app_mod.NamespaceOpt = None,
+    all_namespaces: Annotated[
+        bool,
+        typer.Option(
+            "--all-namespaces",
+            "-A",
+            help="Kubernetes: watch Rollouts in every namespace "
+            "(the default unless --namespace is given).",
+        ),
+    ] = False,
+    lease_namespace: Annotated[
+        str | None,
+        typer.Option(
+            "--lease-namespace",
+            help="Kubernetes: namespace of the leader-election Lease.",
+            show_default=False,
+        ),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Kubernetes: concurrent reconciles.")
+    ] = 64,
+    metrics_bind: Annotated[
+        str,
+        typer.Option(
+            "--metrics-bind",
+            help="Kubernetes: HOST:PORT of the operator's /healthz, /readyz and /metrics "
+            "('off': none).",
+        ),
+    ] = "127.0.0.1:8090",
+    argo_rollouts: Annotated[
+        bool,
+        typer.Option(
+            "--argo-rollouts",
+            help="Kubernetes: also run Argo Rollouts' own Rollout resources "
+            "(argoproj.io/v1alpha1), converted as `changeover import` does.",
+        ),
+    ] = False,
 ) -> None:
     """Run the controller and the HTTP API until Ctrl-C. Routers and replicas run in
     processes of their own: they keep serving while serve is stopped or restarted, and
     the next serve on the same state dir adopts them (`changeover down` stops them)."""
+    if platform is app_mod.PlatformName.KUBERNETES:
+        from changeover.cli import kube_commands
+
+        kube_commands.serve_operator(
+            kubeconfig,
+            None if all_namespaces or not namespace else namespace,
+            lease_namespace,
+            workers,
+            argo=argo_rollouts,
+            metrics_bind=kube_commands.parse_bind(metrics_bind),
+        )
+        return
     host, port = server_registry.parse_listen(listen)
     directory = (state_dir or server_registry.default_state_dir()).expanduser().resolve()
     token, token_file = server_registry.ensure_token(directory)

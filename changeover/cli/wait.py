@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from changeover import errors
-from changeover.cli import api_client as client_mod
+from changeover.cli.backend import Backend
 
 JSON = dict[str, Any]
 TERMINAL = ("Healthy", "Aborted", "Degraded")
@@ -54,7 +54,7 @@ class Waiter:
 
 
 def wait_all(
-    client: client_mod.Client,
+    client: Backend,
     waiters: list[Waiter],
     *,
     timeout: float,

@@ -1,18 +1,17 @@
-"""``KubeCliClient``: the CLI's ``Client`` for a Kubernetes cluster.
+"""``KubeBackend``: the rollout commands' ``Backend`` on a Kubernetes cluster.
 
-It has the local ``Client``'s methods (and is one, so every command and ``cli.wait`` take
-it unchanged) and carries them out on Rollout resources through ``operator.service``, on
-one event loop kept for the command's duration (one connection, not one per call).
-Exit codes stay those of the local platform: the same ``errors`` tree comes back.
+It carries the commands out on Rollout resources through ``operator.service``, on one event
+loop kept for the command's duration (one connection, not one per call). Exit codes stay
+those of the local platform: the same ``errors`` tree comes back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
-from changeover.cli import api_client as client_mod
+from changeover import errors
 from changeover.kube import client as kube
 from changeover.operator.service import KubeService
 
@@ -20,8 +19,10 @@ JSON = dict[str, Any]
 T = TypeVar("T")
 
 
-class KubeCliClient(client_mod.Client):
-    # Deliberately not calling Client.__init__: there is no HTTP server to talk to.
+class KubeBackend:
+    """A ``cli.backend.Backend``: connects to the cluster when built; ``close`` (or the
+    ``with`` block's end) closes the connection."""
+
     def __init__(self, kubeconfig: str | None, namespace: str | None) -> None:
         self._runner = asyncio.Runner()
         # The kubeconfig context: the kubectl plugin's --context (kubectl_plugin).
@@ -41,12 +42,21 @@ class KubeCliClient(client_mod.Client):
         finally:
             self._runner.close()
 
-    def healthz(self) -> JSON:
-        return {"ok": True, "server": self.url}
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def list_rollouts(self) -> list[JSON]:
         result: list[JSON] = self._do(self._svc.list_rollouts())
         return result
+
+    def list_flags(self) -> list[JSON]:
+        raise errors.PermanentBackendError(
+            "flags are served by the local server: `changeover get flags` without "
+            "--platform kubernetes"
+        )
 
     def status(self, name: str) -> JSON:
         result: JSON = self._do(self._svc.status(name))
@@ -59,13 +69,6 @@ class KubeCliClient(client_mod.Client):
     def history(self, name: str) -> list[JSON]:
         result: list[JSON] = self._do(self._svc.history(name))
         return result
-
-    def spec(self, name: str) -> JSON:
-        result: JSON = self._do(self._svc.spec(name))
-        return result
-
-    def metrics(self) -> str:
-        return ""
 
     def apply(self, documents: list[JSON], *, source: str) -> list[JSON]:
         result: list[JSON] = self._do(self._svc.apply(documents, source=source))
