@@ -142,18 +142,36 @@ export class TrafficCharts {
   }
 }
 
-// One analysis metric: its numeric measurements against the threshold(s) of its conditions.
+// One analysis metric: its measurements against the threshold(s) of its conditions. A
+// measurement that is a number is one series; one that is an object ({p99, errorRate})
+// gives a series per numeric field. False when nothing numeric was measured.
 export function measurementChart(box, metric) {
-  const points = metric.measurements.filter((m) => typeof m.value === "number");
+  const points = metric.measurements.filter((m) => numericFields(m.value).length > 0);
   if (points.length === 0) return false;
   const times = points.map((m) => m.finishedAt);
-  const limits = Object.entries(metric.thresholds || {});
-  const series = [{}, { label: metric.name, stroke: "#2563eb", width: 2, points: { show: true } }];
-  const data = [times, points.map((m) => m.value)];
-  for (const [which, t] of limits) {
+  const fields = [...new Set(points.flatMap((m) => numericFields(m.value).map(([k]) => k)))];
+  const series = [{}];
+  const data = [times];
+  fields.forEach((field, i) => {
+    series.push({ label: field === "" ? metric.name : field, stroke: COLORS[i % COLORS.length], width: 2, points: { show: true } });
+    data.push(points.map((m) => Object.fromEntries(numericFields(m.value))[field] ?? null));
+  });
+  for (const [which, t] of Object.entries(metric.thresholds || {})) {
     series.push({ label: `${which} ${t.operator} ${t.value}`, stroke: which === "failure" ? "#dc2626" : "#1f9d55", dash: [6, 4], width: 1.5 });
     data.push(times.map(() => t.value));
   }
-  new uPlot({ width: 420, height: 140, series, legend: { live: false } }, data, box);
+  const plot = new uPlot({ width: 420, height: 140, series, legend: { live: false } }, data, box);
+  plot.root.dataset.series = JSON.stringify(series.slice(1).map((s) => s.label));
   return true;
+}
+
+// [[field, number], ...] of a measured value: [["", v]] for a number, its numeric fields
+// for an object, the first element of a one-element list (a Prometheus vector).
+function numericFields(value) {
+  if (typeof value === "number" && Number.isFinite(value)) return [["", value]];
+  if (Array.isArray(value)) return value.length === 1 ? numericFields(value[0]) : [];
+  if (value && typeof value === "object") {
+    return Object.entries(value).filter(([, v]) => typeof v === "number" && Number.isFinite(v));
+  }
+  return [];
 }

@@ -5,7 +5,8 @@ of them with 5xx, every response taking 0.2 s to its head and, for revision 2 (a
 service streaming tokens), 0.2 s to its first token. The page must chart the request
 rate, the error share, p99 latency and TTFB as a PromQL rate()/histogram_quantile() over
 those buckets would, and show the time-to-first-token chart only because a revision
-streamed.
+streamed. Analysis measurements are charted: numbers against the condition's threshold,
+objects ({p99, errorRate}) as one series per numeric field.
 """
 
 from __future__ import annotations
@@ -45,6 +46,45 @@ class TrafficService(FakeService):
         self._get(name)
         ticks = int((time.monotonic() - self.started) * 10)  # 2 requests every 0.1 s
         return {"revisions": {"1": _revision(ticks, errors=0), "2": _revision(ticks, errors=1)}}
+
+    def analysis(self, name: str) -> list[dict[str, Any]]:
+        self._get(name)
+        return [RUN]
+
+
+def _measured(*values: Any) -> list[dict[str, Any]]:
+    return [
+        {"phase": "Successful", "value": v, "message": "", "finishedAt": 1_700_000_000.0 + i}
+        for i, v in enumerate(values)
+    ]
+
+
+# One run: a metric measuring a number against a threshold, one measuring an object.
+RUN = {
+    "id": "chat-2-1-step",
+    "kind": "step",
+    "revision": 2,
+    "phase": "Running",
+    "message": "",
+    "startedAt": 1_700_000_000.0,
+    "finishedAt": None,
+    "metrics": [
+        {
+            "name": "errors",
+            "successCondition": "result <= 0.05",
+            "thresholds": {"success": {"operator": "<=", "value": 0.05}},
+            "phase": "Running",
+            "measurements": _measured(0.01, [0.02]),
+        },
+        {
+            "name": "latency",
+            "successCondition": "result.p99 < 0.5 && result.errorRate < 0.2",
+            "thresholds": {},
+            "phase": "Running",
+            "measurements": _measured({"p99": 0.3, "errorRate": 0.01, "note": "x"}),
+        },
+    ],
+}
 
 
 def _revision(ticks: int, *, errors: int) -> dict[str, Any]:
@@ -104,6 +144,11 @@ def test_charts_show_rates_error_share_and_percentiles(api_url: str, tmp_path: P
                     timeout=30_000,
                 )
                 last[key] = json.loads(chart.get_attribute("data-last") or "{}")
+            drawn = {}
+            for metric in ("errors", "latency"):
+                chart = page.locator(f'[data-measurements="{metric}"] .uplot')
+                chart.wait_for()
+                drawn[metric] = json.loads(chart.get_attribute("data-series") or "[]")
         finally:
             browser.close()
     # One event a second: about 20 requests a second each (the server's clock, not ours).
@@ -113,4 +158,6 @@ def test_charts_show_rates_error_share_and_percentiles(api_url: str, tmp_path: P
     for key, label in (("latency", "p99 v1"), ("ttfb", "p99 v2"), ("ttft", "p99 v2")):
         assert abs(last[key][label] - P99) < 1e-9, (key, last[key])
     assert last["ttft"]["p99 v1"] is None  # revision 1 never streamed
+    # Numbers (and a one-element vector) against the threshold; an object's numeric fields.
+    assert drawn == {"errors": ["errors", "success <= 0.05"], "latency": ["p99", "errorRate"]}
     assert errors == []
