@@ -43,6 +43,15 @@ def problem(pattern: str) -> str | None:
     return None
 
 
+def checked(pattern: str | None) -> str | None:
+    """``pattern`` itself, or ValueError with ``problem``'s text (a pydantic validator)."""
+    if pattern is not None:
+        why = problem(pattern)
+        if why is not None:
+            raise ValueError(why)
+    return pattern
+
+
 def full_matcher(pattern: str) -> Callable[[bytes], bool]:
     """A function telling whether a whole value matches ``pattern`` (raises ValueError
     with ``problem``'s text when RE2 cannot take it)."""

@@ -226,11 +226,7 @@ class StringMatch(Model):
     def _linear_time(cls, pattern: str | None) -> str | None:
         # Matched against client-controlled values on every request: RE2 only (linear
         # time), on every router, so a spec means the same wherever it runs.
-        if pattern is not None:
-            why = regex.problem(pattern)
-            if why is not None:
-                raise ValueError(why)
-        return pattern
+        return regex.checked(pattern)
 
 
 class RouteMatch(Model):
