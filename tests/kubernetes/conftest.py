@@ -1,9 +1,13 @@
 """Fixtures for tests against a real kube-apiserver (the shared k8s testbed).
 
 ``cluster`` (session): the testbed built and running, the CRDs (ours and the third-party
-ones the routers need) installed. ``kube`` (per test): a client and a fresh namespace,
-deleted afterwards. ``operator``: an ``Operator`` watching that namespace, in the test's
-event loop. Nothing here sends traffic to pod or Service IPs: the tests read objects.
+ones the routers need) installed, and the operator's ServiceAccount, ClusterRole and binding
+from the install manifests. Every operator the tests start (``helper_operator``,
+``operator_kubeconfig()``) works as that ServiceAccount through a second API server that
+enforces RBAC (``k8s_rbac``), so a verb missing from the ClusterRole fails the tests.
+``kube`` (per test): a client and a fresh namespace, deleted afterwards. ``operator``: an
+``Operator`` watching that namespace, in the test's event loop. Nothing here sends traffic
+to pod or Service IPs: the tests read objects.
 """
 
 from __future__ import annotations
@@ -13,15 +17,17 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import k8s_testbed as testbed
 import k8s_thirdparty as thirdparty
 import pytest
 from k8s_helpers import Kube
+from k8s_rbac import RbacServer, rbac_apiserver
 
 from changeover.kube import client as kube
 from changeover.operator.runtime import Operator
-from changeover.platforms.kubernetes import crds
+from changeover.platforms.kubernetes import crds, manifests
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -60,16 +66,45 @@ async def _install_crds() -> None:
                 break
             await asyncio.sleep(0.2)
         # The default ServiceAccount appears a moment after a namespace; Jobs need it.
+        for doc in manifests.operator_documents(namespace=OPERATOR_NAMESPACE):
+            if doc["kind"] in _RBAC_KINDS:
+                await client.apply_object(
+                    _RBAC_KINDS[doc["kind"]], doc, namespace=doc["metadata"].get("namespace")
+                )
+
+
+OPERATOR_NAMESPACE = "changeover-system"
+_RBAC_KINDS = {
+    "Namespace": kube.NAMESPACES,
+    "ServiceAccount": kube.Resource("v1", "serviceaccounts", "ServiceAccount"),
+    "ClusterRole": kube.Resource(
+        "rbac.authorization.k8s.io/v1", "clusterroles", "ClusterRole", namespaced=False
+    ),
+    "ClusterRoleBinding": kube.Resource(
+        "rbac.authorization.k8s.io/v1", "clusterrolebindings", "ClusterRoleBinding", False
+    ),
+}
+_RBAC: list[RbacServer] = []
+
+
+def operator_kubeconfig() -> Path:
+    """The kubeconfig of the operator's ServiceAccount on the RBAC-enforcing API server."""
+    assert _RBAC, "the cluster fixture starts the RBAC API server"
+    return _RBAC[0].operator_kubeconfig
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[testbed.Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[testbed.Cluster]:
     testbed.ensure_built()
     c = testbed.Cluster()
     c.start()
     try:
         asyncio.run(_install_crds())
-        yield c
+        workdir = tmp_path_factory.mktemp("rbac")
+        with rbac_apiserver(workdir, operator_namespace=OPERATOR_NAMESPACE) as server:
+            _RBAC.append(server)
+            yield c
+            _RBAC.clear()
     finally:
         c.stop()
 
@@ -100,8 +135,9 @@ async def operator(kube_: Kube) -> AsyncIterator[Operator]:
 async def helper_operator(
     k: Kube, *, identity: str | None = None, wait_ready: bool = True, argo_rollouts: bool = False
 ) -> AsyncIterator[Operator]:
-    """An operator for ``k``'s namespace (its Lease in that namespace, 3 s long)."""
-    client = await kube.KubeClient.connect(kubeconfig_path=testbed.kubeconfig())
+    """An operator for ``k``'s namespace (its Lease in that namespace, 3 s long), as the
+    operator's ServiceAccount under its ClusterRole."""
+    client = await kube.KubeClient.connect(kubeconfig_path=operator_kubeconfig())
     op = Operator(
         client,
         namespace=k.namespace,

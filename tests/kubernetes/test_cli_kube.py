@@ -11,6 +11,7 @@ from pathlib import Path
 
 import k8s_testbed as testbed
 import pytest
+from conftest import operator_kubeconfig
 from typer.testing import CliRunner
 
 from changeover.cli.main import app
@@ -52,13 +53,15 @@ class Background:
             kube.NAMESPACES,
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}},
         )
-        self.op = Operator(self.client, namespace=self.namespace, leader_election=False)
+        self.op_client = await kube.KubeClient.connect(kubeconfig_path=operator_kubeconfig())
+        self.op = Operator(self.op_client, namespace=self.namespace, leader_election=False)
         self.task = asyncio.create_task(self.op.run())
         await asyncio.wait_for(self.op.ready.wait(), 30)
 
     async def _stop(self) -> None:
         self.task.cancel()
         await asyncio.gather(self.task, return_exceptions=True)
+        await self.op_client.close()
         await self.client.delete(kube.NAMESPACES, self.namespace)
         await self.client.close()
 

@@ -1,12 +1,12 @@
 """Installing changeover as a cluster user does: ``kubectl apply -k`` of the kustomize
 base, then the operator working under the ServiceAccount and ClusterRole it installed,
-on an API server that enforces RBAC, both as a process of this checkout and from inside
-the image ``make image`` built (its own files, user and entrypoint)."""
+on an API server that enforces RBAC (conftest: every operator of these tests runs so),
+both in this process and from inside the image ``make image`` built (its own files, user
+and entrypoint)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import json
 import os
@@ -14,19 +14,18 @@ import shutil
 import socket
 import subprocess
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import image_rootfs
 import k8s_testbed as testbed
 import pytest
+from conftest import helper_operator, operator_kubeconfig
 from k8s_helpers import Kube, eventually, healthy_on, rollout
-from k8s_rbac import RbacServer, rbac_apiserver
 
 from changeover import __version__, errors
 from changeover.kube import client as kube
-from changeover.operator.runtime import Operator
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = REPO / "deploy" / "kubernetes" / "base"
@@ -42,9 +41,9 @@ def kubectl(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def installed(cluster: testbed.Cluster) -> Iterator[None]:
-    """The base applied for real (one test session at a time: it is cluster-wide), and
-    its namespace, ClusterRole and ClusterRoleBinding removed afterwards (not the CRDs,
-    which every other test uses)."""
+    """The base applied for real (one test session at a time: it is cluster-wide). The
+    operator Deployment and its Service go afterwards; the namespace, ServiceAccount and
+    ClusterRole stay (the session's operators run as them), and so do the CRDs."""
     with open(testbed.testbed_dir() / "install-test.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         out = kubectl("apply", "-k", str(BASE))
@@ -52,14 +51,19 @@ def installed(cluster: testbed.Cluster) -> Iterator[None]:
         try:
             yield
         finally:
-            kubectl("delete", "namespace", NAMESPACE, "--wait=false")
-            kubectl("delete", "clusterrolebinding,clusterrole", "changeover-operator")
+            kubectl(
+                "delete",
+                "-n",
+                NAMESPACE,
+                "deployment,service",
+                "-l",
+                "app.kubernetes.io/part-of=changeover",
+            )
 
 
-@pytest.fixture(scope="module")
-def rbac(installed: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RbacServer]:
-    with rbac_apiserver(tmp_path_factory.mktemp("rbac"), operator_namespace=NAMESPACE) as s:
-        yield s
+@pytest.fixture
+def operator_config(installed: None) -> Path:
+    return operator_kubeconfig()
 
 
 def test_apply_k_creates_every_object(installed: None) -> None:
@@ -84,8 +88,8 @@ async def _client(path: Path) -> kube.KubeClient:
     return await kube.KubeClient.connect(kubeconfig_path=str(path))
 
 
-async def test_service_account_is_held_to_its_cluster_role(rbac: RbacServer) -> None:
-    client = await _client(rbac.operator_kubeconfig)
+async def test_service_account_is_held_to_its_cluster_role(operator_config: Path) -> None:
+    client = await _client(operator_config)
     try:
         await client.list(kube.ROLLOUTS, namespace="default")  # granted
         with pytest.raises(errors.PermanentBackendError, match="forbidden"):
@@ -107,23 +111,8 @@ async def _canary_end_state(k: Kube, name: str) -> tuple[dict[str, object], obje
     return {"weights": status["weightsText"], "step": status.get("currentStepIndex")}, counts
 
 
-@contextlib.asynccontextmanager
-async def _operator_as_service_account(k: Kube, rbac: RbacServer) -> AsyncIterator[Operator]:
-    client = await _client(rbac.operator_kubeconfig)
-    op = Operator(client, namespace=k.namespace, lease_seconds=3.0)
-    task = asyncio.create_task(op.run())
-    try:
-        await asyncio.wait_for(op.ready.wait(), 60)
-        yield op
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-        await client.close()
-
-
-async def test_operator_reconciles_under_its_rbac(kube_: Kube, rbac: RbacServer) -> None:
-    async with _operator_as_service_account(kube_, rbac) as op:
+async def test_operator_reconciles_under_its_rbac(kube_: Kube, operator_config: Path) -> None:
+    async with helper_operator(kube_) as op:  # as the ServiceAccount (conftest)
         state, counts = await _canary_end_state(kube_, "web")
     assert op.stats.errors == 0
     assert state["weights"] == "2:100"
@@ -180,14 +169,14 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> image_rootfs.Image:
 
 
 async def test_operator_from_the_image_reaches_the_same_end_state(
-    kube_: Kube, rbac: RbacServer, image: image_rootfs.Image, tmp_path: Path
+    kube_: Kube, operator_config: Path, image: image_rootfs.Image, tmp_path: Path
 ) -> None:
     """The image's entrypoint as the Deployment runs it (as its user, on the host network),
     under the ServiceAccount's RBAC: the same canary ends where the process's did, and its
     /healthz, /readyz and /metrics answer."""
     home = image.rootfs / "home" / "changeover"
     config = home / "kubeconfig"
-    shutil.copy(rbac.operator_kubeconfig, config)
+    shutil.copy(operator_config, config)
     ca = home / "ca.crt"
     shutil.copy(testbed.testbed_dir() / "run" / "pki" / "ca.crt", ca)
     text = config.read_text().replace(str(testbed.testbed_dir() / "run/pki/ca.crt"), str(ca))
