@@ -178,17 +178,29 @@ NamespaceOpt = Annotated[
     ),
 ]
 
+ContextOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--context",
+        envvar="CHANGEOVER_KUBE_CONTEXT",
+        help="Kubeconfig context (default: the kubeconfig's current context).",
+        show_default=False,
+    ),
+]
+
 
 @dataclass(frozen=True)
 class Where:
     """Where a rollout command acts: its ``--server``/``--token`` (the local server) and
-    ``--platform``/``--kubeconfig``/``--namespace`` (a cluster) options, as given."""
+    ``--platform``/``--kubeconfig``/``--namespace``/``--context`` (a cluster) options, as
+    given."""
 
     server: str | None
     token: str | None
     platform: PlatformName
     kubeconfig: str | None
     namespace: str | None
+    context: str | None = None
 
     def backend(self) -> Backend:
         """The one place the platform is chosen: the local server's API, or Rollout
@@ -196,7 +208,7 @@ class Where:
         if self.platform is PlatformName.KUBERNETES:
             from changeover.cli import kube_backend
 
-            return kube_backend.KubeBackend(self.kubeconfig, self.namespace)
+            return kube_backend.KubeBackend(self.kubeconfig, self.namespace, context=self.context)
         return client(self.server, self.token)
 
 

@@ -86,6 +86,7 @@ def apply(
     platform: app_mod.PlatformOpt = app_mod.PlatformName.LOCAL,
     kubeconfig: app_mod.KubeconfigOpt = None,
     namespace: app_mod.NamespaceOpt = None,
+    context: app_mod.ContextOpt = None,
 ) -> None:
     """Create or update rollouts from spec files."""
     batches, warnings = _load(files)
@@ -95,7 +96,7 @@ def apply(
     # Files with AnalysisTemplates go first: the server checks that a rollout's templates
     # exist, whatever order the files were named in.
     batches.sort(key=lambda b: not any(d.get("kind") == "AnalysisTemplate" for d in b[1]))
-    with app_mod.Where(server, token, platform, kubeconfig, namespace).backend() as client:
+    with app_mod.Where(server, token, platform, kubeconfig, namespace, context).backend() as client:
         for source, documents in batches:
             results += client.apply(documents, source=source)
         if output is app_mod.Output.TABLE:
@@ -177,12 +178,13 @@ def promote(
     platform: app_mod.PlatformOpt = app_mod.PlatformName.LOCAL,
     kubeconfig: app_mod.KubeconfigOpt = None,
     namespace: app_mod.NamespaceOpt = None,
+    context: app_mod.ContextOpt = None,
 ) -> None:
     """Continue past the current pause (or with --full, finish the rollout now)."""
     _run(
         "promote",
         name,
-        app_mod.Where(server, token, platform, kubeconfig, namespace),
+        app_mod.Where(server, token, platform, kubeconfig, namespace, context),
         {"full": full},
     )
 
@@ -195,9 +197,10 @@ def abort(
     platform: app_mod.PlatformOpt = app_mod.PlatformName.LOCAL,
     kubeconfig: app_mod.KubeconfigOpt = None,
     namespace: app_mod.NamespaceOpt = None,
+    context: app_mod.ContextOpt = None,
 ) -> None:
     """Send all traffic back to stable and scale the new revision down."""
-    _run("abort", name, app_mod.Where(server, token, platform, kubeconfig, namespace))
+    _run("abort", name, app_mod.Where(server, token, platform, kubeconfig, namespace, context))
 
 
 @app.command()
@@ -208,9 +211,10 @@ def retry(
     platform: app_mod.PlatformOpt = app_mod.PlatformName.LOCAL,
     kubeconfig: app_mod.KubeconfigOpt = None,
     namespace: app_mod.NamespaceOpt = None,
+    context: app_mod.ContextOpt = None,
 ) -> None:
     """Start an aborted or degraded rollout again from its first step."""
-    _run("retry", name, app_mod.Where(server, token, platform, kubeconfig, namespace))
+    _run("retry", name, app_mod.Where(server, token, platform, kubeconfig, namespace, context))
 
 
 @app.command()
@@ -221,9 +225,10 @@ def pause(
     platform: app_mod.PlatformOpt = app_mod.PlatformName.LOCAL,
     kubeconfig: app_mod.KubeconfigOpt = None,
     namespace: app_mod.NamespaceOpt = None,
+    context: app_mod.ContextOpt = None,
 ) -> None:
     """Hold the rollout where it is until resume or promote."""
-    _run("pause", name, app_mod.Where(server, token, platform, kubeconfig, namespace))
+    _run("pause", name, app_mod.Where(server, token, platform, kubeconfig, namespace, context))
 
 
 @app.command()
@@ -234,9 +239,10 @@ def resume(
     platform: app_mod.PlatformOpt = app_mod.PlatformName.LOCAL,
     kubeconfig: app_mod.KubeconfigOpt = None,
     namespace: app_mod.NamespaceOpt = None,
+    context: app_mod.ContextOpt = None,
 ) -> None:
     """Continue a rollout paused by `changeover pause`."""
-    _run("resume", name, app_mod.Where(server, token, platform, kubeconfig, namespace))
+    _run("resume", name, app_mod.Where(server, token, platform, kubeconfig, namespace, context))
 
 
 @app.command()
@@ -255,12 +261,13 @@ def undo(
     platform: app_mod.PlatformOpt = app_mod.PlatformName.LOCAL,
     kubeconfig: app_mod.KubeconfigOpt = None,
     namespace: app_mod.NamespaceOpt = None,
+    context: app_mod.ContextOpt = None,
 ) -> None:
     """Roll forward to an earlier revision's template (see `changeover history`)."""
     _run(
         "undo",
         name,
-        app_mod.Where(server, token, platform, kubeconfig, namespace),
+        app_mod.Where(server, token, platform, kubeconfig, namespace, context),
         {"toRevision": to_revision},
     )
 
@@ -273,8 +280,9 @@ def delete(
     platform: app_mod.PlatformOpt = app_mod.PlatformName.LOCAL,
     kubeconfig: app_mod.KubeconfigOpt = None,
     namespace: app_mod.NamespaceOpt = None,
+    context: app_mod.ContextOpt = None,
 ) -> None:
     """Stop every replica of a rollout and forget it."""
-    with app_mod.Where(server, token, platform, kubeconfig, namespace).backend() as client:
+    with app_mod.Where(server, token, platform, kubeconfig, namespace, context).backend() as client:
         client.delete(name)
     app_mod.say(f"{name if name.startswith('flag/') else f'rollout/{name}'} deleted")

@@ -8,7 +8,6 @@ those of the local platform: the same ``errors`` tree comes back.
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any, Self, TypeVar
 
 from changeover import errors
@@ -23,10 +22,10 @@ class KubeBackend:
     """A ``cli.backend.Backend``: connects to the cluster when built; ``close`` (or the
     ``with`` block's end) closes the connection."""
 
-    def __init__(self, kubeconfig: str | None, namespace: str | None) -> None:
+    def __init__(
+        self, kubeconfig: str | None, namespace: str | None, *, context: str | None = None
+    ) -> None:
         self._runner = asyncio.Runner()
-        # The kubeconfig context: the kubectl plugin's --context (kubectl_plugin).
-        context = os.environ.get("CHANGEOVER_KUBE_CONTEXT") or None
         self._kube = self._runner.run(
             kube.KubeClient.connect(kubeconfig_path=kubeconfig, context=context)
         )

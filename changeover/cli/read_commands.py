@@ -61,13 +61,14 @@ def get(
     platform: app_mod.PlatformOpt = app_mod.PlatformName.LOCAL,
     kubeconfig: app_mod.KubeconfigOpt = None,
     namespace: app_mod.NamespaceOpt = None,
+    context: app_mod.ContextOpt = None,
 ) -> None:
     """Show rollouts: phase, step, traffic per revision, replicas, recent events."""
     if until_done and (name is None or not watch):
         raise errors.SpecError.single(
             file="", path="--until-done", message="needs --watch and a rollout NAME"
         )
-    with app_mod.Where(server, token, platform, kubeconfig, namespace).backend() as client:
+    with app_mod.Where(server, token, platform, kubeconfig, namespace, context).backend() as client:
         if output is app_mod.Output.JSON:
             if name is None:
                 app_mod.print_json(client.list_rollouts())
@@ -112,9 +113,10 @@ def status(
     platform: app_mod.PlatformOpt = app_mod.PlatformName.LOCAL,
     kubeconfig: app_mod.KubeconfigOpt = None,
     namespace: app_mod.NamespaceOpt = None,
+    context: app_mod.ContextOpt = None,
 ) -> None:
     """One rollout's status (the JSON contract with -o json)."""
-    with app_mod.Where(server, token, platform, kubeconfig, namespace).backend() as client:
+    with app_mod.Where(server, token, platform, kubeconfig, namespace, context).backend() as client:
         doc = client.status(name)
     if output is app_mod.Output.JSON:
         app_mod.print_json(doc)
@@ -133,9 +135,10 @@ def history(
     platform: app_mod.PlatformOpt = app_mod.PlatformName.LOCAL,
     kubeconfig: app_mod.KubeconfigOpt = None,
     namespace: app_mod.NamespaceOpt = None,
+    context: app_mod.ContextOpt = None,
 ) -> None:
     """Kept revisions of a rollout, oldest first (what `undo --to-revision` can go to)."""
-    with app_mod.Where(server, token, platform, kubeconfig, namespace).backend() as client:
+    with app_mod.Where(server, token, platform, kubeconfig, namespace, context).backend() as client:
         revisions = client.history(name)
     if output is app_mod.Output.JSON:
         app_mod.print_json(revisions)

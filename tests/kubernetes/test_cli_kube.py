@@ -168,3 +168,11 @@ spec:
     code, _, err = run(ns, "apply", "-f", str(spec))
     assert code == 2
     assert f"{spec}: spec.traffic.haproxy: router 'haproxy' runs on the local platform" in err
+
+
+def test_cli_context_chooses_the_kubeconfig_context(ns: str) -> None:
+    code, _, err = run(ns, "get", "--context", "nosuch")
+    assert code == 1
+    assert "no context named 'nosuch'" in err
+    code, _, err = run(ns, "get", "--context", "local")  # the test bed's only context
+    assert code == 0, err
