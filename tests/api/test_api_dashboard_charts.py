@@ -16,21 +16,19 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from api_helpers import AUTH, ROLLOUT, TOKEN
 
-from changeover.api import dashboard
 from changeover.api.server import start_api
 from changeover.testing.fake_service import FakeService
 from changeover.traffic.builtin.metrics import Histogram
+from tests import browser_helpers
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
 # histogram_quantile(0.99) of observations all in the (0.1, 0.25] bucket: linear inside it.
 P99 = 0.1 + (0.25 - 0.1) * 0.99
 
@@ -118,39 +116,23 @@ def api_url() -> Iterator[str]:
         thread.join(10)
 
 
-def test_charts_show_rates_error_share_and_percentiles(api_url: str, tmp_path: Path) -> None:
-    if not dashboard.built():
-        pytest.fail(
-            f"the dashboard bundle is missing from {dashboard.ASSETS}: run `make dashboard`"
-        )
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is not installed: run `make deps-chromium` (Debian package)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(f"{api_url}/dashboard/#/rollouts/chat")
-            last: dict[str, dict[str, float]] = {}
-            for key in ("rate", "errors", "latency", "ttfb", "ttft"):
-                chart = page.locator(f'[data-chart="{key}"] .uplot')
-                page.wait_for_function(
-                    f"() => Number(document.querySelector('[data-chart=\"{key}\"] .uplot')"
-                    "?.dataset.points || 0) >= 3",
-                    timeout=30_000,
-                )
-                last[key] = json.loads(chart.get_attribute("data-last") or "{}")
-            drawn = {}
-            for metric in ("errors", "latency"):
-                chart = page.locator(f'[data-measurements="{metric}"] .uplot')
-                chart.wait_for()
-                drawn[metric] = json.loads(chart.get_attribute("data-series") or "[]")
-        finally:
-            browser.close()
+def test_charts_show_rates_error_share_and_percentiles(api_url: str) -> None:
+    last: dict[str, dict[str, float]] = {}
+    drawn = {}
+    with browser_helpers.page() as (page, errors):
+        page.goto(f"{api_url}/dashboard/#/rollouts/chat")
+        for key in ("rate", "errors", "latency", "ttfb", "ttft"):
+            chart = page.locator(f'[data-chart="{key}"] .uplot')
+            page.wait_for_function(
+                f"() => Number(document.querySelector('[data-chart=\"{key}\"] .uplot')"
+                "?.dataset.points || 0) >= 3",
+                timeout=30_000,
+            )
+            last[key] = json.loads(chart.get_attribute("data-last") or "{}")
+        for metric in ("errors", "latency"):
+            chart = page.locator(f'[data-measurements="{metric}"] .uplot')
+            chart.wait_for()
+            drawn[metric] = json.loads(chart.get_attribute("data-series") or "[]")
     # One event a second: about 20 requests a second each (the server's clock, not ours).
     assert all(15 <= last["rate"][v] <= 25 for v in ("v1", "v2")), last["rate"]
     assert last["errors"]["v1"] == 0

@@ -8,18 +8,16 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from api_helpers import ROLLOUT, TOKEN
 
-from changeover.api import dashboard, http
+from changeover.api import http
 from changeover.api.server import build_router
 from changeover.testing.fake_service import FakeService
+from tests import browser_helpers
 
 pytestmark = pytest.mark.slow
-
-CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture
@@ -56,26 +54,13 @@ def remote_url() -> Iterator[str]:
 def test_beyond_loopback_the_page_asks_for_the_token_then_shows_the_list(
     remote_url: str,
 ) -> None:
-    if not dashboard.built():
-        pytest.fail(
-            f"the dashboard bundle is missing from {dashboard.ASSETS}: run `make dashboard`"
-        )
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is not installed: run `make deps-chromium` (Debian package)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        try:
-            page = browser.new_page()
-            page.set_default_timeout(30_000)
-            page.goto(f"{remote_url}/dashboard/")
-            page.locator("#live", has_text="sign in to read").wait_for()
-            page.locator("#toast div.bad", has_text="needs the API token").wait_for()
-            assert page.locator('tr[data-rollout="chat"]').count() == 0
-            page.fill("#token", TOKEN)
-            page.click("#sign-in")
-            page.locator('tr[data-rollout="chat"]').wait_for()
-            page.locator("#live", has_text="live").wait_for()
-        finally:
-            browser.close()
+    with browser_helpers.page() as (page, _errors):
+        page.set_default_timeout(30_000)
+        page.goto(f"{remote_url}/dashboard/")
+        page.locator("#live", has_text="sign in to read").wait_for()
+        page.locator("#toast div.bad", has_text="needs the API token").wait_for()
+        assert page.locator('tr[data-rollout="chat"]').count() == 0
+        page.fill("#token", TOKEN)
+        page.click("#sign-in")
+        page.locator('tr[data-rollout="chat"]').wait_for()
+        page.locator("#live", has_text="live").wait_for()

@@ -15,7 +15,6 @@ people to look at).
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,11 +28,10 @@ from e2e_helpers import (
     write_rollout,
 )
 
-from changeover.api import dashboard
+from tests import browser_helpers
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
 STEPS = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}, {"pause": {}}]
 # In the background from the first step: measurements for the page to chart (threshold 0.05).
 ANALYSIS = {
@@ -49,27 +47,10 @@ ANALYSIS = {
 
 
 @pytest.fixture
-def browser_page(tmp_path: Path) -> Iterator[tuple[Any, list[str]]]:
-    """A chromium page and the console errors it logs (page errors included)."""
-    if not dashboard.built():
-        pytest.fail(
-            f"the dashboard bundle is missing from {dashboard.ASSETS}: run `make dashboard`"
-        )
-    if shutil.which("chromium") is None and not Path(CHROMIUM).exists():
-        pytest.fail("chromium is not installed: run `make deps-chromium` (Debian package)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        problems: list[str] = []
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda exc: problems.append(str(exc)))
-        page.set_default_timeout(60_000)
-        try:
-            yield page, problems
-        finally:
-            browser.close()
+def browser_page() -> Iterator[tuple[Any, list[str]]]:
+    """A chromium page and the console errors it logs."""
+    with browser_helpers.page(width=1400, height=1000) as opened:
+        yield opened
 
 
 def _artifacts(tmp_path: Path) -> Path:
