@@ -19,6 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests import process_helpers
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -68,13 +70,8 @@ def running(tmp: Path, scrape_port: int) -> Iterator[str]:
             proc.wait()
         pytest.fail("prometheus did not start:\n" + (tmp / "prometheus.log").read_text()[-2000:])
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            process_helpers.stop(proc)
         log.close()
 
 

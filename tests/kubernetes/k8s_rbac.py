@@ -25,6 +25,8 @@ from pathlib import Path
 
 import k8s_testbed as testbed
 
+from tests import process_helpers
+
 
 @dataclass
 class RbacServer:
@@ -110,10 +112,5 @@ def rbac_apiserver(workdir: Path, *, operator_namespace: str) -> Iterator[RbacSe
             _kubeconfig(workdir / "operator.kubeconfig", port, ca, "operator", operator),
         )
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        process_helpers.stop(proc)
         log.close()

@@ -26,6 +26,7 @@ from k8s_helpers import Kube, eventually, healthy_on, rollout
 
 from changeover import __version__, errors
 from changeover.kube import client as kube
+from tests import process_helpers
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = REPO / "deploy" / "kubernetes" / "base"
@@ -206,12 +207,7 @@ async def test_operator_from_the_image_reaches_the_same_end_state(
         status, metrics = await _get(port, "/metrics")
         health = await _get(port, "/healthz")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        process_helpers.stop(proc, grace=15)
         log.close()
     assert proc.returncode == 0, (tmp_path / "operator.log").read_text()[-3000:]
     assert state["weights"] == "2:100" and counts[2] == (2, 2)
