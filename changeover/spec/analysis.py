@@ -40,7 +40,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from changeover.spec.models import Duration, Metadata, Model, parse_duration
+from changeover.spec.fields import Duration, Metadata, Model, parse_duration
 
 API_VERSION: Literal["changeover.dev/v1alpha1"] = "changeover.dev/v1alpha1"
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,8 @@ import yaml
 from changeover import errors
 from changeover.spec import flag as spec_flag
 from changeover.spec import messages, models
+from changeover.spec.document import LoadedDocument as LoadedDocument
+from changeover.spec.document import Loc
 
 # Kinds that share our apiVersion but are not rollouts: kept for the analysis layer.
 OTHER_KINDS = ("AnalysisTemplate",)
@@ -49,40 +51,6 @@ _FOREIGN_API_GROUPS = {
 _MAX_NODES = 100_000
 # Deeper than any spec (the API refuses more than 64 levels in a request body already).
 MAX_DEPTH = 48
-
-Loc = messages.Loc
-
-
-@dataclass(frozen=True)
-class LoadedDocument:
-    """One non-empty YAML document and where it came from.
-
-    ``index`` is the 0-based position among the file's documents (empty ones count, so it
-    matches what the user sees); ``label`` names it for messages::
-
-        >>> LoadedDocument(source="r.yaml", index=1, data={}, multi=True).label
-        'r.yaml#2'
-        >>> LoadedDocument(source="r.yaml", index=0, data={}).label
-        'r.yaml'
-    """
-
-    source: str
-    index: int
-    data: dict[str, Any]
-    multi: bool = False  # the file holds more than one non-empty document
-    lines: Mapping[Loc, int] = field(default_factory=dict, repr=False, compare=False)
-
-    @property
-    def label(self) -> str:
-        return f"{self.source}#{self.index + 1}" if self.multi else self.source
-
-    def line_of(self, loc: Loc) -> int | None:
-        """The 1-based line of ``loc`` in the file, or of its nearest ancestor we know."""
-        for end in range(len(loc), -1, -1):
-            line = self.lines.get(loc[:end])
-            if line is not None:
-                return line
-        return None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import re
 import types
 import typing
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pydantic
 from pydantic.alias_generators import to_camel
@@ -21,11 +21,7 @@ from pydantic_core import ErrorDetails
 
 from changeover import errors
 from changeover.spec import models
-
-if TYPE_CHECKING:
-    from changeover.spec.load import LoadedDocument
-
-Loc = tuple[str | int, ...]
+from changeover.spec.document import LoadedDocument, Loc
 
 # The model a document is validated as (a Rollout, or an AnalysisTemplate), so field
 # suggestions and bounds are looked up where the error is.
