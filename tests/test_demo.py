@@ -23,9 +23,8 @@ import pytest
 import yaml
 from rich.console import Console
 
-from changeover import loadgen
+from changeover import loadgen, validation
 from changeover.demo import specs, view
-from changeover.spec import validate
 
 REPO = Path(__file__).resolve().parents[1]
 FINAL = re.compile(r"demo finished in \S+: ([\d,]+) requests, ([\d,]+) failed, served by (.+)")
@@ -144,7 +143,7 @@ def test_demo_specs_pass_validation(version: str) -> None:
             root=root, version=version, port=18081, preview_port=18091, scale_down_seconds=60
         ),
     ]
-    parsed = validate.read_text(yaml.safe_dump_all(docs), source="demo.yaml")
+    parsed = validation.read_text(yaml.safe_dump_all(docs), source="demo.yaml")
     assert [r.name for r in parsed.rollouts] == [specs.CANARY, specs.BLUE_GREEN]
 
 

@@ -34,7 +34,7 @@ never reach a Python attribute; functions come from a fixed table; the text is a
 and refuses overflow. ``__import__``, ``().__class__``, ``9**9**9`` and a thousand ``(``
 are all errors with the column they start at.
 
-Who calls it: ``analysis.assess`` (evaluating measurements) and ``spec.analysis_checks``
+Who calls it: ``analysis.assess`` (evaluating measurements) and ``validation.analysis_checks``
 (``lint``/``apply`` report bad syntax with a caret under the offending column).
 """
 

@@ -13,7 +13,7 @@ the revision number stands in); two
 templates may not define the same metric. ``{{args.x}}`` that nothing declares is an error.
 
 Who calls it: the controller's analysis runner when a run starts (``resolve``), and
-``spec.analysis_checks`` at ``lint``/``apply`` time (``resolve`` with placeholder
+``validation.analysis_checks`` at ``lint``/``apply`` time (``resolve`` with placeholder
 revisions, to report the same errors before anything runs).
 """
 

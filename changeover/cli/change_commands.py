@@ -25,7 +25,8 @@ JSON = dict[str, Any]
 def _load(paths: list[str]) -> tuple[list[tuple[str, list[JSON]]], list[errors.SpecProblem]]:
     """Documents grouped by file (in order), and the warnings; SpecError with every error
     of every path."""
-    from changeover.spec import analysis_checks, load, validate
+    from changeover import validation
+    from changeover.spec import load
 
     batches: dict[str, list[JSON]] = {}
     problems: list[errors.SpecProblem] = []
@@ -35,10 +36,10 @@ def _load(paths: list[str]) -> tuple[list[tuple[str, list[JSON]]], list[errors.S
             if path == "-":
                 # stdin can be read only once: check and load the same text.
                 text = sys.stdin.read()
-                warnings += validate.read_text(text, source="<stdin>").warnings
+                warnings += validation.read_text(text, source="<stdin>").warnings
                 docs = load.load_text(text, source="<stdin>")
             else:
-                warnings += validate.read(path).warnings
+                warnings += validation.read(path).warnings
                 docs = load.load_path(path)
         except errors.SpecError as exc:
             problems += exc.problems
@@ -54,7 +55,7 @@ def _load(paths: list[str]) -> tuple[list[tuple[str, list[JSON]]], list[errors.S
         for d in docs
         if d.get("kind") == "AnalysisTemplate"
     }
-    warnings = [w for w in warnings if analysis_checks.absent_template(w) not in templates]
+    warnings = [w for w in warnings if validation.absent_template(w) not in templates]
     return list(batches.items()), warnings
 
 

@@ -136,7 +136,7 @@ def import_(
     flag definitions; every field that is not carried over is reported on stderr."""
     import yaml
 
-    from changeover.spec import importers
+    from changeover import importers
 
     result = importers.import_path(path)
     for note in result.notes:

@@ -17,9 +17,9 @@ def lint(
     output: app_mod.OutputOpt = app_mod.Output.TABLE,
 ) -> None:
     """Check a spec without a server: every problem at once; exit 2 if any is an error."""
-    from changeover.spec import validate
+    from changeover import validation
 
-    problems = validate.lint(path)
+    problems = validation.lint(path)
     failed = any(p.severity != "warning" for p in problems)
     if output is app_mod.Output.JSON:
         app_mod.print_json(

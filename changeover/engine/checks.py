@@ -61,7 +61,7 @@ def passed(d: Draft, step: int, count: int, where: str) -> tuple[Verdict, str]:
     "threshold" (with why) when a failed check reached the threshold (the caller aborts),
     else "waiting"."""
     checks = d.spec.checks
-    assert checks is not None  # spec.analysis_checks refuses a check step without it
+    assert checks is not None  # validation.analysis_checks refuses a check step without it
     st = state(d)
     if st.step != step:
         # A new step (or one reached by promote): its passing checks count from 0, and a

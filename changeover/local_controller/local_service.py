@@ -13,7 +13,7 @@ import hashlib
 import json
 from typing import Any
 
-from changeover import errors, server_registry
+from changeover import errors, server_registry, validation
 from changeover.engine import commands, rollback
 from changeover.engine.status import RolloutStatus
 from changeover.flags.service import FlagService
@@ -25,8 +25,8 @@ from changeover.platforms.local import logs as local_logs
 from changeover.rollout_service import JSON
 from changeover.runners import analysis_runner
 from changeover.spec import analysis as spec_analysis
-from changeover.spec import analysis_checks, load, models, template_diff, validate
 from changeover.spec import flag as spec_flag
+from changeover.spec import load, models, template_diff
 from changeover.traffic import builtin
 
 
@@ -62,12 +62,12 @@ class LocalService:
         ]
         specs = load.parse_documents(loaded)
         rollouts = specs.rollouts
-        parsed, template_problems, broken = analysis_checks.parse_templates(specs.other)
+        parsed, template_problems, broken = validation.parse_templates(specs.other)
         known = {**self._templates(), **{t.name: t for t, _ in parsed}}
         found = [
             *template_problems,
-            *validate.validate_rollouts(rollouts, source=source),
-            *analysis_checks.check_rollouts(
+            *validation.validate_rollouts(rollouts, source=source),
+            *validation.check_rollouts(
                 rollouts, [source] * len(rollouts), known, strict=True, broken=broken
             ),
         ]

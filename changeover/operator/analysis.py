@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from changeover import errors
+from changeover import errors, importers
 from changeover.analysis import templates
 from changeover.analysis.run import AnalysisRun
 from changeover.clock import SystemClock
@@ -49,7 +49,7 @@ from changeover.runners.analysis_runner import AnalysisRunner
 from changeover.runners.analysis_store import AnalysisStore, scoped
 from changeover.runners.webhook_runner import WebhookRunner
 from changeover.spec import analysis as spec_analysis
-from changeover.spec import importers, models
+from changeover.spec import models
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]

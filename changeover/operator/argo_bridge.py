@@ -2,7 +2,7 @@
 
 With ``changeover serve --platform kubernetes --argo-rollouts`` the operator also watches
 Argo Rollouts and keeps, for each, a changeover ``Rollout`` of the same name converted by
-``spec.importers`` (owned by the Argo resource, so deleting it deletes ours). Users keep
+``importers`` (owned by the Argo resource, so deleting it deletes ours). Users keep
 editing the Argo manifest (``kubectl argo rollouts set image`` works); the converted copy
 follows, and what could not be carried over is in its annotation
 ``changeover.dev/import-notes`` and in an ``ImportNotes`` event on first conversion (a
@@ -23,14 +23,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from changeover import errors
+from changeover import errors, importers
 from changeover.engine import commands as engine_commands
 from changeover.engine.status import RolloutStatus
+from changeover.importers import check
 from changeover.kube import client as kube
 from changeover.operator import argo_status
 from changeover.platforms.kubernetes import informer
-from changeover.spec import importers
-from changeover.spec.importers import check
 
 if TYPE_CHECKING:
     from changeover.operator.runtime import Operator

@@ -21,7 +21,7 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from changeover import errors
+from changeover import errors, validation
 from changeover.engine import commands, rollback
 from changeover.engine.status import RolloutStatus
 from changeover.kube import client as kube
@@ -31,7 +31,7 @@ from changeover.platforms.kubernetes import replicasets
 from changeover.platforms.kubernetes.events import list_events
 from changeover.platforms.kubernetes.replicasets import Counts
 from changeover.spec import analysis as spec_analysis
-from changeover.spec import load, models, validate
+from changeover.spec import load, models
 
 JSON = dict[str, Any]
 
@@ -51,7 +51,7 @@ class KubeService:
         rollouts = load.parse_rollouts(loaded)
         problems = [
             p
-            for p in validate.validate_rollouts(rollouts, source=source)
+            for p in validation.validate_rollouts(rollouts, source=source)
             if p.severity != "warning"
         ]
         for rollout in rollouts:

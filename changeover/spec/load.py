@@ -12,9 +12,10 @@ Two stages, both collecting instead of stopping at the first problem:
        rollouts.yaml#2: spec.strategy.canary.steps[2].setWeight: expected an integer from 0
        to 100, got 150 (line 14)
 
-Who calls it: ``spec.validate`` (``lint``, ``read``) and through it the CLI's ``apply`` and
+Who calls it: ``validation`` (``lint``, ``read``) and through it the CLI's ``apply`` and
 ``lint``; the controller's HTTP API calls ``load_text`` + ``parse_documents`` on a request
-body. Cross-field rules (router capabilities, port clashes) live in ``spec.validate``.
+body. Cross-field rules live in ``spec.rules`` (port clashes) and ``validation`` (router
+capabilities, metric providers).
 """
 
 from __future__ import annotations

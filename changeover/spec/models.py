@@ -280,7 +280,7 @@ class RolloutSpec(Model):
     # Flagger's checks, which canary ``check`` steps wait for (``spec.analysis.Checks``).
     checks: spec_analysis.Checks | None = None
     # Phase-change notifications (``analysis.notify``): [{url, format: generic|slack,
-    # phases, timeout, retries, headers}]; checked by ``spec.analysis_checks``.
+    # phases, timeout, retries, headers}]; checked by ``validation.analysis_checks``.
     notifications: list[dict[str, Any]] = Field(default_factory=list)
 
     @model_validator(mode="before")

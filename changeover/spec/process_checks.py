@@ -11,7 +11,7 @@ is simply never started. These checks name the field instead::
     spec.template.command[1]: contains a NUL character, which no process argument can hold
     spec.template.env["A=B"]: a variable name cannot contain '='
 
-Who calls it: ``spec.validate`` (process templates, recreate hooks, and the containers of
+Who calls it: ``spec.rules`` (process templates, recreate hooks, and the containers of
 a pod template, which the API server would store and the kubelet then fail to start) and
 the ``job`` metric provider's ``problems``.
 """

@@ -7,7 +7,7 @@ the parsed values to the router's factory.
 
 Which platform each router runs on is here too (``PLATFORM``): a process template runs on
 the local platform (builtin, haproxy), a pod template on Kubernetes (istio, gatewayAPI,
-nginx, smi). ``spec.validate`` reports a router used on the other platform.
+nginx, smi). ``validation.routers`` reports a router used on the other platform.
 
     >>> IstioSettings.model_validate({"virtualService": "chat-vs"}).virtual_service
     'chat-vs'

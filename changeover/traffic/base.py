@@ -5,15 +5,17 @@ rejects a spec step the chosen router cannot do instead of silently doing nothin
 setter states desired state, so calling it twice with the same arguments changes nothing.
 
 Implementations: ``traffic.builtin`` (the embedded asyncio proxy), ``traffic.haproxy`` (a
-managed HAProxy), ``traffic.kubernetes`` (Istio, Gateway API, NGINX Ingress, SMI, the
-replica ratio) and ``testing.recording_router`` (records calls, for unit tests).
+managed HAProxy) and the Kubernetes routers (``traffic.kubernetes``), registered by name below
+with what each can do; ``testing.recording_router`` (records calls, for unit tests) registers itself
+when a test imports it.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from changeover.endpoints import Endpoint
 from changeover.spec import models
@@ -82,23 +84,64 @@ class TrafficRouter(Protocol):
         """Stop listening; in-flight requests finish."""
 
 
-# name → factory. A factory builds a router for one rollout; the builtin data plane and
-# others register here, and validation asks ``capabilities_of`` before running anything.
 RouterFactory = Callable[..., TrafficRouter]
-_REGISTRY: dict[str, tuple[frozenset[Capability], RouterFactory]] = {}
 
 
-def register(name: str, capabilities: frozenset[Capability], factory: RouterFactory) -> None:
-    _REGISTRY[name] = (capabilities, factory)
+class RouterEntry(NamedTuple):
+    capabilities: frozenset[Capability]
+    # A factory builds a router for one rollout; "module:attribute" is imported on first use.
+    factory: RouterFactory | str
+
+
+# The routers that ship, by name, with what each can do and where its factory lives:
+# validation asks ``capabilities_of`` without loading any data plane, and each router's
+# module takes its ``CAPABILITIES`` from here. Plug-ins and test doubles call ``register``.
+_W, _H, _C = Capability.WEIGHTS, Capability.HEADER_ROUTES, Capability.COOKIE_ROUTES
+_M, _P = Capability.MIRROR, Capability.PREVIEW
+SHIPPED: Mapping[str, RouterEntry] = {
+    "builtin": RouterEntry(frozenset(Capability), "changeover.traffic.builtin.router:factory"),
+    "haproxy": RouterEntry(
+        frozenset(Capability) - {_M, Capability.MIRROR_COMPARE},
+        "changeover.traffic.haproxy.router:factory",
+    ),
+    # Kubernetes (``traffic.kubernetes``): their factories take a ``RouterContext``.
+    "replica-ratio": RouterEntry(
+        frozenset({_P}), "changeover.traffic.kubernetes.replica_ratio:factory"
+    ),
+    "istio": RouterEntry(
+        frozenset({_W, _H, _C, _M, _P}), "changeover.traffic.kubernetes.istio:factory"
+    ),
+    "gateway-api": RouterEntry(
+        frozenset({_W, _H, _C, _M, _P}), "changeover.traffic.kubernetes.gateway_api:factory"
+    ),
+    "nginx": RouterEntry(
+        frozenset({_W, _H, _C, _P}), "changeover.traffic.kubernetes.nginx_ingress:factory"
+    ),
+    "smi": RouterEntry(frozenset({_W, _P}), "changeover.traffic.kubernetes.smi:factory"),
+}
+_REGISTRY: dict[str, RouterEntry] = dict(SHIPPED)
+
+
+def register(name: str, capabilities: frozenset[Capability], factory: RouterFactory | str) -> None:
+    """Make router ``name`` available; ``factory`` is a callable or "module:attribute"."""
+    _REGISTRY[name] = RouterEntry(capabilities, factory)
 
 
 def capabilities_of(name: str) -> frozenset[Capability]:
     """The declared capabilities of router ``name`` (KeyError if none is registered)."""
-    return _REGISTRY[name][0]
+    return _REGISTRY[name].capabilities
 
 
 def factory_of(name: str) -> RouterFactory:
-    return _REGISTRY[name][1]
+    """The factory of router ``name``, importing its module on first use (KeyError if no
+    router has that name)."""
+    capabilities, factory = _REGISTRY[name]
+    if isinstance(factory, str):
+        module, _, attribute = factory.partition(":")
+        found: RouterFactory = getattr(importlib.import_module(module), attribute)
+        _REGISTRY[name] = RouterEntry(capabilities, found)
+        return found
+    return factory
 
 
 def registered() -> list[str]:

@@ -124,7 +124,7 @@ ARGO_TEMPLATES = Path(__file__).resolve().parents[1] / "fixtures" / "argo_templa
 
 def argo_templates(name: str) -> list[dict[str, Any]]:
     """The AnalysisTemplates of fixture ``name`` as ``changeover import`` converts them."""
-    from changeover.spec import importers
+    from changeover import importers
 
     return [dict(doc) for doc in importers.import_path(str(ARGO_TEMPLATES / name)).documents]
 

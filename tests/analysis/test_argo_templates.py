@@ -22,7 +22,7 @@ import pytest
 import yaml
 from analysis_helpers import ARGO_TEMPLATES, HttpServer, Request, TemplateRunner, argo_templates
 
-from changeover.spec import importers, validate
+from changeover import importers, validation
 
 FIXTURES = sorted(p.name for p in ARGO_TEMPLATES.glob("*.yaml"))
 
@@ -40,7 +40,7 @@ def test_each_imports_and_lints_clean(name: str, tmp_path: Path) -> None:
     assert kinds == {"AnalysisTemplate"}, kinds
     out = tmp_path / name
     out.write_text(yaml.safe_dump_all(result.documents, sort_keys=False))
-    problems = [p for p in validate.lint(str(out)) if p.severity != "warning"]
+    problems = [p for p in validation.lint(str(out)) if p.severity != "warning"]
     assert problems == [], [str(p) for p in problems]
     for note in result.notes:  # anything not carried over says where and why
         assert note.source.endswith(name)

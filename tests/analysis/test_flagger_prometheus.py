@@ -22,11 +22,12 @@ import httpx
 import pytest
 from test_prometheus import PASSWORD, USER, _start_prometheus
 
+from changeover import importers
 from changeover.clock import FakeClock
 from changeover.engine import actions
 from changeover.runners.analysis_runner import AnalysisRunner
 from changeover.runners.analysis_store import AnalysisStore
-from changeover.spec import importers, models
+from changeover.spec import models
 
 pytestmark = pytest.mark.slow
 

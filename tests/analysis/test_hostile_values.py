@@ -340,7 +340,8 @@ async def test_a_measurement_that_cannot_be_recorded_is_not_retaken_on_every_tic
 
 def test_an_interval_of_zero_is_refused_at_lint_and_at_run_start(h: Harness) -> None:
     """interval 0 measured on every controller tick: the polling loop by configuration."""
-    from changeover.spec import analysis_checks, load
+    from changeover.spec import load
+    from changeover.validation import analysis_checks
 
     metric = {
         "name": "m",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from changeover.spec import validate
+from changeover import validation
 
 TEMPLATE = """\
 apiVersion: changeover.dev/v1alpha1
@@ -66,7 +66,7 @@ spec:
 def lint(tmp_path: Path, *texts: str) -> list[str]:
     for i, text in enumerate(texts):
         (tmp_path / f"{i}.yaml").write_text(text)
-    return [str(p) for p in validate.lint(tmp_path)]
+    return [str(p) for p in validation.lint(tmp_path)]
 
 
 def test_every_analysis_mistake_is_reported_with_its_path(tmp_path: Path) -> None:
@@ -114,7 +114,7 @@ def test_a_missing_argument_and_an_unknown_template_field(tmp_path: Path) -> Non
 
 def test_clean_examples_lint_clean() -> None:
     examples = Path(__file__).resolve().parents[2] / "examples"
-    problems = validate.lint(examples)
+    problems = validation.lint(examples)
     assert [str(p) for p in problems if p.severity == "error"] == []
 
 

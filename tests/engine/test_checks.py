@@ -147,7 +147,7 @@ def _hook(kind: str, name: str) -> dict[str, Any]:
 
 
 def test_a_check_step_without_spec_checks_is_refused_naming_the_step() -> None:
-    from changeover.spec import analysis_checks
+    from changeover.validation import analysis_checks
 
     spec = rollout({"canary": {"steps": [{"setWeight": 20}, {"check": None}]}})
     (problem,) = analysis_checks.check_rollout(spec, {}, source="r.yaml", strict=True)

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from changeover.spec import models, validate
+from changeover import validation
+from changeover.spec import models
 from changeover.traffic import base as traffic
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -66,7 +67,7 @@ def test_examples_lint_clean_together() -> None:
     # The builtin router registers itself on import; until it exists, that is its problem.
     with contextlib.suppress(ImportError):
         importlib.import_module("changeover.traffic.builtin")
-    problems = [p for p in validate.lint(EXAMPLES) if p.severity == "error"]
+    problems = [p for p in validation.lint(EXAMPLES) if p.severity == "error"]
     if "builtin" not in traffic.registered() and all(
         "unknown router" in p.message for p in problems
     ):
@@ -77,7 +78,7 @@ def test_examples_lint_clean_together() -> None:
 def test_kubernetes_examples_are_pod_templates_and_lint_clean() -> None:
     files = sorted((EXAMPLES / "kubernetes").glob("*.yaml"))
     assert files
-    problems = [p for p in validate.lint(EXAMPLES / "kubernetes") if p.severity != "info"]
+    problems = [p for p in validation.lint(EXAMPLES / "kubernetes") if p.severity != "info"]
     assert problems == []
     for path in files:
         for doc in yaml.safe_load_all(path.read_text()):

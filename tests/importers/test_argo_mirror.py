@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from changeover import errors
-from changeover.spec import importers, load
+from changeover import errors, importers
+from changeover.spec import load
 
 # Argo Rollouts' docs (features/traffic-management/mirroring): a mirror, then its removal.
 DOCS = """

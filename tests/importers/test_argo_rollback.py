@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from changeover.spec import importers, load
+from changeover import importers
+from changeover.spec import load
 
 # Argo Rollouts' docs (features/rollback): a window of 3 revisions.
 DOC = """

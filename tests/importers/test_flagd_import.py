@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 
-from changeover import errors
+from changeover import errors, importers
 from changeover.flags import evaluate
 from changeover.spec import flag as spec_flag
-from changeover.spec import importers
 
 FIXTURE = Path(__file__).parent / "fixtures" / "flagd" / "flags.flagd.json"
 

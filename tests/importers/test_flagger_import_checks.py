@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
-from changeover import errors
+from changeover import errors, importers
 from changeover.engine import actions
-from changeover.spec import importers, models
+from changeover.spec import models
 from tests.engine.world import FakeWorld, Phase
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from changeover import importers, validation
 from changeover.cli.main import app
-from changeover.spec import importers, load, models, validate
+from changeover.spec import load, models
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -20,7 +21,7 @@ def _valid(documents: list[dict[str, object]]) -> list[models.Rollout]:
         load.LoadedDocument(source="imported", index=i, data=d) for i, d in enumerate(documents)
     ]
     specs, problems = load.collect_documents(docs)
-    problems += validate.validate_rollouts(specs.rollouts)
+    problems += validation.validate_rollouts(specs.rollouts)
     assert [p for p in problems if p.severity != "warning"] == []
     return specs.rollouts
 

@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from changeover import errors
-from changeover.spec import importers
-from changeover.spec.importers import check
+from changeover import errors, importers
+from changeover.importers import check
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "imports"
 SOURCES = [p for p in sorted(FIXTURES.rglob("*.yaml")) if "linkerd" not in p.name]

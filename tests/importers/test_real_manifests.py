@@ -13,9 +13,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from changeover import errors
+from changeover import errors, importers, validation
 from changeover.cli.main import app
-from changeover.spec import importers, load, models, validate
+from changeover.spec import load, models
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "imports"
 ALL = sorted(FIXTURES.rglob("*.yaml"))
@@ -93,7 +93,7 @@ def test_imported_or_refused_by_name(path: Path, tmp_path: Path) -> None:
     assert any(d["kind"] == "Rollout" for d in result.documents) or "templates" in key
     out = tmp_path / "out.yaml"
     out.write_text("---\n".join(yaml.safe_dump(d) for d in result.documents))
-    assert [p for p in validate.lint(str(out)) if p.severity != "warning"] == []
+    assert [p for p in validation.lint(str(out)) if p.severity != "warning"] == []
 
 
 @pytest.mark.parametrize("path", [p for p in ALL if _key(p) not in REFUSED], ids=_key)

@@ -20,11 +20,11 @@ import pytest
 import yaml
 from k8s_helpers import Kube, eventually, healthy_on
 
+from changeover import importers
 from changeover.kube import client as kube
 from changeover.kube import names
 from changeover.operator.runtime import Operator
 from changeover.operator.service import KubeService
-from changeover.spec import importers
 
 JSON = dict[str, Any]
 SLOW = 180.0

@@ -26,9 +26,9 @@ import pytest
 import yaml
 from k8s_helpers import Kube, eventually, healthy_on, phase_is
 
+from changeover import importers
 from changeover.kube import client as kube
 from changeover.operator.runtime import Operator
-from changeover.spec import importers
 from tests import prometheus_helpers
 
 JSON = dict[str, Any]

@@ -13,11 +13,11 @@ import yaml
 from conftest import helper_operator
 from k8s_helpers import Kube, eventually, healthy_on, phase_is
 
+from changeover import importers
 from changeover.kube import client as kube
 from changeover.operator.argo_bridge import DEPLOYMENTS
 from changeover.operator.runtime import Operator
 from changeover.operator.service import KubeService
-from changeover.spec import importers
 
 JSON = dict[str, Any]
 # Pods become Ready through the testbed's fake kubelet, which other test sessions and the

@@ -11,7 +11,8 @@ from spec_strategies import SETTINGS, conditions, measured_values
 
 from changeover.analysis import assess
 from changeover.analysis import conditions as cond
-from changeover.spec import analysis_checks, load
+from changeover.spec import load
+from changeover.validation import analysis_checks
 
 PHASES = ("Successful", "Failed", "Inconclusive", "Error")
 

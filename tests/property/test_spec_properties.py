@@ -22,8 +22,9 @@ from spec_strategies import (
     template_documents,
 )
 
-from changeover import errors
-from changeover.spec import analysis_checks, load, validate
+from changeover import errors, validation
+from changeover.spec import load
+from changeover.validation import analysis_checks
 
 SOURCE = "fuzz.yaml"
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's: 40 times as fast
@@ -52,7 +53,7 @@ def problems_of_apply(documents: list[dict[str, Any]]) -> list[errors.SpecProble
     known = {**STORED, **{template.name: template for template, _ in parsed}}
     found = [
         *template_problems,
-        *validate.validate_rollouts(specs.rollouts, source=SOURCE),
+        *validation.validate_rollouts(specs.rollouts, source=SOURCE),
         *analysis_checks.check_rollouts(
             specs.rollouts, [SOURCE] * len(specs.rollouts), known, strict=True, broken=broken
         ),
@@ -69,7 +70,7 @@ def problems_of_lint(documents: list[dict[str, Any]]) -> list[errors.SpecProblem
     """What ``lint`` says of ``documents`` written as one YAML file."""
     text = yaml.dump_all(documents, Dumper=_DUMPER, allow_unicode=True)
     try:
-        validate.read_text(text, source=SOURCE)
+        validation.read_text(text, source=SOURCE)
     except errors.SpecError as exc:
         return list(exc.problems)
     return []

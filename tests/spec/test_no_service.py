@@ -11,8 +11,9 @@ import pydantic
 import pytest
 import yaml
 
+from changeover import validation
 from changeover.platforms.kubernetes import crds
-from changeover.spec import models, validate
+from changeover.spec import models
 
 POD = {
     "metadata": {"labels": {"app": "rollouts-demo"}},
@@ -77,7 +78,7 @@ def test_lint_warns_that_set_canary_scale_does_nothing_without_a_router(tmp_path
     }
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(doc))
-    (problem,) = validate.lint(str(path))
+    (problem,) = validation.lint(str(path))
     assert problem.severity == "warning"
     assert problem.path == "spec.strategy.canary.steps[0].setCanaryScale"
     assert "no effect" in problem.message

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from changeover import errors
-from changeover.spec import analysis_checks, load, validate
+from changeover import errors, validation
+from changeover.spec import load
+from changeover.validation import analysis_checks
 
 ROLLOUT: dict[str, Any] = {
     "apiVersion": "changeover.dev/v1alpha1",
@@ -60,7 +61,7 @@ def test_an_integer_of_thousands_of_digits_in_yaml_is_a_field_error() -> None:
         f"  replicas: 1{'0' * 5000}\n  template: {{command: [x]}}\n"
     )
     with pytest.raises(errors.SpecError) as caught:
-        validate.read_text(text, source="r.yaml")
+        validation.read_text(text, source="r.yaml")
     assert [str(p) for p in caught.value.problems] == [
         "r.yaml: malformed YAML at line 5, column 13: an integer of more than 40 digits"
     ]

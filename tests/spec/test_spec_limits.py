@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from changeover import spec
-from changeover.spec import limits, models, validate
+from changeover import validation
+from changeover.spec import limits, models
 
 
 def _doc(**spec_fields: object) -> dict[str, object]:
@@ -27,7 +27,7 @@ def _doc(**spec_fields: object) -> dict[str, object]:
 def _lint(tmp_path: Path, doc: dict[str, object]) -> list[str]:
     path = tmp_path / "r.json"
     path.write_text(json.dumps(doc))
-    return [f"{p.path}: {p.message}" for p in spec.lint(path) if p.severity == "error"]
+    return [f"{p.path}: {p.message}" for p in validation.lint(path) if p.severity == "error"]
 
 
 def test_a_spec_within_the_limits_passes(tmp_path: Path) -> None:
@@ -49,7 +49,7 @@ def test_fifty_thousand_steps_are_refused_at_apply_with_the_path() -> None:
     rollout = models.Rollout.model_validate(_doc(strategy={"canary": {"steps": steps}}))
     problems = [
         f"{p.file}: {p.path}: {p.message}"
-        for p in validate.validate_rollouts([rollout], source="big.yaml")
+        for p in validation.validate_rollouts([rollout], source="big.yaml")
     ]
     assert "big.yaml: spec.strategy.canary.steps: 50000 steps: at most 200 allowed" in problems
     assert any(p.startswith("big.yaml: spec: ") and "bytes of spec" in p for p in problems)

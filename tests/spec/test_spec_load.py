@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from changeover import errors, spec
+from changeover import errors, validation
 from changeover.spec import load
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "specs"
@@ -355,7 +355,7 @@ def test_a_directory_reports_every_problem_of_every_file_at_once(tmp_path: Path)
         + "---\n"
         + rollout(GOOD_SPEC.replace("8080", "0") + "strategy: {shadow: {percentage: 150}}\n"),
     )
-    problems_ = [str(p) for p in spec.lint(tmp_path)]
+    problems_ = [str(p) for p in validation.lint(tmp_path)]
     assert problems_ == [
         f"{tmp_path}/3-broken.yml: malformed YAML at line 2, column 1: expected ',' or ']', "
         "but got '<stream end>' (while parsing a flow sequence that starts at line 1, column 7)",

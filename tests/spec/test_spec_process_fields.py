@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from changeover import spec
+from changeover import validation
 from changeover.analysis.providers import job
 
 DOC: dict[str, Any] = {
@@ -31,7 +31,7 @@ def lint(tmp_path: Path, template: dict[str, Any], **recreate: Any) -> list[str]
     doc["spec"]["strategy"]["recreate"].update(recreate)
     path = tmp_path / "r.yaml"
     path.write_text(json.dumps(doc))  # JSON is YAML, and carries "\u0000" as it is
-    return [str(p).replace(str(path), "r.yaml") for p in spec.lint(path)]
+    return [str(p).replace(str(path), "r.yaml") for p in validation.lint(path)]
 
 
 @pytest.mark.parametrize(
@@ -115,7 +115,7 @@ def test_pod_template_containers_are_checked_the_same_way(tmp_path: Path) -> Non
     doc["spec"]["strategy"] = {"canary": {}}
     path = tmp_path / "pod.yaml"
     path.write_text(json.dumps(doc))
-    found = {(p.path, p.message) for p in spec.lint(path) if p.severity == "error"}
+    found = {(p.path, p.message) for p in validation.lint(path) if p.severity == "error"}
     root = "spec.template.spec.containers[0]"
     assert found == {
         (f"{root}.args[1]", "contains a NUL character, which no process argument can hold"),

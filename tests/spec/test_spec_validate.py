@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from changeover import errors, spec
-from changeover.spec import validate
+from changeover import errors, spec, validation
 from changeover.traffic import base
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "specs"
@@ -55,7 +54,7 @@ def rollout(name: str, *, port: int, strategy: str, extra: str = "") -> str:
 def lint(tmp_path: Path, *documents: str) -> list[str]:
     path = tmp_path / "r.yaml"
     path.write_text("---\n".join(documents))
-    return [str(p).replace(str(path), "r.yaml") for p in spec.lint(path)]
+    return [str(p).replace(str(path), "r.yaml") for p in validation.lint(path)]
 
 
 CANARY_MIRROR = """\
@@ -75,7 +74,7 @@ strategy:
 
 
 def test_the_fixtures_are_clean_on_a_capable_router(routers: None) -> None:
-    assert spec.lint(FIXTURES) == []
+    assert validation.lint(FIXTURES) == []
 
 
 def test_steps_the_chosen_router_cannot_do(routers: None, tmp_path: Path) -> None:
@@ -249,13 +248,13 @@ def test_settings_that_contradict_each_other_are_warned_about(
 def test_read_raises_on_errors_and_hands_back_warnings(routers: None, tmp_path: Path) -> None:
     path = tmp_path / "r.yaml"
     path.write_text(rollout("b", port=8002, strategy="strategy: {canary: {steps: []}}"))
-    specs = validate.read(path)
+    specs = validation.read(path)
     assert [r.name for r in specs.rollouts] == ["b"]
     assert [p.severity for p in specs.warnings] == ["warning"]
 
     path.write_text(rollout("b", port=8002, strategy="strategy: {blueGreen: {previewPort: 8002}}"))
     with pytest.raises(errors.SpecError) as caught:
-        validate.read(path)
+        validation.read(path)
     assert caught.value.exit_code == 2
     assert [p.path for p in caught.value.problems] == ["spec.strategy.blueGreen.previewPort"]
 
@@ -263,7 +262,7 @@ def test_read_raises_on_errors_and_hands_back_warnings(routers: None, tmp_path: 
 def test_read_text_for_request_bodies(routers: None) -> None:
     text = rollout("b", port=8002, strategy="strategy: {shadow: {percentage: 101}}")
     with pytest.raises(errors.SpecError) as caught:
-        validate.read_text(text, source="request")
+        validation.read_text(text, source="request")
     assert [str(p) for p in caught.value.problems] == [
         "request: spec.strategy.shadow.percentage: expected an integer from 0 to 100, got 101 "
         "(line 10)"
@@ -273,7 +272,7 @@ def test_read_text_for_request_bodies(routers: None) -> None:
 def test_validate_rollouts_for_rollouts_already_in_hand(routers: None) -> None:
     rollouts = spec.parse_rollouts(spec.load_path(FIXTURES))
     doubled = [*rollouts, rollouts[0]]
-    assert [str(p) for p in validate.validate_rollouts(doubled, source="apply")] == [
+    assert [str(p) for p in validation.validate_rollouts(doubled, source="apply")] == [
         "apply: metadata.name: another rollout named 'ranker' is in this apply (apply); "
         "expected each name once"
     ]

@@ -15,7 +15,7 @@ import pytest
 import router_helpers
 from router_helpers import RouterFactory, UpstreamFactory, ep
 
-from changeover import spec
+from changeover import validation
 from changeover.spec import models
 from changeover.traffic.builtin import table
 
@@ -69,7 +69,7 @@ def test_lint_refuses_a_pattern_re2_cannot_take_with_its_field_path(tmp_path: Pa
         """)
     path = tmp_path / "ab.yaml"
     path.write_text(doc)
-    text = "\n".join(str(p) for p in spec.lint(path))
+    text = "\n".join(str(p) for p in validation.lint(path))
     assert "ab.yaml" in text
     assert "headerValue.regex" in text
     assert "RE2" in text and "\\1" in text

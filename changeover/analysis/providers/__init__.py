@@ -1,27 +1,18 @@
 """Metric providers: one module each, behind the registry in ``providers.base``.
 
-Importing a provider's module registers it. ``load()`` imports every module that ships
-(the judges register as providers too: ``mannWhitney``, ``abSignificance``), so the
-controller's runner and ``lint`` see the same set. Modules that are not there are skipped.
+Importing a provider's module registers it; ``providers.base.SHIPPED`` names the modules
+that ship (the judges register as providers too: ``mannWhitney``, ``abSignificance``), and
+the registry imports one the first time its name is used. ``load()`` imports them all.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 
-MODULES = (
-    "changeover.analysis.providers.builtin",
-    "changeover.analysis.providers.web",
-    "changeover.analysis.providers.job",
-    "changeover.analysis.providers.prometheus",
-    "changeover.analysis.judges.mann_whitney",
-    "changeover.analysis.judges.ab_significance",
-)
+from changeover.analysis.providers import base
 
 
 def load() -> None:
-    """Register every provider (idempotent)."""
-    for name in MODULES:
-        if importlib.util.find_spec(name) is not None:
-            importlib.import_module(name)
+    """Register every shipped provider (idempotent)."""
+    for module in sorted(set(base.SHIPPED.values())):
+        importlib.import_module(module)

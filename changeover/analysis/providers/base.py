@@ -9,11 +9,14 @@ itself (the Mann-Whitney judge) also sets ``phase``. A failed query raises
 task (a ``job`` provider kills its process on cancellation).
 
 Providers register by the key users write under ``provider:`` (``builtin``, ``prometheus``,
-``web``, ``job``, ``mannWhitney``).
+``web``, ``job``, ``mannWhitney``). The ones that ship are named in ``SHIPPED`` with the
+module that registers them, imported the first time the name is used: ``lint`` knows every
+name without loading each provider's dependencies.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -93,6 +96,17 @@ class MetricProvider(Protocol):
 # What ``lint`` says about a provider's config block: one message per problem.
 ProblemsFn = Callable[[Mapping[str, Any]], list[str]]
 
+# provider name → the module whose import registers it.
+SHIPPED: Mapping[str, str] = {
+    "builtin": "changeover.analysis.providers.builtin",
+    "web": "changeover.analysis.providers.web",
+    "job": "changeover.analysis.providers.job",
+    "prometheus": "changeover.analysis.providers.prometheus",
+    "mannWhitney": "changeover.analysis.judges.mann_whitney",
+    "abSignificance": "changeover.analysis.judges.ab_significance",
+    "abTest": "changeover.analysis.judges.ab_significance",
+}
+
 _REGISTRY: dict[str, Callable[[], MetricProvider]] = {}
 _PROBLEMS: dict[str, ProblemsFn] = {}
 
@@ -106,9 +120,16 @@ def register(
         _PROBLEMS[name] = problems
 
 
+def _load(name: str) -> None:
+    """Import the shipped module of provider ``name`` unless something registered it."""
+    if name not in _REGISTRY and name in SHIPPED:
+        importlib.import_module(SHIPPED[name])
+
+
 def problems(name: str, config: Mapping[str, Any]) -> list[str]:
     """Lint-time problems of ``config`` for provider ``name`` ([] if it has no checker).
     A module-level ``problems`` function in the provider's module is found too."""
+    _load(name)
     check = _PROBLEMS.get(name)
     if check is None and name in _REGISTRY:
         module = sys.modules.get(getattr(_REGISTRY[name], "__module__", ""))
@@ -118,15 +139,17 @@ def problems(name: str, config: Mapping[str, Any]) -> list[str]:
 
 
 def create(name: str) -> MetricProvider:
+    _load(name)
     try:
         return _REGISTRY[name]()
     except KeyError:
         raise errors.SpecError.single(
             file="",
             path=f"provider.{name}",
-            message=f"unknown metric provider; expected one of {', '.join(sorted(_REGISTRY))}",
+            message=f"unknown metric provider; expected one of {', '.join(registered())}",
         ) from None
 
 
 def registered() -> list[str]:
-    return sorted(_REGISTRY)
+    """Every provider name: the shipped ones (loaded or not) and those registered."""
+    return sorted({*SHIPPED, *_REGISTRY})

@@ -32,7 +32,7 @@ from changeover.traffic.comparison import comparators
 
 log = logging.getLogger(__name__)
 
-CAPABILITIES = frozenset(base.Capability)
+CAPABILITIES = base.SHIPPED["builtin"].capabilities
 
 
 class BuiltinRouter:

@@ -46,10 +46,7 @@ from changeover.traffic.haproxy import config, desired, haproxy_process, metrics
 
 log = logging.getLogger(__name__)
 
-CAPABILITIES = frozenset(base.Capability) - {
-    base.Capability.MIRROR,
-    base.Capability.MIRROR_COMPARE,
-}
+CAPABILITIES = base.SHIPPED["haproxy"].capabilities
 
 # How long close() waits for the metrics poll to stop, and for the last stats read (s).
 CLOSE_WAIT = 5.0

@@ -1,9 +1,9 @@
 """The Kubernetes routers, one module each behind the ``TrafficRouter`` Protocol:
 ``istio``, ``gateway_api``, ``nginx_ingress``, ``smi`` and ``replica_ratio`` (no router).
 
-Each module has ``NAME``, ``CAPABILITIES`` and ``factory(RouterContext) -> KubeRouter``;
-``ROUTERS`` maps registry names to modules, and ``changeover.traffic`` registers them so
-validation knows what each can do.
+Each module has ``NAME``, ``CAPABILITIES`` (as ``traffic.base.SHIPPED`` declares them, so
+validation knows what each can do without importing it) and ``factory(RouterContext) ->
+KubeRouter``; ``ROUTERS`` maps registry names to modules for the operator.
 """
 
 from __future__ import annotations

@@ -24,20 +24,12 @@ from typing import Any
 from changeover import errors
 from changeover.kube import client as kube
 from changeover.spec import models
-from changeover.traffic.base import Capability
+from changeover.traffic import base
 from changeover.traffic.kubernetes.base import RouterContext, cookie_regex
 from changeover.traffic.kubernetes.router import KubeRouter
 
 NAME = "istio"
-CAPABILITIES = frozenset(
-    {
-        Capability.WEIGHTS,
-        Capability.HEADER_ROUTES,
-        Capability.COOKIE_ROUTES,
-        Capability.MIRROR,
-        Capability.PREVIEW,
-    }
-)
+CAPABILITIES = base.SHIPPED[NAME].capabilities
 MANAGED = "changeover.dev/managed-routes"
 JSON = dict[str, Any]
 

@@ -29,14 +29,12 @@ from changeover import errors
 from changeover.kube import client as kube
 from changeover.kube import names
 from changeover.spec import models
-from changeover.traffic.base import Capability
+from changeover.traffic import base
 from changeover.traffic.kubernetes.base import RouterContext, string_match_regex
 from changeover.traffic.kubernetes.router import KubeRouter
 
 NAME = "nginx"
-CAPABILITIES = frozenset(
-    {Capability.WEIGHTS, Capability.HEADER_ROUTES, Capability.COOKIE_ROUTES, Capability.PREVIEW}
-)
+CAPABILITIES = base.SHIPPED[NAME].capabilities
 PREFIX = "nginx.ingress.kubernetes.io/"
 JSON = dict[str, Any]
 

@@ -10,12 +10,12 @@ has them (istio, gateway-api, nginx, smi): validation says which.
 
 from __future__ import annotations
 
-from changeover.traffic.base import Capability
+from changeover.traffic import base
 from changeover.traffic.kubernetes.base import RouterContext
 from changeover.traffic.kubernetes.router import KubeRouter
 
 NAME = "replica-ratio"
-CAPABILITIES = frozenset({Capability.PREVIEW})
+CAPABILITIES = base.SHIPPED[NAME].capabilities
 
 
 def factory(ctx: RouterContext) -> KubeRouter:

@@ -15,12 +15,12 @@ from changeover import errors
 from changeover.kube import client as kube
 from changeover.kube import names
 from changeover.spec import models
-from changeover.traffic.base import Capability
+from changeover.traffic import base
 from changeover.traffic.kubernetes.base import RouterContext
 from changeover.traffic.kubernetes.router import KubeRouter
 
 NAME = "smi"
-CAPABILITIES = frozenset({Capability.WEIGHTS, Capability.PREVIEW})
+CAPABILITIES = base.SHIPPED[NAME].capabilities
 JSON = dict[str, Any]
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from changeover import errors
+from changeover import errors, validation
 from changeover.endpoints import Endpoint
-from changeover.spec import models, validate
+from changeover.spec import models
 from changeover.traffic import base
 from changeover.traffic.builtin.metrics import RolloutMetrics
 from changeover.traffic.haproxy import (
@@ -64,7 +64,7 @@ def test_lint_rejects_mirroring_on_haproxy(tmp_path: Path) -> None:
     path = tmp_path / "rollout.yaml"
     path.write_text(ROLLOUT)
     with pytest.raises(errors.SpecError) as caught:
-        validate.read(path)
+        validation.read(path)
     problems = caught.value.problems
     assert len(problems) == 1, problems
     assert problems[0].path == "spec.strategy.canary.steps[2].setMirrorRoute"
@@ -77,7 +77,7 @@ def test_lint_accepts_everything_else_on_haproxy(tmp_path: Path) -> None:
     path.write_text(
         ROLLOUT.replace("        - setMirrorRoute: {name: shadow, percentage: 50}\n", "")
     )
-    specs = validate.read(path)
+    specs = validation.read(path)
     assert [r.spec.traffic.router for r in specs.rollouts] == ["haproxy"]
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from changeover.spec.importers.report import Notes
+from changeover.importers.report import Notes
 
 JSON = dict[str, Any]
 DEFAULT_ADDRESS = "http://prometheus:9090"

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from changeover import errors
+from changeover.importers import argo, check, flagd, flagger
+from changeover.importers.report import Note, Notes, Result
 from changeover.spec import load
-from changeover.spec.importers import argo, check, flagd, flagger
-from changeover.spec.importers.report import Note, Notes, Result
 
 JSON = dict[str, Any]
 _HELPERS = {"Deployment", "MetricTemplate"}

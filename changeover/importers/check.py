@@ -14,8 +14,8 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from changeover import errors
-from changeover.spec import analysis_checks, load, validate
+from changeover import errors, validation
+from changeover.spec import load
 
 JSON = dict[str, Any]
 
@@ -36,7 +36,7 @@ def problems(
         for i, d in enumerate(borrowed.values())
     ]
     try:
-        found = _lint(mine, extra)
+        found = validation.check_documents([*mine, *extra])[1]
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         # A shape the checks themselves trip on: still an answer naming the file.
         return [
@@ -49,20 +49,6 @@ def problems(
         for p in found
         if p.severity != "warning" and p.file != "(another imported file)"
     ]
-
-
-def _lint(
-    mine: list[load.LoadedDocument], extra: list[load.LoadedDocument]
-) -> list[errors.SpecProblem]:
-    specs, found = load.collect_documents([*mine, *extra])
-    parsed, template_problems, broken = analysis_checks.parse_templates(specs.other)
-    known = {template.name: template for template, _ in parsed}
-    found += template_problems
-    found += validate.validate_rollouts(specs.rollouts, sources=specs.sources)
-    found += analysis_checks.check_rollouts(
-        specs.rollouts, specs.sources, known, strict=False, broken=broken
-    )
-    return found
 
 
 def _template_name(doc: JSON) -> str | None:

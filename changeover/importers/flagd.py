@@ -25,8 +25,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from changeover.importers.report import Notes, Result
 from changeover.spec import models
-from changeover.spec.importers.report import Notes, Result
 
 JSON = dict[str, Any]
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

@@ -14,9 +14,9 @@ unique, and a metric that would run forever (``interval`` without ``count``) is 
 where the run is stopped for it (background and experiment analysis), as Argo Rollouts
 requires.
 
-Who calls it: ``spec.validate`` for ``lint`` and ``apply`` on the client (``strict=False``:
-a template in another file only earns a warning) and the controller's ``apply``
-(``strict=True``: stored templates count, a missing one is an error).
+Who calls it: ``validation.specs`` for ``lint`` and ``apply`` on the client
+(``strict=False``: a template in another file only earns a warning) and the controller's
+``apply`` (``strict=True``: stored templates count, a missing one is an error).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 import pydantic
 
 from changeover import errors
-from changeover.analysis import conditions, notify, providers, templates
+from changeover.analysis import conditions, notify, templates
 from changeover.analysis.providers import base as providers_base
 from changeover.spec import analysis as spec
 from changeover.spec import messages, models
@@ -258,7 +258,6 @@ def _metrics_problems(
 ) -> list[errors.SpecProblem]:
     """Conditions, providers and ``{{args.x}}`` of ``metrics``; ``declared`` maps each
     argument to its default (None: known only when a run starts)."""
-    providers.load()
     problems: list[errors.SpecProblem] = []
     seen: set[str] = set()
     for i, metric in enumerate(metrics):

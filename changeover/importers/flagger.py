@@ -33,9 +33,9 @@ import re
 from typing import Any
 
 from changeover import errors
+from changeover.importers import flagger_metrics
+from changeover.importers.report import Notes, Result
 from changeover.spec import models
-from changeover.spec.importers import flagger_metrics
-from changeover.spec.importers.report import Notes, Result
 
 JSON = dict[str, Any]
 API = "changeover.dev/v1alpha1"

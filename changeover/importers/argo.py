@@ -25,7 +25,7 @@ import copy
 from typing import Any
 
 from changeover import errors
-from changeover.spec.importers.report import Notes, Result
+from changeover.importers.report import Notes, Result
 
 JSON = dict[str, Any]
 API = "changeover.dev/v1alpha1"
