@@ -23,12 +23,7 @@ def test_names_are_known_without_importing_providers() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.splitlines()
     assert set(names.split()) == set(base.SHIPPED)
-    assert set(loaded.split()) == {
-        "changeover.analysis",
-        "changeover.analysis.providers",
-        "changeover.analysis.providers.base",
-        "changeover.analysis.sampler",
-    }
+    assert not set(loaded.split()) & set(base.SHIPPED.values())
 
 
 @pytest.mark.parametrize("name", sorted(base.SHIPPED))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from changeover import spec
+from changeover import validation
 from changeover.spec import load
 
 GOOD = """\
@@ -28,7 +28,7 @@ spec:
 def lint(tmp_path: Path, text: str) -> list[str]:
     path = tmp_path / "flag.yaml"
     path.write_text(textwrap.dedent(text))
-    return [str(p).replace(f"{path}: ", "") for p in spec.lint(path)]
+    return [str(p).replace(f"{path}: ", "") for p in validation.lint(path)]
 
 
 def test_a_good_flag_parses_beside_a_rollout_kind(tmp_path: Path) -> None:
