@@ -206,6 +206,7 @@ def encode_metrics(m: metrics_mod.RolloutMetrics) -> dict[str, Any]:
             "itl": _hist(r.itl),
             "tokens_per_response": _hist(r.tokens_per_response),
             "stream_seconds": r.stream_seconds,
+            "upgraded_seconds": _hist(r.upgraded_seconds),
         }
     return {
         "revisions": revisions,
@@ -221,7 +222,8 @@ def apply_metrics(data: dict[str, Any], into: metrics_mod.RolloutMetrics) -> Non
     for rev, d in data["revisions"].items():
         r = metrics_mod.RevisionMetrics()
         for name in _PLAIN:
-            setattr(r, name, int(d[name]))
+            # .get: a router process started by an older changeover lacks newer counters.
+            setattr(r, name, int(d.get(name, 0)))
         r.codes = [int(c) for c in d["codes"]][:6] + [0] * max(0, 6 - len(d["codes"]))
         r.mirror_codes = [int(c) for c in d["mirror_codes"]][:6] + [0] * max(
             0, 6 - len(d["mirror_codes"])
@@ -235,6 +237,8 @@ def apply_metrics(data: dict[str, Any], into: metrics_mod.RolloutMetrics) -> Non
         _set_hist(r.itl, d["itl"])
         _set_hist(r.tokens_per_response, d["tokens_per_response"])
         r.stream_seconds = float(d["stream_seconds"])
+        if "upgraded_seconds" in d:
+            _set_hist(r.upgraded_seconds, d["upgraded_seconds"])
         revisions[int(rev)] = r
     into.revisions.clear()
     into.revisions.update(revisions)

@@ -37,7 +37,10 @@ class BuiltinSettings(Settings):
     processes on one port (SO_REUSEPORT, merged metrics); unset: ``serve --router-workers``.
     The timeouts and ``maxConnections`` bound what one client can hold (defaults: 5 s
     connect, 120 s response, 30 s header, 60 s body and send, 10,000 connections; see
-    docs/explanation/router.md).
+    docs/explanation/router.md). ``websocketDrainSeconds`` (default 30; 0 closes at once):
+    how long a WebSocket (any upgraded connection) may stay open on a revision that no
+    longer gets new connections, or on a replica being stopped, before the router closes
+    it (docs/how-to/websockets.md).
     """
 
     workers: Annotated[int, Field(ge=1, le=64)] | None = None
@@ -47,6 +50,7 @@ class BuiltinSettings(Settings):
     body_timeout_seconds: Seconds | None = None
     send_timeout_seconds: Seconds | None = None
     max_connections: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    websocket_drain_seconds: Annotated[float, Field(ge=0, le=86_400)] | None = None
 
 
 class HAProxySettings(Settings):

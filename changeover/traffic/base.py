@@ -31,6 +31,7 @@ class Capability(StrEnum):
     PREVIEW = "preview"  # serve one revision on a separate preview endpoint
     MAINTENANCE = "maintenance"  # 503 + Retry-After while no revision runs
     BACKENDS = "backends"  # the router is told replica endpoints (local platform)
+    WEBSOCKET = "websocket"  # proxies Upgrade (WebSocket) connections, routed like requests
 
 
 class TrafficRouter(Protocol):

@@ -26,6 +26,7 @@ _CAPABILITY_WORDS = {
     traffic.Capability.PREVIEW: "a preview endpoint",
     traffic.Capability.MAINTENANCE: "a maintenance page",
     traffic.Capability.BACKENDS: "replica endpoints",
+    traffic.Capability.WEBSOCKET: "WebSocket connections",
 }
 
 

@@ -26,7 +26,11 @@ STRATEGY_OF_FILE = {
     "shadow.yaml": "shadow",
 }
 # More than one example per strategy, and the AnalysisTemplates they use.
-MORE_ROLLOUTS = {"canary-analysis.yaml": "canary", "haproxy.yaml": "canary"}
+MORE_ROLLOUTS = {
+    "canary-analysis.yaml": "canary",
+    "haproxy.yaml": "canary",
+    "websocket.yaml": "canary",
+}
 TEMPLATE_FILES = ("analysis-template.yaml", "llm-analysis.yaml")
 # Rollouts of the example model service (examples/model_service.py).
 MODEL_ROLLOUTS = {"model-shadow.yaml": "shadow"}
@@ -48,7 +52,8 @@ def test_there_is_one_example_per_strategy() -> None:
 def test_example_is_a_rollout_of_its_strategy(name: str, strategy: str) -> None:
     r = rollout(name)
     assert r.spec.strategy.name == strategy
-    assert r.spec.template.command[:2] == ["python3", "examples/app.py"]
+    app = "examples/websocket_echo.py" if name == "websocket.yaml" else "examples/app.py"
+    assert r.spec.template.command[:2] == ["python3", app]
     assert "$(PORT)" in r.spec.template.command
     assert r.spec.template.readiness_probe is not None
     assert r.spec.template.readiness_probe.http_get is not None

@@ -353,22 +353,3 @@ async def test_expect_continue_fast_path(
     writer.close()
     seen = json.loads(reply.body)
     assert seen["body"] == "data" and "expect" not in seen["headers"]
-
-
-@pytest.mark.parametrize(
-    "request_bytes",
-    [
-        b"GET /chat HTTP/1.1\r\nhost: x\r\nconnection: Upgrade\r\nupgrade: websocket\r\n"
-        b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n",
-        b"CONNECT example.com:443 HTTP/1.1\r\nhost: example.com:443\r\n\r\n",
-    ],
-    ids=["websocket", "connect"],
-)
-async def test_upgrades_and_tunnels_are_refused_with_501_and_never_reach_upstream(
-    make_router: RouterFactory, upstream: UpstreamFactory, request_bytes: bytes
-) -> None:
-    router, up = await one_revision(make_router, upstream)
-    data = await router_helpers.raw_request(router.port, request_bytes)
-    assert data.startswith(b"HTTP/1.1 501 ")
-    assert b"connection: close" in data.lower()
-    assert up.requests == []

@@ -10,12 +10,15 @@ import contextlib
 import logging
 import socket
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import router_helpers
+import yaml
 from router_helpers import RouterFactory, UpstreamFactory
 from test_router_fastpath import one_revision, raw_upstream
 
+from changeover import validation
 from changeover.endpoints import Endpoint
 from changeover.spec import traffic_settings
 from changeover.traffic.builtin import Settings, proxy
@@ -168,6 +171,34 @@ def test_spec_traffic_builtin_sets_the_limits() -> None:
     assert router.settings.send_timeout == Settings().send_timeout
     with pytest.raises(ValueError, match="headerTimeoutSeconds"):
         traffic_settings.BuiltinSettings.model_validate({"headerTimeoutSeconds": 0})
+
+
+@pytest.mark.parametrize("bad", [-1, "soon", 86_401])
+def test_lint_names_websocket_drain_seconds_when_it_is_bad(tmp_path: Path, bad: object) -> None:
+    doc = {
+        "apiVersion": "changeover.dev/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {"name": "web"},
+        "spec": {
+            "template": {"command": ["app"]},
+            "service": {"port": 8080},
+            "traffic": {"builtin": {"websocketDrainSeconds": bad}},
+            "strategy": {"canary": {}},
+        },
+    }
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    problems = [p for p in validation.lint(str(path)) if p.severity == "error"]
+    assert problems, f"{bad!r} was accepted"
+    assert all("websocketDrainSeconds" in f"{p.path} {p.message}" for p in problems)
+    assert all(str(path) in p.file for p in problems)
+
+
+def test_websocket_drain_seconds_reaches_the_router_settings() -> None:
+    spec = traffic_settings.BuiltinSettings.model_validate({"websocketDrainSeconds": 0})
+    router = router_mod.factory("web", port=0, **spec.model_dump(exclude_none=True))
+    assert router.settings.upgrade_drain == 0
+    assert router_mod.factory("web", port=0).settings.upgrade_drain == 30.0
 
 
 def test_a_rollouts_limits_reach_its_router_process_config() -> None:

@@ -14,6 +14,12 @@ head and body bytes go to the client in one write per upstream read.
 No timer per request: the router's sweep calls ``check_timeout`` on each connection's
 current exchange, so the response timeout costs nothing on the hot path.
 
+An upgrade request (``want_upgrade``) goes upstream alone: bytes the client sent behind
+it are held (``hold_early``) and sent only after a 101 (``on_upgrade``); the exchange then
+relays bytes both ways until either side closes or the router closes it at the end of a
+drain (``close_tunnel``). It holds its endpoint (``ep.in_flight``) all that time, so a
+replica's drain waits for it; as a request it is counted when the 101 arrives.
+
 Retries never resend what may have been processed: a request moves to another endpoint
 when the connect failed (nothing was sent), or when a *reused* keep-alive connection died
 before any response byte and the request is idempotent and was kept whole in memory (the
@@ -41,6 +47,7 @@ RETRY_PAUSE = 0.025  # seconds, times the attempt number, before retrying a fail
 PAUSE_UPSTREAM = 1  # the upstream send buffer is full
 PAUSE_BUFFERED = 2  # too much body buffered before an upstream connection exists
 PAUSE_PIPELINE = 4  # too many pipelined requests queued
+PAUSE_UPGRADE = 8  # an upgrade request waits for the upstream's answer
 
 
 class Exchange:
@@ -49,6 +56,7 @@ class Exchange:
         "_avoid",
         "_connect_task",
         "_down_out",
+        "_early",
         "_mirror_body",
         "_mirror_bytes",
         "_mirror_head",
@@ -78,6 +86,9 @@ class Exchange:
         "state",
         "status",
         "t0",
+        "t_open",
+        "tunnel",
+        "upgrade",
         "watch",
     )
 
@@ -128,6 +139,10 @@ class Exchange:
         self.status = 0
         self.t0 = 0.0  # time.monotonic(): finer than uvloop's millisecond loop clock
         self.watch: streams.StreamWatch | None = None  # a token stream's accounting
+        self.upgrade = False  # an Upgrade request (want_upgrade)
+        self.tunnel = False  # the upstream said 101: relaying bytes
+        self.t_open = 0.0  # when the tunnel opened (time.monotonic())
+        self._early = b""  # client bytes behind the upgrade request, held until the 101
 
     # -- request side ---------------------------------------------------------------
 
@@ -204,6 +219,26 @@ class Exchange:
         conn.write(data)
         if self.body_done and not self._sent_at:
             self._sent_at = self.down.loop.time()
+
+    def want_upgrade(self, up_head: bytes) -> None:
+        """Make this an upgrade request: ``up_head`` (with its Upgrade and Connection
+        fields) goes upstream alone; never mirrored, and the upstream connection is not
+        reused unless it answers 101 (then it is the tunnel's)."""
+        self.upgrade = True
+        self._up_out = [up_head]
+        self._up_out_bytes = len(up_head)
+        self.mirror_targets = _NO_TARGETS
+        self._mirror_body = None
+        self._mirror_head = None
+        pair = self._pair
+        if pair is not None:  # a WebSocket's answers are not compared
+            self._pair = None
+            pair.comparer.forget(pair, "incomplete")
+
+    def hold_early(self, data: bytes) -> None:
+        """Client bytes that arrived behind the upgrade request's head."""
+        if data:
+            self._early += data
 
     # -- starting: routing and picking an upstream -------------------------------------
 
@@ -331,7 +366,7 @@ class Exchange:
     def _attach(self, conn: upstream.UpstreamConnection, reused: bool) -> None:
         self.conn = conn
         self._reused = reused
-        conn.bind(self, head_only=self.method == b"HEAD")
+        conn.bind(self, head_only=self.method == b"HEAD", upgrade_to=self if self.upgrade else None)
         down = self.down
         if down.write_paused:
             conn.pause_reading()
@@ -400,6 +435,82 @@ class Exchange:
         if pair is not None:
             pair.primary_head(status, info.head, framing == upstream.CHUNKED and not conn.dechunk)
 
+    def on_upgrade(
+        self, conn: upstream.UpstreamConnection, info: upstream.ResponseHead, rest: bytes
+    ) -> None:
+        """The upstream switched protocols: answer 101 and relay from now on. ``rest`` is
+        what followed the 101 head in the same read (already the new protocol)."""
+        protocol = b""
+        for _, name, value in info.fields:
+            if name == b"upgrade":
+                protocol = value.strip()
+        if not protocol:
+            # RFC 9110 §15.2.2: a 101 names the protocol switched to; without it there is
+            # no telling what the client would be talking to.
+            conn.abort()
+            self.on_lost(conn, True)
+            return
+        self.responded = True
+        self.status = 101
+        self.tunnel = True
+        down = self.down
+        now = time.monotonic()  # the clock of t0
+        self.t_open = now
+        rm = self.rm
+        assert rm is not None
+        rm.ttfb.observe(now - self.t0)
+        rm.record(101, now - self.t0)
+        rm.in_flight -= 1
+        rm.upgraded += 1
+        rm.upgraded_open += 1
+        st = self.state
+        extra = st.rev_headers.get(self.revision) or st.revision_header(self.revision)
+        extra += b"connection: upgrade\r\nupgrade: " + protocol + b"\r\n"
+        down.write(info.base + extra + b"\r\n")
+        if rest:
+            down.write(rest)
+        early = self._early
+        if early:
+            self._early = b""
+            conn.write(early)
+        st.tunnels.add(self)
+        down.start_tunnel(self)
+
+    def relay_up(self, data: bytes) -> None:
+        """Tunnel: bytes from the client, to the upstream as they came."""
+        conn = self.conn
+        if conn is not None:
+            conn.write(data)
+
+    def close_tunnel(self) -> None:
+        """The router ends the tunnel (its drain grace period is over): both sides close
+        after what was already read has been written."""
+        if self.tunnel and not self.done:
+            rm = self.rm
+            if rm is not None:
+                rm.upgraded_drained += 1
+            self._end_tunnel()
+
+    def _end_tunnel(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.state.tunnels.discard(self)
+        self.flush()
+        conn = self.conn
+        if conn is not None:
+            self.conn = None
+            conn.close()
+        ep = self.ep
+        if ep is not None:
+            self.ep = None
+            ep.leave()
+        rm = self.rm
+        if rm is not None:
+            rm.upgraded_open -= 1
+            rm.upgraded_seconds.observe(time.monotonic() - self.t_open)
+        self.down.close()
+
     def on_raw(self, data: bytes) -> None:
         self._down_out.append(wire.chunk(data) if self.chunked_out else data)
         pair = self._pair
@@ -428,7 +539,8 @@ class Exchange:
         self.flush()
         self.conn = None
         ep = self.ep
-        if keep_alive and self.body_done and not self._up_out and ep is not None:
+        reuse = keep_alive and self.body_done and not self._up_out and not self.upgrade
+        if reuse and ep is not None:
             if conn.reads_paused:
                 conn.resume_reading()
             ep.release(conn)
@@ -437,6 +549,9 @@ class Exchange:
         self._finish(self.status)
 
     def on_lost(self, conn: upstream.UpstreamConnection, bad_response: bool) -> None:
+        if self.tunnel:
+            self._end_tunnel()  # the upstream closed: so does the client, once written to
+            return
         self.conn = None
         rm = self.rm
         assert rm is not None
@@ -525,6 +640,9 @@ class Exchange:
 
     def client_lost(self) -> None:
         """The client connection closed: stop everything this exchange started."""
+        if self.tunnel:
+            self._end_tunnel()  # the upstream gets what the client sent, then a close
+            return
         if self.done:
             return
         self.done = True

@@ -56,6 +56,8 @@ TOKEN_BUCKETS: tuple[float, ...] = (
     10000.0,
     50000.0,
 )
+# Seconds an upgraded (WebSocket) connection stayed open: from a page view to a long session.
+CONNECTION_BUCKETS: tuple[float, ...] = (1.0, 5.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0)
 
 CODE_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 
@@ -126,6 +128,10 @@ class RevisionMetrics:
         "tokens_per_response",
         "ttfb",
         "ttft",
+        "upgraded",
+        "upgraded_drained",
+        "upgraded_open",
+        "upgraded_seconds",
     )
 
     def __init__(self) -> None:
@@ -158,6 +164,12 @@ class RevisionMetrics:
         self.streams_cut = 0  # ... of which the upstream cut before the terminating event
         self.output_tokens = 0
         self.stream_seconds = 0.0  # summed request-to-end time of those streams
+        # Upgraded (WebSocket) connections: opened in all, open now, closed by the router
+        # at the end of a drain, and how long each stayed open.
+        self.upgraded = 0
+        self.upgraded_open = 0
+        self.upgraded_drained = 0
+        self.upgraded_seconds = Histogram(CONNECTION_BUCKETS)
 
     def add(self, other: RevisionMetrics) -> None:
         """Sum another worker's counters for the same revision into these."""
@@ -178,6 +190,7 @@ class RevisionMetrics:
         self.itl.add(other.itl)
         self.tokens_per_response.add(other.tokens_per_response)
         self.stream_seconds += other.stream_seconds
+        self.upgraded_seconds.add(other.upgraded_seconds)
 
     def record(self, status: int, seconds: float) -> None:
         self.codes[status // 100 if 100 <= status < 600 else 5] += 1
@@ -212,6 +225,12 @@ class RevisionMetrics:
                 "itl": self.itl.snapshot(),
                 "tokensPerResponse": self.tokens_per_response.snapshot(),
             },
+            "upgraded": {
+                "opened": self.upgraded,
+                "open": self.upgraded_open,
+                "drained": self.upgraded_drained,
+                "duration": self.upgraded_seconds.snapshot(),
+            },
         }
 
 
@@ -230,6 +249,9 @@ PLAIN_COUNTERS = (
     "streams",
     "streams_cut",
     "output_tokens",
+    "upgraded",
+    "upgraded_open",
+    "upgraded_drained",
 )
 
 
@@ -274,6 +296,12 @@ _COUNTERS: tuple[tuple[str, str, str], ...] = (
     ("changeover_streams_total", "streams", "Streamed responses (SSE, JSON lines) ended."),
     ("changeover_streams_cut_total", "streams_cut", "Streams cut before their end."),
     ("changeover_output_tokens_total", "output_tokens", "Output tokens of streamed responses."),
+    ("changeover_upgraded_connections_total", "upgraded", "Upgraded (WebSocket) connections."),
+    (
+        "changeover_upgraded_connections_drained_total",
+        "upgraded_drained",
+        "Upgraded connections closed by the router after the drain grace period.",
+    ),
 )
 
 
@@ -365,6 +393,17 @@ class Registry:
             "Shadow latency.",
             rows,
             "mirror_latency",
+        )
+        family("changeover_upgraded_connections_open", "gauge", "Upgraded connections open now.")
+        for labels, m in rows:
+            out.append(f"changeover_upgraded_connections_open{{{labels}}} {m.upgraded_open}")
+        _histogram(
+            out,
+            family,
+            "changeover_upgraded_connection_duration_seconds",
+            "How long upgraded connections stayed open.",
+            rows,
+            "upgraded_seconds",
         )
         family("changeover_bad_requests_total", "counter", "Malformed requests answered 400.")
         for ro in sorted(self.rollouts.values(), key=lambda r: r.name):

@@ -20,6 +20,13 @@ Writes to the client are queued and leave after the event-loop pass (``builtin.b
 Backpressure both ways: a full client send buffer pauses reading the upstream response, a
 full upstream send buffer (or too much body buffered, or a long pipeline) pauses reading
 the client.
+
+An ``Upgrade`` request (WebSocket) is routed like any request and must be a bodiless
+HTTP/1.1 GET-like message (CONNECT stays 501). Reading stops after its head; bytes the
+client sent behind it wait (never reach the upstream) until the upstream answers 101.
+Then the connection becomes a byte relay (``_tunnel``): every read goes to the upstream as
+is. Any other answer is an ordinary response after which the connection closes, so bytes
+sent early can never be read as a request by either side.
 """
 
 from __future__ import annotations
@@ -62,6 +69,7 @@ class ClientConnection(asyncio.Protocol):
         "_paused",
         "_queue",
         "_send_t",
+        "_tunnel",
         "client_ip",
         "fwd_tail",
         "http11",
@@ -89,6 +97,7 @@ class ClientConnection(asyncio.Protocol):
         self.idle_ticks = 0
         self._paused = 0  # exchange.PAUSE_* bits
         self._current: exchange.Exchange | None = None
+        self._tunnel: exchange.Exchange | None = None  # relaying bytes since a 101
         self._parsing: exchange.Exchange | None = None
         self._last: exchange.Exchange | None = None
         self._queue: collections.deque[exchange.Exchange] = collections.deque()
@@ -141,6 +150,10 @@ class ClientConnection(asyncio.Protocol):
         self.close()
 
     def data_received(self, data: bytes) -> None:
+        tunnel = self._tunnel
+        if tunnel is not None:
+            tunnel.relay_up(data)
+            return
         if self._lost:
             return  # closing after the exchange in progress (see the module docstring)
         self.idle_ticks = 0
@@ -154,8 +167,12 @@ class ClientConnection(asyncio.Protocol):
         self.in_feed = True
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            pass  # the exchange already answered 501 and closes the connection
+        except httptools.HttpParserUpgrade as exc:
+            # The parser stops after an upgrade request's head: what follows in this read
+            # is held by the exchange until the upstream agrees to switch protocols.
+            last = self._last
+            if last is not None and last.upgrade and exc.args and isinstance(exc.args[0], int):
+                last.hold_early(data[exc.args[0] :])
         except httptools.HttpParserCallbackError:
             log.exception("builtin router: internal error while proxying")
             self._fail(500, b"internal proxy error\n")
@@ -176,6 +193,7 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
         self._out.clear()
+        self._tunnel = None
         current, self._current = self._current, None
         if current is not None:
             current.client_lost()
@@ -315,10 +333,7 @@ class ClientConnection(asyncio.Protocol):
             self._route(ex, tbl, hd, as_received=not rebuild)
         # An upgrade needs Upgrade and Connection fields (so a rebuilt head), or CONNECT.
         if (rebuild or method == b"CONNECT") and parser.should_upgrade():
-            # WebSocket and CONNECT tunnels are not proxied (yet): say so and close (the
-            # parser stops at an upgrade, so nothing after it on this connection is read).
-            ex.local = _not_implemented
-            ex.keep_alive = False
+            self._upgrade(ex, method, head, chunked or length > 0)
         self._parsing = self._last = ex
         if self._current is None:
             self._current = ex
@@ -340,6 +355,46 @@ class ClientConnection(asyncio.Protocol):
         ex, self._parsing = self._parsing, None
         if ex is not None:
             ex.end_body()
+
+    def _upgrade(self, ex: exchange.Exchange, method: bytes, head: bytes, body: bool) -> None:
+        """An ``Upgrade`` request: proxied when its framing is unambiguous, else refused.
+        Either way nothing after it on this connection is parsed as HTTP (the parser has
+        stopped), and reading pauses until the upstream has answered."""
+        ex.keep_alive = False
+        self.pause_reading(exchange.PAUSE_UPGRADE)
+        if ex.local is not None:
+            return  # already answered (maintenance, missing Host)
+        if method == b"CONNECT":
+            ex.local = _not_implemented  # a forward proxy's tunnel: not a reverse proxy's job
+            return
+        if not self.http11 or body:
+            # RFC 9110 §7.8: no upgrade over HTTP/1.0; a body before the switch would put
+            # bytes of unknown meaning on both sides of it (request smuggling).
+            self.state.metrics.bad_requests += 1
+            ex.local = _bad_upgrade
+            return
+        start, headers = wire.parse_head(head)
+        protocols = b", ".join([v for n, v in headers if n == b"upgrade"])
+        extra_hop: frozenset[bytes] = frozenset()
+        for name, value in headers:
+            if name == b"connection":
+                extra_hop = extra_hop | wire.connection_tokens(value)
+        up_head = wire.request_head(
+            method,
+            start.split(b" ", 2)[1],
+            headers,
+            client_ip=self.client_ip,
+            framing=b"",
+            extra_hop=extra_hop,
+            extra=b"connection: upgrade\r\nupgrade: " + protocols + b"\r\n",
+        )
+        ex.want_upgrade(up_head)
+
+    def start_tunnel(self, ex: exchange.Exchange) -> None:
+        """The upstream answered 101: from now on every read is relayed to it as is."""
+        self._tunnel = ex
+        self._head_t = self._body_t = 0.0
+        self.resume_reading(exchange.PAUSE_UPGRADE)
 
     # -- routing ----------------------------------------------------------------------------
 
@@ -515,4 +570,10 @@ def _bad_host(keep_alive: bool) -> bytes:
 
 
 def _not_implemented(keep_alive: bool) -> bytes:
-    return wire.simple_response(501, b"protocol upgrades are not supported\n", keep_alive=False)
+    return wire.simple_response(501, b"CONNECT tunnels are not supported\n", keep_alive=False)
+
+
+def _bad_upgrade(keep_alive: bool) -> bytes:
+    return wire.simple_response(
+        400, b"an upgrade request must be HTTP/1.1 without a body\n", keep_alive=False
+    )

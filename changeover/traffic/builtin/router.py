@@ -6,6 +6,12 @@ setters. Each setter builds a new routing table and swaps it in with one assignm
 it is atomic for new requests and idempotent. The listener(s) serve
 ``proxy.ClientConnection``; a 1-second sweep closes idle keep-alive connections.
 
+Upgraded (WebSocket) connections stay on the revision chosen when they opened. When a
+table swap leaves their revision without any way to receive new connections (no weight,
+header route, sticky split or preview), or ``drain`` is stopping their replica, each gets
+``Settings.upgrade_drain`` seconds (on a replica: no more than its own grace) to close on
+its own; the sweep then closes it. A revision given traffic again before that keeps them.
+
     router = BuiltinRouter("web", port=8080, preview_port=8081, metrics=registry)
     await router.start()
     await router.set_backends(1, [Endpoint("127.0.0.1", 9001)])
@@ -24,7 +30,7 @@ from changeover import aio, errors
 from changeover.endpoints import Endpoint
 from changeover.spec import models
 from changeover.traffic import base
-from changeover.traffic.builtin import compare, mirror, proxy, table
+from changeover.traffic.builtin import compare, exchange, mirror, proxy, table
 from changeover.traffic.builtin import metrics as metrics_mod
 from changeover.traffic.builtin import state as state_mod
 from changeover.traffic.builtin import workers as workers_mod
@@ -69,6 +75,9 @@ class BuiltinRouter:
         self._workers: list[workers_mod.Worker] = []
         self._reserved: socket.socket | None = None
         self._preset: list[tuple[str, tuple[object, ...]]] = []
+        # Upgraded connections being drained: when the router closes each, and whether
+        # that is fixed (its replica is stopping) or lifted if its revision is routed again.
+        self._tunnel_deadlines: dict[exchange.Exchange, tuple[float, bool]] = {}
         # Listening sockets handed over by the router process this one replaces ("main",
         # "preview"): start() serves on them instead of binding, so no connection is refused.
         self.inherited: dict[str, socket.socket] = {}
@@ -220,6 +229,8 @@ class BuiltinRouter:
             now = loop.time()
             for client in list(st.connections):
                 client.check_timeouts(now)
+            if st.tunnels:
+                self._drain_tunnels(now)
             if self.mirror is not None:
                 self.mirror.sweep(now)
             if st.comparer is not None:
@@ -243,6 +254,45 @@ class BuiltinRouter:
 
     def _swap(self, new: table.RoutingTable) -> None:
         self.state.table = new  # the one assignment that makes every setter atomic
+        if self.state.tunnels:
+            self._drain_tunnels(asyncio.get_running_loop().time())
+
+    def _drain_tunnels(self, now: float) -> None:
+        """Start, lift or end the drain of each upgraded connection (module docstring)."""
+        tbl = self.state.table
+        routed = {rev for rev, _ in tbl.weights} | {r.revision for r in tbl.header_routes}
+        if tbl.sticky is not None and tbl.sticky.weight > 0:
+            routed.add(tbl.sticky.revision)
+        if tbl.preview is not None and self.preview_port is not None:
+            routed.add(tbl.preview)
+        deadlines = self._tunnel_deadlines
+        grace = self.settings.upgrade_drain
+        for ex in list(self.state.tunnels):
+            found = deadlines.get(ex)
+            if found is None:
+                if ex.revision not in routed:
+                    deadlines[ex] = (now + grace, False)
+                    if grace <= 0:
+                        ex.close_tunnel()
+            elif now >= found[0]:
+                ex.close_tunnel()
+            elif not found[1] and ex.revision in routed:
+                del deadlines[ex]  # its revision takes new connections again
+        for ex in [ex for ex in deadlines if ex.done]:
+            del deadlines[ex]
+
+    def _drain_endpoint_tunnels(self, endpoint: Endpoint, grace_seconds: float) -> None:
+        """A replica is stopping: its upgraded connections close within the shorter of
+        the upgrade drain and the replica's grace (before its SIGTERM would cut them)."""
+        loop = asyncio.get_running_loop()
+        at = loop.time() + min(self.settings.upgrade_drain, grace_seconds)
+        for ex in list(self.state.tunnels):
+            ep = ex.ep
+            if ep is None or ep.endpoint != endpoint:
+                continue
+            found = self._tunnel_deadlines.get(ex)
+            self._tunnel_deadlines[ex] = (min(at, found[0]) if found else at, True)
+        self._drain_tunnels(loop.time())
 
     async def set_weight(self, weights: Mapping[int, int]) -> None:
         if any(w < 0 for w in weights.values()) or sum(weights.values()) not in (0, 100):
@@ -345,6 +395,7 @@ class BuiltinRouter:
                 self.state.pool.set_backends(revision, kept)
             left = sum(int(n or 0) for n in cut)
         else:
+            self._drain_endpoint_tunnels(endpoint, grace_seconds)
             left = await self.state.pool.drain(endpoint, grace_seconds)
         if left:
             log.warning(
@@ -395,6 +446,7 @@ SPEC_SETTINGS = {
     "body_timeout_seconds": "body_timeout",
     "send_timeout_seconds": "send_timeout",
     "max_connections": "max_connections",
+    "websocket_drain_seconds": "upgrade_drain",
 }
 
 

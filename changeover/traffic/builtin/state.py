@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 from changeover.traffic.builtin import batch, compare, metrics, pool, table
 
 if TYPE_CHECKING:
-    from changeover.traffic.builtin import proxy
+    from changeover.traffic.builtin import exchange, proxy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +52,9 @@ class Settings:
     # the client socket stops being read (backpressure instead of unbounded memory).
     buffer_limit: int = 256 * 1024
     drain_grace: float = 10.0
+    # WebSocket (upgraded) connections on a revision that no longer gets new ones, or on
+    # a replica being stopped, are closed by the router after this many seconds.
+    upgrade_drain: float = 30.0
 
 
 class MirrorSink(Protocol):
@@ -78,6 +81,7 @@ class ProxyState:
         "settings",
         "slot",
         "table",
+        "tunnels",
     )
 
     def __init__(
@@ -96,6 +100,7 @@ class ProxyState:
         # Pairs shadow answers with the primary's (``builtin.compare``); set with the mirror.
         self.comparer: compare.Comparer | None = None
         self.connections: set[proxy.ClientConnection] = set()
+        self.tunnels: set[exchange.Exchange] = set()  # upgraded connections, relaying
         self.rev_headers: dict[int, bytes] = {}
         self.batch = batch.WriteBatch()  # every socket write of this router process
 

@@ -107,6 +107,12 @@ class Sink(Protocol):
     def resume_source(self) -> None: ...
 
 
+class UpgradeSink(Protocol):
+    def on_upgrade(self, conn: UpstreamConnection, info: ResponseHead, rest: bytes) -> None:
+        """The upstream answered 101: from now on its bytes go to ``on_raw`` unparsed;
+        ``rest`` followed the head in the same read."""
+
+
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "_acc",
@@ -117,6 +123,8 @@ class UpstreamConnection(asyncio.Protocol):
         "_last_head",
         "_left",
         "_out",
+        "_tunnel",
+        "_upgrade",
         "closed",
         "dechunk",
         "ep",
@@ -151,6 +159,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._framing = NO_BODY
         self._left = 0  # content-length bytes still expected
         self._last_head: ResponseHead | None = None
+        self._upgrade: UpgradeSink | None = None  # an upgrade request is in flight
+        self._tunnel = False  # after a 101: bytes are relayed, not parsed
         # 0: in progress; ended in this read: 1 (keep-alive), 3 (not); 2: bytes after the end
         self._complete = 0
 
@@ -160,8 +170,10 @@ class UpstreamConnection(asyncio.Protocol):
         t = self.transport
         return not self.closed and self.sink is None and t is not None and not t.is_closing()
 
-    def bind(self, sink: Sink, *, head_only: bool) -> None:
+    def bind(self, sink: Sink, *, head_only: bool, upgrade_to: UpgradeSink | None = None) -> None:
+        """Take ``sink``'s request; ``upgrade_to`` (the same object): it may get a 101."""
         self.sink = sink
+        self._upgrade = upgrade_to
         self.got_bytes = False
         self.dechunk = False
         self.watch = None
@@ -233,6 +245,10 @@ class UpstreamConnection(asyncio.Protocol):
             # Bytes on an idle connection break HTTP framing: never reuse it.
             self.close()
             return
+        if self._tunnel:
+            sink.on_raw(data)
+            sink.flush()
+            return
         self.got_bytes = True
         acc = self._acc
         if acc is not None:
@@ -250,6 +266,10 @@ class UpstreamConnection(asyncio.Protocol):
         except httptools.HttpParserError:
             self._lost(sink)
             return
+        except httptools.HttpParserUpgrade:
+            if not self._tunnel:  # a 101 nobody asked for: not HTTP any more
+                self._lost(sink)
+                return
         if self.sink is not sink:
             return  # the sink let go of the connection while handling the head (HEAD)
         if self._complete:
@@ -299,6 +319,12 @@ class UpstreamConnection(asyncio.Protocol):
             return
         end = acc.find(b"\r\n\r\n") + 4
         status = self.parser.get_status_code()
+        upgrade = self._upgrade
+        if status == 101 and upgrade is not None:
+            self._acc = None
+            self._tunnel = True
+            upgrade.on_upgrade(self, ResponseHead(acc[:end], 101), acc[end:])
+            return
         if status < 200:
             # 1xx (e.g. an upstream's own 100 Continue): not forwarded; the final answer
             # follows on the same connection.
@@ -343,7 +369,7 @@ class UpstreamConnection(asyncio.Protocol):
             watch.feed(body, time.monotonic())
 
     def on_message_complete(self) -> None:
-        if self._acc is not None:  # the end of a 1xx
+        if self._acc is not None or self._tunnel:  # the end of a 1xx, or a 101
             return
         if not self._complete:
             # Asked here: httptools forgets the message's flags once it has ended.

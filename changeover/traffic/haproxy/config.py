@@ -268,6 +268,9 @@ def render(
         "    timeout http-request 30s",
         "    timeout server 120s",
         "    timeout queue 10s",
+        # After an upgrade (WebSocket) the connection is a tunnel: without this the
+        # client and server timeouts above would cut a quiet one after 75 s.
+        "    timeout tunnel 1h",
         "",
         "frontend web",
         f"    bind {_addr(layout.host)}:{layout.port}",
