@@ -46,10 +46,10 @@ def _answer(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
     answer = route.answer
     if isinstance(answer, type):
         content = {"application/json": {"schema": _ref(answer, schemas)}}
-    elif answer == "application/json":
-        content = {"application/json": {"schema": {"type": "object"}}}
+    elif answer is None or answer == "application/json":  # JSON without a model: any
+        content = {"application/json": {"schema": {}}}
     else:
-        content = {answer or "application/json": {"schema": {"type": "string"}}}
+        content = {answer: {"schema": {"type": "string"}}}
     return {"description": route.summary or "OK", "content": content}
 
 
