@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_helpers import Serve, marked_processes
+from e2e_serve import Serve, marked_processes
 
 
 @pytest.fixture

@@ -14,16 +14,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from e2e_helpers import (
-    EXAMPLES,
-    JSON,
-    BackgroundLoad,
-    Serve,
-    describe,
-    example_rollout,
-    with_version,
-    write_rollout,
-)
+from e2e_helpers import EXAMPLES, JSON
+from e2e_load import BackgroundLoad, describe
+from e2e_serve import Serve
+from e2e_specs import example_rollout, with_version, write_rollout
 
 pytestmark = pytest.mark.slow
 

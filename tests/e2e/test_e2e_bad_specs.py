@@ -19,7 +19,9 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_helpers import JSON, Serve, example_rollout, http_get, marked_processes, write_rollout
+from e2e_helpers import JSON, http_get
+from e2e_serve import Serve, marked_processes
+from e2e_specs import example_rollout, write_rollout
 
 pytestmark = pytest.mark.slow
 

@@ -14,14 +14,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from e2e_helpers import (
-    BackgroundLoad,
-    Serve,
-    describe,
-    example_rollout,
-    with_version,
-    write_rollout,
-)
+from e2e_load import BackgroundLoad, describe
+from e2e_serve import Serve
+from e2e_specs import example_rollout, with_version, write_rollout
 
 pytestmark = pytest.mark.slow
 

@@ -24,15 +24,9 @@ from typing import Any
 
 import psutil
 import pytest
-from e2e_helpers import (
-    BackgroundLoad,
-    Serve,
-    describe,
-    example_rollout,
-    marked_processes,
-    with_version,
-    write_rollout,
-)
+from e2e_load import BackgroundLoad, describe
+from e2e_serve import Serve, marked_processes
+from e2e_specs import example_rollout, with_version, write_rollout
 
 pytestmark = pytest.mark.slow
 

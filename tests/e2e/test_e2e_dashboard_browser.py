@@ -20,13 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import (
-    BackgroundLoad,
-    Serve,
-    example_rollout,
-    with_version,
-    write_rollout,
-)
+from e2e_load import BackgroundLoad
+from e2e_serve import Serve
+from e2e_specs import example_rollout, with_version, write_rollout
 
 from tests import browser_helpers
 

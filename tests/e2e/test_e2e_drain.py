@@ -23,15 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import (
-    JSON,
-    REPO,
-    Serve,
-    example_rollout,
-    http_get,
-    marked_processes,
-    wait_until,
-)
+from e2e_helpers import JSON, REPO, http_get, wait_until
+from e2e_serve import Serve, marked_processes
+from e2e_specs import example_rollout
 
 from changeover import server_registry
 from changeover.cli.api_client import Client as Api

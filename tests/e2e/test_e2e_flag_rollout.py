@@ -15,16 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import (
-    EXAMPLES,
-    BackgroundLoad,
-    Serve,
-    describe,
-    example_rollout,
-    http_get,
-    wait_until,
-    write_rollout,
-)
+from e2e_helpers import EXAMPLES, http_get, wait_until
+from e2e_load import BackgroundLoad, describe
+from e2e_serve import Serve
+from e2e_specs import example_rollout, write_rollout
 
 pytestmark = pytest.mark.slow
 

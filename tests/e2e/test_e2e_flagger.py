@@ -18,13 +18,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from e2e_helpers import (
-    JSON,
-    BackgroundLoad,
-    Serve,
-    example_rollout,
-    write_rollout,
-)
+from e2e_helpers import JSON
+from e2e_load import BackgroundLoad
+from e2e_serve import Serve
+from e2e_specs import example_rollout, write_rollout
 
 from tests import prometheus_helpers
 

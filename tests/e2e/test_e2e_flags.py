@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_helpers import Serve, wait_until
+from e2e_helpers import wait_until
+from e2e_serve import Serve
 from openfeature import api as openfeature
 from openfeature.contrib.provider.ofrep import OFREPProvider
 from openfeature.evaluation_context import EvaluationContext

@@ -17,14 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
-from e2e_helpers import (
-    EXAMPLES,
-    BackgroundLoad,
-    Serve,
-    example_rollout,
-    with_version,
-    write_rollout,
-)
+from e2e_helpers import EXAMPLES
+from e2e_load import BackgroundLoad
+from e2e_serve import Serve
+from e2e_specs import example_rollout, with_version, write_rollout
 
 from tests import prometheus_helpers
 

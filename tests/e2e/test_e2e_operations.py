@@ -9,15 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import (
-    JSON,
-    Client,
-    Serve,
-    example_rollout,
-    wait_until,
-    with_version,
-    write_rollout,
-)
+from e2e_helpers import JSON, Client, wait_until
+from e2e_serve import Serve
+from e2e_specs import example_rollout, with_version, write_rollout
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from e2e_helpers import Serve, example_rollout, marked_processes, write_rollout
+from e2e_serve import Serve, marked_processes
+from e2e_specs import example_rollout, write_rollout
 
 pytestmark = pytest.mark.slow
 

@@ -13,15 +13,9 @@ import threading
 from pathlib import Path
 
 import pytest
-from e2e_helpers import (
-    Client,
-    Reply,
-    Serve,
-    example_rollout,
-    wait_until,
-    with_version,
-    write_rollout,
-)
+from e2e_helpers import Client, Reply, wait_until
+from e2e_serve import Serve
+from e2e_specs import example_rollout, with_version, write_rollout
 
 pytestmark = pytest.mark.slow
 

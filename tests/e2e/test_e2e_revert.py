@@ -11,7 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from e2e_helpers import Serve, example_rollout, http_get, with_version, write_rollout
+from e2e_helpers import http_get
+from e2e_serve import Serve
+from e2e_specs import example_rollout, with_version, write_rollout
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,9 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from e2e_helpers import EXAMPLES, JSON, MARK_VAR, Serve, free_port, write_rollout
+from e2e_helpers import EXAMPLES, JSON, MARK_VAR, free_port
+from e2e_serve import Serve
+from e2e_specs import write_rollout
 
 pytestmark = pytest.mark.slow
 

@@ -21,16 +21,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from e2e_helpers import (
-    BackgroundLoad,
-    CliResult,
-    Serve,
-    describe,
-    example_rollout,
-    marked_processes,
-    with_version,
-    write_rollout,
-)
+from e2e_load import BackgroundLoad, describe
+from e2e_serve import CliResult, Serve, marked_processes
+from e2e_specs import example_rollout, with_version, write_rollout
 
 pytestmark = pytest.mark.slow
 

@@ -15,17 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import (
-    Client,
-    Serve,
-    describe,
-    example_rollout,
-    metric_sum,
-    run_load,
-    wait_until,
-    with_version,
-    write_rollout,
-)
+from e2e_helpers import Client, metric_sum, wait_until
+from e2e_load import describe, run_load
+from e2e_serve import Serve
+from e2e_specs import example_rollout, with_version, write_rollout
 
 pytestmark = pytest.mark.slow
 
