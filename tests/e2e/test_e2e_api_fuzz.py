@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from e2e_helpers import Serve, example_rollout, write_rollout
+from e2e_serve import Serve
+from e2e_specs import example_rollout, write_rollout
 from hypothesis import HealthCheck, given, settings
 
 pytestmark = pytest.mark.slow
