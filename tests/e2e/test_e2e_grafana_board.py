@@ -1,6 +1,7 @@
 """examples/grafana/changeover-rollouts.json against the real thing: a real ``changeover
-serve`` running a canary paused half way with a background analysis, under steady load, and
-a real Prometheus (Debian's) scraping serve's ``/metrics``.
+serve`` running a canary of examples/model_service.py paused half way with a background
+analysis, under steady load (plain GETs and streamed chat completions, for the time to
+first token), and a real Prometheus (Debian's) scraping serve's ``/metrics``.
 
 Every query of every panel, with the board's variables filled in as Grafana would, returns
 data; the per-version panels return a series for both revisions; the rollout variable's
@@ -9,9 +10,12 @@ query lists the rollout; and the rollout-level series say what ``status`` says.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +40,27 @@ def prometheus(serve: Serve, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
+@contextmanager
+def _streaming(url: str) -> Iterator[None]:
+    """Streamed chat completions through the router on a thread, until the block ends."""
+    stop = threading.Event()
+
+    def talk() -> None:
+        body = {"messages": [{"role": "user", "content": "hi"}], "stream": True}
+        with httpx.Client(base_url=url, timeout=10) as client:
+            while not stop.is_set():
+                with contextlib.suppress(httpx.HTTPError):
+                    client.post("/v1/chat/completions", json=body)
+
+    thread = threading.Thread(target=talk, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(15)
+
+
 def _query(prometheus: str, expr: str) -> list[dict[str, Any]]:
     reply = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10)
     doc = reply.json()
@@ -44,11 +69,20 @@ def _query(prometheus: str, expr: str) -> list[dict[str, Any]]:
     return result
 
 
-def _until_data(prometheus: str, expr: str, *, within: float = 45) -> list[dict[str, Any]]:
+def _until_data(
+    prometheus: str,
+    expr: str,
+    *,
+    revisions: frozenset[str] | set[str] = frozenset(),
+    within: float = 45,
+) -> list[dict[str, Any]]:
+    """The query's series once it has some (and one for each of ``revisions``), or the
+    last answer when ``within`` seconds pass first."""
     deadline = time.monotonic() + within
     while True:
         found = _query(prometheus, expr)
-        if found or time.monotonic() > deadline:
+        have = {s["metric"].get("revision") for s in found}
+        if (found and revisions <= have) or time.monotonic() > deadline:
             return found
         time.sleep(1)
 
@@ -82,10 +116,12 @@ def test_every_grafana_panel_returns_data_from_serve(
             },
         },
     )
+    command = v1["spec"]["template"]["command"]
+    command[1:2] = [str(EXAMPLES / "model_service.py"), "--ttft-ms", "20", "--token-ms", "2"]
     spec = write_rollout(tmp_path / "graphed.yaml", v1)
     assert serve.apply(spec, "--wait").code == 0
     url = serve.status("graphed")["endpoint"]
-    with BackgroundLoad(url, rate=50):
+    with BackgroundLoad(url, rate=50), _streaming(url):
         write_rollout(spec, with_version(v1, "v2"))
         assert serve.apply(spec).code == 0
         serve.wait_phase("graphed", "Paused", canaryRevision=2, within=90)
@@ -105,13 +141,13 @@ def test_every_grafana_panel_returns_data_from_serve(
                     .replace("$rollout", "graphed")
                     .replace("$__rate_interval", RATE_INTERVAL)
                 )
-                found = _until_data(prometheus, expr)
+                by_version = {"1", "2"} if "by (revision" in expr else set()
+                found = _until_data(prometheus, expr, revisions=by_version)
                 if not found:
                     empty.append(f"{panel['title']}: {expr}")
                     continue
-                if "by (revision" in expr or "by (revision, le)" in expr:
-                    revisions = {s["metric"].get("revision") for s in found}
-                    assert {"1", "2"} <= revisions, f"{panel['title']}: {found}"
+                revisions = {s["metric"].get("revision") for s in found}
+                assert by_version <= revisions, f"{panel['title']}: {found}"
         assert not empty, "panels without data:\n" + "\n".join(empty) + "\n" + serve.log()
 
     shares = _query(prometheus, 'changeover_rollout_weight_percent{rollout="graphed"}')
