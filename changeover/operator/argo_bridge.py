@@ -21,7 +21,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from changeover import errors, importers
 from changeover.engine import commands as engine_commands
@@ -30,9 +30,8 @@ from changeover.importers import check
 from changeover.kube import client as kube
 from changeover.operator import argo_status
 from changeover.platforms.kubernetes import informer
-
-if TYPE_CHECKING:
-    from changeover.operator.runtime import Operator
+from changeover.platforms.kubernetes.events import EventRecorder
+from changeover.platforms.kubernetes.replicasets import KubePlatform
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
@@ -97,16 +96,31 @@ def converted(argo: JSON, workload: JSON | None = None) -> JSON | None:
 class ArgoBridge:
     """Keeps a changeover Rollout for every Argo Rollout the operator can see."""
 
-    def __init__(self, op: Operator) -> None:
-        self.op = op
+    def __init__(
+        self,
+        client: kube.KubeClient,
+        *,
+        namespace: str | None,
+        rollouts: informer.Informer,
+        platform: KubePlatform,
+        recorder: EventRecorder,
+        enqueue: Callable[[tuple[str, str]], None],
+    ) -> None:
+        """``rollouts`` is the operator's cache of changeover Rollouts (told of each write);
+        ``enqueue`` asks for a ``sync`` of ("argo", "namespace/name")."""
+        self.client = client
+        self.rollouts = rollouts
+        self.platform = platform
+        self.recorder = recorder
+        self.enqueue = enqueue
         self.informer = informer.Informer(
-            op.client, kube.ARGO_ROLLOUTS, namespace=op.namespace, on_change=self._changed
+            client, kube.ARGO_ROLLOUTS, namespace=namespace, on_change=self._changed
         )
         self._pending: set[tuple[str, str]] = set()
 
     def _changed(self, obj: JSON) -> None:
         self._pending.add(informer.key_of(obj))
-        self.op.queue.add(("argo", f"{obj['metadata'].get('namespace')}/{obj['metadata']['name']}"))
+        self.enqueue(("argo", f"{obj['metadata'].get('namespace')}/{obj['metadata']['name']}"))
 
     async def sync(self, namespace: str, name: str) -> None:
         """Follow the Argo Rollout's spec, carry out what the plugin patched into it, and
@@ -116,11 +130,11 @@ class ArgoBridge:
             return
         if not await self._follow(argo, namespace, name):
             return
-        ours = self.op.rollouts.get(namespace, name)
+        ours = self.rollouts.get(namespace, name)
         if ours is None or SOURCE_ANNOTATION not in (ours["metadata"].get("annotations") or {}):
             return
         ours = await self._commands(argo, ours)
-        counts = self.op.platform.observe(ours)
+        counts = self.platform.observe(ours)
         raw = ours.get("status") or {}
         meta = ours["metadata"]
         observed = None
@@ -138,7 +152,7 @@ class ArgoBridge:
     async def _follow(self, argo: JSON, namespace: str, name: str) -> bool:
         """Create or update the changeover Rollout from the Argo one; False if it cannot be
         converted (the Argo Rollout then says InvalidSpec)."""
-        client = self.op.client
+        client = self.client
         try:
             body = converted(argo, await self._workload(argo, namespace))
         except errors.SpecError as exc:  # the converter itself refuses a field
@@ -154,20 +168,20 @@ class ArgoBridge:
             text = "; ".join(f"{p.path}: {p.message}" for p in problems)
             status = argo_status.invalid(argo, text[:1000], now=time.time())
             if status != (argo.get("status") or {}):
-                await self.op.recorder.record(argo, "InvalidSpec", text[:1000])
+                await self.recorder.record(argo, "InvalidSpec", text[:1000])
                 await self._write_status(argo, status)
             return False
         existing = await client.get_or_none(kube.ROLLOUTS, name, namespace=namespace)
         if existing is None:
             written = await client.create(kube.ROLLOUTS, body, namespace=namespace)
-            self.op.rollouts.remember(written)
+            self.rollouts.remember(written)
             annotations = body["metadata"]["annotations"]
             notes = json.loads(annotations[NOTES_ANNOTATION])
             if notes:
                 # Warning when something of the Argo manifest does not run here; Normal when
                 # the notes only say how a field was written.
                 lost = annotations.get(LOSSES_ANNOTATION, "0") != "0"
-                await self.op.recorder.record(
+                await self.recorder.record(
                     argo, "ImportNotes", "; ".join(notes)[:1000], warning=lost
                 )
             return True
@@ -181,7 +195,7 @@ class ArgoBridge:
             return True
         body["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
         written = await client.replace(kube.ROLLOUTS, body, namespace=namespace)
-        self.op.rollouts.remember(written)
+        self.rollouts.remember(written)
         return True
 
     async def _commands(self, argo: JSON, ours: JSON) -> JSON:
@@ -189,7 +203,7 @@ class ArgoBridge:
         status on the changeover Rollout (as ``changeover promote`` would); the new one."""
         raw = ours.get("status") or {}
         status = RolloutStatus.model_validate(raw)
-        counts = self.op.platform.observe(ours)
+        counts = self.platform.observe(ours)
         target = counts.get(status.target_revision or -1)
         asked = argo_status.commands(argo, status, target_hash=target.pod_hash if target else "")
         if not asked:
@@ -199,7 +213,7 @@ class ArgoBridge:
             for command in asked:
                 status = _COMMANDS[command](status, now)
         except errors.StateError as exc:
-            await self.op.recorder.record(argo, "CommandRefused", str(exc), warning=True)
+            await self.recorder.record(argo, "CommandRefused", str(exc), warning=True)
             return ours
         meta = ours["metadata"]
         update = {
@@ -213,10 +227,10 @@ class ArgoBridge:
             "spec": ours.get("spec") or {},
             "status": {**raw, **status.to_json_dict()},
         }
-        written = await self.op.client.replace(
+        written = await self.client.replace(
             kube.ROLLOUTS, update, namespace=meta["namespace"], sub="status"
         )
-        self.op.rollouts.remember(written)
+        self.rollouts.remember(written)
         log.info("argo rollout %s/%s: %s", meta["namespace"], meta["name"], ", ".join(asked))
         return written
 
@@ -235,7 +249,7 @@ class ArgoBridge:
             "spec": argo.get("spec") or {},
             "status": body,
         }
-        written = await self.op.client.replace(
+        written = await self.client.replace(
             kube.ARGO_ROLLOUTS, update, namespace=meta["namespace"], sub="status"
         )
         written.setdefault("apiVersion", kube.ARGO_ROLLOUTS.api_version)
@@ -246,4 +260,4 @@ class ArgoBridge:
         ref = (argo.get("spec") or {}).get("workloadRef") or {}
         if ref.get("kind", "Deployment") != "Deployment" or not ref.get("name"):
             return None
-        return await self.op.client.get_or_none(DEPLOYMENTS, ref["name"], namespace=namespace)
+        return await self.client.get_or_none(DEPLOYMENTS, ref["name"], namespace=namespace)

@@ -12,7 +12,8 @@
        user wrote, so no command is lost; events are recorded only once the status is in.
 
 A crash anywhere re-runs the same plan from the last written status: actions are desired
-state, so nothing happens twice. Called by ``operator.runtime.Operator``.
+state, so nothing happens twice. Called by ``operator.runtime.Operator``, which hands each
+reconcile what it may use as one ``ReconcileDeps`` (caches, clients, bookkeeping).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import json
 import logging
 import random
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import pydantic
 
@@ -35,6 +37,11 @@ from changeover.kube import client as kube
 from changeover.kube import names
 from changeover.operator import analysis as analysis_mod
 from changeover.operator import documents, executor
+from changeover.operator.trace import SpecTrace
+from changeover.platforms.kubernetes import informer
+from changeover.platforms.kubernetes.events import EventRecorder
+from changeover.platforms.kubernetes.hooks import JobHooks
+from changeover.platforms.kubernetes.replicasets import KubePlatform
 from changeover.runners import router_resync
 from changeover.spec import models, pod
 from changeover.traffic import kubernetes as kube_routers
@@ -42,11 +49,9 @@ from changeover.traffic.kubernetes import services as kube_services
 from changeover.traffic.kubernetes.base import RouterContext
 from changeover.traffic.kubernetes.router import KubeRouter
 
-if TYPE_CHECKING:
-    from changeover.operator.runtime import Operator
-
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
+Key = tuple[str, str]
 
 
 @dataclass
@@ -85,11 +90,11 @@ class Parsed:
     router_fingerprint: str
 
 
-def _parse(op: Operator, key: tuple[str, str], obj: JSON) -> Parsed:
+def _parse(deps: ReconcileDeps, key: tuple[str, str], obj: JSON) -> Parsed:
     meta = obj["metadata"]
     uid, generation = str(meta.get("uid", "")), meta.get("generation")
     metadata = (meta.get("labels") or {}, meta.get("annotations") or {})
-    cached = op.parsed.get(key)
+    cached = deps.parsed.get(key)
     if (
         cached is not None
         and generation is not None
@@ -108,51 +113,80 @@ def _parse(op: Operator, key: tuple[str, str], obj: JSON) -> Parsed:
         router_fingerprint=_fingerprint(rollout, uid),
     )
     if generation is not None:
-        op.parsed[key] = parsed
+        deps.parsed[key] = parsed
     return parsed
 
 
-async def reconcile(op: Operator, namespace: str, name: str) -> float | None:
+@dataclass
+class Stats:
+    reconciles: int = 0
+    actions: int = 0
+    errors: int = 0
+
+
+@dataclass
+class ReconcileDeps:
+    """Everything a reconcile reads or writes besides the engine: the operator builds one
+    and passes it to every ``reconcile``; nothing else of the operator is reachable."""
+
+    client: kube.KubeClient
+    rollouts: informer.Informer  # the Rollouts' cache; told of every status written
+    platform: KubePlatform  # ReplicaSets: revisions, scaling, ready counts
+    hooks: JobHooks  # recreate hooks as Jobs
+    analysis: analysis_mod.OperatorAnalysis
+    recorder: EventRecorder
+    trace: SpecTrace
+    clock: Callable[[], float]
+    stats: Stats = field(default_factory=Stats)
+    routers: dict[Key, LiveRouter] = field(default_factory=dict)  # kept while the config is
+    parsed: dict[Key, Parsed] = field(default_factory=dict)  # kept while the generation is
+
+    def forget(self, key: Key) -> None:
+        """Drop what is kept for a deleted rollout."""
+        self.routers.pop(key, None)
+        self.parsed.pop(key, None)
+
+
+async def reconcile(deps: ReconcileDeps, namespace: str, name: str) -> float | None:
     """Reconcile one rollout; the seconds after which to look again (None: on change only)."""
-    obj = op.rollouts.get(namespace, name)
+    obj = deps.rollouts.get(namespace, name)
     if obj is None or obj["metadata"].get("deletionTimestamp"):
-        op.routers.pop((namespace, name), None)
-        op.parsed.pop((namespace, name), None)
-        await kube_services.release(op.client, namespace, name)
+        deps.forget((namespace, name))
+        await kube_services.release(deps.client, namespace, name)
         return None
     key, generation = (namespace, name), int(obj["metadata"].get("generation") or 0)
     try:
-        parsed = _parse(op, key, obj)
+        parsed = _parse(deps, key, obj)
     except (pydantic.ValidationError, errors.SpecError) as exc:
-        await _invalid(op, obj, exc)
+        await _invalid(deps, obj, exc)
         return None
     rollout, template, pod_hash = parsed.rollout, parsed.template, parsed.pod_hash
     raw_status = obj.get("status") or {}
     status = RolloutStatus.model_validate(raw_status)
-    revision = op.platform.revision_of_hash(obj, pod_hash)
-    known = op.platform.revisions(obj)
+    revision = deps.platform.revision_of_hash(obj, pod_hash)
+    known = deps.platform.revisions(obj)
     last = max([int(raw_status.get("lastRevision") or 0), *known])
     if revision is None:
         revision = last + 1
-        await op.platform.ensure_revision(
+        await deps.platform.ensure_revision(
             obj,
             revision=revision,
             template=template,
             pod_hash=pod_hash,
             min_ready_seconds=rollout.spec.min_ready_seconds,
         )
-        op.trace.mark(key, "acted", generation=generation)
+        deps.trace.mark(key, "acted", generation=generation)
     last = max(last, revision)
-    counts = op.platform.observe(obj)
+    counts = deps.platform.observe(obj)
     hooks = {}
     for hook_id, state in status.hooks.items():
         if state == "running":
-            found = op.hooks.status(obj, hook_id)
+            found = deps.hooks.status(obj, hook_id)
             if found is not None:
                 hooks[hook_id] = context.HookResult(
                     hook_id=hook_id, state=found[0], message=found[1]
                 )
-    analysis, webhooks = op.analysis.observe(status)
+    analysis, webhooks = deps.analysis.observe(status)
     ctx = context.Context(
         rollout=rollout,
         revision=revision,
@@ -168,38 +202,43 @@ async def reconcile(op: Operator, namespace: str, name: str) -> float | None:
             },
             hooks=hooks,
         ),
-        now=op.clock(),
+        now=deps.clock(),
     )
     plan = engine_plan.plan(ctx)
-    op.trace.mark(key, "planned", generation=generation)
-    router = await _router(op, obj, parsed, status)
+    deps.trace.mark(key, "planned", generation=generation)
+    router = await _router(deps, obj, parsed, status)
     for action in plan.actions:
         if isinstance(action, analysis_mod.AnalysisAction):
-            await op.analysis.prepare(action, rollout)
-            op.analysis.execute(action, rollout, {rev: c.pod_hash for rev, c in counts.items()})
+            await deps.analysis.prepare(action, rollout)
+            deps.analysis.execute(action, rollout, {rev: c.pod_hash for rev, c in counts.items()})
             continue
         await executor.execute(
-            action, obj=obj, template=template, platform=op.platform, hooks=op.hooks, router=router
+            action,
+            obj=obj,
+            template=template,
+            platform=deps.platform,
+            hooks=deps.hooks,
+            router=router,
         )
-        op.trace.mark(key, "acted", generation=generation)
+        deps.trace.mark(key, "acted", generation=generation)
     body = documents.status_body(
         rollout=rollout,
         status=plan.status,
-        counts=op.platform.observe(obj),
+        counts=deps.platform.observe(obj),
         generation=int(obj["metadata"].get("generation") or 0),
         last_revision=last,
     )
-    summary = op.analysis.summary(rollout.name, rollout.metadata.namespace)
+    summary = deps.analysis.summary(rollout.name, rollout.metadata.namespace)
     if summary:
         body["analysis"] = summary
     if body != raw_status:
-        await _write_status(op, obj, body)
-    op.trace.close(key, generation)
+        await _write_status(deps, obj, body)
+    deps.trace.close(key, generation)
     for event in plan.events:
-        await op.recorder.record(obj, str(event.reason), event.message)
-    op.stats.reconciles += 1
-    op.stats.actions += len(plan.actions)
-    return _next_look(rollout, plan.status, op.clock())
+        await deps.recorder.record(obj, str(event.reason), event.message)
+    deps.stats.reconciles += 1
+    deps.stats.actions += len(plan.actions)
+    return _next_look(rollout, plan.status, deps.clock())
 
 
 # How often an A/B test or shadow experiment with a duration is looked at (its end is
@@ -227,7 +266,7 @@ def _next_look(rollout: models.Rollout, status: RolloutStatus, now: float) -> fl
     return max(0.05, min(soonest, idle)) if soonest is not None else idle
 
 
-async def _write_status(op: Operator, obj: JSON, body: JSON) -> None:
+async def _write_status(deps: ReconcileDeps, obj: JSON, body: JSON) -> None:
     meta = obj["metadata"]
     update = {
         "apiVersion": obj.get("apiVersion", names.API_VERSION),
@@ -240,29 +279,31 @@ async def _write_status(op: Operator, obj: JSON, body: JSON) -> None:
         "spec": obj.get("spec") or {},
         "status": body,
     }
-    written = await op.client.replace(
+    written = await deps.client.replace(
         kube.ROLLOUTS, update, namespace=meta["namespace"], sub="status"
     )
-    op.rollouts.remember(written)
+    deps.rollouts.remember(written)
 
 
-async def _router(op: Operator, obj: JSON, parsed: Parsed, status: RolloutStatus) -> KubeRouter:
+async def _router(
+    deps: ReconcileDeps, obj: JSON, parsed: Parsed, status: RolloutStatus
+) -> KubeRouter:
     key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
     fingerprint = parsed.router_fingerprint
-    live = op.routers.get(key)
+    live = deps.routers.get(key)
     if live is not None and live.fingerprint == fingerprint:
         live.router.ctx.rollout.update(obj)
         return live.router
     rollout = parsed.rollout
-    router = build_router(op, obj, rollout)
+    router = build_router(deps, obj, rollout)
     # A fresh router (operator start, or a changed router config) first says what the
     # status says, so the cluster's objects and the engine agree before the first plan.
     await router_resync.resync_router(router, status.traffic)
-    op.routers[key] = LiveRouter(fingerprint=fingerprint, router=router)
+    deps.routers[key] = LiveRouter(fingerprint=fingerprint, router=router)
     return router
 
 
-def build_router(op: Operator, obj: JSON, rollout: models.Rollout) -> KubeRouter:
+def build_router(deps: ReconcileDeps, obj: JSON, rollout: models.Rollout) -> KubeRouter:
     spec = rollout.spec
     name, namespace = obj["metadata"]["name"], obj["metadata"]["namespace"]
     module = kube_routers.ROUTERS.get(spec.router)
@@ -279,15 +320,15 @@ def build_router(op: Operator, obj: JSON, rollout: models.Rollout) -> KubeRouter
     template = spec.pod_template()
 
     def hash_of(revision: int) -> str | None:
-        current = op.rollouts.get(namespace, name) or obj
-        rs = op.platform.revisions(current).get(revision)
+        current = deps.rollouts.get(namespace, name) or obj
+        rs = deps.platform.revisions(current).get(revision)
         return None if rs is None else rs["metadata"]["labels"].get(names.HASH_LABEL)
 
     def revision_of_hash(pod_hash: str) -> int | None:
-        return op.platform.revision_of_hash(op.rollouts.get(namespace, name) or obj, pod_hash)
+        return deps.platform.revision_of_hash(deps.rollouts.get(namespace, name) or obj, pod_hash)
 
     ctx = RouterContext(
-        client=op.client,
+        client=deps.client,
         rollout=dict(obj),
         config=spec.traffic.config,
         stable_service=stable,
@@ -305,7 +346,7 @@ def build_router(op: Operator, obj: JSON, rollout: models.Rollout) -> KubeRouter
     return router
 
 
-async def _invalid(op: Operator, obj: JSON, exc: Exception) -> None:
+async def _invalid(deps: ReconcileDeps, obj: JSON, exc: Exception) -> None:
     if isinstance(exc, pydantic.ValidationError):
         lines = [
             f"spec.{'.'.join(str(p) for p in e['loc'][1:] if '[' not in str(p))}: {e['msg']}"
@@ -320,8 +361,8 @@ async def _invalid(op: Operator, obj: JSON, exc: Exception) -> None:
     # The phase is the engine's alone: an invalid spec is reported beside it (``error``)
     # and the rollout carries on from where it was once the spec is fixed.
     body = {**raw, "message": message, "error": message}
-    await _write_status(op, obj, body)
-    await op.recorder.record(obj, "InvalidSpec", message)
+    await _write_status(deps, obj, body)
+    await deps.recorder.record(obj, "InvalidSpec", message)
 
 
 def now() -> float:

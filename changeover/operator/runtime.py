@@ -20,7 +20,6 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +41,6 @@ from changeover.platforms.kubernetes.replicasets import KubePlatform
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
 Key = tuple[str, str]
-
-
-@dataclass
-class Stats:
-    reconciles: int = 0
-    actions: int = 0
-    errors: int = 0
 
 
 class Operator:
@@ -106,10 +98,19 @@ class Operator:
             wake=self._wake_measured,
             argo_rollouts=argo_rollouts,
         )
-        self.routers: dict[Key, reconcile_mod.LiveRouter] = {}
-        self.parsed: dict[Key, reconcile_mod.Parsed] = {}
-        self.stats = Stats()
         self.trace = SpecTrace()
+        # What each reconcile may use (``operator.reconcile``), and nothing else of ours.
+        self.deps = reconcile_mod.ReconcileDeps(
+            client=client,
+            rollouts=self.rollouts,
+            platform=self.platform,
+            hooks=self.hooks,
+            analysis=self.analysis,
+            recorder=self.recorder,
+            trace=self.trace,
+            clock=clock,
+        )
+        self.stats = self.deps.stats
         self.errors: dict[Key, str] = {}
         self.elector = (
             LeaderElector(
@@ -124,7 +125,18 @@ class Operator:
             else None
         )
         # Argo Rollouts' own resources, converted into ours (``operator.argo_bridge``).
-        self.argo = argo_bridge.ArgoBridge(self) if argo_rollouts else None
+        self.argo = (
+            argo_bridge.ArgoBridge(
+                client,
+                namespace=namespace,
+                rollouts=self.rollouts,
+                platform=self.platform,
+                recorder=self.recorder,
+                enqueue=self.queue.add,
+            )
+            if argo_rollouts
+            else None
+        )
         self.ready = asyncio.Event()
         # Called with (namespace, name, seconds) after each reconcile (the scale bench).
         self.on_reconciled: Callable[[str, str, float], None] | None = None
@@ -147,8 +159,7 @@ class Operator:
 
     def _rollout_deleted(self, obj: JSON) -> None:
         key = informer.key_of(obj)
-        self.routers.pop(key, None)
-        self.parsed.pop(key, None)
+        self.deps.forget(key)
         self.errors.pop(key, None)
         self.queue.add(key)  # its reconcile releases the Services it adopted
 
@@ -237,7 +248,7 @@ class Operator:
                     await self.argo.sync(*key[1].split("/", 1))
                     again = None
                 else:
-                    again = await reconcile_mod.reconcile(self, *key)
+                    again = await reconcile_mod.reconcile(self.deps, *key)
                 self.errors.pop(key, None)
             except kube.Conflict:
                 # The cache is behind a user's write (or the watch lags): read the rollout
