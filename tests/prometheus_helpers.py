@@ -1,7 +1,13 @@
-"""A real Prometheus (Debian's package) for tests: ``running(tmp, scrape_port)`` starts one on
-a free loopback port scraping ``127.0.0.1:scrape_port`` every second, yields its URL and
-stops it. ``Exporter`` serves counters that grow at rates the test sets (per series), so
-``rate()`` over them is what the test says."""
+"""A real Prometheus (Debian's package) for tests, and what it scrapes.
+
+``running(tmp, scrape_port)`` starts one on a free loopback port scraping
+``127.0.0.1:scrape_port`` every second, yields its URL and stops it; with
+``basic_auth=AUTH`` its API wants that user (as a secured Prometheus would).
+``wait_for_scrapes`` waits until a series has been scraped enough times for ``rate()`` or
+a range query. ``serve_exposition(render)`` serves a text exposition on a free port;
+``Exporter`` serves counters that grow at rates the test sets (per series), so ``rate()``
+over them is what the test says.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +17,9 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +29,24 @@ import pytest
 from tests import process_helpers
 
 
+@dataclass(frozen=True)
+class BasicAuth:
+    user: str
+    password: str
+    # Prometheus' web config accepts only bcrypt hashes of the password.
+    bcrypt_hash: str
+
+    @property
+    def pair(self) -> tuple[str, str]:
+        return self.user, self.password
+
+
+# bcrypt cost 4 keeps each authenticated request cheap.
+AUTH = BasicAuth(
+    "changeover", "canary-secret", "$2b$04$CgKdOdU8Pj5zpL9.6tL61ONuolrBcS0hUt.BFEq6FwIG76LgcVwI2"
+)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -29,7 +54,7 @@ def _free_port() -> int:
 
 
 @contextmanager
-def running(tmp: Path, scrape_port: int) -> Iterator[str]:
+def running(tmp: Path, scrape_port: int, *, basic_auth: BasicAuth | None = None) -> Iterator[str]:
     exe = shutil.which("prometheus")
     if exe is None:
         pytest.fail("prometheus is not on PATH: run `make deps-prometheus` (Debian package)")
@@ -40,6 +65,13 @@ def running(tmp: Path, scrape_port: int) -> Iterator[str]:
         "  - job_name: test\n"
         f"    static_configs: [{{targets: ['127.0.0.1:{scrape_port}']}}]\n"
     )
+    argv = [exe, f"--config.file={tmp / 'prometheus.yml'}"]
+    if basic_auth is not None:
+        (tmp / "web.yml").write_text(
+            f"basic_auth_users:\n  {basic_auth.user}: '{basic_auth.bcrypt_hash}'\n"
+        )
+        argv.append(f"--web.config.file={tmp / 'web.yml'}")
+    auth = basic_auth.pair if basic_auth is not None else None
     log = (tmp / "prometheus.log").open("wb")
     proc: subprocess.Popen[bytes] | None = None
     try:
@@ -47,8 +79,7 @@ def running(tmp: Path, scrape_port: int) -> Iterator[str]:
             port = _free_port()
             proc = subprocess.Popen(
                 [
-                    exe,
-                    f"--config.file={tmp / 'prometheus.yml'}",
+                    *argv,
                     f"--storage.tsdb.path={tmp / 'data'}",
                     f"--web.listen-address=127.0.0.1:{port}",
                     "--log.level=warn",
@@ -60,19 +91,48 @@ def running(tmp: Path, scrape_port: int) -> Iterator[str]:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and proc.poll() is None:
                 try:
-                    if httpx.get(f"{url}/-/ready").status_code == 200:
+                    if httpx.get(f"{url}/-/ready", auth=auth).status_code == 200:
                         yield url
                         return
                 except httpx.HTTPError:
                     pass
                 time.sleep(0.2)
-            proc.kill()
-            proc.wait()
+            process_helpers.stop(proc)
         pytest.fail("prometheus did not start:\n" + (tmp / "prometheus.log").read_text()[-2000:])
     finally:
         if proc is not None:
             process_helpers.stop(proc)
         log.close()
+
+
+def wait_for_scrapes(
+    url: str,
+    query: str,
+    *,
+    at_least: float = 3,
+    basic_auth: BasicAuth | None = None,
+    within: float = 60,
+) -> None:
+    """Poll ``query`` (a ``count_over_time(...)`` of the series a test needs) until its first
+    value reaches ``at_least``: rate() and range queries need several scrapes."""
+    auth = basic_auth.pair if basic_auth is not None else None
+    deadline = time.monotonic() + within
+    while True:
+        got = httpx.get(f"{url}/api/v1/query", params={"query": query}, auth=auth)
+        result = got.json()["data"]["result"]
+        if result and float(result[0]["value"][1]) >= at_least:
+            return
+        assert time.monotonic() < deadline, f"prometheus never scraped enough: {result}"
+        time.sleep(0.2)
+
+
+def serve_exposition(render: Callable[[], str]) -> http.server.ThreadingHTTPServer:
+    """A server on a free loopback port answering every GET with ``render()`` as a
+    Prometheus text exposition; ``shutdown()`` and ``server_close()`` stop it."""
+    handler = type("Handler", (_Handler,), {"render": staticmethod(render)})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 class Exporter:
@@ -81,9 +141,7 @@ class Exporter:
     def __init__(self) -> None:
         self._series: dict[str, tuple[float, float, float]] = {}  # line → (base, rate, since)
         self._lock = threading.Lock()
-        handler = type("Handler", (_Handler,), {"exporter": self})
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve_exposition(self.render)
 
     @property
     def port(self) -> int:
@@ -110,10 +168,10 @@ class Exporter:
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    exporter: Exporter
+    render: Callable[[], str]
 
     def do_GET(self) -> None:
-        body = self.exporter.render().encode()
+        body = self.render().encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain; version=0.0.4")
         self.send_header("Content-Length", str(len(body)))

@@ -11,16 +11,12 @@ an Error (Flagger: "no values found"): never a list compared with a number.
 from __future__ import annotations
 
 import asyncio
-import http.server
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from test_prometheus import PASSWORD, USER, _start_prometheus
 
 from changeover import importers
 from changeover.clock import FakeClock
@@ -28,6 +24,7 @@ from changeover.engine import actions
 from changeover.runners.analysis_runner import AnalysisRunner
 from changeover.runners.analysis_store import AnalysisStore
 from changeover.spec import models
+from tests import prometheus_helpers
 
 pytestmark = pytest.mark.slow
 
@@ -57,40 +54,23 @@ def _exposition() -> str:
     return "\n".join(lines) + "\n"
 
 
-class _Exporter(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = _exposition().encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain; version=0.0.4")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Exporter)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    proc, url = _start_prometheus(tmp_path_factory.mktemp("prom"), server.server_address[1])
+    server = prometheus_helpers.serve_exposition(_exposition)
+    tmp = tmp_path_factory.mktemp("prom")
+    auth = prometheus_helpers.AUTH
     try:
-        # rate() needs two scrapes of each series inside its window.
-        query = 'count_over_time(istio_requests_total{destination_workload="failing"}[1m])'
-        deadline = time.monotonic() + 60
-        while True:
-            got = httpx.get(f"{url}/api/v1/query", params={"query": query}, auth=(USER, PASSWORD))
-            result = got.json()["data"]["result"]
-            if result and float(result[0]["value"][1]) >= 3:
-                break
-            assert time.monotonic() < deadline, f"prometheus never scraped the exporter: {result}"
-            time.sleep(0.3)
-        yield url
+        with prometheus_helpers.running(tmp, server.server_address[1], basic_auth=auth) as url:
+            # rate() needs two scrapes of each series inside its window.
+            prometheus_helpers.wait_for_scrapes(
+                url,
+                'count_over_time(istio_requests_total{destination_workload="failing"}[1m])',
+                basic_auth=auth,
+            )
+            yield url
     finally:
-        proc.terminate()
-        proc.wait(10)
         server.shutdown()
+        server.server_close()
 
 
 def _imported(name: str, provider: str, prometheus: str) -> models.Rollout:
@@ -122,7 +102,12 @@ def _imported(name: str, provider: str, prometheus: str) -> models.Rollout:
     rollout["metadata"]["namespace"] = "test"  # where it is applied
     config = rollout["spec"]["checks"]["metrics"][0]["provider"]["prometheus"]
     config["address"] = prometheus
-    config["authentication"] = {"basicAuth": {"username": USER, "password": PASSWORD}}
+    config["authentication"] = {
+        "basicAuth": {
+            "username": prometheus_helpers.AUTH.user,
+            "password": prometheus_helpers.AUTH.password,
+        }
+    }
     return models.Rollout.model_validate(rollout)
 
 

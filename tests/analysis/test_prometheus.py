@@ -9,12 +9,7 @@ sees exactly the router's counts, shaped as scalars, vectors and range series.
 from __future__ import annotations
 
 import asyncio
-import http.server
-import shutil
 import socket
-import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,13 +23,11 @@ from changeover.analysis.judges import ab_significance, mann_whitney
 from changeover.analysis.providers import base, prometheus
 from changeover.endpoints import Endpoint
 from changeover.traffic.builtin import BuiltinRouter, Registry
+from tests import prometheus_helpers
 
 pytestmark = pytest.mark.slow
 
-USER, PASSWORD = "changeover", "canary-secret"
-# bcrypt of PASSWORD (cost 4 keeps each authenticated request cheap); Prometheus' web
-# config accepts only bcrypt hashes.
-PASSWORD_HASH = "$2b$04$CgKdOdU8Pj5zpL9.6tL61ONuolrBcS0hUt.BFEq6FwIG76LgcVwI2"
+USER, PASSWORD = prometheus_helpers.AUTH.pair
 GOOD, BOOM = 40, 20  # requests to / (both sides 200) and to /boom (canary 500)
 
 
@@ -48,7 +41,6 @@ def free_port() -> int:
 class Prom:
     url: str
     registry: Registry
-    proc: subprocess.Popen[bytes]
 
     def config(self, **extra: Any) -> dict[str, Any]:
         return {
@@ -57,68 +49,6 @@ class Prom:
             "timeout": 10,
             **extra,
         }
-
-
-class _MetricsHandler(http.server.BaseHTTPRequestHandler):
-    registry: Registry
-
-    def do_GET(self) -> None:
-        body = self.registry.render().encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain; version=0.0.4")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-def _serve_metrics(registry: Registry) -> http.server.ThreadingHTTPServer:
-    handler = type("Handler", (_MetricsHandler,), {"registry": registry})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
-def _start_prometheus(tmp: Path, metrics_port: int) -> tuple[subprocess.Popen[bytes], str]:
-    exe = shutil.which("prometheus")
-    if exe is None:
-        pytest.fail("prometheus is not on PATH: run `make deps-prometheus` (Debian package)")
-    (tmp / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        "scrape_configs:\n"
-        "  - job_name: changeover\n"
-        f"    static_configs: [{{targets: ['127.0.0.1:{metrics_port}']}}]\n"
-    )
-    (tmp / "web.yml").write_text(f"basic_auth_users:\n  {USER}: '{PASSWORD_HASH}'\n")
-    log = (tmp / "prometheus.log").open("wb")
-    for _attempt in range(3):  # the free port can be taken between probe and bind
-        port = free_port()
-        proc = subprocess.Popen(
-            [
-                exe,
-                f"--config.file={tmp / 'prometheus.yml'}",
-                f"--web.config.file={tmp / 'web.yml'}",
-                f"--storage.tsdb.path={tmp / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--log.level=warn",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if httpx.get(f"{url}/-/ready", auth=(USER, PASSWORD)).status_code == 200:
-                    return proc, url
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        proc.kill()
-        proc.wait()
-    pytest.fail("prometheus did not start:\n" + (tmp / "prometheus.log").read_text()[-2000:])
 
 
 async def _upstream(fail_boom: bool) -> asyncio.Server:
@@ -159,32 +89,24 @@ async def _drive_traffic(registry: Registry) -> None:
 def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
     registry = Registry()
     asyncio.run(_drive_traffic(registry))
-    metrics = _serve_metrics(registry)
-    proc, url = _start_prometheus(tmp_path_factory.mktemp("prom"), metrics.server_address[1])
+    metrics = prometheus_helpers.serve_exposition(registry.render)
+    tmp = tmp_path_factory.mktemp("prom")
+    auth = prometheus_helpers.AUTH
     try:
-        # Wait until three scrapes hold every request the router counted (range queries
-        # need more than one point).
-        deadline = time.monotonic() + 60
-        query = (
-            'count_over_time(changeover_requests_total{rollout="web",revision="1",code="2xx"}[1m])'
-            ' and on() sum(changeover_requests_total{rollout="web"}) == ' + str(GOOD + BOOM)
-        )
-        while True:
-            r = httpx.get(f"{url}/api/v1/query", params={"query": query}, auth=(USER, PASSWORD))
-            got = r.json()["data"]["result"]
-            if got and float(got[0]["value"][1]) >= 3:
-                break
-            assert time.monotonic() < deadline, f"prometheus never scraped the router: {got}"
-            time.sleep(0.2)
-        yield Prom(url, registry, proc)
+        with prometheus_helpers.running(tmp, metrics.server_address[1], basic_auth=auth) as url:
+            # Three scrapes holding every request the router counted (range queries need
+            # more than one point).
+            prometheus_helpers.wait_for_scrapes(
+                url,
+                'count_over_time(changeover_requests_total{rollout="web",revision="1",'
+                'code="2xx"}[1m]) and on() sum(changeover_requests_total{rollout="web"}) == '
+                + str(GOOD + BOOM),
+                basic_auth=auth,
+            )
+            yield Prom(url, registry)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
         metrics.shutdown()
+        metrics.server_close()
 
 
 CTX = base.MeasureContext(
