@@ -13,6 +13,8 @@ Every response carries ``x-app-version`` and ``x-flag-value``. Environment::
     PORT, APP_VERSION            where to listen, what to report
     OFREP_URL, OFREP_TOKEN       changeover serve's address and its flags token
     FLAG_KEY                     the flag to read (default: checkout)
+    FLAG_HEADER                  take the variant from this request header instead, as
+                                 changeover's router sets it (``Flag.spec.router``)
 
     OFREP_URL=http://127.0.0.1:7070 OFREP_TOKEN=$(cat ~/.local/share/changeover/flags/token) \
         PORT=8081 python3 examples/flag_app.py
@@ -33,6 +35,7 @@ from openfeature.evaluation_context import EvaluationContext
 
 VERSION = os.environ.get("APP_VERSION", "v1")
 FLAG_KEY = os.environ.get("FLAG_KEY", "checkout")
+FLAG_HEADER = os.environ.get("FLAG_HEADER", "")
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -42,8 +45,11 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/healthz":
             self._answer(200, b"ok", "text/plain", "-")
             return
-        user = self.headers.get("x-user") or uuid.uuid4().hex
-        value = api.get_client().get_string_value(FLAG_KEY, "old", EvaluationContext(user))
+        if FLAG_HEADER:
+            value = self.headers.get(FLAG_HEADER) or "old"
+        else:
+            user = self.headers.get("x-user") or uuid.uuid4().hex
+            value = api.get_client().get_string_value(FLAG_KEY, "old", EvaluationContext(user))
         body = json.dumps({"version": VERSION, "flag": value}).encode()
         self._answer(500 if value == "broken" else 200, body, "application/json", value)
 

@@ -10,7 +10,7 @@ counters of ``builtin.metrics.RolloutMetrics`` (``encode_metrics``/``apply_metri
 
 ``Routing`` is the routing state a router process keeps on disk: the last call per key
 (weights, each header route, sticky split, each mirror, preview, maintenance, each
-revision's backends), replayed in order onto a fresh router.
+revision's backends, each flag), replayed in order onto a fresh router.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ METHODS = (
     "remove_managed_routes",
     "set_backends",
     "drain",
+    "set_flag",
 )
 
 MAX_LINE = 16 * 1024 * 1024  # a request or an answer (metrics of many revisions) fits
@@ -101,6 +102,11 @@ _CODECS: dict[str, _Codec] = {
     "drain": (
         lambda ep, grace: [[ep.host, ep.port], float(grace)],
         lambda a: (_endpoint(a[0]), float(a[1])),
+    ),
+    # A flag evaluated per request: its served spec (camelCase JSON), None to stop.
+    "set_flag": (
+        lambda name, spec: [name, spec],
+        lambda a: (str(a[0]), None if a[1] is None else dict(a[1])),
     ),
 }
 
@@ -170,6 +176,8 @@ def _key(method: str, args: list[Any]) -> tuple[str, bool]:
         return "sticky", args[0] is None or args[1] is None
     if method == "set_backends":
         return f"backends:{args[0]}", not args[1]
+    if method == "set_flag":
+        return f"flag:{args[0]}", args[1] is None
     return method, False
 
 

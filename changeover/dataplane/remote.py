@@ -338,6 +338,9 @@ class RemoteRouter:
     async def set_preview(self, revision: int | None) -> None:
         await self._call("set_preview", revision)
 
+    async def set_flag(self, name: str, spec: dict[str, Any] | None) -> None:
+        await self._call("set_flag", name, spec)
+
     async def set_maintenance(self, enabled: bool, retry_after_seconds: int) -> None:
         await self._call("set_maintenance", enabled, retry_after_seconds)
 

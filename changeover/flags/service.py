@@ -203,6 +203,15 @@ class FlagService:
         if not self.store.delete(name):
             raise errors.NotFound(f"no flag named {name!r}")
 
+    def routed(self) -> dict[tuple[str, str], JSON]:
+        """(rollout, flag name) → the served spec, for every flag a router evaluates."""
+        out = {}
+        for stored in self.store.all():
+            served = served_spec(stored)
+            if served.router is not None:
+                out[served.router.rollout, stored.name] = served.to_json_dict()
+        return out
+
     # --- evaluation -----------------------------------------------------------------
 
     def snapshot(self) -> dict[str, evaluate.CompiledFlag]:

@@ -14,10 +14,35 @@ from changeover.engine import actions
 from changeover.engine.status import RolloutStatus
 from changeover.local_controller.loop import Controller
 
+JSON = dict[str, Any]
+
 
 class LocalFlagRuns:
     def __init__(self, controller: Controller) -> None:
         self._c = controller
+        # (rollout, flag) → (the router object, the spec it was given): pushed again when
+        # either changes (a router restarted or adopted is a new object).
+        self._pushed: dict[tuple[str, str], tuple[int, JSON]] = {}
+
+    async def route(self, wanted: dict[tuple[str, str], JSON]) -> None:
+        """Give each rollout's router the flags it evaluates per request (``spec.router``)
+        and take back the ones it no longer does."""
+        for (rollout, name), (router_id, _) in list(self._pushed.items()):
+            if (rollout, name) not in wanted:
+                router = self._c.router(rollout)
+                if router is not None and id(router) == router_id:
+                    setter = getattr(router, "set_flag", None)
+                    if setter is not None:
+                        await setter(name, None)
+                del self._pushed[rollout, name]
+        for (rollout, name), spec in wanted.items():
+            router = self._c.router(rollout)
+            setter = getattr(router, "set_flag", None)
+            if setter is None:
+                continue  # not running yet, or a router that cannot (HAProxy)
+            if self._pushed.get((rollout, name)) != (id(router), spec):
+                await setter(name, spec)
+                self._pushed[rollout, name] = (id(router), spec)
 
     def start(self, run_id: str, target: str, step: Any) -> None:
         found = self._c.parsed(target)

@@ -52,7 +52,12 @@ class LocalService:
             evaluation_token=evaluation_token,
         )
         runs = LocalFlagRuns(controller)
-        controller.tickers.append(lambda: self.flags.tick(runs))
+
+        async def tick() -> None:
+            self.flags.tick(runs)
+            await runs.route(self.flags.routed())
+
+        controller.tickers.append(tick)
 
     # --- apply ----------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from changeover import aio, errors
@@ -101,7 +101,7 @@ class Controller:
         )
         self.webhooks = WebhookRunner(wake=self.wake)
         # More work each tick, beside the rollouts' (the flag rollouts of local_service).
-        self.tickers: list[Callable[[], None]] = []
+        self.tickers: list[Callable[[], Awaitable[None]]] = []
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -219,7 +219,7 @@ class Controller:
                 log.exception("analysis step failed")
             for ticker in self.tickers:
                 try:
-                    ticker()
+                    await ticker()
                 except errors.ChangeoverError as exc:
                     log.warning("%s", exc)
                 except Exception:

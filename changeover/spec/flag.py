@@ -203,6 +203,9 @@ class Rule(models.Model):
         return self
 
 
+RolloutName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+
+
 class FlagRollout(models.Model):
     """Walk ``variant``'s weight in the split through ``steps`` (setWeight, pause,
     analysis), judged like a canary; a failed analysis turns the flag off. ``target`` is
@@ -238,6 +241,15 @@ class FlagRollout(models.Model):
 FlagKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][-A-Za-z0-9_.:]{0,127}$")]
 
 
+class FlagRouter(models.Model):
+    """The builtin router of Rollout ``rollout`` evaluates the flag per request (context
+    from ``requestContext``) and passes the variant's name to the service in ``header``;
+    a ``header`` the client sent is replaced, never passed on."""
+
+    rollout: RolloutName
+    header: Annotated[str, Field(pattern=r"^[A-Za-z0-9][-A-Za-z0-9_]{0,63}$")]
+
+
 class FlagSpec(models.Model):
     """``key`` is what applications ask for over OFREP (default: ``metadata.name``); it
     may hold capitals and dots, which Kubernetes names may not (``myBoolFlag``)."""
@@ -252,6 +264,7 @@ class FlagSpec(models.Model):
     request_context: Annotated[dict[AttributeName, models.UserKey], Field(max_length=64)] = Field(
         default_factory=dict
     )
+    router: FlagRouter | None = None
     rollout: FlagRollout | None = None
 
     @field_validator("variants", mode="before")

@@ -91,3 +91,44 @@ def test_flag_rollout_promoted_by_analysis_then_a_bad_one_turned_off(
         report = load.stop()
     assert report.failure_timeline[-3:] == [0, 0, 0], describe(report)
     print(f"500s while broken was on: {failures_at_off}; {describe(report)}")
+
+
+def test_the_router_evaluates_a_flag_per_request_and_passes_the_variant(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """Buckets: bob 4, trent 18, erin 22, alice 35, judy 99 (crc32 mod 100)."""
+    web = example_rollout("canary", name="web", version="v1", mark=serve.mark, replicas=1)
+    template = web["spec"]["template"]
+    template["command"] = [sys.executable, str(EXAMPLES / "flag_app.py")]
+    template["env"].update({"FLAG_HEADER": "x-flag-checkout", "APP_VERSION": "v1"})
+    assert serve.apply(write_rollout(tmp_path / "web.yaml", web), "--wait").code == 0
+    url = serve.status("web")["endpoint"]
+    doc = flag_doc("new", [{"setWeight": 100}])
+    del doc["spec"]["rollout"]
+    doc["spec"]["split"] = [{"variant": "new", "weight": 20}]
+    doc["spec"]["router"] = {"rollout": "web", "header": "x-flag-checkout"}
+    doc["spec"]["requestContext"] = {"targetingKey": {"header": "x-user"}}
+    flag = write_rollout(tmp_path / "flag.yaml", doc)
+    assert serve.apply(flag).code == 0
+
+    def seen(headers: dict[str, str] | None = None) -> dict[str, str]:
+        out = {}
+        for user in ("bob", "trent", "erin", "alice", "judy"):
+            reply = http_get(url + "/", headers={"x-user": user, **(headers or {})})
+            out[user] = reply.headers.get("x-flag-value", "")
+        return out
+
+    at_20 = {"bob": "new", "trent": "new", "erin": "old", "alice": "old", "judy": "old"}
+    wait_until(lambda: seen() == at_20, within=30, what="the router passing the variant")
+    # a client cannot pick its variant: the router replaces the header it sent
+    assert seen({"x-flag-checkout": "broken"}) == at_20
+
+    doc["spec"]["split"] = [{"variant": "new", "weight": 40}]
+    assert serve.apply(write_rollout(flag, doc)).code == 0
+    at_40 = {**at_20, "erin": "new", "alice": "new"}
+    wait_until(lambda: seen() == at_40, within=30, what="the router at 40%")
+    assert serve.cli("abort", "flag/checkout").code == 0
+    wait_until(lambda: set(seen().values()) == {"old"}, within=30, what="the flag off")
+    assert serve.cli("delete", "flag/checkout").code == 0
+    # no flag evaluated any more: the header is gone (the app falls back to "old")
+    wait_until(lambda: seen({"x-flag-checkout": "new"})["judy"] == "new", within=30, what="no flag")

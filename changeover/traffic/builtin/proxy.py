@@ -273,8 +273,8 @@ class ClientConnection(asyncio.Protocol):
                     expect = value.strip().lower() == b"100-continue"
             elif lname == b"content-length":
                 length = int(value.strip() or b"0")
-            elif lname in _FORWARDING:
-                rebuild = True
+            elif lname in _FORWARDING or lname in tbl.flag_headers:
+                rebuild = True  # ours to set: the client's copy is dropped
             if hd is not None and lname not in hd:
                 hd[lname] = value.rstrip(b" \t")
         if codings is not None:
@@ -302,11 +302,15 @@ class ClientConnection(asyncio.Protocol):
                 framing = b"content-length: %d\r\n" % length
             else:
                 framing = b""
+            if tbl.flags:
+                extra_hop = extra_hop | tbl.flag_headers
             up_head = wire.request_head(
                 method, url, headers, client_ip=self.client_ip, framing=framing, extra_hop=extra_hop
             )
         else:
             up_head = head[:-2] + self.fwd_tail
+        if tbl.flags and hd is not None:
+            up_head = up_head[:-2] + _flag_lines(tbl, hd) + b"\r\n"
         ex = exchange.Exchange(
             self,
             method,
@@ -577,3 +581,9 @@ def _bad_upgrade(keep_alive: bool) -> bytes:
     return wire.simple_response(
         400, b"an upgrade request must be HTTP/1.1 without a body\n", keep_alive=False
     )
+
+
+def _flag_lines(tbl: table.RoutingTable, headers: dict[bytes, bytes]) -> bytes:
+    """The variant of every flag this router evaluates, as header lines for upstream."""
+    cookies = table.parse_cookies(headers.get(b"cookie")) if tbl.needs_cookies else {}
+    return b"".join([f.line(headers, cookies) for f in tbl.flags])

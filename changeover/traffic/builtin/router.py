@@ -360,6 +360,16 @@ class BuiltinRouter:
         self._swap(tbl.replace(mirrors=tuple(mirrors)))
         await self._forward("set_mirror_route", name, revision, percentage, list(match), compare)
 
+    async def set_flag(self, name: str, spec: dict[str, object] | None) -> None:
+        """Evaluate flag ``name`` (its served spec, camelCase, with ``router``) on every
+        request and pass the variant upstream in ``router.header``; None stops. A spec the
+        model refuses is a PermanentBackendError, and the table is left as it was."""
+        flags = [f for f in self.state.table.flags if f.name != name]
+        if spec is not None:
+            flags.append(_flag_route(name, spec))
+        self._swap(self.state.table.replace(flags=tuple(flags)))
+        await self._forward("set_flag", name, spec)
+
     async def set_preview(self, revision: int | None) -> None:
         """Without a preview port the revision is only remembered (nothing listens)."""
         self._swap(self.state.table.replace(preview=revision))
@@ -457,3 +467,29 @@ def factory(rollout: str, **kwargs: object) -> BuiltinRouter:
     if tuned:
         kwargs["settings"] = state_mod.Settings(**tuned)  # type: ignore[arg-type]
     return BuiltinRouter(rollout, **kwargs)  # type: ignore[arg-type]
+
+
+def _flag_route(name: str, spec: dict[str, object]) -> table.FlagRoute:
+    from changeover.flags import evaluate  # plain Python, kept out of the compiled modules
+    from changeover.spec import flag as spec_flag
+
+    try:
+        parsed = spec_flag.FlagSpec.model_validate(spec)
+    except ValueError as exc:
+        raise errors.PermanentBackendError(f"flag {name!r}: {exc}") from None
+    if parsed.router is None:
+        raise errors.PermanentBackendError(f"flag {name!r} has no router.header to set")
+    context = tuple(
+        (
+            attribute,
+            key.header.lower().encode() if key.header else None,
+            key.cookie.encode() if key.cookie else None,
+        )
+        for attribute, key in parsed.request_context.items()
+    )
+    return table.FlagRoute(
+        name=name,
+        header=parsed.router.header.lower().encode(),
+        flag=evaluate.compile_flag(parsed),
+        context=context,
+    )

@@ -30,6 +30,7 @@ import functools
 import re
 import zlib
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from changeover import regex
 from changeover.spec import models
@@ -110,6 +111,27 @@ class StickySplit:
     weight: int  # percent of users, 0..100
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class FlagRoute:
+    """A flag this router evaluates per request (``Flag.spec.router``): the variant's name
+    goes upstream in ``header``, replacing any the client sent."""
+
+    name: str
+    header: bytes  # lower-cased
+    flag: Any  # changeover.flags.evaluate.CompiledFlag (plain Python, not compiled here)
+    context: tuple[tuple[str, bytes | None, bytes | None], ...]  # (attribute, header, cookie)
+
+    def line(self, headers: dict[bytes, bytes], cookies: dict[bytes, bytes]) -> bytes:
+        """``header: variant\r\n`` for this request."""
+        context: dict[str, str] = {}
+        for attribute, header, cookie in self.context:
+            value = headers.get(header) if header is not None else cookies.get(cookie or b"")
+            if value is not None:
+                context[attribute] = value.decode("latin-1")
+        variant: str = self.flag.evaluate(context).variant
+        return self.header + b": " + variant.encode() + b"\r\n"
+
+
 def bucket(key: bytes) -> int:
     """The user's bucket 0..99: stable across processes and restarts (crc32, not hash())."""
     return zlib.crc32(key) % 100
@@ -172,6 +194,8 @@ class RoutingTable:
     mirrors: tuple[MirrorRoute, ...] = ()
     preview: int | None = None
     maintenance_retry_after: int | None = None  # None: not in maintenance
+    flags: tuple[FlagRoute, ...] = ()
+    flag_headers: frozenset[bytes] = frozenset()  # derived: the headers flags write
     # Derived, so the hot path can skip building header dicts when nothing reads them.
     # ``compares``: shadow revision → its mirror route's comparison (``builtin.compare``).
     compares: dict[int, compare_mod.RouteCompare] = dataclasses.field(default_factory=dict)
@@ -188,7 +212,8 @@ class RoutingTable:
         cookies = any(m.cookie is not None for m in matchers) or (
             table.sticky is not None and table.sticky.cookie is not None
         )
-        headers = bool(matchers) or table.sticky is not None
+        cookies = cookies or any(c is not None for f in table.flags for _, _, c in f.context)
+        headers = bool(matchers) or table.sticky is not None or bool(table.flags)
         compares = {m.revision: m.compare for m in table.mirrors if m.compare is not None}
         object.__setattr__(table, "compares", compares)
         object.__setattr__(table, "needs_headers", headers)
@@ -196,6 +221,10 @@ class RoutingTable:
         names = {m.header for m in matchers if m.header is not None}
         if table.sticky is not None and table.sticky.header is not None:
             names.add(table.sticky.header)
+        flag_headers = frozenset(f.header for f in table.flags)
+        object.__setattr__(table, "flag_headers", flag_headers)
+        names |= flag_headers
+        names |= {h for f in table.flags for _, h, _ in f.context if h is not None}
         if cookies:
             names.add(b"cookie")
         object.__setattr__(table, "request_fields", _request_fields(frozenset(names)))
