@@ -35,6 +35,7 @@ class ProxyContext:
     stream: bool = False  # the backends stream: never buffer (flush each chunk)
     cpu: int | None = 0  # the core to pin the proxy to (None: unpinned)
     mirror: int | None = None  # builtin only: shadow upstream port (100% mirrored)
+    compare: str | None = None  # builtin only: compare the shadow's answers (a comparator)
 
 
 @dataclass
@@ -140,6 +141,8 @@ def start_builtin(
     ]
     if ctx.mirror is not None:
         argv += ["--mirror", f"3={ctx.mirror}", "--mirror-percent", "100"]
+        if ctx.compare is not None:
+            argv += ["--compare", ctx.compare]
     p = ctx.procs.start(name, argv, env=builtin_env(tree), cwd=tree)
     _ready(p, ctx.port, name, ctx.procs.logdir)
     return Running(name, ctx.port, p.pid, lambda: ctx.procs.stop(p))

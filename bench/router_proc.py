@@ -1,7 +1,7 @@
 """The builtin router in its own process, configured like the other proxies of the bench.
 
     python -m bench.router_proc --port 8080 --backend 1=9001 --backend 2=9002 \\
-        [--mirror 3=9003 --mirror-percent 100] [--workers 2]
+        [--mirror 3=9003 --mirror-percent 100 [--compare exact]] [--workers 2]
 
 Weights 90/10 between revisions 1 and 2, a header route (``x-canary: always`` → 2) and a
 sticky split (10% of ``x-user-id`` users → 2), so the per-request routing does all its work
@@ -46,7 +46,8 @@ async def configure(router: BuiltinRouter, args: argparse.Namespace) -> None:
     if args.mirror:
         rev, port = args.mirror
         await router.set_backends(rev, [Endpoint("127.0.0.1", port)])
-        await router.set_mirror_route("shadow", rev, args.mirror_percent, [])
+        compare = models.MirrorCompare(comparator=args.compare) if args.compare else None
+        await router.set_mirror_route("shadow", rev, args.mirror_percent, [], compare)
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -67,6 +68,13 @@ async def main(args: argparse.Namespace) -> None:
             f"{m['mirror']['dropped']} dropped {m['mirror']['failed']} failed",
             flush=True,
         )
+        if "shadow" in m:
+            s = m["shadow"]
+            print(
+                f"shadow {rev}: compared {s['compared']} matched {s['matched']} "
+                f"notCompared {sum(s['notCompared'].values())}",
+                flush=True,
+            )
     await asyncio.wait_for(router.close(), 15)
 
 
@@ -76,6 +84,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--backend", type=_rev_port, action="append", default=[])
     p.add_argument("--mirror", type=_rev_port)
     p.add_argument("--mirror-percent", type=int, default=100)
+    p.add_argument("--compare", help="compare the shadow's answers with this comparator")
     p.add_argument("--workers", type=int, default=1)
     return p.parse_args(argv)
 

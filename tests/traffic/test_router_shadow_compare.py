@@ -224,3 +224,23 @@ async def test_unknown_comparator_refused_with_its_name(make_router: RouterFacto
         await router.set_mirror_route(
             "shadow", 2, 100, [], models.MirrorCompare(comparator="no_such_mod:f")
         )
+
+
+async def test_copies_the_mirror_drops_are_not_compared(
+    make_router: RouterFactory, apps: Callable[[Answers], asyncio.Future[App]]
+) -> None:
+    router = await setup(make_router, apps, v1, models.MirrorCompare())
+    assert router.mirror is not None
+    router.mirror.concurrency = 0  # nothing leaves the queue: it fills
+    router.mirror.queue_size = 2
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{router.port}") as c:
+        for _ in range(5):
+            assert (await c.get("/")).status_code == 200
+    found = router.metrics.revision(2).shadow
+    assert isinstance(found, stats_mod.ShadowStats)
+    # two pairs wait with their queued copies; three were never started
+    assert found.not_compared["dropped"] == 3 and found.compared == 0
+    router.mirror.concurrency, router.mirror.queue_size = 128, 1024
+    router.mirror.offer(2, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", b"", b"127.0.0.1")  # a nudge
+    await router.mirror_idle()
+    assert found.compared == 2 and found.matched == 2

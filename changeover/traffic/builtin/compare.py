@@ -23,6 +23,7 @@ import collections
 import logging
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 from changeover.spec import models
@@ -159,8 +160,18 @@ class Comparer:
     """Makes pairs, holds them until both sides end, compares them off the hot path and
     keeps the results in the shadow revision's ``RevisionMetrics.shadow``."""
 
-    def __init__(self, rollout_metrics: metrics.RolloutMetrics) -> None:
+    def __init__(
+        self,
+        rollout_metrics: metrics.RolloutMetrics,
+        *,
+        room: Callable[[], bool] | None = None,
+        charge: Callable[[float], None] | None = None,
+    ) -> None:
         self._metrics = rollout_metrics
+        # The mirror's: whether its copy will go out at all, and its CPU budget, which
+        # comparisons spend too (``Mirror.has_room``, ``Mirror.charge``).
+        self._room = room
+        self._charge = charge
         self._pending: dict[Pair, None] = {}
         self._queue: collections.deque[Pair] = collections.deque()
         self._bytes = 0
@@ -201,6 +212,9 @@ class Comparer:
         for rev in targets:
             route = compares.get(rev)
             if route is not None and route.sample():
+                if self._room is not None and not self._room():
+                    self.stats(rev).skip("dropped")  # the copy itself will be dropped
+                    return None
                 return self.pair(route, primary_rev, rev, t0)
         return None
 
@@ -270,12 +284,15 @@ class Comparer:
         self._scheduled = False
         if self._queue:
             pair = self._queue.popleft()
+            cpu = time.process_time()
             try:
                 self._compare(pair)
             except Exception:  # a bug must not stop the comparisons behind it
                 log.exception("builtin router: comparing a shadow answer failed")
             finally:
                 self._release(pair)
+                if self._charge is not None:
+                    self._charge(time.process_time() - cpu)
         if self._queue and self._loop is not None:
             self._scheduled = True
             self._loop.call_soon(self._pump)

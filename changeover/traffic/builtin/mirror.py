@@ -201,6 +201,16 @@ class Mirror:
             self._scheduled = True
             self._loop.call_soon(self._pump)
 
+    def has_room(self) -> bool:
+        """Whether a copy offered now would be queued rather than dropped (so a shadow
+        comparison is started only for copies that will go out)."""
+        return len(self._queue) < self.queue_size
+
+    def charge(self, seconds: float) -> None:
+        """Spend ``seconds`` of CPU from the copies' budget: comparing the shadow's answers
+        (``builtin.compare``) counts against the same share of the router's CPU."""
+        self._tokens = max(self._tokens - seconds, -BURST)
+
     async def idle(self) -> None:
         """Wait until every queued copy has been answered or failed (tests, shutdown)."""
         while self._queue or self._in_flight:

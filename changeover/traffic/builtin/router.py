@@ -93,7 +93,9 @@ class BuiltinRouter:
             return
         self.mirror = mirror.Mirror(st)
         st.mirror = self.mirror
-        st.comparer = compare.Comparer(self.metrics)
+        st.comparer = compare.Comparer(
+            self.metrics, room=self.mirror.has_room, charge=self.mirror.charge
+        )
         self.port = await self._listen(self.port, preview=False)
         if self.preview_port is not None:
             self.preview_port = await self._listen(self.preview_port, preview=True)
