@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import common, proxies
+from bench import common, nginx_conf, proxies
 
 BODY = b'{"ok":true}\n'
 SECTION = "## Nagle: a plain http.server upstream"
@@ -79,30 +79,9 @@ def latencies(port: int, n: int, *, fresh: bool = False) -> list[float]:
 
 
 def start_nginx_single(procs: common.Procs, workdir: Path, port: int, upstream: int) -> None:
-    d = workdir / f"nginx-{port}"
-    d.mkdir(exist_ok=True)
-    conf = f"""worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-daemon off;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
-  fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
-  upstream app {{ server 127.0.0.1:{upstream}; keepalive 16; }}
-  server {{
-    listen 127.0.0.1:{port};
-    location / {{
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }}
-  }}
-}}
-"""
-    (d / "nginx.conf").write_text(conf)
-    p = procs.start(f"nginx-{port}", ["nginx", "-p", str(d), "-c", str(d / "nginx.conf")])
+    http = nginx_conf.reverse_proxy(listen=port, upstream=upstream)
+    conf = nginx_conf.write(workdir / f"nginx-{port}", http=http, worker_connections=1024)
+    p = procs.start(f"nginx-{port}", nginx_conf.argv(conf))
     proxies._ready(p, port, f"nginx-{port}", procs.logdir)
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import common
+from bench import common, nginx_conf
 
 BODY = b'{"id":"bench","choices":[{"text":"' + b"x" * 54 + b'"}],"model":"m"}\n'
 
@@ -70,28 +70,14 @@ def _ready(proc: subprocess.Popen[bytes], port: int, what: str, logdir: Path) ->
 
 def start_upstream_nginx(procs: common.Procs, workdir: Path, ports: list[int]) -> Running:
     """Static ~100-byte answers on ``ports`` (two worker processes, unpinned)."""
-    d = workdir / "upstream-nginx"
-    d.mkdir(exist_ok=True)
     body = BODY.decode().rstrip("\n").replace('"', '\\"')
     servers = "\n".join(
         f"""  server {{ listen 127.0.0.1:{p} backlog=4096; keepalive_requests 1000000;
     location / {{ default_type application/json; return 200 "{body}\\n"; }} }}"""
         for p in ports
     )
-    conf = f"""worker_processes 2;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-daemon off;
-events {{ worker_connections 8192; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
-  fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
-{servers}
-}}
-"""
-    (d / "nginx.conf").write_text(conf)
-    p = procs.start("upstream-nginx", ["nginx", "-p", str(d), "-c", str(d / "nginx.conf")])
+    conf = nginx_conf.write(workdir / "upstream-nginx", http=servers, worker_processes=2)
+    p = procs.start("upstream-nginx", nginx_conf.argv(conf))
     for port in ports:
         _ready(p, port, "upstream-nginx", procs.logdir)
     return Running("upstream-nginx", ports[0], p.pid, lambda: procs.stop(p))
@@ -149,20 +135,9 @@ def start_builtin(
 
 
 def start_nginx(ctx: ProxyContext) -> Running:
-    d = ctx.workdir / f"nginx-{ctx.port}"
-    d.mkdir(exist_ok=True)
     a, b = ctx.backends[1], ctx.backends[2]
     buffering = "proxy_buffering off;" if ctx.stream else ""
-    conf = f"""worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-daemon off;
-events {{ worker_connections 8192; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
-  fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
-  upstream app {{ server 127.0.0.1:{a} weight=9; server 127.0.0.1:{b} weight=1;
+    http = f"""  upstream app {{ server 127.0.0.1:{a} weight=9; server 127.0.0.1:{b} weight=1;
                  keepalive 256; keepalive_requests 1000000; }}
   upstream canary {{ server 127.0.0.1:{b}; keepalive 64; keepalive_requests 1000000; }}
   map $http_x_canary $pool {{ default app; always canary; }}
@@ -176,14 +151,10 @@ http {{
       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
       {buffering}
     }}
-  }}
-}}
-"""
-    (d / "nginx.conf").write_text(conf)
+  }}"""
+    conf = nginx_conf.write(ctx.workdir / f"nginx-{ctx.port}", http=http)
     name = f"nginx-{ctx.port}"
-    p = ctx.procs.start(
-        name, [*common.pin(ctx.cpu), "nginx", "-p", str(d), "-c", str(d / "nginx.conf")]
-    )
+    p = ctx.procs.start(name, [*common.pin(ctx.cpu), *nginx_conf.argv(conf)])
     _ready(p, ctx.port, name, ctx.procs.logdir)
     return Running("nginx", ctx.port, p.pid, lambda: ctx.procs.stop(p))
 

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from hypothesis import strategies as st
 
+from bench import nginx_conf
 from changeover.endpoints import Endpoint
 from changeover.traffic.builtin import BuiltinRouter, Registry, Settings
 
@@ -197,29 +198,6 @@ class Proxies:
     behind_nginx: Recorder
 
 
-NGINX_CONF = """worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log crit;
-daemon off;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
-  fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
-  client_header_timeout 3s; client_body_timeout 3s;
-  upstream app {{ server 127.0.0.1:{up}; keepalive 16; }}
-  server {{
-    listen 127.0.0.1:{port};
-    location / {{
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }}
-  }}
-}}
-"""
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -256,10 +234,16 @@ def running(workdir: Path) -> Iterator[Proxies]:
 
     asyncio.run_coroutine_threadsafe(start(), loop).result(10)
     nginx_port = _free_port()
-    conf = workdir / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(d=workdir, up=behind_nginx.port, port=nginx_port))
+    conf = nginx_conf.write(
+        workdir,
+        # The router's header/body timeouts, so both give up on a stalled client alike.
+        http="  client_header_timeout 3s; client_body_timeout 3s;\n"
+        + nginx_conf.reverse_proxy(listen=nginx_port, upstream=behind_nginx.port),
+        worker_connections=1024,
+        error_log_level="crit",
+    )
     nginx = subprocess.Popen(
-        [NGINX, "-p", str(workdir), "-c", str(conf)],
+        nginx_conf.argv(conf, NGINX),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
