@@ -190,60 +190,30 @@ def promote(
     )
 
 
-@app.command()
-def abort(
-    name: app_mod.NameArg,
-    server: app_mod.ServerOpt = None,
-    token: app_mod.TokenOpt = None,
-    platform: app_mod.PlatformOpt = app_mod.PlatformName.LOCAL,
-    kubeconfig: app_mod.KubeconfigOpt = None,
-    namespace: app_mod.NamespaceOpt = None,
-    context: app_mod.ContextOpt = None,
-) -> None:
-    """Send all traffic back to stable and scale the new revision down."""
-    _run("abort", name, app_mod.Where(server, token, platform, kubeconfig, namespace, context))
+def _register_state_change(verb: str, help_text: str) -> None:
+    """Register ``changeover VERB NAME``: one state change of one rollout, no options of its
+    own."""
+
+    def command(
+        name: app_mod.NameArg,
+        server: app_mod.ServerOpt = None,
+        token: app_mod.TokenOpt = None,
+        platform: app_mod.PlatformOpt = app_mod.PlatformName.LOCAL,
+        kubeconfig: app_mod.KubeconfigOpt = None,
+        namespace: app_mod.NamespaceOpt = None,
+        context: app_mod.ContextOpt = None,
+    ) -> None:
+        _run(verb, name, app_mod.Where(server, token, platform, kubeconfig, namespace, context))
+
+    command.__doc__ = help_text
+    app.command(verb)(command)
 
 
-@app.command()
-def retry(
-    name: app_mod.NameArg,
-    server: app_mod.ServerOpt = None,
-    token: app_mod.TokenOpt = None,
-    platform: app_mod.PlatformOpt = app_mod.PlatformName.LOCAL,
-    kubeconfig: app_mod.KubeconfigOpt = None,
-    namespace: app_mod.NamespaceOpt = None,
-    context: app_mod.ContextOpt = None,
-) -> None:
-    """Start an aborted or degraded rollout again from its first step."""
-    _run("retry", name, app_mod.Where(server, token, platform, kubeconfig, namespace, context))
-
-
-@app.command()
-def pause(
-    name: app_mod.NameArg,
-    server: app_mod.ServerOpt = None,
-    token: app_mod.TokenOpt = None,
-    platform: app_mod.PlatformOpt = app_mod.PlatformName.LOCAL,
-    kubeconfig: app_mod.KubeconfigOpt = None,
-    namespace: app_mod.NamespaceOpt = None,
-    context: app_mod.ContextOpt = None,
-) -> None:
-    """Hold the rollout where it is until resume or promote."""
-    _run("pause", name, app_mod.Where(server, token, platform, kubeconfig, namespace, context))
-
-
-@app.command()
-def resume(
-    name: app_mod.NameArg,
-    server: app_mod.ServerOpt = None,
-    token: app_mod.TokenOpt = None,
-    platform: app_mod.PlatformOpt = app_mod.PlatformName.LOCAL,
-    kubeconfig: app_mod.KubeconfigOpt = None,
-    namespace: app_mod.NamespaceOpt = None,
-    context: app_mod.ContextOpt = None,
-) -> None:
-    """Continue a rollout paused by `changeover pause`."""
-    _run("resume", name, app_mod.Where(server, token, platform, kubeconfig, namespace, context))
+# In this order after promote: the order `changeover --help` lists them.
+_register_state_change("abort", "Send all traffic back to stable and scale the new revision down.")
+_register_state_change("retry", "Start an aborted or degraded rollout again from its first step.")
+_register_state_change("pause", "Hold the rollout where it is until resume or promote.")
+_register_state_change("resume", "Continue a rollout paused by `changeover pause`.")
 
 
 @app.command()
