@@ -22,6 +22,13 @@ The judge: Kayenta's defaults (98% interval, tolerance 0.25, pass 95 / marginal 
 Threshold rules: fail when the canary's window mean p99 (or its error rate, errors over
 requests) exceeds a fixed bound set at 1.1× or 1.2× the nominal healthy level — the
 ``successCondition: result < 0.22`` people write in Argo Rollouts templates.
+
+The per-request table simulates the requests themselves (50/s per side for 2 minutes,
+lognormal around 200 ms with σ 0.5 per request, 1% of seconds 3× slower on either side,
+the shared level drift as above) and judges the same data twice: as the per-second p99
+series the judge read before (``builtin: latency-p99``), and as per-request samples from
+the router's 1% sketch (``builtin: latency``: ``analysis.distributions.samples``, at most
+``MAX_SAMPLES`` per side).
 """
 
 from __future__ import annotations
@@ -42,7 +49,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bench import common
+from changeover.analysis import distributions
 from changeover.analysis.judges import classifier, proportions, scoring
+from changeover.traffic.builtin import sketch
 
 SECTION = "## Judge"
 SECONDS = 120
@@ -133,6 +142,59 @@ def run_kind(
 
 
 @dataclass
+class RequestRow:
+    regression: float
+    per_second: float  # share failed judging per-second p99s
+    per_request: float  # share failed judging per-request sketch samples
+    trials: int
+
+
+def sketch_bins(values: Floats) -> dict[int, int]:
+    """What the router's ``sketch.Sketch`` holds after observing ``values`` (vectorised)."""
+    keys = np.ceil(np.log(np.maximum(values, sketch.MIN_VALUE)) / np.log(sketch.GAMMA))
+    uniq, counts = np.unique(keys.astype(np.int64), return_counts=True)
+    return dict(zip(uniq.tolist(), counts.tolist(), strict=True))
+
+
+def request_trial(rng: np.random.Generator, regression: float) -> tuple[bool, bool]:
+    """One analysis of simulated requests, judged both ways: (per-second, per-request)."""
+    level = LATENCY * rng.lognormal(0, 0.05)
+
+    def side(factor: float) -> Floats:
+        x = rng.lognormal(np.log(level * factor), 0.5, (SECONDS, RPS))
+        slow = rng.random(SECONDS) < 0.01
+        return np.where(slow[:, None], x * 3, x)
+
+    stable, canary = side(1.0), side(1 + regression)
+    per_second = judge_fails(
+        Trial(np.quantile(stable, 0.99, axis=1), np.quantile(canary, 0.99, axis=1), 0.0)
+    )
+
+    def samples(x: Floats) -> Floats:
+        return np.array(distributions.samples(sketch_bins(x.ravel()), sketch.GAMMA))
+
+    per_request = judge_fails(Trial(samples(stable), samples(canary), 0.0))
+    return per_second, per_request
+
+
+def request_rows(args: argparse.Namespace) -> list[RequestRow]:
+    rows = []
+    for i, regression in enumerate((0.0, *REGRESSIONS)):
+        rng = np.random.default_rng([args.seed, i, 77])
+        trials = args.request_aa_trials if regression == 0 else args.request_trials
+        results = [request_trial(rng, regression) for _ in range(trials)]
+        rows.append(
+            RequestRow(
+                regression,
+                sum(r[0] for r in results) / trials,
+                sum(r[1] for r in results) / trials,
+                trials,
+            )
+        )
+    return rows
+
+
+@dataclass
 class ABRow:
     label: str
     rate: float
@@ -185,7 +247,13 @@ def machine() -> list[str]:
     ]
 
 
-def render(rows: list[Row], ab: list[ABRow], args: argparse.Namespace, took: float) -> str:
+def render(
+    rows: list[Row],
+    requests: list[RequestRow],
+    ab: list[ABRow],
+    args: argparse.Namespace,
+    took: float,
+) -> str:
     cmd = "python -m bench.judge" + (" " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "")
     out = [
         SECTION,
@@ -220,6 +288,28 @@ def render(rows: list[Row], ab: list[ABRow], args: argparse.Namespace, took: flo
         out.append(f"| {r.kind} | {what} | {cells} |")
     out += [
         "",
+        "### Per-request latency: the same requests judged as per-second p99s and as "
+        "per-request samples",
+        "",
+        f"{RPS} requests/s per side for {SECONDS} s, lognormal around 200 ms (σ 0.5 per "
+        "request), 1% of seconds 3× slower; the same judge (Kayenta's defaults, direction "
+        "increase) on `builtin: latency-p99` (one p99 per second, the present method) and on "
+        f"`builtin: latency` (per-request samples from the router's 1% sketch, at most "
+        f"{distributions.MAX_SAMPLES} per side). {args.request_aa_trials} A/A trials, "
+        f"{args.request_trials} per regression.",
+        "",
+        "| canary | per-second p99 (present) | per-request samples (sketch) |",
+        "|---|---:|---:|",
+    ]
+    for rr in requests:
+        what = (
+            "A/A (healthy): false failures"
+            if rr.regression == 0
+            else f"+{rr.regression:.0%} regression: detected"
+        )
+        out.append(f"| {what} | {rr.per_second:.1%} | {rr.per_request:.1%} |")
+    out += [
+        "",
         f"### A/B significance: share of experiments declaring a winner ({args.ab_experiments} "
         "experiments each, alpha 0.05)",
         "",
@@ -237,14 +327,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trials", type=int, default=500, help="per regression and kind")
     p.add_argument("--aa-trials", type=int, default=1000, help="A/A trials per kind")
     p.add_argument("--ab-experiments", type=int, default=2000)
+    p.add_argument("--request-trials", type=int, default=200, help="per-request, per regression")
+    p.add_argument("--request-aa-trials", type=int, default=500, help="per-request A/A trials")
     p.add_argument("--no-write", action="store_true", help="print, do not touch RESULTS.md")
     args = p.parse_args(argv)
     started = time.monotonic()
     rows = run_kind("latency-like", latency_trial, LATENCY, args)
     rows += run_kind("error-rate-like", error_trial, ERROR_RATE, args)
     rows += run_kind("error-rate-like", error_points_trial, ERROR_RATE, args, points=True)
+    requests = request_rows(args)
     ab = ab_rows(args)
-    text = render(rows, ab, args, time.monotonic() - started)
+    text = render(rows, requests, ab, args, time.monotonic() - started)
     print(text)
     if not args.no_write:
         common.write_results_section(SECTION, text)

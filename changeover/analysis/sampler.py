@@ -23,8 +23,10 @@ import itertools
 import math
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
+
+from changeover.analysis import distributions
 
 CAPACITY_SECONDS = 900  # 15 minutes of one-second samples per revision
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
@@ -141,6 +143,8 @@ class WindowStats:
     ttfb: tuple[int, ...]
     ttfb_sum: float
     streams: StreamCounters = StreamCounters()
+    # Per-request distributions in the window (``analysis.distributions``): name → (bins, γ)
+    sketches: Mapping[str, tuple[distributions.Bins, float]] = field(default_factory=dict)
 
     @property
     def errors(self) -> int:
@@ -149,6 +153,11 @@ class WindowStats:
     def value(self, metric: str) -> float:
         """``error-rate``, ``latency-p99``, ``ttft-p95``...: NaN where there were no
         requests (no streams, for the stream series)."""
+        kind, _, stat = metric.partition("-")
+        sketched = self.sketches.get(kind) if stat in QUANTILES else None
+        if sketched is not None and sketched[0]:
+            # 1% relative error instead of an interpolation inside a coarse bucket.
+            return distributions.quantile(sketched[0], QUANTILES[stat], sketched[1])
         if metric in STREAM_SERIES:
             return self.streams.value(metric, self.bounds)
         n = self.requests
@@ -284,6 +293,7 @@ class Sampler:
         self._registry = registry
         self._capacity = capacity
         self._rings: dict[tuple[str, int], deque[Counters]] = {}
+        self._sketches: dict[tuple[str, int, str], distributions.SketchRing] = {}
         self.started_at: float | None = None
         self.last_at: float | None = None
 
@@ -303,24 +313,49 @@ class Sampler:
                         # New since the last sample: it had counted nothing then.
                         ring.append(_zero(previous, counters))
                 ring.append(counters)
+                self._sample_sketches(key, now, snap)
 
-    def _live(self, rollout: str, revision: int, now: float) -> Counters | None:
+    def _sample_sketches(self, key: tuple[str, int], now: float, snap: Mapping[str, Any]) -> None:
+        for name in distributions.DISTRIBUTIONS:
+            found = distributions.bins_of(snap, name)
+            if found is None:
+                continue
+            ring = self._sketches.get((*key, name))
+            if ring is None:
+                ring = self._sketches[(*key, name)] = distributions.SketchRing(self._capacity)
+            ring.sample(now, *found)
+
+    def _live_snapshot(self, rollout: str, revision: int) -> Mapping[str, Any] | None:
         # The builtin Registry lets us snapshot one revision, not every rollout's.
         rollouts = getattr(self._registry, "rollouts", None)
         if isinstance(rollouts, dict):
             found = rollouts.get(rollout)
             metrics = found.revisions.get(revision) if found is not None else None
-            return _counters(now, metrics.snapshot()) if metrics is not None else None
+            return metrics.snapshot() if metrics is not None else None
         snap = self._registry.snapshot().get(rollout, {}).get("revisions", {}).get(str(revision))
-        return _counters(now, snap) if snap is not None else None
+        return snap if isinstance(snap, Mapping) else None
+
+    def _window_sketches(
+        self, rollout: str, revision: int, after: float, live: Mapping[str, Any]
+    ) -> dict[str, tuple[distributions.Bins, float]]:
+        out = {}
+        for name in distributions.DISTRIBUTIONS:
+            ring = self._sketches.get((rollout, revision, name))
+            now = distributions.bins_of(live, name)
+            if now is None:
+                continue
+            bins = ring.since(after, now[0]) if ring is not None else now[0]
+            out[name] = (bins, now[1])
+        return out
 
     def window(self, rollout: str, revision: int, seconds: float, now: float) -> WindowStats:
         """Traffic of ``revision`` in the last ``seconds`` (fewer if sampling began later:
         ``WindowStats.seconds`` says how many)."""
-        latest = self._live(rollout, revision, now)
+        snap = self._live_snapshot(rollout, revision)
         start = now - seconds
-        if latest is None:
+        if snap is None:
             return _delta(_EMPTY, None, 0.0)
+        latest = _counters(now, snap)
         ring = self._rings.get((rollout, revision), deque())
         older = None
         for counters in reversed(ring):
@@ -330,17 +365,23 @@ class Sampler:
         if older is None and ring and len(ring) == ring.maxlen:
             older = ring[0]  # the window is longer than the buffer: the longest we have
         if older is not None:
-            return _delta(latest, older, now - older.t)
-        began = self.started_at if self.started_at is not None else now
-        # Nothing sampled before the window: everything counted happened within it (the
-        # registry lives as long as this process, and so does the sampler).
-        return _delta(latest, None, max(0.0, min(seconds, now - began)))
+            stats = _delta(latest, older, now - older.t)
+        else:
+            began = self.started_at if self.started_at is not None else now
+            # Nothing sampled before the window: everything counted happened within it (the
+            # registry lives as long as this process, and so does the sampler).
+            stats = _delta(latest, None, max(0.0, min(seconds, now - began)))
+        after = older.t if older is not None else -math.inf
+        return replace(stats, sketches=self._window_sketches(rollout, revision, after, snap))
 
     def series(self, rollout: str, revision: int, metric: str, seconds: float) -> list[float]:
         """One value of ``metric`` per sampled second over the last ``seconds``, oldest
         first; NaN for a second without requests (for ratios and latencies)."""
+        if metric in distributions.DISTRIBUTIONS:
+            return self.samples(rollout, revision, metric, seconds)
         if metric not in SERIES:
-            raise KeyError(f"unknown series {metric!r}; expected one of {', '.join(SERIES)}")
+            known = ", ".join((*SERIES, *distributions.DISTRIBUTIONS))
+            raise KeyError(f"unknown series {metric!r}; expected one of {known}")
         ring = list(self._rings.get((rollout, revision), ()))
         if len(ring) < 2:
             return []
@@ -350,6 +391,15 @@ class Sampler:
         for older, newer in itertools.pairwise(picked):
             out.append(_delta(newer, older, newer.t - older.t).value(metric))
         return out
+
+    def samples(self, rollout: str, revision: int, name: str, seconds: float) -> list[float]:
+        """Per-request values of distribution ``name`` (``latency``, ``ttft``, ``itl``) over
+        the last ``seconds`` sampled, at most ``distributions.MAX_SAMPLES`` of them."""
+        ring = self._sketches.get((rollout, revision, name))
+        if ring is None or not ring.ring:
+            return []
+        end = ring.ring[-1][0]
+        return distributions.samples(ring.since(end - seconds - 1e-9), ring.gamma)
 
     def shadows(self, rollout: str) -> dict[int, Any]:
         """The rollout's shadow comparisons, live: shadow revision → its ``ShadowStats``
@@ -367,6 +417,8 @@ class Sampler:
     def forget(self, rollout: str) -> None:
         for key in [k for k in self._rings if k[0] == rollout]:
             del self._rings[key]
+        for skey in [k for k in self._sketches if k[0] == rollout]:
+            del self._sketches[skey]
 
 
 def _zero(t: float, like: Counters) -> Counters:

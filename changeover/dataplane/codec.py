@@ -185,7 +185,10 @@ def _key(method: str, args: list[Any]) -> tuple[str, bool]:
 
 
 def _hist(h: metrics_mod.Histogram) -> dict[str, Any]:
-    return {"counts": list(h.counts), "sum": h.sum, "count": h.count}
+    out = {"counts": list(h.counts), "sum": h.sum, "count": h.count}
+    if h.sketch is not None:
+        out["sketch"] = [[k, n] for k, n in h.sketch.bins.items()]
+    return out
 
 
 def _set_hist(h: metrics_mod.Histogram, data: dict[str, Any]) -> None:
@@ -194,6 +197,9 @@ def _set_hist(h: metrics_mod.Histogram, data: dict[str, Any]) -> None:
         h.counts = counts
         h.sum = float(data["sum"])
         h.count = int(data["count"])
+    pairs = data.get("sketch")
+    if h.sketch is not None and isinstance(pairs, list):
+        h.sketch.set_bins(pairs)
 
 
 _PLAIN = metrics_mod.PLAIN_COUNTERS

@@ -172,3 +172,45 @@ async def test_plain_json_answers_are_not_streams(
     assert reply.status_code == 200 and reply.json()["object"] == "chat.completion"
     snap = router.metrics_registry.snapshot()["web"]["revisions"]["1"]
     assert snap["streams"]["count"] == 0 and snap["requests"]["2xx"] == 1
+
+
+async def test_hundreds_of_concurrent_streams_all_complete(make_router: RouterFactory) -> None:
+    """A bounded version of bench/many_streams.py: every stream open at once, none lost."""
+    n, events = 300, 10
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:  # keep-alive: the router reuses its upstream connections
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                await reader.readexactly(length)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                writer.close()
+                return
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                b"transfer-encoding: chunked\r\n\r\n"
+            )
+            for i in range(events):
+                piece = b"data: token-%d\n\n" % i
+                writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                await writer.drain()
+                await asyncio.sleep(0.1)
+            writer.write(b"0\r\n\r\n")
+
+    upstream = await asyncio.start_server(serve, "127.0.0.1", 0, backlog=1024)
+    port = upstream.sockets[0].getsockname()[1]
+    try:
+        router = await router_for(make_router, port)
+        gate = asyncio.Semaphore(100)
+
+        async def one() -> bytes:
+            async with gate:
+                return await stream_once(router.port)
+
+        replies = await asyncio.gather(*(one() for _ in range(n)))
+    finally:
+        upstream.close()
+    assert [r.count(b"data: token-") for r in replies] == [events] * n
+    snap = router.metrics_registry.snapshot()["web"]["revisions"]["1"]["streams"]
+    assert (snap["count"], snap["cut"], snap["outputTokens"]) == (n, 0, n * events)

@@ -23,6 +23,9 @@ verdict as the measurement's phase, so no success condition is needed:
             muted: false
             outliers: {strategy: remove, factor: 3}
             effectSize: {measure: meanRatio, allowedIncrease: 1.1, criticalIncrease: 1.5}
+          - name: latency
+            builtin: latency               # per-request samples (also ttft, itl)
+            group: latency
           - name: p99
             group: latency
             prometheus: {query: 'histogram_quantile(0.99, sum by (le) (rate(

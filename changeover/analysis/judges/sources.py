@@ -5,6 +5,7 @@ Used by the ``mannWhitney`` (``judges.mann_whitney``) and ``abSignificance``
 (``judges.ab_significance``) providers. A metric names its source with one key:
 
     builtin: error-rate          # context.series(revision, "error-rate", window)
+    builtin: latency             # per-request samples (also ttft, itl): 1% sketch
     prometheus:                  # merged over the provider's top-level ``prometheus:``
       query: sum(rate(changeover_requests_total{revision="{{revision}}",code="5xx"}[30s]))
 

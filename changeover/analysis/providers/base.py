@@ -46,7 +46,8 @@ class ProviderResult:
 
 # (revision, metric name, window seconds) → one value per second, oldest first, from the
 # builtin router's sampler. Metric names: ``analysis.sampler.SERIES`` (request-rate,
-# error-rate, success-rate, latency-mean, latency-p50/p90/p95/p99, ttfb-...).
+# error-rate, success-rate, latency-mean, latency-p50/p90/p95/p99, ttfb-...), or per-request
+# samples of ``analysis.distributions.DISTRIBUTIONS`` (latency, ttft, itl).
 SeriesFn = Callable[[int, str, float], list[float]]
 # (revision, window seconds) → the builtin router's traffic of that revision in the window.
 WindowFn = Callable[[int, float], "sampler.WindowStats"]

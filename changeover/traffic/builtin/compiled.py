@@ -36,6 +36,7 @@ MODULES = (
     "mirror",
     "pool",
     "proxy",
+    "sketch",
     "state",
     "streams",
     "table",

@@ -19,6 +19,8 @@ from __future__ import annotations
 import bisect
 from typing import Any
 
+from changeover.traffic.builtin import sketch as sketch_mod
+
 # Seconds. Fixed so that histograms of different revisions (and processes) can be compared
 # and summed; the long tail is for LLM completions that stream for tens of seconds.
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -63,27 +65,39 @@ CODE_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 
 
 class Histogram:
-    """Fixed-bucket histogram; ``counts[i]`` is per bucket (not cumulative) until rendering."""
+    """Fixed-bucket histogram; ``counts[i]`` is per bucket (not cumulative) until rendering.
 
-    __slots__ = ("bounds", "count", "counts", "sum")
+    With ``sketched``, values also go into a ``sketch.Sketch`` (1% relative error), which
+    the analysis reads for precise quantiles and per-request samples; Prometheus gets the
+    fixed buckets only."""
 
-    def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+    __slots__ = ("bounds", "count", "counts", "sketch", "sum")
+
+    def __init__(
+        self, bounds: tuple[float, ...] = LATENCY_BUCKETS, *, sketched: bool = False
+    ) -> None:
         self.bounds = bounds
         self.counts = [0] * (len(bounds) + 1)  # the last slot is +Inf
         self.sum = 0.0
         self.count = 0
+        self.sketch: sketch_mod.Sketch | None = sketch_mod.Sketch() if sketched else None
 
     def observe(self, value: float) -> None:
         # bisect_left: a value equal to a bound belongs to that bucket (Prometheus ``le``).
         self.counts[bisect.bisect_left(self.bounds, value)] += 1
         self.sum += value
         self.count += 1
+        s = self.sketch
+        if s is not None:
+            s.observe(value)
 
     def add(self, other: Histogram) -> None:
         """Sum another histogram with the same bounds into this one (worker merging)."""
         self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
         self.sum += other.sum
         self.count += other.count
+        if self.sketch is not None and other.sketch is not None:
+            self.sketch.add(other.sketch)
 
     def cumulative(self) -> list[int]:
         out: list[int] = []
@@ -94,11 +108,14 @@ class Histogram:
         return out
 
     def snapshot(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "buckets": dict(zip([*map(str, self.bounds), "+Inf"], self.cumulative(), strict=True)),
             "sum": self.sum,
             "count": self.count,
         }
+        if self.sketch is not None:
+            out["sketch"] = {"gamma": sketch_mod.GAMMA, "bins": dict(self.sketch.bins)}
+        return out
 
 
 class RevisionMetrics:
@@ -138,7 +155,7 @@ class RevisionMetrics:
         # Indexed by ``status // 100`` (index 0 unused), so recording is one list store.
         self.codes = [0] * 6
         self.in_flight = 0
-        self.latency = Histogram()
+        self.latency = Histogram(sketched=True)
         self.ttfb = Histogram()
         self.connect_errors = 0  # connection refused / connect timeout (each attempt)
         self.retries = 0  # a request moved to another endpoint or connection
@@ -157,8 +174,8 @@ class RevisionMetrics:
         # ShadowStats``; None until a comparison is asked for).
         self.shadow: Any = None
         # Streamed responses (``builtin.streams``): token timings and counts.
-        self.ttft = Histogram()
-        self.itl = Histogram()
+        self.ttft = Histogram(sketched=True)
+        self.itl = Histogram(sketched=True)
         self.tokens_per_response = Histogram(TOKEN_BUCKETS)
         self.streams = 0  # streamed responses that ended
         self.streams_cut = 0  # ... of which the upstream cut before the terminating event
