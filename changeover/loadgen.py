@@ -176,6 +176,7 @@ class LoadGenerator:
         headers_fn: HeadersFn | None = None,
         path: str | None = None,
         timeout_s: float = 10.0,
+        body_fn: Callable[[int], bytes] | None = None,
     ) -> None:
         self.host, self.port = check_loopback(url)
         if not 0 < rate_per_s <= MAX_RATE_PER_S:
@@ -198,9 +199,12 @@ class LoadGenerator:
         self.max_seconds = max_seconds
         self.headers_fn = headers_fn
         self.timeout_s = timeout_s
+        # With ``body_fn``: POSTs of ``body_fn(i)`` as JSON (a chat completion request).
+        self.body_fn = body_fn
 
+        method = "GET" if body_fn is None else "POST"
         self._base_head = (
-            f"GET {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"{method} {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
             "User-Agent: changeover-loadgen\r\nAccept: */*\r\n"
         ).encode("latin-1")
         self._idle: list[_Connection] = []
@@ -314,6 +318,12 @@ class LoadGenerator:
             extra = "".join(f"{k}: {v}\r\n" for k, v in self.headers_fn(index).items())
             head += extra.encode("latin-1")
         request = head + b"\r\n"
+        if self.body_fn is not None:
+            body = self.body_fn(index)
+            request = head + b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (
+                len(body),
+                body,
+            )
         t0 = time.monotonic()
         result: _Result
         try:

@@ -24,7 +24,7 @@ import yaml
 from rich.console import Console
 
 from changeover import loadgen, validation
-from changeover.demo import specs, view
+from changeover.demo import model_act, specs, view
 
 REPO = Path(__file__).resolve().parents[1]
 FINAL = re.compile(r"demo finished in \S+: ([\d,]+) requests, ([\d,]+) failed, served by (.+)")
@@ -102,6 +102,10 @@ def test_demo_runs_both_acts_loses_nothing_and_cleans_up(tmp_path: Path) -> None
     assert served.strip() == "v1 and v2 and v3"
     assert "✔ v2 promoted by analysis" in out and "✖ v3 aborted by analysis" in out
     assert "all traffic is back on v2" in out
+    # the model act: a shadow compared, a canary judged on TTFT, a drifting shadow stopped
+    assert "✔ v2 promoted: answers-match = 1 Successful; ttft-p95 = " in out, out
+    assert "✖ v3 stopped by analysis" in out and "answers-match = " in out
+    assert "shadow revision 3 vs revision 2:" in out and "body: similarity" in out
     assert "Requests per revision" in out and "Time per step" in out
     assert "$ changeover promote demo-canary" in out
     assert "not one request reached the old side after the switch" in out
@@ -142,9 +146,10 @@ def test_demo_specs_pass_validation(version: str) -> None:
         specs.blue_green(
             root=root, version=version, port=18081, preview_port=18091, scale_down_seconds=60
         ),
+        model_act.spec(root=root, version=version, port=18082, drift=0.5, interval=1.0),
     ]
     parsed = validation.read_text(yaml.safe_dump_all(docs), source="demo.yaml")
-    assert [r.name for r in parsed.rollouts] == [specs.CANARY, specs.BLUE_GREEN]
+    assert [r.name for r in parsed.rollouts] == [specs.CANARY, specs.BLUE_GREEN, model_act.MODEL]
 
 
 def test_repo_root_holds_the_example_app() -> None:

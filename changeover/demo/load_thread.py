@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from changeover import loadgen
@@ -40,8 +40,10 @@ class LoadThread:
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
-    def start(self, url: str, *, rate: float) -> loadgen.LoadGenerator:
-        """Start sending ``rate`` GETs per second to ``url``."""
+    def start(
+        self, url: str, *, rate: float, body_fn: Callable[[int], bytes] | None = None
+    ) -> loadgen.LoadGenerator:
+        """Start sending ``rate`` GETs per second to ``url`` (POSTs of ``body_fn(i)``)."""
 
         async def make() -> loadgen.LoadGenerator:
             gen = loadgen.LoadGenerator(
@@ -51,6 +53,7 @@ class LoadThread:
                 max_requests=MAX_REQUESTS,
                 max_seconds=MAX_SECONDS,
                 timeout_s=10.0,
+                body_fn=body_fn,
             )
             await gen.start()
             return gen

@@ -22,7 +22,7 @@ from rich.live import Live
 from rich.text import Text
 
 from changeover import errors
-from changeover.demo import acts, load_thread, private_server, specs, stage, view
+from changeover.demo import acts, load_thread, model_act, private_server, specs, stage, view
 
 
 class _Terminated(BaseException):
@@ -72,6 +72,7 @@ def _play(console: Console, timing: stage.Timing) -> int:
         with _live(st):
             acts.canary(st, root)
             expected = acts.analysis(st, root)
+            model_act.play(st, root)
             acts.blue_green(st, root)
         code = 0
     except KeyboardInterrupt:
@@ -100,7 +101,8 @@ def _intro(console: Console) -> None:
     console.rule(Text("changeover demo", style="bold magenta"))
     _say(console, "Versions of examples/app.py under steady load through the builtin router, on")
     _say(console, "this machine: a canary, a canary decided by analysis alone (a good version")
-    _say(console, "promoted, a bad one aborted), and a blue-green switch and back.")
+    _say(console, "promoted, a bad one aborted), a chat model judged as a shadow on its answers")
+    _say(console, "and as a canary on its time to first token, and a blue-green switch and back.")
     _say(console, "→ starting `changeover serve` on a free loopback port, with its state and")
     _say(console, "  config in a temporary directory (your own servers and config are untouched)")
 

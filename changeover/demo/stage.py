@@ -122,9 +122,18 @@ class Stage:
                 view.ActResult(self.act, self.rollout, self.report, dict(self.versions))
             )
 
-    def start_load(self) -> None:
-        self.say(f"→ steady load: {self.t.rate:g} requests/s from changeover.loadgen to {self.url}")
-        self.gen = self.load.start(self.url, rate=self.t.rate)
+    def start_load(
+        self,
+        *,
+        path: str = "",
+        rate: float | None = None,
+        body_fn: Callable[[int], bytes] | None = None,
+    ) -> None:
+        """Steady load on this act's URL (+ ``path``); ``body_fn``: POST these bodies."""
+        rate = rate or self.t.rate
+        what = "chat requests" if body_fn is not None else "requests"
+        self.say(f"→ steady load: {rate:g} {what}/s from changeover.loadgen to {self.url}{path}")
+        self.gen = self.load.start(self.url + path, rate=rate, body_fn=body_fn)
 
     def second(self) -> int:
         """The current second of this act's load timeline."""

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
-from router_helpers import RouterFactory
+from router_helpers import RouterFactory, free_port
 
 from changeover.endpoints import Endpoint
 from changeover.spec import models
@@ -244,3 +244,16 @@ async def test_copies_the_mirror_drops_are_not_compared(
     router.mirror.offer(2, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", b"", b"127.0.0.1")  # a nudge
     await router.mirror_idle()
     assert found.compared == 2 and found.matched == 2
+
+
+async def test_a_shadow_without_replicas_is_not_compared_a_refusing_one_differs(
+    make_router: RouterFactory, apps: Callable[[Answers], asyncio.Future[App]]
+) -> None:
+    router = await setup(make_router, apps, v1, models.MirrorCompare())
+    await router.set_backends(2, [])  # no ready replica (a canary scaled to 0, starting)
+    found = await run(router, "/", 3)
+    assert found.not_compared["unavailable"] == 3 and found.compared == 0
+    await router.set_backends(2, [Endpoint("127.0.0.1", free_port())])  # refuses
+    found = await run(router, "/", 3)
+    assert found.compared == 3 and found.mismatched["status"] == 3
+    assert found.samples[-1]["reason"] == "status 200 vs no answer"

@@ -138,9 +138,10 @@ class Pair:
         side.latency = latency
         self._end(side)
 
-    def shadow_dropped(self) -> None:
-        """The copy was never sent (the mirror's queue was full): nothing to compare."""
-        self.comparer.forget(self, "dropped")
+    def shadow_dropped(self, why: str = "dropped") -> None:
+        """The copy was never sent (the mirror's queue was full, or the shadow had no
+        ready replica: ``unavailable``): nothing to compare."""
+        self.comparer.forget(self, why)
 
     def _end(self, side: _Side) -> None:
         if side.done:

@@ -281,8 +281,12 @@ class Mirror:
             # No shadow, or it refused a connection within the last second: fail the copy
             # at once instead of spending a connect (and the primary's CPU) on each one.
             rm.mirror_failed += 1
-            if job.pair is not None:
-                job.pair.shadow_end(False, 0.0)
+            pair = job.pair
+            if pair is not None and ep is None:
+                # No ready replica is no answer to compare (not a wrong one).
+                pair.shadow_dropped("unavailable")
+            elif pair is not None:
+                pair.shadow_end(False, 0.0)  # refused: the shadow failing, a difference
             return
         data = _request_bytes(job)
         copy = _Copy(self, ep, rm, now, job.pair)

@@ -21,7 +21,7 @@ KINDS = ("status", "body", "latency")
 # One compared pair: (wall time, primary latency, shadow latency, the kinds it differs in
 # as bits of KINDS (0: matched), the shadow's status (0: no answer)).
 Pair = tuple[float, float, float, int, int]
-NOT_COMPARED = ("tooLarge", "dropped", "incomplete", "busy")
+NOT_COMPARED = ("tooLarge", "dropped", "unavailable", "incomplete", "busy")
 PAIRS = 1024
 SAMPLES = 20
 SAMPLE_BYTES = 2048
