@@ -8,6 +8,7 @@ marker is replaced by what the code says today:
 - ``cli-commands``: every command of the Typer app with its arguments and options;
 - ``exit-codes``: the error classes of ``changeover.errors`` and the exit code of each;
 - ``router-metrics``, ``builtin-provider-metrics``: the metric names, from the registries;
+- ``import-layers``: the ``layers`` import-linter contract of pyproject.toml;
 - ``changelog``: CHANGELOG.md, which lives at the repository's root;
 - ``bench-results``: bench/RESULTS.md, which the benchmarks write.
 
@@ -379,7 +380,21 @@ def bench_results() -> str:
     return "\n".join(out) + "\n"
 
 
+def import_layers() -> str:
+    """The ``layers`` import-linter contract of pyproject.toml, top layer first: ``|``
+    joins modules that may not import each other, ``,`` modules that may."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    contracts = config["tool"]["importlinter"]["contracts"]
+    layers = next(c["layers"] for c in contracts if c.get("type") == "layers")
+    lines = []
+    for layer in layers:
+        joined = " ".join(layer.split()).replace("changeover.", "")
+        lines.append(joined.replace(" : ", ", "))
+    return "```\n" + "\n".join(lines) + "\n```\n"
+
+
 GENERATORS: dict[str, Callable[[], str]] = {
+    "import-layers": import_layers,
     "bench-results": bench_results,
     "changelog": changelog,
     "spec-fields": spec_fields,
