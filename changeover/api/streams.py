@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 TICK_SECONDS = 0.5
 TRAFFIC_SECONDS = 1.0
 KEEPALIVE_SECONDS = 15.0
+STREAMED_RUNS = 20  # the newest analysis runs a page shows (GET .../analysis has them all)
 
 
 def _keyed(kind: str, read: Callable[[], Any]) -> dict[str, Any]:
@@ -96,7 +97,7 @@ class Streams:
             "spec": lambda: service.spec(name),
             "history": lambda: {"revisions": service.history(name)},
             "events": lambda: {"events": service.events(name, limit=200)},
-            "analysis": lambda: {"runs": service.analysis(name)},
+            "analysis": lambda: {"runs": service.analysis(name)[-STREAMED_RUNS:]},
         }
         sent: dict[str, str] = {}
         traffic_at = 0.0

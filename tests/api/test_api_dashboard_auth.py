@@ -183,3 +183,20 @@ async def test_the_api_address_in_a_browser_leads_to_the_dashboard(
 ) -> None:
     reply = await client.get("/")
     assert reply.status_code == 308 and reply.headers["location"] == "/dashboard/"
+
+
+async def test_rollout_stream_sends_the_newest_runs_only() -> None:
+    service = FakeService()
+    await service.apply([ROLLOUT], source="r.yaml")
+    runs = [{"id": f"run-{i}", "metrics": []} for i in range(30)]
+    service.analysis = lambda name: runs  # type: ignore[method-assign]
+    page = await streams.Streams(service).rollout("chat")
+    sent: dict[str, Any] = {}
+    async for chunk in page:
+        kind, _, data = chunk.decode().partition("\ndata: ")
+        sent[kind.removeprefix("event: ")] = data
+        if "analysis" in sent:
+            break
+    await page.aclose()  # type: ignore[attr-defined]
+    shown = json.loads(sent["analysis"])["runs"]
+    assert [r["id"] for r in shown] == [f"run-{i}" for i in range(10, 30)]
