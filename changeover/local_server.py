@@ -22,7 +22,7 @@ from changeover.dataplane.remote import RemoteRouter
 from changeover.endpoints import Endpoint
 from changeover.local_controller.local_service import LocalService
 from changeover.local_controller.loop import Controller, RouterFactory
-from changeover.local_controller.store import Store
+from changeover.local_controller.rollout_store import Store
 from changeover.platforms.local import LocalPlatform
 from changeover.spec import models, traffic_settings
 from changeover.statelock import StateDirLock

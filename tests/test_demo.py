@@ -24,7 +24,7 @@ import yaml
 from rich.console import Console
 
 from changeover import loadgen, validation
-from changeover.demo import model_act, specs, view
+from changeover.demo import model_act, rollout_docs, view
 
 REPO = Path(__file__).resolve().parents[1]
 FINAL = re.compile(r"demo finished in \S+: ([\d,]+) requests, ([\d,]+) failed, served by (.+)")
@@ -140,25 +140,29 @@ def test_ctrl_c_mid_canary_cleans_up_every_process(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
 def test_demo_specs_pass_validation(version: str) -> None:
-    root = specs.repo_root()
+    root = rollout_docs.repo_root()
     docs = [
-        specs.canary(root=root, version=version, port=18080, pause_seconds=12),
-        specs.blue_green(
+        rollout_docs.canary(root=root, version=version, port=18080, pause_seconds=12),
+        rollout_docs.blue_green(
             root=root, version=version, port=18081, preview_port=18091, scale_down_seconds=60
         ),
         model_act.spec(root=root, version=version, port=18082, drift=0.5, interval=1.0),
     ]
     parsed = validation.read_text(yaml.safe_dump_all(docs), source="demo.yaml")
-    assert [r.name for r in parsed.rollouts] == [specs.CANARY, specs.BLUE_GREEN, model_act.MODEL]
+    assert [r.name for r in parsed.rollouts] == [
+        rollout_docs.CANARY,
+        rollout_docs.BLUE_GREEN,
+        model_act.MODEL,
+    ]
 
 
 def test_repo_root_holds_the_example_app() -> None:
-    assert (specs.repo_root() / "examples" / "app.py").is_file()
+    assert (rollout_docs.repo_root() / "examples" / "app.py").is_file()
 
 
 def test_steps_are_described_for_people() -> None:
-    steps = specs.canary_steps(12)
-    assert [specs.describe_step(s, short=True) for s in steps] == [
+    steps = rollout_docs.canary_steps(12)
+    assert [rollout_docs.describe_step(s, short=True) for s in steps] == [
         "20%",
         "pause 12s",
         "50%",
@@ -166,7 +170,7 @@ def test_steps_are_described_for_people() -> None:
         "80%",
         "pause 12s",
     ]
-    assert specs.describe_step({"pause": {}}) == "pause {} until promote"
+    assert rollout_docs.describe_step({"pause": {}}) == "pause {} until promote"
 
 
 def report(timeline: list[dict[str, int]], failures: int = 0) -> loadgen.LoadReport:
@@ -227,7 +231,7 @@ def test_live_view_and_summaries_render() -> None:
     rep = report([{"1": 150}, {"1": 120, "2": 30}, {"1": 75, "2": 75}, {"1": 10}])
     versions = {"1": "v1", "2": "v2"}
     status = {
-        "name": specs.CANARY,
+        "name": rollout_docs.CANARY,
         "phase": "Paused",
         "strategy": "canary",
         "revision": 2,
@@ -253,7 +257,9 @@ def test_live_view_and_summaries_render() -> None:
     log = view.StepLog()
     log.enter(act="canary", label="step 4/6", now=0.0, report=None, versions=versions)
     log.close(3.0, rep)
-    console.print(view.revisions_summary([view.ActResult("canary", specs.CANARY, rep, versions)]))
+    console.print(
+        view.revisions_summary([view.ActResult("canary", rollout_docs.CANARY, rep, versions)])
+    )
     console.print(view.steps_summary(log.segments))
     text = console.export_text()
     assert "changeover demo  ·  canary  ·  01:15" in text

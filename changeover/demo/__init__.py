@@ -4,7 +4,7 @@ script          the acts, narration, cleanup and exit codes (``run`` is the entr
 private_server  a private ``changeover serve`` subprocess, and the sweep that leaves nothing
                 behind
 load_thread     ``changeover.loadgen`` on its own event loop thread
-specs           the demo's Rollout documents and where ``examples/app.py`` lives
+rollout_docs    the demo's Rollout documents and where ``examples/app.py`` lives
 view            the live Rich view and the summary tables (pure functions of data)
 """
 

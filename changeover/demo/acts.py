@@ -1,7 +1,7 @@
 """The demo's three acts, written as an operator would do them by hand.
 
 Act 1, canary (``demo-canary``, 4 replicas): v1 takes steady load; v2 walks
-``specs.canary_steps``: 20%, a timed pause, 50%, ``pause: {}`` (the demo promotes it itself,
+``rollout_docs.canary_steps``: 20%, a timed pause, 50%, ``pause: {}`` (the demo promotes it itself,
 and says so), 80%, a timed pause, 100%.
 
 Act 2, analysis (``demo-analysis``, 2 replicas): nobody promotes. An AnalysisTemplate reads
@@ -23,14 +23,14 @@ from typing import Any
 
 import httpx
 
-from changeover.demo import private_server, specs, stage, view
+from changeover.demo import private_server, rollout_docs, stage, view
 
 JSON = dict[str, Any]
 
 
 def canary(st: stage.Stage, root: Path) -> None:
     port = private_server.free_port()
-    steps = specs.canary_steps(st.t.pause)
+    steps = rollout_docs.canary_steps(st.t.pause)
 
     def label(s: JSON) -> str:
         version = st.versions.get(str(s.get("revision")), "?")
@@ -40,13 +40,13 @@ def canary(st: stage.Stage, root: Path) -> None:
         if s.get("stableRevision") is None or index is None:
             return f"deploying {version}"
         index = min(int(index), len(steps) - 1)
-        return f"step {index + 1}/{len(steps)}: {specs.describe_step(steps[index])}"
+        return f"step {index + 1}/{len(steps)}: {rollout_docs.describe_step(steps[index])}"
 
     def spec(version: str) -> JSON:
-        return specs.canary(root=root, version=version, port=port, pause_seconds=st.t.pause)
+        return rollout_docs.canary(root=root, version=version, port=port, pause_seconds=st.t.pause)
 
-    st.begin("canary", rollout=specs.CANARY, port=port, label=label)
-    st.say(f"→ applying v1: {specs.CANARY_REPLICAS} replicas of examples/app.py behind the")
+    st.begin("canary", rollout=rollout_docs.CANARY, port=port, label=label)
+    st.say(f"→ applying v1: {rollout_docs.CANARY_REPLICAS} replicas of examples/app.py behind the")
     st.say(f"  builtin router on {st.url}")
     v1 = st.apply(spec("v1"), version="v1", file="canary.yaml")
     st.wait_for("v1 to come up", stage.serves(v1))
@@ -55,7 +55,7 @@ def canary(st: stage.Stage, root: Path) -> None:
 
     pause = f"{st.t.pause:g}s"
     st.say(f"→ applying v2: the canary gets 20% of traffic, then 50% after {pause}")
-    st.note("  steps: " + " → ".join(specs.describe_step(s, short=True) for s in steps))
+    st.note("  steps: " + " → ".join(rollout_docs.describe_step(s, short=True) for s in steps))
     v2 = st.apply(spec("v2"), version="v2", file="canary.yaml")
     manual = next(i for i, s in enumerate(steps) if s.get("pause") == {})
     st.wait_for(
@@ -72,13 +72,13 @@ def canary(st: stage.Stage, root: Path) -> None:
     st.hold(st.t.switched / 2)
     st.end()
     # Its replicas would only compete with act 2 for the cores.
-    st.api.delete(specs.CANARY)
+    st.api.delete(rollout_docs.CANARY)
 
 
 def analysis(st: stage.Stage, root: Path) -> int:
     """The analysis act; returns how many requests failed on the bad version (expected)."""
     port = private_server.free_port()
-    steps = specs.analysis_steps()
+    steps = rollout_docs.analysis_steps()
     interval = max(1.0, st.t.pause / 6)
 
     def label(s: JSON) -> str:
@@ -91,16 +91,22 @@ def analysis(st: stage.Stage, root: Path) -> int:
         if s.get("stableRevision") is None or index is None:
             return f"deploying {version}"
         index = min(int(index), len(steps) - 1)
-        return f"{version} step {index + 1}/{len(steps)}: {specs.describe_step(steps[index])}"
+        return (
+            f"{version} step {index + 1}/{len(steps)}: {rollout_docs.describe_step(steps[index])}"
+        )
 
     def spec(version: str, error_rate: float) -> JSON:
-        return specs.analysis_canary(root=root, version=version, port=port, error_rate=error_rate)
+        return rollout_docs.analysis_canary(
+            root=root, version=version, port=port, error_rate=error_rate
+        )
 
-    st.begin("analysis", rollout=specs.ANALYSIS, port=port, label=label)
+    st.begin("analysis", rollout=rollout_docs.ANALYSIS, port=port, label=label)
     st.say("→ an AnalysisTemplate: the canary's error rate, read from the builtin router (no")
     st.say(f"  Prometheus needed), every {interval:g}s, three times; more than 5% fails it")
     st.cmd("apply -f analysis-template.yaml")
-    st.api.apply([specs.analysis_template(interval_seconds=interval)], source="analysis.yaml")
+    st.api.apply(
+        [rollout_docs.analysis_template(interval_seconds=interval)], source="analysis.yaml"
+    )
     v1 = st.apply(spec("v1", 0.0), version="v1", file="canary-analysis.yaml")
     st.wait_for("v1 to come up", stage.serves(v1))
     st.start_load()
@@ -108,18 +114,20 @@ def analysis(st: stage.Stage, root: Path) -> int:
 
     st.say("→ applying v2 (healthy): after 20% and after 50% of traffic its analysis decides;")
     st.say("  no human promotes it")
-    st.note("  steps: " + " → ".join(specs.describe_step(s, short=True) for s in steps))
+    st.note("  steps: " + " → ".join(rollout_docs.describe_step(s, short=True) for s in steps))
     v2 = st.apply(spec("v2", 0.0), version="v2", file="canary-analysis.yaml")
     done = st.wait_for("the analysis to promote v2", stage.serves(v2))
     st.say(f"✔ v2 promoted by analysis: {_verdict(done)}", style="bold green")
     st.hold(st.t.switched / 2)
 
-    st.say(f"→ applying v3 (bad: {specs.BAD_ERROR_RATE:.0%} of its answers are 500s)")
+    st.say(f"→ applying v3 (bad: {rollout_docs.BAD_ERROR_RATE:.0%} of its answers are 500s)")
     assert st.gen is not None
     before = st.load.snapshot(st.gen)
     began = time.monotonic()
     st.abort_expected = True
-    v3 = st.apply(spec("v3", specs.BAD_ERROR_RATE), version="v3", file="canary-analysis.yaml")
+    v3 = st.apply(
+        spec("v3", rollout_docs.BAD_ERROR_RATE), version="v3", file="canary-analysis.yaml"
+    )
     aborted = st.wait_for("the analysis to abort v3", lambda s: s.get("phase") == "Aborted")
     took = time.monotonic() - began
     st.say(f"✖ v3 aborted by analysis after {took:.1f}s: {_verdict(aborted)}", style="bold yellow")
@@ -135,7 +143,7 @@ def analysis(st: stage.Stage, root: Path) -> int:
         style="",
     )
     st.end()
-    st.api.delete(specs.ANALYSIS)
+    st.api.delete(rollout_docs.ANALYSIS)
     return failed
 
 
@@ -168,7 +176,7 @@ def blue_green(st: stage.Stage, root: Path) -> None:
         return f"{version} coming up on preview"
 
     def spec(version: str) -> JSON:
-        return specs.blue_green(
+        return rollout_docs.blue_green(
             root=root,
             version=version,
             port=port,
@@ -176,8 +184,8 @@ def blue_green(st: stage.Stage, root: Path) -> None:
             scale_down_seconds=st.t.scale_down,
         )
 
-    st.begin("blue-green", rollout=specs.BLUE_GREEN, port=port, label=label)
-    st.say(f"→ applying v1 (blue): {specs.BLUE_GREEN_REPLICAS} replicas on {st.url}")
+    st.begin("blue-green", rollout=rollout_docs.BLUE_GREEN, port=port, label=label)
+    st.say(f"→ applying v1 (blue): {rollout_docs.BLUE_GREEN_REPLICAS} replicas on {st.url}")
     v1 = st.apply(spec("v1"), version="v1", file="blue-green.yaml")
     st.wait_for("blue to come up", stage.serves(v1))
     st.start_load()

@@ -31,7 +31,7 @@ import psutil
 
 from changeover import errors, server_registry
 from changeover.cli import api_client as client_mod
-from changeover.demo import specs
+from changeover.demo import rollout_docs
 
 MARKER = "CHANGEOVER_DEMO_RUN"
 START_TIMEOUT = 30.0
@@ -111,7 +111,7 @@ class DemoServer:
                     token = Path(entry["token_file"]).read_text().strip()
                     return url, token
             time.sleep(0.1)
-        raise specs.DemoError(f"`changeover serve` did not start in {START_TIMEOUT:g}s")
+        raise rollout_docs.DemoError(f"`changeover serve` did not start in {START_TIMEOUT:g}s")
 
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
@@ -127,7 +127,7 @@ class DemoServer:
 
     def _check_alive(self) -> None:
         if self._proc is not None and self._proc.poll() is not None:
-            raise specs.DemoError(
+            raise rollout_docs.DemoError(
                 f"`changeover serve` exited with status {self._proc.returncode}:\n{self.log_tail()}"
             )
 

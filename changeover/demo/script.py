@@ -22,7 +22,7 @@ from rich.live import Live
 from rich.text import Text
 
 from changeover import errors
-from changeover.demo import acts, load_thread, model_act, private_server, specs, stage, view
+from changeover.demo import acts, load_thread, model_act, private_server, rollout_docs, stage, view
 
 
 class _Terminated(BaseException):
@@ -56,7 +56,7 @@ def _play(console: Console, timing: stage.Timing) -> int:
     expected = 0  # failed requests of the analysis act's bad version
     started = time.monotonic()
     try:
-        root = specs.repo_root()
+        root = rollout_docs.repo_root()
         _intro(console)
         server = private_server.DemoServer()
         server.start()

@@ -21,7 +21,7 @@ from rich.text import Text
 
 from changeover import loadgen
 from changeover.cli import api_client as client_mod
-from changeover.demo import load_thread, private_server, specs, view
+from changeover.demo import load_thread, private_server, rollout_docs, view
 
 JSON = dict[str, Any]
 TICK = 0.25
@@ -181,7 +181,7 @@ class Stage:
         expected = self.abort_expected and status.get("phase") == "Aborted"
         if status.get("phase") in ("Degraded", "Aborted") and not expected:
             error = f" ({status['error']})" if status.get("error") else ""
-            raise specs.DemoError(
+            raise rollout_docs.DemoError(
                 f"{self.rollout} is {status['phase']}: {status.get('message')}{error}"
             )
 
@@ -192,7 +192,7 @@ class Stage:
             if done(status):
                 return status
             if time.monotonic() > deadline:
-                raise specs.DemoError(
+                raise rollout_docs.DemoError(
                     f"timed out after {self.t.timeout:g}s waiting for {what}: {self.rollout} "
                     f"is {status.get('phase')}: {status.get('message')}"
                     + (f" ({status['error']})" if status.get("error") else "")

@@ -30,7 +30,7 @@ from changeover.engine import actions, context
 from changeover.engine import plan as engine_plan
 from changeover.engine.status import RolloutStatus
 from changeover.local_controller import local_executor
-from changeover.local_controller.store import Store, StoredRollout
+from changeover.local_controller.rollout_store import Store, StoredRollout
 from changeover.platforms.base import HookState, Platform, Replica, ReplicaState, RevisionState
 from changeover.runners import analysis_runner, router_resync
 from changeover.runners.analysis_runner import AnalysisRunner

@@ -1,14 +1,15 @@
 """Durable analysis state: AnalysisTemplates and analysis runs (with their measurements).
 
-Kept in the same SQLite file as ``local_controller.store`` (its own connection, WAL mode allows
-that), in tables of its own, so a restarted ``changeover serve`` resumes every run where
-it stopped: the runner reloads runs that had not completed and goes on measuring.
+Kept in the same SQLite file as ``local_controller.rollout_store`` (its own connection, WAL
+mode allows that), in tables of its own, so a restarted ``changeover serve`` resumes every
+run where it stopped: the runner reloads runs that had not completed and goes on measuring.
 
 One run is one row holding its JSON document (``analysis.run.AnalysisRun.to_json``),
 rewritten after each measurement: a run has a handful of metrics with at most
 ``measurementRetention`` measurements each, so the row stays small.
 
-sqlite3 errors are translated to ``errors.BackendError`` here, as in ``local_controller.store``.
+sqlite3 errors are translated to ``errors.BackendError`` here, as in
+``local_controller.rollout_store``.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from analysis_helpers import HttpServer, Request
 from changeover.clock import SystemClock
 from changeover.local_controller.local_service import LocalService
 from changeover.local_controller.loop import Controller
-from changeover.local_controller.store import Store
+from changeover.local_controller.rollout_store import Store
 from changeover.testing.fake_platform import FakePlatform
 from changeover.testing.recording_router import RecordingRouter
 

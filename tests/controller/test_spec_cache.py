@@ -11,7 +11,7 @@ import pytest
 from changeover.clock import SystemClock
 from changeover.local_controller.local_service import LocalService
 from changeover.local_controller.loop import Controller
-from changeover.local_controller.store import Store
+from changeover.local_controller.rollout_store import Store
 from changeover.spec import models
 from changeover.testing.fake_platform import FakePlatform
 from changeover.testing.recording_router import RecordingRouter

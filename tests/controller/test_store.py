@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from changeover import errors
-from changeover.local_controller import store as store_mod
-from changeover.local_controller.store import Store
+from changeover.local_controller import rollout_store
+from changeover.local_controller.rollout_store import Store
 
 V1: dict[str, Any] = {"command": ["server", "--v", "1"]}
 V2: dict[str, Any] = {"command": ["server", "--v", "2"]}
@@ -236,7 +236,7 @@ def test_events_need_a_rollout(db: Store) -> None:
 
 
 def test_events_are_trimmed(db: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store_mod, "MAX_EVENTS_PER_ROLLOUT", 3)
+    monkeypatch.setattr(rollout_store, "MAX_EVENTS_PER_ROLLOUT", 3)
     put(db, V1, "h1")
     for i in range(5):
         db.add_events("chat", [{"reason": "R", "message": str(i)}], now=i)

@@ -41,7 +41,7 @@ def repo_root() -> Path:
     The demo ships its service as an example file, not as package data, so it runs from a
     source checkout (``make demo``); anywhere else it says so instead of failing later.
     """
-    root = Path(__file__).resolve().parents[2]  # changeover/demo/specs.py → the repository
+    root = Path(__file__).resolve().parents[2]  # changeover/demo/rollout_docs.py → the repository
     if not (root / "examples" / "app.py").is_file():
         raise DemoError(
             f"the demo runs examples/app.py from a changeover source checkout, and there is "
