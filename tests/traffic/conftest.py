@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 import router_helpers
 import uvloop
 from router_helpers import RouterFactory, UpstreamFactory
+from websocket_helpers import EchoServer
 
 from changeover.traffic.builtin import BuiltinRouter, Registry, Settings
 
@@ -25,6 +26,15 @@ async def upstream() -> AsyncIterator[UpstreamFactory]:
     yield make
     for up in started:
         await up.stop()
+
+
+@pytest.fixture(scope="module")
+def echoes() -> Iterator[dict[int, EchoServer]]:
+    """Two ``examples/websocket_echo.py`` processes, revisions 1 (v1) and 2 (v2)."""
+    servers = {1: EchoServer("v1"), 2: EchoServer("v2")}
+    yield servers
+    for s in servers.values():
+        s.stop()
 
 
 @pytest.fixture

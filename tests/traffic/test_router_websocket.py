@@ -13,7 +13,7 @@ import collections
 import contextlib
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import router_helpers
@@ -25,14 +25,6 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from changeover.endpoints import Endpoint
 from changeover.spec import models
 from changeover.traffic.builtin import BuiltinRouter, Settings, table
-
-
-@pytest.fixture(scope="module")
-def echoes() -> Iterator[dict[int, EchoServer]]:
-    servers = {1: EchoServer("v1"), 2: EchoServer("v2")}
-    yield servers
-    for s in servers.values():
-        s.stop()
 
 
 async def two_revisions(

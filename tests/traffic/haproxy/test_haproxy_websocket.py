@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Iterator
 
 import pytest
 from haproxy_helpers import HAProxyFactory
@@ -17,14 +16,6 @@ from changeover.traffic import base
 from changeover.traffic.haproxy import router as router_mod
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def echoes() -> Iterator[dict[int, EchoServer]]:
-    servers = {1: EchoServer("v1"), 2: EchoServer("v2")}
-    yield servers
-    for s in servers.values():
-        s.stop()
 
 
 def test_haproxy_declares_websocket() -> None:
