@@ -27,7 +27,7 @@ from rich.text import Text
 
 import changeover
 from changeover import errors, server_registry
-from changeover.cli import api_client as client_mod
+from changeover.cli import api_client
 from changeover.cli.backend import Backend
 
 
@@ -212,12 +212,12 @@ class Where:
         return client(self.server, self.token)
 
 
-def client(server: str | None, token: str | None) -> client_mod.Client:
+def client(server: str | None, token: str | None) -> api_client.Client:
     """The local server's API client (the commands that exist only locally use it)."""
     target = server_registry.resolve(server=server, token=token)
     if target.note:
         err_line(target.note, style="yellow")
-    return client_mod.Client(target)
+    return api_client.Client(target)
 
 
 def optional_module(module: str, what: str) -> ModuleType:

@@ -30,7 +30,7 @@ from pathlib import Path
 import psutil
 
 from changeover import errors, server_registry
-from changeover.cli import api_client as client_mod
+from changeover.cli import api_client
 from changeover.demo import rollout_docs
 
 MARKER = "CHANGEOVER_DEMO_RUN"
@@ -49,11 +49,11 @@ class DemoServer:
         self.log_file = self.dir / "serve.log"
         self.url = ""
         self._proc: subprocess.Popen[bytes] | None = None
-        self._client: client_mod.Client | None = None
+        self._client: api_client.Client | None = None
         self.keep_dir = False
 
     @property
-    def client(self) -> client_mod.Client:
+    def client(self) -> api_client.Client:
         if self._client is None:
             raise RuntimeError("the demo server is not started")
         return self._client
@@ -95,7 +95,7 @@ class DemoServer:
             )
         self.url, token = self._wait_recorded()
         target = server_registry.Target(url=self.url, token=token, token_source=str(self.state_dir))
-        self._client = client_mod.Client(target)
+        self._client = api_client.Client(target)
         self._wait_healthy()
 
     def _wait_recorded(self) -> tuple[str, str]:

@@ -20,7 +20,7 @@ from rich.live import Live
 from rich.text import Text
 
 from changeover import loadgen
-from changeover.cli import api_client as client_mod
+from changeover.cli import api_client
 from changeover.demo import load_thread, private_server, rollout_docs, view
 
 JSON = dict[str, Any]
@@ -75,7 +75,7 @@ class Stage:
         self.abort_expected = False
 
     @property
-    def api(self) -> client_mod.Client:
+    def api(self) -> api_client.Client:
         return self.server.client
 
     # --- output -------------------------------------------------------------------------

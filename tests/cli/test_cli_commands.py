@@ -307,12 +307,12 @@ def test_recommend_from_flags_json(cli: Cli) -> None:
 def test_internal_error_is_one_line_without_traceback(
     cli: Cli, live: LiveServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from changeover.cli import api_client as client_mod
+    from changeover.cli import api_client
 
     def broken(self: object) -> list[object]:
         raise ZeroDivisionError("oops")
 
-    monkeypatch.setattr(client_mod.Client, "list_rollouts", broken)
+    monkeypatch.setattr(api_client.Client, "list_rollouts", broken)
     result = cli("get", *live.opts())
     assert result.exit_code == 1
     assert "internal error: ZeroDivisionError: oops" in result.stderr
