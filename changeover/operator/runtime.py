@@ -26,7 +26,7 @@ from typing import Any
 from changeover import aio, errors
 from changeover.kube import client as kube
 from changeover.kube import names
-from changeover.operator import argo_bridge, endpoints
+from changeover.operator import argo_bridge, health_server
 from changeover.operator import reconcile as reconcile_mod
 from changeover.operator.analysis import OperatorAnalysis
 from changeover.operator.flag_endpoint import FlagEndpoint
@@ -176,9 +176,9 @@ class Operator:
         if owner:
             self.queue.add((str(meta.get("namespace", "")), owner))
 
-    def view(self) -> endpoints.OperatorView:
+    def view(self) -> health_server.OperatorView:
         """What ``/healthz``, ``/readyz`` and ``/metrics`` show of this operator."""
-        return endpoints.OperatorView(
+        return health_server.OperatorView(
             leading=lambda: self.elector is None or self.elector.is_leader,
             ready=self.ready.is_set,
             counters=lambda: {
@@ -319,7 +319,7 @@ async def serve(
     """``changeover serve --platform kubernetes``: run until SIGINT/SIGTERM (exit 0) or
     until the lease is lost (exit 1, so the Deployment restarts the replica).
     ``metrics_bind`` is where ``/healthz``, ``/readyz`` and ``/metrics`` are served
-    (``operator.endpoints``); None serves none."""
+    (``operator.health_server``); None serves none."""
     import signal
 
     # A connection per worker, plus the watches, event writers and the lease.
@@ -333,7 +333,7 @@ async def serve(
     )
     server = None
     if metrics_bind is not None:
-        server = endpoints.EndpointServer(op.view(), *metrics_bind)
+        server = health_server.HealthServer(op.view(), *metrics_bind)
         try:
             await server.start()
         except OSError as exc:

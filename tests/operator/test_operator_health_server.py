@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from changeover.operator.endpoints import EndpointServer, OperatorView
+from changeover.operator.health_server import HealthServer, OperatorView
 
 
 def view(*, leading: bool = True, ready: bool = True, rollouts: Any = ()) -> OperatorView:
@@ -19,7 +19,7 @@ def view(*, leading: bool = True, ready: bool = True, rollouts: Any = ()) -> Ope
     )
 
 
-async def request(server: EndpointServer, raw: bytes) -> tuple[int, str]:
+async def request(server: HealthServer, raw: bytes) -> tuple[int, str]:
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(raw)
     await writer.drain()
@@ -29,8 +29,8 @@ async def request(server: EndpointServer, raw: bytes) -> tuple[int, str]:
     return int(head.split(b" ")[1]), body.decode()
 
 
-async def serve(v: OperatorView) -> EndpointServer:
-    server = EndpointServer(v, "127.0.0.1", 0)
+async def serve(v: OperatorView) -> HealthServer:
+    server = HealthServer(v, "127.0.0.1", 0)
     await server.start()
     return server
 

@@ -116,7 +116,7 @@ def metrics_text(view: OperatorView) -> str:
     return "\n".join(lines) + "\n"
 
 
-class EndpointServer:
+class HealthServer:
     """Serves the three endpoints for ``view`` on ``host:port`` (port 0 picks one)."""
 
     def __init__(self, view: OperatorView, host: str = "127.0.0.1", port: int = 8090) -> None:
