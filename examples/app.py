@@ -181,9 +181,7 @@ class App:
             await self.stream(writer, query=query, chat=None, keep_alive=keep_alive)
         else:
             try:
-                chat = json.loads(request.body or b"{}")
-                if not isinstance(chat, dict):
-                    raise ValueError("expected a JSON object")
+                chat = chat_request(request.body)
             except ValueError as exc:
                 await self.send_json(writer, 400, {"error": str(exc)}, keep_alive=keep_alive)
                 return keep_alive and not self.draining
@@ -412,6 +410,14 @@ async def read_chunked(reader: asyncio.StreamReader) -> bytes:
             raise BadRequest(413, "body too large")
         parts.append(await reader.readexactly(size))
         await reader.readexactly(2)
+
+
+def chat_request(body: bytes) -> dict[str, object]:
+    """A chat-completion request body: a JSON object (``ValueError`` otherwise)."""
+    chat = json.loads(body or b"{}")
+    if not isinstance(chat, dict):
+        raise ValueError("expected a JSON object")
+    return chat
 
 
 def _chunk(data: bytes) -> bytes:

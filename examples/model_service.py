@@ -53,7 +53,7 @@ from dataclasses import dataclass
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from app import App, Request, _chunk, _float, _int
+from app import App, Request, _chunk, _float, _int, chat_request
 from app import Config as AppConfig
 
 # The vocabulary answers are drawn from; a prompt's hash picks the words.
@@ -144,9 +144,7 @@ class ModelService(App):
             await self.send_json(writer, 405, {"error": "POST only"}, keep_alive=keep_alive)
             return keep_alive and not self.draining
         try:
-            chat = json.loads(request.body or b"{}")
-            if not isinstance(chat, dict):
-                raise ValueError("expected a JSON object")
+            chat = chat_request(request.body)
         except ValueError as exc:
             await self.send_json(writer, 400, {"error": str(exc)}, keep_alive=keep_alive)
             return keep_alive and not self.draining
