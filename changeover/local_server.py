@@ -7,15 +7,13 @@ point the CLI calls: it picks uvloop when installed (the router's speed depends 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel
 
-from changeover import statedir, traffic
+from changeover import aio, statedir, traffic
 from changeover.api import server as api_server
 from changeover.clock import SystemClock
 from changeover.dataplane.remote import RemoteRouter
@@ -195,11 +193,7 @@ async def _run_locked(
     lock.record(url=url)
     if on_ready is not None:
         on_ready(url)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = aio.stop_on_signals()
     try:
         await stop.wait()
     finally:
@@ -225,9 +219,4 @@ def _stopped_message(routers: int, replicas: int, down: bool) -> str:
 
 def serve(**kwargs: object) -> None:
     """Run ``run_server`` on uvloop when it is installed, else on asyncio's loop."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency, but optional in spirit
-        asyncio.run(run_server(**kwargs))  # type: ignore[arg-type]
-        return
-    uvloop.run(run_server(**kwargs))  # type: ignore[arg-type]
+    aio.run_fast(run_server(**kwargs))  # type: ignore[arg-type]

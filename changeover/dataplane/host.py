@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from changeover import errors, traffic
+from changeover import aio, errors, traffic
 from changeover.dataplane import codec, records
 from changeover.traffic import builtin
 from changeover.traffic.base import TrafficRouter
@@ -258,11 +258,7 @@ def main() -> None:
     logging.Formatter.converter = time.gmtime
     root = Path(sys.argv[1])
     takeover = "--takeover" in sys.argv[2:]
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover
-        sys.exit(asyncio.run(_main(root, takeover=takeover)))
-    sys.exit(uvloop.run(_main(root, takeover=takeover)))
+    sys.exit(aio.run_fast(_main(root, takeover=takeover)))
 
 
 if __name__ == "__main__":

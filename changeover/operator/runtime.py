@@ -299,11 +299,7 @@ class Operator:
 def run_serve(**kwargs: Any) -> int:
     """``serve`` on uvloop when it is installed (as the local server runs): the operator's
     time goes into sockets, TLS and JSON, which uvloop's transports make cheaper."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency
-        return asyncio.run(serve(**kwargs))
-    return uvloop.run(serve(**kwargs))
+    return aio.run_fast(serve(**kwargs))
 
 
 async def serve(
@@ -320,8 +316,6 @@ async def serve(
     until the lease is lost (exit 1, so the Deployment restarts the replica).
     ``metrics_bind`` is where ``/healthz``, ``/readyz`` and ``/metrics`` are served
     (``operator.health_server``); None serves none."""
-    import signal
-
     # A connection per worker, plus the watches, event writers and the lease.
     client = await kube.KubeClient.connect(kubeconfig_path=kubeconfig, connections=workers + 16)
     op = Operator(
@@ -341,11 +335,7 @@ async def serve(
             raise errors.PermanentBackendError(
                 f"--metrics-bind {metrics_bind[0]}:{metrics_bind[1]}: cannot listen ({exc})"
             ) from None
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = aio.stop_on_signals()
     try:
         flags = await _flag_endpoint(client, namespace)
     except errors.ChangeoverError:
