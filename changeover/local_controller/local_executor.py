@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from changeover import errors
 from changeover.engine import actions
 from changeover.platforms.base import Platform
+from changeover.runners import router_actions
 from changeover.runners.analysis_runner import AnalysisRunner
 from changeover.runners.webhook_runner import WebhookRunner
 from changeover.spec import models
@@ -44,30 +45,15 @@ async def execute(
             raise errors.PermanentBackendError("this controller runs no analysis or webhooks")
         _run(action, runners)
         return
+    if await router_actions.apply(router, action):
+        return
     match action:
         case actions.ScaleRevision(revision=revision, replicas=replicas):
             await platform.scale(rollout=rollout, revision=revision, replicas=replicas)
         case actions.DeleteRevision(revision=revision):
             await platform.delete_revision(rollout=rollout, revision=revision)
-        case actions.SetWeight():
-            await router.set_weight(action.as_dict())
-        case actions.SetHeaderRoute(name=name, revision=revision, match=match):
-            await router.set_header_route(name, revision, list(match))
-        case actions.SetStickySplit(revision=revision, user_key=user_key, weight=weight):
-            await router.set_sticky_split(revision, user_key, weight)
-        case actions.SetMirror(name=name, revision=revision, percentage=pct, match=match):
-            if action.compare is None:
-                await router.set_mirror_route(name, revision, pct, list(match))
-            else:
-                await router.set_mirror_route(name, revision, pct, list(match), action.compare)
-        case actions.SetPreview(revision=revision):
-            await router.set_preview(revision)
-        case actions.SetMaintenance(enabled=enabled, retry_after_seconds=retry_after):
-            await router.set_maintenance(enabled, retry_after)
         case actions.RunHook(hook_id=hook_id, hook=hook):
             await platform.start_hook(rollout=rollout, hook_id=hook_id, hook=hook)
-        case actions.RemoveManagedRoutes():
-            await router.remove_managed_routes()
 
 
 def _run(

@@ -8,7 +8,7 @@ Why this order survives ``kill -9`` at any point: actions state desired state (s
 ``engine.actions``), so re-running a plan is harmless. The status is written only after
 every action of a plan succeeded; a crash before that replays the same plan from the old
 status on restart. A fresh router is first brought to the persisted ``status.traffic``
-(``runners.router_resync``), so the data plane never disagrees with the status the engine
+(``runners.router_actions``), so the data plane never disagrees with the status the engine
 reasons from. The platform persists its own desired counts and replica PIDs and re-adopts
 running replicas.
 """
@@ -32,7 +32,7 @@ from changeover.engine.status import RolloutStatus
 from changeover.local_controller import local_executor
 from changeover.local_controller.rollout_store import Store, StoredRollout
 from changeover.platforms.base import HookState, Platform, Replica, ReplicaState, RevisionState
-from changeover.runners import analysis_runner, router_resync
+from changeover.runners import analysis_runner, router_actions
 from changeover.runners.analysis_runner import AnalysisRunner
 from changeover.runners.analysis_store import AnalysisStore
 from changeover.runners.webhook_runner import WebhookRunner
@@ -324,7 +324,7 @@ class Controller:
         if start is not None:
             await start()
         if isinstance(status, dict):
-            await router_resync.resync_router(router, RolloutStatus.model_validate(status).traffic)
+            await router_actions.resync_router(router, RolloutStatus.model_validate(status).traffic)
         live = _Live(router=router)
         self._live[name] = live
         self._start_errors.pop(name, None)

@@ -42,7 +42,7 @@ from changeover.platforms.kubernetes import informer
 from changeover.platforms.kubernetes.events import EventRecorder
 from changeover.platforms.kubernetes.hooks import JobHooks
 from changeover.platforms.kubernetes.replicasets import KubePlatform
-from changeover.runners import router_resync
+from changeover.runners import router_actions
 from changeover.spec import models, pod
 from changeover.traffic import kubernetes as kube_routers
 from changeover.traffic.kubernetes import services as kube_services
@@ -298,7 +298,7 @@ async def _router(
     router = build_router(deps, obj, rollout)
     # A fresh router (operator start, or a changed router config) first says what the
     # status says, so the cluster's objects and the engine agree before the first plan.
-    await router_resync.resync_router(router, status.traffic)
+    await router_actions.resync_router(router, status.traffic)
     deps.routers[key] = LiveRouter(fingerprint=fingerprint, router=router)
     return router
 
