@@ -13,12 +13,8 @@ from typing import Any
 import pytest
 from analysis_helpers import HttpServer, Request
 
-from changeover.clock import SystemClock
 from changeover.local_controller.local_service import LocalService
-from changeover.local_controller.loop import Controller
-from changeover.local_controller.rollout_store import Store
-from changeover.testing.fake_platform import FakePlatform
-from changeover.testing.recording_router import RecordingRouter
+from changeover.testing import local_world
 
 JSON = dict[str, Any]
 
@@ -40,17 +36,8 @@ class Endpoint:
 async def world(tmp_path: Path) -> AsyncIterator[tuple[LocalService, Endpoint]]:
     endpoint = Endpoint()
     await endpoint.server.start()
-    controller = Controller(
-        store=Store(tmp_path / "changeover.db"),
-        platform=FakePlatform(),
-        router_factory=lambda r: RecordingRouter(r.name),
-        clock=SystemClock(),
-        tick_seconds=0.05,
-    )
-    await controller.start()
-    yield LocalService(controller), endpoint
-    await controller.close()
-    controller.store.close()
+    async with local_world.started(tmp_path) as world:
+        yield world.service, endpoint
     await endpoint.server.stop()
 
 

@@ -11,12 +11,8 @@ from typing import Any
 
 import pytest
 
-from changeover.clock import SystemClock
 from changeover.local_controller.local_service import LocalService
-from changeover.local_controller.loop import Controller
-from changeover.local_controller.rollout_store import Store
-from changeover.testing.fake_platform import FakePlatform
-from changeover.testing.recording_router import RecordingRouter
+from changeover.testing import local_world
 
 JSON = dict[str, Any]
 STEPS = [{"setWeight": 50}, {"pause": {}}, {"setWeight": 75}, {"pause": {}}]
@@ -24,17 +20,8 @@ STEPS = [{"setWeight": 50}, {"pause": {}}, {"setWeight": 75}, {"pause": {}}]
 
 @pytest.fixture
 async def service(tmp_path: Path) -> AsyncIterator[LocalService]:
-    controller = Controller(
-        store=Store(tmp_path / "changeover.db"),
-        platform=FakePlatform(),
-        router_factory=lambda r: RecordingRouter(r.name),
-        clock=SystemClock(),
-        tick_seconds=0.05,
-    )
-    await controller.start()
-    yield LocalService(controller)
-    await controller.close()
-    controller.store.close()
+    async with local_world.started(tmp_path) as world:
+        yield world.service
 
 
 def rollout(version: str) -> JSON:

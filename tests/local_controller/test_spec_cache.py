@@ -8,13 +8,8 @@ from typing import Any
 
 import pytest
 
-from changeover.clock import SystemClock
-from changeover.local_controller.local_service import LocalService
-from changeover.local_controller.loop import Controller
-from changeover.local_controller.rollout_store import Store
 from changeover.spec import models
-from changeover.testing.fake_platform import FakePlatform
-from changeover.testing.recording_router import RecordingRouter
+from changeover.testing import local_world
 
 
 def _rollout(port: int, version: str) -> dict[str, Any]:
@@ -40,16 +35,8 @@ async def test_ticks_do_not_re_parse_an_unchanged_spec(
         parsed.append(obj)
         return real(obj, *args, **kwargs)
 
-    controller = Controller(
-        store=Store(tmp_path / "changeover.db"),
-        platform=FakePlatform(),
-        router_factory=lambda r: RecordingRouter(r.name),
-        clock=SystemClock(),
-        tick_seconds=0.01,
-    )
-    service = LocalService(controller)
-    await controller.start()
-    try:
+    async with local_world.started(tmp_path, tick_seconds=0.01) as world:
+        service, controller = world.service, world.controller
         await service.apply([_rollout(18080, "v1")], source="t")
         monkeypatch.setattr(models.Rollout, "model_validate", counting)
         await asyncio.sleep(0.3)  # ~30 ticks, and a status read
@@ -62,6 +49,3 @@ async def test_ticks_do_not_re_parse_an_unchanged_spec(
         assert found is not None
         assert found[0].generation == 2
         assert found[1].spec.template.env == {"VERSION": "v2"}  # type: ignore[union-attr]
-    finally:
-        await controller.close()
-        controller.store.close()
