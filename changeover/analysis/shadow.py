@@ -27,8 +27,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from changeover.analysis.sampler import QUANTILES
+
 KINDS = ("status", "body", "latency")  # bit order of a pair's kinds (comparison.stats)
-QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
 METRICS = (
     "shadow-compared",
     "shadow-match-rate",
