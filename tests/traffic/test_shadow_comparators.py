@@ -201,3 +201,13 @@ def test_stats_round_trip_and_merge() -> None:
     assert summary["latencyDelta"] == {"p50": 0.01, "p99": 0.49}
     back.add(s)
     assert back.compared == 4 and len(back.samples) == 2 and len(back.pairs) == 4
+
+
+def test_a_stream_format_of_its_own_is_compared_on_its_words() -> None:
+    def own(*words: str) -> Answer:
+        lines = [json.dumps({"id": f"r{i}", "out": {"piece": w}}) for i, w in enumerate(words)]
+        return Answer(200, "application/x-ndjson", ("\n".join(lines) + "\n").encode())
+
+    s = Settings(comparator="exact")
+    assert comparators.compare(own("a ", "b"), own("a", " b"), s).matched
+    assert not comparators.compare(own("a ", "b"), own("a ", "c"), s).matched

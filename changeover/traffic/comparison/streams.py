@@ -14,8 +14,15 @@ from each event the way the common formats carry it:
     >>> reassemble(b'{"response":"a"}\\n{"response":"b","done":true}\\n', "application/x-ndjson")
     'ab'
 
-An event that is not JSON contributes its data as it is; a JSON event whose text field
-is not found contributes nothing (a role-only first chunk, a usage-only last one).
+An event that is not JSON contributes its data as it is; a JSON event of a format not
+known here contributes its strings but ids, model names, roles and the like, so a
+service with its own format is still compared on its words:
+
+    >>> own = b'{"id": "x1", "out": {"piece": "Hi"}}\\n{"id": "x2", "out": {"piece": "!"}}\\n'
+    >>> reassemble(own, "application/x-ndjson")
+    'Hi!'
+
+(a role-only first chunk or a usage-only last one of a known format adds nothing).
 """
 
 from __future__ import annotations
@@ -149,7 +156,40 @@ def _pieces(item: Any) -> list[tuple[int, str]]:
             if text is not None:
                 return [(0, text)]
     text = _first_text(item, ("response", "text", "content", "token"))
-    return [(0, text)] if text is not None else []
+    if text is not None:
+        return [(0, text)]
+    # A format of its own: every string in it but the bookkeeping ones (ids, model names,
+    # roles...), in order, so two streams that differ in their words never look alike.
+    found = "".join(_strings(item))
+    return [(0, found)] if found else []
+
+
+_METADATA = frozenset(
+    {
+        "id",
+        "object",
+        "model",
+        "created",
+        "role",
+        "finish_reason",
+        "stop_reason",
+        "system_fingerprint",
+        "type",
+        "event",
+        "created_at",
+        "done_reason",
+    }
+)
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() if k not in _METADATA for s in _strings(v)]
+    return []
 
 
 def _first_text(obj: dict[str, Any], keys: tuple[str, ...]) -> str | None:
