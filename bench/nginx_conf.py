@@ -19,12 +19,15 @@ def write(
     worker_processes: int = 1,
     worker_connections: int = 8192,
     error_log_level: str = "warn",
+    rlimit_nofile: int | None = None,
 ) -> Path:
-    """Write ``directory/nginx.conf`` (creating ``directory``) and return its path."""
+    """Write ``directory/nginx.conf`` (creating ``directory``) and return its path.
+    ``rlimit_nofile``: the workers' file-descriptor limit (many connections need it)."""
     directory.mkdir(parents=True, exist_ok=True)
     d = directory
+    nofile = f"worker_rlimit_nofile {rlimit_nofile};\n" if rlimit_nofile else ""
     conf = f"""worker_processes {worker_processes};
-pid {d}/nginx.pid;
+{nofile}pid {d}/nginx.pid;
 error_log {d}/error.log {error_log_level};
 daemon off;
 events {{ worker_connections {worker_connections}; }}

@@ -36,6 +36,7 @@ class ProxyContext:
     cpu: int | None = 0  # the core to pin the proxy to (None: unpinned)
     mirror: int | None = None  # builtin only: shadow upstream port (100% mirrored)
     compare: str | None = None  # builtin only: compare the shadow's answers (a comparator)
+    connections: int = 8192  # nginx's worker_connections (each proxied stream takes two)
 
 
 @dataclass
@@ -152,7 +153,12 @@ def start_nginx(ctx: ProxyContext) -> Running:
       {buffering}
     }}
   }}"""
-    conf = nginx_conf.write(ctx.workdir / f"nginx-{ctx.port}", http=http)
+    conf = nginx_conf.write(
+        ctx.workdir / f"nginx-{ctx.port}",
+        http=http,
+        worker_connections=ctx.connections,
+        rlimit_nofile=ctx.connections + 64,
+    )
     name = f"nginx-{ctx.port}"
     p = ctx.procs.start(name, [*common.pin(ctx.cpu), *nginx_conf.argv(conf)])
     _ready(p, ctx.port, name, ctx.procs.logdir)

@@ -1,7 +1,8 @@
 """A small upstream for the benchmark: ``python -m bench.stream_server MODE PORT...``.
 
 MODE ``stream``: every request is answered with a chunked body of 20 pieces sent 5 ms apart
-(an LLM token stream); ``slow``: every request is answered (~100 bytes) after 1 second, a
+(an LLM token stream); ``long``: 60 SSE events 0.5 s apart (a 30-second stream, for many
+concurrent long-lived streams); ``slow``: every request is answered (~100 bytes) after 1 second, a
 shadow that cannot keep up. Runs on uvloop; HTTP/1.1 keep-alive; request bodies are read
 by content-length only (the benchmark sends none).
 """
@@ -16,6 +17,7 @@ import uvloop
 
 CHUNKS = 20
 GAP = 0.005
+SHAPES = {"stream": (CHUNKS, GAP), "long": (60, 0.5)}  # pieces, seconds apart
 SLOW = 1.0
 BODY = b'{"id":"bench","choices":[{"text":"' + b"x" * 54 + b'"}],"model":"m"}\n'
 
@@ -46,7 +48,7 @@ class Conn(asyncio.Protocol):
         self.buf = self.buf[end + 4 :]
         self.busy = True
         loop = asyncio.get_running_loop()
-        if self.mode == "stream":
+        if self.mode in SHAPES:
             self._write(
                 b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
                 b"transfer-encoding: chunked\r\n\r\n"
@@ -60,10 +62,13 @@ class Conn(asyncio.Protocol):
             self.t.write(data)
 
     def _piece(self, i: int) -> None:
+        if self.t is None:
+            return  # the client left: stop streaming to it
+        chunks, gap = SHAPES[self.mode]
         piece = b"data: token-%02d\n\n" % i
         self._write(b"%x\r\n%b\r\n" % (len(piece), piece))
-        if i + 1 < CHUNKS:
-            asyncio.get_running_loop().call_later(GAP, self._piece, i + 1)
+        if i + 1 < chunks:
+            asyncio.get_running_loop().call_later(gap, self._piece, i + 1)
         else:
             self._write(b"0\r\n\r\n")
             self._done()
