@@ -331,7 +331,7 @@ class Sampler:
         if isinstance(rollouts, dict):
             found = rollouts.get(rollout)
             metrics = found.revisions.get(revision) if found is not None else None
-            return metrics.snapshot() if metrics is not None else None
+            return metrics.snapshot(sketches=True) if metrics is not None else None
         snap = self._registry.snapshot().get(rollout, {}).get("revisions", {}).get(str(revision))
         return snap if isinstance(snap, Mapping) else None
 

@@ -100,3 +100,10 @@ def test_the_judge_on_per_request_samples_finds_a_ten_percent_regression() -> No
 
     assert phase(2) == "Failed"
     assert phase(3) == "Successful"
+
+
+def test_status_views_leave_the_sketches_out() -> None:
+    registry = Registry()
+    record(registry, 1, np.full(10, 0.01))
+    assert "sketch" not in registry.rollout("web").snapshot()["revisions"]["1"]["latency"]
+    assert "sketch" in registry.snapshot()["web"]["revisions"]["1"]["latency"]

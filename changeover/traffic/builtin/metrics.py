@@ -107,13 +107,14 @@ class Histogram:
             out.append(total)
         return out
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, *, sketch: bool = False) -> dict[str, Any]:
+        """Cumulative buckets, sum and count; with ``sketch``, the sketch's bins too."""
         out: dict[str, Any] = {
             "buckets": dict(zip([*map(str, self.bounds), "+Inf"], self.cumulative(), strict=True)),
             "sum": self.sum,
             "count": self.count,
         }
-        if self.sketch is not None:
+        if sketch and self.sketch is not None:
             out["sketch"] = {"gamma": sketch_mod.GAMMA, "bins": dict(self.sketch.bins)}
         return out
 
@@ -213,11 +214,13 @@ class RevisionMetrics:
         self.codes[status // 100 if 100 <= status < 600 else 5] += 1
         self.latency.observe(seconds)
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, *, sketches: bool = False) -> dict[str, Any]:
+        """Everything as plain data; ``sketches`` adds the 1% sketches' bins (the analysis
+        sampler wants them, a status view does not: a few hundred numbers each)."""
         return {
             "requests": dict(zip(CODE_CLASSES, self.codes[1:], strict=True)),
             "inFlight": self.in_flight,
-            "latency": self.latency.snapshot(),
+            "latency": self.latency.snapshot(sketch=sketches),
             "ttfb": self.ttfb.snapshot(),
             "connectErrors": self.connect_errors,
             "retries": self.retries,
@@ -238,8 +241,8 @@ class RevisionMetrics:
                 "cut": self.streams_cut,
                 "outputTokens": self.output_tokens,
                 "seconds": self.stream_seconds,
-                "ttft": self.ttft.snapshot(),
-                "itl": self.itl.snapshot(),
+                "ttft": self.ttft.snapshot(sketch=sketches),
+                "itl": self.itl.snapshot(sketch=sketches),
                 "tokensPerResponse": self.tokens_per_response.snapshot(),
             },
             "upgraded": {
@@ -290,9 +293,11 @@ class RolloutMetrics:
             found = self.revisions[revision] = RevisionMetrics()
         return found
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, *, sketches: bool = False) -> dict[str, Any]:
         return {
-            "revisions": {str(r): m.snapshot() for r, m in sorted(self.revisions.items())},
+            "revisions": {
+                str(r): m.snapshot(sketches=sketches) for r, m in sorted(self.revisions.items())
+            },
             "badRequests": self.bad_requests,
             "maintenanceResponses": self.maintenance,
             "unrouted": self.unrouted,
@@ -334,8 +339,10 @@ class Registry:
             found = self.rollouts[name] = RolloutMetrics(name)
         return found
 
-    def snapshot(self) -> dict[str, Any]:
-        return {name: m.snapshot() for name, m in sorted(self.rollouts.items())}
+    def snapshot(self, *, sketches: bool = True) -> dict[str, Any]:
+        """Every rollout's ``RolloutMetrics.snapshot``; with the sketches' bins unless told
+        otherwise, since this is what the analysis sampler reads."""
+        return {name: m.snapshot(sketches=sketches) for name, m in sorted(self.rollouts.items())}
 
     def render(self) -> str:
         """Prometheus text exposition format (version 0.0.4)."""
