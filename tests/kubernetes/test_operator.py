@@ -109,11 +109,16 @@ async def test_reads_an_argo_rollout_directly(kube_: Kube) -> None:
         ours = await k.rollout("legacy")
         assert ours["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
         assert "antiAffinity" in ours["metadata"]["annotations"]["changeover.dev/import-notes"]
-        # Editing the Argo manifest rolls out through the converted copy (read afresh: the
-        # operator writes the Argo Rollout's status, as Argo's controller does).
-        fresh = await k.client.get(kube.ARGO_ROLLOUTS, "legacy", namespace=k.namespace)
-        fresh["spec"]["template"]["spec"]["containers"][0]["image"] = "legacy:2"
-        await k.client.replace(kube.ARGO_ROLLOUTS, fresh, namespace=k.namespace)
+        # Editing the Argo manifest rolls out through the converted copy. A patch, as
+        # `kubectl argo rollouts set image` sends: the operator writes the Argo Rollout's
+        # status meanwhile (as Argo's controller does), so a read-then-replace could conflict.
+        image = {"containers": [{"name": "app", "image": "legacy:2"}]}
+        await k.client.patch(
+            kube.ARGO_ROLLOUTS,
+            "legacy",
+            {"spec": {"template": {"spec": image}}},
+            namespace=k.namespace,
+        )
         st = await phase_is(k, "legacy", "Paused")
         assert st["weightsText"] == "1:50 2:50"
 
