@@ -188,7 +188,7 @@ def _resolves(dotted: str) -> bool:
 
 def test_every_file_and_module_the_docs_name_exists() -> None:
     """A moved or renamed module must take the docs with it: each repository path
-    (``changeover/traffic/base.py``, ``bench/``) and dotted name (``changeover.api.http``)
+    (``changeover/traffic/base.py``, ``bench/``) and dotted name (``changeover.api.server``)
     in README.md and docs/ outside code examples must exist."""
     stale = []
     for page in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:

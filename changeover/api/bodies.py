@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from changeover import errors, json_limits
-from changeover.api import http
+from changeover.http_server import http
 
 # Deeper than any spec needs; a deeper body is refused before it reaches the service (whose
 # recursive walks would otherwise run out of stack on it).

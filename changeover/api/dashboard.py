@@ -1,5 +1,5 @@
 """The dashboard's server side: its built page and assets under ``/dashboard/``, and the
-session endpoints that turn the API token into a cookie (``api.sessions``).
+session endpoints that turn the API token into a cookie (``http_server.sessions``).
 
 The page is built from ``dashboard/`` (package.json: its charting library comes from the
 npm registry at build time) by ``make dashboard`` into ``ASSETS``, which is not in git. A
@@ -16,7 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from changeover import errors
-from changeover.api import bodies, dispatch, http, models, sessions
+from changeover.api import bodies, models
+from changeover.http_server import dispatch, http, sessions
 
 ASSETS = Path(__file__).resolve().parent / "dashboard_assets"
 _ASSET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$")

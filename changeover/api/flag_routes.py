@@ -21,9 +21,9 @@ from collections.abc import Callable
 from typing import Any
 
 from changeover import errors
-from changeover.api import dispatch, http
 from changeover.flags import ofrep
 from changeover.flags.service import FlagService
+from changeover.http_server import dispatch, http
 
 PREFIX = "/api/v1/flags"
 BodyReader = Callable[[http.Request], dict[str, Any]]

@@ -5,7 +5,7 @@ JSON schemas (pydantic's) go under ``components.schemas`` and every operation re
 them, with the error answers the router gives every route (400 with the problems, 401,
 404, 409, 500). A route added without models still appears, with a generic answer.
 
-Why not a framework that does this: the API's HTTP layer (``api.http``) carries limits a
+Why not a framework that does this: the API's HTTP layer (``http_server.http``) carries limits a
 framework does not give us as-is (per-request head and body deadlines, pipelining
 backpressure, a connection cap answered with 503); the schema only needs the routes and
 the models, which are ours either way.
@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from changeover.api import models
-from changeover.api.dispatch import Route
+from changeover.http_server.dispatch import Route
 
 VERSION = "1"
 _PARAM = re.compile(r"\{(\w+)\}")

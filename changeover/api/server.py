@@ -3,12 +3,12 @@
 ``local_server`` calls ``await start_api(service, host=..., port=..., token=...)``
 once the service is built, and ``await api.close()`` on shutdown. ``cli.api_client`` is the
 other side. Handlers only translate HTTP ↔ ``RolloutService`` calls; auth, errors and the
-wire live in ``api.dispatch`` and ``api.http``.
+wire live in ``http_server.dispatch`` and ``http_server.http``.
 
 The route table is ``build_router``; each route names its body and answer models
 (``api.models``), from which ``api.openapi`` writes the document served at
 ``/api/openapi.json`` (docs: the API reference). The dashboard's page, its session
-endpoints and its event streams (``api.dashboard``, ``api.sessions``, ``api.streams``)
+endpoints and its event streams (``api.dashboard``, ``http_server.sessions``, ``api.streams``)
 share this port.
 
 POST and DELETE need ``Authorization: Bearer <token>`` (or, from the dashboard, its session
@@ -26,16 +26,14 @@ from changeover import errors
 from changeover.api import (
     bodies,
     dashboard,
-    dispatch,
     flag_routes,
-    http,
     models,
     openapi,
     rollout_metrics,
-    sessions,
     streams,
 )
 from changeover.api.bodies import MAX_JSON_DEPTH as MAX_JSON_DEPTH  # tests read it here
+from changeover.http_server import dispatch, http, sessions
 from changeover.rollout_service import RolloutService
 
 PREFIX = "/api/v1"

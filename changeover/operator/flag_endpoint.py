@@ -26,8 +26,8 @@ from typing import Any
 import pydantic
 
 from changeover import errors
-from changeover.api import dispatch, http
 from changeover.flags import evaluate, ofrep
+from changeover.http_server import dispatch, http
 from changeover.kube import client as kube
 from changeover.platforms.kubernetes import informer
 from changeover.spec import flag as spec_flag

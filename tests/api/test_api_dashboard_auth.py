@@ -13,8 +13,8 @@ import pytest
 from api_helpers import AUTH, ROLLOUT, TOKEN
 
 from changeover.api import dashboard, streams
-from changeover.api import http as api_http
 from changeover.api.server import ApiServer, build_router, start_api
+from changeover.http_server import http as api_http
 from changeover.testing.fake_service import FakeService
 
 

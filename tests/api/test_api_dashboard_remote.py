@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 from api_helpers import ROLLOUT, TOKEN
 
-from changeover.api import http
 from changeover.api.server import build_router
+from changeover.http_server import http
 from changeover.testing.fake_service import FakeService
 from tests import browser_helpers
 

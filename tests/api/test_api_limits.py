@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from changeover.api import http as api_http
+from changeover.http_server import http as api_http
 
 GET = b"GET /x HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n"
 
@@ -130,7 +130,7 @@ async def test_connections_over_the_cap_get_503_and_a_log_line(
     async with serve(api_http.Limits(max_connections=2)) as (port, connections, _):
         held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
         await until(lambda: len(connections) == 2, 5)
-        with caplog.at_level(logging.WARNING, logger="changeover.api.http"):
+        with caplog.at_level(logging.WARNING, logger="changeover.http_server.http"):
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             answer = await read_all(reader, 5)
         writer.close()

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from changeover import errors
-from changeover.api import http as api_http
 from changeover.api.server import ApiServer, start_api
+from changeover.http_server import http as api_http
 from changeover.testing.fake_service import FakeService
 
 TOKEN = "s3cret-token"

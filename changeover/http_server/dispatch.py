@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from changeover import errors
-from changeover.api import http
-from changeover.api.sessions import Sessions
+from changeover.http_server import http
+from changeover.http_server.sessions import Sessions
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class Router:
     ) -> None:
         self._routes: list[Route] = []
         self._token = token.encode()
-        # The dashboard's cookie sessions (``api.sessions``): the token's stand-in in a browser.
+        # The dashboard's cookie sessions (``sessions``): the token's stand-in in a browser.
         self._sessions = sessions
         self._open_reads = open_reads
         # On loopback, refuse Host headers naming other machines: a web page that

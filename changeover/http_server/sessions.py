@@ -19,7 +19,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from changeover.api import http
+from changeover.http_server import http
 
 COOKIE = "changeover_session"
 CSRF_HEADER = "x-csrf-token"
