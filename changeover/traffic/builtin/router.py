@@ -114,7 +114,13 @@ class BuiltinRouter:
             ) from exc
         self.port = int(self._reserved.getsockname()[1])
         self._workers = await workers_mod.start(
-            self.rollout, self.host, self.port, self.settings, self.workers_n, self._preset
+            self.rollout,
+            self.host,
+            self.port,
+            self.settings,
+            self.workers_n,
+            self._preset,
+            router_class=BuiltinRouter,
         )
         self._preset = []
         self._sweeper = asyncio.get_running_loop().create_task(self._merge_metrics())

@@ -29,6 +29,7 @@ import multiprocessing
 import multiprocessing.connection
 import signal
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from changeover.traffic.builtin import metrics as metrics_mod
@@ -97,8 +98,12 @@ async def start(
     settings: state_mod.Settings,
     n: int,
     preset: list[tuple[str, tuple[object, ...]]] | None = None,
+    *,
+    router_class: Callable[..., Any],
 ) -> list[Worker]:
-    """N workers on ``port``; each applies the setter calls ``preset`` before it listens."""
+    """N workers on ``port``; each builds a ``router_class`` (the builtin router, passed in
+    and pickled by name, so that this module does not import the router that imports it),
+    applies the setter calls ``preset`` and listens."""
     ctx = multiprocessing.get_context("spawn")
     workers: list[Worker] = []
     try:
@@ -107,7 +112,15 @@ async def start(
             proc = ctx.Process(
                 target=_main,
                 # As a dict: the compiled (mypyc) frozen dataclass does not unpickle.
-                args=(child, rollout, host, port, dataclasses.asdict(settings), preset or []),
+                args=(
+                    child,
+                    router_class,
+                    rollout,
+                    host,
+                    port,
+                    dataclasses.asdict(settings),
+                    preset or [],
+                ),
                 name=f"changeover-router-{rollout}-{i}",
                 daemon=True,
             )
@@ -168,6 +181,7 @@ async def stop(workers: list[Worker]) -> None:
 
 def _main(
     conn: multiprocessing.connection.Connection,
+    router_class: Callable[..., Any],
     rollout: str,
     host: str,
     port: int,
@@ -179,22 +193,21 @@ def _main(
     try:
         import uvloop
 
-        uvloop.run(_serve(conn, rollout, host, port, settings, preset))
+        uvloop.run(_serve(conn, router_class, rollout, host, port, settings, preset))
     except ImportError:
-        asyncio.run(_serve(conn, rollout, host, port, settings, preset))
+        asyncio.run(_serve(conn, router_class, rollout, host, port, settings, preset))
 
 
 async def _serve(
     conn: multiprocessing.connection.Connection,
+    router_class: Callable[..., Any],
     rollout: str,
     host: str,
     port: int,
     settings: state_mod.Settings,
     preset: list[tuple[str, tuple[Any, ...]]],
 ) -> None:
-    from changeover.traffic.builtin.router import BuiltinRouter
-
-    router = BuiltinRouter(rollout, host=host, port=port, settings=settings, reuse_port=True)
+    router = router_class(rollout, host=host, port=port, settings=settings, reuse_port=True)
     try:
         for method, args in preset:
             await getattr(router, method)(*args)
