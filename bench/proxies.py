@@ -142,13 +142,16 @@ def start_nginx(ctx: ProxyContext) -> Running:
                  keepalive 256; keepalive_requests 1000000; }}
   upstream canary {{ server 127.0.0.1:{b}; keepalive 64; keepalive_requests 1000000; }}
   map $http_x_canary $pool {{ default app; always canary; }}
+  map $http_upgrade $connection_upgrade {{ default upgrade; '' ""; }}
   server {{
     listen 127.0.0.1:{ctx.port} backlog=4096;
     keepalive_requests 1000000;
     location / {{
       proxy_pass http://$pool;
       proxy_http_version 1.1;
-      proxy_set_header Connection "";
+      # "" (upstream keep-alive) unless the client asks for an upgrade (WebSocket).
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade;
       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
       {buffering}
     }}
