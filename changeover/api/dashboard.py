@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from changeover import errors
-from changeover.api import bodies, models
+from changeover.api import bodies, wire_models
 from changeover.http_server import dispatch, http, sessions
 
 ASSETS = Path(__file__).resolve().parent / "dashboard_assets"
@@ -76,17 +76,19 @@ class DashboardHandlers:
 
     async def session(self, request: http.Request, params: dict[str, str]) -> http.Response:
         found = self.sessions.find(request)
-        doc = models.Session(authenticated=found is not None, csrf=found.csrf if found else None)
+        doc = wire_models.Session(
+            authenticated=found is not None, csrf=found.csrf if found else None
+        )
         return http.Response.json(200, doc.model_dump())
 
     async def login(self, request: http.Request, params: dict[str, str]) -> http.Response:
         if not sessions.same_origin(request):
             return http.Response.error(403, "a session is opened from this server's own page")
-        given = models.validate(models.SessionRequest, bodies.body_of(request))
+        given = wire_models.validate(wire_models.SessionRequest, bodies.body_of(request))
         if not self._token_matches(given.token):
             return http.Response.error(401, "wrong API token")
         sid, session = self.sessions.open()
-        doc = models.Session(authenticated=True, csrf=session.csrf)
+        doc = wire_models.Session(authenticated=True, csrf=session.csrf)
         return http.Response.json(
             200, doc.model_dump(), headers={"Set-Cookie": sessions.set_cookie(sid)}
         )
@@ -95,7 +97,7 @@ class DashboardHandlers:
         if not sessions.same_origin(request):
             return http.Response.error(403, "a session is closed from this server's own page")
         self.sessions.close(request)
-        doc = models.Session(authenticated=False)
+        doc = wire_models.Session(authenticated=False)
         return http.Response.json(
             200, doc.model_dump(), headers={"Set-Cookie": sessions.clear_cookie()}
         )
@@ -112,7 +114,7 @@ def add_routes(r: dispatch.Router, store: sessions.Sessions) -> None:
         session,
         d.session,
         summary="The dashboard session",
-        answer=models.Session,
+        answer=wire_models.Session,
         public=True,
     )
     r.add(
@@ -120,8 +122,8 @@ def add_routes(r: dispatch.Router, store: sessions.Sessions) -> None:
         session,
         d.login,
         summary="Open a dashboard session with the token (sets an HttpOnly cookie)",
-        body=models.SessionRequest,
-        answer=models.Session,
+        body=wire_models.SessionRequest,
+        answer=wire_models.Session,
         public=True,
     )
     r.add(
@@ -129,7 +131,7 @@ def add_routes(r: dispatch.Router, store: sessions.Sessions) -> None:
         session,
         d.logout,
         summary="Close the dashboard session",
-        answer=models.Session,
+        answer=wire_models.Session,
         public=True,
     )
     for path, handler in (

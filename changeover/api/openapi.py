@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 document of the control API, written from the route table itself.
 
-Each ``router.Route`` names its request body and answer models (``api.models``); their
+Each ``router.Route`` names its request body and answer models (``api.wire_models``); their
 JSON schemas (pydantic's) go under ``components.schemas`` and every operation refers to
 them, with the error answers the router gives every route (400 with the problems, 401,
 404, 409, 500). A route added without models still appears, with a generic answer.
@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from changeover.api import models
+from changeover.api import wire_models
 from changeover.http_server.dispatch import Route
 
 VERSION = "1"
@@ -54,7 +54,7 @@ def _answer(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
 
 
 def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
-    error = {"application/json": {"schema": _ref(models.ErrorDocument, schemas)}}
+    error = {"application/json": {"schema": _ref(wire_models.ErrorDocument, schemas)}}
     params: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in _PARAM.findall(route.template)

@@ -6,9 +6,9 @@ other side. Handlers only translate HTTP ↔ ``RolloutService`` calls; auth, err
 wire live in ``http_server.dispatch`` and ``http_server.http``.
 
 The route table is ``build_router``; each route names its body and answer models
-(``api.models``), from which ``api.openapi`` writes the document served at
+(``api.wire_models``), from which ``api.openapi`` writes the document served at
 ``/api/openapi.json`` (docs: the API reference). The dashboard's page, its session
-endpoints and its event streams (``api.dashboard``, ``http_server.sessions``, ``api.streams``)
+endpoints and its event streams (``api.dashboard``, ``http_server.sessions``, ``api.event_streams``)
 share this port.
 
 POST and DELETE need ``Authorization: Bearer <token>`` (or, from the dashboard, its session
@@ -26,11 +26,11 @@ from changeover import errors
 from changeover.api import (
     bodies,
     dashboard,
+    event_streams,
     flag_routes,
-    models,
     openapi,
     rollout_metrics,
-    streams,
+    wire_models,
 )
 from changeover.api.bodies import MAX_JSON_DEPTH as MAX_JSON_DEPTH  # tests read it here
 from changeover.http_server import dispatch, http, sessions
@@ -44,7 +44,7 @@ class Handlers:
 
     def __init__(self, service: RolloutService) -> None:
         self.service = service
-        self.streams = streams.Streams(service)
+        self.streams = event_streams.Streams(service)
 
     async def healthz(self, request: http.Request, params: dict[str, str]) -> http.Response:
         return http.Response.json(200, {"ok": True})
@@ -111,14 +111,14 @@ class Handlers:
     async def apply(self, request: http.Request, params: dict[str, str]) -> http.Response:
         doc = bodies.body_of(request)
         named = doc.get("source")
-        body = models.validate(
-            models.ApplyRequest, doc, source=named if isinstance(named, str) else "<api>"
+        body = wire_models.validate(
+            wire_models.ApplyRequest, doc, source=named if isinstance(named, str) else "<api>"
         )
         results = await self.service.apply(body.documents, source=body.source)
         return http.Response.json(200, {"results": results})
 
     async def promote(self, request: http.Request, params: dict[str, str]) -> http.Response:
-        full = models.validate(models.PromoteRequest, bodies.body_of(request)).full
+        full = wire_models.validate(wire_models.PromoteRequest, bodies.body_of(request)).full
         return http.Response.json(200, await self.service.promote(params["name"], full=full))
 
     async def abort(self, request: http.Request, params: dict[str, str]) -> http.Response:
@@ -134,7 +134,7 @@ class Handlers:
         return http.Response.json(200, await self.service.resume(params["name"]))
 
     async def undo(self, request: http.Request, params: dict[str, str]) -> http.Response:
-        to = models.validate(models.UndoRequest, bodies.body_of(request)).to_revision
+        to = wire_models.validate(wire_models.UndoRequest, bodies.body_of(request)).to_revision
         return http.Response.json(200, await self.service.undo(params["name"], to_revision=to))
 
     async def delete(self, request: http.Request, params: dict[str, str]) -> http.Response:
@@ -161,7 +161,7 @@ def build_router(service: RolloutService, *, token: str, loopback: bool) -> disp
     r = dispatch.Router(token=token, open_reads=loopback, check_host=loopback, sessions=store)
     one = PREFIX + "/rollouts/" + NAME
     get, post = "GET", "POST"
-    r.add(get, "/healthz", h.healthz, summary="Liveness", answer=models.Health)
+    r.add(get, "/healthz", h.healthz, summary="Liveness", answer=wire_models.Health)
     r.add(get, "/metrics", h.metrics, summary="Prometheus metrics", answer="text/plain")
     r.add(
         get,
@@ -175,32 +175,32 @@ def build_router(service: RolloutService, *, token: str, loopback: bool) -> disp
         PREFIX + "/rollouts",
         h.list,
         summary="Every rollout's status",
-        answer=models.RolloutList,
+        answer=wire_models.RolloutList,
     )
-    r.add(get, one, h.status, summary="A rollout's status", answer=models.Status)
+    r.add(get, one, h.status, summary="A rollout's status", answer=wire_models.Status)
     r.add(
         get,
         one + "/events",
         h.events,
         summary="A rollout's events, newest last",
-        answer=models.EventList,
+        answer=wire_models.EventList,
         query=(("limit", "How many (default 50, at most 10000)"),),
     )
-    r.add(get, one + "/history", h.history, summary="Kept revisions", answer=models.History)
+    r.add(get, one + "/history", h.history, summary="Kept revisions", answer=wire_models.History)
     r.add(get, one + "/spec", h.spec, summary="The stored spec document", answer="application/json")
     r.add(
         get,
         one + "/analysis",
         h.analysis,
         summary="Analysis runs with measurements and thresholds",
-        answer=models.AnalysisList,
+        answer=wire_models.AnalysisList,
     )
     r.add(
         get,
         one + "/logs",
         h.logs,
         summary="Replica and hook output (local platform)",
-        answer=models.Logs,
+        answer=wire_models.Logs,
         query=(
             ("revision", "Only this revision"),
             ("tail", "Lines per log (default 100)"),
@@ -212,7 +212,7 @@ def build_router(service: RolloutService, *, token: str, loopback: bool) -> disp
         one + "/shadow",
         h.shadow,
         summary="A shadow's answers compared with production's: counts, recent differences",
-        answer=models.Shadow,
+        answer=wire_models.Shadow,
     )
     r.add(
         get,
@@ -234,8 +234,8 @@ def build_router(service: RolloutService, *, token: str, loopback: bool) -> disp
         h.apply,
         mutating=True,
         summary="Apply documents",
-        body=models.ApplyRequest,
-        answer=models.ApplyAnswer,
+        body=wire_models.ApplyRequest,
+        answer=wire_models.ApplyAnswer,
     )
     r.add(
         post,
@@ -243,8 +243,8 @@ def build_router(service: RolloutService, *, token: str, loopback: bool) -> disp
         h.promote,
         mutating=True,
         summary="Promote one step, or fully",
-        body=models.PromoteRequest,
-        answer=models.Status,
+        body=wire_models.PromoteRequest,
+        answer=wire_models.Status,
     )
     for action, handler, summary in (
         ("abort", h.abort, "Abort: all traffic back to stable"),
@@ -253,7 +253,12 @@ def build_router(service: RolloutService, *, token: str, loopback: bool) -> disp
         ("resume", h.resume, "Resume"),
     ):
         r.add(
-            post, f"{one}/{action}", handler, mutating=True, summary=summary, answer=models.Status
+            post,
+            f"{one}/{action}",
+            handler,
+            mutating=True,
+            summary=summary,
+            answer=wire_models.Status,
         )
     r.add(
         post,
@@ -261,10 +266,17 @@ def build_router(service: RolloutService, *, token: str, loopback: bool) -> disp
         h.undo,
         mutating=True,
         summary="Roll back to an earlier revision",
-        body=models.UndoRequest,
-        answer=models.Status,
+        body=wire_models.UndoRequest,
+        answer=wire_models.Status,
     )
-    r.add("DELETE", one, h.delete, mutating=True, summary="Delete a rollout", answer=models.Deleted)
+    r.add(
+        "DELETE",
+        one,
+        h.delete,
+        mutating=True,
+        summary="Delete a rollout",
+        answer=wire_models.Deleted,
+    )
     dashboard.add_routes(r, store)
     flags = getattr(service, "flags", None)
     if flags is not None:  # the local platform's service keeps flags (changeover.flags)

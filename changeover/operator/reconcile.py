@@ -35,8 +35,7 @@ from changeover.engine.phases import Phase
 from changeover.engine.status import RolloutStatus
 from changeover.kube import client as kube
 from changeover.kube import names
-from changeover.operator import analysis as analysis_mod
-from changeover.operator import documents, executor
+from changeover.operator import documents, executor, operator_analysis
 from changeover.operator.trace import SpecTrace
 from changeover.platforms.kubernetes import informer
 from changeover.platforms.kubernetes.events import EventRecorder
@@ -133,7 +132,7 @@ class ReconcileDeps:
     rollouts: informer.Informer  # the Rollouts' cache; told of every status written
     platform: KubePlatform  # ReplicaSets: revisions, scaling, ready counts
     hooks: JobHooks  # recreate hooks as Jobs
-    analysis: analysis_mod.OperatorAnalysis
+    analysis: operator_analysis.OperatorAnalysis
     recorder: EventRecorder
     trace: SpecTrace
     clock: Callable[[], float]
@@ -208,7 +207,7 @@ async def reconcile(deps: ReconcileDeps, namespace: str, name: str) -> float | N
     deps.trace.mark(key, "planned", generation=generation)
     router = await _router(deps, obj, parsed, status)
     for action in plan.actions:
-        if isinstance(action, analysis_mod.AnalysisAction):
+        if isinstance(action, operator_analysis.AnalysisAction):
             await deps.analysis.prepare(action, rollout)
             deps.analysis.execute(action, rollout, {rev: c.pod_hash for rev, c in counts.items()})
             continue

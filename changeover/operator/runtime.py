@@ -28,9 +28,9 @@ from changeover.kube import client as kube
 from changeover.kube import names
 from changeover.operator import argo_bridge, health_server
 from changeover.operator import reconcile as reconcile_mod
-from changeover.operator.analysis import OperatorAnalysis
 from changeover.operator.flag_endpoint import FlagEndpoint
 from changeover.operator.leader import LeaderElector
+from changeover.operator.operator_analysis import OperatorAnalysis
 from changeover.operator.trace import SpecTrace
 from changeover.operator.workqueue import WorkQueue
 from changeover.platforms.kubernetes import informer, replicasets

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from api_helpers import AUTH, ROLLOUT, TOKEN
 
-from changeover.api import dashboard, streams
+from changeover.api import dashboard, event_streams
 from changeover.api.server import ApiServer, build_router, start_api
 from changeover.http_server import http as api_http
 from changeover.testing.fake_service import FakeService
@@ -167,7 +167,7 @@ async def test_pages_streaming_at_once_share_one_read_per_tick() -> None:
         return original()
 
     service.list_rollouts = counted  # type: ignore[method-assign]
-    hub = streams.Streams(service)
+    hub = event_streams.Streams(service)
     pages = [hub.lists() for _ in range(5)]
     for page in pages:
         assert await anext(page) == b"retry: 2000\n\n"
@@ -190,7 +190,7 @@ async def test_rollout_stream_sends_the_newest_runs_only() -> None:
     await service.apply([ROLLOUT], source="r.yaml")
     runs = [{"id": f"run-{i}", "metrics": []} for i in range(30)]
     service.analysis = lambda name: runs  # type: ignore[method-assign]
-    page = await streams.Streams(service).rollout("chat")
+    page = await event_streams.Streams(service).rollout("chat")
     sent: dict[str, Any] = {}
     async for chunk in page:
         kind, _, data = chunk.decode().partition("\ndata: ")

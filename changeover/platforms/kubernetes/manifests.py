@@ -185,7 +185,7 @@ def operator_documents(
                                     "readOnlyRootFilesystem": True,
                                     "allowPrivilegeEscalation": False,
                                 },
-                                # Analysis runs' SQLite file (operator.analysis) lives here.
+                                # The analysis runs' SQLite file (operator_analysis) lives here.
                                 "volumeMounts": [{"name": "state", "mountPath": "/tmp"}],
                             }
                         ],
