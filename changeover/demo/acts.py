@@ -1,4 +1,5 @@
-"""The demo's three acts, written as an operator would do them by hand.
+"""The demo's canary, analysis and blue-green acts, written as an operator would do them by
+hand (the model act between the last two is ``demo.model_act``).
 
 Act 1, canary (``demo-canary``, 4 replicas): v1 takes steady load; v2 walks
 ``rollout_docs.canary_steps``: 20%, a timed pause, 50%, ``pause: {}`` (the demo promotes it itself,
