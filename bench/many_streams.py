@@ -62,16 +62,22 @@ class Load:
 async def _one(
     port: int, opened: Callable[[float], None], gate: asyncio.Semaphore
 ) -> tuple[bool, float]:
-    """One stream: (complete, seconds to its first event)."""
-    async with gate:  # connects in waves: a listen backlog is finite
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    """One stream: (complete, seconds to its first event). ``opened`` is called once per
+    stream: with the time to its first event, or with -1 when it failed before one."""
+    first = 0.0
+    try:
+        async with gate:  # connects in waves: a listen backlog is finite
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        opened(-1.0)
+        return False, 0.0
     try:
         t0 = time.monotonic()
         writer.write(REQUEST)
         head = await reader.readuntil(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 200"):
             return False, 0.0
-        events, first = 0, 0.0
+        events = 0
         while True:
             size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
             if size == 0:
@@ -85,16 +91,23 @@ async def _one(
     except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
         return False, 0.0
     finally:
+        if not first:
+            opened(-1.0)
         writer.close()
 
 
 async def _load(port: int, n: int, pids: list[int], idle_rss: int) -> tuple[Load, int]:
     firsts: list[float] = []
+    failed = 0
     all_open = asyncio.Event()
 
     def opened(t: float) -> None:
-        firsts.append(t)
-        if len(firsts) == n:
+        nonlocal failed
+        if t < 0:
+            failed += 1
+        else:
+            firsts.append(t)
+        if len(firsts) + failed == n:
             all_open.set()
 
     gate = asyncio.Semaphore(256)
@@ -105,8 +118,7 @@ async def _load(port: int, n: int, pids: list[int], idle_rss: int) -> tuple[Load
     await asyncio.wait([waiter, done], return_when=asyncio.FIRST_COMPLETED)
     waiter.cancel()
     await asyncio.sleep(1.0)  # let the proxy settle with everything open
-    finished = sum(t.done() for t in tasks)
-    open_now = len(firsts) - finished
+    open_now = len(firsts) - sum(t.done() and t.result()[0] for t in tasks)
     peak_rss = common.rss_bytes(pids)
     results = await done
     ok = [r for r in results if r[0]]
@@ -173,7 +185,7 @@ def render(sides: list[Side], direct_ms: float, args: argparse.Namespace, took: 
         SECTION,
         "",
         *judge.machine(),
-        f"- commit: `{common.commit()}`; load average before: {args.load_before}",
+        f"- load average before: {args.load_before}",
         f"- command: `.venv/bin/{cmd}` ({took:.0f} s; RLIMIT_NOFILE soft {args.nofile})",
         f"- {args.streams} concurrent streams of {EVENTS} server-sent events 0.5 s apart "
         "(30 s each, `bench.stream_server long`), all opened at once (256 connects at a "
