@@ -99,8 +99,8 @@ def measure(args: argparse.Namespace, procs: common.Procs, workdir: Path) -> lis
         out += [
             "",
             f"- compared pairs: {pairs[0]:,} ({pairs[1]:,} matched), not compared: {pairs[2]:,} "
-            "(the mirror's CPU budget sends a share of the copies at saturation; each sent copy "
-            "is compared)",
+            "(at saturation the mirror's CPU budget sends a share of the copies, and a pair is "
+            "made only while the copy will be queued and fewer than 256 pairs wait)",
         ]
     return out
 
