@@ -123,6 +123,15 @@ class KubeService:
             },
             "spec": copy.deepcopy(doc["spec"]),
         }
+        # Retried on a stale read: the operator writes status between our read and write.
+        for _ in range(10):
+            try:
+                return await self._write_rollout(name, body)
+            except kube.Conflict:
+                await asyncio.sleep(0.05)
+        raise errors.TemporaryBackendError(f"rollout {name} kept changing; try again")
+
+    async def _write_rollout(self, name: str, body: JSON) -> JSON:
         existing = await self.client.get_or_none(kube.ROLLOUTS, name, namespace=self.namespace)
         revision = await self._revision_for(existing, body)
         if existing is None:
@@ -290,7 +299,22 @@ class KubeService:
         return await self._command(name, commands.resume)
 
     async def undo(self, name: str, *, to_revision: int | None = None) -> JSON:
-        obj = await self._get(name)
+        # The operator writes status between our read and write; a stale
+        # resourceVersion is retried on a fresh read, as `kubectl rollout undo` does.
+        for _ in range(10):
+            obj = await self._get(name)
+            target = await self._undo_target(name, obj, to_revision)
+            obj["spec"]["template"] = target[1]
+            try:
+                await self.client.replace(kube.ROLLOUTS, obj, namespace=self.namespace)
+            except kube.Conflict:
+                await asyncio.sleep(0.05)
+                continue
+            return {**(await self.status(name)), "undoneTo": target[0], "newRevision": target[0]}
+        raise errors.TemporaryBackendError(f"rollout {name} kept changing; try again")
+
+    async def _undo_target(self, name: str, obj: JSON, to_revision: int | None) -> tuple[int, JSON]:
+        """The revision to go back to and its pod template, or a clear error."""
         status = RolloutStatus.model_validate(obj.get("status") or {})
         kept = await self._replicasets(obj)
         current = status.target_revision
@@ -303,9 +327,7 @@ class KubeService:
             raise errors.NotFound(f"rollout {name!r} has no revision {to_revision} (kept: {have})")
         if to_revision == current:
             raise errors.StateError(f"revision {to_revision} is already the current one")
-        obj["spec"]["template"] = replicasets.original_template(kept[to_revision])
-        await self.client.replace(kube.ROLLOUTS, obj, namespace=self.namespace)
-        return {**(await self.status(name)), "undoneTo": to_revision, "newRevision": to_revision}
+        return to_revision, replicasets.original_template(kept[to_revision])
 
     async def delete(self, name: str) -> None:
         await self._get(name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from k8s_helpers import Kube, eventually, healthy_on, phase_is, rollout
 
+from changeover.kube import client as kube
 from changeover.operator.runtime import Operator
 from changeover.operator.service import KubeService
 
@@ -74,6 +75,52 @@ async def test_undo_reuses_the_earlier_revision(kube_: Kube, operator: Operator)
     )
     assert st["lastRevision"] == 2  # no third revision: the ReplicaSet of 1 was reused
     assert set(await k.rs_counts("web")) == {1, 2}
+
+
+def race_a_status_write(k: Kube, name: str) -> list[bool]:
+    """Make the next spec write find the Rollout changed since it was read, as when the
+    operator writes status at that moment; the returned list fills when it happened."""
+    real_replace = k.client.replace
+    raced: list[bool] = []
+
+    async def replace_after_a_status_write(res, body, **kw):  # type: ignore[no-untyped-def]
+        if res is kube.ROLLOUTS and kw.get("sub") is None and not raced:
+            raced.append(True)
+            await k.patch_status(name, lambda st: st.update(message="written meanwhile"))
+        return await real_replace(res, body, **kw)
+
+    k.client.replace = replace_after_a_status_write  # type: ignore[method-assign]
+    return raced
+
+
+async def test_undo_and_apply_survive_a_status_write_between_read_and_write(
+    kube_: Kube, operator: Operator
+) -> None:
+    k = kube_
+    svc = KubeService(k.client, namespace=k.namespace)
+    await k.apply_rollout(rollout("web", replicas=1, strategy={"canary": {"steps": []}}))
+    await phase_is(k, "web", "Healthy")
+    await k.set_image("web", "app:v2")
+    await eventually(
+        lambda: k.status("web"), lambda s: s.get("stableRevision") == 2, what="revision 2 stable"
+    )
+    raced = race_a_status_write(k, "web")
+    doc = await svc.undo("web")
+    assert raced and doc["undoneTo"] == 1
+    st = await eventually(
+        lambda: k.status("web"),
+        lambda s: s.get("stableRevision") == 1 and s.get("phase") == "Healthy",
+        what="back on revision 1",
+    )
+    assert st["lastRevision"] == 2
+
+    raced = race_a_status_write(k, "web")
+    changed = rollout("web", replicas=1, strategy={"canary": {"steps": []}}, image="app:v3")
+    (result,) = await svc.apply([changed], source="web.yaml")
+    assert raced and result["action"] == "updated"
+    await eventually(
+        lambda: k.status("web"), lambda s: s.get("stableRevision") == 3, what="revision 3 stable"
+    )
 
 
 async def test_pause_and_resume(kube_: Kube, operator: Operator) -> None:
