@@ -218,3 +218,22 @@ def test_a_rollouts_limits_reach_its_router_process_config() -> None:
     router = router_mod.factory("web", **{**config, "port": 0})
     assert router.settings.send_timeout == 9
     assert router.settings.max_connections == 77
+
+
+async def test_an_error_answer_reaches_a_client_that_is_still_sending(
+    make_router: RouterFactory, upstream: UpstreamFactory
+) -> None:
+    """A malformed request answered 400 while the client keeps uploading: the router
+    closes lingering (as nginx does), so the answer is read, not lost to a reset."""
+    router, up = await one_revision(make_router, upstream)
+    reader, writer = await asyncio.open_connection("127.0.0.1", router.port)
+    writer.write(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: zz\r\n\r\n")
+    with contextlib.suppress(ConnectionError):
+        for _ in range(20):
+            writer.write(b"x" * 16384)
+            await writer.drain()
+            await asyncio.sleep(0.01)
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert up.requests == []

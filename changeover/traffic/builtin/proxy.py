@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 MAX_PIPELINE = 16  # queued requests per connection before reading pauses
 MAX_HEAD = 64 * 1024  # bytes of one request head (nginx: 4 x 8k by default)
 FULL_LOG_EVERY = 10.0  # seconds between two "max_connections reached" log lines
+LINGER_SECONDS = 2.0  # reading and discarding after an error answer (nginx: lingering_close)
 _full_logged = [-FULL_LOG_EVERY]  # when that was last logged (time.monotonic)
 
 
@@ -62,6 +63,7 @@ class ClientConnection(asyncio.Protocol):
         "_in_head",
         "_in_msg",
         "_last",
+        "_lingering",
         "_lost",
         "_next",
         "_out",
@@ -113,6 +115,7 @@ class ClientConnection(asyncio.Protocol):
         self._in_head = False
         self._in_msg = False
         self._lost = False
+        self._lingering = False
         # Since when (loop time; 0: not) a head is being read, the body was last read,
         # our writes have been paused by a client that does not read. The router's sweep
         # checks them (``check_timeouts``): no timer per request.
@@ -458,11 +461,25 @@ class ClientConnection(asyncio.Protocol):
         if self._out:
             batch.write_out(self.transport, self._out)
 
-    def close(self) -> None:
-        """Close after what was written so far has gone out."""
+    def close(self, *, linger: bool = True) -> None:
+        """Close after what was written so far has gone out. After an error answer the
+        client may still be sending: closing with its bytes unread would reset the
+        connection and can destroy the answer in flight, so the write side is shut and
+        what arrives is discarded until the client closes or ``LINGER_SECONDS`` pass."""
         self.flush_out()
-        if self.transport is not None:
-            self.transport.close()
+        transport = self.transport
+        if transport is None:
+            return
+        linger = linger and self._lost and not self._lingering and not transport.is_closing()
+        if linger and transport.can_write_eof():
+            self._lingering = True
+            transport.write_eof()
+            if self._paused:
+                self._paused = 0
+                transport.resume_reading()
+            self.loop.call_later(LINGER_SECONDS, transport.close)
+            return
+        transport.close()
 
     def abort(self) -> None:
         self._out.clear()

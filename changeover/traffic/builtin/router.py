@@ -209,7 +209,7 @@ class BuiltinRouter:
         while any(not c.idle() for c in self.state.connections) and loop.time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
         for conn in list(self.state.connections):
-            conn.close()
+            conn.close(linger=False)
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
