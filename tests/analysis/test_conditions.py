@@ -160,7 +160,7 @@ def test_hostile_or_mistyped_evaluation_is_an_error_not_a_crash(text: str, resul
     started = time.monotonic()
     with pytest.raises(conditions.ConditionEvalError):
         conditions.evaluate(text, result)
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 2  # refused up front, not computed
 
 
 def test_a_condition_must_give_a_boolean() -> None:

@@ -69,11 +69,11 @@ async def test_web_failures_are_provider_errors(server: HttpServer) -> None:
         await fetch({"url": server.url("/broken")})
     with pytest.raises(base.ProviderError, match="no key 'nope'"):
         await fetch({"url": server.url("/"), "jsonPath": "$.data.nope"})
-    server.delay = 1.0
+    server.delay = 5.0
     started = time.monotonic()
     with pytest.raises(base.ProviderError, match=r"no answer within 0\.2s"):
         await fetch({"url": server.url("/"), "timeoutSeconds": 0.2})
-    assert time.monotonic() - started < 0.9
+    assert time.monotonic() - started < 3  # the timeout, not the 5 s answer
     server.delay = 0.0
     with pytest.raises(base.ProviderError, match=re.escape("GET http://127.0.0.1:1/")):
         await fetch({"url": "http://127.0.0.1:1/"})  # nothing listens there

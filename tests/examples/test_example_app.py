@@ -106,15 +106,15 @@ def sse_events(body: bytes) -> list[str]:
 def test_stream_sends_chunks_apart_then_done(start_app: StartApp) -> None:
     app = start_app("--version", "v3")
     conn = connect(app)
-    t0 = time.monotonic()
     conn.request("GET", "/stream?chunks=4&interval_ms=50")
     resp = conn.getresponse()
     assert resp.getheader("content-type") == "text/event-stream"
     assert resp.getheader("transfer-encoding") == "chunked"
     first = resp.read1()  # the first token comes before the rest are produced
-    assert time.monotonic() - t0 < 0.15 and first.startswith(b"data: {")
+    t_first = time.monotonic()
+    assert first.startswith(b"data: {")
     events = sse_events(first + resp.read())
-    assert time.monotonic() - t0 >= 0.15  # three 50 ms gaps
+    assert time.monotonic() - t_first >= 0.1  # at least two of the three 50 ms gaps after it
     assert events[-1] == "[DONE]"
     tokens = [json.loads(e) for e in events[:-1]]
     assert [t["index"] for t in tokens] == [0, 1, 2, 3]

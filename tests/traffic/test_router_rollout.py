@@ -91,7 +91,7 @@ async def test_drain_gives_up_after_grace(
         await asyncio.sleep(0.1)
         t0 = loop.time()
         left = await router.drain(ep(slow), 0.2)
-        assert 0.15 <= loop.time() - t0 < 0.5
+        assert 0.15 <= loop.time() - t0 < 0.8  # the grace, not the request's whole second
         assert left == 1  # the controller turns this into a DrainTimedOut event
         assert (await in_flight).status_code == 200  # not cut: the platform decides that
 

@@ -197,8 +197,8 @@ async def test_a_slow_shadow_gets_every_copy_and_a_dead_one_costs_nothing(
     make_router: RouterFactory, upstream: UpstreamFactory
 ) -> None:
     """Given 100% mirroring to a shadow that takes 50 ms per answer, 400 requests over 32
-    connections all reach it within about a second (copies are sent many at a time, not
-    one after another), and the clients only ever see the primary. Then with the shadow
+    connections all reach it within a few seconds (copies are sent many at a time: one
+    after another would take 20 s), and the clients only ever see the primary. Then with the shadow
     gone, every copy fails fast, counted, and the primary answers everything."""
     v1 = await upstream("v1")
     server, arrived = await slow_shadow(0.05)
@@ -213,7 +213,7 @@ async def test_a_slow_shadow_gets_every_copy_and_a_dead_one_costs_nothing(
     assert all(isinstance(r, router_helpers.Reply) and r.body == b"v1" for r in replies)
     m = router.metrics.revision(2)
     assert (m.mirror_sent, m.mirror_dropped, m.mirror_failed) == (400, 0, 0)
-    assert len(arrived) == 400 and max(arrived) - t0 < 1.5, max(arrived) - t0
+    assert len(arrived) == 400 and max(arrived) - t0 < 6, max(arrived) - t0
 
     server.close()
     await server.wait_closed()
