@@ -1,6 +1,6 @@
 """One connection to a SQLite state database, for stores that keep tables of their own in it.
 
-``runners.analysis_store.AnalysisStore`` and ``flags.store.FlagStore`` share the state
+``runners.analysis_store.AnalysisStore`` and ``flags.flag_store.FlagStore`` share the state
 database of ``changeover serve`` with ``local_controller.rollout_store`` (WAL mode lets each have
 its own connection). This is their common plumbing: open (creating the tables), one write
 transaction at a time (committed if the block returns, rolled back if it raises), reads,

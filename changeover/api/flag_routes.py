@@ -22,7 +22,7 @@ from typing import Any
 
 from changeover import errors
 from changeover.flags import ofrep
-from changeover.flags.service import FlagService
+from changeover.flags.flag_service import FlagService
 from changeover.http_server import dispatch, http
 
 PREFIX = "/api/v1/flags"

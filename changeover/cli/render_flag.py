@@ -1,4 +1,4 @@
-"""Rich renderings of flag status documents (``changeover.flags.service``) for the CLI.
+"""Rich renderings of flag status documents (``changeover.flags.flag_service``) for the CLI.
 
 checkout  ✔ Healthy  boolean  revision 3
   default off   split on 25%   2 rules

@@ -1,4 +1,4 @@
-"""Analysis runs for flag rollouts on the local platform (``flags.service.Runs``).
+"""Analysis runs for flag rollouts on the local platform (``flags.flag_service.Runs``).
 
 A flag rollout's analysis step judges the traffic of its ``target`` Rollout: the run is an
 ordinary analysis run of that rollout (so it shows in its status too) against the revision

@@ -16,8 +16,8 @@ from typing import Any
 from changeover import errors, server_registry, validation
 from changeover.engine import commands, rollback
 from changeover.engine.status import RolloutStatus
-from changeover.flags.service import FlagService
-from changeover.flags.store import FlagStore
+from changeover.flags.flag_service import FlagService
+from changeover.flags.flag_store import FlagStore
 from changeover.local_controller.flag_runs import LocalFlagRuns
 from changeover.local_controller.loop import Controller
 from changeover.platforms.base import ReplicaState, RevisionState

@@ -10,8 +10,8 @@ import pytest
 
 from changeover import errors
 from changeover.flags import ofrep
-from changeover.flags.service import FlagService
-from changeover.flags.store import FlagStore
+from changeover.flags.flag_service import FlagService
+from changeover.flags.flag_store import FlagStore
 from changeover.spec import flag as spec_flag
 
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from changeover import errors
 from changeover.flags import evaluate, progress
-from changeover.flags.store import FlagStore, StoredFlag
+from changeover.flags.flag_store import FlagStore, StoredFlag
 from changeover.spec import flag as spec_flag
 
 JSON = dict[str, Any]
