@@ -403,7 +403,8 @@ class Sampler:
 
     def shadows(self, rollout: str) -> dict[int, Any]:
         """The rollout's shadow comparisons, live: shadow revision → its ``ShadowStats``
-        (``analysis.shadow.ShadowData``); empty without the builtin router's registry."""
+        (``analysis.shadow_comparisons.ShadowData``); empty without the builtin router's
+        registry."""
         rollouts = getattr(self._registry, "rollouts", None)
         found = rollouts.get(rollout) if isinstance(rollouts, dict) else None
         if found is None:

@@ -29,7 +29,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from changeover import aio, errors
-from changeover.analysis import assess, conditions_eval, providers, sampler, shadow, templates
+from changeover.analysis import (
+    assess,
+    conditions_eval,
+    providers,
+    sampler,
+    shadow_comparisons,
+    templates,
+)
 from changeover.analysis.providers import base as providers_base
 from changeover.analysis.run import AnalysisRun
 from changeover.clock import Clock
@@ -285,12 +292,14 @@ class AnalysisRunner:
         def series(revision: int, metric: str, seconds: float) -> list[float]:
             if smp is None:
                 return []
-            if metric in shadow.SERIES:  # per request, as compared (wall-time stamps)
+            if metric in shadow_comparisons.SERIES:  # per request, as compared (wall-time stamps)
                 found = smp.shadows(rollout)
-                return shadow.latency_samples(found, revision, now=time.time(), seconds=seconds)
+                return shadow_comparisons.latency_samples(
+                    found, revision, now=time.time(), seconds=seconds
+                )
             return smp.series(rollout, revision, metric, seconds)
 
-        def shadows() -> dict[int, shadow.ShadowData]:
+        def shadows() -> dict[int, shadow_comparisons.ShadowData]:
             return smp.shadows(rollout) if smp is not None else {}
 
         def replicas(revision: int) -> list[providers_base.ReplicaProcess]:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from analysis_helpers import HttpServer, Request
 
-from changeover.analysis import providers, sampler, shadow
+from changeover.analysis import providers, sampler, shadow_comparisons
 from changeover.analysis.providers import base
 from changeover.endpoints import Endpoint
 from changeover.spec import models
@@ -46,7 +46,7 @@ async def shadowed(shadow_server: HttpServer, n: int = 40) -> AsyncIterator[base
         now=time.time(),
         window=lambda rev, secs: smp.window("web", rev, secs, time.time()),
         # as the controller's analysis runner builds it
-        series=lambda rev, metric, secs: shadow.latency_samples(
+        series=lambda rev, metric, secs: shadow_comparisons.latency_samples(
             smp.shadows("web"), rev, now=time.time(), seconds=secs
         ),
         shadows=lambda: smp.shadows("web"),

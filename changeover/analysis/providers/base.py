@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from changeover import errors
-from changeover.analysis import sampler, shadow
+from changeover.analysis import sampler, shadow_comparisons
 
 # "Undecided": a judge that needs more data before it may conclude anything (an A/B test
 # short of its sample size): recorded and shown, but neither a pass, a fail nor inconclusive.
@@ -63,8 +63,9 @@ class ReplicaProcess:
 
 # revision → its replicas now (for the builtin provider's restarts, cpu and memory).
 ReplicasFn = Callable[[int], list[ReplicaProcess]]
-# The rollout's shadow comparisons now: shadow revision → ``analysis.shadow.ShadowData``.
-ShadowsFn = Callable[[], Mapping[int, "shadow.ShadowData"]]
+# The rollout's shadow comparisons now: shadow revision →
+# ``analysis.shadow_comparisons.ShadowData``.
+ShadowsFn = Callable[[], Mapping[int, "shadow_comparisons.ShadowData"]]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -28,7 +28,7 @@ answer), ``shadow-{status,body,latency}-mismatch-rate``, ``shadow-latency-p50..p
 ``shadow-latency-delta-p50/p99`` (shadow minus primary, same requests), and
 ``shadow-compared``; ``minRequests`` then counts compared answers. Without ``metric``, a
 shadow that serves no traffic gets all of them (``result.matchRate``, ``result.errorRate``,
-``result.latencyDeltaP99``...). See ``analysis.shadow``.
+``result.latencyDeltaP99``...). See ``analysis.shadow_comparisons``.
 
 Too few requests in the window raise ``ProviderError`` (an Error measurement): a canary
 that served nothing has not shown that it is good, and ``consecutiveErrorLimit`` gives it
@@ -45,13 +45,13 @@ from typing import Any
 
 import psutil
 
-from changeover.analysis import sampler, shadow
+from changeover.analysis import sampler, shadow_comparisons
 from changeover.analysis.providers import base
 from changeover.spec import models
 
 ROUTER_METRICS = ("requests", *sampler.SERIES)
 PROCESS_METRICS = ("restarts", "cpu", "memory")
-SHADOW_METRICS = shadow.METRICS
+SHADOW_METRICS = shadow_comparisons.METRICS
 METRICS = (*ROUTER_METRICS, *PROCESS_METRICS, *SHADOW_METRICS)
 _KEYS = ("metric", "revision", "window", "minRequests", "aggregate", "sample")
 
@@ -130,13 +130,15 @@ class BuiltinProvider:
         return base.ProviderResult(value=stats.value(metric), message=shown)
 
 
-def _shadow_data(revision: int, context: base.MeasureContext) -> shadow.ShadowData | None:
+def _shadow_data(
+    revision: int, context: base.MeasureContext
+) -> shadow_comparisons.ShadowData | None:
     return context.shadows().get(revision) if context.shadows is not None else None
 
 
 def _shadow_result(
     revision: int,
-    compared: shadow.ShadowData | None,
+    compared: shadow_comparisons.ShadowData | None,
     metric: str | None,
     window: float,
     need: int,
@@ -147,7 +149,7 @@ def _shadow_result(
             f"revision {revision}: no answers compared with the primary's yet (a shadow "
             "needs a compare block: setMirrorRoute.compare or strategy.shadow.compare)"
         )
-    stats = shadow.window(compared.pairs, now=time.time(), seconds=window)
+    stats = shadow_comparisons.window(compared.pairs, now=time.time(), seconds=window)
     if stats.compared < max(1, need):
         raise base.ProviderError(
             f"revision {revision}: {stats.compared} answer{'s' if stats.compared != 1 else ''} "
