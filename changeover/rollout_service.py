@@ -5,6 +5,10 @@
 ``changeover.errors``: ``SpecError`` (bad input, nothing stored), ``NotFound``,
 ``StateError`` (e.g. promote when nothing is rolling out).
 
+Reads may answer at once (the local platform keeps its state in memory) or as an awaitable
+(Kubernetes reads the API server): ``Answer[T]``. The HTTP API ``settle``s every read, so
+one API and one dashboard serve both platforms.
+
 Status documents are the JSON contract of ``status -o json`` (docs/reference/cli.md)::
 
     {"name": "chat", "phase": "Paused", "message": "paused at step 2 of 4",
@@ -16,9 +20,20 @@ Status documents are the JSON contract of ``status -o json`` (docs/reference/cli
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+import inspect
+from collections.abc import Awaitable
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 JSON = dict[str, Any]
+T = TypeVar("T")
+Answer: TypeAlias = T | Awaitable[T]
+
+
+async def settle(answer: Answer[T]) -> T:
+    """A read's value, awaited if the service answers asynchronously."""
+    if inspect.isawaitable(answer):
+        return await answer
+    return answer
 
 
 class RolloutService(Protocol):
@@ -26,24 +41,24 @@ class RolloutService(Protocol):
         """Validate every document first (all errors at once, naming ``source``), then store.
         Returns one ``{"name", "revision", "action": "created"|"updated"|"unchanged"}`` each."""
 
-    def list_rollouts(self) -> list[JSON]:
+    def list_rollouts(self) -> Answer[list[JSON]]:
         """The status document of every rollout, sorted by name."""
 
-    def status(self, name: str) -> JSON:
+    def status(self, name: str) -> Answer[JSON]:
         """The status document of ``name``."""
 
-    def events(self, name: str, *, limit: int = 50) -> list[JSON]:
+    def events(self, name: str, *, limit: int = 50) -> Answer[list[JSON]]:
         """Newest last: ``{"time", "reason", "message", "revision"}``."""
 
-    def history(self, name: str) -> list[JSON]:
+    def history(self, name: str) -> Answer[list[JSON]]:
         """Kept revisions, oldest first: ``{"revision", "createdAt", "command", "stable",
         "current"}``."""
 
-    def analysis(self, name: str) -> list[JSON]:
+    def analysis(self, name: str) -> Answer[list[JSON]]:
         """Every kept analysis run, oldest first, with each metric's conditions, threshold
         and measurements (``AnalysisRun.detail``)."""
 
-    def spec(self, name: str) -> JSON:
+    def spec(self, name: str) -> Answer[JSON]:
         """The stored spec document (camelCase), as last applied."""
 
     async def promote(self, name: str, *, full: bool = False) -> JSON: ...

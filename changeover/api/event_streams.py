@@ -6,8 +6,10 @@ that list's documents change. ``GET /api/v1/rollouts/{name}/stream`` sends ``sta
 ``events``, ``analysis``, ``history`` and ``spec`` when they change, and ``traffic`` (the
 router's cumulative per-revision counters and histograms, with the server's time, from
 which the page charts rates and percentiles) every ``TRAFFIC_SECONDS``; ``gone`` ends it
-when the rollout is deleted. The server compares snapshots taken every ``TICK_SECONDS``
-in memory: nothing crosses the network unless it changed.
+when the rollout is deleted. The server compares snapshots taken every tick
+(``TICK_SECONDS`` unless the server asks for another) in memory: nothing crosses the
+network unless it changed. Each document is read at most once per half tick for all open
+pages, also when the service reads it from elsewhere (Kubernetes: the API server).
 
 Extension point: another resource (flags) adds its list with ``Streams.add_list("flags",
 service.list_flags)``; the page draws a section for every kind it knows.
@@ -16,7 +18,6 @@ service.list_flags)``; the page draws a section for every kind it knows.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import time
@@ -24,7 +25,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from changeover import errors
-from changeover.rollout_service import RolloutService
+from changeover.rollout_service import RolloutService, settle
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,8 @@ KEEPALIVE_SECONDS = 15.0
 STREAMED_RUNS = 20  # the newest analysis runs a page shows (GET .../analysis has them all)
 
 
-def _keyed(kind: str, read: Callable[[], Any]) -> dict[str, Any]:
-    return {kind: read()}
+async def _compact(read: Callable[[], Any]) -> str:
+    return json.dumps(await settle(read()), separators=(",", ":"))
 
 
 def event(kind: str, doc: Any) -> bytes:
@@ -43,23 +44,25 @@ def event(kind: str, doc: Any) -> bytes:
 
 
 class Streams:
-    def __init__(self, service: RolloutService) -> None:
+    def __init__(self, service: RolloutService, *, tick: float = TICK_SECONDS) -> None:
         self.service = service
+        self.tick = tick
         self._lists: dict[str, Callable[[], Any]] = {"rollouts": service.list_rollouts}
-        # Every open page reads the same documents each tick: one read serves them all.
-        self._memo: dict[str, tuple[float, str]] = {}
+        # Every open page reads the same documents each tick: one read serves them all,
+        # also while it is under way (a read from the Kubernetes API takes a while).
+        self._memo: dict[str, tuple[float, asyncio.Future[str]]] = {}
 
-    def _text(self, key: str, read: Callable[[], Any]) -> str:
+    async def _text(self, key: str, read: Callable[[], Any]) -> str:
         """``read()`` as compact JSON, read at most once per half tick for all streams."""
         now = time.monotonic()
         found = self._memo.get(key)
-        if found is not None and now - found[0] < TICK_SECONDS / 2:
-            return found[1]
-        text = json.dumps(read(), separators=(",", ":"))
-        if len(self._memo) > 1024:  # rollouts come and go: forget what nobody asked lately
-            self._memo = {k: v for k, v in self._memo.items() if now - v[0] < 10}
-        self._memo[key] = (now, text)
-        return text
+        if found is None or now - found[0] >= self.tick / 2:
+            if len(self._memo) > 1024:  # rollouts come and go: forget what nobody asked lately
+                self._memo = {k: v for k, v in self._memo.items() if now - v[0] < 10}
+            found = (now, asyncio.ensure_future(_compact(read)))
+            self._memo[key] = found
+        # Shielded: a page that goes away must not cancel the read the others wait for.
+        return await asyncio.shield(found[1])
 
     def add_list(self, kind: str, read: Callable[[], Any]) -> None:
         """Stream ``read()`` as ``event: kind`` on ``/api/v1/stream`` (e.g. flags)."""
@@ -72,7 +75,7 @@ class Streams:
         while True:
             for kind, read in list(self._lists.items()):
                 try:
-                    text = self._text(f"list/{kind}", functools.partial(_keyed, kind, read))
+                    text = await self._text(f"list/{kind}", _listing(kind, read))
                 except errors.ChangeoverError as exc:
                     text = json.dumps({"error": str(exc)})
                 if sent.get(kind) != text:
@@ -82,11 +85,11 @@ class Streams:
             if time.monotonic() - quiet > KEEPALIVE_SECONDS:
                 quiet = time.monotonic()
                 yield b": keep-alive\n\n"
-            await asyncio.sleep(TICK_SECONDS)
+            await asyncio.sleep(self.tick)
 
     async def rollout(self, name: str) -> AsyncIterator[bytes]:
         """The stream of one rollout (NotFound before the first byte if there is none)."""
-        self.service.status(name)
+        await settle(self.service.status(name))
         return self._rollout(name)
 
     async def _rollout(self, name: str) -> AsyncIterator[bytes]:
@@ -95,9 +98,9 @@ class Streams:
         reads: dict[str, Callable[[], Any]] = {
             "status": lambda: service.status(name),
             "spec": lambda: service.spec(name),
-            "history": lambda: {"revisions": service.history(name)},
-            "events": lambda: {"events": service.events(name, limit=200)},
-            "analysis": lambda: {"runs": service.analysis(name)[-STREAMED_RUNS:]},
+            "history": lambda: _wrapped("revisions", service.history(name)),
+            "events": lambda: _wrapped("events", service.events(name, limit=200)),
+            "analysis": lambda: _wrapped("runs", service.analysis(name), last=STREAMED_RUNS),
         }
         sent: dict[str, str] = {}
         traffic_at = 0.0
@@ -105,7 +108,7 @@ class Streams:
         while True:
             try:
                 for kind, read in reads.items():
-                    text = self._text(f"rollout/{name}/{kind}", read)
+                    text = await self._text(f"rollout/{name}/{kind}", read)
                     if sent.get(kind) != text:
                         sent[kind] = text
                         quiet = time.monotonic()
@@ -121,4 +124,14 @@ class Streams:
             if time.monotonic() - quiet > KEEPALIVE_SECONDS:
                 quiet = time.monotonic()
                 yield b": keep-alive\n\n"
-            await asyncio.sleep(TICK_SECONDS)
+            await asyncio.sleep(self.tick)
+
+
+async def _wrapped(key: str, answer: Any, *, last: int | None = None) -> dict[str, Any]:
+    """``{key: items}`` of a list read (only the ``last`` newest when given)."""
+    items: list[Any] = await settle(answer)
+    return {key: items[-last:] if last is not None else items}
+
+
+def _listing(kind: str, read: Callable[[], Any]) -> Callable[[], Any]:
+    return lambda: _wrapped(kind, read())

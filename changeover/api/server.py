@@ -34,7 +34,7 @@ from changeover.api import (
 )
 from changeover.api.bodies import MAX_JSON_DEPTH as MAX_JSON_DEPTH  # tests read it here
 from changeover.http_server import dispatch, http, sessions
-from changeover.rollout_service import RolloutService
+from changeover.rollout_service import RolloutService, settle
 
 PREFIX = "/api/v1"
 
@@ -42,16 +42,16 @@ PREFIX = "/api/v1"
 class Handlers:
     """One method per endpoint, bound to a service."""
 
-    def __init__(self, service: RolloutService) -> None:
+    def __init__(self, service: RolloutService, *, tick: float) -> None:
         self.service = service
-        self.streams = event_streams.Streams(service)
+        self.streams = event_streams.Streams(service, tick=tick)
 
     async def healthz(self, request: http.Request, params: dict[str, str]) -> http.Response:
         return http.Response.json(200, {"ok": True})
 
     async def metrics(self, request: http.Request, params: dict[str, str]) -> http.Response:
-        statuses = self.service.list_rollouts()
-        runs = {doc["name"]: self.service.analysis(doc["name"]) for doc in statuses}
+        statuses = await settle(self.service.list_rollouts())
+        runs = {doc["name"]: await settle(self.service.analysis(doc["name"])) for doc in statuses}
         text = self.service.metrics_text() + rollout_metrics.render(statuses, runs)
         return http.Response(
             status=200,
@@ -60,14 +60,16 @@ class Handlers:
         )
 
     async def list(self, request: http.Request, params: dict[str, str]) -> http.Response:
-        return http.Response.json(200, {"rollouts": self.service.list_rollouts()})
+        return http.Response.json(200, {"rollouts": await settle(self.service.list_rollouts())})
 
     async def status(self, request: http.Request, params: dict[str, str]) -> http.Response:
-        return http.Response.json(200, self.service.status(params["name"]))
+        return http.Response.json(200, await settle(self.service.status(params["name"])))
 
     async def events(self, request: http.Request, params: dict[str, str]) -> http.Response:
         limit = bodies.count(request.query.get("limit", ["50"])[-1], "limit")
-        events = self.service.events(params["name"], limit=min(limit, bodies.EVENTS_LIMIT))
+        events = await settle(
+            self.service.events(params["name"], limit=min(limit, bodies.EVENTS_LIMIT))
+        )
         return http.Response.json(200, {"events": events})
 
     async def shadow(self, request: http.Request, params: dict[str, str]) -> http.Response:
@@ -77,13 +79,17 @@ class Handlers:
         return http.Response.json(200, {"shadow": reader(params["name"])})
 
     async def history(self, request: http.Request, params: dict[str, str]) -> http.Response:
-        return http.Response.json(200, {"revisions": self.service.history(params["name"])})
+        return http.Response.json(
+            200, {"revisions": await settle(self.service.history(params["name"]))}
+        )
 
     async def analysis(self, request: http.Request, params: dict[str, str]) -> http.Response:
-        return http.Response.json(200, {"runs": self.service.analysis(params["name"])})
+        return http.Response.json(
+            200, {"runs": await settle(self.service.analysis(params["name"]))}
+        )
 
     async def spec(self, request: http.Request, params: dict[str, str]) -> http.Response:
-        return http.Response.json(200, self.service.spec(params["name"]))
+        return http.Response.json(200, await settle(self.service.spec(params["name"])))
 
     async def logs(self, request: http.Request, params: dict[str, str]) -> http.Response:
         reader = getattr(self.service, "logs", None)
@@ -155,8 +161,14 @@ EVENT_STREAM = "text/event-stream"
 NAME = "{name}"
 
 
-def build_router(service: RolloutService, *, token: str, loopback: bool) -> dispatch.Router:
-    h = Handlers(service)
+def build_router(
+    service: RolloutService,
+    *,
+    token: str,
+    loopback: bool,
+    tick_seconds: float = event_streams.TICK_SECONDS,
+) -> dispatch.Router:
+    h = Handlers(service, tick=tick_seconds)
     store = sessions.Sessions()
     r = dispatch.Router(token=token, open_reads=loopback, check_host=loopback, sessions=store)
     one = PREFIX + "/rollouts/" + NAME
@@ -330,14 +342,20 @@ class ApiServer:
 
 
 async def start_api(
-    service: RolloutService, host: str = "127.0.0.1", port: int = 7070, token: str = ""
+    service: RolloutService,
+    host: str = "127.0.0.1",
+    port: int = 7070,
+    token: str = "",
+    *,
+    tick_seconds: float = event_streams.TICK_SECONDS,
 ) -> ApiServer:
     """Listen on ``host:port`` and serve ``service``. ``token`` guards every mutation (and
-    every read too when ``host`` is not loopback). Raises ``BackendError`` if the address
-    cannot be bound."""
+    every read too when ``host`` is not loopback). ``tick_seconds``: how often the live
+    pages' documents are read (once per tick for every open page). Raises ``BackendError``
+    if the address cannot be bound."""
     if not token:
         raise ValueError("start_api needs a non-empty token")
-    app = build_router(service, token=token, loopback=is_loopback(host))
+    app = build_router(service, token=token, loopback=is_loopback(host), tick_seconds=tick_seconds)
     connections: set[http.HttpProtocol] = set()
     try:
         limits = http.limits_from_env(os.environ)  # CHANGEOVER_API_* (docs/reference/api.md)

@@ -256,6 +256,20 @@ class KubeService:
             )
         return out
 
+    async def analysis(self, name: str) -> list[JSON]:
+        """None to show: the operator keeps its runs in its own pod (their verdicts reach
+        the status document's ``analysis``)."""
+        await self._get(name)
+        return []
+
+    def traffic(self, name: str) -> JSON:
+        """Nothing: the cluster's router (a Service, an ingress or a mesh) counts requests,
+        not this client."""
+        return {}
+
+    def metrics_text(self) -> str:
+        return ""
+
     async def spec(self, name: str) -> JSON:
         obj = await self._get(name)
         return {
