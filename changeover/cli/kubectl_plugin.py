@@ -9,7 +9,7 @@ speaks kubectl's dialect, as Argo Rollouts' plugin does, and runs the same comma
     kubectl changeover retry rollout NAME        kubectl changeover pause|resume NAME
     kubectl changeover undo NAME [--to-revision N]
     kubectl changeover status|history|delete NAME     kubectl changeover apply -f FILE
-    kubectl changeover version
+    kubectl changeover dashboard [--port 3101]   kubectl changeover version
 
 kubectl's own ``--kubeconfig``, ``--context`` and ``-n/--namespace`` work anywhere on the
 line (kubectl passes plugin flags through; ``$KUBECONFIG`` as usual). Resource words
@@ -37,6 +37,7 @@ _VERBS = {
     "history",
     "delete",
     "apply",
+    "dashboard",
 }
 _GLOBAL = {"--kubeconfig": "kubeconfig", "--context": "context", "-n": "namespace"}
 _GLOBAL["--namespace"] = "namespace"
@@ -73,6 +74,8 @@ def translate(args: list[str]) -> tuple[list[str], dict[str, str]]:
 
     >>> translate(["get", "rollout", "web", "-w", "-n", "apps"])[0]
     ['get', 'web', '-w', '--platform', 'kubernetes', '--namespace', 'apps']
+    >>> translate(["dashboard", "--port", "0", "-n", "apps"])[0]
+    ['dashboard', '--port', '0', '--platform', 'kubernetes', '--namespace', 'apps']
     >>> translate(["--context=prod", "retry", "rollout", "web"])
     (['retry', 'web', '--platform', 'kubernetes'], {'CHANGEOVER_KUBE_CONTEXT': 'prod'})
     """

@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "read_commands",
     "lint_command",
     "serve_commands",
+    "dashboard_command",
     "recommend_command",
     "demo_command",
     "servers_command",

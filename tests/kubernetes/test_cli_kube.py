@@ -3,20 +3,16 @@ platform, acting on Rollout resources (``--platform kubernetes``)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import k8s_testbed as testbed
 import pytest
-from conftest import operator_kubeconfig
+from k8s_background import Background
 from typer.testing import CliRunner
 
 from changeover.cli.main import app
-from changeover.kube import client as kube
-from changeover.operator.runtime import Operator
 
 SPEC = """\
 apiVersion: changeover.dev/v1alpha1
@@ -32,43 +28,6 @@ spec:
     canary:
       steps: [{{setWeight: 50}}, {{pause: {{}}}}]
 """
-
-
-class Background:
-    """An operator on its own event loop in a thread (the CLI runs its own loop)."""
-
-    def __init__(self, namespace: str) -> None:
-        self.namespace = namespace
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    def __enter__(self) -> Background:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(60)
-        return self
-
-    async def _start(self) -> None:
-        self.client = await kube.KubeClient.connect(kubeconfig_path=testbed.kubeconfig())
-        await self.client.create(
-            kube.NAMESPACES,
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}},
-        )
-        self.op_client = await kube.KubeClient.connect(kubeconfig_path=operator_kubeconfig())
-        self.op = Operator(self.op_client, namespace=self.namespace, leader_election=False)
-        self.task = asyncio.create_task(self.op.run())
-        await asyncio.wait_for(self.op.ready.wait(), 30)
-
-    async def _stop(self) -> None:
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
-        await self.op_client.close()
-        await self.client.delete(kube.NAMESPACES, self.namespace)
-        await self.client.close()
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self._stop(), self.loop).result(60)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
 
 
 @pytest.fixture

@@ -1,0 +1,93 @@
+"""The dashboard of a cluster's rollouts, on the user's own machine: ``changeover dashboard
+--platform kubernetes`` and ``kubectl changeover dashboard`` (as Argo Rollouts'
+``kubectl argo rollouts dashboard``).
+
+It serves the local dashboard's page and the same API routes (``api.server``) on
+127.0.0.1 only, backed by ``operator.service.KubeService``: every read and every action
+goes to the API server with the user's kubeconfig credentials, so the cluster's RBAC
+decides what the user may see and do. The live pages poll the API server once per
+``TICK_SECONDS`` for every open page (``api.event_streams`` shares each read).
+
+Actions need the token ``run`` is given (the CLI generates one per start and prints it):
+the page's sign-in turns it into an HttpOnly, SameSite=Strict session cookie with a CSRF
+header, and requests from another origin are refused, as on ``changeover serve``
+(docs: explanation/security).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from changeover import aio, errors
+from changeover.api import server as api_server
+from changeover.kube import client as kube
+from changeover.operator.service import KubeService
+
+HOST = "127.0.0.1"
+TICK_SECONDS = 1.0  # each tick reads the API server: gentler than the local 0.5 s
+
+
+@dataclass(frozen=True)
+class Started:
+    """What ``on_ready`` is told: where the dashboard is and what it shows."""
+
+    url: str
+    cluster: str
+    namespace: str
+
+
+async def serve(
+    *,
+    kubeconfig: str | None,
+    context: str | None,
+    namespace: str | None,
+    port: int,
+    token: str,
+    on_ready: Callable[[Started], None],
+) -> None:
+    """Serve until SIGINT/SIGTERM. Raises a ``ChangeoverError`` naming the problem when the
+    kubeconfig, the cluster (or the user's right to list its Rollouts) or the port fails."""
+    client = await kube.KubeClient.connect(kubeconfig_path=kubeconfig, context=context)
+    try:
+        service = KubeService(client, namespace=namespace)
+        try:
+            await service.list_rollouts()  # fail at start, not in the page
+        except errors.ChangeoverError as exc:
+            raise errors.PermanentBackendError(
+                f"cannot list Rollouts in namespace {service.namespace} "
+                f"on {client.conn.server}: {exc}"
+            ) from exc
+        stop = aio.stop_on_signals()
+        api = await api_server.start_api(
+            service, host=HOST, port=port, token=token, tick_seconds=TICK_SECONDS
+        )
+        try:
+            on_ready(Started(url=api.url, cluster=client.conn.server, namespace=service.namespace))
+            await stop.wait()
+        finally:
+            await api.close()
+    finally:
+        await client.close()
+
+
+def run(
+    *,
+    kubeconfig: str | None,
+    context: str | None,
+    namespace: str | None,
+    port: int,
+    token: str,
+    on_ready: Callable[[Started], None],
+) -> None:
+    """``serve`` on its own event loop (the CLI's entry)."""
+    aio.run_fast(
+        serve(
+            kubeconfig=kubeconfig,
+            context=context,
+            namespace=namespace,
+            port=port,
+            token=token,
+            on_ready=on_ready,
+        )
+    )
