@@ -277,9 +277,11 @@ def exit_codes() -> str:
 def router_metrics() -> str:
     """The families of the builtin router's ``/metrics``, read from one rendered sample."""
     from changeover.traffic.builtin import metrics
+    from changeover.traffic.comparison import stats
 
     registry = metrics.Registry()
     registry.rollout("web").revision(1).record(200, 0.01)
+    registry.rollout("web").revision(2).shadow = stats.ShadowStats()
     return _families_table(registry.render())
 
 

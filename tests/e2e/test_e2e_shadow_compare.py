@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from e2e_helpers import EXAMPLES, JSON, MARK_VAR, free_port
+from e2e_helpers import EXAMPLES, JSON, MARK_VAR, free_port, metric_sum
 from e2e_serve import Serve
 from e2e_specs import write_rollout
 
@@ -125,3 +125,8 @@ def test_matching_shadow_promoted_drifting_shadow_stopped(serve: Serve, tmp_path
     differences = doc["3"]["differences"]
     assert differences and differences[0]["kinds"] == ["body"]
     assert differences[0]["primary"]["body"] != differences[0]["shadow"]["body"]
+    # the same counts in serve's /metrics, copied from the router process
+    samples = serve.metrics()
+    body = metric_sum(samples, "changeover_shadow_mismatched_total", revision="3", kind="body")
+    compared = metric_sum(samples, "changeover_shadow_compared_total", revision="3")
+    assert body == compared > 0, (body, compared)

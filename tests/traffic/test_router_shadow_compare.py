@@ -170,6 +170,15 @@ async def test_json_difference_counted_with_a_readable_sample(
     sample = found.samples[-1]
     assert sample["reason"] == "differs at /label"
     assert '"dog"' in sample["shadow"]["body"] and '"cat"' in sample["primary"]["body"]
+    # the same counts in the router's /metrics, on the shadow revision's rows
+    text = router.metrics_registry.render()
+    rev = 'rollout="web",revision="2"'
+    assert f"changeover_shadow_compared_total{{{rev}}} 4" in text
+    assert f"changeover_shadow_matched_total{{{rev}}} 0" in text
+    assert f'changeover_shadow_mismatched_total{{{rev},kind="body"}} 4' in text
+    assert f'changeover_shadow_mismatched_total{{{rev},kind="status"}} 0' in text
+    assert f'changeover_shadow_not_compared_total{{{rev},reason="tooLarge"}} 0' in text
+    assert 'changeover_shadow_compared_total{rollout="web",revision="1"}' not in text
 
 
 async def test_streamed_chat_reassembled_and_compared(

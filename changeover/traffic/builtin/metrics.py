@@ -418,6 +418,7 @@ class Registry:
             rows,
             "mirror_latency",
         )
+        _shadow_families(out, family, rows)
         family("changeover_upgraded_connections_open", "gauge", "Upgraded connections open now.")
         for labels, m in rows:
             out.append(f"changeover_upgraded_connections_open{{{labels}}} {m.upgraded_open}")
@@ -442,6 +443,38 @@ class Registry:
                 + str(ro.maintenance)
             )
         return "\n".join(out) + "\n"
+
+
+def _shadow_families(out: list[str], family: Any, rows: list[tuple[str, RevisionMetrics]]) -> None:
+    """A shadow revision's comparisons with its primary (``comparison.stats.ShadowStats``):
+    rows only for revisions compared as a shadow."""
+    shadows = [(labels, m.shadow) for labels, m in rows if m.shadow is not None]
+    for name, attr, help_text in (
+        ("changeover_shadow_compared_total", "compared", "Shadow answers compared."),
+        ("changeover_shadow_matched_total", "matched", "Compared shadow answers that matched."),
+        ("changeover_shadow_errors_total", "shadow_errors", "Compared shadow answers 5xx or none."),
+    ):
+        family(name, "counter", help_text)
+        for labels, found in shadows:
+            out.append(f"{name}{{{labels}}} {int(getattr(found, attr))}")
+    for name, attr, label, help_text in (
+        (
+            "changeover_shadow_mismatched_total",
+            "mismatched",
+            "kind",
+            "Compared shadow answers that differ, by kind (a pair may differ in several).",
+        ),
+        (
+            "changeover_shadow_not_compared_total",
+            "not_compared",
+            "reason",
+            "Mirrored requests not compared, by reason.",
+        ),
+    ):
+        family(name, "counter", help_text)
+        for labels, found in shadows:
+            for key, n in sorted(getattr(found, attr).items()):
+                out.append(f'{name}{{{labels},{label}="{_escape(str(key))}"}} {int(n)}')
 
 
 def _histogram(
