@@ -38,7 +38,7 @@ SERIES = (
     *(f"latency-{q}" for q in QUANTILES),
     "ttfb-mean",
     *(f"ttfb-{q}" for q in QUANTILES),
-    # Streamed responses (text/event-stream, JSON lines): ``traffic.builtin.streams``.
+    # Streamed responses (text/event-stream, JSON lines): ``traffic.builtin.token_streams``.
     "streams",
     "stream-cut-rate",
     "tokens-per-second",

@@ -4,29 +4,37 @@ from __future__ import annotations
 
 import pytest
 
-from changeover.traffic.builtin import metrics, streams
+from changeover.traffic.builtin import metrics, token_streams
 
 TOKEN = b'data: {"choices":[{"delta":{"content":"x"}}]}\n\n'
 
 
-def watch(kind: int = streams.SSE) -> tuple[streams.StreamWatch, metrics.RevisionMetrics]:
+def watch(
+    kind: int = token_streams.SSE,
+) -> tuple[token_streams.StreamWatch, metrics.RevisionMetrics]:
     rm = metrics.RevisionMetrics()
-    return streams.StreamWatch(kind, 0.0, rm), rm
+    return token_streams.StreamWatch(kind, 0.0, rm), rm
 
 
 @pytest.mark.parametrize(
     ("head", "kind"),
     [
-        (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n", streams.SSE),
-        (b"HTTP/1.1 200 OK\r\ncontent-type:Text/Event-Stream; charset=utf-8\r\n\r\n", streams.SSE),
-        (b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n\r\n", streams.LINES),
-        (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n", streams.NOT_A_STREAM),
-        (b"HTTP/1.1 200 OK\r\nX-Content-Type: text/event-stream\r\n\r\n", streams.NOT_A_STREAM),
-        (b"HTTP/1.1 200 OK\r\n\r\n", streams.NOT_A_STREAM),
+        (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n", token_streams.SSE),
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-type:Text/Event-Stream; charset=utf-8\r\n\r\n",
+            token_streams.SSE,
+        ),
+        (b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n\r\n", token_streams.LINES),
+        (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n", token_streams.NOT_A_STREAM),
+        (
+            b"HTTP/1.1 200 OK\r\nX-Content-Type: text/event-stream\r\n\r\n",
+            token_streams.NOT_A_STREAM,
+        ),
+        (b"HTTP/1.1 200 OK\r\n\r\n", token_streams.NOT_A_STREAM),
     ],
 )
 def test_kind_of_reads_the_content_type(head: bytes, kind: int) -> None:
-    assert streams.kind_of(head) == kind
+    assert token_streams.kind_of(head) == kind
 
 
 def test_events_split_anywhere_across_reads_count_once() -> None:
@@ -62,7 +70,7 @@ def test_first_token_is_the_first_nonempty_delta_not_the_role_chunk() -> None:
 
 
 def test_json_lines_with_a_done_flag() -> None:
-    w, rm = watch(streams.LINES)
+    w, rm = watch(token_streams.LINES)
     w.feed(b'{"response":"a","done":false}\n{"response":"b","done":false}\n', 0.2)
     w.feed(b'{"response":"","done": true,"eval_count":2}\n', 0.3)
     w.finish(0.3, cut=True)
@@ -80,7 +88,7 @@ def test_hostile_streams_stay_bounded() -> None:
     w, rm = watch()
     for _ in range(50):
         w.feed(b"data: " + b"x" * 10000, 0.1)  # one event that never ends
-    assert len(w.pending) <= streams.MAX_PENDING
+    assert len(w.pending) <= token_streams.MAX_PENDING
     w.feed(b"\n\n", 0.2)
     assert w.tokens == 1
     w.feed(b'data: {"usage":{"completion_tokens": 99999999999999999999}}\n\n', 0.3)

@@ -38,8 +38,9 @@ MODULES = (
     "proxy",
     "sketch",
     "state",
-    "streams",
     "table",
+    "token_streams",
+    "tunnel",
     "upstream",
     "wire",
 )

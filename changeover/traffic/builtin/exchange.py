@@ -15,10 +15,9 @@ No timer per request: the router's sweep calls ``check_timeout`` on each connect
 current exchange, so the response timeout costs nothing on the hot path.
 
 An upgrade request (``want_upgrade``) goes upstream alone: bytes the client sent behind
-it are held (``hold_early``) and sent only after a 101 (``on_upgrade``); the exchange then
-relays bytes both ways until either side closes or the router closes it at the end of a
-drain (``close_tunnel``). It holds its endpoint (``ep.in_flight``) all that time, so a
-replica's drain waits for it; as a request it is counted when the 101 arrives.
+it are held (``hold_early``) and sent only after a 101 (``on_upgrade``); as a request it
+is counted then, and the connection becomes a ``tunnel.Tunnel`` that relays bytes both
+ways (the exchange is done; it never reaches ``_finish``).
 
 Retries never resend what may have been processed: a request moves to another endpoint
 when the connect failed (nothing was sent), or when a *reused* keep-alive connection died
@@ -33,7 +32,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from changeover.traffic.builtin import compare, metrics, pool, streams, upstream, wire
+from changeover.traffic.builtin import compare, metrics, pool, token_streams, upstream, wire
 
 if TYPE_CHECKING:
     from changeover.traffic.builtin import proxy
@@ -86,8 +85,6 @@ class Exchange:
         "state",
         "status",
         "t0",
-        "t_open",
-        "tunnel",
         "upgrade",
         "watch",
     )
@@ -138,10 +135,8 @@ class Exchange:
         self.done = False
         self.status = 0
         self.t0 = 0.0  # time.monotonic(): finer than uvloop's millisecond loop clock
-        self.watch: streams.StreamWatch | None = None  # a token stream's accounting
+        self.watch: token_streams.StreamWatch | None = None  # a token stream's accounting
         self.upgrade = False  # an Upgrade request (want_upgrade)
-        self.tunnel = False  # the upstream said 101: relaying bytes
-        self.t_open = 0.0  # when the tunnel opened (time.monotonic())
         self._early = b""  # client bytes behind the upgrade request, held until the 101
 
     # -- request side ---------------------------------------------------------------
@@ -410,7 +405,7 @@ class Exchange:
         assert rm is not None
         rm.ttfb.observe(time.monotonic() - self.t0)
         if info.stream and self.method != b"HEAD":
-            self.watch = conn.watch = streams.StreamWatch(info.stream, self.t0, rm)
+            self.watch = conn.watch = token_streams.StreamWatch(info.stream, self.t0, rm)
         st = self.state
         extra = st.rev_headers.get(self.revision) or st.revision_header(self.revision)
         http11 = down.http11
@@ -452,64 +447,8 @@ class Exchange:
             return
         self.responded = True
         self.status = 101
-        self.tunnel = True
-        down = self.down
-        now = time.monotonic()  # the clock of t0
-        self.t_open = now
-        rm = self.rm
-        assert rm is not None
-        rm.ttfb.observe(now - self.t0)
-        rm.record(101, now - self.t0)
-        rm.in_flight -= 1
-        rm.upgraded += 1
-        rm.upgraded_open += 1
-        st = self.state
-        extra = st.rev_headers.get(self.revision) or st.revision_header(self.revision)
-        extra += b"connection: upgrade\r\nupgrade: " + protocol + b"\r\n"
-        down.write(info.base + extra + b"\r\n")
-        if rest:
-            down.write(rest)
-        early = self._early
-        if early:
-            self._early = b""
-            conn.write(early)
-        st.tunnels.add(self)
-        down.start_tunnel(self)
-
-    def relay_up(self, data: bytes) -> None:
-        """Tunnel: bytes from the client, to the upstream as they came."""
-        conn = self.conn
-        if conn is not None:
-            conn.write(data)
-
-    def close_tunnel(self) -> None:
-        """The router ends the tunnel (its drain grace period is over): both sides close
-        after what was already read has been written."""
-        if self.tunnel and not self.done:
-            rm = self.rm
-            if rm is not None:
-                rm.upgraded_drained += 1
-            self._end_tunnel()
-
-    def _end_tunnel(self) -> None:
-        if self.done:
-            return
-        self.done = True
-        self.state.tunnels.discard(self)
-        self.flush()
-        conn = self.conn
-        if conn is not None:
-            self.conn = None
-            conn.close()
-        ep = self.ep
-        if ep is not None:
-            self.ep = None
-            ep.leave()
-        rm = self.rm
-        if rm is not None:
-            rm.upgraded_open -= 1
-            rm.upgraded_seconds.observe(time.monotonic() - self.t_open)
-        self.down.close()
+        early, self._early = self._early, b""
+        self.down.start_tunnel(self, conn, info.base, protocol, rest, early)
 
     def on_raw(self, data: bytes) -> None:
         self._down_out.append(wire.chunk(data) if self.chunked_out else data)
@@ -549,9 +488,6 @@ class Exchange:
         self._finish(self.status)
 
     def on_lost(self, conn: upstream.UpstreamConnection, bad_response: bool) -> None:
-        if self.tunnel:
-            self._end_tunnel()  # the upstream closed: so does the client, once written to
-            return
         self.conn = None
         rm = self.rm
         assert rm is not None
@@ -640,9 +576,6 @@ class Exchange:
 
     def client_lost(self) -> None:
         """The client connection closed: stop everything this exchange started."""
-        if self.tunnel:
-            self._end_tunnel()  # the upstream gets what the client sent, then a close
-            return
         if self.done:
             return
         self.done = True

@@ -174,7 +174,7 @@ class RevisionMetrics:
         # As a shadow: its answers compared with the primary's (``comparison.stats.
         # ShadowStats``; None until a comparison is asked for).
         self.shadow: Any = None
-        # Streamed responses (``builtin.streams``): token timings and counts.
+        # Streamed responses (``builtin.token_streams``): token timings and counts.
         self.ttft = Histogram(sketched=True)
         self.itl = Histogram(sketched=True)
         self.tokens_per_response = Histogram(TOKEN_BUCKETS)

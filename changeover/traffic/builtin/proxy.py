@@ -24,9 +24,9 @@ the client.
 An ``Upgrade`` request (WebSocket) is routed like any request and must be a bodiless
 HTTP/1.1 GET-like message (CONNECT stays 501). Reading stops after its head; bytes the
 client sent behind it wait (never reach the upstream) until the upstream answers 101.
-Then the connection becomes a byte relay (``_tunnel``): every read goes to the upstream as
-is. Any other answer is an ordinary response after which the connection closes, so bytes
-sent early can never be read as a request by either side.
+Then the connection becomes a byte relay (``_tunnel``, a ``tunnel.Tunnel``): every read
+goes to the upstream as is. Any other answer is an ordinary response after which the
+connection closes, so bytes sent early can never be read as a request by either side.
 """
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ import typing
 
 import httptools
 
-from changeover.traffic.builtin import batch, exchange, table, wire
+from changeover.traffic.builtin import batch, exchange, table, upstream, wire
 from changeover.traffic.builtin import state as state_mod
+from changeover.traffic.builtin import tunnel as tunnel_mod
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class ClientConnection(asyncio.Protocol):
         self.idle_ticks = 0
         self._paused = 0  # exchange.PAUSE_* bits
         self._current: exchange.Exchange | None = None
-        self._tunnel: exchange.Exchange | None = None  # relaying bytes since a 101
+        self._tunnel: tunnel_mod.Tunnel | None = None  # relaying bytes since a 101
         self._parsing: exchange.Exchange | None = None
         self._last: exchange.Exchange | None = None
         self._queue: collections.deque[exchange.Exchange] = collections.deque()
@@ -196,7 +197,9 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
         self._out.clear()
-        self._tunnel = None
+        tunnel, self._tunnel = self._tunnel, None
+        if tunnel is not None:
+            tunnel.end()  # the upstream gets what the client sent, then a close
         current, self._current = self._current, None
         if current is not None:
             current.client_lost()
@@ -205,16 +208,24 @@ class ClientConnection(asyncio.Protocol):
     def pause_writing(self) -> None:
         self.write_paused = True
         self._send_t = self.loop.time()
-        cur = self._current
-        if cur is not None and cur.conn is not None:
-            cur.conn.pause_reading()
+        conn = self._reading()
+        if conn is not None:
+            conn.pause_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
         self._send_t = 0.0
+        conn = self._reading()
+        if conn is not None:
+            conn.resume_reading()
+
+    def _reading(self) -> upstream.UpstreamConnection | None:
+        """The upstream connection whose bytes are on their way to this client."""
+        tunnel = self._tunnel
+        if tunnel is not None:
+            return tunnel.conn
         cur = self._current
-        if cur is not None and cur.conn is not None:
-            cur.conn.resume_reading()
+        return cur.conn if cur is not None else None
 
     # -- httptools callbacks ------------------------------------------------------------
 
@@ -340,7 +351,7 @@ class ClientConnection(asyncio.Protocol):
             self._route(ex, tbl, hd, as_received=not rebuild)
         # An upgrade needs Upgrade and Connection fields (so a rebuilt head), or CONNECT.
         if (rebuild or method == b"CONNECT") and parser.should_upgrade():
-            self._upgrade(ex, method, head, chunked or length > 0)
+            tunnel_mod.upgrade_request(self, ex, method, head, chunked or length > 0)
         self._parsing = self._last = ex
         if self._current is None:
             self._current = ex
@@ -363,43 +374,19 @@ class ClientConnection(asyncio.Protocol):
         if ex is not None:
             ex.end_body()
 
-    def _upgrade(self, ex: exchange.Exchange, method: bytes, head: bytes, body: bool) -> None:
-        """An ``Upgrade`` request: proxied when its framing is unambiguous, else refused.
-        Either way nothing after it on this connection is parsed as HTTP (the parser has
-        stopped), and reading pauses until the upstream has answered."""
-        ex.keep_alive = False
-        self.pause_reading(exchange.PAUSE_UPGRADE)
-        if ex.local is not None:
-            return  # already answered (maintenance, missing Host)
-        if method == b"CONNECT":
-            ex.local = _not_implemented  # a forward proxy's tunnel: not a reverse proxy's job
-            return
-        if not self.http11 or body:
-            # RFC 9110 §7.8: no upgrade over HTTP/1.0; a body before the switch would put
-            # bytes of unknown meaning on both sides of it (request smuggling).
-            self.state.metrics.bad_requests += 1
-            ex.local = _bad_upgrade
-            return
-        start, headers = wire.parse_head(head)
-        protocols = b", ".join([v for n, v in headers if n == b"upgrade"])
-        extra_hop: frozenset[bytes] = frozenset()
-        for name, value in headers:
-            if name == b"connection":
-                extra_hop = extra_hop | wire.connection_tokens(value)
-        up_head = wire.request_head(
-            method,
-            start.split(b" ", 2)[1],
-            headers,
-            client_ip=self.client_ip,
-            framing=b"",
-            extra_hop=extra_hop,
-            extra=b"connection: upgrade\r\nupgrade: " + protocols + b"\r\n",
-        )
-        ex.want_upgrade(up_head)
-
-    def start_tunnel(self, ex: exchange.Exchange) -> None:
-        """The upstream answered 101: from now on every read is relayed to it as is."""
-        self._tunnel = ex
+    def start_tunnel(
+        self,
+        ex: exchange.Exchange,
+        conn: upstream.UpstreamConnection,
+        base: bytes,
+        protocol: bytes,
+        rest: bytes,
+        early: bytes,
+    ) -> None:
+        """The upstream answered 101 (``tunnel.Tunnel.open`` says what the arguments
+        are): from now on every read is relayed to it as is."""
+        tunnel = self._tunnel = tunnel_mod.Tunnel(self, ex, conn)
+        tunnel.open(base, protocol, rest, early)
         self._head_t = self._body_t = 0.0
         self.resume_reading(exchange.PAUSE_UPGRADE)
 
@@ -588,16 +575,6 @@ _NONE: dict[bytes, bytes] = {}
 
 def _bad_host(keep_alive: bool) -> bytes:
     return wire.simple_response(400, b"an HTTP/1.1 request needs a Host field\n", keep_alive=False)
-
-
-def _not_implemented(keep_alive: bool) -> bytes:
-    return wire.simple_response(501, b"CONNECT tunnels are not supported\n", keep_alive=False)
-
-
-def _bad_upgrade(keep_alive: bool) -> bytes:
-    return wire.simple_response(
-        400, b"an upgrade request must be HTTP/1.1 without a body\n", keep_alive=False
-    )
 
 
 def _flag_lines(tbl: table.RoutingTable, headers: dict[bytes, bytes]) -> bytes:

@@ -30,7 +30,7 @@ from changeover import aio, errors
 from changeover.endpoints import Endpoint
 from changeover.spec import models
 from changeover.traffic import base
-from changeover.traffic.builtin import compare, exchange, mirror, proxy, table
+from changeover.traffic.builtin import compare, mirror, proxy, table, tunnel
 from changeover.traffic.builtin import metrics as metrics_mod
 from changeover.traffic.builtin import state as state_mod
 from changeover.traffic.builtin import workers as workers_mod
@@ -77,7 +77,7 @@ class BuiltinRouter:
         self._preset: list[tuple[str, tuple[object, ...]]] = []
         # Upgraded connections being drained: when the router closes each, and whether
         # that is fixed (its replica is stopping) or lifted if its revision is routed again.
-        self._tunnel_deadlines: dict[exchange.Exchange, tuple[float, bool]] = {}
+        self._tunnel_deadlines: dict[tunnel.Tunnel, tuple[float, bool]] = {}
         # Listening sockets handed over by the router process this one replaces ("main",
         # "preview"): start() serves on them instead of binding, so no connection is refused.
         self.inherited: dict[str, socket.socket] = {}
@@ -275,31 +275,31 @@ class BuiltinRouter:
             routed.add(tbl.preview)
         deadlines = self._tunnel_deadlines
         grace = self.settings.upgrade_drain
-        for ex in list(self.state.tunnels):
-            found = deadlines.get(ex)
+        for t in list(self.state.tunnels):
+            found = deadlines.get(t)
             if found is None:
-                if ex.revision not in routed:
-                    deadlines[ex] = (now + grace, False)
+                if t.revision not in routed:
+                    deadlines[t] = (now + grace, False)
                     if grace <= 0:
-                        ex.close_tunnel()
+                        t.close()
             elif now >= found[0]:
-                ex.close_tunnel()
-            elif not found[1] and ex.revision in routed:
-                del deadlines[ex]  # its revision takes new connections again
-        for ex in [ex for ex in deadlines if ex.done]:
-            del deadlines[ex]
+                t.close()
+            elif not found[1] and t.revision in routed:
+                del deadlines[t]  # its revision takes new connections again
+        for t in [t for t in deadlines if t.done]:
+            del deadlines[t]
 
     def _drain_endpoint_tunnels(self, endpoint: Endpoint, grace_seconds: float) -> None:
         """A replica is stopping: its upgraded connections close within the shorter of
         the upgrade drain and the replica's grace (before its SIGTERM would cut them)."""
         loop = asyncio.get_running_loop()
         at = loop.time() + min(self.settings.upgrade_drain, grace_seconds)
-        for ex in list(self.state.tunnels):
-            ep = ex.ep
+        for t in list(self.state.tunnels):
+            ep = t.ep
             if ep is None or ep.endpoint != endpoint:
                 continue
-            found = self._tunnel_deadlines.get(ex)
-            self._tunnel_deadlines[ex] = (min(at, found[0]) if found else at, True)
+            found = self._tunnel_deadlines.get(t)
+            self._tunnel_deadlines[t] = (min(at, found[0]) if found else at, True)
         self._drain_tunnels(loop.time())
 
     async def set_weight(self, weights: Mapping[int, int]) -> None:

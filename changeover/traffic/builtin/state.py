@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 from changeover.traffic.builtin import batch, compare, metrics, pool, table
 
 if TYPE_CHECKING:
-    from changeover.traffic.builtin import exchange, proxy
+    from changeover.traffic.builtin import proxy, tunnel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +100,7 @@ class ProxyState:
         # Pairs shadow answers with the primary's (``builtin.compare``); set with the mirror.
         self.comparer: compare.Comparer | None = None
         self.connections: set[proxy.ClientConnection] = set()
-        self.tunnels: set[exchange.Exchange] = set()  # upgraded connections, relaying
+        self.tunnels: set[tunnel.Tunnel] = set()  # upgraded connections, relaying
         self.rev_headers: dict[int, bytes] = {}
         self.batch = batch.WriteBatch()  # every socket write of this router process
 

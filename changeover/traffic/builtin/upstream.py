@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 import httptools
 
-from changeover.traffic.builtin import batch, pool, streams, wire
+from changeover.traffic.builtin import batch, pool, token_streams, wire
 
 # How the response body is framed: decides client framing and the end of the message.
 LENGTH, CHUNKED, CLOSE, NO_BODY = range(4)
@@ -75,7 +75,7 @@ class ResponseHead:
 
     def __init__(self, head: bytes, status: int) -> None:
         self.head = head  # the status is part of it: same head, same status
-        self.stream = streams.kind_of(head)  # a token stream to account for, or 0
+        self.stream = token_streams.kind_of(head)  # a token stream to account for, or 0
         self.fields = wire.response_fields(head)
         self.framing, self.length = framing_of(self.fields, status, False)
         self.base = wire.clean_response_head(head, self.fields, b"")[:-2]
@@ -152,7 +152,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.got_bytes = False  # any response byte since bind: a failure is then not a retry
         self.reads_paused = False
         self.dechunk = False  # the sink wants on_body (de-chunked) instead of on_raw
-        self.watch: streams.StreamWatch | None = None  # fed the de-chunked body of a stream
+        self.watch: token_streams.StreamWatch | None = None  # fed the de-chunked body of a stream
         self._head_only = False
         self._in_body = False
         self._acc: bytes | None = None  # bytes of the response head seen so far
