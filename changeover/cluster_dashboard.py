@@ -46,8 +46,9 @@ async def serve(
     token: str,
     on_ready: Callable[[Started], None],
 ) -> None:
-    """Serve until SIGINT/SIGTERM. Raises a ``ChangeoverError`` naming the problem when the
-    kubeconfig, the cluster (or the user's right to list its Rollouts) or the port fails."""
+    """Serve until SIGINT/SIGTERM (the CLI runs it with ``aio.run_fast``). Raises a
+    ``ChangeoverError`` naming the problem when the kubeconfig, the cluster (or the user's
+    right to list its Rollouts) or the port fails."""
     client = await kube.KubeClient.connect(kubeconfig_path=kubeconfig, context=context)
     try:
         service = KubeService(client, namespace=namespace)
@@ -69,25 +70,3 @@ async def serve(
             await api.close()
     finally:
         await client.close()
-
-
-def run(
-    *,
-    kubeconfig: str | None,
-    context: str | None,
-    namespace: str | None,
-    port: int,
-    token: str,
-    on_ready: Callable[[Started], None],
-) -> None:
-    """``serve`` on its own event loop (the CLI's entry)."""
-    aio.run_fast(
-        serve(
-            kubeconfig=kubeconfig,
-            context=context,
-            namespace=namespace,
-            port=port,
-            token=token,
-            on_ready=on_ready,
-        )
-    )

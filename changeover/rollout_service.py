@@ -79,7 +79,8 @@ class RolloutService(Protocol):
 
     def traffic(self, name: str) -> JSON:
         """The router's cumulative numbers for ``name``: ``{"revisions": {"2": {"requests":
-        {"2xx": n, ...}, "latency": histogram, "ttfb": histogram, ...}}}`` ({} if none)."""
+        {"2xx": n, ...}, "latency": histogram, "ttfb": histogram, ...}}}`` ({} if none;
+        ``{"note": "..."}`` from a service that cannot see the requests)."""
 
     def metrics_text(self) -> str:
         """Prometheus text exposition of the router's per-revision metrics."""

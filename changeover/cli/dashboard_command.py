@@ -62,7 +62,7 @@ def dashboard(
         return
     if token is not None and len(token) < 16:
         raise typer.BadParameter("at least 16 characters", param_hint="--token")
-    from changeover import cluster_dashboard
+    from changeover import aio, cluster_dashboard
 
     chosen = token or secrets.token_urlsafe(24)
 
@@ -74,11 +74,13 @@ def dashboard(
         app_mod.say("  reads and actions use your kubeconfig's credentials; Ctrl-C stops")
         sys.stdout.flush()
 
-    cluster_dashboard.run(
-        kubeconfig=kubeconfig,
-        context=context,
-        namespace=namespace,
-        port=port,
-        token=chosen,
-        on_ready=ready,
+    aio.run_fast(
+        cluster_dashboard.serve(
+            kubeconfig=kubeconfig,
+            context=context,
+            namespace=namespace,
+            port=port,
+            token=chosen,
+            on_ready=ready,
+        )
     )

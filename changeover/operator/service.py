@@ -34,6 +34,10 @@ from changeover.spec import analysis as spec_analysis
 from changeover.spec import load, models
 
 JSON = dict[str, Any]
+TRAFFIC_NOTE = (
+    "Requests are counted by the cluster's router (its Service, ingress or mesh), not by "
+    "this dashboard: see their metrics in your Prometheus."
+)
 
 
 class KubeService:
@@ -263,9 +267,9 @@ class KubeService:
         return []
 
     def traffic(self, name: str) -> JSON:
-        """Nothing: the cluster's router (a Service, an ingress or a mesh) counts requests,
-        not this client."""
-        return {}
+        """No counters: the cluster's router (a Service, an ingress or a mesh) counts the
+        requests, not this client; ``note`` says so (the dashboard shows it)."""
+        return {"note": TRAFFIC_NOTE}
 
     def metrics_text(self) -> str:
         return ""

@@ -181,6 +181,14 @@ export function rolloutView(root, name) {
     state.seenEvents = newest;
   }
 
+  // A server that sees no requests (Kubernetes: the cluster's router counts them) says where
+  // they are counted instead of sending counters.
+  function drawTrafficNote(note) {
+    if (parts.traffic.dataset.note === note) return;
+    parts.traffic.dataset.note = note;
+    parts.traffic.replaceChildren(h("p", { class: "muted", "data-traffic-note": "" }, note));
+  }
+
   function drawHistory(revisions) {
     drawActions(revisions);
     parts.history.replaceChildren(
@@ -223,7 +231,7 @@ export function rolloutView(root, name) {
     history: (doc) => drawHistory(doc.revisions),
     events: (doc) => drawEvents(doc.events),
     analysis: (doc) => drawAnalysis(doc.runs),
-    traffic: (doc) => charts.update(doc),
+    traffic: (doc) => (doc.note ? drawTrafficNote(doc.note) : charts.update(doc)),
     gone: () => parts.head.replaceChildren(h("h1", {}, `${name} was deleted`)),
     problem: (doc) => toast(doc.error, true),
   };

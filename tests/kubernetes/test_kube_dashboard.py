@@ -192,6 +192,7 @@ def test_dashboard_in_chromium_promotes_a_paused_canary(ns: Background, tmp_path
 
         page.click('a[href="#/rollouts/web"]')
         page.locator('ol.steps li.current[data-step-index="1"]').wait_for()
+        page.locator("[data-traffic-note]", has_text="the cluster's router").wait_for()
         page.fill("#token", board.token)
         page.click("#sign-in")
         page.locator('[data-auth="in"]').wait_for()
@@ -201,3 +202,16 @@ def test_dashboard_in_chromium_promotes_a_paused_canary(ns: Background, tmp_path
         page.screenshot(path=str(shots / "kube-dashboard-rollout.png"), full_page=True)
         ns.call(healthy_on(k, "web", 2, within=120))
         assert errors == [], errors
+
+
+def test_dashboard_names_what_keeps_it_from_starting(cluster: testbed.Cluster) -> None:
+    from typer.testing import CliRunner
+
+    from changeover.cli.main import app
+
+    base = ["dashboard", "--platform", "kubernetes", f"--kubeconfig={testbed.kubeconfig()}"]
+    result = CliRunner().invoke(app, [*base, "--context", "nosuch", "--port", "0"])
+    assert result.exit_code == 1 and "no context named 'nosuch'" in result.stderr
+    result = CliRunner().invoke(app, [*base, "--token", "short", "--port", "0"])
+    assert result.exit_code == 2 and "at least 16 characters" in result.stderr
+    assert "Traceback" not in result.output
