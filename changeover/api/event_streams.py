@@ -5,8 +5,9 @@ of asking every second.
 that list's documents change. ``GET /api/v1/rollouts/{name}/stream`` sends ``status``,
 ``events``, ``analysis``, ``history`` and ``spec`` when they change, and ``traffic`` (the
 router's cumulative per-revision counters and histograms, with the server's time, from
-which the page charts rates and percentiles) every ``TRAFFIC_SECONDS``; ``gone`` ends it
-when the rollout is deleted. The server compares snapshots taken every tick
+which the page charts rates and percentiles) every ``TRAFFIC_SECONDS``; ``problem`` when
+reading fails (once per failure, not every tick); ``gone`` ends it when the
+rollout is deleted. The server compares snapshots taken every tick
 (``TICK_SECONDS`` unless the server asks for another) in memory: nothing crosses the
 network unless it changed. Each document is read at most once per half tick for all open
 pages, also when the service reads it from elsewhere (Kubernetes: the API server).
@@ -105,6 +106,7 @@ class Streams:
         sent: dict[str, str] = {}
         traffic_at = 0.0
         quiet = time.monotonic()
+        problem = ""  # said once while it lasts (an API server down for a minute: one toast)
         while True:
             try:
                 for kind, read in reads.items():
@@ -120,7 +122,12 @@ class Streams:
                 yield event("gone", {"name": name})
                 return
             except errors.ChangeoverError as exc:
-                yield event("problem", {"error": str(exc)})
+                if str(exc) != problem:
+                    problem = str(exc)
+                    quiet = time.monotonic()
+                    yield event("problem", {"error": problem})
+            else:
+                problem = ""
             if time.monotonic() - quiet > KEEPALIVE_SECONDS:
                 quiet = time.monotonic()
                 yield b": keep-alive\n\n"

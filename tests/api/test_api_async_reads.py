@@ -12,6 +12,7 @@ import httpx
 import pytest
 from api_helpers import AUTH, ROLLOUT, TOKEN
 
+from changeover import errors
 from changeover.api import event_streams
 from changeover.api.server import ApiServer, start_api
 from changeover.testing.fake_service import FakeService
@@ -28,6 +29,7 @@ class AwaitedService(FakeService):
         self.list_reads = 0
         self.gate = asyncio.Event()
         self.gate.set()
+        self.failing = 0  # how many status reads fail next (the API server unreachable)
 
     async def list_rollouts(self) -> list[JSON]:  # type: ignore[override]
         self.list_reads += 1
@@ -36,6 +38,9 @@ class AwaitedService(FakeService):
 
     async def status(self, name: str) -> JSON:  # type: ignore[override]
         await asyncio.sleep(0)
+        if self.failing > 0:
+            self.failing -= 1
+            raise errors.TemporaryBackendError("the API server did not answer")
         return super().status(name)
 
     async def events(self, name: str, *, limit: int = 50) -> list[JSON]:  # type: ignore[override]
@@ -114,3 +119,18 @@ async def test_open_pages_share_one_read_under_way() -> None:
     assert service.list_reads == 1
     for page in pages:
         await page.aclose()
+
+
+async def test_a_failing_read_is_said_once_not_every_tick() -> None:
+    service = AwaitedService()
+    await service.apply([ROLLOUT], source="r.yaml")
+    page = await event_streams.Streams(service, tick=0.01).rollout("chat")
+    service.failing = 20
+    kinds: list[str] = []
+    async for chunk in page:
+        kinds.append(chunk.decode().partition("\n")[0].removeprefix("event: "))
+        if kinds[-1] == "status":
+            break
+    await page.aclose()  # type: ignore[attr-defined]
+    assert service.failing == 0
+    assert kinds.count("problem") == 1, kinds
