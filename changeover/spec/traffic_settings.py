@@ -40,7 +40,9 @@ class BuiltinSettings(Settings):
     docs/explanation/router.md). ``websocketDrainSeconds`` (default 30; 0 closes at once):
     how long a WebSocket (any upgraded connection) may stay open on a revision that no
     longer gets new connections, or on a replica being stopped, before the router closes
-    it (docs/how-to/websockets.md).
+    it, with a close frame (1001 Going Away) each way. ``websocketIdleTimeoutSeconds``
+    (default 3600): an upgraded connection with no byte either way for that long is closed
+    the same way (docs/how-to/websockets.md).
     """
 
     workers: Annotated[int, Field(ge=1, le=64)] | None = None
@@ -51,6 +53,7 @@ class BuiltinSettings(Settings):
     send_timeout_seconds: Seconds | None = None
     max_connections: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
     websocket_drain_seconds: Annotated[float, Field(ge=0, le=86_400)] | None = None
+    websocket_idle_timeout_seconds: Seconds | None = None
 
 
 class HAProxySettings(Settings):

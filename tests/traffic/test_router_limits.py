@@ -173,8 +173,20 @@ def test_spec_traffic_builtin_sets_the_limits() -> None:
         traffic_settings.BuiltinSettings.model_validate({"headerTimeoutSeconds": 0})
 
 
-@pytest.mark.parametrize("bad", [-1, "soon", 86_401])
-def test_lint_names_websocket_drain_seconds_when_it_is_bad(tmp_path: Path, bad: object) -> None:
+@pytest.mark.parametrize(
+    ("field", "bad"),
+    [
+        ("websocketDrainSeconds", -1),
+        ("websocketDrainSeconds", "soon"),
+        ("websocketDrainSeconds", 86_401),
+        ("websocketIdleTimeoutSeconds", 0),
+        ("websocketIdleTimeoutSeconds", "1h"),
+        ("websocketIdleTimeoutSeconds", 86_401),
+    ],
+)
+def test_lint_names_the_websocket_field_when_it_is_bad(
+    tmp_path: Path, field: str, bad: object
+) -> None:
     doc = {
         "apiVersion": "changeover.dev/v1alpha1",
         "kind": "Rollout",
@@ -182,7 +194,7 @@ def test_lint_names_websocket_drain_seconds_when_it_is_bad(tmp_path: Path, bad: 
         "spec": {
             "template": {"command": ["app"]},
             "service": {"port": 8080},
-            "traffic": {"builtin": {"websocketDrainSeconds": bad}},
+            "traffic": {"builtin": {field: bad}},
             "strategy": {"canary": {}},
         },
     }
@@ -190,15 +202,18 @@ def test_lint_names_websocket_drain_seconds_when_it_is_bad(tmp_path: Path, bad: 
     path.write_text(yaml.safe_dump(doc))
     problems = [p for p in validation.lint(str(path)) if p.severity == "error"]
     assert problems, f"{bad!r} was accepted"
-    assert all("websocketDrainSeconds" in f"{p.path} {p.message}" for p in problems)
+    assert all(field in f"{p.path} {p.message}" for p in problems)
     assert all(str(path) in p.file for p in problems)
 
 
-def test_websocket_drain_seconds_reaches_the_router_settings() -> None:
-    spec = traffic_settings.BuiltinSettings.model_validate({"websocketDrainSeconds": 0})
+def test_websocket_settings_reach_the_router_settings() -> None:
+    spec = traffic_settings.BuiltinSettings.model_validate(
+        {"websocketDrainSeconds": 0, "websocketIdleTimeoutSeconds": 90}
+    )
     router = router_mod.factory("web", port=0, **spec.model_dump(exclude_none=True))
-    assert router.settings.upgrade_drain == 0
-    assert router_mod.factory("web", port=0).settings.upgrade_drain == 30.0
+    assert (router.settings.upgrade_drain, router.settings.upgrade_idle) == (0, 90)
+    default = router_mod.factory("web", port=0).settings
+    assert (default.upgrade_drain, default.upgrade_idle) == (30.0, 3600.0)
 
 
 def test_a_rollouts_limits_reach_its_router_process_config() -> None:

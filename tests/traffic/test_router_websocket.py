@@ -138,6 +138,8 @@ async def test_connection_on_a_revision_that_lost_its_traffic_is_closed_after_th
                 await asyncio.wait_for(old.recv(), 5)
             closed_after = time.monotonic() - t0
             assert 1.5 <= closed_after < 3.5
+            # A close frame, not a dropped TCP connection (1006, no code).
+            assert (old.close_code, old.close_reason) == (1001, "draining")
             assert await version(new) == "v2"  # the new revision's connection stays
     m = router.metrics.revisions[1]
     assert (m.upgraded_drained, m.upgraded_open) == (1, 0)
@@ -168,6 +170,7 @@ async def test_replica_drain_closes_its_connections_within_the_upgrade_grace(
         assert left == 0 and 1.0 <= took < 3.0  # not the replica's whole 10 s
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(ws.recv(), 5)
+        assert ws.close_code == 1001
     await router.set_backends(1, [echoes[1].endpoint])  # the next test's replica is back
 
 

@@ -42,6 +42,7 @@ MODULES = (
     "token_streams",
     "tunnel",
     "upstream",
+    "websocket_frames",
     "wire",
 )
 GROUP = f"{PACKAGE}.fast"  # the shared library is ``fast__mypyc`` in this directory

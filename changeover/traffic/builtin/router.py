@@ -10,7 +10,9 @@ Upgraded (WebSocket) connections stay on the revision chosen when they opened. W
 table swap leaves their revision without any way to receive new connections (no weight,
 header route, sticky split or preview), or ``drain`` is stopping their replica, each gets
 ``Settings.upgrade_drain`` seconds (on a replica: no more than its own grace) to close on
-its own; the sweep then closes it. A revision given traffic again before that keeps them.
+its own; the sweep then closes it, a WebSocket with a close frame each way (1001 Going
+Away, ``tunnel.Tunnel.close``). A revision given traffic again before that keeps them.
+The sweep also closes an upgraded connection idle for ``Settings.upgrade_idle`` seconds.
 
     router = BuiltinRouter("web", port=8080, preview_port=8081, metrics=registry)
     await router.start()
@@ -252,6 +254,8 @@ class BuiltinRouter:
                     if conn.idle_ticks >= st.settings.upstream_idle:
                         ep.forget(conn)
                         conn.close()
+            for t in list(st.tunnels):
+                t.tick(se.upgrade_idle)
             for client in list(st.connections):
                 if client.idle():
                     client.idle_ticks += 1
@@ -465,6 +469,7 @@ SPEC_SETTINGS = {
     "send_timeout_seconds": "send_timeout",
     "max_connections": "max_connections",
     "websocket_drain_seconds": "upgrade_drain",
+    "websocket_idle_timeout_seconds": "upgrade_idle",
 }
 
 

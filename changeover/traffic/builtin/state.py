@@ -55,6 +55,9 @@ class Settings:
     # WebSocket (upgraded) connections on a revision that no longer gets new ones, or on
     # a replica being stopped, are closed by the router after this many seconds.
     upgrade_drain: float = 30.0
+    # ... and after this many seconds without a byte either way (HAProxy's timeout tunnel;
+    # Envoy's idle_timeout is 1 h too). A WebSocket's ping keeps it open.
+    upgrade_idle: float = 3600.0
 
 
 class MirrorSink(Protocol):

@@ -15,13 +15,19 @@ each lasted.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING
 
-from changeover.traffic.builtin import exchange, metrics, pool, upstream, wire
+from changeover.traffic.builtin import exchange, metrics, pool, upstream, websocket_frames, wire
 
 if TYPE_CHECKING:
     from changeover.traffic.builtin import proxy
+
+GOING_AWAY = websocket_frames.GOING_AWAY
+# Seconds from the router's close frames to closing the connections when the client does
+# not answer with its own close frame (nor close) sooner.
+CLOSE_GRACE = 5.0
 
 
 def upgrade_request(
@@ -72,7 +78,22 @@ def _bad_upgrade(keep_alive: bool) -> bytes:
 
 
 class Tunnel:
-    __slots__ = ("conn", "done", "down", "ep", "revision", "rm", "t_open")
+    __slots__ = (
+        "_closing",
+        "_down_done",
+        "_grace",
+        "_up_done",
+        "conn",
+        "done",
+        "down",
+        "down_frames",
+        "ep",
+        "idle_ticks",
+        "revision",
+        "rm",
+        "t_open",
+        "up_frames",
+    )
 
     def __init__(
         self,
@@ -89,6 +110,15 @@ class Tunnel:
         self.revision = ex.revision
         self.t_open = now = time.monotonic()  # the clock of ex.t0
         self.done = False
+        self.idle_ticks = 0  # sweeps (one a second) since bytes last went either way
+        # WebSocket framing, one tracker per direction (None: another protocol).
+        self.up_frames: websocket_frames.FrameTracker | None = None
+        self.down_frames: websocket_frames.FrameTracker | None = None
+        # Ending with close frames (``close``): what each side still needs from us.
+        self._closing = b""  # the close reason while ending, else empty
+        self._up_done = False  # the upstream has its close frame (ours or the client's)
+        self._down_done = False  # the client has its close frame (ours or the server's)
+        self._grace: asyncio.TimerHandle | None = None
         ex.ep = None
         ex.conn = None
         ex.done = True  # it never reaches Exchange._finish
@@ -108,37 +138,80 @@ class Tunnel:
         protocol); send the upstream ``early``, what the client sent behind its request."""
         down = self.down
         st = down.state
+        if protocol.lower() == b"websocket":
+            self.up_frames = websocket_frames.FrameTracker()
+            self.down_frames = websocket_frames.FrameTracker()
         extra = st.rev_headers.get(self.revision) or st.revision_header(self.revision)
         extra += b"connection: upgrade\r\nupgrade: " + protocol + b"\r\n"
         down.write(base + extra + b"\r\n")
         if rest:
-            down.write(rest)
-        conn = self.conn
-        if early and conn is not None:
-            conn.write(early)
+            self.on_raw(rest)
+        if early:
+            self.relay_up(early)
 
     # -- client side ----------------------------------------------------------------------
 
     def relay_up(self, data: bytes) -> None:
         """Bytes from the client, to the upstream as they came."""
+        self.idle_ticks = 0
         conn = self.conn
-        if conn is not None:
+        if conn is None:
+            return
+        frames = self.up_frames
+        if frames is None:
             conn.write(data)
+        elif not self._closing:
+            frames.feed(data)
+            conn.write(data)
+        else:
+            self._closing_up(conn, frames, data)
 
-    def close(self) -> None:
-        """The router ends the tunnel (its drain grace period is over): both sides close
-        after what was already read has been written."""
-        if not self.done:
-            rm = self.rm
-            if rm is not None:
-                rm.upgraded_drained += 1
+    def close(self, reason: bytes = b"draining", *, drained: bool = True) -> None:
+        """The router ends the tunnel (a drain's grace period is over, or it sat idle).
+
+        A WebSocket gets a close frame (1001 Going Away, ``reason``) each way at the next
+        frame boundary; bytes that follow ours are not relayed; the tunnel ends when the
+        client answers with its own close frame, either side closes, or ``CLOSE_GRACE``
+        seconds pass. Any other protocol (or a stream that broke WebSocket framing) is
+        closed at once, after what was already read has been written."""
+        if self.done or self._closing:
+            return
+        rm = self.rm
+        if rm is not None and drained:
+            rm.upgraded_drained += 1
+        up = self.up_frames
+        down = self.down_frames
+        conn = self.conn
+        if up is None or down is None or up.broken or down.broken or conn is None:
             self.end()
+            return
+        self._closing = reason
+        self._grace = self.down.loop.call_later(CLOSE_GRACE, self.end)
+        # A side whose peer's close frame went through already needs none from us.
+        self._up_done = up.closed and up.at_boundary()
+        self._down_done = down.closed and down.at_boundary()
+        if not self._up_done and up.at_boundary():
+            self._close_up(conn)
+        if not self._down_done and down.at_boundary():
+            self._close_down()
+        self._check_closed()
+
+    def tick(self, idle_limit: float) -> None:
+        """Called once a second by the router's sweep: close after ``idle_limit`` seconds
+        without a byte either way (at most a second more: the sweep's granularity)."""
+        self.idle_ticks += 1
+        if self.idle_ticks > idle_limit:
+            self.close(b"idle timeout", drained=False)
 
     def end(self) -> None:
         """Either side closed (or ``close``): close the other once written to."""
         if self.done:
             return
         self.done = True
+        grace = self._grace
+        if grace is not None:
+            self._grace = None
+            grace.cancel()
         self.down.state.tunnels.discard(self)
         conn = self.conn
         if conn is not None:
@@ -154,6 +227,66 @@ class Tunnel:
             rm.upgraded_seconds.observe(time.monotonic() - self.t_open)
         self.down.close()
 
+    # -- ending with close frames ------------------------------------------------------------
+
+    def _close_up(self, conn: upstream.UpstreamConnection) -> None:
+        self._up_done = True
+        conn.write(websocket_frames.close_frame(GOING_AWAY, self._closing, mask=True))
+
+    def _close_down(self) -> None:
+        self._down_done = True
+        self.down.write(websocket_frames.close_frame(GOING_AWAY, self._closing))
+
+    def _closing_up(
+        self,
+        conn: upstream.UpstreamConnection,
+        frames: websocket_frames.FrameTracker,
+        data: bytes,
+    ) -> None:
+        """A client read while ending: relayed up to the frame boundary where our close
+        frame goes (unless the upstream has one), then only watched for the client's."""
+        if not self._up_done:
+            k = frames.until_boundary(data)
+            if k < 0:
+                conn.write(data)
+                return
+            if k:
+                conn.write(data[:k])
+            data = data[k:]
+            if frames.closed:  # the client's own close frame ended right there
+                self._up_done = True
+            else:
+                self._close_up(conn)
+        frames.feed(data)
+        self._check_closed()
+
+    def _closing_down(self, frames: websocket_frames.FrameTracker, data: bytes) -> None:
+        """An upstream read while ending: the mirror image of ``_closing_up``."""
+        if not self._down_done:
+            k = frames.until_boundary(data)
+            if k < 0:
+                self.down.write(data)
+                return
+            if k:
+                self.down.write(data[:k])
+            data = data[k:]
+            if frames.closed:
+                self._down_done = True
+            else:
+                self._close_down()
+        frames.feed(data)
+        self._check_closed()
+
+    def _check_closed(self) -> None:
+        """The client has our close frame (or the server's) and answered with its own:
+        the closing handshake is complete on the client's side, so the tunnel ends."""
+        up = self.up_frames
+        down = self.down_frames
+        if up is None or down is None or up.broken or down.broken:
+            self.end()  # no frames to wait for any more
+        elif self._down_done and up.closed and up.at_boundary():
+            self.end()
+
     # -- upstream side (upstream.Sink) ------------------------------------------------------
 
     def on_head(
@@ -166,10 +299,18 @@ class Tunnel:
         """Never called: the upstream connection parses no more HTTP after a 101."""
 
     def on_raw(self, data: bytes) -> None:
-        self.down.write(data)
+        self.idle_ticks = 0
+        frames = self.down_frames
+        if frames is None:
+            self.down.write(data)
+        elif not self._closing:
+            frames.feed(data)
+            self.down.write(data)
+        else:
+            self._closing_down(frames, data)
 
     def on_body(self, data: bytes) -> None:
-        self.down.write(data)
+        self.on_raw(data)
 
     def flush(self) -> None:
         """Nothing to do: ``on_raw`` queued the bytes on the client connection."""
