@@ -2,6 +2,7 @@
 
     python -m bench.websocket               # prints the table
     python -m bench.websocket --write       # and puts it under "## WebSocket" in RESULTS.md
+    python -m bench.websocket --baseline ../old   # plus the router of another checkout
 
 One echo server (``bench.ws_peers server``) behind: nothing (direct), the builtin router
 (``bench.router_proc``: its 90/10 split, header route, sticky split and metrics) and nginx
@@ -14,6 +15,10 @@ server and the client to core 1. Per round and target, interleaved:
   message (both directions);
 - connection setup: ``--setups`` WebSockets opened, one message each way, closed (close
   frames), 16 at a time: connections/s.
+
+``--baseline DIR`` adds the builtin router of another checkout (a ``git worktree`` at an
+older commit, its ``make fast`` build) as one more target of the same run, so a change to
+the relay is measured against what it replaces on the same machine at the same time.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from bench import run as bench_run
 
 SECTION = "## WebSocket"
 TARGETS = ("direct", "builtin", "nginx")
+BASELINE = "baseline"
 
 
 @dataclass
@@ -70,6 +76,7 @@ def one_round(args: argparse.Namespace, port: int, pids: list[int]) -> Round:
 
 
 def measure(args: argparse.Namespace, procs: common.Procs, workdir: Path) -> list[str]:
+    targets = list(TARGETS)
     fp = common.free_port
     server = fp()
     argv = [*common.pin(1), sys.executable, "-m", "bench.ws_peers", "server", str(server)]
@@ -83,11 +90,21 @@ def measure(args: argparse.Namespace, procs: common.Procs, workdir: Path) -> lis
     )
     ports = {"direct": server, "builtin": builtin.port, "nginx": nginx.port}
     pids = {"direct": [], "builtin": builtin.all_pids(), "nginx": nginx.all_pids()}
-    for target in TARGETS:  # warm-up
+    if args.baseline is not None:
+        base = proxies.start_builtin(
+            proxies.ProxyContext(procs=procs, workdir=workdir, port=fp(), backends=ctx.backends),
+            name=BASELINE,
+            tree=args.baseline,
+        )
+        targets.insert(2, BASELINE)
+        ports[BASELINE] = base.port
+        pids[BASELINE] = base.all_pids()
+    for target in targets:  # warm-up
         peer("setup", ports[target], "--connections", "50", timeout=60)
-    rounds: dict[str, list[Round]] = {t: [] for t in TARGETS}
+    rounds: dict[str, list[Round]] = {t: [] for t in targets}
+    n = len(targets)
     for rnd in range(args.rounds):
-        order = TARGETS[rnd % 3 :] + TARGETS[: rnd % 3]
+        order = targets[rnd % n :] + targets[: rnd % n]
         for target in order:
             res = one_round(args, ports[target], pids[target])
             rounds[target].append(res)
@@ -96,10 +113,21 @@ def measure(args: argparse.Namespace, procs: common.Procs, workdir: Path) -> lis
                 f"{res.cpu_us_per_message:5.2f} µs CPU/msg {res.setups_per_s:7,.0f} conn/s",
                 flush=True,
             )
-    return render(rounds)
+    label = {BASELINE: f"builtin at {_commit(args.baseline)}"} if args.baseline else {}
+    return render(rounds, label)
 
 
-def render(rounds: dict[str, list[Round]]) -> list[str]:
+def _commit(tree: Path) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip() or str(tree)
+
+
+def render(rounds: dict[str, list[Round]], label: dict[str, str]) -> list[str]:
     def med(t: str, key: str) -> float:
         return statistics.median(getattr(r, key) for r in rounds[t])
 
@@ -112,11 +140,11 @@ def render(rounds: dict[str, list[Round]]) -> list[str]:
         "| × nginx | connections/s median (min–max) | × nginx |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for t in TARGETS:
+    for t in rounds:
         cpu = med(t, "cpu_us_per_message")
         cpu_ratio = cpu / med("nginx", "cpu_us_per_message") if t != "direct" else 0.0
         out.append(
-            f"| {t} | {span(t, 'messages_per_s', ',.0f')} | "
+            f"| {label.get(t, t)} | {span(t, 'messages_per_s', ',.0f')} | "
             f"{med(t, 'messages_per_s') / med('nginx', 'messages_per_s'):.2f} | "
             f"{f'{cpu:.2f}' if t != 'direct' else '–'} | "
             f"{f'{cpu_ratio:.2f}' if t != 'direct' else '–'} | "
@@ -134,6 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window", type=int, default=64, help="messages in flight per connection")
     p.add_argument("--setups", type=int, default=2000, help="connections per setup round")
     p.add_argument("--write", action="store_true", help=f'put the table under "{SECTION}"')
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout whose builtin router runs as one more target",
+    )
     args = p.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="changeover-websocket-"))
     procs = common.Procs(workdir)
