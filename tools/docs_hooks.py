@@ -282,6 +282,9 @@ def router_metrics() -> str:
     registry = metrics.Registry()
     registry.rollout("web").revision(1).record(200, 0.01)
     registry.rollout("web").revision(2).shadow = stats.ShadowStats()
+    variant = metrics.variant_metrics(registry.rollout("web").revision(1).variants, "f", "on")
+    assert variant is not None
+    variant.record(200, 0.01)
     return _families_table(registry.render())
 
 

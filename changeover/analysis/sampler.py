@@ -242,7 +242,8 @@ def _counters(t: float, snap: Mapping[str, Any]) -> Counters:
         return bounds, per
 
     bounds, latency = buckets(snap["latency"])
-    _, ttfb = buckets(snap["ttfb"])
+    # A variant's snapshot (``variants`` of a revision's) has no time to first byte.
+    _, ttfb = buckets(snap["ttfb"]) if "ttfb" in snap else ((), (0,) * len(latency))
     codes = tuple(int(snap["requests"][c]) for c in ("1xx", "2xx", "3xx", "4xx", "5xx"))
     streamed = snap.get("streams")
     streams = _EMPTY_STREAMS
@@ -265,7 +266,7 @@ def _counters(t: float, snap: Mapping[str, Any]) -> Counters:
         latency=latency,
         latency_sum=float(snap["latency"]["sum"]),
         ttfb=ttfb,
-        ttfb_sum=float(snap["ttfb"]["sum"]),
+        ttfb_sum=float(snap["ttfb"]["sum"]) if "ttfb" in snap else 0.0,
     )
 
 
@@ -286,14 +287,21 @@ def _delta(newer: Counters, older: Counters | None, seconds: float) -> WindowSta
     )
 
 
+# A flag the router evaluates and one of its variants: (flag, variant).
+Variant = tuple[str, str]
+# (rollout, revision), or (rollout, revision, flag, variant) for one variant's traffic.
+Key = tuple[str, int] | tuple[str, int, str, str]
+
+
 class Sampler:
-    """Ring buffers of ``Counters`` per (rollout, revision), fed by ``sample``."""
+    """Ring buffers of ``Counters`` per (rollout, revision), and per variant of a flag the
+    router evaluates within a revision, fed by ``sample``."""
 
     def __init__(self, registry: Snapshotter, *, capacity: int = CAPACITY_SECONDS) -> None:
         self._registry = registry
         self._capacity = capacity
-        self._rings: dict[tuple[str, int], deque[Counters]] = {}
-        self._sketches: dict[tuple[str, int, str], distributions.SketchRing] = {}
+        self._rings: dict[Key, deque[Counters]] = {}
+        self._sketches: dict[tuple[Key, str], distributions.SketchRing] = {}
         self.started_at: float | None = None
         self.last_at: float | None = None
 
@@ -304,43 +312,52 @@ class Sampler:
         previous, self.last_at = self.last_at, now
         for rollout, data in self._registry.snapshot().items():
             for rev, snap in data.get("revisions", {}).items():
-                key = (rollout, int(rev))
-                ring = self._rings.get(key)
-                counters = _counters(now, snap)
-                if ring is None:
-                    ring = self._rings[key] = deque(maxlen=self._capacity)
-                    if previous is not None:
-                        # New since the last sample: it had counted nothing then.
-                        ring.append(_zero(previous, counters))
-                ring.append(counters)
-                self._sample_sketches(key, now, snap)
+                self._sample_one((rollout, int(rev)), now, previous, snap)
+                for flag, per_flag in (snap.get("variants") or {}).items():
+                    for variant, vsnap in per_flag.items():
+                        self._sample_one((rollout, int(rev), flag, variant), now, previous, vsnap)
 
-    def _sample_sketches(self, key: tuple[str, int], now: float, snap: Mapping[str, Any]) -> None:
+    def _sample_one(
+        self, key: Key, now: float, previous: float | None, snap: Mapping[str, Any]
+    ) -> None:
+        ring = self._rings.get(key)
+        counters = _counters(now, snap)
+        if ring is None:
+            ring = self._rings[key] = deque(maxlen=self._capacity)
+            if previous is not None:
+                # New since the last sample: it had counted nothing then.
+                ring.append(_zero(previous, counters))
+        ring.append(counters)
         for name in distributions.DISTRIBUTIONS:
             found = distributions.bins_of(snap, name)
             if found is None:
                 continue
-            ring = self._sketches.get((*key, name))
-            if ring is None:
-                ring = self._sketches[(*key, name)] = distributions.SketchRing(self._capacity)
-            ring.sample(now, *found)
+            sketches = self._sketches.get((key, name))
+            if sketches is None:
+                sketches = self._sketches[key, name] = distributions.SketchRing(self._capacity)
+            sketches.sample(now, *found)
 
-    def _live_snapshot(self, rollout: str, revision: int) -> Mapping[str, Any] | None:
+    def _live_snapshot(self, key: Key) -> Mapping[str, Any] | None:
+        rollout, revision = key[0], key[1]
         # The builtin Registry lets us snapshot one revision, not every rollout's.
         rollouts = getattr(self._registry, "rollouts", None)
         if isinstance(rollouts, dict):
             found = rollouts.get(rollout)
             metrics = found.revisions.get(revision) if found is not None else None
+            if metrics is not None and len(key) == 4:
+                metrics = metrics.variants.get(key[2], {}).get(key[3])
             return metrics.snapshot(sketches=True) if metrics is not None else None
         snap = self._registry.snapshot().get(rollout, {}).get("revisions", {}).get(str(revision))
+        if isinstance(snap, Mapping) and len(key) == 4:
+            snap = (snap.get("variants") or {}).get(key[2], {}).get(key[3])
         return snap if isinstance(snap, Mapping) else None
 
     def _window_sketches(
-        self, rollout: str, revision: int, after: float, live: Mapping[str, Any]
+        self, key: Key, after: float, live: Mapping[str, Any]
     ) -> dict[str, tuple[distributions.Bins, float]]:
         out = {}
         for name in distributions.DISTRIBUTIONS:
-            ring = self._sketches.get((rollout, revision, name))
+            ring = self._sketches.get((key, name))
             now = distributions.bins_of(live, name)
             if now is None:
                 continue
@@ -348,15 +365,25 @@ class Sampler:
             out[name] = (bins, now[1])
         return out
 
-    def window(self, rollout: str, revision: int, seconds: float, now: float) -> WindowStats:
+    def window(
+        self,
+        rollout: str,
+        revision: int,
+        seconds: float,
+        now: float,
+        *,
+        variant: Variant | None = None,
+    ) -> WindowStats:
         """Traffic of ``revision`` in the last ``seconds`` (fewer if sampling began later:
-        ``WindowStats.seconds`` says how many)."""
-        snap = self._live_snapshot(rollout, revision)
+        ``WindowStats.seconds`` says how many); with ``variant``, only the requests the
+        router gave that (flag, variant)."""
+        key: Key = (rollout, revision) if variant is None else (rollout, revision, *variant)
+        snap = self._live_snapshot(key)
         start = now - seconds
         if snap is None:
             return _delta(_EMPTY, None, 0.0)
         latest = _counters(now, snap)
-        ring = self._rings.get((rollout, revision), deque())
+        ring = self._rings.get(key, deque())
         older = None
         for counters in reversed(ring):
             if counters.t <= start:
@@ -372,7 +399,7 @@ class Sampler:
             # registry lives as long as this process, and so does the sampler).
             stats = _delta(latest, None, max(0.0, min(seconds, now - began)))
         after = older.t if older is not None else -math.inf
-        return replace(stats, sketches=self._window_sketches(rollout, revision, after, snap))
+        return replace(stats, sketches=self._window_sketches(key, after, snap))
 
     def series(self, rollout: str, revision: int, metric: str, seconds: float) -> list[float]:
         """One value of ``metric`` per sampled second over the last ``seconds``, oldest
@@ -395,7 +422,7 @@ class Sampler:
     def samples(self, rollout: str, revision: int, name: str, seconds: float) -> list[float]:
         """Per-request values of distribution ``name`` (``latency``, ``ttft``, ``itl``) over
         the last ``seconds`` sampled, at most ``distributions.MAX_SAMPLES`` of them."""
-        ring = self._sketches.get((rollout, revision, name))
+        ring = self._sketches.get(((rollout, revision), name))
         if ring is None or not ring.ring:
             return []
         end = ring.ring[-1][0]
@@ -418,7 +445,7 @@ class Sampler:
     def forget(self, rollout: str) -> None:
         for key in [k for k in self._rings if k[0] == rollout]:
             del self._rings[key]
-        for skey in [k for k in self._sketches if k[0] == rollout]:
+        for skey in [k for k in self._sketches if k[0][0] == rollout]:
             del self._sketches[skey]
 
 

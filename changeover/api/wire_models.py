@@ -99,6 +99,11 @@ class Status(_Answer):
     analysis: dict[str, Any] = Field(default_factory=dict)
     analysisRuns: list[dict[str, Any]] = Field(default_factory=list)
     shadow: dict[str, dict[str, Any]] | None = None
+    variants: dict[str, dict[str, dict[str, dict[str, Any]]]] | None = Field(
+        None,
+        description="Per revision, per flag the builtin router evaluates, per variant: "
+        "requests, errors (5xx), errorRate, latency p50/p99",
+    )
     endpoint: str | None = None
     updatedAt: float | None = None
 

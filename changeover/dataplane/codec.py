@@ -221,6 +221,12 @@ def encode_metrics(m: metrics_mod.RolloutMetrics) -> dict[str, Any]:
             "tokens_per_response": _hist(r.tokens_per_response),
             "stream_seconds": r.stream_seconds,
             "upgraded_seconds": _hist(r.upgraded_seconds),
+            "variants": {
+                flag: {
+                    v: {"codes": list(m.codes), "latency": _hist(m.latency)} for v, m in vs.items()
+                }
+                for flag, vs in r.variants.items()
+            },
         }
     return {
         "revisions": revisions,
@@ -228,6 +234,26 @@ def encode_metrics(m: metrics_mod.RolloutMetrics) -> dict[str, Any]:
         "maintenance": m.maintenance,
         "unrouted": m.unrouted,
     }
+
+
+def _set_variants(r: metrics_mod.RevisionMetrics, data: object) -> None:
+    """A router process's per-variant counters, kept within ``metrics_mod``'s bounds (its
+    answer is checked, never trusted)."""
+    if not isinstance(data, dict):
+        return
+    for flag, per_flag in data.items():
+        if not isinstance(per_flag, dict):
+            continue
+        for variant, d in per_flag.items():
+            m = metrics_mod.variant_metrics(r.variants, str(flag), str(variant))
+            if m is None or not isinstance(d, dict):
+                continue
+            codes = [int(c) for c in d.get("codes", [])][:6]
+            m.codes = [a + b for a, b in zip(m.codes, codes + [0] * (6 - len(codes)), strict=True)]
+            if isinstance(d.get("latency"), dict):
+                found = metrics_mod.VariantMetrics()
+                _set_hist(found.latency, d["latency"])
+                m.latency.add(found.latency)
 
 
 def apply_metrics(data: dict[str, Any], into: metrics_mod.RolloutMetrics) -> None:
@@ -253,6 +279,7 @@ def apply_metrics(data: dict[str, Any], into: metrics_mod.RolloutMetrics) -> Non
         r.stream_seconds = float(d["stream_seconds"])
         if "upgraded_seconds" in d:
             _set_hist(r.upgraded_seconds, d["upgraded_seconds"])
+        _set_variants(r, d.get("variants"))
         revisions[int(rev)] = r
     into.revisions.clear()
     into.revisions.update(revisions)

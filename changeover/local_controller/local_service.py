@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 from typing import Any
 
 from changeover import errors, server_registry, validation
+from changeover.analysis import distributions
 from changeover.engine import commands, rollback
 from changeover.engine.status import RolloutStatus
 from changeover.flags.flag_service import FlagService
@@ -28,6 +30,7 @@ from changeover.spec import analysis as spec_analysis
 from changeover.spec import flag as spec_flag
 from changeover.spec import load, models, template_diff
 from changeover.traffic import builtin
+from changeover.traffic.builtin import sketch
 
 
 def template_hash(template: models.ProcessTemplate) -> str:
@@ -197,6 +200,9 @@ class LocalService:
             # Per shadow revision whose answers are compared: counts, match rate, latency
             # delta p50/p99 (``shadow NAME`` and ``/shadow`` add the differences).
             "shadow": {rev: s.summary() for rev, s in self._shadow_stats(name).items()} or None,
+            # Per revision, per flag the router evaluates: each variant's requests, errors
+            # and latency (what ``variant:`` in analysis compares).
+            "variants": self._variants(name) or None,
             "replicas": replicas,
             "revisionStates": {
                 str(rev): _revision_state(state)
@@ -219,6 +225,19 @@ class LocalService:
         if found is None:
             return {}
         return {str(rev): m.shadow for rev, m in sorted(found.revisions.items()) if m.shadow}
+
+    def _variants(self, name: str) -> JSON:
+        found = self._metrics.rollouts.get(name) if self._metrics is not None else None
+        if found is None:
+            return {}
+        return {
+            str(rev): {
+                flag: {v: variant_summary(m) for v, m in sorted(per_flag.items())}
+                for flag, per_flag in sorted(m.variants.items())
+            }
+            for rev, m in sorted(found.revisions.items())
+            if m.variants
+        }
 
     def shadow(self, name: str) -> JSON:
         """Per shadow revision: the summary and the recent differences, newest first,
@@ -407,3 +426,21 @@ def _ports(rollout: models.Rollout) -> list[int]:
     if blue_green is not None and blue_green.preview_port is not None:
         ports.append(blue_green.preview_port)
     return ports
+
+
+def variant_summary(m: Any) -> JSON:
+    """One variant's ``traffic.builtin.metrics.VariantMetrics`` as ``status`` shows it:
+    requests, 5xx (a cut stream is a 502), error rate, latency p50/p99 (1% sketch)."""
+    requests, errors = sum(m.codes[1:]), m.codes[5]
+    bins = dict(m.latency.sketch.bins) if m.latency.sketch is not None else {}
+
+    def latency(q: float) -> float | None:
+        value = distributions.quantile(bins, q, sketch.GAMMA) if bins else math.nan
+        return None if math.isnan(value) else round(value, 6)
+
+    return {
+        "requests": requests,
+        "errors": errors,
+        "errorRate": round(errors / requests, 6) if requests else None,
+        "latency": {"p50": latency(0.5), "p99": latency(0.99)},
+    }

@@ -289,6 +289,13 @@ class AnalysisRunner:
                 raise providers_base.ProviderError("the builtin router's metrics are off")
             return smp.window(rollout, revision, seconds, self.clock.now())
 
+        def variant_window(
+            revision: int, flag: str, variant: str, seconds: float
+        ) -> sampler.WindowStats:
+            if smp is None:
+                raise providers_base.ProviderError("the builtin router's metrics are off")
+            return smp.window(rollout, revision, seconds, self.clock.now(), variant=(flag, variant))
+
         def series(revision: int, metric: str, seconds: float) -> list[float]:
             if smp is None:
                 return []
@@ -324,6 +331,7 @@ class AnalysisRunner:
             window=window,
             replicas=replicas,
             shadows=shadows,
+            variant_window=variant_window,
         )
 
     # --- plumbing -----------------------------------------------------------------------

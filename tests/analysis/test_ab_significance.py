@@ -165,3 +165,23 @@ def test_config_validation() -> None:
         ab.ABConfig(min_samples=100, max_samples=10)
     with pytest.raises(ValueError, match="conversions <= trials"):
         Arm(11, 10)
+
+
+def test_variant_scope_validation_names_the_field() -> None:
+    counts = {"conversions": {"builtin": "errors"}, "trials": {"builtin": "requests"}}
+    scope = {"flag": "checkout", "control": "off", "treatment": "on"}
+    assert ab.problems({**counts, "variant": scope}) == []
+    assert ab.problems({**counts, "variant": {**scope, "treatment": "off"}}) == [
+        "variant.treatment: expected a variant other than control"
+    ]
+    assert ab.problems({**counts, "variant": {"flag": "checkout", "control": "off"}}) == [
+        "variant.treatment: expected a variant name"
+    ]
+    assert ab.problems({**counts, "variant": {**scope, "arm": "x"}}) == [
+        "variant.arm: unknown field; expected flag, control, treatment"
+    ]
+    prom = {"conversions": {"prometheus": {"query": "up", "address": "http://127.0.0.1:1"}}}
+    assert ab.problems({**counts, **prom, "variant": scope}) == [
+        "conversions: with variant, expected builtin counts: {builtin: requests | successes | "
+        "errors}"
+    ]

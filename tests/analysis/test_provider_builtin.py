@@ -159,9 +159,19 @@ def test_lint_problems() -> None:
     assert builtin.problems({"metric": "error-rate", "window": "30s"}) == []
     assert builtin.problems({"metric": "p99", "windoe": "30s", "revision": "new"}) == [
         "unknown field 'windoe'; expected one of metric, revision, window, minRequests, "
-        "aggregate, sample",
+        "aggregate, sample, variant",
         "metric: unknown 'p99'; expected one of " + ", ".join(builtin.METRICS),
         "revision: expected canary, stable or a number, got 'new'",
+    ]
+    assert builtin.problems({"variant": {"flag": "checkout", "name": "on", "against": "off"}}) == []
+    assert builtin.problems({"metric": "cpu", "variant": {"flag": "", "nmae": "on"}}) == [
+        "variant.nmae: unknown field; expected one of flag, name, against",
+        "variant.flag: expected a flag name",
+        "variant.name: expected a variant name",
+        "variant: scopes the router's metrics only; 'cpu' is not one of them",
+    ]
+    assert builtin.problems({"variant": "on"}) == [
+        "variant: expected a mapping such as {flag: checkout, name: on, against: off}"
     ]
 
 

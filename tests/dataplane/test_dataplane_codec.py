@@ -86,3 +86,25 @@ def test_metrics_survive_the_trip() -> None:
     into = metrics_mod.RolloutMetrics("web")
     codec.apply_metrics(codec.json.loads(codec.json.dumps(codec.encode_metrics(m))), into)
     assert into.snapshot() == m.snapshot()
+
+
+def test_variant_metrics_survive_the_trip_within_their_bounds() -> None:
+    m = metrics_mod.RolloutMetrics("web")
+    rev = m.revision(2)
+    on = metrics_mod.variant_metrics(rev.variants, "checkout", "on")
+    assert on is not None
+    on.record(200, 0.01)
+    on.record(502, 0.3)
+    into = metrics_mod.RolloutMetrics("web")
+    codec.apply_metrics(codec.json.loads(codec.json.dumps(codec.encode_metrics(m))), into)
+    assert into.snapshot() == m.snapshot()
+    assert into.snapshot()["revisions"]["2"]["variants"]["checkout"]["on"]["requests"]["5xx"] == 1
+
+    # a router process's answer is not trusted: 100 variant names become 15 and "other"
+    data = codec.encode_metrics(m)
+    one = data["revisions"]["2"]["variants"]["checkout"]["on"]
+    data["revisions"]["2"]["variants"]["checkout"] = {f"v{i}": one for i in range(100)}
+    codec.apply_metrics(data, into)
+    shown = into.snapshot()["revisions"]["2"]["variants"]["checkout"]
+    assert len(shown) == metrics_mod.MAX_VARIANTS and "v99" not in shown
+    assert shown["other"]["requests"]["2xx"] == 100 - (metrics_mod.MAX_VARIANTS - 1)

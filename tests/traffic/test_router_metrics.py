@@ -82,3 +82,21 @@ def test_label_values_are_escaped() -> None:
     reg = metrics.Registry()
     reg.rollout('we"ird').revision(1).record(200, 0.01)
     assert 'rollout="we\\"ird"' in reg.render()
+
+
+def test_variant_series_are_escaped_and_bounded() -> None:
+    reg = metrics.Registry()
+    rev = reg.rollout("web").revision(1)
+    for i in range(40):
+        found = metrics.variant_metrics(rev.variants, 'fl"ag', f'v{i}"\n}}')
+        assert found is not None
+        found.record(500 if i % 2 else 200, 0.01)
+    text = reg.render()
+    lines = [x for x in text.splitlines() if x.startswith("changeover_variant_requests_total{")]
+    # 15 named variants and "other", five status classes each
+    assert len(lines) == metrics.MAX_VARIANTS * 5
+    labels = 'rollout="web",revision="1",flag="fl\\"ag"'
+    escaped = 'variant="v1\\"\\n}"'
+    assert f'changeover_variant_requests_total{{{labels},{escaped},code="5xx"}} 1' in text
+    # v15..v39 count as "other": 13 of them odd, so 5xx
+    assert f'changeover_variant_requests_total{{{labels},variant="other",code="5xx"}} 13' in text

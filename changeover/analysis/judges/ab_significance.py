@@ -22,7 +22,13 @@ rollout end on the verdict. Two guards against peeking (``judges.proportions`` e
         conversions: {builtin: successes}   # successes | errors | requests, or
         trials: {builtin: requests}         # {prometheus: {query: ..."{{revision}}"...}}
 
-Control is the stable revision, treatment the canary. Phases: treatment wins →
+Control is the stable revision, treatment the canary. Or, with a flag the builtin router
+evaluates per request (``Flag.spec.router``), two variants of one revision (the canary;
+a flag rollout's runs measure the revision its target serves), from builtin counts:
+
+        variant: {flag: checkout, control: "off", treatment: "on"}
+
+ Phases: treatment wins →
 Successful, control wins → Failed, decided tie → ``onNoDifference``, not decided yet →
 Undecided (``value.decided`` is false): the run records it and keeps measuring, and a run
 that ends still undecided is Inconclusive (``analysis.assess``).
@@ -142,6 +148,29 @@ COUNTS = {"requests": None, "successes": "success-rate", "errors": "error-rate"}
 DEFAULT_WINDOW = 3600.0
 
 
+VARIANT_KEYS = ("flag", "control", "treatment")
+
+
+def parse_variants(config: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """``variant: {flag, control, treatment}`` → (flag, control, treatment), or None."""
+    scope = config.get("variant")
+    if scope is None:
+        return None
+    if not isinstance(scope, Mapping):
+        raise ValueError("variant: expected {flag: NAME, control: VARIANT, treatment: VARIANT}")
+    for key in scope:
+        if key not in VARIANT_KEYS:
+            raise ValueError(f"variant.{key}: unknown field; expected {', '.join(VARIANT_KEYS)}")
+    for key in VARIANT_KEYS:
+        if not isinstance(scope.get(key), str) or not scope[key]:
+            raise ValueError(
+                f"variant.{key}: expected a {'flag' if key == 'flag' else 'variant'} name"
+            )
+    if scope["control"] == scope["treatment"]:
+        raise ValueError("variant.treatment: expected a variant other than control")
+    return scope["flag"], scope["control"], scope["treatment"]
+
+
 def parse_config(config: Mapping[str, Any]) -> tuple[ABConfig, sources.Source, sources.Source]:
     """``provider.abSignificance`` → settings and the conversions/trials sources."""
     try:
@@ -161,6 +190,7 @@ def parse_config(config: Mapping[str, Any]) -> tuple[ABConfig, sources.Source, s
     if config.get("onNoDifference", "Inconclusive") not in ("Successful", "Inconclusive", "Failed"):
         raise ValueError("onNoDifference: expected Successful, Inconclusive or Failed")
     window = sources.parse_window(config, "window", DEFAULT_WINDOW)
+    variants = parse_variants(config)
     found: list[sources.Source] = []
     for key in ("conversions", "trials"):
         item = config.get(key)
@@ -178,6 +208,10 @@ def parse_config(config: Mapping[str, Any]) -> tuple[ABConfig, sources.Source, s
             )
         if src.builtin is not None and src.builtin not in COUNTS:
             raise ValueError(f"{key}.builtin: expected one of {', '.join(COUNTS)}")
+        if src.builtin is None and variants is not None:
+            raise ValueError(
+                f"{key}: with variant, expected builtin counts: {{builtin: {' | '.join(COUNTS)}}}"
+            )
         found.append(src)
     return cfg, found[0], found[1]
 
@@ -258,12 +292,15 @@ class ABSignificanceProvider:
             cfg, conv_src, trial_src = parse_config(config)
         except ValueError as exc:
             raise base.ProviderError(f"provider.abSignificance.{exc}") from None
+        window = sources.parse_window(config, "window", DEFAULT_WINDOW)
+        variants = parse_variants(config)
+        if variants is not None:
+            return _measure_variants(config, cfg, variants, context, window, conv_src, trial_src)
         control, treatment = context.stable_revision, context.canary_revision
         if control is None or treatment is None:
             raise base.ProviderError(
                 "abSignificance needs a control (stable) and a treatment (canary) revision"
             )
-        window = sources.parse_window(config, "window", DEFAULT_WINDOW)
         counts = await asyncio.gather(
             *(
                 _count(src, revision=rev, context=context, window=window)
@@ -276,18 +313,60 @@ class ABSignificanceProvider:
         except ValueError as exc:
             raise base.ProviderError(f"abSignificance: {exc}") from None
         verdict = decide(arms[0], arms[1], cfg)
-        phase: base.MeasurementPhase = "Undecided"
-        if verdict.decided:
-            phase = {
-                "treatment": "Successful",
-                "control": "Failed",
-                None: config.get("onNoDifference", "Inconclusive"),
-            }[verdict.winner]
         return base.ProviderResult(
             value=to_value(verdict, control=control, treatment=treatment),
-            phase=phase,
+            phase=_phase(verdict, config),
             message=verdict.reason,
         )
+
+
+def _phase(verdict: ABVerdict, config: Mapping[str, Any]) -> base.MeasurementPhase:
+    if not verdict.decided:
+        return "Undecided"
+    phases: dict[Winner | None, base.MeasurementPhase] = {
+        "treatment": "Successful",
+        "control": "Failed",
+        None: config.get("onNoDifference", "Inconclusive"),
+    }
+    return phases[verdict.winner]
+
+
+def _measure_variants(
+    config: Mapping[str, Any],
+    cfg: ABConfig,
+    variants: tuple[str, str, str],
+    context: base.MeasureContext,
+    window: float,
+    conv_src: sources.Source,
+    trial_src: sources.Source,
+) -> base.ProviderResult:
+    """Two variants of one revision, from the router's per-variant counts over ``window``."""
+    flag, control, treatment = variants
+    revision = context.canary_revision or context.stable_revision
+    if revision is None or context.variant_window is None:
+        raise base.ProviderError("abSignificance.variant: no per-variant router metrics here")
+
+    def count(src: sources.Source, variant: str) -> float:
+        assert context.variant_window is not None and revision is not None
+        stats = context.variant_window(revision, flag, variant, window)
+        picked = {"requests": stats.requests, "errors": stats.errors}
+        picked["successes"] = stats.requests - stats.errors
+        return float(picked[str(src.builtin)])
+
+    try:
+        arms = (
+            Arm(count(conv_src, control), count(trial_src, control)),
+            Arm(count(conv_src, treatment), count(trial_src, treatment)),
+        )
+    except ValueError as exc:
+        raise base.ProviderError(f"abSignificance: {exc}") from None
+    verdict = decide(arms[0], arms[1], cfg)
+    value = to_value(verdict, control=revision, treatment=revision)
+    value["control"]["variant"], value["treatment"]["variant"] = control, treatment
+    value["winnerVariant"] = {"control": control, "treatment": treatment}.get(verdict.winner or "")
+    return base.ProviderResult(
+        value=value, phase=_phase(verdict, config), message=f"flag {flag}: {verdict.reason}"
+    )
 
 
 base.register("abSignificance", ABSignificanceProvider)

@@ -51,6 +51,9 @@ class ProviderResult:
 SeriesFn = Callable[[int, str, float], list[float]]
 # (revision, window seconds) → the builtin router's traffic of that revision in the window.
 WindowFn = Callable[[int, float], "sampler.WindowStats"]
+# (revision, flag, variant, seconds) → the traffic the router gave that variant of a flag it
+# evaluates, within the revision (``sampler.Sampler.window(variant=)``).
+VariantWindowFn = Callable[[int, str, str, float], "sampler.WindowStats"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,6 +82,7 @@ class MeasureContext:
     window: WindowFn | None = None
     replicas: ReplicasFn | None = None
     shadows: ShadowsFn | None = None
+    variant_window: VariantWindowFn | None = None
 
 
 class MetricProvider(Protocol):

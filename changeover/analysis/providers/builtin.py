@@ -30,6 +30,17 @@ answer), ``shadow-{status,body,latency}-mismatch-rate``, ``shadow-latency-p50..p
 shadow that serves no traffic gets all of them (``result.matchRate``, ``result.errorRate``,
 ``result.latencyDeltaP99``...). See ``analysis.shadow_comparisons``.
 
+A flag the router evaluates per request (``Flag.spec.router``) splits a revision's traffic
+by variant; ``variant`` scopes the router metrics to one variant of one flag, and with
+``against`` compares it with another variant of the same revision::
+
+    variant: {flag: checkout, name: "on", against: "off"}
+
+``result`` is then the named variant's number minus the ``against`` variant's (``metric:
+error-rate``: how many more errors "on" makes than "off"), or without ``metric`` the
+named variant's mapping with ``against`` holding the other's (``result.errorRate -
+result.against.errorRate < 0.01``). ``minRequests`` applies to each variant.
+
 Too few requests in the window raise ``ProviderError`` (an Error measurement): a canary
 that served nothing has not shown that it is good, and ``consecutiveErrorLimit`` gives it
 time to get traffic before the run errs.
@@ -53,7 +64,8 @@ ROUTER_METRICS = ("requests", *sampler.SERIES)
 PROCESS_METRICS = ("restarts", "cpu", "memory")
 SHADOW_METRICS = shadow_comparisons.METRICS
 METRICS = (*ROUTER_METRICS, *PROCESS_METRICS, *SHADOW_METRICS)
-_KEYS = ("metric", "revision", "window", "minRequests", "aggregate", "sample")
+_KEYS = ("metric", "revision", "window", "minRequests", "aggregate", "sample", "variant")
+_VARIANT_KEYS = ("flag", "name", "against")
 
 
 def problems(config: Mapping[str, Any]) -> list[str]:
@@ -77,6 +89,25 @@ def problems(config: Mapping[str, Any]) -> list[str]:
                 out.append(f"{key}: {exc}")
     if config.get("aggregate", "mean") not in ("mean", "max", "sum"):
         out.append(f"aggregate: expected mean, max or sum, got {config['aggregate']!r}")
+    if "variant" in config:
+        out += _variant_problems(config["variant"], metric)
+    return out
+
+
+def _variant_problems(scope: object, metric: object) -> list[str]:
+    if not isinstance(scope, Mapping):
+        return ["variant: expected a mapping such as {flag: checkout, name: on, against: off}"]
+    out = [
+        f"variant.{key}: unknown field; expected one of {', '.join(_VARIANT_KEYS)}"
+        for key in scope
+        if key not in _VARIANT_KEYS
+    ]
+    for key in _VARIANT_KEYS:
+        value = scope.get(key)
+        if (value is not None or key != "against") and not (isinstance(value, str) and value):
+            out.append(f"variant.{key}: expected a {'flag' if key == 'flag' else 'variant'} name")
+    if metric is not None and metric not in ROUTER_METRICS:
+        out.append(f"variant: scopes the router's metrics only; {metric!r} is not one of them")
     return out
 
 
@@ -105,6 +136,8 @@ class BuiltinProvider:
             raise base.ProviderError("the builtin router's metrics are not available here")
         window = models.parse_duration(config.get("window", "60s"))
         need = int(config.get("minRequests", 1))
+        if "variant" in config:
+            return _variant_result(revision, config["variant"], metric, window, need, context)
         compared = _shadow_data(revision, context)
         if metric in SHADOW_METRICS:
             return _shadow_result(revision, compared, metric, window, need)
@@ -128,6 +161,43 @@ class BuiltinProvider:
         if metric is None:
             return base.ProviderResult(value=stats.summary(), message=shown)
         return base.ProviderResult(value=stats.value(metric), message=shown)
+
+
+def _variant_result(
+    revision: int,
+    scope: Mapping[str, str],
+    metric: str | None,
+    window: float,
+    need: int,
+    context: base.MeasureContext,
+) -> base.ProviderResult:
+    if context.variant_window is None:
+        raise base.ProviderError("the builtin router's per-variant metrics are not available here")
+    flag, against = scope["flag"], scope.get("against")
+    found = {}
+    for variant in (scope["name"], *([against] if against else [])):
+        stats = context.variant_window(revision, flag, variant, window)
+        if stats.requests < max(1, need):
+            raise base.ProviderError(
+                f"variant {variant!r} of flag {flag!r} got {stats.requests} request"
+                f"{'s' if stats.requests != 1 else ''} of revision {revision} in the last "
+                f"{models.format_duration(round(stats.seconds, 1))}; need at least {max(1, need)}"
+                " (does the router evaluate the flag: spec.router.rollout?)"
+            )
+        found[variant] = stats
+    mine = found[scope["name"]]
+    shown = f"revision {revision}, flag {flag}: {scope['name']} {mine.requests} requests"
+    if against:
+        shown += f", {against} {found[against].requests}"
+    if metric is None:
+        summary: dict[str, Any] = dict(mine.summary())
+        if against:
+            summary["against"] = found[against].summary()
+        return base.ProviderResult(value=summary, message=shown)
+    value = mine.value(metric)
+    if against:
+        value -= found[against].value(metric)
+    return base.ProviderResult(value=value, message=shown)
 
 
 def _shadow_data(

@@ -86,6 +86,7 @@ class Exchange:
         "status",
         "t0",
         "upgrade",
+        "variants",
         "watch",
     )
 
@@ -138,6 +139,8 @@ class Exchange:
         self.watch: token_streams.StreamWatch | None = None  # a token stream's accounting
         self.upgrade = False  # an Upgrade request (want_upgrade)
         self._early = b""  # client bytes behind the upgrade request, held until the 101
+        # (flag, variant) of each flag the router evaluated for this request, or None.
+        self.variants: list[tuple[str, str]] | None = None
 
     # -- request side ---------------------------------------------------------------
 
@@ -565,7 +568,10 @@ class Exchange:
         rm = self.rm
         if rm is not None:
             rm.in_flight -= 1
-            rm.record(status, time.monotonic() - self.t0)
+            seconds = time.monotonic() - self.t0
+            rm.record(status, seconds)
+            if self.variants is not None:
+                _record_variants(rm, self.variants, status, seconds)
         pair = self._pair
         if pair is not None:
             self._pair = None
@@ -598,6 +604,15 @@ class Exchange:
         if pair is not None:
             self._pair = None
             pair.comparer.forget(pair, "incomplete")
+
+
+def _record_variants(
+    rm: metrics.RevisionMetrics, variants: list[tuple[str, str]], status: int, seconds: float
+) -> None:
+    for flag, variant in variants:
+        found = metrics.variant_metrics(rm.variants, flag, variant)
+        if found is not None:
+            found.record(status, seconds)
 
 
 _NO_TARGETS: list[int] = []

@@ -119,6 +119,59 @@ class Histogram:
         return out
 
 
+# Distinct variant names counted per (revision, flag); later ones count under OTHER. Flags
+# per revision past MAX_FLAGS are not broken down. Bounds the series a hostile or buggy
+# flag spec can make.
+MAX_VARIANTS = 16
+MAX_FLAGS = 32
+OTHER = "other"
+
+
+class VariantMetrics:
+    """One variant of one flag within one revision: requests by status class (a stream
+    the upstream cut ends as a 502, so it counts as a 5xx) and latency."""
+
+    __slots__ = ("codes", "latency")
+
+    def __init__(self) -> None:
+        self.codes = [0] * 6
+        self.latency = Histogram(sketched=True)
+
+    def record(self, status: int, seconds: float) -> None:
+        self.codes[status // 100 if 100 <= status < 600 else 5] += 1
+        self.latency.observe(seconds)
+
+    def add(self, other: VariantMetrics) -> None:
+        self.codes = [a + b for a, b in zip(self.codes, other.codes, strict=True)]
+        self.latency.add(other.latency)
+
+    def snapshot(self, *, sketches: bool = False) -> dict[str, Any]:
+        return {
+            "requests": dict(zip(CODE_CLASSES, self.codes[1:], strict=True)),
+            "latency": self.latency.snapshot(sketch=sketches),
+        }
+
+
+def variant_metrics(
+    table: dict[str, dict[str, VariantMetrics]], flag: str, variant: str
+) -> VariantMetrics | None:
+    """The counters of ``variant`` of ``flag`` in ``table`` (a revision's ``variants``),
+    made on first use within the bounds; None past ``MAX_FLAGS``."""
+    per_flag = table.get(flag)
+    if per_flag is None:
+        if len(table) >= MAX_FLAGS:
+            return None
+        per_flag = table[flag] = {}
+    found = per_flag.get(variant)
+    if found is None:
+        if len(per_flag) >= MAX_VARIANTS - 1 and variant != OTHER:
+            variant = OTHER
+            found = per_flag.get(OTHER)
+        if found is None:
+            found = per_flag[variant] = VariantMetrics()
+    return found
+
+
 class RevisionMetrics:
     """Counters for one revision of one rollout. Attributes are bumped directly by the proxy."""
 
@@ -150,6 +203,7 @@ class RevisionMetrics:
         "upgraded_drained",
         "upgraded_open",
         "upgraded_seconds",
+        "variants",
     )
 
     def __init__(self) -> None:
@@ -188,6 +242,8 @@ class RevisionMetrics:
         self.upgraded_open = 0
         self.upgraded_drained = 0
         self.upgraded_seconds = Histogram(CONNECTION_BUCKETS)
+        # Per flag the router evaluates, per variant (``variant_metrics``): flag → variant →.
+        self.variants: dict[str, dict[str, VariantMetrics]] = {}
 
     def add(self, other: RevisionMetrics) -> None:
         """Sum another worker's counters for the same revision into these."""
@@ -209,6 +265,11 @@ class RevisionMetrics:
         self.tokens_per_response.add(other.tokens_per_response)
         self.stream_seconds += other.stream_seconds
         self.upgraded_seconds.add(other.upgraded_seconds)
+        for flag, per_flag in other.variants.items():
+            for variant, m in per_flag.items():
+                mine = variant_metrics(self.variants, flag, variant)
+                if mine is not None:
+                    mine.add(m)
 
     def record(self, status: int, seconds: float) -> None:
         self.codes[status // 100 if 100 <= status < 600 else 5] += 1
@@ -251,6 +312,16 @@ class RevisionMetrics:
                 "drained": self.upgraded_drained,
                 "duration": self.upgraded_seconds.snapshot(),
             },
+            **(
+                {
+                    "variants": {
+                        flag: {v: m.snapshot(sketches=sketches) for v, m in sorted(vs.items())}
+                        for flag, vs in sorted(self.variants.items())
+                    }
+                }
+                if self.variants
+                else {}
+            ),
         }
 
 
@@ -419,6 +490,7 @@ class Registry:
             "mirror_latency",
         )
         _shadow_families(out, family, rows)
+        _variant_families(out, family, rows)
         family("changeover_upgraded_connections_open", "gauge", "Upgraded connections open now.")
         for labels, m in rows:
             out.append(f"changeover_upgraded_connections_open{{{labels}}} {m.upgraded_open}")
@@ -477,12 +549,36 @@ def _shadow_families(out: list[str], family: Any, rows: list[tuple[str, Revision
                 out.append(f'{name}{{{labels},{label}="{_escape(str(key))}"}} {int(n)}')
 
 
+def _variant_families(out: list[str], family: Any, rows: list[tuple[str, RevisionMetrics]]) -> None:
+    """Per flag the router evaluates and variant it passed (names escaped: they come from
+    a spec)."""
+    variants = [
+        (f'{labels},flag="{_escape(flag)}",variant="{_escape(variant)}"', m)
+        for labels, rm in rows
+        for flag, per_flag in sorted(rm.variants.items())
+        for variant, m in sorted(per_flag.items())
+    ]
+    name = "changeover_variant_requests_total"
+    family(name, "counter", "Proxied requests by flag variant and status class.")
+    for labels, m in variants:
+        for cls, n in zip(CODE_CLASSES, m.codes[1:], strict=True):
+            out.append(f'{name}{{{labels},code="{cls}"}} {n}')
+    _histogram(
+        out,
+        family,
+        "changeover_variant_request_duration_seconds",
+        "Request latency by flag variant.",
+        variants,
+        "latency",
+    )
+
+
 def _histogram(
     out: list[str],
     family: Any,
     name: str,
     help_text: str,
-    rows: list[tuple[str, RevisionMetrics]],
+    rows: list[tuple[str, RevisionMetrics]] | list[tuple[str, VariantMetrics]],
     attr: str,
 ) -> None:
     family(name, "histogram", help_text)

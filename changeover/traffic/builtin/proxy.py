@@ -323,8 +323,10 @@ class ClientConnection(asyncio.Protocol):
             )
         else:
             up_head = head[:-2] + self.fwd_tail
+        variants: list[tuple[str, str]] | None = None
         if tbl.flags and hd is not None:
-            up_head = up_head[:-2] + _flag_lines(tbl, hd) + b"\r\n"
+            variants = _variants(tbl, hd)
+            up_head = up_head[:-2] + _flag_lines(tbl, variants) + b"\r\n"
         ex = exchange.Exchange(
             self,
             method,
@@ -335,6 +337,7 @@ class ClientConnection(asyncio.Protocol):
             expect,
             chunked or length > 0,
         )
+        ex.variants = variants
         if not ex.body_done:
             self._body_t = self.loop.time()
         # llhttp refuses space before a colon: "\r\nhost:" in any case finds every Host.
@@ -577,7 +580,17 @@ def _bad_host(keep_alive: bool) -> bytes:
     return wire.simple_response(400, b"an HTTP/1.1 request needs a Host field\n", keep_alive=False)
 
 
-def _flag_lines(tbl: table.RoutingTable, headers: dict[bytes, bytes]) -> bytes:
-    """The variant of every flag this router evaluates, as header lines for upstream."""
+def _variants(tbl: table.RoutingTable, headers: dict[bytes, bytes]) -> list[tuple[str, str]]:
+    """(flag, variant) of every flag this router evaluates, for this request."""
     cookies = table.parse_cookies(headers.get(b"cookie")) if tbl.needs_cookies else {}
-    return b"".join([f.line(headers, cookies) for f in tbl.flags])
+    return [(f.name, f.variant(headers, cookies)) for f in tbl.flags]
+
+
+def _flag_lines(tbl: table.RoutingTable, variants: list[tuple[str, str]]) -> bytes:
+    """The variants as header lines for upstream (``tbl.flags``' order)."""
+    return b"".join(
+        [
+            f.header + b": " + v.encode() + b"\r\n"
+            for f, (_, v) in zip(tbl.flags, variants, strict=True)
+        ]
+    )

@@ -121,15 +121,19 @@ class FlagRoute:
     flag: Any  # changeover.flags.evaluate.CompiledFlag (plain Python, not compiled here)
     context: tuple[tuple[str, bytes | None, bytes | None], ...]  # (attribute, header, cookie)
 
-    def line(self, headers: dict[bytes, bytes], cookies: dict[bytes, bytes]) -> bytes:
-        """``header: variant\r\n`` for this request."""
+    def variant(self, headers: dict[bytes, bytes], cookies: dict[bytes, bytes]) -> str:
+        """The variant this request gets."""
         context: dict[str, str] = {}
         for attribute, header, cookie in self.context:
             value = headers.get(header) if header is not None else cookies.get(cookie or b"")
             if value is not None:
                 context[attribute] = value.decode("latin-1")
         variant: str = self.flag.evaluate(context).variant
-        return self.header + b": " + variant.encode() + b"\r\n"
+        return variant
+
+    def line(self, headers: dict[bytes, bytes], cookies: dict[bytes, bytes]) -> bytes:
+        """``header: variant\r\n`` for this request."""
+        return self.header + b": " + self.variant(headers, cookies).encode() + b"\r\n"
 
 
 def bucket(key: bytes) -> int:
