@@ -45,6 +45,23 @@ async def test_an_idle_websocket_gets_a_close_frame_and_a_busy_one_stays(
     assert m.upgraded_drained == 0  # an idle close is not a drain
 
 
+async def test_a_router_stopping_says_going_away_without_waiting_its_drain_grace(
+    make_router: RouterFactory, echoes: dict[int, EchoServer]
+) -> None:
+    router = await make_router(settings=Settings(drain_grace=30.0))
+    await router.set_backends(1, [echoes[1].endpoint])
+    await router.set_weight({1: 100})
+    async with ws_connect(router.port) as ws:
+        assert await version(ws) == "v1"
+        t0 = time.monotonic()
+        await router.close()
+        # The client answered the close frame, so the router did not wait its 30 s.
+        assert time.monotonic() - t0 < 15
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 10)
+        assert (ws.close_code, ws.close_reason) == (1001, "router stopping")
+
+
 class HalfFrameServer:
     """A WebSocket server by hand: after the handshake it sends the first half of a
     binary frame, the second half when ``finish`` is set, and keeps what it receives."""

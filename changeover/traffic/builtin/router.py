@@ -205,6 +205,8 @@ class BuiltinRouter:
             return
         for server in self._servers:
             server.close()
+        for t in list(self.state.tunnels):  # WebSockets: 1001 Going Away, then closed
+            t.close(b"router stopping", drained=False)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.drain_grace
         # Polling is fine here: close() runs once, and a 20 ms step is invisible.
