@@ -42,7 +42,9 @@ async def test_an_idle_websocket_gets_a_close_frame_and_a_busy_one_stays(
         assert time.monotonic() - t0 >= 1.0
         assert await version(busy) == "v1"  # still open: its bytes kept it alive
     m = router.metrics.revisions[1]
-    assert m.upgraded_drained == 0  # an idle close is not a drain
+    assert (m.upgraded_idle, m.upgraded_drained) == (1, 0)  # an idle close is not a drain
+    text = router.metrics_registry.render()
+    assert 'changeover_upgraded_connections_idle_closed_total{rollout="web",revision="1"} 1' in text
 
 
 async def test_a_router_stopping_says_going_away_without_waiting_its_drain_grace(

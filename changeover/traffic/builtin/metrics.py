@@ -201,6 +201,7 @@ class RevisionMetrics:
         "ttft",
         "upgraded",
         "upgraded_drained",
+        "upgraded_idle",
         "upgraded_open",
         "upgraded_seconds",
         "variants",
@@ -241,6 +242,7 @@ class RevisionMetrics:
         self.upgraded = 0
         self.upgraded_open = 0
         self.upgraded_drained = 0
+        self.upgraded_idle = 0  # closed by the router after its idle timeout
         self.upgraded_seconds = Histogram(CONNECTION_BUCKETS)
         # Per flag the router evaluates, per variant (``variant_metrics``): flag → variant →.
         self.variants: dict[str, dict[str, VariantMetrics]] = {}
@@ -310,6 +312,7 @@ class RevisionMetrics:
                 "opened": self.upgraded,
                 "open": self.upgraded_open,
                 "drained": self.upgraded_drained,
+                "idleClosed": self.upgraded_idle,
                 "duration": self.upgraded_seconds.snapshot(),
             },
             **(
@@ -343,6 +346,7 @@ PLAIN_COUNTERS = (
     "upgraded",
     "upgraded_open",
     "upgraded_drained",
+    "upgraded_idle",
 )
 
 
@@ -394,6 +398,11 @@ _COUNTERS: tuple[tuple[str, str, str], ...] = (
         "changeover_upgraded_connections_drained_total",
         "upgraded_drained",
         "Upgraded connections closed by the router after the drain grace period.",
+    ),
+    (
+        "changeover_upgraded_connections_idle_closed_total",
+        "upgraded_idle",
+        "Upgraded connections closed by the router after its idle timeout.",
     ),
 )
 

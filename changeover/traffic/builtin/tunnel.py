@@ -200,7 +200,10 @@ class Tunnel:
         """Called once a second by the router's sweep: close after ``idle_limit`` seconds
         without a byte either way (at most a second more: the sweep's granularity)."""
         self.idle_ticks += 1
-        if self.idle_ticks > idle_limit:
+        if self.idle_ticks > idle_limit and not self.done:
+            rm = self.rm
+            if rm is not None:
+                rm.upgraded_idle += 1
             self.close(b"idle timeout", drained=False)
 
     def end(self) -> None:
