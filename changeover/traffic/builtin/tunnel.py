@@ -200,7 +200,7 @@ class Tunnel:
         """Called once a second by the router's sweep: close after ``idle_limit`` seconds
         without a byte either way (at most a second more: the sweep's granularity)."""
         self.idle_ticks += 1
-        if self.idle_ticks > idle_limit and not self.done:
+        if self.idle_ticks > idle_limit and not self.done and not self._closing:
             rm = self.rm
             if rm is not None:
                 rm.upgraded_idle += 1
