@@ -1,6 +1,7 @@
 """``KubeBackend``: the rollout commands' ``Backend`` on a Kubernetes cluster.
 
-It carries the commands out on Rollout resources through ``operator.service``, on one event
+It carries the commands out on Rollout resources through ``operator.service`` (and on
+Flag resources, named ``flag/NAME``, through ``operator.flag_commands``), on one event
 loop kept for the command's duration (one connection, not one per call). Exit codes stay
 those of the local platform: the same ``errors`` tree comes back.
 """
@@ -52,20 +53,25 @@ class KubeBackend:
         return result
 
     def list_flags(self) -> list[JSON]:
-        raise errors.PermanentBackendError(
-            "flags are served by the local server: `changeover get flags` without "
-            "--platform kubernetes"
-        )
+        result: list[JSON] = self._do(self._svc.flags.list_flags())
+        return result
 
     def status(self, name: str) -> JSON:
-        result: JSON = self._do(self._svc.status(name))
+        flag = _flag(name)
+        call = self._svc.flags.status(flag) if flag else self._svc.status(name)
+        result: JSON = self._do(call)
         return result
 
     def events(self, name: str, *, limit: int = 50) -> list[JSON]:
-        result: list[JSON] = self._do(self._svc.events(name, limit=limit))
+        flag = _flag(name)
+        svc = self._svc
+        call = svc.flags.events(flag, limit=limit) if flag else svc.events(name, limit=limit)
+        result: list[JSON] = self._do(call)
         return result
 
     def history(self, name: str) -> list[JSON]:
+        if _flag(name):
+            raise _no_flag_history()
         result: list[JSON] = self._do(self._svc.history(name))
         return result
 
@@ -75,6 +81,9 @@ class KubeBackend:
 
     def command(self, name: str, verb: str, body: JSON | None = None) -> JSON:
         body = body or {}
+        flag = _flag(name)
+        if flag:
+            return self._flag_command(flag, verb, body)
         svc = self._svc
         calls = {
             "promote": lambda: svc.promote(name, full=bool(body.get("full"))),
@@ -87,5 +96,33 @@ class KubeBackend:
         result: JSON = self._do(calls[verb]())
         return result
 
+    def _flag_command(self, name: str, verb: str, body: JSON) -> JSON:
+        flags = self._svc.flags
+        calls = {
+            "promote": lambda: flags.promote(name, full=bool(body.get("full"))),
+            "abort": lambda: flags.abort(name),
+            "retry": lambda: flags.retry(name),
+            "pause": lambda: flags.pause(name),
+            "resume": lambda: flags.resume(name),
+        }
+        if verb not in calls:
+            raise _no_flag_history()
+        result: JSON = self._do(calls[verb]())
+        return result
+
     def delete(self, name: str) -> None:
-        self._do(self._svc.delete(name))
+        flag = _flag(name)
+        self._do(self._svc.flags.delete(flag) if flag else self._svc.delete(name))
+
+
+def _flag(name: str) -> str:
+    """``flag/NAME`` names a Flag resource (as on the local server); "" for a rollout."""
+    kind, slash, rest = name.partition("/")
+    return rest if slash and kind == "flag" else ""
+
+
+def _no_flag_history() -> errors.ChangeoverError:
+    return errors.PermanentBackendError(
+        "a Flag resource keeps no revisions on Kubernetes (history and undo are the local "
+        "server's): change it with `changeover apply` or from version control"
+    )

@@ -10,6 +10,8 @@ speaks kubectl's dialect, as Argo Rollouts' plugin does, and runs the same comma
     kubectl changeover undo NAME [--to-revision N]
     kubectl changeover status|history|delete NAME     kubectl changeover apply -f FILE
     kubectl changeover dashboard [--port 3101]   kubectl changeover version
+    kubectl changeover promote|abort|pause|resume|retry|status flag NAME  (or flag/NAME)
+    kubectl changeover get flags
 
 kubectl's own ``--kubeconfig``, ``--context`` and ``-n/--namespace`` work anywhere on the
 line (kubectl passes plugin flags through; ``$KUBECONFIG`` as usual). Resource words
@@ -24,6 +26,7 @@ import sys
 from changeover import __version__
 
 _KINDS = {"rollout", "rollouts", "ro", "rollout.changeover.dev", "rollouts.changeover.dev"}
+_FLAG_KINDS = {"flag", "flags", "flag.changeover.dev", "flags.changeover.dev"}
 _VERBS = {
     "get",
     "list",
@@ -76,6 +79,8 @@ def translate(args: list[str]) -> tuple[list[str], dict[str, str]]:
     ['get', 'web', '-w', '--platform', 'kubernetes', '--namespace', 'apps']
     >>> translate(["dashboard", "--port", "0", "-n", "apps"])[0]
     ['dashboard', '--port', '0', '--platform', 'kubernetes', '--namespace', 'apps']
+    >>> translate(["promote", "flag", "checkout", "-n", "shop"])[0]
+    ['promote', 'flag/checkout', '--platform', 'kubernetes', '--namespace', 'shop']
     >>> translate(["--context=prod", "retry", "rollout", "web"])
     (['retry', 'web', '--platform', 'kubernetes'], {'CHANGEOVER_KUBE_CONTEXT': 'prod'})
     """
@@ -89,6 +94,10 @@ def translate(args: list[str]) -> tuple[list[str], dict[str, str]]:
         raise PluginUsageError(f"unknown command {verb!r}; expected one of {sorted(_VERBS)}")
     if words and words[0].lower() in _KINDS:
         words = words[1:]
+    elif words and words[0].lower() in _FLAG_KINDS:
+        # ``promote flag checkout`` is ``promote flag/checkout``; ``get flags`` lists them.
+        named = len(words) > 1 and not words[1].startswith("-")
+        words = [f"flag/{words[1]}", *words[2:]] if named else ["flags", *words[1:]]
     if verb == "list":
         verb = "get"
     argv = [verb, *words, "--platform", "kubernetes"]

@@ -11,7 +11,6 @@ change and is what evaluations read (a dict lookup, then ``CompiledFlag.evaluate
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -231,40 +230,39 @@ class FlagService:
         return stored
 
     def _status(self, stored: StoredFlag) -> JSON:
-        served = served_spec(stored)
-        status = stored.status
-        phase = status.get("phase") or ("Healthy" if served.enabled else "Disabled")
-        return {
-            "kind": "Flag",
-            "name": stored.name,
-            "key": _key(stored),
-            "revision": stored.revision,
-            "phase": phase,
-            "message": status.get("message", ""),
-            "enabled": served.enabled,
-            "type": served.type,
-            "defaultVariant": served.default_variant,
-            "variants": sorted(served.variants),
-            "split": {e.variant: e.weight for e in served.split},
-            "rules": len(served.rules),
-            "rollout": status.get("rollout"),
-            "updatedAt": stored.updated_at,
-        }
+        return status_document(
+            stored.name, stored.revision, stored.spec, stored.status, stored.updated_at
+        )
+
+
+def status_document(name: str, revision: int, doc: JSON, status: JSON, updated_at: Any) -> JSON:
+    """``status -o json`` of a flag: ``doc`` is its stored document (``spec:`` inside),
+    ``status`` what was walked or commanded (the Kubernetes backend renders Flag resources
+    with this too)."""
+    served = spec_flag.FlagSpec.model_validate(progress.served(doc.get("spec", {}), status))
+    phase = status.get("phase") or ("Healthy" if served.enabled else "Disabled")
+    key = doc.get("spec", {}).get("key")
+    return {
+        "kind": "Flag",
+        "name": name,
+        "key": key if isinstance(key, str) and key else name,
+        "revision": revision,
+        "phase": phase,
+        "message": status.get("message", ""),
+        "enabled": served.enabled,
+        "type": served.type,
+        "defaultVariant": served.default_variant,
+        "variants": sorted(served.variants),
+        "split": {e.variant: e.weight for e in served.split},
+        "rules": len(served.rules),
+        "rollout": status.get("rollout"),
+        "updatedAt": updated_at,
+    }
 
 
 def served_spec(stored: StoredFlag) -> spec_flag.FlagSpec:
     """The stored spec with the status laid over it (the off switch, a rollout's weight)."""
-    spec = copy.deepcopy(stored.spec.get("spec", {}))
-    status = stored.status
-    if status.get("off"):
-        spec["enabled"] = False
-    walk = spec.get("rollout")
-    if isinstance(walk, dict):
-        # A flag rollout serves the weight it has walked to: 0 before its first step.
-        weight = (status.get("rollout") or {}).get("weight", 0)
-        for entry in spec.get("split", []):
-            if entry.get("variant") == walk.get("variant"):
-                entry["weight"] = weight
+    spec = progress.served(stored.spec.get("spec", {}), stored.status)
     return spec_flag.FlagSpec.model_validate(spec)
 
 

@@ -22,7 +22,9 @@ Status shape (stored as JSON)::
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import datetime
 from typing import Any
 
 from changeover.spec import flag as spec_flag
@@ -175,3 +177,52 @@ def retry(status: JSON, spec: spec_flag.FlagSpec, now: float) -> JSON:
         return {}
     attempt = int((status.get("rollout") or {}).get("attempt", 0)) + 1
     return {"rollout": _fresh(spec.rollout, now, attempt=attempt)}
+
+
+# --- what is served, and how status shows it ----------------------------------------------
+
+
+def served(spec: JSON, status: JSON) -> JSON:
+    """The flag's spec (``spec:`` as JSON) with its status laid over it: the off switch
+    (abort, a failed analysis) and the weight a rollout has walked to (0 before its first
+    step). Both platforms serve this; the input is not changed."""
+    out = copy.deepcopy(spec)
+    if status.get("off"):
+        out["enabled"] = False
+    walk = out.get("rollout")
+    if isinstance(walk, dict):
+        weight = (status.get("rollout") or {}).get("weight", 0)
+        for entry in out.get("split", []):
+            if isinstance(entry, dict) and entry.get("variant") == walk.get("variant"):
+                entry["weight"] = weight
+    return out
+
+
+def conditions(status: JSON, previous: list[Any], now: float) -> list[JSON]:
+    """Kubernetes conditions for a walked flag, as a Rollout's are read: ``Progressing``
+    (False once aborted), ``Paused``, ``Completed``. A condition keeps its
+    ``lastTransitionTime`` while its status stays."""
+    phase = str(status.get("phase") or "")
+    r = status.get("rollout") or {}
+    wanted = [
+        ("Progressing", phase != "Aborted", "RolloutAborted" if phase == "Aborted" else phase),
+        ("Paused", phase == "Paused", "Paused" if phase == "Paused" else "NotPaused"),
+        ("Completed", bool(r.get("done")), "Completed" if r.get("done") else "InProgress"),
+    ]
+    before = {c.get("type"): c for c in previous if isinstance(c, dict)}
+    stamp = datetime.datetime.fromtimestamp(now, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    out = []
+    for kind, on, reason in wanted:
+        value = "True" if on else "False"
+        old = before.get(kind) or {}
+        since = old.get("lastTransitionTime") if old.get("status") == value else None
+        out.append(
+            {
+                "type": kind,
+                "status": value,
+                "reason": reason or "Progressing",
+                "message": str(status.get("message") or "")[:500],
+                "lastTransitionTime": since or stamp,
+            }
+        )
+    return out

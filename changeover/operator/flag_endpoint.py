@@ -12,8 +12,10 @@ operator serves it, leader or not: evaluation only reads. Answers need ``token``
 ``CHANGEOVER_FLAGS_TOKEN`` of the operator's environment, from a Secret), never the
 Kubernetes credentials. When two namespaces hold one key, the first namespace by name wins.
 
-Progressive flag rollouts (``spec.rollout``) are walked by the local platform only; here
-a Flag serves its ``split`` as written.
+A Flag is served with its status laid over its spec (``flags.progress.served``): the
+weight its rollout has walked to (``operator.flag_rollouts``, 0 before the first step)
+and the off switch of an abort or a failed analysis. Status written for an earlier
+generation is not laid over a changed spec: that rollout starts again from its first step.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 import pydantic
 
 from changeover import errors
-from changeover.flags import evaluate, ofrep
+from changeover.flags import evaluate, ofrep, progress
 from changeover.http_server import dispatch, http
 from changeover.kube import client as kube
 from changeover.platforms.kubernetes import informer
@@ -34,6 +36,13 @@ from changeover.spec import flag as spec_flag
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
+
+
+def current_status(obj: JSON) -> JSON:
+    """The Flag's status if it was written for its current spec, else none."""
+    status = obj.get("status") or {}
+    generation = (obj.get("metadata") or {}).get("generation")
+    return status if status.get("observedGeneration") == generation else {}
 
 
 class FlagEndpoint:
@@ -66,11 +75,14 @@ class FlagEndpoint:
                     "spec": obj.get("spec"),
                 }
             )
+            served = spec_flag.FlagSpec.model_validate(
+                progress.served(flag.spec.to_json_dict(), current_status(obj))
+            )
         except pydantic.ValidationError as exc:
             log.warning("Flag %s/%s is not served: %s", key[0], key[1], exc.errors()[0]["msg"])
             self._compiled.pop(key, None)
         else:
-            self._compiled[key] = (flag.key, evaluate.compile_flag(flag.spec))
+            self._compiled[key] = (flag.key, evaluate.compile_flag(served))
         self._reindex()
 
     def _deleted(self, obj: JSON) -> None:

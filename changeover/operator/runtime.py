@@ -3,8 +3,9 @@
     op = Operator(client, namespace=None)         # None: every namespace
     await op.run()                                 # until cancelled or the lease is lost
 
-Watches (Rollouts; ReplicaSets and hook Jobs labelled ``changeover.dev/rollout``) fill
-caches and queue the rollout a change belongs to; ``workers`` coroutines reconcile queued
+Watches (Rollouts; ReplicaSets and hook Jobs labelled ``changeover.dev/rollout``; Flags,
+whose ``spec.rollout`` ``operator.flag_rollouts`` walks) fill caches and queue the
+rollout a change belongs to; ``workers`` coroutines reconcile queued
 rollouts, one rollout at a time per key; each reconcile says when the clock alone would
 change its plan (a timed pause, a scale-down delay) and the queue looks again then. Only
 the leader (``operator.leader``) starts informers and workers; losing the lease stops
@@ -26,9 +27,10 @@ from typing import Any
 from changeover import aio, errors
 from changeover.kube import client as kube
 from changeover.kube import names
-from changeover.operator import argo_bridge, health_server
+from changeover.operator import argo_bridge, flag_rollouts, health_server
 from changeover.operator import reconcile as reconcile_mod
 from changeover.operator.flag_endpoint import FlagEndpoint
+from changeover.operator.flag_rollouts import FlagRollouts
 from changeover.operator.leader import LeaderElector
 from changeover.operator.operator_analysis import OperatorAnalysis
 from changeover.operator.trace import SpecTrace
@@ -99,6 +101,17 @@ class Operator:
             argo_rollouts=argo_rollouts,
         )
         self.trace = SpecTrace()
+        # Flags' progressive rollouts, walked beside the Rollouts (``operator.flag_rollouts``).
+        self.flag_rollouts = FlagRollouts(
+            client,
+            namespace=namespace,
+            rollouts=self.rollouts,
+            platform=self.platform,
+            analysis=self.analysis,
+            recorder=self.recorder,
+            clock=clock,
+            enqueue=self.queue.add,
+        )
         # What each reconcile may use (``operator.reconcile``), and nothing else of ours.
         self.deps = reconcile_mod.ReconcileDeps(
             client=client,
@@ -169,6 +182,7 @@ class Operator:
             status = obj.get("status") or {}
             if status.get("analysisRuns") or status.get("webhooks"):
                 self.queue.add(informer.key_of(obj))
+        self.flag_rollouts.wake_running()
 
     def _owned_changed(self, obj: JSON) -> None:
         meta = obj.get("metadata", {})
@@ -201,6 +215,7 @@ class Operator:
             self.replicasets,
             self.jobs,
             self.rollouts,
+            self.flag_rollouts.informer,
         )
         # Cluster-wide templates are not waited for: a namespaced operator may not be
         # allowed to list them, and must still start.
@@ -247,6 +262,8 @@ class Operator:
                 if key[0] == "argo" and self.argo is not None:
                     await self.argo.sync(*key[1].split("/", 1))
                     again = None
+                elif key[0] == flag_rollouts.QUEUE_PREFIX:
+                    again = await self.flag_rollouts.sync(*key[1].split("/", 1))
                 else:
                     again = await reconcile_mod.reconcile(self.deps, *key)
                 self.errors.pop(key, None)
@@ -273,7 +290,7 @@ class Operator:
             await asyncio.sleep(0)
 
     async def _refresh(self, key: Key) -> float:
-        if key[0] == "argo":
+        if key[0] in ("argo", flag_rollouts.QUEUE_PREFIX):
             return 0.5
         try:
             fresh = await self.client.get_or_none(kube.ROLLOUTS, key[1], namespace=key[0])

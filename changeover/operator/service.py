@@ -1,6 +1,7 @@
 """``KubeService``: the user operations of ``rollout_service.RolloutService`` on Rollout
 resources through the Kubernetes API (what Argo Rollouts' kubectl plugin does).
 
+- Flags (``flag/NAME``) are ``self.flags`` (``operator.flag_commands``).
 - ``apply`` validates every document with the spec models first (all problems at once,
   exit 2 on any; a process template is refused with what Kubernetes expects), then creates
   or replaces each Rollout, keeping the user's spec as written.
@@ -27,6 +28,7 @@ from changeover.engine.status import RolloutStatus
 from changeover.kube import client as kube
 from changeover.kube import names
 from changeover.operator import documents
+from changeover.operator.flag_commands import KubeFlags
 from changeover.platforms.kubernetes import replicasets
 from changeover.platforms.kubernetes.events import list_events
 from changeover.platforms.kubernetes.replicasets import Counts
@@ -44,15 +46,18 @@ class KubeService:
     def __init__(self, client: kube.KubeClient, *, namespace: str | None = None) -> None:
         self.client = client
         self.namespace = namespace or client.namespace
+        self.flags = KubeFlags(client, namespace=self.namespace)
 
     # --- apply ---------------------------------------------------------------------
 
-    def check(self, documents_: list[JSON], *, source: str) -> list[models.Rollout]:
+    def check(self, documents_: list[JSON], *, source: str) -> load.Specs:
+        """Every document as the models read it; one SpecError with every problem."""
         loaded = [
             load.LoadedDocument(source=source, index=i, data=doc)
             for i, doc in enumerate(documents_)
         ]
-        rollouts = load.parse_rollouts(loaded)
+        specs = load.parse_documents(loaded)
+        rollouts = specs.rollouts
         problems = [
             p
             for p in validation.validate_rollouts(rollouts, source=source)
@@ -81,10 +86,10 @@ class KubeService:
                 )
         if problems:
             raise errors.SpecError(problems)
-        return rollouts
+        return specs
 
     async def apply(self, documents_: list[JSON], *, source: str) -> list[JSON]:
-        self.check(documents_, source=source)
+        specs = self.check(documents_, source=source)
         templates = [d for d in documents_ if d.get("kind") == "AnalysisTemplate"]
         problems = []
         for i, doc in enumerate(templates):
@@ -108,6 +113,7 @@ class KubeService:
             }
             await self.client.apply_object(kube.ANALYSIS_TEMPLATES, body, namespace=self.namespace)
             results.append({"name": name, "kind": "AnalysisTemplate", "action": "applied"})
+        results += await self.flags.apply(specs.flags)
         for doc in documents_:
             if doc.get("kind", "Rollout") == "Rollout":
                 results.append(await self._apply_one(doc))

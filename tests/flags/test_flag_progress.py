@@ -64,3 +64,29 @@ def test_promote_pause_resume_and_retry() -> None:
     assert step(s, progress.promote(out.status, full=True), 1.0).status["phase"] == "Healthy"
     again = progress.retry({**out.status, "off": True}, s, 2.0)
     assert again["rollout"]["attempt"] == 1 and again["rollout"]["stepIndex"] == 0
+
+
+def test_served_lays_the_walk_and_the_off_switch_over_the_spec() -> None:
+    s = spec({"setWeight": 10}).to_json_dict()
+    at_10 = progress.served(s, {"rollout": {"variant": "on", "weight": 10}})
+    assert at_10["split"] == [{"variant": "on", "weight": 10}] and at_10.get("enabled", True)
+    assert progress.served(s, {})["split"][0]["weight"] == 0  # before the first step
+    assert progress.served(s, {"off": True})["enabled"] is False
+    assert s["split"][0]["weight"] == 80  # the input is left as it was
+
+
+def test_conditions_keep_their_transition_time_while_they_hold() -> None:
+    paused = {"phase": "Paused", "rollout": {"done": False}}
+    first = progress.conditions(paused, [], 1_700_000_000.0)
+    assert {c["type"]: c["status"] for c in first} == {
+        "Progressing": "True",
+        "Paused": "True",
+        "Completed": "False",
+    }
+    aborted = {"phase": "Aborted", "off": True, "rollout": {"done": False}}
+    later = progress.conditions(aborted, first, 1_700_000_600.0)
+    by_type = {c["type"]: c for c in later}
+    assert by_type["Progressing"]["status"] == "False"
+    assert by_type["Progressing"]["reason"] == "RolloutAborted"
+    assert by_type["Progressing"]["lastTransitionTime"] == "2023-11-14T22:23:20Z"
+    assert by_type["Completed"]["lastTransitionTime"] == "2023-11-14T22:13:20Z"

@@ -127,6 +127,15 @@ PRINTER_COLUMNS = [
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 
+FLAG_PRINTER_COLUMNS = [
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {"name": "Variant", "type": "string", "jsonPath": ".status.rollout.variant"},
+    {"name": "Weight", "type": "integer", "jsonPath": ".status.rollout.weight"},
+    {"name": "Step", "type": "integer", "jsonPath": ".status.rollout.stepIndex"},
+    {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
 
 def _crd(kind: str, plural: str, spec_schema: JSON, *, rollout: bool) -> JSON:
     version: JSON = {
@@ -147,6 +156,10 @@ def _crd(kind: str, plural: str, spec_schema: JSON, *, rollout: bool) -> JSON:
             }
         },
     }
+    if kind == "Flag":
+        # The operator walks a flag rollout in status; users' spec writes cannot clobber it.
+        version["subresources"] = {"status": {}}
+        version["additionalPrinterColumns"] = FLAG_PRINTER_COLUMNS
     if rollout:
         version["subresources"] = {
             "status": {},

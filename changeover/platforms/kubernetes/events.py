@@ -138,12 +138,14 @@ class EventRecorder:
             )
 
 
-async def list_events(client: kube.KubeClient, *, namespace: str, name: str) -> list[JSON]:
-    """The events of Rollout ``name``, oldest first."""
+async def list_events(
+    client: kube.KubeClient, *, namespace: str, name: str, kind: str = "Rollout"
+) -> list[JSON]:
+    """The events of ``kind`` ``name`` (a Rollout by default), oldest first."""
     doc = await client.request(
         "GET",
         kube.EVENTS.path(namespace),
-        params={"fieldSelector": f"involvedObject.name={name},involvedObject.kind=Rollout"},
+        params={"fieldSelector": f"involvedObject.name={name},involvedObject.kind={kind}"},
     )
     items = [
         e for e in doc.get("items", []) if e.get("source", {}).get("component") == names.COMPONENT

@@ -37,6 +37,7 @@ RULES: list[JSON] = [
             "rollouts/scale",
             "analysistemplates",
             "flags",
+            "flags/status",
         ],
         "verbs": ["get", "list", "watch", "update", "patch"],
     },

@@ -1,0 +1,264 @@
+"""Progressive flag rollouts on Kubernetes: the operator walks each Flag's ``spec.rollout``.
+
+    walker = FlagRollouts(client, namespace="shop", rollouts=..., platform=..., ...)
+    again = await walker.sync("shop", "checkout")   # one look; seconds until the next
+
+The walk is ``flags.progress.advance``, the same pure state machine the local platform
+runs: its status (step, weight, run, phase, ``off``) is the Flag's status subresource, with
+``observedGeneration`` and conditions (Progressing, Paused, Completed) beside it. A changed
+spec (a new generation) starts the rollout from its first step, as an apply does locally.
+An analysis step is an ordinary analysis run of the ``target`` Rollout, started on the
+operator's runner (``operator.operator_analysis``: the same providers as a Rollout's
+steps); a failed run turns the flag off (phase Aborted) with a Warning event. Events name
+the Flag. Only the leader walks; every replica's OFREP endpoint serves the walked weight
+(``operator.flag_endpoint`` lays the status over the spec with ``progress.served``).
+
+Every status write carries the resourceVersion it read: a user's ``promote``/``abort``
+written meanwhile makes it fail with 409, and the look starts again from a fresh read, so
+no command is lost and nothing is written twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pydantic
+
+from changeover import errors
+from changeover.analysis.run import AnalysisRun
+from changeover.engine import actions
+from changeover.flags import progress
+from changeover.kube import client as kube
+from changeover.operator import documents
+from changeover.operator.operator_analysis import OperatorAnalysis
+from changeover.platforms.kubernetes import informer
+from changeover.platforms.kubernetes.events import EventRecorder
+from changeover.platforms.kubernetes.replicasets import KubePlatform
+from changeover.spec import flag as spec_flag
+
+log = logging.getLogger(__name__)
+JSON = dict[str, Any]
+Key = tuple[str, str]
+QUEUE_PREFIX = "flag"  # work-queue keys are ("flag", "namespace/name")
+RESYNC = 30.0  # a look this often even when nothing is due (under the watches)
+RUN_LOOK = 5.0  # while a run is in flight (the runner also wakes us when it ends)
+ATTEMPTS = 10
+# Status fields beside the walk's: the walker's own, and the event a user's command asks
+# for (``operator.flag_commands`` writes it; recorded here, by the operator's identity).
+REQUESTED = "requestedEvent"
+OURS = ("observedGeneration", "conditions", REQUESTED)
+
+
+class FlagRollouts:
+    def __init__(
+        self,
+        client: kube.KubeClient,
+        *,
+        namespace: str | None,
+        rollouts: informer.Informer,
+        platform: KubePlatform,
+        analysis: OperatorAnalysis,
+        recorder: EventRecorder,
+        clock: Callable[[], float],
+        enqueue: Callable[[Key], None],
+    ) -> None:
+        self.client = client
+        self.rollouts = rollouts
+        self.platform = platform
+        self.analysis = analysis
+        self.recorder = recorder
+        self.clock = clock
+        self._enqueue = enqueue
+        self.informer = informer.Informer(
+            client, kube.FLAGS, namespace=namespace, on_change=self._changed
+        )
+        self._invalid: dict[Key, str] = {}
+
+    def _changed(self, obj: JSON) -> None:
+        if (obj.get("spec") or {}).get("rollout") is not None or obj.get("status"):
+            self._enqueue(queue_key(*informer.key_of(obj)))
+
+    def wake_running(self) -> None:
+        """A measurement finished: look at the flags waiting on a run."""
+        for obj in self.informer.items():
+            if ((obj.get("status") or {}).get("rollout") or {}).get("run"):
+                self._enqueue(queue_key(*informer.key_of(obj)))
+
+    async def sync(self, namespace: str, name: str) -> float | None:
+        """One look at Flag ``namespace/name``; seconds until the clock alone changes it."""
+        obj = self.informer.get(namespace, name)
+        for _ in range(ATTEMPTS):
+            if obj is None or obj["metadata"].get("deletionTimestamp"):
+                self._invalid.pop((namespace, name), None)
+                return None
+            try:
+                return await self._look(obj)
+            except kube.Conflict:
+                # A user's command (or the watch lags): plan again from what is stored.
+                obj = await self.client.get_or_none(kube.FLAGS, name, namespace=namespace)
+                if obj is not None:
+                    obj.setdefault("apiVersion", kube.FLAGS.api_version)
+                    obj.setdefault("kind", "Flag")
+                    self.informer.remember(obj)
+                await asyncio.sleep(0.05)
+        raise errors.TemporaryBackendError(f"flag {namespace}/{name} kept changing")
+
+    async def _look(self, obj: JSON) -> float | None:
+        meta = obj["metadata"]
+        key = (str(meta["namespace"]), str(meta["name"]))
+        try:
+            flag = parse_flag(obj)
+        except pydantic.ValidationError as exc:
+            message = f"invalid spec: {exc.errors()[0]['msg']}"
+            if self._invalid.get(key) != message:
+                self._invalid[key] = message
+                await self.recorder.record(obj, "InvalidSpec", message, warning=True)
+            return None
+        self._invalid.pop(key, None)
+        spec = flag.spec
+        raw: JSON = obj.get("status") or {}
+        if spec.rollout is None:
+            if REQUESTED in raw:  # an abort or retry of a flag without a rollout
+                await self._write(obj, {k: v for k, v in raw.items() if k != REQUESTED})
+                for reason, message in _requested(raw):
+                    await self.recorder.record(obj, reason, message)
+            return None
+        generation = int(meta.get("generation") or 0)
+        status = {k: v for k, v in raw.items() if k not in OURS}
+        if raw.get("observedGeneration") != generation:
+            status = {}  # a new spec: its rollout starts from the first step
+        now = self.clock()
+        run = (status.get("rollout") or {}).get("run")
+        seen = self.analysis.runner.observe(run) if run else None
+        if run and seen is None and not status.get("off"):
+            # Started by a replica that lost the lease: start it here (a no-op if known).
+            step = int(status["rollout"].get("stepIndex", 0))
+            self._start(obj, spec, progress.StartRun(run, step))
+        outcome = progress.advance(
+            _run_prefix(obj),
+            generation,
+            spec,
+            status,
+            now=now,
+            run_phase=seen.phase if seen else None,
+            run_message=seen.message if seen else "",
+        )
+        if outcome.start is not None:
+            self._start(obj, spec, outcome.start)
+        body: JSON = {**outcome.status, "observedGeneration": generation}
+        body["conditions"] = progress.conditions(outcome.status, raw.get("conditions") or [], now)
+        if body != raw:
+            await self._write(obj, body)
+        for reason, message in [*_requested(raw), *outcome.events]:
+            await self.recorder.record(obj, reason, message, warning=reason == "Aborted")
+        return _next_look(spec, outcome.status, now)
+
+    def _start(self, obj: JSON, spec: spec_flag.FlagSpec, start: progress.StartRun) -> None:
+        """Run ``start`` as a step run of the target Rollout, judged as its own steps are."""
+        assert spec.rollout is not None and spec.rollout.target is not None
+        namespace, target = str(obj["metadata"]["namespace"]), spec.rollout.target
+        step = spec.rollout.steps[start.step_index].analysis
+        assert step is not None
+        found = self.rollouts.get(namespace, target)
+        try:
+            rollout = documents.parse_rollout(found) if found is not None else None
+        except (pydantic.ValidationError, errors.SpecError):
+            rollout = None
+        if found is None or rollout is None:
+            why = "does not exist" if found is None else "is invalid"
+            self._refuse(start.run_id, target, namespace, f"the target rollout {target!r} {why}")
+            return
+        raw = found.get("status") or {}
+        revision = int(raw.get("stableRevision") or raw.get("lastRevision") or 1)
+        action = actions.StartAnalysis(
+            run_id=start.run_id,
+            kind="step",
+            analysis=step,
+            revision=revision,
+            stable_revision=revision,
+        )
+        hashes = {rev: c.pod_hash for rev, c in self.platform.observe(found).items()}
+        self.analysis.execute(action, rollout, hashes)
+
+    def _refuse(self, run_id: str, target: str, namespace: str, why: str) -> None:
+        """A run that cannot start is stored as an Error, so its verdict is read back."""
+        now = self.clock()
+        refused = AnalysisRun(
+            id=run_id,
+            rollout=target,
+            namespace=namespace,
+            kind="step",
+            revision=0,
+            phase="Error",
+            message=f"cannot start: {why}",
+            started_at=now,
+            finished_at=now,
+        )
+        self.analysis.store.put_run(refused.to_json(), completed=True)
+
+    async def _write(self, obj: JSON, body: JSON) -> None:
+        meta = obj["metadata"]
+        update = {
+            "apiVersion": obj.get("apiVersion", kube.FLAGS.api_version),
+            "kind": "Flag",
+            "metadata": {
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "resourceVersion": meta["resourceVersion"],
+            },
+            "spec": obj.get("spec") or {},
+            "status": body,
+        }
+        written = await self.client.replace(
+            kube.FLAGS, update, namespace=meta["namespace"], sub="status"
+        )
+        self.informer.remember(written)
+
+
+def queue_key(namespace: str, name: str) -> Key:
+    return (QUEUE_PREFIX, f"{namespace}/{name}")
+
+
+def parse_flag(obj: JSON) -> spec_flag.Flag:
+    """The Flag resource as the spec models read it (ValidationError if it is invalid)."""
+    meta = obj.get("metadata") or {}
+    return spec_flag.Flag.model_validate(
+        {
+            "apiVersion": obj.get("apiVersion"),
+            "kind": "Flag",
+            "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace") or "default"},
+            "spec": obj.get("spec"),
+        }
+    )
+
+
+def _requested(raw: JSON) -> list[tuple[str, str]]:
+    asked = raw.get(REQUESTED)
+    if isinstance(asked, list) and len(asked) == 2 and all(isinstance(a, str) for a in asked):
+        return [(asked[0][:64], asked[1][:500])]
+    return []
+
+
+def _run_prefix(obj: JSON) -> str:
+    """Run ids are unique per Flag object: a Flag deleted and created again (generation 1
+    again) must not read the verdict of its predecessor's run."""
+    meta = obj["metadata"]
+    return f"{meta['namespace']}.{meta['name']}.{str(meta.get('uid', ''))[:8]}"
+
+
+def _next_look(spec: spec_flag.FlagSpec, status: JSON, now: float) -> float | None:
+    r = status.get("rollout") or {}
+    if status.get("off") or r.get("done") or r.get("userPaused"):
+        return None
+    if r.get("run"):
+        return RUN_LOOK
+    steps = spec.rollout.steps if spec.rollout is not None else []
+    i = int(r.get("stepIndex", 0))
+    pause = steps[i].pause if i < len(steps) else None
+    if pause is not None and pause.duration is not None:
+        due = float(r.get("stepStartedAt", now)) + pause.duration - now
+        return max(0.05, min(due + 0.05, RESYNC))
+    return RESYNC

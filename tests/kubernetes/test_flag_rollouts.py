@@ -1,0 +1,325 @@
+"""Progressive flag rollouts walked by the operator on the test cluster: the Flag's status
+subresource carries the step and weight, the operator's OFREP endpoint (on 127.0.0.1)
+serves the walked weight, an analysis step runs on the operator's runner (the web
+provider against a server on this machine's loopback) and a failing one turns the flag
+off; the CLI's ``--platform kubernetes`` promotes, pauses, resumes, aborts and retries.
+
+Buckets (crc32 mod 100, see tests/flags): bob 4, trent 18, erin 22, alice 35, judy 99.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import sys
+import threading
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import k8s_testbed as testbed
+import pytest
+from k8s_helpers import Kube, eventually, rollout
+from typer.testing import CliRunner
+
+from changeover.cli.main import app
+from changeover.kube import client as kube
+from changeover.operator.flag_endpoint import FlagEndpoint
+from changeover.operator.runtime import Operator
+from changeover.platforms.kubernetes.events import list_events
+
+JSON = dict[str, Any]
+USERS = ["bob", "trent", "erin", "alice", "judy"]
+AT_20 = {"bob": "v2", "trent": "v2", "erin": "v1", "alice": "v1", "judy": "v1"}
+ALL_OLD = dict.fromkeys(USERS, "v1")
+ALL_NEW = dict.fromkeys(USERS, "v2")
+BIN = Path(sys.executable).parent  # kubectl-changeover, the plugin
+
+
+def flag(name: str, steps: list[JSON], *, target: str | None = None) -> JSON:
+    walk: JSON = {"variant": "new", "steps": steps}
+    if target is not None:
+        walk["target"] = target
+    return {
+        "apiVersion": "changeover.dev/v1alpha1",
+        "kind": "Flag",
+        "metadata": {"name": name},
+        "spec": {
+            "key": name,
+            "type": "string",
+            "variants": {"old": "v1", "new": "v2"},
+            "defaultVariant": "old",
+            "split": [{"variant": "new", "weight": 100}],
+            "rollout": walk,
+        },
+    }
+
+
+class Ofrep:
+    """The operator's OFREP endpoint on 127.0.0.1, evaluated the way an SDK asks."""
+
+    def __init__(self, port: int, token: str) -> None:
+        self.url, self.token = f"http://127.0.0.1:{port}/ofrep/v1/evaluate/flags", token
+
+    def _one(self, key: str, user: str) -> str:
+        body = json.dumps({"context": {"targetingKey": user}}).encode()
+        req = urllib.request.Request(
+            f"{self.url}/{key}",
+            data=body,
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return str(json.load(resp)["value"])
+
+    async def variants(self, key: str) -> dict[str, str]:
+        return await asyncio.to_thread(lambda: {u: self._one(key, u) for u in USERS})
+
+
+@pytest.fixture
+async def ofrep(kube_: Kube, operator: Operator) -> AsyncIterator[Ofrep]:
+    token = secrets.token_urlsafe(16)
+    endpoint = FlagEndpoint(operator.client, namespace=kube_.namespace, token=token)
+    port = await endpoint.start("127.0.0.1", 0)
+    try:
+        yield Ofrep(port, token)
+    finally:
+        await endpoint.close()
+
+
+async def flag_status(k: Kube, name: str) -> JSON:
+    obj = await k.client.get_or_none(kube.FLAGS, name, namespace=k.namespace)
+    return (obj or {}).get("status") or {}
+
+
+def walked(status: JSON) -> tuple[str | None, int | None, int | None]:
+    r = status.get("rollout") or {}
+    return status.get("phase"), r.get("stepIndex"), r.get("weight")
+
+
+async def flag_events(k: Kube, name: str, *wanted: str) -> list[str]:
+    """The Flag's event reasons once ``wanted`` have all occurred in that order (events are
+    recorded after the status write a test waits for)."""
+
+    async def reasons() -> list[str]:
+        items = await list_events(k.client, namespace=k.namespace, name=name, kind="Flag")
+        return [e["reason"] for e in items]
+
+    def in_order(seen: list[str]) -> bool:
+        it = iter(seen)
+        return all(w in it for w in wanted)
+
+    return await eventually(reasons, in_order, what=f"{name} events {' → '.join(wanted)}")
+
+
+def cli(namespace: str, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(
+        app,
+        [
+            *args,
+            "--platform",
+            "kubernetes",
+            "--kubeconfig",
+            str(testbed.kubeconfig()),
+            "-n",
+            namespace,
+        ],
+    )
+    return result.exit_code, result.stdout, result.stderr
+
+
+async def cli_ok(namespace: str, *args: str) -> str:
+    code, out, err = await asyncio.to_thread(cli, namespace, *args)
+    assert code == 0, f"{args}: exit {code}: {out}{err}"
+    return out
+
+
+async def kubectl_changeover(*args: str) -> str:
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl is not installed (make test installs it)"
+    proc = await asyncio.create_subprocess_exec(
+        kubectl,
+        "changeover",
+        *args,
+        f"--kubeconfig={testbed.kubeconfig()}",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "NO_COLOR": "1"},
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, out.decode()
+    return out.decode()
+
+
+async def test_flag_rollout_walks_its_steps_to_full_and_ofrep_follows(
+    kube_: Kube, ofrep: Ofrep
+) -> None:
+    k = kube_
+    steps = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {"duration": "1s"}}]
+    await k.create(kube.FLAGS, flag("checkout", steps))
+    st = await eventually(
+        lambda: flag_status(k, "checkout"),
+        lambda s: walked(s) == ("Paused", 1, 20),
+        what="paused at 20%",
+    )
+    assert {c["type"]: c["status"] for c in st["conditions"]} == {
+        "Progressing": "True",
+        "Paused": "True",
+        "Completed": "False",
+    }
+    await eventually(lambda: ofrep.variants("checkout"), lambda v: v == AT_20, what="OFREP 20%")
+
+    out = await cli_ok(k.namespace, "promote", "flag/checkout")
+    assert out.startswith("flag/checkout promoted")
+    st = await eventually(
+        lambda: flag_status(k, "checkout"),
+        lambda s: s.get("phase") == "Healthy",
+        what="the rollout complete",
+    )
+    assert st["rollout"]["done"] and st["rollout"]["weight"] == 100
+    await eventually(lambda: ofrep.variants("checkout"), lambda v: v == ALL_NEW, what="OFREP 100%")
+    await flag_events(k, "checkout", "SetWeight", "Promoted", "SetWeight", "Completed")
+
+    out = await cli_ok(k.namespace, "get", "flags", "-o", "json")
+    assert [(f["name"], f["phase"], f["split"]) for f in json.loads(out)] == [
+        ("checkout", "Healthy", {"new": 100})
+    ]
+
+
+async def test_flag_commands_through_the_cli(kube_: Kube, ofrep: Ofrep) -> None:
+    k = kube_
+    steps = [{"setWeight": 20}, {"pause": {"duration": "1h"}}, {"setWeight": 60}]
+    await k.create(kube.FLAGS, flag("banner", steps))
+    await eventually(
+        lambda: flag_status(k, "banner"), lambda s: walked(s) == ("Paused", 1, 20), what="20%"
+    )
+    await cli_ok(k.namespace, "pause", "flag/banner")
+    st = await eventually(
+        lambda: flag_status(k, "banner"),
+        lambda s: "by the user" in s.get("message", ""),
+        what="paused by the user",
+    )
+    assert st["rollout"]["userPaused"]
+    await cli_ok(k.namespace, "resume", "flag/banner")
+    await eventually(
+        lambda: flag_status(k, "banner"),
+        lambda s: not s["rollout"]["userPaused"] and "for 3600s" in s.get("message", ""),
+        what="resumed (the timed pause again)",
+    )
+
+    # kubectl's dialect: the plugin found on PATH, `abort flag NAME`.
+    out = await kubectl_changeover("abort", "flag", "banner", "-n", k.namespace)
+    assert "flag/banner aborted" in out
+    st = await eventually(
+        lambda: flag_status(k, "banner"),
+        lambda s: s.get("off") and "requestedEvent" not in s,
+        what="turned off, the event recorded",
+    )
+    assert {c["type"]: c["status"] for c in st["conditions"]}["Progressing"] == "False"
+    await eventually(lambda: ofrep.variants("banner"), lambda v: v == ALL_OLD, what="OFREP off")
+    # Turned off, a walk command is refused with a state error (exit 1), as locally.
+    code, _, err = await asyncio.to_thread(cli, k.namespace, "promote", "flag/banner")
+    assert code == 1 and "turned off" in err
+
+    await cli_ok(k.namespace, "retry", "flag/banner")
+    await eventually(
+        lambda: flag_status(k, "banner"),
+        lambda s: walked(s) == ("Paused", 1, 20) and not s.get("off"),
+        what="on again, walked back to 20%",
+    )
+    await eventually(lambda: ofrep.variants("banner"), lambda v: v == AT_20, what="OFREP 20%")
+    await cli_ok(k.namespace, "promote", "flag/banner", "--full")
+    await eventually(
+        lambda: flag_status(k, "banner"),
+        lambda s: s.get("phase") == "Healthy",
+        what="promoted to the end",
+    )
+    await eventually(lambda: ofrep.variants("banner"), lambda v: v == ALL_NEW, what="OFREP 100%")
+    await flag_events(k, "banner", "Paused", "Resumed", "Aborted", "Retried", "Promoted")
+
+
+@pytest.fixture
+def health() -> Iterator[str]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"ok": self.path == "/good"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+async def _template(k: Kube, name: str, url: str) -> None:
+    metric = {
+        "name": "healthy",
+        "interval": "1s",
+        "count": 2,
+        "successCondition": "result == true",
+        "failureLimit": 0,
+        "provider": {"web": {"url": url, "jsonPath": "{$.ok}"}},
+    }
+    await k.create(
+        kube.ANALYSIS_TEMPLATES,
+        {
+            "apiVersion": "changeover.dev/v1alpha1",
+            "kind": "AnalysisTemplate",
+            "metadata": {"name": name},
+            "spec": {"metrics": [metric]},
+        },
+    )
+
+
+async def test_flag_analysis_passes_or_turns_the_flag_off(
+    kube_: Kube, ofrep: Ofrep, health: str
+) -> None:
+    k = kube_
+    await _template(k, "good", f"{health}/good")
+    await _template(k, "bad", f"{health}/bad")
+    await k.apply_rollout(rollout("web", replicas=1))
+
+    def judged(template: str) -> list[JSON]:
+        return [
+            {"setWeight": 20},
+            {"analysis": {"templates": [{"templateName": template}]}},
+            {"setWeight": 50},
+        ]
+
+    await k.create(kube.FLAGS, flag("passes", judged("good"), target="web"))
+    await k.create(kube.FLAGS, flag("fails", judged("bad"), target="web"))
+
+    failed = await eventually(
+        lambda: flag_status(k, "fails"),
+        lambda s: s.get("phase") == "Aborted",
+        within=90,
+        what="the failing flag turned off",
+    )
+    assert failed["off"] and "analysis at step 2 failed" in failed["message"]
+    assert failed["rollout"]["runPhase"] == "Failed"
+    await eventually(lambda: ofrep.variants("fails"), lambda v: v == ALL_OLD, what="OFREP off")
+    await flag_events(k, "fails", "SetWeight", "AnalysisStarted", "Aborted")
+
+    passed = await eventually(
+        lambda: flag_status(k, "passes"),
+        lambda s: s.get("phase") == "Healthy",
+        within=90,
+        what="the passing flag complete",
+    )
+    assert passed["rollout"]["weight"] == 100 and passed["rollout"]["runPhase"] == "Successful"
+    await eventually(lambda: ofrep.variants("passes"), lambda v: v == ALL_NEW, what="OFREP 100%")
+    await flag_events(k, "passes", "AnalysisStarted", "AnalysisPassed", "Completed")
