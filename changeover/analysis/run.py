@@ -47,6 +47,22 @@ class AnalysisRun:
     def completed(self) -> bool:
         return self.phase in assess.COMPLETED
 
+    @staticmethod
+    def refused(run_id: str, rollout: str, why: str, *, now: float, namespace: str) -> AnalysisRun:
+        """A step run that could not start, as an Error (stored, so the verdict is read back
+        like any run's)."""
+        return AnalysisRun(
+            id=run_id,
+            rollout=rollout,
+            namespace=namespace,
+            kind="step",
+            revision=0,
+            phase="Error",
+            message=f"cannot start: {why}",
+            started_at=now,
+            finished_at=now,
+        )
+
     # --- transitions -----------------------------------------------------------------
 
     def assessed(self, now: float) -> AnalysisRun:

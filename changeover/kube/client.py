@@ -227,6 +227,27 @@ class KubeClient:
         name = body["metadata"]["name"]
         return await self.request("PUT", res.path(namespace, name, sub), body=body)
 
+    async def replace_status(self, res: Resource, obj: JSON, status: JSON) -> JSON:
+        """Write ``status`` as ``obj``'s status subresource, with the resourceVersion ``obj``
+        was read at (``Conflict`` if it changed since); the object written, its apiVersion
+        and kind filled in (as a watch would give it)."""
+        meta = obj["metadata"]
+        update = {
+            "apiVersion": res.api_version,
+            "kind": res.kind,
+            "metadata": {
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "resourceVersion": meta["resourceVersion"],
+            },
+            "spec": obj.get("spec") or {},
+            "status": status,
+        }
+        written = await self.replace(res, update, namespace=meta["namespace"], sub="status")
+        written.setdefault("apiVersion", res.api_version)
+        written.setdefault("kind", res.kind)
+        return written
+
     async def patch(
         self,
         res: Resource,

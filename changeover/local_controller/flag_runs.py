@@ -48,16 +48,12 @@ class LocalFlagRuns:
         found = self._c.parsed(target)
         if found is None:
             # Stored as an Error run, so the verdict outlives a restart of serve.
-            now = self._c.clock.now()
-            refused = AnalysisRun(
-                id=run_id,
-                rollout=target,
-                kind="step",
-                revision=0,
-                phase="Error",
-                message=f"cannot start: the target rollout {target!r} does not exist",
-                started_at=now,
-                finished_at=now,
+            refused = AnalysisRun.refused(
+                run_id,
+                target,
+                f"the target rollout {target!r} does not exist",
+                now=self._c.clock.now(),
+                namespace="default",
             )
             self._c.analysis_store.put_run(refused.to_json(), completed=True)
             return

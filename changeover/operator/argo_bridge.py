@@ -237,23 +237,7 @@ class ArgoBridge:
     async def _write_status(self, argo: JSON, body: JSON) -> None:
         if body == (argo.get("status") or {}):
             return
-        meta = argo["metadata"]
-        update = {
-            "apiVersion": kube.ARGO_ROLLOUTS.api_version,
-            "kind": "Rollout",
-            "metadata": {
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "resourceVersion": meta["resourceVersion"],
-            },
-            "spec": argo.get("spec") or {},
-            "status": body,
-        }
-        written = await self.client.replace(
-            kube.ARGO_ROLLOUTS, update, namespace=meta["namespace"], sub="status"
-        )
-        written.setdefault("apiVersion", kube.ARGO_ROLLOUTS.api_version)
-        written.setdefault("kind", "Rollout")
+        written = await self.client.replace_status(kube.ARGO_ROLLOUTS, argo, body)
         self.informer.remember(written)
 
     async def _workload(self, argo: JSON, namespace: str) -> JSON | None:

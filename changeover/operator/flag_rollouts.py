@@ -185,37 +185,11 @@ class FlagRollouts:
 
     def _refuse(self, run_id: str, target: str, namespace: str, why: str) -> None:
         """A run that cannot start is stored as an Error, so its verdict is read back."""
-        now = self.clock()
-        refused = AnalysisRun(
-            id=run_id,
-            rollout=target,
-            namespace=namespace,
-            kind="step",
-            revision=0,
-            phase="Error",
-            message=f"cannot start: {why}",
-            started_at=now,
-            finished_at=now,
-        )
+        refused = AnalysisRun.refused(run_id, target, why, now=self.clock(), namespace=namespace)
         self.analysis.store.put_run(refused.to_json(), completed=True)
 
     async def _write(self, obj: JSON, body: JSON) -> None:
-        meta = obj["metadata"]
-        update = {
-            "apiVersion": obj.get("apiVersion", kube.FLAGS.api_version),
-            "kind": "Flag",
-            "metadata": {
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "resourceVersion": meta["resourceVersion"],
-            },
-            "spec": obj.get("spec") or {},
-            "status": body,
-        }
-        written = await self.client.replace(
-            kube.FLAGS, update, namespace=meta["namespace"], sub="status"
-        )
-        self.informer.remember(written)
+        self.informer.remember(await self.client.replace_status(kube.FLAGS, obj, body))
 
 
 def queue_key(namespace: str, name: str) -> Key:

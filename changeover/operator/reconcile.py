@@ -266,22 +266,7 @@ def _next_look(rollout: models.Rollout, status: RolloutStatus, now: float) -> fl
 
 
 async def _write_status(deps: ReconcileDeps, obj: JSON, body: JSON) -> None:
-    meta = obj["metadata"]
-    update = {
-        "apiVersion": obj.get("apiVersion", names.API_VERSION),
-        "kind": "Rollout",
-        "metadata": {
-            "name": meta["name"],
-            "namespace": meta["namespace"],
-            "resourceVersion": meta["resourceVersion"],
-        },
-        "spec": obj.get("spec") or {},
-        "status": body,
-    }
-    written = await deps.client.replace(
-        kube.ROLLOUTS, update, namespace=meta["namespace"], sub="status"
-    )
-    deps.rollouts.remember(written)
+    deps.rollouts.remember(await deps.client.replace_status(kube.ROLLOUTS, obj, body))
 
 
 async def _router(
