@@ -4,9 +4,13 @@ and wait for it (``eventually``), the way Argo Rollouts' e2e suite does."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import json
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
 from changeover.kube import client as kube
@@ -176,3 +180,28 @@ async def healthy_on(k: Kube, name: str, revision: int, **kw: Any) -> JSON:
         what=f"{name} Healthy on revision {revision}",
         **kw,
     )
+
+
+@contextlib.contextmanager
+def json_server(answer: Callable[[str], JSON]) -> Iterator[str]:
+    """An HTTP server on this machine's loopback answering each GET with ``answer(path)``
+    as JSON (what a ``web`` metric provider reads); yields its base URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(answer(self.path)).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()

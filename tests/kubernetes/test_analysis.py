@@ -4,13 +4,10 @@ abort on failure, with the verdict in the Rollout's status."""
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from k8s_helpers import Kube, eventually, healthy_on, phase_is, rollout
+from k8s_helpers import Kube, eventually, healthy_on, json_server, phase_is, rollout
 
 from changeover.kube import client as kube
 from changeover.operator.runtime import Operator
@@ -22,26 +19,9 @@ class Health:
 
 @pytest.fixture
 def health() -> Iterator[tuple[str, type[Health]]]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = json.dumps({"ok": Health.ok}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     Health.ok = True
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/health", Health
-    finally:
-        server.shutdown()
+    with json_server(lambda _: {"ok": Health.ok}) as url:
+        yield f"{url}/health", Health
 
 
 async def _template(k: Kube, url: str) -> None:

@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import base64
 import copy
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from conftest import helper_operator
-from k8s_helpers import Kube, eventually, healthy_on
+from k8s_helpers import Kube, eventually, healthy_on, json_server
 
 from changeover.kube import client as kube
 from changeover.operator.service import KubeService
@@ -36,25 +33,8 @@ CLUSTER_TEMPLATES = kube.ARGO_CLUSTER_ANALYSIS_TEMPLATES
 @pytest.fixture
 def health_url() -> Iterator[str]:
     """A metrics endpoint on this machine's loopback answering ``{"data": {"ok": true}}``."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = json.dumps({"data": {"ok": True}}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/api/health"
-    finally:
-        server.shutdown()
+    with json_server(lambda _: {"data": {"ok": True}}) as url:
+        yield f"{url}/api/health"
 
 
 def web_template(kind: str, name: str, url: str) -> JSON:

@@ -8,17 +8,14 @@ and applied as the changeover Rollout it becomes."""
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 import yaml
-from k8s_helpers import Kube, eventually, healthy_on
+from k8s_helpers import Kube, eventually, healthy_on, json_server
 
 from changeover import importers
 from changeover.kube import client as kube
@@ -266,28 +263,13 @@ def prometheus() -> Iterator[tuple[str, list[str]]]:
     """A Prometheus query API on loopback answering 1.0 and keeping every query."""
     queries: list[str] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
-            queries.extend(query.get("query", []))
-            result = [{"metric": {}, "value": [time.time(), "1.0"]}]
-            data = {"resultType": "vector", "result": result}
-            body = json.dumps({"status": "success", "data": data}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def answer(path: str) -> JSON:
+        queries.extend(urllib.parse.parse_qs(urllib.parse.urlsplit(path).query).get("query", []))
+        result = [{"metric": {}, "value": [time.time(), "1.0"]}]
+        return {"status": "success", "data": {"resultType": "vector", "result": result}}
 
-        def log_message(self, *args: object) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", queries
-    finally:
-        server.shutdown()
+    with json_server(answer) as url:
+        yield url, queries
 
 
 async def test_pod_template_hash_value_is_the_replicasets_hash(

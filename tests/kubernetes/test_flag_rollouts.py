@@ -15,16 +15,14 @@ import os
 import secrets
 import shutil
 import sys
-import threading
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import k8s_testbed as testbed
 import pytest
-from k8s_helpers import Kube, eventually, rollout
+from k8s_helpers import Kube, eventually, json_server, rollout
 from typer.testing import CliRunner
 
 from changeover.cli.main import app
@@ -159,7 +157,12 @@ async def test_flag_rollout_walks_its_steps_to_full_and_ofrep_follows(
     kube_: Kube, ofrep: Ofrep
 ) -> None:
     k = kube_
-    steps = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {"duration": "1s"}}]
+    steps: list[JSON] = [
+        {"setWeight": 20},
+        {"pause": {}},
+        {"setWeight": 50},
+        {"pause": {"duration": "1s"}},
+    ]
     await k.create(kube.FLAGS, flag("checkout", steps))
     st = await eventually(
         lambda: flag_status(k, "checkout"),
@@ -192,7 +195,7 @@ async def test_flag_rollout_walks_its_steps_to_full_and_ofrep_follows(
 
 async def test_flag_commands_through_the_cli(kube_: Kube, ofrep: Ofrep) -> None:
     k = kube_
-    steps = [{"setWeight": 20}, {"pause": {"duration": "1h"}}, {"setWeight": 60}]
+    steps: list[JSON] = [{"setWeight": 20}, {"pause": {"duration": "1h"}}, {"setWeight": 60}]
     await k.create(kube.FLAGS, flag("banner", steps))
     await eventually(
         lambda: flag_status(k, "banner"), lambda s: walked(s) == ("Paused", 1, 20), what="20%"
@@ -216,7 +219,7 @@ async def test_flag_commands_through_the_cli(kube_: Kube, ofrep: Ofrep) -> None:
     assert "flag/banner aborted" in out
     st = await eventually(
         lambda: flag_status(k, "banner"),
-        lambda s: s.get("off") and "requestedEvent" not in s,
+        lambda s: bool(s.get("off")) and "requestedEvent" not in s,
         what="turned off, the event recorded",
     )
     assert {c["type"]: c["status"] for c in st["conditions"]}["Progressing"] == "False"
@@ -244,25 +247,9 @@ async def test_flag_commands_through_the_cli(kube_: Kube, ofrep: Ofrep) -> None:
 
 @pytest.fixture
 def health() -> Iterator[str]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = json.dumps({"ok": self.path == "/good"}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
+    """``{"ok": true}`` on /good, ``{"ok": false}`` elsewhere."""
+    with json_server(lambda path: {"ok": path == "/good"}) as url:
+        yield url
 
 
 async def _template(k: Kube, name: str, url: str) -> None:
