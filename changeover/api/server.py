@@ -33,6 +33,7 @@ from changeover.api import (
     wire_models,
 )
 from changeover.api.bodies import MAX_JSON_DEPTH as MAX_JSON_DEPTH  # tests read it here
+from changeover.flags.flag_service import FlagService
 from changeover.http_server import dispatch, http, sessions
 from changeover.rollout_service import RolloutService, settle
 
@@ -291,7 +292,9 @@ def build_router(
     )
     dashboard.add_routes(r, store)
     flags = getattr(service, "flags", None)
-    if flags is not None:  # the local platform's service keeps flags (changeover.flags)
+    # The local platform's service keeps flags (changeover.flags) and answers OFREP here;
+    # on Kubernetes (the cluster dashboard) Flag resources are the operator's to serve.
+    if isinstance(flags, FlagService):
         flag_routes.add_routes(
             r,
             flags,
