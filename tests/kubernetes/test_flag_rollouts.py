@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 import sys
+import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -27,9 +28,14 @@ from typer.testing import CliRunner
 
 from changeover.cli.main import app
 from changeover.kube import client as kube
+from changeover.operator.flag_commands import KubeFlags
 from changeover.operator.flag_endpoint import FlagEndpoint
+from changeover.operator.flag_rollouts import FlagRollouts
+from changeover.operator.operator_analysis import OperatorAnalysis
 from changeover.operator.runtime import Operator
-from changeover.platforms.kubernetes.events import list_events
+from changeover.platforms.kubernetes import informer
+from changeover.platforms.kubernetes.events import EventRecorder, list_events
+from changeover.platforms.kubernetes.replicasets import KubePlatform
 
 JSON = dict[str, Any]
 USERS = ["bob", "trent", "erin", "alice", "judy"]
@@ -193,10 +199,13 @@ async def test_flag_rollout_walks_its_steps_to_full_and_ofrep_follows(
     ]
 
 
-async def test_flag_commands_through_the_cli(kube_: Kube, ofrep: Ofrep) -> None:
+async def test_flag_commands_through_the_cli(kube_: Kube, ofrep: Ofrep, tmp_path: Path) -> None:
     k = kube_
     steps: list[JSON] = [{"setWeight": 20}, {"pause": {"duration": "1h"}}, {"setWeight": 60}]
-    await k.create(kube.FLAGS, flag("banner", steps))
+    spec = tmp_path / "banner.yaml"
+    spec.write_text(json.dumps(flag("banner", steps)))  # JSON is YAML
+    out = await cli_ok(k.namespace, "apply", "-f", str(spec))
+    assert "flag/banner created (revision 1)" in out
     await eventually(
         lambda: flag_status(k, "banner"), lambda s: walked(s) == ("Paused", 1, 20), what="20%"
     )
@@ -310,3 +319,45 @@ async def test_flag_analysis_passes_or_turns_the_flag_off(
     assert passed["rollout"]["weight"] == 100 and passed["rollout"]["runPhase"] == "Successful"
     await eventually(lambda: ofrep.variants("passes"), lambda v: v == ALL_NEW, what="OFREP 100%")
     await flag_events(k, "passes", "AnalysisStarted", "AnalysisPassed", "Completed")
+
+
+async def test_a_status_written_meanwhile_is_walked_on_not_overwritten(
+    kube_: Kube, tmp_path: Path
+) -> None:
+    """The walker's cached Flag is behind a user's command when its timed pause ends: its
+    status write gets 409, it reads the Flag again and walks on from what the user wrote
+    (paused), instead of overwriting the command or failing."""
+    k = kube_
+    steps: list[JSON] = [{"setWeight": 20}, {"pause": {"duration": "10s"}}, {"setWeight": 40}]
+    created = await k.create(kube.FLAGS, flag("stale", steps))
+    rollouts = informer.Informer(k.client, kube.ROLLOUTS, namespace=k.namespace)
+    analysis = OperatorAnalysis(
+        k.client, namespace=k.namespace, state_dir=tmp_path, wake=lambda: None
+    )
+    now = [time.time()]
+    walker = FlagRollouts(
+        k.client,
+        namespace=k.namespace,
+        rollouts=rollouts,
+        platform=KubePlatform(k.client, rollouts),
+        analysis=analysis,
+        recorder=EventRecorder(k.client, instance="test"),
+        clock=lambda: now[0],
+        enqueue=lambda key: None,
+    )
+    try:
+        created.setdefault("kind", "Flag")
+        walker.informer.remember(created)
+        await walker.sync(k.namespace, "stale")
+        assert walked(await flag_status(k, "stale")) == ("Paused", 1, 20)
+        # The user pauses; the walker's cached object does not know it yet.
+        await KubeFlags(k.client, namespace=k.namespace).pause("stale")
+        stale = walker.informer.get(k.namespace, "stale")
+        assert stale is not None and not stale["status"]["rollout"]["userPaused"]
+        now[0] += 60  # the timed pause is over: the stale status says walk on to 40%
+        await walker.sync(k.namespace, "stale")
+        st = await flag_status(k, "stale")
+        assert walked(st) == ("Paused", 1, 20) and st["rollout"]["userPaused"]
+        assert "by the user" in st["message"] and "requestedEvent" not in st
+    finally:
+        await analysis.close()
