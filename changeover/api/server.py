@@ -302,6 +302,7 @@ def build_router(
             body=bodies.body_of,
             count=bodies.count,
         )
+    if flags is not None:  # either platform's flags, listed on the live page
         h.streams.add_list("flags", flags.list_flags)
     return r
 

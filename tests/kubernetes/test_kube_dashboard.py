@@ -4,8 +4,8 @@ server with the user's kubeconfig while the operator runs the rollouts.
 
 Its API answers with the cluster's rollouts (and streams them); an action without the
 session, without its CSRF header or from another origin is refused and changes nothing,
-a signed one acts on the cluster; in Debian's chromium a paused canary is seen, promoted
-through the page and seen healthy.
+a signed one acts on the cluster; in Debian's chromium a paused canary (and a Flag
+resource) is seen, the canary promoted through the page and seen healthy.
 """
 
 from __future__ import annotations
@@ -28,10 +28,22 @@ import pytest
 from k8s_background import Background
 from k8s_helpers import Kube, eventually, healthy_on, phase_is, rollout
 
+from changeover.kube import client as kube
 from changeover.operator.service import KubeService
 from tests import browser_helpers, process_helpers
 
 STEPS = {"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}}
+FLAG = {
+    "apiVersion": "changeover.dev/v1alpha1",
+    "kind": "Flag",
+    "metadata": {"name": "checkout"},
+    "spec": {
+        "key": "newCheckout",
+        "type": "string",
+        "variants": {"old": "v1", "new": "v2"},
+        "defaultVariant": "old",
+    },
+}
 BIN = Path(sys.executable).parent
 STARTED = 90.0  # seconds for the dashboard to connect and print its address, under load
 
@@ -182,12 +194,14 @@ def test_dashboard_api_reads_the_cluster_and_refuses_unsigned_actions(ns: Backgr
 def test_dashboard_in_chromium_promotes_a_paused_canary(ns: Background, tmp_path: Path) -> None:
     k = Kube(ns.client, ns.namespace)
     ns.call(_canary_paused(k))
+    ns.call(k.create(kube.FLAGS, FLAG))
     shots = Path(os.environ.get("CHANGEOVER_ARTIFACTS") or tmp_path / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
     with dashboard(_cli(ns.namespace)) as board, browser_helpers.page() as (page, errors):
         page.goto(f"{board.base}/dashboard/")
         row = page.locator('tr[data-rollout="web"]')
         row.locator('[data-phase="Paused"]').wait_for()
+        page.locator('tr[data-flag="checkout"]', has_text="newCheckout").wait_for()
         page.screenshot(path=str(shots / "kube-dashboard-list.png"), full_page=True)
 
         page.click('a[href="#/rollouts/web"]')
