@@ -6,7 +6,9 @@ upstream (``exchange.Exchange.want_upgrade``). When the upstream answers 101,
 101; ``proxy.ClientConnection.start_tunnel`` then hands both connections to a ``Tunnel``,
 which from there on is the upstream connection's sink (``upstream.Sink``) and gets every
 client read (``relay_up``). Bytes go through as they come, unbuffered, until either side
-closes or the router ends the tunnel (``close``: a drain's grace period is over).
+closes or the router ends the tunnel (``close``: a drain's grace period is over, the
+router stops, or ``tick`` found it idle). A WebSocket's frame headers are followed each
+way (``websocket_frames``) so that the router ends it with close frames between frames.
 
 A tunnel holds its endpoint (``ep.in_flight``) while open, so a replica's drain waits for
 it; per revision ``upgraded_open`` counts the open ones and ``upgraded_seconds`` how long
