@@ -91,24 +91,30 @@ class FrameTracker:
         """Read the frame header at ``data[pos:]`` (after ``self.head``): the offset just
         past it, or -1 when it is incomplete (kept in ``head``) or breaks the rules."""
         kept = len(self.head)
-        buf = self.head + data[pos : pos + 14 - kept] if kept else data[pos : pos + 14]
-        if len(buf) < 2:
-            self.head = buf
+        if kept:
+            buf = self.head + data[pos : pos + 14 - kept]
+            at = 0
+        else:
+            buf = data  # read in place: no copy for a header that arrived whole
+            at = pos
+        have = len(buf) - at
+        if have < 2:
+            self.head = buf[at:]
             return -1
-        b0 = buf[0]
-        b1 = buf[1]
+        b0 = buf[at]
+        b1 = buf[at + 1]
         length = b1 & 0x7F
         size = 2 + (2 if length == 126 else 8 if length == 127 else 0) + (4 if b1 & 0x80 else 0)
-        if len(buf) < size:
-            self.head = buf
+        if have < size:
+            self.head = buf[at:]
             return -1
         if length == 126:
-            length = (buf[2] << 8) | buf[3]
+            length = (buf[at + 2] << 8) | buf[at + 3]
         elif length == 127:
-            if buf[2] & 0x80:
+            if buf[at + 2] & 0x80:
                 self.broken = True  # §5.2: the most significant bit must be 0
                 return -1
-            length = int.from_bytes(buf[2:10], "big")
+            length = int.from_bytes(buf[at + 2 : at + 10], "big")
         opcode = b0 & 0x0F
         if opcode & 0x8:  # a control frame: not fragmented, at most 125 bytes (§5.5)
             if length > 125 or not b0 & 0x80:
