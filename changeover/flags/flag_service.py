@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from changeover import errors
 from changeover.flags import evaluate, progress
 from changeover.flags.flag_store import FlagStore, StoredFlag
+from changeover.spec import analysis as spec_analysis
 from changeover.spec import flag as spec_flag
 
 JSON = dict[str, Any]
@@ -31,6 +32,26 @@ class Runs(Protocol):
 
     def observe(self, run_id: str) -> tuple[str, str] | None:
         """(phase, message) of the run, None while unknown."""
+
+    def call_hook(self, call: progress.HookCall, *, flag: str, phase: str, revision: int) -> None:
+        """Start calling a webhook as its type says (a no-op for an id in progress)."""
+
+    def stop_hook(self, call_id: str) -> None:
+        """Stop calling it and forget its state."""
+
+    def observe_hook(self, call_id: str) -> tuple[str, str] | None:
+        """(waiting | passed | failed, message), None for a call not known."""
+
+    def post_events(
+        self,
+        hooks: Sequence[spec_analysis.Webhook],
+        *,
+        flag: str,
+        phase: str,
+        revision: int,
+        events: Sequence[tuple[str, str]],
+    ) -> None:
+        """POST each event to the ``event`` webhooks among ``hooks`` (fire and forget)."""
 
 
 class FlagService:
@@ -188,7 +209,21 @@ class FlagService:
                 now=self._now(),
                 run_phase=seen[0] if seen else None,
                 run_message=seen[1] if seen else "",
+                hooks=runs.observe_hook,
             )
+            phase = str(outcome.status.get("phase", ""))
+            for call_id in outcome.stops:
+                runs.stop_hook(call_id)
+            for call in outcome.calls:
+                runs.call_hook(call, flag=stored.name, phase=phase, revision=stored.revision)
+            if outcome.events and spec.rollout.webhooks:
+                runs.post_events(
+                    spec.rollout.webhooks,
+                    flag=stored.name,
+                    phase=phase,
+                    revision=stored.revision,
+                    events=outcome.events,
+                )
             if outcome.start is not None:
                 assert spec.rollout.target is not None  # the spec requires it with analysis
                 step = spec.rollout.steps[outcome.start.step_index].analysis

@@ -7,12 +7,15 @@ it serves, started on the controller's runner like a canary step's.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from changeover.analysis.run import AnalysisRun
 from changeover.engine import actions
 from changeover.engine.status import RolloutStatus
+from changeover.flags import progress
 from changeover.local_controller.loop import Controller
+from changeover.spec import analysis as spec_analysis
 
 JSON = dict[str, Any]
 
@@ -72,3 +75,32 @@ class LocalFlagRuns:
     def observe(self, run_id: str) -> tuple[str, str] | None:
         seen = self._c.analysis.observe(run_id)
         return (seen.phase, seen.message) if seen is not None else None
+
+    # Webhooks: the controller's runner, as for rollouts (payload ``name`` is the flag's).
+
+    def call_hook(self, call: progress.HookCall, *, flag: str, phase: str, revision: int) -> None:
+        action = actions.CallWebhook(
+            call_id=call.call_id, webhook=call.webhook, phase=phase, revision=revision
+        )
+        self._c.webhooks.call(action, rollout=flag, namespace="default")
+
+    def stop_hook(self, call_id: str) -> None:
+        self._c.webhooks.stop(call_id)
+
+    def observe_hook(self, call_id: str) -> tuple[str, str] | None:
+        seen = self._c.webhooks.observe(call_id)
+        return (seen.state, seen.message) if seen is not None else None
+
+    def post_events(
+        self,
+        hooks: Sequence[spec_analysis.Webhook],
+        *,
+        flag: str,
+        phase: str,
+        revision: int,
+        events: Sequence[tuple[str, str]],
+    ) -> None:
+        said = [{"reason": r, "message": m, "revision": revision} for r, m in events]
+        self._c.webhooks.post_events(
+            hooks, name=flag, namespace="default", phase=phase, events=said
+        )

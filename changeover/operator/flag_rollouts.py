@@ -145,9 +145,11 @@ class FlagRollouts:
             now=now,
             run_phase=seen.phase if seen else None,
             run_message=seen.message if seen else "",
+            hooks=self._hook_state,
         )
         if outcome.start is not None:
             self._start(obj, spec, outcome.start)
+        self._call_hooks(obj, spec, outcome, generation)
         body: JSON = {**outcome.status, "observedGeneration": generation}
         body["conditions"] = progress.conditions(outcome.status, raw.get("conditions") or [], now)
         if body != raw:
@@ -155,6 +157,30 @@ class FlagRollouts:
         for reason, message in [*_requested(raw), *outcome.events]:
             await self.recorder.record(obj, reason, message, warning=reason == "Aborted")
         return _next_look(spec, outcome.status, now)
+
+    def _hook_state(self, call_id: str) -> tuple[str, str] | None:
+        seen = self.analysis.webhooks.observe(call_id)
+        return (seen.state, seen.message) if seen is not None else None
+
+    def _call_hooks(
+        self, obj: JSON, spec: spec_flag.FlagSpec, outcome: progress.Outcome, generation: int
+    ) -> None:
+        """The walk's webhooks (``spec.rollout.webhooks``), on the operator's runner."""
+        assert spec.rollout is not None
+        name, namespace = str(obj["metadata"]["name"]), str(obj["metadata"]["namespace"])
+        phase = str(outcome.status.get("phase", ""))
+        for call_id in outcome.stops:
+            self.analysis.webhooks.stop(call_id)
+        for call in outcome.calls:
+            action = actions.CallWebhook(
+                call_id=call.call_id, webhook=call.webhook, phase=phase, revision=generation
+            )
+            self.analysis.webhooks.call(action, rollout=name, namespace=namespace)
+        if outcome.events and spec.rollout.webhooks:
+            said = [{"reason": r, "message": m, "revision": generation} for r, m in outcome.events]
+            self.analysis.webhooks.post_events(
+                spec.rollout.webhooks, name=name, namespace=namespace, phase=phase, events=said
+            )
 
     def _start(self, obj: JSON, spec: spec_flag.FlagSpec, start: progress.StartRun) -> None:
         """Run ``start`` as a step run of the target Rollout, judged as its own steps are."""
@@ -227,8 +253,8 @@ def _next_look(spec: spec_flag.FlagSpec, status: JSON, now: float) -> float | No
     r = status.get("rollout") or {}
     if status.get("off") or r.get("done") or r.get("userPaused"):
         return None
-    if r.get("run"):
-        return RUN_LOOK
+    if r.get("run") or (spec.rollout is not None and spec.rollout.webhooks):
+        return RUN_LOOK  # a run, or webhook gates and in-flight hooks, to read again
     steps = spec.rollout.steps if spec.rollout is not None else []
     i = int(r.get("stepIndex", 0))
     pause = steps[i].pause if i < len(steps) else None

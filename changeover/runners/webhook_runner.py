@@ -118,12 +118,31 @@ class WebhookRunner:
         self, rollout: models.Rollout, phase: str, events: Sequence[Mapping[str, Any]]
     ) -> None:
         """POST every event to the rollout's ``event`` webhooks (fire and forget)."""
-        hooks = [h for h in rollout.spec.webhooks if h.type == "event"]
+        self.post_events(
+            rollout.spec.webhooks,
+            name=rollout.name,
+            namespace=rollout.metadata.namespace,
+            phase=phase,
+            events=events,
+        )
+
+    def post_events(
+        self,
+        webhooks: Sequence[spec_analysis.Webhook],
+        *,
+        name: str,
+        namespace: str,
+        phase: str,
+        events: Sequence[Mapping[str, Any]],
+    ) -> None:
+        """POST every event (``reason``, ``message``, ``revision``) to the ``event`` hooks
+        among ``webhooks`` (a rollout's or a flag rollout's), fire and forget."""
+        hooks = [h for h in webhooks if h.type == "event"]
         for hook in hooks:
             for event in events:
                 payload = {
-                    "name": rollout.name,
-                    "namespace": rollout.metadata.namespace,
+                    "name": name,
+                    "namespace": namespace,
                     "phase": phase,
                     "revision": event.get("revision"),
                     "type": "event",

@@ -40,6 +40,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from changeover import regex
+from changeover.spec import analysis as spec_analysis
 from changeover.spec import models
 
 FLAG_TYPES = ("boolean", "string", "number", "object")
@@ -217,6 +218,20 @@ class FlagRollout(models.Model):
         Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)] | None
     ) = None
     steps: Annotated[list[models.CanaryStep], Field(min_length=1, max_length=100)]
+    # Flagger's webhook types, as a Rollout's ``spec.webhooks`` (``flags.progress`` says
+    # where each gates the walk); a failed gate turns the flag off.
+    webhooks: Annotated[list[spec_analysis.Webhook], Field(max_length=32)] = Field(
+        default_factory=list
+    )
+
+    @field_validator("webhooks")
+    @classmethod
+    def _unique_hook_names(cls, hooks: list[spec_analysis.Webhook]) -> list[spec_analysis.Webhook]:
+        names = [h.name for h in hooks]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"webhook names must be unique: {name!r} appears twice")
+        return hooks
 
     @field_validator("steps")
     @classmethod

@@ -90,3 +90,82 @@ def test_conditions_keep_their_transition_time_while_they_hold() -> None:
     assert by_type["Progressing"]["reason"] == "RolloutAborted"
     assert by_type["Progressing"]["lastTransitionTime"] == "2023-11-14T22:23:20Z"
     assert by_type["Completed"]["lastTransitionTime"] == "2023-11-14T22:13:20Z"
+
+
+def hooked(*hooks: dict[str, Any], steps: list[dict[str, Any]] | None = None) -> spec_flag.FlagSpec:
+    return spec_flag.FlagSpec.model_validate(
+        {
+            "type": "boolean",
+            "variants": {"on": True, "off": False},
+            "defaultVariant": "off",
+            "split": [{"variant": "on", "weight": 80}],
+            "rollout": {
+                "variant": "on",
+                "steps": steps or [{"setWeight": 20}, {"setWeight": 60}],
+                "webhooks": [{"url": "http://127.0.0.1:9/h", **h} for h in hooks],
+            },
+        }
+    )
+
+
+def test_webhooks_gate_the_walk_and_a_failed_one_turns_the_flag_off() -> None:
+    s = hooked(
+        {"name": "pre", "type": "pre-rollout"},
+        {"name": "more", "type": "confirm-traffic-increase"},
+        {"name": "done", "type": "post-rollout"},
+    )
+    states: dict[str, tuple[str, str]] = {}
+
+    def walk(status: dict[str, Any]) -> progress.Outcome:
+        return progress.advance("f", 3, s, status, now=0.0, run_phase=None, hooks=states.get)
+
+    out = walk({})
+    assert [c.call_id for c in out.calls] == ["flag-f-3-0-start-pre"]
+    assert out.status["rollout"]["weight"] == 0
+    assert out.status["message"] == "waiting for pre-rollout webhook pre"
+    states["flag-f-3-0-start-pre"] = ("passed", "HTTP 200")
+    out = walk(out.status)
+    assert out.stops == ["flag-f-3-0-start-pre"]
+    assert [c.call_id for c in out.calls] == ["flag-f-3-0-step0-more"]
+    states["flag-f-3-0-step0-more"] = ("waiting", "not yet (HTTP 409)")
+    out = walk(out.status)
+    assert (out.status["rollout"]["weight"], out.calls) == (0, [])
+    assert (
+        out.status["message"]
+        == "waiting for confirm-traffic-increase webhook more not yet (HTTP 409)"
+    )
+    states["flag-f-3-0-step0-more"] = ("passed", "HTTP 200")
+    out = walk(out.status)  # 20%, then the gate of the next increase
+    assert out.status["rollout"]["weight"] == 20
+    assert [c.call_id for c in out.calls] == ["flag-f-3-0-step1-more"]
+    states["flag-f-3-0-step1-more"] = ("passed", "HTTP 200")
+    out = walk(out.status)
+    assert (out.status["phase"], out.status["rollout"]["weight"]) == ("Healthy", 80)
+    assert [c.call_id for c in out.calls] == ["flag-f-3-0-post-done"]
+    assert walk(out.status).calls == []  # post-rollout once
+
+    failing = hooked({"name": "pre", "type": "pre-rollout"})
+    states["flag-f-3-0-start-pre"] = ("failed", "HTTP 500 after 3 calls")
+    out = progress.advance("f", 3, failing, {}, now=0.0, run_phase=None, hooks=states.get)
+    assert (out.status["phase"], out.status["off"]) == ("Aborted", True)
+    assert out.status["message"] == (
+        "turned off: pre-rollout webhook pre failed: HTTP 500 after 3 calls"
+    )
+
+
+def test_rollout_and_rollback_hooks_run_in_flight_and_stop_at_the_end() -> None:
+    s = hooked(
+        {"name": "load", "type": "rollout"},
+        {"name": "undo", "type": "rollback"},
+        steps=[{"setWeight": 20}, {"pause": {}}],
+    )
+    states: dict[str, tuple[str, str]] = {}
+    out = progress.advance("f", 3, s, {}, now=0.0, run_phase=None, hooks=states.get)
+    assert {c.call_id for c in out.calls} == {"flag-f-3-0-flight-load", "flag-f-3-0-flight-undo"}
+    assert out.status["phase"] == "Paused"
+    states["flag-f-3-0-flight-load"] = ("waiting", "2 calls, 0 failed")
+    states["flag-f-3-0-flight-undo"] = ("passed", "HTTP 200")
+    out = progress.advance("f", 3, s, out.status, now=1.0, run_phase=None, hooks=states.get)
+    assert out.status["off"] is True
+    assert out.status["message"] == "turned off: rollback webhook undo asked for it: HTTP 200"
+    assert set(out.stops) == {"flag-f-3-0-flight-load", "flag-f-3-0-flight-undo"}
