@@ -74,7 +74,22 @@ def unique_responses(n: int) -> list[bytes]:
     return [RESPONSE[:at] + b"x-request-id: %016x\r\n" % i + RESPONSE[at:] for i in range(n)]
 
 
-async def run(n: int, request: bytes, responses: list[bytes] | None = None) -> float:
+# ``--flag``: one flag the router evaluates per request, 50% of users on (a rule, a split
+# by the user header and the variant counted per revision).
+FLAG = {
+    "type": "boolean",
+    "variants": {"on": True, "off": False},
+    "defaultVariant": "off",
+    "rules": [{"when": [{"attribute": "plan", "in": ["beta"]}], "variant": "on"}],
+    "split": [{"variant": "on", "weight": 50}],
+    "requestContext": {"targetingKey": {"header": "x-user-id"}},
+    "router": {"rollout": "micro", "header": "x-flag-checkout"},
+}
+
+
+async def run(
+    n: int, request: bytes, responses: list[bytes] | None = None, *, flag: bool = False
+) -> float:
     router = BuiltinRouter("micro", port=0, metrics=Registry())
     await router.start()
     try:
@@ -86,6 +101,8 @@ async def run(n: int, request: bytes, responses: list[bytes] | None = None) -> f
         )
         await router.set_header_route("canary", 2, [match])
         await router.set_sticky_split(2, models.UserKey(header="x-user-id"), 10)
+        if flag:
+            await router.set_flag("checkout", FLAG)
         st = router.state
         client = proxy.ClientConnection(st)
         ct = FakeTransport()
@@ -130,10 +147,11 @@ def main() -> None:
     p.add_argument(
         "--unique-heads", action="store_true", help="every response head distinct (memo misses)"
     )
+    p.add_argument("--flag", action="store_true", help="evaluate a flag per request (FLAG)")
     args = p.parse_args()
     req = BROWSER_REQUEST if args.browser else REQUEST
     responses = unique_responses(args.n) if args.unique_heads else None
-    best = min(uvloop.run(run(args.n, req, responses)) for _ in range(3))
+    best = min(uvloop.run(run(args.n, req, responses, flag=args.flag)) for _ in range(3))
     print(f"{best:.2f} us/request (best of 3, n={args.n})")
 
 
