@@ -237,6 +237,20 @@ class Serve:
 
         return self.wait_status(name, ok, within=within, what=f"{name} phase in {phases} {fields}")
 
+    def api_flag(self, name: str) -> JSON:
+        """The flag's status document (``GET /api/v1/flags/NAME``)."""
+        doc: JSON = json.loads(http_get(f"{self.url}/api/v1/flags/{name}").body)
+        return doc
+
+    def wait_flag(self, name: str, *phases: str, within: float = 60) -> JSON:
+        """The flag's status document once its phase is one of ``phases``."""
+
+        def probe() -> JSON | None:
+            doc = self.api_flag(name)
+            return doc if doc.get("phase") in phases else None
+
+        return wait_until(probe, within=within, what=f"{name} phase in {phases}", interval=0.2)
+
     def metrics(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
         return parse_metrics(http_get(self.url + "/metrics").body.decode())
 

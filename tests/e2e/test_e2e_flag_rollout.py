@@ -9,7 +9,6 @@ the app's traffic: promoted. Then a ``broken`` variant (its code path answers 50
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,16 +22,6 @@ from e2e_specs import example_rollout, write_rollout
 pytestmark = pytest.mark.slow
 
 JUDGED = [{"analysis": {"templates": [{"templateName": "error-rate"}]}}]
-
-
-def wait_flag(serve: Serve, phases: tuple[str, ...], within: float) -> dict[str, Any]:
-    """The flag's status document once its phase is one of ``phases``."""
-
-    def probe() -> dict[str, Any] | None:
-        doc: dict[str, Any] = json.loads(http_get(serve.url + "/api/v1/flags/checkout").body)
-        return doc if doc.get("phase") in phases else None
-
-    return wait_until(probe, within=within, what=f"flag phase in {phases}", interval=0.2)
 
 
 def flag_doc(variant: str, steps: list[dict[str, Any]]) -> dict[str, Any]:
@@ -69,8 +58,8 @@ def test_flag_rollout_promoted_by_analysis_then_a_bad_one_turned_off(
         good = flag_doc("new", [{"setWeight": 25}, *JUDGED, {"setWeight": 100}, *JUDGED])
         write_rollout(flag, good)
         assert serve.apply(flag).code == 0
-        wait_flag(serve, ("Progressing", "Paused"), within=30)
-        done = wait_flag(serve, ("Healthy", "Aborted"), within=150)
+        serve.wait_flag("checkout", "Progressing", "Paused", within=30)
+        done = serve.wait_flag("checkout", "Healthy", "Aborted", within=150)
         assert (done["phase"], done["enabled"], done["split"]) == ("Healthy", True, {"new": 100})
         events = serve.cli("get", "flag/checkout", check=True).stdout
         assert events.count("AnalysisPassed") == 2, events
@@ -79,8 +68,8 @@ def test_flag_rollout_promoted_by_analysis_then_a_bad_one_turned_off(
         bad = flag_doc("broken", [{"setWeight": 30}, *JUDGED, {"setWeight": 100}])
         write_rollout(flag, bad)
         assert serve.apply(flag).code == 0
-        wait_flag(serve, ("Progressing", "Paused"), within=30)
-        off = wait_flag(serve, ("Healthy", "Aborted"), within=120)
+        serve.wait_flag("checkout", "Progressing", "Paused", within=30)
+        off = serve.wait_flag("checkout", "Healthy", "Aborted", within=120)
         assert (off["phase"], off["enabled"]) == ("Aborted", False), off
         assert "turned off: analysis at step 2 failed" in off["message"], off
         # it never went past 30%, and once off every request gets the default again

@@ -10,13 +10,12 @@ path answers 500) errs more than ``old``: the flag is turned off.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import EXAMPLES, http_get, metric_sum, wait_until
+from e2e_helpers import EXAMPLES, metric_sum
 from e2e_load import BackgroundLoad, describe
 from e2e_serve import Serve
 from e2e_specs import example_rollout, write_rollout
@@ -62,14 +61,6 @@ def flag_doc(variant: str) -> dict[str, Any]:
     }
 
 
-def wait_flag(serve: Serve, phases: tuple[str, ...], within: float) -> dict[str, Any]:
-    def probe() -> dict[str, Any] | None:
-        doc: dict[str, Any] = json.loads(http_get(serve.url + "/api/v1/flags/checkout").body)
-        return doc if doc.get("phase") in phases else None
-
-    return wait_until(probe, within=within, what=f"flag phase in {phases}", interval=0.2)
-
-
 def test_variant_judged_against_the_default_promoted_then_a_bad_one_turned_off(
     serve: Serve, tmp_path: Path
 ) -> None:
@@ -85,7 +76,7 @@ def test_variant_judged_against_the_default_promoted_then_a_bad_one_turned_off(
     with BackgroundLoad(url, rate=60, **users) as load:  # type: ignore[arg-type]
         write_rollout(flag, flag_doc("new"))
         assert serve.apply(flag).code == 0
-        done = wait_flag(serve, ("Healthy", "Aborted"), within=150)
+        done = serve.wait_flag("checkout", "Healthy", "Aborted", within=150)
         assert (done["phase"], done["split"]) == ("Healthy", {"new": 100}), done
         assert load.snapshot().failures == 0, describe(load.snapshot())
         events = serve.cli("get", "flag/checkout", check=True).stdout
@@ -95,7 +86,7 @@ def test_variant_judged_against_the_default_promoted_then_a_bad_one_turned_off(
 
         write_rollout(flag, flag_doc("broken"))
         assert serve.apply(flag).code == 0
-        off = wait_flag(serve, ("Healthy", "Aborted"), within=150)
+        off = serve.wait_flag("checkout", "Healthy", "Aborted", within=150)
         assert (off["phase"], off["enabled"]) == ("Aborted", False), off
         assert off["rollout"]["weight"] == 40 and off["rollout"]["stepIndex"] == 1, off
         assert "turned off: analysis at step 2 failed" in off["message"], off

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import http_get, wait_until
+from e2e_helpers import wait_until
 from e2e_serve import Serve
 from e2e_specs import write_rollout
 
@@ -84,11 +84,6 @@ def flag_doc(variant: str, url: str, steps: list[dict[str, Any]]) -> dict[str, A
     }
 
 
-def flag(serve: Serve) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads(http_get(serve.url + "/api/v1/flags/checkout").body)
-    return doc
-
-
 def test_webhooks_gate_a_flag_rollout_and_a_rollback_hook_turns_it_off(
     serve: Serve, receiver: Receiver, tmp_path: Path
 ) -> None:
@@ -96,19 +91,20 @@ def test_webhooks_gate_a_flag_rollout_and_a_rollback_hook_turns_it_off(
     write_rollout(path, flag_doc("new", receiver.url, [{"setWeight": 20}, {"setWeight": 100}]))
     assert serve.apply(path).code == 0
     held = wait_until(
-        lambda: (d := flag(serve))["message"].startswith("waiting for confirm-traffic") and d,
+        lambda: (
+            (d := serve.api_flag("checkout"))["message"].startswith("waiting for confirm-traffic")
+            and d
+        ),
         within=30,
         what="the first weight increase held by its gate",
     )
     assert held["rollout"]["weight"] == 0 and held["phase"] == "Progressing", held
     assert receiver.types("/pre") == ["pre-rollout"]
     wait_until(lambda: len(receiver.types("/gate")) >= 2, within=30, what="the gate polled")
-    assert flag(serve)["rollout"]["weight"] == 0  # still held: the gate said 409
+    assert serve.api_flag("checkout")["rollout"]["weight"] == 0  # still held: the gate said 409
 
     receiver.open["/gate"] = True
-    done = wait_until(
-        lambda: (d := flag(serve))["phase"] == "Healthy" and d, within=30, what="promoted"
-    )
+    done = serve.wait_flag("checkout", "Healthy", within=30)
     assert done["split"] == {"new": 100}, done
     wait_until(lambda: receiver.types("/post") == ["post-rollout"], within=15, what="post-rollout")
 
@@ -125,16 +121,14 @@ def test_webhooks_gate_a_flag_rollout_and_a_rollback_hook_turns_it_off(
     write_rollout(path, flag_doc("broken", receiver.url, [{"setWeight": 30}, {"pause": {}}]))
     assert serve.apply(path).code == 0
     wait_until(
-        lambda: flag(serve)["message"].startswith("waiting for confirm-traffic"),
+        lambda: serve.api_flag("checkout")["message"].startswith("waiting for confirm-traffic"),
         within=30,
         what="the new walk held",
     )
     receiver.open["/gate"] = True
-    wait_until(lambda: flag(serve)["phase"] == "Paused", within=30, what="at 30%, paused")
+    serve.wait_flag("checkout", "Paused", within=30)
     receiver.open["/rollback"] = True
-    off = wait_until(
-        lambda: (d := flag(serve))["phase"] == "Aborted" and d, within=30, what="rolled back"
-    )
+    off = serve.wait_flag("checkout", "Aborted", within=30)
     assert off["enabled"] is False and off["rollout"]["weight"] == 30, off
     assert "turned off: rollback webhook undo asked for it" in off["message"], off
     wait_until(lambda: len(receiver.types("/post")) == 2, within=15, what="post-rollout again")

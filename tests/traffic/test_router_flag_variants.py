@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +16,7 @@ from changeover.analysis import sampler as sampler_mod
 from changeover.analysis.judges import ab_significance
 from changeover.analysis.providers import base, builtin
 from changeover.endpoints import Endpoint
-from changeover.traffic.builtin import metrics
+from changeover.traffic.builtin import BuiltinRouter, metrics
 
 # Buckets (crc32 mod 100): bob 4, trent 18, erin 22, alice 35, judy 99: at 20%, bob and
 # trent get "on".
@@ -56,16 +57,25 @@ async def app() -> AsyncIterator[int]:
     server.close()
 
 
+async def flagged(
+    make_router: RouterFactory, app: int, flag: dict[str, Any]
+) -> tuple[BuiltinRouter, sampler_mod.Sampler]:
+    """A router sending everything to ``app`` as revision 1 and evaluating ``flag``, and
+    a sampler of its metrics that has read them once (at t=0)."""
+    router = await make_router(metrics=metrics.Registry())
+    await router.set_backends(1, [Endpoint("127.0.0.1", app)])
+    await router.set_weight({1: 100})
+    await router.set_flag("checkout", flag)
+    smp = sampler_mod.Sampler(router.metrics_registry)
+    smp.sample(0.0)
+    return router, smp
+
+
 async def test_each_variant_counts_its_own_requests_errors_and_cut_streams(
     make_router: RouterFactory, app: int
 ) -> None:
-    registry = metrics.Registry()
-    router = await make_router(metrics=registry)
-    await router.set_backends(1, [Endpoint("127.0.0.1", app)])
-    await router.set_weight({1: 100})
-    await router.set_flag("checkout", FLAG)
-    smp = sampler_mod.Sampler(registry)
-    smp.sample(0.0)
+    router, smp = await flagged(make_router, app, FLAG)
+    registry = router.metrics_registry
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{router.port}") as c:
         for _ in range(3):
             for user in USERS:
@@ -106,13 +116,8 @@ async def test_each_variant_counts_its_own_requests_errors_and_cut_streams(
 async def test_the_providers_judge_one_variant_against_another(
     make_router: RouterFactory, app: int
 ) -> None:
-    registry = metrics.Registry()
-    router = await make_router(metrics=registry)
-    await router.set_backends(1, [Endpoint("127.0.0.1", app)])
-    await router.set_weight({1: 100})
-    await router.set_flag("checkout", {**FLAG, "split": [{"variant": "on", "weight": 50}]})
-    smp = sampler_mod.Sampler(registry)
-    smp.sample(0.0)
+    half = {**FLAG, "split": [{"variant": "on", "weight": 50}]}
+    router, smp = await flagged(make_router, app, half)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{router.port}") as c:
         for i in range(200):
             await c.get("/", headers={"x-user": f"user-{i}"})
