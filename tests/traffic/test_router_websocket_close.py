@@ -28,18 +28,16 @@ GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 async def test_an_idle_websocket_gets_a_close_frame_and_a_busy_one_stays(
     make_router: RouterFactory, echoes: dict[int, EchoServer]
 ) -> None:
-    router = await make_router(settings=Settings(upgrade_idle=1.0))
+    router = await make_router(settings=Settings(upgrade_idle=2.0))
     await router.set_backends(1, [echoes[1].endpoint])
     await router.set_weight({1: 100})
     async with ws_connect(router.port) as idle, ws_connect(router.port) as busy:
-        t0 = time.monotonic()
-        for _ in range(20):  # 4 s of a message every 0.2 s: never a second without one
+        for _ in range(25):  # 5 s of a message every 0.2 s: never 2 s without one
             assert await version(busy) == "v1"
             await asyncio.sleep(0.2)
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(idle.recv(), 10)
         assert (idle.close_code, idle.close_reason) == (1001, "idle timeout")
-        assert time.monotonic() - t0 >= 1.0
         assert await version(busy) == "v1"  # still open: its bytes kept it alive
     m = router.metrics.revisions[1]
     assert (m.upgraded_idle, m.upgraded_drained) == (1, 0)  # an idle close is not a drain
