@@ -136,7 +136,7 @@ class FlagRollouts:
         if run and seen is None and not status.get("off"):
             # Started by a replica that lost the lease: start it here (a no-op if known).
             step = int(status["rollout"].get("stepIndex", 0))
-            self._start(obj, spec, progress.StartRun(run, step))
+            await self._start(obj, spec, progress.StartRun(run, step))
         outcome = progress.advance(
             _run_prefix(obj),
             generation,
@@ -148,7 +148,7 @@ class FlagRollouts:
             hooks=self._hook_state,
         )
         if outcome.start is not None:
-            self._start(obj, spec, outcome.start)
+            await self._start(obj, spec, outcome.start)
         self._call_hooks(obj, spec, outcome, generation)
         body: JSON = {**outcome.status, "observedGeneration": generation}
         body["conditions"] = progress.conditions(outcome.status, raw.get("conditions") or [], now)
@@ -182,7 +182,7 @@ class FlagRollouts:
                 spec.rollout.webhooks, name=name, namespace=namespace, phase=phase, events=said
             )
 
-    def _start(self, obj: JSON, spec: spec_flag.FlagSpec, start: progress.StartRun) -> None:
+    async def _start(self, obj: JSON, spec: spec_flag.FlagSpec, start: progress.StartRun) -> None:
         """Run ``start`` as a step run of the target Rollout, judged as its own steps are."""
         assert spec.rollout is not None and spec.rollout.target is not None
         namespace, target = str(obj["metadata"]["namespace"]), spec.rollout.target
@@ -207,6 +207,7 @@ class FlagRollouts:
             stable_revision=revision,
         )
         hashes = {rev: c.pod_hash for rev, c in self.platform.observe(found).items()}
+        await self.analysis.prepare(action, rollout)  # the Secrets its arguments name
         self.analysis.execute(action, rollout, hashes)
 
     def _refuse(self, run_id: str, target: str, namespace: str, why: str) -> None:
