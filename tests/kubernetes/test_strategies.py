@@ -32,7 +32,12 @@ async def test_rolling_update_respects_surge_and_unavailable(
     st = await healthy_on(k, "api", 2, within=90)
     sampler.cancel()
     assert st["stableRevision"] == 2
-    assert await k.rs_counts("api") == {1: (0, 0), 2: (4, 4)}
+    # The old ReplicaSet's readyReplicas reaches 0 when its controller next writes status.
+    await eventually(
+        lambda: k.rs_counts("api"),
+        lambda c: c == {1: (0, 0), 2: (4, 4)},
+        what="revision 1 scaled to 0, revision 2 ready",
+    )
     # Never more than replicas + maxSurge asked for, never fewer than replicas ready.
     assert max(sum(d for d, _ in c.values()) for c in seen) <= 5
     assert any(c.get(2, (0, 0))[0] not in (0, 4) for c in seen)  # it went step by step
