@@ -19,7 +19,7 @@ from websocket_helpers import EchoServer, version, ws_connect
 from websockets.exceptions import ConnectionClosed
 
 from changeover.endpoints import Endpoint
-from changeover.traffic.builtin import Settings
+from changeover.traffic.builtin import BuiltinRouter, Settings
 from changeover.traffic.builtin.websocket_frames import FrameTracker
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
@@ -117,6 +117,7 @@ async def test_a_drain_in_the_middle_of_a_message_closes_after_it(
     try:
         async with ws_connect(router.port) as ws:
             await asyncio.wait_for(upstream.sent_half.wait(), 10)
+            await wait_until(lambda: mid_frame(router))  # the router has relayed the half
             await router.set_weight({2: 100})  # revision 1 loses its traffic: closed at once
             await asyncio.sleep(0.2)  # the router has decided; the frame is still half-sent
             upstream.finish.set()
@@ -135,6 +136,12 @@ async def test_a_drain_in_the_middle_of_a_message_closes_after_it(
         upstream.stop()
     m = router.metrics.revisions[1]
     assert (m.upgraded_drained, m.upgraded_open) == (1, 0)
+
+
+def mid_frame(router: BuiltinRouter) -> bool:
+    """Whether the router's one tunnel has relayed part of a frame to its client."""
+    (tunnel,) = router.state.tunnels
+    return tunnel.down_frames is not None and not tunnel.down_frames.at_boundary()
 
 
 def has_close_frame(data: bytes) -> bool:
