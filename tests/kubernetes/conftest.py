@@ -135,13 +135,14 @@ async def operator(kube_: Kube) -> AsyncIterator[Operator]:
 async def helper_operator(
     k: Kube, *, identity: str | None = None, wait_ready: bool = True, argo_rollouts: bool = False
 ) -> AsyncIterator[Operator]:
-    """An operator for ``k``'s namespace (its Lease in that namespace, 3 s long), as the
-    operator's ServiceAccount under its ClusterRole."""
+    """An operator for ``k``'s namespace (its Lease in that namespace), as the operator's
+    ServiceAccount under its ClusterRole. The lease is the installed default (15 s, renewal
+    given up after 10 s): with 3 s, an apiserver slowed by a loaded machine made the
+    in-process operator give up leadership and stop mid-test."""
     client = await kube.KubeClient.connect(kubeconfig_path=operator_kubeconfig())
     op = Operator(
         client,
         namespace=k.namespace,
-        lease_seconds=3.0,
         identity=identity,
         argo_rollouts=argo_rollouts,
     )

@@ -427,6 +427,6 @@ async def test_flag_rollout_webhooks_gate_the_operators_walk(
         what="promoted once the gate answers 2xx",
     )
     assert done["rollout"]["weight"] == 100
-    # each weight increase was confirmed (post-rollout is fire-and-forget: an operator that
-    # loses its 3 s lease under load may drop it, so it is checked by the local e2e test)
+    # each weight increase was confirmed (post-rollout, fire-and-forget, is checked by the
+    # local e2e test)
     assert hooks.seen.count("/gate confirm-traffic-increase 200") >= 2, hooks.seen
