@@ -4,6 +4,7 @@ platform, acting on Rollout resources (``--platform kubernetes``)."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,13 +58,14 @@ def test_cli_apply_wait_status_promote_history(ns: str, tmp_path: Path) -> None:
     spec.write_text(SPEC.format(tag="v2"))
     code, out, _ = run(ns, "apply", "-f", str(spec))
     assert code == 0 and "rollout/web updated (revision 2)" in out
-    for _ in range(100):
+    # The stable ReplicaSet's scale-down may land a moment after the Paused status write.
+    deadline = time.monotonic() + 120
+    while True:
         code, out, _ = run(ns, "status", "web", "-o", "json")
         doc = json.loads(out)
-        if doc["phase"] == "Paused":
+        settled = doc["phase"] == "Paused" and doc["replicas"] == {"1": 1, "2": 1}
+        if settled or time.monotonic() > deadline:
             break
-        import time
-
         time.sleep(0.3)
     assert doc["phase"] == "Paused" and doc["canaryRevision"] == 2
     # Without a router the weight is the replica ratio: stable goes down to 1 (Argo's
