@@ -65,11 +65,24 @@ class Kube:
     async def apply_rollout(self, body: JSON) -> JSON:
         return await self.client.apply_object(kube.ROLLOUTS, body, namespace=self.namespace)
 
+    async def update(self, res: kube.Resource, name: str, change: Callable[[JSON], None]) -> JSON:
+        """A user's edit (``kubectl edit``): read, change, write with the resourceVersion
+        read; the operator writes status meanwhile, so a conflict is read again and retried
+        (client-go's ``RetryOnConflict``)."""
+        for _ in range(20):
+            obj = copy.deepcopy(await self.client.get(res, name, namespace=self.namespace))
+            change(obj)
+            try:
+                return await self.client.replace(res, obj, namespace=self.namespace)
+            except kube.Conflict:
+                await asyncio.sleep(0.05)
+        raise AssertionError(f"{res.kind} {name} kept changing")
+
     async def set_image(self, name: str, image: str) -> JSON:
-        obj = await self.rollout(name)
-        obj = copy.deepcopy(obj)
-        obj["spec"]["template"]["spec"]["containers"][0]["image"] = image
-        return await self.client.replace(kube.ROLLOUTS, obj, namespace=self.namespace)
+        def change(obj: JSON) -> None:
+            obj["spec"]["template"]["spec"]["containers"][0]["image"] = image
+
+        return await self.update(kube.ROLLOUTS, name, change)
 
     async def rollout(self, name: str) -> JSON:
         return await self.client.get(kube.ROLLOUTS, name, namespace=self.namespace)
@@ -129,6 +142,21 @@ class Kube:
         return await eventually(
             lambda: self.reasons(name), in_order, what=f"events {' → '.join(wanted)}"
         )
+
+    async def finish_job(self, name: str, condition: str = "Complete", reason: str = "") -> None:
+        """What the Job controller writes when the Job's pod exits (the test bed's kubelet
+        keeps pods running forever), retried while the Job controller writes its status."""
+        for _ in range(20):
+            job = await self.client.get(kube.JOBS, name, namespace=self.namespace)
+            job.setdefault("status", {})["conditions"] = [
+                {"type": condition, "status": "True", "reason": reason or "Test", "message": reason}
+            ]
+            try:
+                await self.client.replace(kube.JOBS, job, namespace=self.namespace, sub="status")
+                return
+            except kube.Conflict:
+                await asyncio.sleep(0.05)
+        raise AssertionError(f"Job {name} kept changing")
 
     async def patch_status(self, name: str, change: Callable[[JSON], None]) -> None:
         """A user command the way the CLI does it: read, change status, write with the

@@ -79,22 +79,6 @@ async def _analysis_job(k: Kube) -> JSON:
     return job
 
 
-async def _finish(k: Kube, name: str, condition: str, reason: str = "") -> None:
-    """What the Job controller writes when the Job's pod exits."""
-    for _ in range(20):
-        job = await k.client.get(kube.JOBS, name, namespace=k.namespace)
-        status = job.setdefault("status", {})
-        status["conditions"] = [
-            {"type": condition, "status": "True", "reason": reason, "message": reason}
-        ]
-        try:
-            await k.client.replace(kube.JOBS, job, namespace=k.namespace, sub="status")
-            return
-        except kube.Conflict:
-            continue
-    raise AssertionError("the Job kept changing")
-
-
 async def _start(k: Kube, tmp_path: Path) -> tuple[JSON, Path]:
     marker = tmp_path / "ran-inside-the-operator"
     await k.create(
@@ -121,7 +105,7 @@ async def test_a_job_metric_runs_as_a_job_in_the_rollouts_namespace(
     assert pod["serviceAccountName"] == "smoke-runner"
     assert pod["containers"][0]["image"] == "busybox:1.36"
     assert job["spec"]["backoffLimit"] == 1
-    await _finish(k, name, "Complete")
+    await k.finish_job(name, "Complete")
     st = await eventually(
         lambda: k.status("web"),
         lambda s: s.get("phase") in ("Paused", "Aborted") and s.get("currentStepIndex") == 2,
@@ -151,7 +135,7 @@ async def test_a_failed_job_fails_the_analysis(
 ) -> None:
     k = kube_
     job, marker = await _start(k, tmp_path)
-    await _finish(k, job["metadata"]["name"], "Failed", "BackoffLimitExceeded")
+    await k.finish_job(job["metadata"]["name"], "Failed", "BackoffLimitExceeded")
     st = await phase_is(k, "web", "Aborted", within=90)
     assert st["analysis"]["smoke"]["phase"] == "Failed"
     assert "BackoffLimitExceeded" in st["message"] or "smoke" in st["message"]

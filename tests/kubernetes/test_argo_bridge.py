@@ -12,7 +12,6 @@ and commanding them (manifests written from Argo Rollouts' documentation):
 from __future__ import annotations
 
 import base64
-import copy
 from collections.abc import Iterator
 from typing import Any
 
@@ -93,17 +92,12 @@ async def argo_obj(k: Kube, name: str) -> JSON:
 async def set_argo_image(k: Kube, name: str, image: str) -> None:
     """``kubectl argo rollouts set image``: the Argo Rollout's pod template changes.
 
-    The operator writes the status meanwhile, so a read-modify-write can conflict: read
-    again and retry, as client-go's ``RetryOnConflict`` (and so the plugin) does."""
-    for _ in range(10):
-        obj = copy.deepcopy(await argo_obj(k, name))
+    Retried on conflict (the operator writes the status meanwhile), as the plugin does."""
+
+    def change(obj: JSON) -> None:
         obj["spec"]["template"]["spec"]["containers"][0]["image"] = image
-        try:
-            await k.client.replace(kube.ARGO_ROLLOUTS, obj, namespace=k.namespace)
-        except kube.Conflict:
-            continue
-        return
-    raise AssertionError(f"Argo Rollout {name}: every update conflicted")
+
+    await k.update(kube.ARGO_ROLLOUTS, name, change)
 
 
 async def plugin_patch(k: Kube, name: str, patch: JSON) -> None:

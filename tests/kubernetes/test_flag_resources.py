@@ -64,15 +64,13 @@ async def test_flag_resources_served_over_ofrep_follow_their_changes(kube_: Kube
         at_20 = {"bob": "v2", "trent": "v2", "erin": "v1", "alice": "v1", "judy": "v1"}
         await eventually(seen, lambda v: v == at_20, what="the flag at 20%")
 
-        current = await kube_.client.get(kube.FLAGS, "checkout", namespace=kube_.namespace)
-        current["spec"]["split"][0]["weight"] = 40
-        await kube_.client.replace(kube.FLAGS, current, namespace=kube_.namespace)
+        await kube_.update(
+            kube.FLAGS, "checkout", lambda f: f["spec"]["split"][0].update(weight=40)
+        )
         at_40 = {**at_20, "erin": "v2", "alice": "v2"}
         await eventually(seen, lambda v: v == at_40, what="the flag at 40%")
 
-        current = await kube_.client.get(kube.FLAGS, "checkout", namespace=kube_.namespace)
-        current["spec"]["enabled"] = False
-        await kube_.client.replace(kube.FLAGS, current, namespace=kube_.namespace)
+        await kube_.update(kube.FLAGS, "checkout", lambda f: f["spec"].update(enabled=False))
         await eventually(seen, lambda v: set(v.values()) == {"v1"}, what="the flag off")
         off = await asyncio.to_thread(
             client.get_string_details, "newCheckout", "x", EvaluationContext("bob")

@@ -61,11 +61,14 @@ async def test_argo_canary_walks_its_steps_read_directly(kube_: Kube) -> None:
         notes = (await k.rollout("lantern-canary"))["metadata"]["annotations"]
         assert "spec.selector: changed" in notes["changeover.dev/import-notes"]
         # `kubectl argo rollouts set image`: the Argo manifest changes, ours follows.
-        # Read afresh: the operator writes the Argo Rollout's status, as Argo's controller does.
-        changed = await k.client.get(kube.ARGO_ROLLOUTS, "lantern-canary", namespace=k.namespace)
-        (container,) = changed["spec"]["template"]["spec"]["containers"]
-        container["image"] = "registry.example.org/lights/lantern:1.1.0"
-        await k.client.replace(kube.ARGO_ROLLOUTS, changed, namespace=k.namespace)
+        # Retried on conflict: the operator writes the Argo Rollout's status, as Argo does.
+        await k.update(
+            kube.ARGO_ROLLOUTS,
+            "lantern-canary",
+            lambda r: r["spec"]["template"]["spec"]["containers"][0].update(
+                image="registry.example.org/lights/lantern:1.1.0"
+            ),
+        )
         st = await _step_is(k, "lantern-canary", 1, "Paused")
         assert st["weightsText"] == "1:75 2:25"
         # No trafficRouting: Argo's basic canary, 25% of 4 is 1 canary and 3 stable pods.

@@ -131,10 +131,14 @@ async def test_progress_deadline_passes_on_time_with_nothing_else_happening(
     k = kube_
     await k.apply_rollout(rollout("stuck", replicas=1, progressDeadlineSeconds=3))
     await healthy_on(k, "stuck", 1)
-    obj = await k.rollout("stuck")
     # Pods of the new revision can be scheduled nowhere: they stay Pending, nothing changes.
-    obj["spec"]["template"]["spec"]["nodeSelector"] = {"changeover.dev/no-such-node": "x"}
-    await k.client.replace(kube.ROLLOUTS, obj, namespace=k.namespace)
+    await k.update(
+        kube.ROLLOUTS,
+        "stuck",
+        lambda r: r["spec"]["template"]["spec"].update(
+            nodeSelector={"changeover.dev/no-such-node": "x"}
+        ),
+    )
     started = time.monotonic()
     st = await phase_is(k, "stuck", "Degraded", within=20)
     assert time.monotonic() - started < 12

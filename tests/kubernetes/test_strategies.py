@@ -43,19 +43,6 @@ async def test_rolling_update_respects_surge_and_unavailable(
     assert any(c.get(2, (0, 0))[0] not in (0, 4) for c in seen)  # it went step by step
 
 
-async def _finish_job(k: Kube, name: str, condition: str = "Complete") -> None:
-    """The fake kubelet keeps pods Running forever; a finished hook is its Job's condition
-    (the Job controller leaves a finished Job alone)."""
-    job = await k.client.get(kube.JOBS, name, namespace=k.namespace)
-    job["status"] = {
-        **(job.get("status") or {}),
-        "conditions": [
-            {"type": condition, "status": "True", "reason": "Test", "message": "done by the test"}
-        ],
-    }
-    await k.client.replace(kube.JOBS, job, namespace=k.namespace, sub="status")
-
-
 async def _hook_jobs(k: Kube) -> list[str]:
     doc = await k.client.list(kube.JOBS, namespace=k.namespace)
     return sorted(j["metadata"]["name"] for j in doc["items"])
@@ -78,7 +65,7 @@ async def test_recreate_runs_hooks_as_jobs_in_order(kube_: Kube, operator: Opera
     assert job["spec"]["activeDeadlineSeconds"] == 300 and job["spec"]["backoffLimit"] == 0
     # The old revision keeps serving while the pre hook runs.
     assert (await k.rs_counts("db"))[1] == (2, 2)
-    await _finish_job(k, pre)
+    await k.finish_job(pre)
     await eventually(
         lambda: k.rs_counts("db"),
         lambda c: c[1][0] == 0 and c.get(2, (0, 0))[0] == 2,
@@ -87,7 +74,7 @@ async def test_recreate_runs_hooks_as_jobs_in_order(kube_: Kube, operator: Opera
     jobs = await eventually(
         lambda: _hook_jobs(k), lambda j: any("-post-" in n for n in j), what="post hook Job"
     )
-    await _finish_job(k, next(n for n in jobs if "-post-" in n))
+    await k.finish_job(next(n for n in jobs if "-post-" in n))
     st = await healthy_on(k, "db", 2)
     assert st["stableRevision"] == 2
     reasons = await k.reasons_through(
