@@ -70,3 +70,23 @@ def with_version(doc: JSON, version: str) -> JSON:
     command = new["spec"]["template"]["command"]
     command[command.index("--version") + 1] = version
     return new
+
+
+def checkout_flag(variant: str, steps: list[JSON], **spec: Any) -> JSON:
+    """The `checkout` Flag the flag tests walk: variants old/new/broken, everyone on
+    ``variant`` once walked by ``steps``. ``spec`` adds fields (``router``,
+    ``requestContext``); a ``rollout`` mapping among them is merged into ``spec.rollout``."""
+    rollout = {"variant": variant, "steps": steps, **spec.pop("rollout", {})}
+    return {
+        "apiVersion": "changeover.dev/v1alpha1",
+        "kind": "Flag",
+        "metadata": {"name": "checkout"},
+        "spec": {
+            "type": "string",
+            "variants": {"old": "old", "new": "new", "broken": "broken"},
+            "defaultVariant": "old",
+            "split": [{"variant": variant, "weight": 100}],
+            **spec,
+            "rollout": rollout,
+        },
+    }

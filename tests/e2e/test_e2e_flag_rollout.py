@@ -17,7 +17,7 @@ import pytest
 from e2e_helpers import EXAMPLES, http_get, wait_until
 from e2e_load import BackgroundLoad, describe
 from e2e_serve import Serve
-from e2e_specs import example_rollout, write_rollout
+from e2e_specs import checkout_flag, example_rollout, write_rollout
 
 pytestmark = pytest.mark.slow
 
@@ -25,18 +25,7 @@ JUDGED = [{"analysis": {"templates": [{"templateName": "error-rate"}]}}]
 
 
 def flag_doc(variant: str, steps: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "apiVersion": "changeover.dev/v1alpha1",
-        "kind": "Flag",
-        "metadata": {"name": "checkout"},
-        "spec": {
-            "type": "string",
-            "variants": {"old": "old", "new": "new", "broken": "broken"},
-            "defaultVariant": "old",
-            "split": [{"variant": variant, "weight": 100}],
-            "rollout": {"variant": variant, "target": "web", "steps": steps},
-        },
-    }
+    return checkout_flag(variant, steps, rollout={"target": "web"})
 
 
 def test_flag_rollout_promoted_by_analysis_then_a_bad_one_turned_off(

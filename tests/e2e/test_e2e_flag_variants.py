@@ -18,7 +18,7 @@ import pytest
 from e2e_helpers import EXAMPLES, metric_sum
 from e2e_load import BackgroundLoad, describe
 from e2e_serve import Serve
-from e2e_specs import example_rollout, write_rollout
+from e2e_specs import checkout_flag, example_rollout, write_rollout
 
 pytestmark = pytest.mark.slow
 
@@ -41,24 +41,13 @@ def judged(variant: str) -> dict[str, Any]:
 
 
 def flag_doc(variant: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "changeover.dev/v1alpha1",
-        "kind": "Flag",
-        "metadata": {"name": "checkout"},
-        "spec": {
-            "type": "string",
-            "variants": {"old": "old", "new": "new", "broken": "broken"},
-            "defaultVariant": "old",
-            "split": [{"variant": variant, "weight": 100}],
-            "router": {"rollout": "web", "header": "x-flag-checkout"},
-            "requestContext": {"targetingKey": {"header": "x-user"}},
-            "rollout": {
-                "variant": variant,
-                "target": "web",
-                "steps": [{"setWeight": 40}, judged(variant), {"setWeight": 100}],
-            },
-        },
-    }
+    return checkout_flag(
+        variant,
+        [{"setWeight": 40}, judged(variant), {"setWeight": 100}],
+        router={"rollout": "web", "header": "x-flag-checkout"},
+        requestContext={"targetingKey": {"header": "x-user"}},
+        rollout={"target": "web"},
+    )
 
 
 def test_variant_judged_against_the_default_promoted_then_a_bad_one_turned_off(

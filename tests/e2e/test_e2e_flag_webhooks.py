@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from e2e_helpers import wait_until
 from e2e_serve import Serve
-from e2e_specs import write_rollout
+from e2e_specs import checkout_flag, write_rollout
 
 pytestmark = pytest.mark.slow
 
@@ -70,18 +70,7 @@ def flag_doc(variant: str, url: str, steps: list[dict[str, Any]]) -> dict[str, A
     ]
     for hook in hooks:
         hook["interval"] = "300ms"
-    return {
-        "apiVersion": "changeover.dev/v1alpha1",
-        "kind": "Flag",
-        "metadata": {"name": "checkout"},
-        "spec": {
-            "type": "string",
-            "variants": {"old": "old", "new": "new", "broken": "broken"},
-            "defaultVariant": "old",
-            "split": [{"variant": variant, "weight": 100}],
-            "rollout": {"variant": variant, "steps": steps, "webhooks": hooks},
-        },
-    }
+    return checkout_flag(variant, steps, rollout={"webhooks": hooks})
 
 
 def test_webhooks_gate_a_flag_rollout_and_a_rollback_hook_turns_it_off(
