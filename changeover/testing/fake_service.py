@@ -72,7 +72,8 @@ class FakeService:
                 problems.append(
                     errors.SpecProblem(file=source, path=f"[{i}].kind", message="expected Rollout")
                 )
-            name = doc.get("metadata", {}).get("name")
+            meta = doc.get("metadata")
+            name = meta.get("name") if isinstance(meta, dict) else None
             if not isinstance(name, str) or not name:
                 problems.append(
                     errors.SpecProblem(file=source, path=f"[{i}].metadata.name", message="required")
@@ -87,7 +88,10 @@ class FakeService:
         results = []
         for doc in documents:
             name = doc["metadata"]["name"]
-            template = json.dumps(doc.get("spec", {}).get("template"), sort_keys=True)
+            spec = doc.get("spec")
+            template = json.dumps(
+                (spec if isinstance(spec, dict) else {}).get("template"), sort_keys=True
+            )
             r = self.rollouts.get(name)
             if r is None:
                 r = self.rollouts[name] = _Rollout(spec=doc)

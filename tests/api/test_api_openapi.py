@@ -64,6 +64,13 @@ def test_document_is_valid_openapi_and_lists_every_route(api_url: str) -> None:
     assert promote["security"] == [{"bearer": []}, {"session": [], "csrf": []}]
 
 
+def test_a_null_metadata_is_a_400_naming_the_field(api_url: str) -> None:
+    """Found by the fuzzer below in CI: ``metadata: null`` was a 500."""
+    doc = {"apiVersion": "changeover.dev/v1alpha1", "kind": "Rollout", "metadata": None}
+    r = httpx.post(f"{api_url}/api/v1/apply", json={"documents": [doc]}, headers=AUTH)
+    assert r.status_code == 400 and "metadata.name" in r.text, r.text
+
+
 def test_fuzzed_requests_never_get_a_500(api_url: str) -> None:
     doc = httpx.get(f"{api_url}/api/openapi.json").json()
     # The event streams never end by design: not something a fuzzer can wait for.
