@@ -224,9 +224,9 @@ class Host:
 
 
 def _create_time() -> float:
-    import psutil
+    from changeover.platforms.local import process  # psutil: only once we serve
 
-    return float(psutil.Process(os.getpid()).create_time())
+    return process.start_stamp(os.getpid())
 
 
 async def _main(root: Path, *, takeover: bool) -> int:

@@ -359,7 +359,7 @@ class RemoteRouter:
 
 def _record_starting(paths: records.RouterPaths, pid: int, config: dict[str, Any]) -> None:
     try:
-        created = psutil.Process(pid).create_time()
+        created = process_mod.start_stamp(pid)
     except psutil.Error:
         return  # already gone: _spawn reports it
     doc = records.read_json(paths.process)

@@ -228,7 +228,7 @@ class Serve:
 
         try:
             return wait_until(probe, within=within, what=what or f"{name} to match", interval=0.1)
-        except AssertionError as exc:
+        except (AssertionError, OSError) as exc:  # OSError: serve did not answer at all
             raise AssertionError(f"{exc}\n--- serve log ---\n{self.log()}") from None
 
     def wait_phase(self, name: str, *phases: str, within: float = 60, **fields: Any) -> JSON:

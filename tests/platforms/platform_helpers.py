@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 import time
@@ -21,7 +22,7 @@ from typing import Any
 import psutil
 
 from changeover.platforms import base
-from changeover.platforms.local import Backoff, LocalPlatform
+from changeover.platforms.local import Backoff, LocalPlatform, process
 from changeover.spec import models
 
 ECHO_APP = str(Path(__file__).resolve().parents[1] / "apps" / "echo_app.py")
@@ -82,9 +83,8 @@ def kill_recorded(state_dir: Path, extra: set[tuple[int, float]]) -> None:
                         recorded.add((r["pid"], r["createTime"]))
     for pid, created in recorded:
         with contextlib.suppress(psutil.Error, ProcessLookupError):
-            proc = psutil.Process(pid)
-            if abs(proc.create_time() - created) < 0.05:
-                proc.send_signal(signal.SIGKILL)
+            if process.ProcessHandle.adopt(pid, created) is not None:
+                os.kill(pid, signal.SIGKILL)
 
 
 class Platforms:
@@ -116,4 +116,4 @@ class Platforms:
 
     def track(self, pid: int) -> None:
         with contextlib.suppress(psutil.Error):
-            self.pids.add((pid, psutil.Process(pid).create_time()))
+            self.pids.add((pid, process.start_stamp(pid)))

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import random
+import signal
 import socket
+import sys
+import threading
 from pathlib import Path
 
 import psutil
@@ -45,11 +51,21 @@ def test_backoff_doubles_to_the_cap() -> None:
     assert [backoff.delay(n) for n in range(1, 9)] == [0.5, 1, 2, 4, 8, 16, 30, 30]
 
 
+def _three_free_ports() -> int:
+    """The first of three consecutive free ports outside both the ephemeral range (where
+    outgoing connections of other tests land) and the local platform's own range."""
+    for _ in range(200):
+        port = random.randrange(10000, 19990)
+        if all(ports.port_is_free(p) for p in (port, port + 1, port + 2)):
+            return port
+    raise AssertionError("no three consecutive free ports in 10000-19999")
+
+
 def test_port_allocator_skips_assigned_and_busy_ports() -> None:
+    port = _three_free_ports()
     with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
+        busy.bind(("127.0.0.1", port))
         busy.listen()
-        port = busy.getsockname()[1]
         allocator = ports.PortAllocator((port, port + 2))
         got = {allocator.allocate() for _ in range(2)}
         assert port not in got
@@ -94,6 +110,51 @@ def test_spawn_rejects_a_missing_working_dir(tmp_path: Path) -> None:
 
 
 def test_adopt_refuses_a_reused_pid() -> None:
-    me = psutil.Process(os.getpid())
-    assert process.ProcessHandle.adopt(os.getpid(), me.create_time()) is not None
-    assert process.ProcessHandle.adopt(os.getpid(), me.create_time() - 100) is None
+    stamp = process.start_stamp(os.getpid())
+    assert process.ProcessHandle.adopt(os.getpid(), stamp) is not None
+    assert process.ProcessHandle.adopt(os.getpid(), stamp - 100) is None
+
+
+def test_adopt_still_knows_a_wall_clock_stamp_from_an_older_state_file() -> None:
+    wall = psutil.Process(os.getpid()).create_time()
+    assert process.ProcessHandle.adopt(os.getpid(), wall) is not None
+    assert process.ProcessHandle.adopt(os.getpid(), wall - 100) is None
+
+
+def test_the_start_stamp_is_not_the_wall_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step of the system clock (NTP, a VM resumed) moves the boot time psutil adds to
+    a process's create time; the identity of a running replica must not move with it."""
+    stamp = process.start_stamp(os.getpid())
+    real_boot = psutil.boot_time()
+    monkeypatch.setattr(psutil._pslinux, "boot_time", lambda: real_boot + 7.0)  # the step
+    assert process.start_stamp(os.getpid()) == stamp
+    assert process.ProcessHandle.adopt(os.getpid(), stamp) is not None
+
+
+def test_a_child_whose_stamp_no_longer_matches_is_still_stopped(tmp_path: Path) -> None:
+    """Our own child is ours until reaped, whatever its stamp says: terminate() signals
+    it and returns. It used to look gone, got no signal, and a blocking wait() for it
+    froze the whole event loop (serve stopped answering)."""
+    child = process.spawn(
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        env={},
+        cwd=None,
+        log_path=tmp_path / "child.log",
+    )
+    handle = process.ProcessHandle(
+        pid=child.pid, create_time=child.create_time + 3, popen=child._popen
+    )
+    assert handle.alive()
+    done = threading.Event()
+
+    def stop() -> None:
+        asyncio.run(handle.terminate(5))
+        done.set()
+
+    threading.Thread(target=stop, daemon=True).start()
+    try:
+        assert done.wait(20), "terminate() hung on a child it took for gone"
+        assert handle.returncode == -signal.SIGTERM
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, signal.SIGKILL)

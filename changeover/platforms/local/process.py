@@ -29,9 +29,13 @@ import psutil
 
 from changeover import errors, statedir
 
-# psutil derives create_time from jiffies since boot: equal within a clock tick or two.
+# Start stamps count clock ticks since boot: equal within a tick or two.
 _CREATE_TIME_TOLERANCE = 0.05
+# Stamps above this are wall-clock seconds (state files written before stamps counted
+# from boot, or a system without /proc); below it, seconds since boot.
+_WALL_CLOCK_STAMP = 1e9
 _POLL_SECONDS = 0.2
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 _VAR = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
@@ -63,11 +67,38 @@ def expand_env(env: Mapping[str, str], base: Mapping[str, str]) -> dict[str, str
     return out
 
 
+def start_stamp(pid: int) -> float:
+    """When process ``pid`` started, in seconds since boot: with the pid, its identity.
+
+    Not psutil's ``create_time``: that adds the boot time as the wall clock sees it *now*,
+    so a step of the clock (NTP, a VM resumed from a snapshot) moves it by whole seconds and
+    a live replica stops being recognised. Raises ``psutil.NoSuchProcess`` if it is gone.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            data = stat.read()
+    except FileNotFoundError:
+        raise psutil.NoSuchProcess(pid) from None
+    except OSError:  # no procfs: the wall clock is all there is
+        return float(psutil.Process(pid).create_time())
+    # The command name (field 2) may hold spaces and parentheses: count from its end.
+    fields = data[data.rindex(b")") + 2 :].split()
+    return int(fields[19]) / _CLOCK_TICKS  # field 22, starttime
+
+
+def _started_at(pid: int, stamp: float) -> bool:
+    """True if process ``pid`` is the one that started at ``stamp`` (see ``start_stamp``)."""
+    wall = stamp > _WALL_CLOCK_STAMP
+    started = float(psutil.Process(pid).create_time()) if wall else start_stamp(pid)
+    return abs(started - stamp) <= _CREATE_TIME_TOLERANCE
+
+
 class ProcessHandle:
     """One process we started (``popen`` set) or adopted from an earlier run (``popen`` None).
 
-    The pid plus its create time is the identity: every signal is sent only after checking
-    both, so a pid recycled by the OS for someone else's process is never touched.
+    The pid plus its start stamp (``start_stamp``) is the identity: every signal is sent
+    only after checking both, so a pid recycled by the OS for someone else's process is
+    never touched. Our own child needs no stamp: its pid is not reused until we reap it.
     """
 
     def __init__(self, *, pid: int, create_time: float, popen: subprocess.Popen[bytes] | None):
@@ -88,14 +119,13 @@ class ProcessHandle:
 
     def alive(self) -> bool:
         """Still running and still the process we recorded (a zombie counts as exited)."""
-        if self._popen is not None and self._popen.poll() is not None:
-            self.returncode = self._popen.returncode
-            return False
+        if self._popen is not None:
+            self.returncode = self._popen.poll()
+            return self.returncode is None
         try:
-            proc = psutil.Process(self.pid)
-            if abs(proc.create_time() - self.create_time) > _CREATE_TIME_TOLERANCE:
+            if not _started_at(self.pid, self.create_time):
                 return False
-            return bool(proc.status() != psutil.STATUS_ZOMBIE)
+            return bool(psutil.Process(self.pid).status() != psutil.STATUS_ZOMBIE)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return False
 
@@ -156,8 +186,9 @@ class ProcessHandle:
 
     def _reap(self) -> int | None:
         if self._popen is not None:
-            # The process has exited, so this returns at once and clears the zombie.
-            self.returncode = self._popen.wait()
+            # Never wait(): this runs on the event loop, and a blocking wait on a child that
+            # is still running would stop the whole server with it.
+            self.returncode = self._popen.poll()
         return self.returncode
 
     async def terminate(self, grace_seconds: float) -> None:
@@ -210,7 +241,7 @@ def spawn(
         except ValueError as exc:  # a NUL in argv or env, '=' in a name: lint refuses these
             raise errors.PermanentBackendError(f"cannot execute {argv[0]!r}: {exc}") from exc
     try:
-        create_time = psutil.Process(popen.pid).create_time()
+        create_time = start_stamp(popen.pid)
     except psutil.NoSuchProcess:
         # Exited (and reaped by nobody yet, so this is rare): identity no longer matters.
         create_time = 0.0
