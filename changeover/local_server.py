@@ -21,6 +21,7 @@ from changeover.endpoints import Endpoint
 from changeover.local_controller.local_service import LocalService
 from changeover.local_controller.loop import Controller, RouterFactory
 from changeover.local_controller.rollout_store import Store
+from changeover.loop_watchdog import LoopWatchdog
 from changeover.platforms.local import LocalPlatform
 from changeover.spec import models, traffic_settings
 from changeover.statelock import StateDirLock
@@ -195,7 +196,8 @@ async def _run_locked(
         on_ready(url)
     stop = aio.stop_on_signals()
     try:
-        await stop.wait()
+        with LoopWatchdog(name="serve's event loop"):
+            await stop.wait()
     finally:
         await api.close()
         routers = len(controller.routers())

@@ -34,6 +34,7 @@ from typing import Any
 
 from changeover import aio, errors, traffic
 from changeover.dataplane import codec, records
+from changeover.loop_watchdog import LoopWatchdog
 from changeover.traffic import builtin
 from changeover.traffic.base import TrafficRouter
 
@@ -243,7 +244,8 @@ async def _main(root: Path, *, takeover: bool) -> int:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, host.stopping.set)
     try:
-        await host.run(takeover=takeover)
+        with LoopWatchdog(name=f"router process {root.name}: event loop"):
+            await host.run(takeover=takeover)
     except errors.ChangeoverError as exc:
         log.error("%s", exc)
         return 1
