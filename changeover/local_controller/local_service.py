@@ -30,7 +30,7 @@ from changeover.spec import analysis as spec_analysis
 from changeover.spec import flag as spec_flag
 from changeover.spec import load, models, template_diff
 from changeover.traffic import builtin
-from changeover.traffic.builtin import sketch
+from changeover.traffic.builtin import metrics_text, sketch
 
 
 def template_hash(template: models.ProcessTemplate) -> str:
@@ -306,7 +306,7 @@ class LocalService:
         return found.snapshot() if found is not None else {}
 
     def metrics_text(self) -> str:
-        return self._metrics.render() if self._metrics is not None else ""
+        return metrics_text.render(self._metrics) if self._metrics is not None else ""
 
     # --- commands -------------------------------------------------------------------
 

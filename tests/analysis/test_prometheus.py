@@ -9,6 +9,7 @@ sees exactly the router's counts, shaped as scalars, vectors and range series.
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from analysis_helpers import HttpServer, TemplateRunner, argo_templates
 from changeover.analysis.judges import ab_significance, mann_whitney
 from changeover.analysis.providers import base, prometheus
 from changeover.endpoints import Endpoint
-from changeover.traffic.builtin import BuiltinRouter, Registry
+from changeover.traffic.builtin import BuiltinRouter, Registry, metrics_text
 from tests import prometheus_helpers
 
 pytestmark = pytest.mark.slow
@@ -89,7 +90,7 @@ async def _drive_traffic(registry: Registry) -> None:
 def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
     registry = Registry()
     asyncio.run(_drive_traffic(registry))
-    metrics = prometheus_helpers.serve_exposition(registry.render)
+    metrics = prometheus_helpers.serve_exposition(functools.partial(metrics_text.render, registry))
     tmp = tmp_path_factory.mktemp("prom")
     auth = prometheus_helpers.AUTH
     try:

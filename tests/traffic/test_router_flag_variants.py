@@ -16,7 +16,7 @@ from changeover.analysis import sampler as sampler_mod
 from changeover.analysis.judges import ab_significance
 from changeover.analysis.providers import base, builtin
 from changeover.endpoints import Endpoint
-from changeover.traffic.builtin import BuiltinRouter, metrics
+from changeover.traffic.builtin import BuiltinRouter, metrics, metrics_text
 
 # Buckets (crc32 mod 100): bob 4, trent 18, erin 22, alice 35, judy 99: at 20%, bob and
 # trent get "on".
@@ -100,7 +100,7 @@ async def test_each_variant_counts_its_own_requests_errors_and_cut_streams(
     assert window_off.value("latency-p99") > 0
     assert smp.window("web", 1, 60, 1.0).requests == 20
 
-    text = registry.render()
+    text = metrics_text.render(registry)
     labels = 'rollout="web",revision="1",flag="checkout"'
     assert f'changeover_variant_requests_total{{{labels},variant="on",code="5xx"}} 8' in text
     assert f'changeover_variant_requests_total{{{labels},variant="off",code="2xx"}} 12' in text

@@ -7,7 +7,7 @@ import re
 import httpx
 from router_helpers import RouterFactory, UpstreamFactory, ep
 
-from changeover.traffic.builtin import metrics
+from changeover.traffic.builtin import metrics, metrics_text
 
 _SAMPLE = re.compile(r'^([a-z_]+)(?:\{((?:[a-z]+="[^"]*",?)*)\})? (\S+)$')
 
@@ -45,7 +45,7 @@ async def test_metrics_count_requests_by_revision_and_class(
         for _ in range(4):
             await client.get("/status/500")
         await client.get("/status/404")
-    parsed = parse(router.metrics_registry.render())
+    parsed = parse(metrics_text.render(router.metrics_registry))
 
     def web(name: str, **labels: str) -> float:
         return sample(parsed, name, rollout="web", **labels)
@@ -81,7 +81,7 @@ def test_histogram_buckets_are_cumulative_and_inclusive() -> None:
 def test_label_values_are_escaped() -> None:
     reg = metrics.Registry()
     reg.rollout('we"ird').revision(1).record(200, 0.01)
-    assert 'rollout="we\\"ird"' in reg.render()
+    assert 'rollout="we\\"ird"' in metrics_text.render(reg)
 
 
 def test_variant_series_are_escaped_and_bounded() -> None:
@@ -91,7 +91,7 @@ def test_variant_series_are_escaped_and_bounded() -> None:
         found = metrics.variant_metrics(rev.variants, 'fl"ag', f'v{i}"\n}}')
         assert found is not None
         found.record(500 if i % 2 else 200, 0.01)
-    text = reg.render()
+    text = metrics_text.render(reg)
     lines = [x for x in text.splitlines() if x.startswith("changeover_variant_requests_total{")]
     # 15 named variants and "other", five status classes each
     assert len(lines) == metrics.MAX_VARIANTS * 5

@@ -13,7 +13,7 @@ from router_helpers import RouterFactory, free_port
 
 from changeover.endpoints import Endpoint
 from changeover.spec import models
-from changeover.traffic.builtin import BuiltinRouter
+from changeover.traffic.builtin import BuiltinRouter, metrics_text
 from changeover.traffic.comparison import stats as stats_mod
 
 # path → (content type, pieces sent one by one, chunked) for one side
@@ -171,7 +171,7 @@ async def test_json_difference_counted_with_a_readable_sample(
     assert sample["reason"] == "differs at /label"
     assert '"dog"' in sample["shadow"]["body"] and '"cat"' in sample["primary"]["body"]
     # the same counts in the router's /metrics, on the shadow revision's rows
-    text = router.metrics_registry.render()
+    text = metrics_text.render(router.metrics_registry)
     rev = 'rollout="web",revision="2"'
     assert f"changeover_shadow_compared_total{{{rev}}} 4" in text
     assert f"changeover_shadow_matched_total{{{rev}}} 0" in text

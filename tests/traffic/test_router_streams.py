@@ -19,7 +19,7 @@ from test_router_metrics import parse, sample
 
 from changeover.analysis import sampler
 from changeover.traffic.base import Endpoint
-from changeover.traffic.builtin import BuiltinRouter
+from changeover.traffic.builtin import BuiltinRouter, metrics_text
 
 pytestmark = pytest.mark.slow
 LOOPS = ("uvloop",)  # the router's loop in `changeover serve`; timings need one run only
@@ -99,7 +99,7 @@ async def test_ttft_itl_and_tokens_are_measured_as_the_service_set_them(
     replies = await asyncio.gather(*(stream_once(router.port) for _ in range(4)))
     assert all(r.count(b"data: {") == 7 and b"data: [DONE]" in r for r in replies)
 
-    parsed = parse(router.metrics_registry.render())
+    parsed = parse(metrics_text.render(router.metrics_registry))
 
     def web(name: str, **labels: str) -> float:
         return sample(parsed, name, rollout="web", revision="1", **labels)

@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from changeover.endpoints import Endpoint
 from changeover.spec import models
-from changeover.traffic.builtin import BuiltinRouter, Settings, table
+from changeover.traffic.builtin import BuiltinRouter, Settings, metrics_text, table
 
 
 async def two_revisions(
@@ -59,7 +59,7 @@ async def test_echo_relays_many_small_messages_and_a_large_one(
     assert (m.upgraded, m.codes[1]) == (1, 1)  # one connection, its handshake as a 1xx
     await wait_for(lambda: m.upgraded_open == 0)
     assert m.in_flight == 0 and m.upgraded_seconds.count == 1
-    text = router.metrics_registry.render()
+    text = metrics_text.render(router.metrics_registry)
     assert 'changeover_upgraded_connections_total{rollout="web",revision="1"} 1' in text
     assert 'changeover_upgraded_connections_open{rollout="web",revision="1"} 0' in text
 

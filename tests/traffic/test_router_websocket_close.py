@@ -19,7 +19,7 @@ from websocket_helpers import EchoServer, version, ws_connect
 from websockets.exceptions import ConnectionClosed
 
 from changeover.endpoints import Endpoint
-from changeover.traffic.builtin import BuiltinRouter, Settings
+from changeover.traffic.builtin import BuiltinRouter, Settings, metrics_text
 from changeover.traffic.builtin.websocket_frames import FrameTracker
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
@@ -41,7 +41,7 @@ async def test_an_idle_websocket_gets_a_close_frame_and_a_busy_one_stays(
         assert await version(busy) == "v1"  # still open: its bytes kept it alive
     m = router.metrics.revisions[1]
     assert (m.upgraded_idle, m.upgraded_drained) == (1, 0)  # an idle close is not a drain
-    text = router.metrics_registry.render()
+    text = metrics_text.render(router.metrics_registry)
     assert 'changeover_upgraded_connections_idle_closed_total{rollout="web",revision="1"} 1' in text
 
 

@@ -5,6 +5,7 @@ the service was set to (time to first token, inter-token latency, tokens per sec
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import yaml
 from router_helpers import RouterFactory
 from test_router_streams import StartModel, model_service, router_for, stream_once
 
+from changeover.traffic.builtin import metrics_text
 from tests import prometheus_helpers
 
 pytestmark = pytest.mark.slow
@@ -38,7 +40,9 @@ async def test_example_queries_give_the_streams_numbers(
 ) -> None:
     port = await model_service("--ttft-ms", "200", "--token-ms", "50", "--tokens", "5")
     router = await router_for(make_router, port)
-    exposition = prometheus_helpers.serve_exposition(router.metrics_registry.render)
+    exposition = prometheus_helpers.serve_exposition(
+        functools.partial(metrics_text.render, router.metrics_registry)
+    )
     try:
         with prometheus_helpers.running(tmp_path / "prom", exposition.server_address[1]) as url:
             client = httpx.AsyncClient(base_url=url)

@@ -3,7 +3,8 @@
 Modules, from the outside in: ``router`` (``BuiltinRouter``, the ``TrafficRouter``),
 ``proxy`` (client connections), ``exchange`` (one proxied request), ``upstream`` (backend
 connections), ``pool`` (endpoints and keep-alive), ``table`` (the routing snapshot),
-``mirror`` (shadow copies), ``metrics`` (Prometheus text), ``wire`` (HTTP bytes).
+``mirror`` (shadow copies), ``metrics`` (the counters), ``metrics_text`` (them as
+Prometheus text), ``wire`` (HTTP bytes).
 ``compiled`` picks the mypyc-compiled build of the hot path when one matches the sources.
 """
 

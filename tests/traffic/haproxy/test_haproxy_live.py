@@ -13,6 +13,7 @@ from haproxy_helpers import HAProxyFactory, UpstreamFactory, ep, failures, get, 
 
 from changeover import aio
 from changeover.spec import models
+from changeover.traffic.builtin import metrics_text
 from changeover.traffic.haproxy import HAProxyRouter
 from changeover.traffic.haproxy import router as router_mod
 
@@ -155,7 +156,7 @@ async def test_metrics_per_revision_come_from_haproxy(
     # estimate, which can overshoot the 1,010 requests by a few sampling errors.
     timed = snap["1"]["latency"]["count"] + snap["2"]["latency"]["count"]
     assert 500 <= timed <= 1250, timed
-    text = router.metrics_registry.render()
+    text = metrics_text.render(router.metrics_registry)
     assert 'changeover_requests_total{rollout="web",revision="2",code="2xx"} 100' in text
 
 
