@@ -276,7 +276,7 @@ def exit_codes() -> str:
 
 def router_metrics() -> str:
     """The families of the builtin router's ``/metrics``, read from one rendered sample."""
-    from changeover.traffic.builtin import metrics
+    from changeover.traffic.builtin import metrics, metrics_text
     from changeover.traffic.comparison import stats
 
     registry = metrics.Registry()
@@ -285,7 +285,7 @@ def router_metrics() -> str:
     variant = metrics.variant_metrics(registry.rollout("web").revision(1).variants, "f", "on")
     assert variant is not None
     variant.record(200, 0.01)
-    return _families_table(registry.render())
+    return _families_table(metrics_text.render(registry))
 
 
 def rollout_metrics() -> str:
