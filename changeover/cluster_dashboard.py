@@ -3,10 +3,13 @@
 ``kubectl argo rollouts dashboard``).
 
 It serves the local dashboard's page and the same API routes (``api.server``) on
-127.0.0.1 only, backed by ``operator.service.KubeService``: every read and every action
-goes to the API server with the user's kubeconfig credentials, so the cluster's RBAC
-decides what the user may see and do. The live pages poll the API server once per
-``TICK_SECONDS`` for every open page (``api.event_streams`` shares each read).
+127.0.0.1 only, each under the namespace it acts in (``/api/v1/namespaces/{namespace}/
+rollouts/{name}``; the page has a selector of the namespaces the user may list, starting
+in the kubeconfig's or ``-n``'s), backed by one ``operator.service.KubeService`` per
+namespace: every read and every action goes to the API server with the user's kubeconfig
+credentials, so the cluster's RBAC decides what the user may see and do. The live pages
+poll the API server once per ``TICK_SECONDS`` for every open page (``api.event_streams``
+shares each read).
 
 Actions need the token ``run`` is given (the CLI generates one per start and prints it):
 the page's sign-in turns it into an HttpOnly, SameSite=Strict session cookie with a CSRF
@@ -26,6 +29,31 @@ from changeover.operator.service import KubeService
 
 HOST = "127.0.0.1"
 TICK_SECONDS = 1.0  # each tick reads the API server: gentler than the local 0.5 s
+
+
+class ClusterNamespaces:
+    """The namespaces of the cluster dashboard (``api.namespace_scope.Namespaces``): one
+    ``KubeService`` each over the one client, so every read and action carries the user's
+    credentials and the cluster's RBAC decides, namespace by namespace."""
+
+    def __init__(self, client: kube.KubeClient, start: str) -> None:
+        self.client = client
+        self._start = start
+
+    @property
+    def start(self) -> str:
+        return self._start
+
+    def service(self, namespace: str) -> KubeService:
+        return KubeService(self.client, namespace=namespace)
+
+    async def names(self) -> tuple[list[str], bool]:
+        try:
+            doc = await self.client.list(kube.NAMESPACES)
+        except errors.Forbidden:
+            return [self._start], False  # RBAC: a user of one namespace keeps that one
+        names = {str(o["metadata"]["name"]) for o in doc.get("items", [])}
+        return sorted(names | {self._start}), True
 
 
 @dataclass(frozen=True)
@@ -61,7 +89,12 @@ async def serve(
             ) from exc
         stop = aio.stop_on_signals()
         api = await api_server.start_api(
-            service, host=HOST, port=port, token=token, tick_seconds=TICK_SECONDS
+            service,
+            host=HOST,
+            port=port,
+            token=token,
+            tick_seconds=TICK_SECONDS,
+            namespaces=ClusterNamespaces(client, service.namespace),
         )
         try:
             on_ready(Started(url=api.url, cluster=client.conn.server, namespace=service.namespace))

@@ -83,3 +83,7 @@ class TemporaryBackendError(BackendError):
 
 class PermanentBackendError(BackendError):
     """Failed in a way that retrying will not fix."""
+
+
+class Forbidden(PermanentBackendError):
+    """The backend refused the user this (a cluster's RBAC: HTTP 403)."""

@@ -45,10 +45,16 @@ def event(kind: str, doc: Any) -> bytes:
 
 
 class Streams:
-    def __init__(self, service: RolloutService, *, tick: float = TICK_SECONDS) -> None:
+    def __init__(
+        self, service: RolloutService, *, tick: float = TICK_SECONDS, rollouts: bool = True
+    ) -> None:
+        """``rollouts=False``: ``lists()`` sends only what is added (a cluster's namespaces)."""
         self.service = service
         self.tick = tick
-        self._lists: dict[str, Callable[[], Any]] = {"rollouts": service.list_rollouts}
+        # kind → the document its event carries
+        self._lists: dict[str, Callable[[], Any]] = {}
+        if rollouts:
+            self.add_list("rollouts", service.list_rollouts)
         # Every open page reads the same documents each tick: one read serves them all,
         # also while it is under way (a read from the Kubernetes API takes a while).
         self._memo: dict[str, tuple[float, asyncio.Future[str]]] = {}
@@ -66,7 +72,11 @@ class Streams:
         return await asyncio.shield(found[1])
 
     def add_list(self, kind: str, read: Callable[[], Any]) -> None:
-        """Stream ``read()`` as ``event: kind`` on ``/api/v1/stream`` (e.g. flags)."""
+        """Stream ``{kind: read()}`` as ``event: kind`` on ``/api/v1/stream`` (e.g. flags)."""
+        self._lists[kind] = _listing(kind, read)
+
+    def add_document(self, kind: str, read: Callable[[], Any]) -> None:
+        """Stream ``read()`` itself as ``event: kind`` (a cluster's namespaces)."""
         self._lists[kind] = read
 
     async def lists(self) -> AsyncIterator[bytes]:
@@ -76,7 +86,7 @@ class Streams:
         while True:
             for kind, read in list(self._lists.items()):
                 try:
-                    text = await self._text(f"list/{kind}", _listing(kind, read))
+                    text = await self._text(f"list/{kind}", read)
                 except errors.ChangeoverError as exc:
                     text = json.dumps({"error": str(exc)})
                 if sent.get(kind) != text:

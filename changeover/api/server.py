@@ -28,6 +28,7 @@ from changeover.api import (
     dashboard,
     event_streams,
     flag_routes,
+    namespace_scope,
     openapi,
     rollout_metrics,
     wire_models,
@@ -43,9 +44,13 @@ PREFIX = "/api/v1"
 class Handlers:
     """One method per endpoint, bound to a service."""
 
-    def __init__(self, service: RolloutService, *, tick: float) -> None:
-        self.service = service
-        self.streams = event_streams.Streams(service, tick=tick)
+    def __init__(self, scopes: namespace_scope.Scopes) -> None:
+        self.scopes = scopes
+        self.service = scopes.service  # the local one, or the starting namespace's
+        self.streams = scopes.streams
+
+    def _service(self, params: dict[str, str]) -> RolloutService:
+        return self.scopes.of(params)[0]
 
     async def healthz(self, request: http.Request, params: dict[str, str]) -> http.Response:
         return http.Response.json(200, {"ok": True})
@@ -61,39 +66,41 @@ class Handlers:
         )
 
     async def list(self, request: http.Request, params: dict[str, str]) -> http.Response:
-        return http.Response.json(200, {"rollouts": await settle(self.service.list_rollouts())})
+        return http.Response.json(
+            200, {"rollouts": await settle(self._service(params).list_rollouts())}
+        )
 
     async def status(self, request: http.Request, params: dict[str, str]) -> http.Response:
-        return http.Response.json(200, await settle(self.service.status(params["name"])))
+        return http.Response.json(200, await settle(self._service(params).status(params["name"])))
 
     async def events(self, request: http.Request, params: dict[str, str]) -> http.Response:
         limit = bodies.count(request.query.get("limit", ["50"])[-1], "limit")
         events = await settle(
-            self.service.events(params["name"], limit=min(limit, bodies.EVENTS_LIMIT))
+            self._service(params).events(params["name"], limit=min(limit, bodies.EVENTS_LIMIT))
         )
         return http.Response.json(200, {"events": events})
 
     async def shadow(self, request: http.Request, params: dict[str, str]) -> http.Response:
-        reader = getattr(self.service, "shadow", None)
+        reader = getattr(self._service(params), "shadow", None)
         if reader is None:
             raise errors.StateError("this server compares no shadow answers")
         return http.Response.json(200, {"shadow": reader(params["name"])})
 
     async def history(self, request: http.Request, params: dict[str, str]) -> http.Response:
         return http.Response.json(
-            200, {"revisions": await settle(self.service.history(params["name"]))}
+            200, {"revisions": await settle(self._service(params).history(params["name"]))}
         )
 
     async def analysis(self, request: http.Request, params: dict[str, str]) -> http.Response:
         return http.Response.json(
-            200, {"runs": await settle(self.service.analysis(params["name"]))}
+            200, {"runs": await settle(self._service(params).analysis(params["name"]))}
         )
 
     async def spec(self, request: http.Request, params: dict[str, str]) -> http.Response:
-        return http.Response.json(200, await settle(self.service.spec(params["name"])))
+        return http.Response.json(200, await settle(self._service(params).spec(params["name"])))
 
     async def logs(self, request: http.Request, params: dict[str, str]) -> http.Response:
-        reader = getattr(self.service, "logs", None)
+        reader = getattr(self._service(params), "logs", None)
         if reader is None:
             raise errors.StateError("this server keeps no logs: use the platform's own tools")
         revision = bodies.query_int(request, "revision", None)
@@ -110,10 +117,18 @@ class Handlers:
         return http.Response.json(200, {"logs": found})
 
     async def stream(self, request: http.Request, params: dict[str, str]) -> http.Response:
-        return _event_stream(self.streams.lists())
+        return _event_stream(self.scopes.of(params)[1].lists())
 
     async def rollout_stream(self, request: http.Request, params: dict[str, str]) -> http.Response:
-        return _event_stream(await self.streams.rollout(params["name"]))
+        return _event_stream(await self.scopes.of(params)[1].rollout(params["name"]))
+
+    async def namespaces(self, request: http.Request, params: dict[str, str]) -> http.Response:
+        return http.Response.json(200, await self.scopes.listing())
+
+    async def stream_namespaces(
+        self, request: http.Request, params: dict[str, str]
+    ) -> http.Response:
+        return _event_stream(self.scopes.namespace_stream.lists())
 
     async def apply(self, request: http.Request, params: dict[str, str]) -> http.Response:
         doc = bodies.body_of(request)
@@ -121,31 +136,35 @@ class Handlers:
         body = wire_models.validate(
             wire_models.ApplyRequest, doc, source=named if isinstance(named, str) else "<api>"
         )
-        results = await self.service.apply(body.documents, source=body.source)
+        results = await self._service(params).apply(body.documents, source=body.source)
         return http.Response.json(200, {"results": results})
 
     async def promote(self, request: http.Request, params: dict[str, str]) -> http.Response:
         full = wire_models.validate(wire_models.PromoteRequest, bodies.body_of(request)).full
-        return http.Response.json(200, await self.service.promote(params["name"], full=full))
+        return http.Response.json(
+            200, await self._service(params).promote(params["name"], full=full)
+        )
 
     async def abort(self, request: http.Request, params: dict[str, str]) -> http.Response:
-        return http.Response.json(200, await self.service.abort(params["name"]))
+        return http.Response.json(200, await self._service(params).abort(params["name"]))
 
     async def retry(self, request: http.Request, params: dict[str, str]) -> http.Response:
-        return http.Response.json(200, await self.service.retry(params["name"]))
+        return http.Response.json(200, await self._service(params).retry(params["name"]))
 
     async def pause(self, request: http.Request, params: dict[str, str]) -> http.Response:
-        return http.Response.json(200, await self.service.pause(params["name"]))
+        return http.Response.json(200, await self._service(params).pause(params["name"]))
 
     async def resume(self, request: http.Request, params: dict[str, str]) -> http.Response:
-        return http.Response.json(200, await self.service.resume(params["name"]))
+        return http.Response.json(200, await self._service(params).resume(params["name"]))
 
     async def undo(self, request: http.Request, params: dict[str, str]) -> http.Response:
         to = wire_models.validate(wire_models.UndoRequest, bodies.body_of(request)).to_revision
-        return http.Response.json(200, await self.service.undo(params["name"], to_revision=to))
+        return http.Response.json(
+            200, await self._service(params).undo(params["name"], to_revision=to)
+        )
 
     async def delete(self, request: http.Request, params: dict[str, str]) -> http.Response:
-        await self.service.delete(params["name"])
+        await self._service(params).delete(params["name"])
         return http.Response.json(200, {"deleted": params["name"]})
 
 
@@ -168,12 +187,19 @@ def build_router(
     token: str,
     loopback: bool,
     tick_seconds: float = event_streams.TICK_SECONDS,
+    namespaces: namespace_scope.Namespaces | None = None,
 ) -> dispatch.Router:
-    h = Handlers(service, tick=tick_seconds)
+    """The routes over ``service``; with ``namespaces`` (a cluster), every route that
+    names rollouts sits under ``/api/v1/namespaces/{namespace}`` instead, ``service``
+    being the starting namespace's (``/metrics``)."""
+    h = Handlers(namespace_scope.Scopes(service, namespaces, tick=tick_seconds))
     store = sessions.Sessions()
     r = dispatch.Router(token=token, open_reads=loopback, check_host=loopback, sessions=store)
-    one = PREFIX + "/rollouts/" + NAME
+    scope = PREFIX if namespaces is None else PREFIX + "/namespaces/{namespace}"
+    one = scope + "/rollouts/" + NAME
     get, post = "GET", "POST"
+    if namespaces is not None:
+        _add_namespace_routes(r, h)
     r.add(get, "/healthz", h.healthz, summary="Liveness", answer=wire_models.Health)
     r.add(get, "/metrics", h.metrics, summary="Prometheus metrics", answer="text/plain")
     r.add(
@@ -185,7 +211,7 @@ def build_router(
     )
     r.add(
         get,
-        PREFIX + "/rollouts",
+        scope + "/rollouts",
         h.list,
         summary="Every rollout's status",
         answer=wire_models.RolloutList,
@@ -229,7 +255,7 @@ def build_router(
     )
     r.add(
         get,
-        PREFIX + "/stream",
+        scope + "/stream",
         h.stream,
         summary="Live lists (server-sent events)",
         answer=EVENT_STREAM,
@@ -243,7 +269,7 @@ def build_router(
     )
     r.add(
         post,
-        PREFIX + "/apply",
+        scope + "/apply",
         h.apply,
         mutating=True,
         summary="Apply documents",
@@ -302,9 +328,26 @@ def build_router(
             body=bodies.body_of,
             count=bodies.count,
         )
-    if flags is not None:  # either platform's flags, listed on the live page
-        h.streams.add_list("flags", flags.list_flags)
     return r
+
+
+def _add_namespace_routes(r: dispatch.Router, h: Handlers) -> None:
+    """A cluster's: the namespaces to choose from, and (on ``/api/v1/stream``, where the
+    local API streams its lists) the same list, live, for the page's selector."""
+    r.add(
+        "GET",
+        PREFIX + "/namespaces",
+        h.namespaces,
+        summary="The namespaces to choose from (only the starting one when listing is forbidden)",
+        answer=wire_models.NamespaceList,
+    )
+    r.add(
+        "GET",
+        PREFIX + "/stream",
+        h.stream_namespaces,
+        summary="The namespaces, live (server-sent events)",
+        answer=EVENT_STREAM,
+    )
 
 
 def _openapi(r: dispatch.Router) -> dispatch.Handler:
@@ -352,14 +395,21 @@ async def start_api(
     token: str = "",
     *,
     tick_seconds: float = event_streams.TICK_SECONDS,
+    namespaces: namespace_scope.Namespaces | None = None,
 ) -> ApiServer:
     """Listen on ``host:port`` and serve ``service``. ``token`` guards every mutation (and
     every read too when ``host`` is not loopback). ``tick_seconds``: how often the live
-    pages' documents are read (once per tick for every open page). Raises ``BackendError``
-    if the address cannot be bound."""
+    pages' documents are read (once per tick for every open page); ``namespaces``: a
+    cluster's (``build_router``). Raises ``BackendError`` if the address cannot be bound."""
     if not token:
         raise ValueError("start_api needs a non-empty token")
-    app = build_router(service, token=token, loopback=is_loopback(host), tick_seconds=tick_seconds)
+    app = build_router(
+        service,
+        token=token,
+        loopback=is_loopback(host),
+        tick_seconds=tick_seconds,
+        namespaces=namespaces,
+    )
     connections: set[http.HttpProtocol] = set()
     try:
         limits = http.limits_from_env(os.environ)  # CHANGEOVER_API_* (docs/reference/api.md)

@@ -112,6 +112,14 @@ class RolloutList(_Answer):
     rollouts: list[Status]
 
 
+class NamespaceList(_Answer):
+    namespaces: list[str] = Field(
+        description="Sorted; the starting one alone when listing is forbidden."
+    )
+    start: str = Field(description="The namespace the dashboard was started in.")
+    listed: bool = Field(description="False when the user may not list namespaces.")
+
+
 class Event(_Answer):
     time: float
     reason: str

@@ -7,10 +7,11 @@ protocol calls. Paths are patterns with ``{name}`` segments::
     router.add("POST", "/api/v1/rollouts/{name}/promote", promote_handler, mutating=True)
 
 Errors from ``changeover.errors`` become JSON with the status code the CLI maps back to an
-exit code: SpecError → 400 (with every problem), NotFound → 404, StateError → 409, any
-other ChangeoverError → 500 with its message. Anything else is logged with its traceback
-on the server and answered with a plain 500 that names nothing internal: neither a
-traceback nor the exception's text leaves the process.
+exit code: SpecError → 400 (with every problem), NotFound → 404, StateError → 409,
+Forbidden (a cluster's RBAC) → 403, any other ChangeoverError → 500 with its message.
+Anything else is logged with its traceback on the server and answered with a plain 500
+that names nothing internal: neither a traceback nor the exception's text leaves the
+process.
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ def error_response(exc: errors.ChangeoverError) -> http.Response:
         return http.Response.error(404, str(exc), type=kind)
     if isinstance(exc, errors.StateError):
         return http.Response.error(409, str(exc), type=kind)
+    if isinstance(exc, errors.Forbidden):
+        return http.Response.error(403, str(exc), type=kind)
     return http.Response.error(500, str(exc) or kind, type=kind)
 
 
@@ -197,7 +200,9 @@ class Router:
         try:
             return await route.handler(request, params)
         except errors.ChangeoverError as exc:
-            if not isinstance(exc, errors.SpecError | errors.NotFound | errors.StateError):
+            if not isinstance(
+                exc, errors.SpecError | errors.NotFound | errors.StateError | errors.Forbidden
+            ):
                 log.warning("%s %s failed: %s", request.method, request.path, exc)
             return error_response(exc)
         except Exception:

@@ -12,8 +12,8 @@ lines), and the API's own error messages come back unchanged in ``errors`` excep
     async for kind, obj in client.watch(ROLLOUTS, namespace=None): ...
 
 Errors: 404 → ``NotFound``; 409 → ``Conflict`` (a stale resourceVersion or an existing
-name: re-read and try again); 400/403/422 → ``PermanentBackendError`` with the API's
-message; connection failures, 429 and 5xx → ``TemporaryBackendError``.
+name: re-read and try again); 403 → ``errors.Forbidden``; 400/422 → ``PermanentBackendError``
+with the API's message; connection failures, 429 and 5xx → ``TemporaryBackendError``.
 """
 
 from __future__ import annotations
@@ -353,4 +353,6 @@ def _error(method: str, path: str, code: int, text: str) -> errors.ChangeoverErr
         return Gone(what)
     if code == 429 or code >= 500:
         return errors.TemporaryBackendError(what)
+    if code == 403:
+        return errors.Forbidden(what)
     return errors.PermanentBackendError(what)

@@ -3,7 +3,7 @@
 // its server-side list carries (api.streams.Streams.add_list), and appears here live.
 import { h, phase, weightsBar } from "./format.js";
 
-function rolloutRow(r) {
+function rolloutRow(r, scope) {
   const revs = Object.keys(r.revisionStates || r.replicas || {});
   const ready = revs.map((rev) => {
     const s = (r.revisionStates || {})[rev] || {};
@@ -16,7 +16,7 @@ function rolloutRow(r) {
   return h(
     "tr",
     { "data-rollout": r.name },
-    h("td", {}, h("a", { href: `#/rollouts/${encodeURIComponent(r.name)}` }, r.name)),
+    h("td", {}, h("a", { href: `${scope.link}/rollouts/${encodeURIComponent(r.name)}` }, r.name)),
     h("td", {}, phase(r.phase), h("div", { class: "muted" }, r.message || "")),
     h("td", {}, r.strategy),
     h("td", { "data-step": "" }, step),
@@ -26,13 +26,13 @@ function rolloutRow(r) {
   );
 }
 
-function rollouts(docs) {
+function rollouts(docs, scope) {
   if (!docs.length) return h("p", { class: "muted" }, "No rollouts yet: `changeover apply -f rollout.yaml`.");
   return h(
     "table",
     { id: "rollouts" },
     h("thead", {}, h("tr", {}, ["Rollout", "Phase", "Strategy", "Step", "Traffic", "Revisions", "Ready"].map((t) => h("th", {}, t)))),
-    h("tbody", {}, docs.map(rolloutRow)),
+    h("tbody", {}, docs.map((r) => rolloutRow(r, scope))),
   );
 }
 
@@ -69,7 +69,8 @@ export const SECTIONS = {
   flags: { title: "Flags", render: flags, optional: true },
 };
 
-export function listView(root) {
+// scope: where the rows link to (main.js: the local pages, or a cluster's namespace).
+export function listView(root, scope) {
   const boxes = {};
   const cards = {};
   for (const [kind, section] of Object.entries(SECTIONS)) {
@@ -81,7 +82,9 @@ export function listView(root) {
   for (const [kind, section] of Object.entries(SECTIONS)) {
     handlers[kind] = (doc) => {
       cards[kind].hidden = false;
-      boxes[kind].replaceChildren(section.render(doc[kind] || []));
+      // A list that could not be read (a namespace the cluster's RBAC hides) says why.
+      const shown = doc.error ? h("p", { class: "phase Failed", "data-list-error": "" }, doc.error) : section.render(doc[kind] || [], scope);
+      boxes[kind].replaceChildren(shown);
     };
   }
   return handlers;

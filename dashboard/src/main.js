@@ -1,7 +1,7 @@
 // The dashboard served by `changeover serve` under /dashboard/. Reads stream from the API
 // (server-sent events); actions need a session opened with the API token (api.js).
 import "./style.css";
-import { loadSession, onAuthChange, signedIn, signIn, signOut, stream } from "./api.js";
+import { get, loadSession, onAuthChange, signedIn, signIn, signOut, stream } from "./api.js";
 import { h, toast } from "./format.js";
 import { listView } from "./list.js";
 import { rolloutView } from "./rollout.js";
@@ -50,20 +50,59 @@ function drawAuth(isIn) {
   box.replaceChildren(h("span", { "data-auth": "out", class: "muted" }, "read-only "), form);
 }
 
+// A cluster's dashboard (changeover dashboard --platform kubernetes) has namespaces: its
+// pages are #/namespaces/NS[/rollouts/NAME] over /api/v1/namespaces/NS/...; its
+// /api/v1/stream sends the namespaces, and the page goes to the starting one. The local
+// dashboard's pages stay #/ and #/rollouts/NAME over /api/v1/....
+const LOCAL = { api: "/api/v1", link: "#" };
+
+function scopeOf(namespace) {
+  const ns = encodeURIComponent(namespace);
+  return { api: `/api/v1/namespaces/${ns}`, link: `#/namespaces/${ns}`, namespace };
+}
+
+async function drawNamespaces(current) {
+  const select = document.getElementById("namespace");
+  const doc = await get("/api/v1/namespaces");
+  const names = doc.namespaces.includes(current) ? doc.namespaces : [current, ...doc.namespaces];
+  select.replaceChildren(...names.map((n) => h("option", { value: n, selected: n === current }, n)));
+  select.title = doc.listed ? "namespace" : "namespace (you may not list the cluster's namespaces)";
+  select.hidden = false;
+}
+
+function showRollout(view, scope, name) {
+  document.title = `${name}${scope.namespace ? ` · ${scope.namespace}` : ""} · changeover`;
+  source = stream(`${scope.api}/rollouts/${encodeURIComponent(name)}/stream`, rolloutView(view, name, scope), setLive);
+}
+
 function route() {
   if (source) source.close();
   const view = document.getElementById("view");
   view.replaceChildren();
+  const scoped = location.hash.match(/^#\/namespaces\/([^/]+)(?:\/rollouts\/([^/]+))?$/);
   const match = location.hash.match(/^#\/rollouts\/([^/]+)$/);
-  if (match) {
-    const name = decodeURIComponent(match[1]);
-    document.title = `${name} · changeover`;
-    source = stream(`/api/v1/rollouts/${encodeURIComponent(name)}/stream`, rolloutView(view, name), setLive);
+  if (scoped) {
+    const scope = scopeOf(decodeURIComponent(scoped[1]));
+    drawNamespaces(scope.namespace).catch((e) => toast(`namespaces: ${e.message}`, true));
+    if (scoped[2]) {
+      showRollout(view, scope, decodeURIComponent(scoped[2]));
+    } else {
+      document.title = `${scope.namespace} · changeover`;
+      source = stream(`${scope.api}/stream`, listView(view, scope), setLive);
+    }
+  } else if (match) {
+    showRollout(view, LOCAL, decodeURIComponent(match[1]));
   } else {
     document.title = "changeover";
-    source = stream("/api/v1/stream", listView(view), setLive);
+    const handlers = listView(view, LOCAL);
+    handlers.namespaces = (doc) => location.replace(scopeOf(doc.start).link);
+    source = stream("/api/v1/stream", handlers, setLive);
   }
 }
+
+document.getElementById("namespace").addEventListener("change", (e) => {
+  location.hash = scopeOf(e.target.value).link;
+});
 
 let wasIn = null;
 onAuthChange((isIn) => {

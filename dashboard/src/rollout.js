@@ -24,14 +24,15 @@ function confirmed(text) {
   });
 }
 
-export function rolloutView(root, name) {
+// scope: the API path and page link of the rollout's namespace (main.js).
+export function rolloutView(root, name, scope) {
   const parts = {};
   for (const key of ["head", "actions", "steps", "traffic", "analysis", "hooks", "events", "history"]) {
     parts[key] = h("div", { "data-part": key });
   }
   const card = (title, key) => h("section", { class: "card" }, title ? h("h2", {}, title) : null, parts[key]);
   root.append(
-    h("p", {}, h("a", { href: "#/" }, "← all rollouts")),
+    h("p", {}, h("a", { href: scope.link === "#" ? "#/" : scope.link }, "← all rollouts")),
     card(null, "head"),
     card("Actions", "actions"),
     card("Steps", "steps"),
@@ -49,7 +50,7 @@ export function rolloutView(root, name) {
     const text = (action.ask || "").replace("{name}", name);
     if (!(await confirmed(text))) return;
     try {
-      const doc = await post(`/api/v1/rollouts/${encodeURIComponent(name)}/${action.path || action.id}`, { ...(action.body || {}), ...extra });
+      const doc = await post(`${scope.api}/rollouts/${encodeURIComponent(name)}/${action.path || action.id}`, { ...(action.body || {}), ...extra });
       toast(`${action.label}: done, ${name} is ${doc.phase}`);
       state.waitingFor = action.label;
     } catch (err) {

@@ -93,6 +93,12 @@ def operator_kubeconfig() -> Path:
     return _RBAC[0].operator_kubeconfig
 
 
+def user_kubeconfig() -> Path:
+    """The kubeconfig of ``k8s_rbac.USER``, a user with no rights but those a test binds."""
+    assert _RBAC, "the cluster fixture starts the RBAC API server"
+    return _RBAC[0].user_kubeconfig
+
+
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[testbed.Cluster]:
     testbed.ensure_built()

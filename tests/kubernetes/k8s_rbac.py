@@ -6,8 +6,10 @@ same objects (same etcd, same certificates: two API servers on one etcd is how a
 control plane runs) with ``--authorization-mode=RBAC``, on a free port, and knows two
 static tokens: an admin (``system:masters``) and the operator's ServiceAccount user
 (``system:serviceaccount:NS:changeover-operator``), which RBAC authorizes through the
-ClusterRoleBinding of the install manifests, exactly as for a pod's token. The test bed's
-controller-manager, scheduler and fake kubelet keep working through the first server.
+ClusterRoleBinding of the install manifests, exactly as for a pod's token; and a third, a
+plain user (``USER``, no rights until a test binds it a Role), as a developer's
+kubeconfig. The test bed's controller-manager, scheduler and fake kubelet keep working
+through the first server.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ class RbacServer:
     port: int
     admin_kubeconfig: Path
     operator_kubeconfig: Path
+    user_kubeconfig: Path
+
+
+USER = "dashboard-user"
 
 
 def _free_port() -> int:
@@ -72,12 +78,13 @@ def rbac_apiserver(workdir: Path, *, operator_namespace: str) -> Iterator[RbacSe
     pki = testbed.testbed_dir() / "run" / "pki"
     ca = pki / "ca.crt"
     port = _free_port()
-    admin, operator = secrets.token_hex(16), secrets.token_hex(16)
+    admin, operator, user = secrets.token_hex(16), secrets.token_hex(16), secrets.token_hex(16)
     sa_user = f"system:serviceaccount:{operator_namespace}:changeover-operator"
     tokens = workdir / "tokens.csv"
     tokens.write_text(
         f"{admin},rbac-admin,rbac-admin,system:masters\n"
         f'{operator},{sa_user},sa-uid,"system:serviceaccounts,system:authenticated"\n'
+        f"{user},{USER},{USER}-uid,system:authenticated\n"
     )
     tokens.chmod(0o600)
     argv = [
@@ -110,6 +117,7 @@ def rbac_apiserver(workdir: Path, *, operator_namespace: str) -> Iterator[RbacSe
             port,
             _kubeconfig(workdir / "admin.kubeconfig", port, ca, "rbac-admin", admin),
             _kubeconfig(workdir / "operator.kubeconfig", port, ca, "operator", operator),
+            _kubeconfig(workdir / "user.kubeconfig", port, ca, USER, user),
         )
     finally:
         process_helpers.stop(proc)
