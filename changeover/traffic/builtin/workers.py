@@ -32,6 +32,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+from changeover.loop_watchdog import LoopWatchdog
 from changeover.traffic.builtin import metrics as metrics_mod
 from changeover.traffic.builtin import state as state_mod
 
@@ -227,6 +228,14 @@ async def _serve(
 
     loop.add_reader(conn.fileno(), readable)
     conn.send(("ready", router.port))
+    with LoopWatchdog(name=f"router worker of {rollout}: event loop"):
+        await _answer_commands(conn, router, inbox)
+
+
+async def _answer_commands(
+    conn: multiprocessing.connection.Connection, router: Any, inbox: asyncio.Queue[Any]
+) -> None:
+    """The parent's commands, one at a time, until ``stop`` (or the parent is gone)."""
     while True:
         msg = await inbox.get()
         kind = msg[0]
