@@ -7,9 +7,11 @@ It serves the local dashboard's page and the same API routes (``api.server``) on
 rollouts/{name}``; the page has a selector of the namespaces the user may list, starting
 in the kubeconfig's or ``-n``'s), backed by one ``operator.service.KubeService`` per
 namespace: every read and every action goes to the API server with the user's kubeconfig
-credentials, so the cluster's RBAC decides what the user may see and do. The live pages
-poll the API server once per ``TICK_SECONDS`` for every open page (``api.event_streams``
-shares each read).
+credentials, so the cluster's RBAC decides what the user may see and do. What the live
+pages show of a namespace is kept by watches (``operator.namespace_cache``, a few
+namespaces at once) and compared once per ``TICK_SECONDS`` in memory; without the right
+to watch, they read the API server once per tick (``api.event_streams`` shares each read
+among the open pages).
 
 Actions need the token ``run`` is given (the CLI generates one per start and prints it):
 the page's sign-in turns it into an HttpOnly, SameSite=Strict session cookie with a CSRF
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from changeover import aio, errors
 from changeover.api import server as api_server
 from changeover.kube import client as kube
+from changeover.operator.namespace_cache import WatchedNamespaces
 from changeover.operator.service import KubeService
 
 HOST = "127.0.0.1"
@@ -39,13 +42,16 @@ class ClusterNamespaces:
     def __init__(self, client: kube.KubeClient, start: str) -> None:
         self.client = client
         self._start = start
+        self.watched = WatchedNamespaces(client)
 
     @property
     def start(self) -> str:
         return self._start
 
     def service(self, namespace: str) -> KubeService:
-        return KubeService(self.client, namespace=namespace)
+        return KubeService(
+            self.client, namespace=namespace, cache=lambda: self.watched.of(namespace)
+        )
 
     async def names(self) -> tuple[list[str], bool]:
         try:
@@ -78,8 +84,9 @@ async def serve(
     ``ChangeoverError`` naming the problem when the kubeconfig, the cluster (or the user's
     right to list its Rollouts) or the port fails."""
     client = await kube.KubeClient.connect(kubeconfig_path=kubeconfig, context=context)
+    namespaces = ClusterNamespaces(client, namespace or client.namespace)
     try:
-        service = KubeService(client, namespace=namespace)
+        service = namespaces.service(namespaces.start)
         try:
             await service.list_rollouts()  # fail at start, not in the page
         except errors.ChangeoverError as exc:
@@ -94,7 +101,7 @@ async def serve(
             port=port,
             token=token,
             tick_seconds=TICK_SECONDS,
-            namespaces=ClusterNamespaces(client, service.namespace),
+            namespaces=namespaces,
         )
         try:
             on_ready(Started(url=api.url, cluster=client.conn.server, namespace=service.namespace))
@@ -102,4 +109,5 @@ async def serve(
         finally:
             await api.close()
     finally:
+        await namespaces.watched.close()
         await client.close()

@@ -290,6 +290,7 @@ class KubeClient:
         *,
         namespace: str | None = None,
         label_selector: str | None = None,
+        field_selector: str | None = None,
         resource_version: str = "",
         timeout_seconds: int = 300,
     ) -> AsyncIterator[tuple[str, JSON]]:
@@ -304,6 +305,8 @@ class KubeClient:
             params["resourceVersion"] = resource_version
         if label_selector:
             params["labelSelector"] = label_selector
+        if field_selector:
+            params["fieldSelector"] = field_selector
         self.requests[f"WATCH {res.plural}"] += 1
         timeout = httpx.Timeout(timeout_seconds + 30.0, connect=5.0)
         try:

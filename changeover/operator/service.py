@@ -27,10 +27,12 @@ from changeover.engine import commands, rollback
 from changeover.engine.status import RolloutStatus
 from changeover.kube import client as kube
 from changeover.kube import names
+from changeover.kube.informer import Informer
 from changeover.operator import documents
 from changeover.operator.flag_commands import KubeFlags
+from changeover.operator.namespace_cache import NamespaceCache
 from changeover.platforms.kubernetes import replicasets
-from changeover.platforms.kubernetes.events import list_events
+from changeover.platforms.kubernetes.events import events_of, list_events
 from changeover.platforms.kubernetes.replicasets import Counts
 from changeover.spec import analysis as spec_analysis
 from changeover.spec import load, models
@@ -43,10 +45,19 @@ TRAFFIC_NOTE = (
 
 
 class KubeService:
-    def __init__(self, client: kube.KubeClient, *, namespace: str | None = None) -> None:
+    def __init__(
+        self,
+        client: kube.KubeClient,
+        *,
+        namespace: str | None = None,
+        cache: Callable[[], NamespaceCache] | None = None,
+    ) -> None:
+        """``cache``: the namespace's watched objects (the cluster dashboard), which reads
+        use while they are synced; writes always read the API server first."""
         self.client = client
         self.namespace = namespace or client.namespace
         self.flags = KubeFlags(client, namespace=self.namespace)
+        self._cache = cache
 
     # --- apply ---------------------------------------------------------------------
 
@@ -167,20 +178,44 @@ class KubeService:
 
     # --- reads ---------------------------------------------------------------------
 
-    async def _get(self, name: str) -> JSON:
-        obj = await self.client.get_or_none(kube.ROLLOUTS, name, namespace=self.namespace)
+    def _watched(self, pick: Callable[[NamespaceCache], Informer]) -> Informer | None:
+        """The informer ``pick`` names, if this service has a cache and it is synced."""
+        if self._cache is None:
+            return None
+        informer = pick(self._cache())
+        return informer if informer.synced else None
+
+    async def _read(self, res: kube.Resource, name: str, informer: Informer | None) -> JSON | None:
+        if informer is not None:
+            return informer.get(name)
+        return await self.client.get_or_none(res, name, namespace=self.namespace)
+
+    async def _get(self, name: str, *, fresh: bool = False) -> JSON:
+        """The Rollout ``name``; ``fresh``: from the API server (before a write)."""
+        watched = None if fresh else self._watched(lambda c: c.rollouts)
+        obj = await self._read(kube.ROLLOUTS, name, watched)
         if obj is None:
             raise errors.NotFound(f"no rollout named {name!r} in namespace {self.namespace}")
         return obj
 
     async def _replicasets(self, obj: JSON) -> dict[int, JSON]:
-        doc = await self.client.list(
-            kube.REPLICASETS,
-            namespace=self.namespace,
-            label_selector=f"{names.ROLLOUT_LABEL}={obj['metadata']['name']}",
-        )
+        name = obj["metadata"]["name"]
+        watched = self._watched(lambda c: c.replicasets)
+        if watched is not None:
+            items = [
+                rs
+                for rs in watched.items()
+                if rs["metadata"].get("labels", {}).get(names.ROLLOUT_LABEL) == name
+            ]
+        else:
+            doc = await self.client.list(
+                kube.REPLICASETS,
+                namespace=self.namespace,
+                label_selector=f"{names.ROLLOUT_LABEL}={name}",
+            )
+            items = doc.get("items", [])
         out = {}
-        for rs in doc.get("items", []):
+        for rs in items:
             rev = names.revision_of(rs)
             if rev is not None and names.owned_by(rs, obj["metadata"]["uid"]):
                 out[rev] = rs
@@ -218,16 +253,21 @@ class KubeService:
             wanted = [bg.active_service or wanted[0], preview]
         target = svc.target_port or rollout.spec.pod_template().container_port() or svc.port
         out = {}
+        watched = self._watched(lambda c: c.services)
         for service in wanted:
-            found = await self.client.get_or_none(kube.SERVICES, service, namespace=self.namespace)
+            found = await self._read(kube.SERVICES, service, watched)
             port = documents.service_port(found, target) if found else None
             if port is not None:
                 out[service] = port
         return out
 
     async def list_rollouts(self) -> list[JSON]:
-        doc = await self.client.list(kube.ROLLOUTS, namespace=self.namespace)
-        items = sorted(doc.get("items", []), key=lambda o: o["metadata"]["name"])
+        watched = self._watched(lambda c: c.rollouts)
+        if watched is not None:
+            found = watched.items()
+        else:
+            found = (await self.client.list(kube.ROLLOUTS, namespace=self.namespace))["items"]
+        items = sorted(found, key=lambda o: o["metadata"]["name"])
         return list(await asyncio.gather(*(self._document(o) for o in items)))
 
     async def status(self, name: str) -> JSON:
@@ -235,7 +275,11 @@ class KubeService:
 
     async def events(self, name: str, *, limit: int = 50) -> list[JSON]:
         await self._get(name)
-        items = await list_events(self.client, namespace=self.namespace, name=name)
+        watched = self._watched(lambda c: c.events)
+        if watched is not None:
+            items = events_of(watched.items(), name=name)
+        else:
+            items = await list_events(self.client, namespace=self.namespace, name=name)
         return [
             {
                 "time": documents.epoch(e.get("lastTimestamp") or e.get("eventTime")),
@@ -293,7 +337,7 @@ class KubeService:
 
     async def _command(self, name: str, change: Callable[[RolloutStatus], RolloutStatus]) -> JSON:
         for _ in range(10):
-            obj = await self._get(name)
+            obj = await self._get(name, fresh=True)
             raw = obj.get("status") or {}
             new = change(RolloutStatus.model_validate(raw)).to_json_dict()
             obj["status"] = {**raw, **new}
@@ -326,7 +370,7 @@ class KubeService:
         # The operator writes status between our read and write; a stale
         # resourceVersion is retried on a fresh read, as `kubectl rollout undo` does.
         for _ in range(10):
-            obj = await self._get(name)
+            obj = await self._get(name, fresh=True)
             target = await self._undo_target(name, obj, to_revision)
             obj["spec"]["template"] = target[1]
             try:
@@ -354,7 +398,7 @@ class KubeService:
         return to_revision, replicasets.original_template(kept[to_revision])
 
     async def delete(self, name: str) -> None:
-        await self._get(name)
+        await self._get(name, fresh=True)
         await self.client.delete(
             kube.ROLLOUTS, name, namespace=self.namespace, propagation="Foreground"
         )

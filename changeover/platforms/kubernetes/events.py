@@ -147,7 +147,16 @@ async def list_events(
         kube.EVENTS.path(namespace),
         params={"fieldSelector": f"involvedObject.name={name},involvedObject.kind={kind}"},
     )
-    items = [
-        e for e in doc.get("items", []) if e.get("source", {}).get("component") == names.COMPONENT
+    return events_of(doc.get("items", []), name=name, kind=kind)
+
+
+def events_of(items: list[JSON], *, name: str, kind: str = "Rollout") -> list[JSON]:
+    """Of ``items`` (Events), the operator's about ``kind`` ``name``, oldest first."""
+    found = [
+        e
+        for e in items
+        if e.get("source", {}).get("component") == names.COMPONENT
+        and e.get("involvedObject", {}).get("name") == name
+        and e.get("involvedObject", {}).get("kind") == kind
     ]
-    return sorted(items, key=lambda e: e["metadata"]["name"])
+    return sorted(found, key=lambda e: e["metadata"]["name"])
