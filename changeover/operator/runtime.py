@@ -9,7 +9,9 @@ rollout a change belongs to; ``workers`` coroutines reconcile queued
 rollouts, one rollout at a time per key; each reconcile says when the clock alone would
 change its plan (a timed pause, a scale-down delay) and the queue looks again then. Only
 the leader (``operator.leader``) starts informers and workers; losing the lease stops
-them, so a replica that cannot renew never acts beside the new leader.
+them, so a replica that cannot renew never acts beside the new leader. A clean stop
+(cancelled) lets the looks in progress finish, a few seconds at most, before it releases
+the lease; a lost lease stops them at once.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from changeover.platforms.kubernetes.replicasets import KubePlatform
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
 Key = tuple[str, str]
+DRAIN_SECONDS = 5.0
 
 
 class Operator:
@@ -125,6 +128,9 @@ class Operator:
         )
         self.stats = self.deps.stats
         self.errors: dict[Key, str] = {}
+        # How long a clean stop waits for the looks in progress: well inside the lease, so
+        # no other replica can lead meanwhile.
+        self._drain_seconds = min(DRAIN_SECONDS, lease_seconds / 3)
         self.elector = (
             LeaderElector(
                 client,
@@ -241,6 +247,15 @@ class Operator:
                 await self.elector.keep()
             else:
                 await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            # A clean stop (SIGTERM, a rolling update): the lease is still ours, so the looks
+            # in progress finish their writes and events before it goes. Cut short, the next
+            # leader would do them again (measure an analysis step that had passed).
+            self.ready.clear()
+            self.queue.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.queue.drained(), self._drain_seconds)
+            raise
         finally:
             self.ready.clear()
             self.queue.close()

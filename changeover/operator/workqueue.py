@@ -30,6 +30,9 @@ class WorkQueue(Generic[K]):
         # When each waiting or running key entered a deque (wall clock): how long the
         # queue held it, for ``operator.trace``.
         self._since: dict[K, float] = {}
+        self._idle = asyncio.Event()  # set while no key is running
+        self._idle.set()
+        self._closed = False
 
     def add(self, key: K, *, urgent: bool = False) -> None:
         timer = self._timers.pop(key, None)
@@ -52,6 +55,8 @@ class WorkQueue(Generic[K]):
 
     def add_after(self, key: K, delay: float) -> None:
         """Look at ``key`` again after ``delay`` seconds (an earlier timer wins)."""
+        if self._closed:
+            return
         loop = asyncio.get_running_loop()
         existing = self._timers.get(key)
         due = loop.time() + delay
@@ -66,12 +71,14 @@ class WorkQueue(Generic[K]):
         self.add(key)
 
     async def get(self) -> K:
-        while not self._urgent and not self._order:
+        """The next key to process (waits; for ever once the queue is closed)."""
+        while self._closed or (not self._urgent and not self._order):
             self._ready.clear()
             await self._ready.wait()
         key = self._urgent.popleft() if self._urgent else self._order.popleft()
         self._waiting.discard(key)
         self._running.add(key)
+        self._idle.clear()
         return key
 
     def enqueued_at(self, key: K) -> float | None:
@@ -83,11 +90,19 @@ class WorkQueue(Generic[K]):
         self._since.pop(key, None)
         if key in self._dirty:
             self.add(key, urgent=self._dirty.pop(key))
+        if not self._running:
+            self._idle.set()
+
+    async def drained(self) -> None:
+        """Return once no key is being processed (after ``close``: the last ones done)."""
+        await self._idle.wait()
 
     def __len__(self) -> int:
         return len(self._waiting)
 
     def close(self) -> None:
+        """Hand out no more keys and drop the delayed looks; keys being processed go on."""
+        self._closed = True
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
-import shutil
-import sys
 import threading
 import time
 import urllib.request
@@ -23,12 +20,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import k8s_testbed as testbed
 import pytest
+from k8s_flags import (
+    cli,
+    cli_ok,
+    flag,
+    flag_events,
+    flag_status,
+    kubectl_changeover,
+    walked,
+    web_template,
+)
 from k8s_helpers import Kube, eventually, json_server, rollout
-from typer.testing import CliRunner
 
-from changeover.cli.main import app
 from changeover.kube import client as kube
 from changeover.operator.flag_commands import KubeFlags
 from changeover.operator.flag_endpoint import FlagEndpoint
@@ -36,7 +40,7 @@ from changeover.operator.flag_rollouts import FlagRollouts
 from changeover.operator.operator_analysis import OperatorAnalysis
 from changeover.operator.runtime import Operator
 from changeover.platforms.kubernetes import informer
-from changeover.platforms.kubernetes.events import EventRecorder, list_events
+from changeover.platforms.kubernetes.events import EventRecorder
 from changeover.platforms.kubernetes.replicasets import KubePlatform
 
 JSON = dict[str, Any]
@@ -44,26 +48,6 @@ USERS = ["bob", "trent", "erin", "alice", "judy"]
 AT_20 = {"bob": "v2", "trent": "v2", "erin": "v1", "alice": "v1", "judy": "v1"}
 ALL_OLD = dict.fromkeys(USERS, "v1")
 ALL_NEW = dict.fromkeys(USERS, "v2")
-BIN = Path(sys.executable).parent  # kubectl-changeover, the plugin
-
-
-def flag(name: str, steps: list[JSON], *, target: str | None = None) -> JSON:
-    walk: JSON = {"variant": "new", "steps": steps}
-    if target is not None:
-        walk["target"] = target
-    return {
-        "apiVersion": "changeover.dev/v1alpha1",
-        "kind": "Flag",
-        "metadata": {"name": name},
-        "spec": {
-            "key": name,
-            "type": "string",
-            "variants": {"old": "v1", "new": "v2"},
-            "defaultVariant": "old",
-            "split": [{"variant": "new", "weight": 100}],
-            "rollout": walk,
-        },
-    }
 
 
 class Ofrep:
@@ -95,70 +79,6 @@ async def ofrep(kube_: Kube, operator: Operator) -> AsyncIterator[Ofrep]:
         yield Ofrep(port, token)
     finally:
         await endpoint.close()
-
-
-async def flag_status(k: Kube, name: str) -> JSON:
-    obj = await k.client.get_or_none(kube.FLAGS, name, namespace=k.namespace)
-    return (obj or {}).get("status") or {}
-
-
-def walked(status: JSON) -> tuple[str | None, int | None, int | None]:
-    r = status.get("rollout") or {}
-    return status.get("phase"), r.get("stepIndex"), r.get("weight")
-
-
-async def flag_events(k: Kube, name: str, *wanted: str) -> list[str]:
-    """The Flag's event reasons once ``wanted`` have all occurred in that order (events are
-    recorded after the status write a test waits for)."""
-
-    async def reasons() -> list[str]:
-        items = await list_events(k.client, namespace=k.namespace, name=name, kind="Flag")
-        return [e["reason"] for e in items]
-
-    def in_order(seen: list[str]) -> bool:
-        it = iter(seen)
-        return all(w in it for w in wanted)
-
-    return await eventually(reasons, in_order, what=f"{name} events {' → '.join(wanted)}")
-
-
-def cli(namespace: str, *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(
-        app,
-        [
-            *args,
-            "--platform",
-            "kubernetes",
-            "--kubeconfig",
-            str(testbed.kubeconfig()),
-            "-n",
-            namespace,
-        ],
-    )
-    return result.exit_code, result.stdout, result.stderr
-
-
-async def cli_ok(namespace: str, *args: str) -> str:
-    code, out, err = await asyncio.to_thread(cli, namespace, *args)
-    assert code == 0, f"{args}: exit {code}: {out}{err}"
-    return out
-
-
-async def kubectl_changeover(*args: str) -> str:
-    kubectl = shutil.which("kubectl")
-    assert kubectl, "kubectl is not installed (make test installs it)"
-    proc = await asyncio.create_subprocess_exec(
-        kubectl,
-        "changeover",
-        *args,
-        f"--kubeconfig={testbed.kubeconfig()}",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "NO_COLOR": "1"},
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode == 0, out.decode()
-    return out.decode()
 
 
 async def test_flag_rollout_walks_its_steps_to_full_and_ofrep_follows(
@@ -263,32 +183,12 @@ def health() -> Iterator[str]:
         yield url
 
 
-async def _template(k: Kube, name: str, url: str) -> None:
-    metric = {
-        "name": "healthy",
-        "interval": "1s",
-        "count": 2,
-        "successCondition": "result == true",
-        "failureLimit": 0,
-        "provider": {"web": {"url": url, "jsonPath": "{$.ok}"}},
-    }
-    await k.create(
-        kube.ANALYSIS_TEMPLATES,
-        {
-            "apiVersion": "changeover.dev/v1alpha1",
-            "kind": "AnalysisTemplate",
-            "metadata": {"name": name},
-            "spec": {"metrics": [metric]},
-        },
-    )
-
-
 async def test_flag_analysis_passes_or_turns_the_flag_off(
     kube_: Kube, ofrep: Ofrep, health: str
 ) -> None:
     k = kube_
-    await _template(k, "good", f"{health}/good")
-    await _template(k, "bad", f"{health}/bad")
+    await web_template(k, "good", f"{health}/good", count=2, interval="1s")
+    await web_template(k, "bad", f"{health}/bad", count=2, interval="1s")
     await k.apply_rollout(rollout("web", replicas=1))
 
     def judged(template: str) -> list[JSON]:

@@ -35,3 +35,21 @@ async def test_add_after_keeps_the_earliest_timer() -> None:
     q.add_after("a", 3.0)
     assert await asyncio.wait_for(q.get(), 1) == "a"
     q.close()
+
+
+async def test_a_closed_queue_hands_out_nothing_and_drains_the_running_keys() -> None:
+    q: WorkQueue[str] = WorkQueue()
+    await asyncio.wait_for(q.drained(), 1)  # nothing running
+    q.add("a")
+    q.add("b")
+    key = await q.get()
+    q.close()
+    q.add_after("c", 0.01)
+    drained = asyncio.create_task(q.drained())
+    later = asyncio.create_task(q.get())
+    await asyncio.sleep(0.1)
+    assert not drained.done() and not later.done()  # "a" still running; "b" is not handed out
+    q.done(key)
+    await asyncio.wait_for(drained, 1)
+    assert not later.done()
+    later.cancel()
