@@ -37,17 +37,24 @@ class Namespaces(Protocol):
         (when listing is forbidden: ``[start]`` and False)."""
 
 
+LABEL_RULE = (
+    "a namespace name (a DNS-1123 label: at most 63 characters of a-z, 0-9 and '-', "
+    "starting and ending with a letter or digit)"
+)
+
+
+def is_label(namespace: str) -> bool:
+    return len(namespace) <= 63 and _LABEL.fullmatch(namespace) is not None
+
+
 def checked(namespace: str) -> str:
     """``namespace`` if it is a DNS-1123 label (what Kubernetes accepts), else a
     ``SpecError`` (400) naming what was expected."""
-    if len(namespace) <= 63 and _LABEL.fullmatch(namespace):
+    if is_label(namespace):
         return namespace
     shown = namespace[:70] + ("…" if len(namespace) > 70 else "")
     raise errors.SpecError.single(
-        file="<url>",
-        path="namespace",
-        message=f"expected a namespace name (a DNS-1123 label: at most 63 characters of "
-        f"a-z, 0-9 and '-', starting and ending with a letter or digit), got {shown!r}",
+        file="<url>", path="namespace", message=f"expected {LABEL_RULE}, got {shown!r}"
     )
 
 

@@ -63,6 +63,13 @@ def dashboard(
     if token is not None and len(token) < 16:
         raise typer.BadParameter("at least 16 characters", param_hint="--token")
     from changeover import aio, cluster_dashboard
+    from changeover.api import namespace_scope
+
+    if namespace is not None and not namespace_scope.is_label(namespace):
+        shown = namespace[:70]
+        raise typer.BadParameter(
+            f"expected {namespace_scope.LABEL_RULE}, got {shown!r}", param_hint="-n/--namespace"
+        )
 
     chosen = token or secrets.token_urlsafe(24)
 

@@ -403,4 +403,7 @@ def test_dashboard_names_what_keeps_it_from_starting(cluster: testbed.Cluster) -
     assert result.exit_code == 1 and "no context named 'nosuch'" in result.stderr
     result = CliRunner().invoke(app, [*base, "--token", "short", "--port", "0"])
     assert result.exit_code == 2 and "at least 16 characters" in result.stderr
+    result = CliRunner().invoke(app, [*base, "-n", "Prod_1", "--port", "0"])
+    assert result.exit_code == 2 and "DNS-1123" in result.stderr, result.output
+    assert "'Prod_1'" in result.stderr
     assert "Traceback" not in result.output
