@@ -1,14 +1,15 @@
 """Kubernetes API requests per second of open pages of the cluster dashboard.
 
-    python -m bench.dashboard_reads [--seconds 20] [--pages 1]
+    python -m bench.dashboard_reads [--seconds 20] [--pages 1] [--list]
 
 Against the k8s test bed (``make k8s-testbed``): creates a namespace with one Rollout (no
 operator runs: what the page reads does not depend on it), serves the cluster dashboard's
 API in this process over a ``KubeClient`` that counts its requests, opens ``--pages``
 event streams of that rollout's page (``/api/v1/namespaces/NS/rollouts/web/stream``, what
-a browser tab holds), waits for their first events, then counts the requests sent to the
-API server during ``--seconds`` and prints them per second by verb and resource (watches
-are counted when opened). Deletes the namespace at the end.
+a browser tab holds; ``--list``: of the namespace's list page), waits for their first
+events, then counts the requests sent to the API server during ``--seconds`` and prints
+them per second by verb and resource (watches are counted when opened). Deletes the
+namespace at the end.
 """
 
 from __future__ import annotations
@@ -39,11 +40,11 @@ async def _page(base: str, path: str, seen: asyncio.Event) -> None:
         http.stream("GET", path) as answer,
     ):
         async for line in answer.aiter_lines():
-            if line.startswith("event: status"):
+            if line.startswith(("event: status", "event: rollouts")):
                 seen.set()
 
 
-async def measure(seconds: float, pages: int) -> Counter[str]:
+async def measure(seconds: float, pages: int, *, listing: bool) -> Counter[str]:
     namespace = f"bench-dash-{uuid.uuid4().hex[:6]}"
     client = await kube.KubeClient.connect(kubeconfig_path=k8s_testbed.kubeconfig())
     body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
@@ -58,7 +59,8 @@ async def measure(seconds: float, pages: int) -> Counter[str]:
             tick_seconds=TICK_SECONDS,
             namespaces=ClusterNamespaces(client, namespace),
         )
-        path = f"/api/v1/namespaces/{namespace}/rollouts/web/stream"
+        page = "" if listing else "/rollouts/web"
+        path = f"/api/v1/namespaces/{namespace}{page}/stream"
         seen = [asyncio.Event() for _ in range(pages)]
         tasks = [asyncio.create_task(_page(api.url, path, s)) for s in seen]
         try:
@@ -80,10 +82,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--pages", type=int, default=1)
+    parser.add_argument("--list", action="store_true", help="list pages, not rollout pages")
     args = parser.parse_args()
-    counts = asyncio.run(measure(args.seconds, args.pages))
+    counts = asyncio.run(measure(args.seconds, args.pages, listing=args.list))
     total = sum(counts.values())
-    print(f"{args.pages} open rollout page(s), {args.seconds:.0f} s:")
+    print(f"{args.pages} open {'list' if args.list else 'rollout'} page(s), {args.seconds:.0f} s:")
     for what, n in sorted(counts.items()):
         print(f"  {what:32} {n / args.seconds:6.2f}/s")
     print(f"  {'total':32} {total / args.seconds:6.2f}/s")

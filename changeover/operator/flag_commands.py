@@ -19,6 +19,7 @@ from typing import Any
 from changeover import errors
 from changeover.flags import flag_service, progress
 from changeover.kube import client as kube
+from changeover.kube.informer import Informer
 from changeover.operator import documents, flag_rollouts
 from changeover.operator.flag_endpoint import current_status
 from changeover.platforms.kubernetes.events import list_events
@@ -29,9 +30,18 @@ ATTEMPTS = 10
 
 
 class KubeFlags:
-    def __init__(self, client: kube.KubeClient, *, namespace: str) -> None:
+    def __init__(
+        self,
+        client: kube.KubeClient,
+        *,
+        namespace: str,
+        watched: Callable[[], Informer | None] | None = None,
+    ) -> None:
+        """``watched``: the namespace's Flags kept by a watch, when synced (the cluster
+        dashboard's list page reads them from there)."""
         self.client = client
         self.namespace = namespace
+        self._watched = watched
 
     async def _get(self, name: str) -> JSON:
         obj = await self.client.get_or_none(kube.FLAGS, name, namespace=self.namespace)
@@ -56,8 +66,12 @@ class KubeFlags:
             return {"kind": "Flag", "name": name, "phase": "Invalid", "message": str(exc)[:500]}
 
     async def list_flags(self) -> list[JSON]:
-        doc = await self.client.list(kube.FLAGS, namespace=self.namespace)
-        items = sorted(doc.get("items", []), key=lambda o: o["metadata"]["name"])
+        informer = self._watched() if self._watched is not None else None
+        if informer is not None:
+            found = informer.items()
+        else:
+            found = (await self.client.list(kube.FLAGS, namespace=self.namespace))["items"]
+        items = sorted(found, key=lambda o: o["metadata"]["name"])
         return [self.document(o) for o in items]
 
     async def status(self, name: str) -> JSON:

@@ -1,13 +1,13 @@
 """What the cluster dashboard reads of a namespace, kept by watches instead of read again
 every second for every open page (``operator.service.KubeService(cache=...)``).
 
-``WatchedNamespaces.of(namespace)`` gives that namespace's ``NamespaceCache``: four
-informers (``kube.informer``): its Rollouts, their ReplicaSets, its Services and the
-Events on Rollouts; started when first asked for, for at most ``MAX_NAMESPACES``
-namespaces at once (the least recently asked is stopped beyond that: 4 watches each,
-within the client's watch connections). A reader uses an informer only while it is
-synced, and otherwise reads the API server as before (also when RBAC lets the user read
-but not watch).
+``WatchedNamespaces.of(namespace)`` gives that namespace's ``NamespaceCache``: five
+informers (``kube.informer``): its Rollouts, their ReplicaSets, its Services, the
+Events on Rollouts and its Flags; started when first asked for, for at most
+``MAX_NAMESPACES`` namespaces at once (the least recently asked is stopped beyond that:
+5 watches each, within the client's 32 watch connections). A reader uses an informer
+only while it is synced, and otherwise reads the API server as before (also when RBAC
+lets the user read but not watch).
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ class NamespaceCache:
         self.events = Informer(
             client, kube.EVENTS, namespace=namespace, field_selector="involvedObject.kind=Rollout"
         )
-        self.informers = (self.rollouts, self.replicasets, self.services, self.events)
+        self.flags = Informer(client, kube.FLAGS, namespace=namespace)
+        self.informers = (self.rollouts, self.replicasets, self.services, self.events, self.flags)
 
     def start(self) -> None:
         for informer in self.informers:

@@ -56,8 +56,9 @@ class KubeService:
         use while they are synced; writes always read the API server first."""
         self.client = client
         self.namespace = namespace or client.namespace
-        self.flags = KubeFlags(client, namespace=self.namespace)
         self._cache = cache
+        flags = (lambda: self._watched(lambda c: c.flags)) if cache is not None else None
+        self.flags = KubeFlags(client, namespace=self.namespace, watched=flags)
 
     # --- apply ---------------------------------------------------------------------
 

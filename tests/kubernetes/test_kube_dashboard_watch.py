@@ -1,15 +1,15 @@
 """The cluster dashboard's live pages from watches, against the test bed's kube-apiserver
-with the operator running: an open rollout page sends no read to the API server while it
-follows the rollout (its namespace's Rollouts, ReplicaSets, Services and Events are
-watched), and still shows a change made by someone else. ``bench.dashboard_reads``
-measures the requests per second."""
+with the operator running: an open rollout page, and an open list page, send no read to
+the API server while they follow the namespace (its Rollouts, ReplicaSets, Services,
+Events and Flags are watched), and still show a change made by someone else.
+``bench.dashboard_reads`` measures the requests per second."""
 
 from __future__ import annotations
 
 import json
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import httpx
@@ -75,33 +75,49 @@ def _events(answer: httpx.Response) -> Iterator[tuple[str, JSON]]:
             yield kind, json.loads(line.removeprefix("data: "))
 
 
-def test_an_open_rollout_page_reads_nothing_while_it_follows_a_change(ns: Background) -> None:
-    k = Kube(ns.client, ns.namespace)
+def _reads_while_following(
+    ns: Background,
+    page: str,
+    kind: str,
+    change: Coroutine[Any, Any, object],
+    shown: Callable[[JSON], bool],
+) -> dict[str, int]:
+    """The requests (watches aside) a dashboard on ``ns`` (with the rollout ``web``)
+    sends the API server from the moment its ``page`` stream is open until an event
+    ``kind`` shows (``shown``) the ``change`` another client made meanwhile."""
     service = KubeService(ns.client, namespace=ns.namespace)
     ns.call(service.apply([rollout("web", replicas=1)], source="web.yaml"))
     board = Dashboard()
     ns.call(board.start(ns.namespace))
     try:
-        page = f"/api/v1/namespaces/{ns.namespace}/rollouts/web/stream"
         with (
             httpx.Client(base_url=board.api.url, timeout=60) as http,
-            http.stream("GET", page) as answer,
+            http.stream("GET", f"/api/v1/namespaces/{ns.namespace}{page}") as answer,
         ):
             assert answer.status_code == 200
             before: Counter[str] | None = None
-            for kind, doc in _events(answer):
-                if kind != "spec":
+            for got, doc in _events(answer):
+                if got != kind:
                     continue
-                if before is None:  # the page is open: someone else scales the rollout
+                if before is None:  # the page is open: someone else changes something
                     before = ns.call(board.requests())
-                    ns.call(k.update(kube.ROLLOUTS, "web", _scaled_to_3))
-                elif doc["spec"]["replicas"] == 3:
+                    ns.call(change)
+                elif shown(doc):
                     break
             after = ns.call(board.requests())
     finally:
+        change.close()  # (awaited above, unless the stream ended first)
         ns.call(board.stop())
     assert before is not None
-    reads = {what: n for what, n in (after - before).items() if not what.startswith("WATCH")}
+    return {what: n for what, n in (after - before).items() if not what.startswith("WATCH")}
+
+
+def test_an_open_rollout_page_reads_nothing_while_it_follows_a_change(ns: Background) -> None:
+    k = Kube(ns.client, ns.namespace)
+    scale = k.update(kube.ROLLOUTS, "web", _scaled_to_3)
+    reads = _reads_while_following(
+        ns, "/rollouts/web/stream", "spec", scale, lambda doc: doc["spec"]["replicas"] == 3
+    )
     # Polling read the Rollout (and its ReplicaSets, Services, Events) at every tick,
     # the one that saw the change included.
     assert reads == {}, reads
@@ -109,3 +125,18 @@ def test_an_open_rollout_page_reads_nothing_while_it_follows_a_change(ns: Backgr
 
 def _scaled_to_3(obj: JSON) -> None:
     obj["spec"]["replicas"] = 3
+
+
+FLAG = {
+    "apiVersion": "changeover.dev/v1alpha1",
+    "kind": "Flag",
+    "metadata": {"name": "checkout"},
+    "spec": {"type": "boolean", "variants": {"on": True, "off": False}, "defaultVariant": "off"},
+}
+
+
+def test_an_open_list_page_reads_nothing_while_a_flag_appears(ns: Background) -> None:
+    create = ns.client.create(kube.FLAGS, FLAG, namespace=ns.namespace)
+    listed = lambda doc: [f["name"] for f in doc["flags"]] == ["checkout"]  # noqa: E731
+    reads = _reads_while_following(ns, "/stream", "flags", create, listed)
+    assert reads == {}, reads  # polling listed Rollouts and Flags at every tick
