@@ -4,21 +4,25 @@ every second for every open page (``operator.service.KubeService(cache=...)``).
 ``WatchedNamespaces.of(namespace)`` gives that namespace's ``NamespaceCache``: five
 informers (``kube.informer``): its Rollouts, their ReplicaSets, its Services, the
 Events on Rollouts and its Flags; started when first asked for, for at most
-``MAX_NAMESPACES`` namespaces at once (the least recently asked is stopped beyond that:
-5 watches each, within the client's 32 watch connections). A reader uses an informer
-only while it is synced, and otherwise reads the API server as before (also when RBAC
-lets the user read but not watch).
+``MAX_NAMESPACES`` namespaces at once (5 watches each, within the client's 32 watch
+connections); a namespace no page asked about for ``IDLE_SECONDS`` gives its place (and
+stops its watches) when another needs it. A reader uses an informer only while it is
+synced, and otherwise reads the API server as before (also when RBAC lets the user read
+but not watch, or when pages are open on more namespaces than that).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 
 from changeover.kube import client as kube
 from changeover.kube import names
 from changeover.kube.informer import Informer
 
 MAX_NAMESPACES = 4
+IDLE_SECONDS = 30.0
 
 
 class NamespaceCache:
@@ -44,26 +48,40 @@ class NamespaceCache:
 
 
 class WatchedNamespaces:
-    def __init__(self, client: kube.KubeClient, *, limit: int = MAX_NAMESPACES) -> None:
+    def __init__(
+        self,
+        client: kube.KubeClient,
+        *,
+        limit: int = MAX_NAMESPACES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.client = client
         self.limit = limit
-        self._caches: dict[str, NamespaceCache] = {}  # least recently asked first
+        self._clock = clock
+        self._caches: dict[str, tuple[NamespaceCache, float]] = {}  # → last asked
 
-    def of(self, namespace: str) -> NamespaceCache:
-        """``namespace``'s cache, started if it was not (call it on the event loop)."""
-        cache = self._caches.pop(namespace, None)
-        if cache is None:
-            while len(self._caches) >= self.limit:
-                oldest = self._caches.pop(next(iter(self._caches)))
-                for informer in oldest.informers:
-                    _stop_soon(informer)
-            cache = NamespaceCache(self.client, namespace)
-            cache.start()
-        self._caches[namespace] = cache
-        return cache
+    def of(self, namespace: str) -> NamespaceCache | None:
+        """``namespace``'s cache, started if it was not (call it on the event loop); None
+        while ``limit`` others are in use (asked within ``IDLE_SECONDS``): pages open on
+        more namespaces than that read the API server rather than take turns restarting
+        each other's watches."""
+        now = self._clock()
+        found = self._caches.get(namespace)
+        if found is None:
+            for name, (cache, asked) in list(self._caches.items()):
+                if now - asked > IDLE_SECONDS:
+                    del self._caches[name]
+                    for informer in cache.informers:
+                        _stop_soon(informer)
+            if len(self._caches) >= self.limit:
+                return None
+            found = (NamespaceCache(self.client, namespace), now)
+            found[0].start()
+        self._caches[namespace] = (found[0], now)
+        return found[0]
 
     async def close(self) -> None:
-        for cache in self._caches.values():
+        for cache, _ in self._caches.values():
             await cache.stop()
         self._caches.clear()
 

@@ -50,7 +50,7 @@ class KubeService:
         client: kube.KubeClient,
         *,
         namespace: str | None = None,
-        cache: Callable[[], NamespaceCache] | None = None,
+        cache: Callable[[], NamespaceCache | None] | None = None,
     ) -> None:
         """``cache``: the namespace's watched objects (the cluster dashboard), which reads
         use while they are synced; writes always read the API server first."""
@@ -181,9 +181,10 @@ class KubeService:
 
     def _watched(self, pick: Callable[[NamespaceCache], Informer]) -> Informer | None:
         """The informer ``pick`` names, if this service has a cache and it is synced."""
-        if self._cache is None:
+        cache = self._cache() if self._cache is not None else None
+        if cache is None:
             return None
-        informer = pick(self._cache())
+        informer = pick(cache)
         return informer if informer.synced else None
 
     async def _read(self, res: kube.Resource, name: str, informer: Informer | None) -> JSON | None:

@@ -47,6 +47,7 @@ class Dashboard:
             namespaces=self.namespaces,
         )
         cache = self.namespaces.watched.of(namespace)
+        assert cache is not None
         await eventually(
             lambda: _value(all(i.synced for i in cache.informers)),
             within=60,

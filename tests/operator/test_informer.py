@@ -2,7 +2,8 @@
 tested in tests/kubernetes/test_kube_dashboard_watch.py): a watch's events are applied,
 a watch the server ends is resumed from the last resourceVersion seen, a ``410 Gone``
 lists again, and a failure leaves it unsynced (readers go to the API server) until it
-lists again."""
+lists again. ``operator.namespace_cache.WatchedNamespaces`` keeps at most its limit of
+namespaces watched, without pages on more namespaces restarting each other's watches."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 from changeover import errors
 from changeover.kube import client as kube
 from changeover.kube.informer import Informer
+from changeover.operator import namespace_cache
 
 JSON = dict[str, Any]
 
@@ -96,3 +98,32 @@ async def test_gone_lists_again_and_a_failure_unsyncs_until_it_does() -> None:
         await asyncio.sleep(0.01)
     assert failing.requested and not unsynced.synced and unsynced.lists == 0
     await unsynced.stop()
+
+
+class SilentClient:
+    """A client whose every list waits forever (informers that never sync)."""
+
+    async def request(self, method: str, path: str, **kw: Any) -> JSON:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def test_more_namespaces_than_the_limit_do_not_take_turns() -> None:
+    now = [0.0]
+    watched = namespace_cache.WatchedNamespaces(
+        SilentClient(),  # type: ignore[arg-type]
+        limit=2,
+        clock=lambda: now[0],
+    )
+    a, b = watched.of("a"), watched.of("b")
+    assert a is not None and b is not None
+    for _ in range(3):  # pages on a third namespace, asking every tick
+        assert watched.of("c") is None
+        assert watched.of("a") is a and watched.of("b") is b  # nobody restarted
+    now[0] += namespace_cache.IDLE_SECONDS + 1
+    assert watched.of("a") is a
+    c = watched.of("c")  # b was idle: it gives its place
+    assert c is not None and watched.of("a") is a
+    await asyncio.sleep(0)  # b's informers are being stopped
+    assert watched.of("b") is None
+    await watched.close()
