@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Self, TypeVar
 
-from changeover import errors
 from changeover.kube import client as kube
 from changeover.operator.service import KubeService
 
@@ -70,9 +69,9 @@ class KubeBackend:
         return result
 
     def history(self, name: str) -> list[JSON]:
-        if _flag(name):
-            raise _no_flag_history()
-        result: list[JSON] = self._do(self._svc.history(name))
+        flag = _flag(name)
+        call = self._svc.flags.history(flag) if flag else self._svc.history(name)
+        result: list[JSON] = self._do(call)
         return result
 
     def apply(self, documents: list[JSON], *, source: str) -> list[JSON]:
@@ -104,9 +103,8 @@ class KubeBackend:
             "retry": lambda: flags.retry(name),
             "pause": lambda: flags.pause(name),
             "resume": lambda: flags.resume(name),
+            "undo": lambda: flags.undo(name, to_revision=body.get("toRevision")),
         }
-        if verb not in calls:
-            raise _no_flag_history()
         result: JSON = self._do(calls[verb]())
         return result
 
@@ -119,10 +117,3 @@ def _flag(name: str) -> str:
     """``flag/NAME`` names a Flag resource (as on the local server); "" for a rollout."""
     kind, slash, rest = name.partition("/")
     return rest if slash and kind == "flag" else ""
-
-
-def _no_flag_history() -> errors.ChangeoverError:
-    return errors.PermanentBackendError(
-        "a Flag resource keeps no revisions on Kubernetes (history and undo are the local "
-        "server's): change it with `changeover apply` or from version control"
-    )

@@ -11,6 +11,7 @@ speaks kubectl's dialect, as Argo Rollouts' plugin does, and runs the same comma
     kubectl changeover status|history|delete NAME     kubectl changeover apply -f FILE
     kubectl changeover dashboard [--port 3101]   kubectl changeover version
     kubectl changeover promote|abort|pause|resume|retry|status flag NAME  (or flag/NAME)
+    kubectl changeover history flag NAME      kubectl changeover undo flag NAME [--to-revision N]
     kubectl changeover get flags
 
 kubectl's own ``--kubeconfig``, ``--context`` and ``-n/--namespace`` work anywhere on the

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from changeover import errors
-from changeover.flags import evaluate, progress
+from changeover.flags import evaluate, flag_history, progress
 from changeover.flags.flag_store import FlagStore, StoredFlag
 from changeover.spec import analysis as spec_analysis
 from changeover.spec import flag as spec_flag
@@ -112,22 +112,8 @@ class FlagService:
 
     def history(self, name: str) -> list[JSON]:
         stored = self._get(name)
-        out: list[JSON] = []
-        previous: JSON | None = None
-        for number, doc, created in self.store.revisions(name):
-            spec = doc.get("spec", {})
-            out.append(
-                {
-                    "revision": number,
-                    "createdAt": created,
-                    "current": number == stored.revision,
-                    "enabled": spec.get("enabled", True),
-                    "split": {e["variant"]: e["weight"] for e in spec.get("split", [])},
-                    "changes": _changes(previous, spec) if previous is not None else [],
-                }
-            )
-            previous = spec
-        return out
+        kept = [(n, doc.get("spec", {}), at) for n, doc, at in self.store.revisions(name)]
+        return flag_history.rows(kept, stored.revision)
 
     # --- commands -------------------------------------------------------------------
 
@@ -136,16 +122,7 @@ class FlagService:
         the current by default); the status starts over."""
         stored = self._get(name)
         kept = {number: doc for number, doc, _ in self.store.revisions(name)}
-        if to_revision is None:
-            earlier = [n for n in kept if n < stored.revision]
-            if not earlier:
-                raise errors.StateError(f"flag {name!r} has no earlier revision to undo to")
-            to_revision = max(earlier)
-        if to_revision not in kept:
-            have = ", ".join(str(n) for n in sorted(kept)) or "none"
-            raise errors.NotFound(f"flag {name!r} has no revision {to_revision} (kept: {have})")
-        if to_revision == stored.revision:
-            raise errors.StateError(f"revision {to_revision} is already the current one")
+        to_revision = flag_history.undo_target(name, kept, stored.revision, to_revision)
         number, _ = self.store.put(name, kept[to_revision], now=self._now(), reason="Undo")
         return {**self.status(name), "undoneTo": to_revision, "newRevision": number}
 
@@ -309,9 +286,3 @@ def _key(stored: StoredFlag) -> str:
     """The OFREP key of a stored flag: ``spec.key``, else its name."""
     key = stored.spec.get("spec", {}).get("key")
     return key if isinstance(key, str) and key else stored.name
-
-
-def _changes(before: JSON, after: JSON) -> list[str]:
-    """Top-level spec fields that differ, by name (``history`` shows what an apply did)."""
-    keys = sorted(set(before) | set(after))
-    return [k for k in keys if before.get(k) != after.get(k)]

@@ -7,17 +7,21 @@ the Flag's status and ``abort`` turns it off, each written to the status subreso
 the resourceVersion it read (retried on a fresh read on 409 Conflict). The operator's next
 look (``operator.flag_rollouts``) walks on from what was written and records the event the
 command asks for (``requestedEvent``). Status documents are ``FlagService``'s.
+
+``history`` lists the specs the operator kept in ``status.history`` (``flags.flag_history``)
+and ``undo`` writes one of them back into ``spec``, with the same retry on 409.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections.abc import Callable
 from typing import Any
 
 from changeover import errors
-from changeover.flags import flag_service, progress
+from changeover.flags import flag_history, flag_service, progress
 from changeover.kube import client as kube
 from changeover.kube.informer import Informer
 from changeover.operator import documents, flag_rollouts
@@ -77,6 +81,11 @@ class KubeFlags:
     async def status(self, name: str) -> JSON:
         return self.document(await self._get(name))
 
+    async def history(self, name: str) -> list[JSON]:
+        """The kept revisions, oldest first, as the local platform lists a flag's."""
+        obj = await self._get(name)
+        return flag_history.rows(_revisions(obj), _generation(obj))
+
     async def events(self, name: str, *, limit: int = 50) -> list[JSON]:
         await self._get(name)
         items = await list_events(self.client, namespace=self.namespace, name=name, kind="Flag")
@@ -128,6 +137,37 @@ class KubeFlags:
                 continue
             revision = int(written["metadata"].get("generation") or 0)
             return {"kind": "Flag", "name": name, "revision": revision, "action": action}
+        raise errors.TemporaryBackendError(f"flag {name} kept changing; try again")
+
+    async def undo(self, name: str, *, to_revision: int | None = None) -> JSON:
+        """Write a kept revision's spec back as the Flag's spec (the one before the current
+        by default): a new generation, whose rollout (if any) starts from the first step.
+        Written with the resourceVersion read, retried on a fresh read on 409 Conflict (the
+        operator writes the status meanwhile), as a Rollout's undo."""
+        for _ in range(ATTEMPTS):
+            obj = await self._get(name)
+            current = _generation(obj)
+            kept = {n: spec for n, spec, _ in _revisions(obj)}
+            target = flag_history.undo_target(name, kept, current, to_revision)
+            spec = kept[target]
+            try:
+                flag_rollouts.parse_flag({**obj, "spec": spec})
+            except ValueError as exc:
+                raise errors.StateError(
+                    f"flag {name!r}: the spec kept as revision {target} is not a valid Flag "
+                    f"spec ({str(exc)[:500]})"
+                ) from None
+            obj["spec"] = copy.deepcopy(spec)
+            try:
+                written = await self.client.replace(kube.FLAGS, obj, namespace=self.namespace)
+            except kube.Conflict:
+                await asyncio.sleep(0.05)
+                continue
+            return {
+                **self.document(written),
+                "undoneTo": target,
+                "newRevision": _generation(written),
+            }
         raise errors.TemporaryBackendError(f"flag {name} kept changing; try again")
 
     async def delete(self, name: str) -> None:
@@ -184,6 +224,7 @@ class KubeFlags:
             except ValueError as exc:
                 raise errors.StateError(f"flag {name!r} has an invalid spec: {exc}") from None
             status = current_status(obj)
+            kept = (obj.get("status") or {}).get(flag_rollouts.HISTORY)
             new = change(spec, {k: v for k, v in status.items() if k != "conditions"})
             obj["status"] = {
                 **new,
@@ -191,6 +232,8 @@ class KubeFlags:
                 "observedGeneration": obj["metadata"].get("generation"),
                 flag_rollouts.REQUESTED: list(event),
             }
+            if kept is not None:  # the operator's record of earlier specs stays
+                obj["status"][flag_rollouts.HISTORY] = kept
             try:
                 written = await self.client.replace(
                     kube.FLAGS, obj, namespace=self.namespace, sub="status"
@@ -200,3 +243,13 @@ class KubeFlags:
                 continue
             return self.document(written)
         raise errors.TemporaryBackendError(f"flag {name} kept changing; try again")
+
+
+def _generation(obj: JSON) -> int:
+    return int((obj.get("metadata") or {}).get("generation") or 0)
+
+
+def _revisions(obj: JSON) -> list[flag_history.Revision]:
+    """The Flag's kept revisions (``status.history``) and its current one."""
+    kept = flag_history.parse((obj.get("status") or {}).get(flag_rollouts.HISTORY))
+    return flag_history.revisions(kept, _generation(obj), obj.get("spec") or {})

@@ -13,6 +13,11 @@ steps); a failed run turns the flag off (phase Aborted) with a Warning event. Ev
 the Flag. Only the leader walks; every replica's OFREP endpoint serves the walked weight
 (``operator.flag_endpoint`` lays the status over the spec with ``progress.served``).
 
+Every look, at any Flag, walked or not, also keeps the spec of the generation it sees in
+``status.history`` (``flags.flag_history``: the last ten, bounded in bytes, a
+``HistoryTrimmed`` Warning event when the bound drops one), which ``history`` lists and
+``undo`` writes back (``operator.flag_commands``).
+
 Every status write carries the resourceVersion it read: a user's ``promote``/``abort``
 written meanwhile makes it fail with 409, and the look starts again from a fresh read, so
 no command is lost and nothing is written twice.
@@ -30,7 +35,7 @@ import pydantic
 from changeover import errors
 from changeover.analysis.run import AnalysisRun
 from changeover.engine import actions
-from changeover.flags import progress
+from changeover.flags import flag_history, progress
 from changeover.kube import client as kube
 from changeover.operator import documents
 from changeover.operator.operator_analysis import OperatorAnalysis
@@ -49,7 +54,9 @@ ATTEMPTS = 10
 # Status fields beside the walk's: the walker's own, and the event a user's command asks
 # for (``operator.flag_commands`` writes it; recorded here, by the operator's identity).
 REQUESTED = "requestedEvent"
-OURS = ("observedGeneration", "conditions", REQUESTED)
+HISTORY = "history"  # the kept specs (``flags.flag_history``), for history and undo
+OURS = ("observedGeneration", "conditions", REQUESTED, HISTORY)
+WARNED = ("Aborted", "HistoryTrimmed")
 
 
 class FlagRollouts:
@@ -78,8 +85,8 @@ class FlagRollouts:
         self._invalid: dict[Key, str] = {}
 
     def _changed(self, obj: JSON) -> None:
-        if (obj.get("spec") or {}).get("rollout") is not None or obj.get("status"):
-            self._enqueue(queue_key(*informer.key_of(obj)))
+        # Every Flag: a walk to take, or a new generation's spec to keep in the history.
+        self._enqueue(queue_key(*informer.key_of(obj)))
 
     def wake_running(self) -> None:
         """A measurement finished: look at the flags waiting on a run."""
@@ -120,17 +127,23 @@ class FlagRollouts:
         self._invalid.pop(key, None)
         spec = flag.spec
         raw: JSON = obj.get("status") or {}
-        if spec.rollout is None:
-            if REQUESTED in raw:  # an abort or retry of a flag without a rollout
-                await self._write(obj, {k: v for k, v in raw.items() if k != REQUESTED})
-                for reason, message in _requested(raw):
-                    await self.recorder.record(obj, reason, message)
-            return None
         generation = int(meta.get("generation") or 0)
+        now = self.clock()
+        history, trimmed = flag_history.record(
+            flag_history.parse(raw.get(HISTORY)), generation, obj.get("spec") or {}, now
+        )
         status = {k: v for k, v in raw.items() if k not in OURS}
         if raw.get("observedGeneration") != generation:
-            status = {}  # a new spec: its rollout starts from the first step
-        now = self.clock()
+            status = {}  # a new spec: its rollout starts from the first step, an abort ends
+        if spec.rollout is None:
+            plain: JSON = {**status, "observedGeneration": generation, HISTORY: history}
+            if status and "conditions" in raw:
+                plain["conditions"] = raw["conditions"]
+            if plain != raw:
+                await self._write(obj, plain)
+            for reason, message in [*_requested(raw), *_trimmed(trimmed)]:
+                await self.recorder.record(obj, reason, message, warning=reason in WARNED)
+            return None
         run = (status.get("rollout") or {}).get("run")
         seen = self.analysis.runner.observe(run) if run else None
         if run and seen is None and not status.get("off"):
@@ -150,12 +163,12 @@ class FlagRollouts:
         if outcome.start is not None:
             await self._start(obj, spec, outcome.start)
         self._call_hooks(obj, spec, outcome, generation)
-        body: JSON = {**outcome.status, "observedGeneration": generation}
+        body: JSON = {**outcome.status, "observedGeneration": generation, HISTORY: history}
         body["conditions"] = progress.conditions(outcome.status, raw.get("conditions") or [], now)
         if body != raw:
             await self._write(obj, body)
-        for reason, message in [*_requested(raw), *outcome.events]:
-            await self.recorder.record(obj, reason, message, warning=reason == "Aborted")
+        for reason, message in [*_requested(raw), *_trimmed(trimmed), *outcome.events]:
+            await self.recorder.record(obj, reason, message, warning=reason in WARNED)
         return _next_look(spec, outcome.status, now)
 
     def _hook_state(self, call_id: str) -> tuple[str, str] | None:
@@ -241,6 +254,10 @@ def _requested(raw: JSON) -> list[tuple[str, str]]:
     if isinstance(asked, list) and len(asked) == 2 and all(isinstance(a, str) for a in asked):
         return [(asked[0][:64], asked[1][:500])]
     return []
+
+
+def _trimmed(message: str) -> list[tuple[str, str]]:
+    return [("HistoryTrimmed", message)] if message else []
 
 
 def _run_prefix(obj: JSON) -> str:
