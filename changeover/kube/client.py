@@ -213,10 +213,17 @@ class KubeClient:
             return None
 
     async def list(
-        self, res: Resource, *, namespace: str | None = None, label_selector: str | None = None
+        self,
+        res: Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
     ) -> JSON:
-        params = {"labelSelector": label_selector} if label_selector else None
-        return await self.request("GET", res.path(namespace), params=params)
+        params = {"labelSelector": label_selector} if label_selector else {}
+        if field_selector:
+            params["fieldSelector"] = field_selector
+        return await self.request("GET", res.path(namespace), params=params or None)
 
     async def create(self, res: Resource, body: JSON, *, namespace: str | None = None) -> JSON:
         return await self.request("POST", res.path(namespace), body=body)

@@ -23,10 +23,10 @@ from typing import Any
 from changeover import errors
 from changeover.flags import flag_history, flag_service, progress
 from changeover.kube import client as kube
-from changeover.kube.informer import Informer
 from changeover.operator import documents, flag_rollouts
 from changeover.operator.flag_endpoint import current_status
 from changeover.platforms.kubernetes.events import list_events
+from changeover.platforms.kubernetes.informer import Informer
 from changeover.spec import flag as spec_flag
 
 JSON = dict[str, Any]

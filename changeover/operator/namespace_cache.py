@@ -2,7 +2,7 @@
 every second for every open page (``operator.service.KubeService(cache=...)``).
 
 ``WatchedNamespaces.of(namespace)`` gives that namespace's ``NamespaceCache``: five
-informers (``kube.informer``): its Rollouts, their ReplicaSets, its Services, the
+informers (``platforms.kubernetes.informer``): its Rollouts, their ReplicaSets, its Services, the
 Events on Rollouts and its Flags; started when first asked for, for at most
 ``MAX_NAMESPACES`` namespaces at once (5 watches each, within the client's 32 watch
 connections); a namespace no page asked about for ``IDLE_SECONDS`` gives its place (and
@@ -16,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 from changeover.kube import client as kube
 from changeover.kube import names
-from changeover.kube.informer import Informer
+from changeover.platforms.kubernetes import informer
+from changeover.platforms.kubernetes.informer import Informer
 
 MAX_NAMESPACES = 4
 IDLE_SECONDS = 30.0
@@ -27,9 +29,14 @@ IDLE_SECONDS = 30.0
 
 class NamespaceCache:
     def __init__(self, client: kube.KubeClient, namespace: str) -> None:
+        self.namespace = namespace
         self.rollouts = Informer(client, kube.ROLLOUTS, namespace=namespace)
         self.replicasets = Informer(
-            client, kube.REPLICASETS, namespace=namespace, label_selector=names.ROLLOUT_LABEL
+            client,
+            kube.REPLICASETS,
+            namespace=namespace,
+            label_selector=names.ROLLOUT_LABEL,
+            index=_rollout_of,
         )
         self.services = Informer(client, kube.SERVICES, namespace=namespace)
         self.events = Informer(
@@ -37,14 +44,14 @@ class NamespaceCache:
         )
         self.flags = Informer(client, kube.FLAGS, namespace=namespace)
         self.informers = (self.rollouts, self.replicasets, self.services, self.events, self.flags)
+        self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        for informer in self.informers:
-            informer.start()
+        self._tasks = [asyncio.create_task(i.run()) for i in self.informers]
 
     async def stop(self) -> None:
-        for informer in self.informers:
-            await informer.stop()
+        tasks, self._tasks = self._tasks, []
+        await informer.stop(tasks)
 
 
 class WatchedNamespaces:
@@ -71,8 +78,7 @@ class WatchedNamespaces:
             for name, (cache, asked) in list(self._caches.items()):
                 if now - asked > IDLE_SECONDS:
                     del self._caches[name]
-                    for informer in cache.informers:
-                        _stop_soon(informer)
+                    _stop_soon(cache)
             if len(self._caches) >= self.limit:
                 return None
             found = (NamespaceCache(self.client, namespace), now)
@@ -86,8 +92,14 @@ class WatchedNamespaces:
         self._caches.clear()
 
 
-def _stop_soon(informer: Informer) -> None:
-    task = asyncio.ensure_future(informer.stop())
+def _rollout_of(rs: dict[str, Any]) -> str | None:
+    """The name of the rollout a ReplicaSet belongs to (``replicasets.indexed(name)``)."""
+    label = rs["metadata"].get("labels", {}).get(names.ROLLOUT_LABEL)
+    return str(label) if label is not None else None
+
+
+def _stop_soon(cache: NamespaceCache) -> None:
+    task = asyncio.ensure_future(cache.stop())
     _STOPPING.add(task)  # (the loop keeps only a weak reference to a task)
     task.add_done_callback(_STOPPING.discard)
 

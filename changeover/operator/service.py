@@ -27,12 +27,12 @@ from changeover.engine import commands, rollback
 from changeover.engine.status import RolloutStatus
 from changeover.kube import client as kube
 from changeover.kube import names
-from changeover.kube.informer import Informer
 from changeover.operator import documents
 from changeover.operator.flag_commands import KubeFlags
 from changeover.operator.namespace_cache import NamespaceCache
 from changeover.platforms.kubernetes import replicasets
 from changeover.platforms.kubernetes.events import events_of, list_events
+from changeover.platforms.kubernetes.informer import Informer
 from changeover.platforms.kubernetes.replicasets import Counts
 from changeover.spec import analysis as spec_analysis
 from changeover.spec import load, models
@@ -185,11 +185,11 @@ class KubeService:
         if cache is None:
             return None
         informer = pick(cache)
-        return informer if informer.synced else None
+        return informer if informer.in_sync else None
 
     async def _read(self, res: kube.Resource, name: str, informer: Informer | None) -> JSON | None:
         if informer is not None:
-            return informer.get(name)
+            return informer.get(self.namespace, name)
         return await self.client.get_or_none(res, name, namespace=self.namespace)
 
     async def _get(self, name: str, *, fresh: bool = False) -> JSON:
@@ -204,11 +204,7 @@ class KubeService:
         name = obj["metadata"]["name"]
         watched = self._watched(lambda c: c.replicasets)
         if watched is not None:
-            items = [
-                rs
-                for rs in watched.items()
-                if rs["metadata"].get("labels", {}).get(names.ROLLOUT_LABEL) == name
-            ]
+            items = watched.indexed(name)
         else:
             doc = await self.client.list(
                 kube.REPLICASETS,

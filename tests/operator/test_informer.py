@@ -1,9 +1,10 @@
-"""``kube.informer.Informer`` over a scripted client (fast; the real API server's watches are
-tested in tests/kubernetes/test_kube_dashboard_watch.py): a watch's events are applied,
-a watch the server ends is resumed from the last resourceVersion seen, a ``410 Gone``
-lists again, and a failure leaves it unsynced (readers go to the API server) until it
-lists again. ``operator.namespace_cache.WatchedNamespaces`` keeps at most its limit of
-namespaces watched, without pages on more namespaces restarting each other's watches."""
+"""``platforms.kubernetes.informer.Informer`` over a scripted client (fast; the real API
+server's watches are tested in tests/kubernetes, the dashboard's in
+test_kube_dashboard_watch.py): a watch's events are applied, a watch the server ends is
+resumed from the last resourceVersion seen, a ``410 Gone`` lists again, and a failure
+leaves it out of sync (the dashboard then reads the API server) until it lists again.
+``operator.namespace_cache.WatchedNamespaces`` keeps at most its limit of namespaces
+watched, without pages on more namespaces restarting each other's watches."""
 
 from __future__ import annotations
 
@@ -11,32 +12,33 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from changeover import errors
+from changeover import aio, errors
 from changeover.kube import client as kube
-from changeover.kube.informer import Informer
 from changeover.operator import namespace_cache
+from changeover.platforms.kubernetes.informer import Informer
 
 JSON = dict[str, Any]
 
 
 def _obj(name: str, version: str) -> JSON:
-    return {"metadata": {"name": name, "resourceVersion": version}}
+    return {"metadata": {"name": name, "namespace": "ns", "resourceVersion": version}}
 
 
 class ScriptedClient:
-    """Answers lists from ``lists`` and watches from ``watches`` (each a list of events,
-    or an exception to raise), in order; records the versions watched from."""
+    """Answers lists from ``lists`` (the last one stays) and watches from ``watches`` (each
+    a list of events, or an exception to raise), in order; records the versions watched
+    from. Once the script is done, a watch stays quiet."""
 
     def __init__(self, lists: list[Any], watches: list[Any]) -> None:
         self.lists = lists
         self.watches = watches
         self.watched_from: list[str] = []
-        self.requested = 0
+        self.listed = 0
         self.done = asyncio.Event()
 
-    async def request(self, method: str, path: str, **kw: Any) -> JSON:
-        self.requested += 1
-        answer = self.lists.pop(0) if len(self.lists) > 1 else self.lists[0]  # the last stays
+    async def list(self, res: kube.Resource, **kw: Any) -> JSON:
+        self.listed += 1
+        answer = self.lists.pop(0) if len(self.lists) > 1 else self.lists[0]
         if isinstance(answer, Exception):
             raise answer
         return {"metadata": {"resourceVersion": answer[0]}, "items": answer[1]}
@@ -55,11 +57,11 @@ class ScriptedClient:
             yield event
 
 
-async def _run(client: ScriptedClient) -> Informer:
+async def _running(client: ScriptedClient) -> tuple[Informer, asyncio.Task[None]]:
     informer = Informer(client, kube.ROLLOUTS, namespace="ns")  # type: ignore[arg-type]
-    informer.start()
+    task = asyncio.create_task(informer.run())
     await asyncio.wait_for(client.done.wait(), 10)
-    return informer
+    return informer, task
 
 
 async def test_events_are_applied_and_a_watch_resumes_where_it_ended() -> None:
@@ -70,40 +72,46 @@ async def test_events_are_applied_and_a_watch_resumes_where_it_ended() -> None:
             [("ADDED", _obj("c", "13")), ("BOOKMARK", {"metadata": {"resourceVersion": "20"}})],
         ],
     )
-    informer = await _run(client)
-    assert informer.synced and informer.lists == 1
+    informer, task = await _running(client)
+    assert informer.in_sync and client.listed == 1
     assert sorted(o["metadata"]["name"] for o in informer.items()) == ["a", "c"]
-    assert informer.get("a") == _obj("a", "11") and informer.get("b") is None
+    found = informer.get("ns", "a")
+    assert found is not None and found["metadata"]["resourceVersion"] == "11"
+    assert found["kind"] == "Rollout" and informer.get("ns", "b") is None
     assert client.watched_from == ["10", "12", "20"]
-    await informer.stop()
-    assert not informer.synced
+    await aio.cancel_and_wait_all([task])
+    assert not informer.in_sync and informer.synced.is_set()
 
 
-async def test_gone_lists_again_and_a_failure_unsyncs_until_it_does() -> None:
+async def test_gone_lists_again_and_a_failure_is_out_of_sync_until_it_does() -> None:
     client = ScriptedClient(
         lists=[("10", [_obj("a", "10")]), ("30", [_obj("z", "30")])],
         watches=[kube.Gone("410: too old resource version")],
     )
-    informer = await _run(client)
-    assert informer.lists == 2 and client.watched_from == ["10", "30"]
+    informer, task = await _running(client)
+    assert client.listed == 2 and client.watched_from == ["10", "30"]
     assert [o["metadata"]["name"] for o in informer.items()] == ["z"]
-    await informer.stop()
+    await aio.cancel_and_wait_all([task])
 
-    failing = ScriptedClient(lists=[errors.Forbidden("403: cannot watch")], watches=[])
-    unsynced = Informer(failing, kube.ROLLOUTS, namespace="ns")  # type: ignore[arg-type]
-    unsynced.start()
-    for _ in range(1000):  # until it tried to list
-        if failing.requested:
+    # May list, may not watch (RBAC): in sync only between the two, then backing off.
+    forbidden = ScriptedClient(
+        lists=[("5", [_obj("a", "5")])], watches=[errors.Forbidden("403: cannot watch")]
+    )
+    refused = Informer(forbidden, kube.ROLLOUTS, namespace="ns")  # type: ignore[arg-type]
+    task = asyncio.create_task(refused.run())
+    for _ in range(1000):
+        if forbidden.watched_from:
             break
         await asyncio.sleep(0.01)
-    assert failing.requested and not unsynced.synced and unsynced.lists == 0
-    await unsynced.stop()
+    await asyncio.sleep(0)  # the watch's 403 is handled
+    assert forbidden.watched_from == ["5"] and not refused.in_sync
+    await aio.cancel_and_wait_all([task])
 
 
 class SilentClient:
     """A client whose every list waits forever (informers that never sync)."""
 
-    async def request(self, method: str, path: str, **kw: Any) -> JSON:
+    async def list(self, res: kube.Resource, **kw: Any) -> JSON:
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 

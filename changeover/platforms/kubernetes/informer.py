@@ -5,6 +5,12 @@ watch expires (410) or breaks; every change calls ``on_change(obj)`` so the oper
 queue the owning rollout. Readers use ``get``/``items`` (no API request). Writers call
 ``remember(obj)`` with what the API answered, so the next reconcile already sees its own
 write instead of repeating it while the watch event is in flight.
+
+``synced`` is set once, at the first list (the operator waits for it); ``in_sync`` says
+whether the cache is being kept now: False after a failure (a 403 when the user may list
+but not watch, an API server away) until the next list, and once ``run()`` is cancelled.
+The cluster dashboard (``operator.namespace_cache``) reads a cache only while it is in
+sync, and the API server otherwise.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ class Informer:
         *,
         namespace: str | None = None,
         label_selector: str | None = None,
+        field_selector: str | None = None,
         on_change: Callable[[JSON], None] | None = None,
         on_delete: Callable[[JSON], None] | None = None,
         index: Callable[[JSON], str | None] | None = None,
@@ -50,6 +57,7 @@ class Informer:
         self.resource = resource
         self.namespace = namespace
         self.label_selector = label_selector
+        self.field_selector = field_selector
         self._on_change = on_change
         self._on_delete = on_delete
         self._items: dict[Key, JSON] = {}
@@ -58,6 +66,8 @@ class Informer:
         self._index_of = index
         self._index: dict[str, dict[Key, JSON]] = {}
         self.synced = asyncio.Event()
+        self.in_sync = False
+        self._delivered = False  # the current watch gave an event (it was allowed)
 
     def get(self, namespace: str, name: str) -> JSON | None:
         return self._items.get((namespace, name))
@@ -99,25 +109,44 @@ class Informer:
 
     async def run(self) -> None:
         backoff = 0.5
-        while True:
-            try:
-                version = await self._list()
-                backoff = 0.5
-                while True:
-                    version = await self._watch(version)
-            except asyncio.CancelledError:
-                raise
-            except kube.Gone:
-                continue
-            except errors.ChangeoverError as exc:
-                log.warning("watch of %s failed: %s", self.resource.plural, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+        try:
+            while True:
+                try:
+                    version = await self._list()
+                    while True:
+                        version = await self._watch(version)
+                        backoff = 0.5
+                except kube.Gone:
+                    self.in_sync = False
+                    continue
+                except errors.ChangeoverError as exc:
+                    self.in_sync = False
+                    # Reset only once a watch was allowed: a user who may list but not
+                    # watch (403) must not list again twice a second.
+                    backoff = 0.5 if self._delivered else backoff
+                    forbidden = isinstance(exc, errors.Forbidden)
+                    log.log(
+                        logging.INFO if forbidden else logging.WARNING,
+                        "watch of %s failed: %s",
+                        self.resource.plural,
+                        exc,
+                    )
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 60.0 if forbidden else 10.0)
+        finally:
+            self.in_sync = False
 
     async def _list(self) -> str:
         doc = await self.client.list(
-            self.resource, namespace=self.namespace, label_selector=self.label_selector
+            self.resource,
+            namespace=self.namespace,
+            label_selector=self.label_selector,
+            field_selector=self.field_selector,
         )
+        self._delivered = False
+        for obj in doc.get("items", []):  # (a list leaves them out of its items)
+            obj.setdefault("apiVersion", self.resource.api_version)
+            obj.setdefault("kind", self.resource.kind)
         fresh = {key_of(obj): obj for obj in doc.get("items", [])}
         gone = [obj for key, obj in self._items.items() if key not in fresh]
         for key in list(self._items):
@@ -125,6 +154,7 @@ class Informer:
         for key, obj in fresh.items():
             self._put(key, obj)
         self.synced.set()
+        self.in_sync = True
         for obj in gone:
             self._deleted(obj)
         for obj in fresh.values():
@@ -136,8 +166,10 @@ class Informer:
             self.resource,
             namespace=self.namespace,
             label_selector=self.label_selector,
+            field_selector=self.field_selector,
             resource_version=version,
         ):
+            self._delivered = True
             version = str(obj.get("metadata", {}).get("resourceVersion", version))
             if kind == "BOOKMARK":
                 continue
