@@ -21,8 +21,10 @@ header, and requests from another origin are refused, as on ``changeover serve``
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from changeover import aio, errors
 from changeover.api import server as api_server
@@ -30,6 +32,7 @@ from changeover.kube import client as kube
 from changeover.operator.namespace_cache import WatchedNamespaces
 from changeover.operator.service import KubeService
 
+JSON = dict[str, Any]
 HOST = "127.0.0.1"
 TICK_SECONDS = 1.0  # each tick reads the API server: gentler than the local 0.5 s
 
@@ -39,9 +42,12 @@ class ClusterNamespaces:
     ``KubeService`` each over the one client, so every read and action carries the user's
     credentials and the cluster's RBAC decides, namespace by namespace."""
 
-    def __init__(self, client: kube.KubeClient, start: str) -> None:
+    def __init__(self, client: kube.KubeClient, start: str, *, everywhere: bool = False) -> None:
+        """``everywhere`` (``--all-namespaces``): the list of every namespace's rollouts is
+        offered too, and one cluster-wide cache serves every namespace."""
         self.client = client
         self._start = start
+        self.everywhere = everywhere
         self.watched = WatchedNamespaces(client)
 
     @property
@@ -49,9 +55,27 @@ class ClusterNamespaces:
         return self._start
 
     def service(self, namespace: str) -> KubeService:
+        if self.everywhere:
+            return KubeService(self.client, namespace=namespace, cache=self.watched.everywhere)
         return KubeService(
             self.client, namespace=namespace, cache=lambda: self.watched.of(namespace)
         )
+
+    async def all_rollouts(self) -> list[JSON]:
+        """Every namespace's rollouts' status documents, with their ``namespace``, sorted
+        by namespace and name (``PermanentBackendError``/``Forbidden`` if the user may not
+        list Rollouts cluster-wide)."""
+        informer = self.watched.everywhere().rollouts
+        if informer.in_sync:
+            items = informer.items()
+        else:
+            items = (await self.client.list(kube.ROLLOUTS))["items"]
+        items.sort(key=lambda o: (o["metadata"]["namespace"], o["metadata"]["name"]))
+        spaces = [str(o["metadata"]["namespace"]) for o in items]
+        docs = await asyncio.gather(
+            *(self.service(ns).document(o) for ns, o in zip(spaces, items, strict=True))
+        )
+        return [{**doc, "namespace": ns} for doc, ns in zip(docs, spaces, strict=True)]
 
     async def names(self) -> tuple[list[str], bool]:
         try:
@@ -68,7 +92,7 @@ class Started:
 
     url: str
     cluster: str
-    namespace: str
+    namespace: str  # "namespace NS", or "all namespaces"
 
 
 async def serve(
@@ -79,20 +103,21 @@ async def serve(
     port: int,
     token: str,
     on_ready: Callable[[Started], None],
+    all_namespaces: bool = False,
 ) -> None:
     """Serve until SIGINT/SIGTERM (the CLI runs it with ``aio.run_fast``). Raises a
     ``ChangeoverError`` naming the problem when the kubeconfig, the cluster (or the user's
     right to list its Rollouts) or the port fails."""
     client = await kube.KubeClient.connect(kubeconfig_path=kubeconfig, context=context)
-    namespaces = ClusterNamespaces(client, namespace or client.namespace)
+    namespaces = ClusterNamespaces(client, namespace or client.namespace, everywhere=all_namespaces)
     try:
         service = namespaces.service(namespaces.start)
-        try:
-            await service.list_rollouts()  # fail at start, not in the page
+        where = "all namespaces" if all_namespaces else f"namespace {service.namespace}"
+        try:  # fail at start, not in the page
+            await (namespaces.all_rollouts() if all_namespaces else service.list_rollouts())
         except errors.ChangeoverError as exc:
             raise errors.PermanentBackendError(
-                f"cannot list Rollouts in namespace {service.namespace} "
-                f"on {client.conn.server}: {exc}"
+                f"cannot list Rollouts in {where} on {client.conn.server}: {exc}"
             ) from exc
         stop = aio.stop_on_signals()
         api = await api_server.start_api(
@@ -104,7 +129,7 @@ async def serve(
             namespaces=namespaces,
         )
         try:
-            on_ready(Started(url=api.url, cluster=client.conn.server, namespace=service.namespace))
+            on_ready(Started(url=api.url, cluster=client.conn.server, namespace=where))
             await stop.wait()
         finally:
             await api.close()

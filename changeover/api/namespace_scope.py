@@ -36,6 +36,13 @@ class Namespaces(Protocol):
         """The namespaces the user may see, sorted, and whether they could be listed
         (when listing is forbidden: ``[start]`` and False)."""
 
+    @property
+    def everywhere(self) -> bool:
+        """Whether every namespace's rollouts are listed too (``--all-namespaces``)."""
+
+    async def all_rollouts(self) -> list[dict[str, Any]]:
+        """Every namespace's rollouts' status documents, each with its ``namespace``."""
+
 
 LABEL_RULE = (
     "a namespace name (a DNS-1123 label: at most 63 characters of a-z, 0-9 and '-', "
@@ -82,6 +89,8 @@ class Scopes:
         self.namespace_stream = event_streams.Streams(service, tick=tick, rollouts=False)
         if namespaces is not None:
             self.namespace_stream.add_document("namespaces", self.listing)
+            if namespaces.everywhere:  # the page's "all namespaces" list
+                self.namespace_stream.add_list("rollouts", namespaces.all_rollouts)
         self._known: dict[str, tuple[RolloutService, event_streams.Streams]] = {}
 
     def of(self, params: Mapping[str, str]) -> tuple[RolloutService, event_streams.Streams]:
@@ -102,4 +111,9 @@ class Scopes:
         """The ``GET /api/v1/namespaces`` document."""
         assert self.namespaces is not None
         names, listed = await self.namespaces.names()
-        return {"namespaces": names, "start": self.namespaces.start, "listed": listed}
+        return {
+            "namespaces": names,
+            "start": self.namespaces.start,
+            "listed": listed,
+            "all": self.namespaces.everywhere,
+        }

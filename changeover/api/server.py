@@ -125,6 +125,10 @@ class Handlers:
     async def namespaces(self, request: http.Request, params: dict[str, str]) -> http.Response:
         return http.Response.json(200, await self.scopes.listing())
 
+    async def all_rollouts(self, request: http.Request, params: dict[str, str]) -> http.Response:
+        assert self.scopes.namespaces is not None
+        return http.Response.json(200, {"rollouts": await self.scopes.namespaces.all_rollouts()})
+
     async def stream_namespaces(
         self, request: http.Request, params: dict[str, str]
     ) -> http.Response:
@@ -345,9 +349,18 @@ def _add_namespace_routes(r: dispatch.Router, h: Handlers) -> None:
         "GET",
         PREFIX + "/stream",
         h.stream_namespaces,
-        summary="The namespaces, live (server-sent events)",
+        summary="The namespaces (with --all-namespaces: every namespace's rollouts), live",
         answer=EVENT_STREAM,
     )
+    assert h.scopes.namespaces is not None
+    if h.scopes.namespaces.everywhere:
+        r.add(
+            "GET",
+            PREFIX + "/rollouts",
+            h.all_rollouts,
+            summary="Every namespace's rollouts (--all-namespaces), each with its namespace",
+            answer="application/json",
+        )
 
 
 def _openapi(r: dispatch.Router) -> dispatch.Handler:

@@ -118,6 +118,7 @@ class NamespaceList(_Answer):
     )
     start: str = Field(description="The namespace the dashboard was started in.")
     listed: bool = Field(description="False when the user may not list namespaces.")
+    all: bool = Field(description="Whether GET /api/v1/rollouts lists every namespace's.")
 
 
 class Event(_Answer):

@@ -1,7 +1,7 @@
 """``dashboard``: where to see rollouts in a browser.
 
     changeover dashboard                         the local server's dashboard URL
-    changeover dashboard --platform kubernetes [--kubeconfig F] [--context C] [-n NS]
+    changeover dashboard --platform kubernetes [--kubeconfig F] [--context C] [-n NS | -A]
                          [--port 3101] [--token T]
 
 On Kubernetes it runs the dashboard on this machine (``changeover.cluster_dashboard``),
@@ -41,6 +41,15 @@ def dashboard(
             help="Kubernetes: the port on 127.0.0.1 (0: any free one).",
         ),
     ] = DEFAULT_PORT,
+    all_namespaces: Annotated[
+        bool,
+        typer.Option(
+            "--all-namespaces",
+            "-A",
+            help="Kubernetes: start on the list of every namespace's rollouts (you must be "
+            "allowed to list and watch Rollouts cluster-wide).",
+        ),
+    ] = False,
     token: Annotated[
         str | None,
         typer.Option(
@@ -75,7 +84,7 @@ def dashboard(
 
     def ready(started: cluster_dashboard.Started) -> None:
         app_mod.say(f"changeover dashboard on {started.url}/dashboard/", style="green")
-        app_mod.say(f"  rollouts in namespace {started.namespace} of {started.cluster}")
+        app_mod.say(f"  rollouts in {started.namespace} of {started.cluster}")
         if token is None:
             app_mod.say(f"  token for actions (sign in on the page): {chosen}")
         app_mod.say("  reads and actions use your kubeconfig's credentials; Ctrl-C stops")
@@ -89,5 +98,6 @@ def dashboard(
             port=port,
             token=chosen,
             on_ready=ready,
+            all_namespaces=all_namespaces,
         )
     )

@@ -71,8 +71,8 @@ class KubeFlags:
 
     async def list_flags(self) -> list[JSON]:
         informer = self._watched() if self._watched is not None else None
-        if informer is not None:
-            found = informer.items()
+        if informer is not None:  # (a cluster-wide cache has every namespace's)
+            found = [o for o in informer.items() if o["metadata"]["namespace"] == self.namespace]
         else:
             found = (await self.client.list(kube.FLAGS, namespace=self.namespace))["items"]
         items = sorted(found, key=lambda o: o["metadata"]["name"])

@@ -28,7 +28,9 @@ IDLE_SECONDS = 30.0
 
 
 class NamespaceCache:
-    def __init__(self, client: kube.KubeClient, namespace: str) -> None:
+    """The informers of ``namespace``, or (None) of every namespace at once."""
+
+    def __init__(self, client: kube.KubeClient, namespace: str | None) -> None:
         self.namespace = namespace
         self.rollouts = Informer(client, kube.ROLLOUTS, namespace=namespace)
         self.replicasets = Informer(
@@ -66,6 +68,7 @@ class WatchedNamespaces:
         self.limit = limit
         self._clock = clock
         self._caches: dict[str, tuple[NamespaceCache, float]] = {}  # → last asked
+        self._everywhere: NamespaceCache | None = None
 
     def of(self, namespace: str) -> NamespaceCache | None:
         """``namespace``'s cache, started if it was not (call it on the event loop); None
@@ -86,10 +89,20 @@ class WatchedNamespaces:
         self._caches[namespace] = (found[0], now)
         return found[0]
 
+    def everywhere(self) -> NamespaceCache:
+        """One cache of every namespace (``--all-namespaces``: 5 watches in all, when the
+        user may watch cluster-wide), started when first asked for."""
+        if self._everywhere is None:
+            self._everywhere = NamespaceCache(self.client, None)
+            self._everywhere.start()
+        return self._everywhere
+
     async def close(self) -> None:
         for cache, _ in self._caches.values():
             await cache.stop()
         self._caches.clear()
+        if self._everywhere is not None:
+            await self._everywhere.stop()
 
 
 def _rollout_of(rs: dict[str, Any]) -> str | None:

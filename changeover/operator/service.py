@@ -219,6 +219,10 @@ class KubeService:
                 out[rev] = rs
         return out
 
+    async def document(self, obj: JSON) -> JSON:
+        """The status document of the Rollout ``obj`` (of this service's namespace)."""
+        return await self._document(obj)
+
     async def _document(self, obj: JSON) -> JSON:
         try:
             rollout: models.Rollout | None = documents.parse_rollout(obj)
@@ -262,7 +266,7 @@ class KubeService:
     async def list_rollouts(self) -> list[JSON]:
         watched = self._watched(lambda c: c.rollouts)
         if watched is not None:
-            found = watched.items()
+            found = in_namespace(watched.items(), self.namespace)
         else:
             found = (await self.client.list(kube.ROLLOUTS, namespace=self.namespace))["items"]
         items = sorted(found, key=lambda o: o["metadata"]["name"])
@@ -275,7 +279,7 @@ class KubeService:
         await self._get(name)
         watched = self._watched(lambda c: c.events)
         if watched is not None:
-            items = events_of(watched.items(), name=name)
+            items = events_of(in_namespace(watched.items(), self.namespace), name=name)
         else:
             items = await list_events(self.client, namespace=self.namespace, name=name)
         return [
@@ -400,6 +404,11 @@ class KubeService:
         await self.client.delete(
             kube.ROLLOUTS, name, namespace=self.namespace, propagation="Foreground"
         )
+
+
+def in_namespace(items: list[JSON], namespace: str) -> list[JSON]:
+    """Those of ``items`` in ``namespace`` (a cluster-wide cache has every namespace's)."""
+    return [o for o in items if o["metadata"].get("namespace") == namespace]
 
 
 def _pod(body: JSON) -> Any:

@@ -3,7 +3,9 @@
 // its server-side list carries (api.streams.Streams.add_list), and appears here live.
 import { h, phase, weightsBar } from "./format.js";
 
+// A row of every namespace's list (--all-namespaces) carries its namespace and links there.
 function rolloutRow(r, scope) {
+  const link = r.namespace ? `#/namespaces/${encodeURIComponent(r.namespace)}` : scope.link;
   const revs = Object.keys(r.revisionStates || r.replicas || {});
   const ready = revs.map((rev) => {
     const s = (r.revisionStates || {})[rev] || {};
@@ -16,7 +18,8 @@ function rolloutRow(r, scope) {
   return h(
     "tr",
     { "data-rollout": r.name },
-    h("td", {}, h("a", { href: `${scope.link}/rollouts/${encodeURIComponent(r.name)}` }, r.name)),
+    r.namespace ? h("td", { "data-namespace": r.namespace }, r.namespace) : null,
+    h("td", {}, h("a", { href: `${link}/rollouts/${encodeURIComponent(r.name)}` }, r.name)),
     h("td", {}, phase(r.phase), h("div", { class: "muted" }, r.message || "")),
     h("td", {}, r.strategy),
     h("td", { "data-step": "" }, step),
@@ -31,7 +34,7 @@ function rollouts(docs, scope) {
   return h(
     "table",
     { id: "rollouts" },
-    h("thead", {}, h("tr", {}, ["Rollout", "Phase", "Strategy", "Step", "Traffic", "Revisions", "Ready"].map((t) => h("th", {}, t)))),
+    h("thead", {}, h("tr", {}, [docs[0].namespace ? "Namespace" : null, "Rollout", "Phase", "Strategy", "Step", "Traffic", "Revisions", "Ready"].map((t) => t && h("th", {}, t)))),
     h("tbody", {}, docs.map((r) => rolloutRow(r, scope))),
   );
 }

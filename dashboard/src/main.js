@@ -61,11 +61,13 @@ function scopeOf(namespace) {
   return { api: `/api/v1/namespaces/${ns}`, link: `#/namespaces/${ns}`, namespace };
 }
 
-async function drawNamespaces(current) {
+// current: the namespace shown, or "" for every namespace's list (--all-namespaces).
+function drawNamespaces(doc, current) {
   const select = document.getElementById("namespace");
-  const doc = await get("/api/v1/namespaces");
-  const names = doc.namespaces.includes(current) ? doc.namespaces : [current, ...doc.namespaces];
-  select.replaceChildren(...names.map((n) => h("option", { value: n, selected: n === current }, n)));
+  const names = current === "" || doc.namespaces.includes(current) ? doc.namespaces : [current, ...doc.namespaces];
+  const options = names.map((n) => h("option", { value: n, selected: n === current }, n));
+  if (doc.all) options.unshift(h("option", { value: "", selected: current === "" }, "all namespaces"));
+  select.replaceChildren(...options);
   select.title = doc.listed ? "namespace" : "namespace (you may not list the cluster's namespaces)";
   select.hidden = false;
 }
@@ -83,7 +85,9 @@ function route() {
   const match = location.hash.match(/^#\/rollouts\/([^/]+)$/);
   if (scoped) {
     const scope = scopeOf(decodeURIComponent(scoped[1]));
-    drawNamespaces(scope.namespace).catch((e) => toast(`namespaces: ${e.message}`, true));
+    get("/api/v1/namespaces")
+      .then((doc) => drawNamespaces(doc, scope.namespace))
+      .catch((e) => toast(`namespaces: ${e.message}`, true));
     if (scoped[2]) {
       showRollout(view, scope, decodeURIComponent(scoped[2]));
     } else {
@@ -95,13 +99,14 @@ function route() {
   } else {
     document.title = "changeover";
     const handlers = listView(view, LOCAL);
-    handlers.namespaces = (doc) => location.replace(scopeOf(doc.start).link);
+    // A cluster's dashboard: every namespace's list (--all-namespaces), or the starting one.
+    handlers.namespaces = (doc) => (doc.all ? drawNamespaces(doc, "") : location.replace(scopeOf(doc.start).link));
     source = stream("/api/v1/stream", handlers, setLive);
   }
 }
 
 document.getElementById("namespace").addEventListener("change", (e) => {
-  location.hash = scopeOf(e.target.value).link;
+  location.hash = e.target.value === "" ? "#/" : scopeOf(e.target.value).link;
 });
 
 let wasIn = null;

@@ -30,8 +30,13 @@ class TwoNamespaces:
         self.asked.append(namespace)
         return self.services.setdefault(namespace, FakeService())
 
+    everywhere = False
+
     async def names(self) -> tuple[list[str], bool]:
         return sorted(self.services), True
+
+    async def all_rollouts(self) -> list[dict[str, object]]:
+        raise AssertionError("not offered without everywhere")
 
 
 @pytest.fixture
@@ -58,7 +63,7 @@ async def test_each_route_acts_in_the_namespace_it_names(
     paused = await client.post("/api/v1/namespaces/b/rollouts/chat/pause", headers=AUTH)
     assert paused.status_code == 200, paused.text
     chosen = (await client.get("/api/v1/namespaces")).json()
-    assert chosen == {"namespaces": ["a", "b"], "start": "a", "listed": True}
+    assert chosen == {"namespaces": ["a", "b"], "start": "a", "listed": True, "all": False}
     for local in ("/api/v1/rollouts", "/api/v1/rollouts/chat", "/api/v1/rollouts/chat/stream"):
         assert (await client.get(local)).status_code == 404, local
 

@@ -251,6 +251,27 @@ def _apply(ns: Background, namespace: str, name: str) -> None:
     ns.call(service.apply([rollout(name, replicas=1)], source=f"{name}.yaml"))
 
 
+def test_dashboard_with_all_namespaces_lists_every_namespace(ns: Background) -> None:
+    with _other_namespace(ns) as other:
+        _two_namespaces(ns, other)
+        with (
+            dashboard([*_cli(ns.namespace), "-A"]) as board,
+            httpx.Client(base_url=board.base, timeout=60) as http,
+        ):
+            assert http.get("/api/v1/namespaces").json()["all"] is True
+            ours = {ns.namespace, other}  # (other tests' namespaces share the test bed)
+            listed = http.get("/api/v1/rollouts").json()["rollouts"]
+            found = sorted((d["namespace"], d["name"]) for d in listed if d["namespace"] in ours)
+            assert found == sorted([(ns.namespace, "web"), (other, "api")])
+            streamed = _first_event(http, "/api/v1/stream", "rollouts")["rollouts"]
+            assert isinstance(streamed, list)
+            assert {(d["namespace"], d["name"]) for d in streamed} >= {(other, "api")}
+            # One namespace's pages still show that namespace's alone.
+            there = http.get(f"/api/v1/namespaces/{other}/rollouts").json()["rollouts"]
+            assert [d["name"] for d in there] == ["api"]
+            assert http.get(f"/api/v1/namespaces/{ns.namespace}/rollouts/api").status_code == 404
+
+
 def _acts_in_the_namespace_named(
     ns: Background, other: str, board: Board, http: httpx.Client
 ) -> None:
@@ -333,13 +354,24 @@ def test_dashboard_shows_only_what_rbac_lets_its_user_read(ns: Background) -> No
         httpx.Client(base_url=board.base, timeout=60) as http,
     ):
         chosen = http.get("/api/v1/namespaces").json()
-        assert chosen == {"namespaces": [ns.namespace], "start": ns.namespace, "listed": False}
+        assert chosen == {
+            "namespaces": [ns.namespace],
+            "start": ns.namespace,
+            "listed": False,
+            "all": False,
+        }
         here = f"/api/v1/namespaces/{ns.namespace}"
         assert [d["name"] for d in http.get(f"{here}/rollouts").json()["rollouts"]] == ["web"]
         for path in ("/rollouts", "/rollouts/web"):
             refused = http.get("/api/v1/namespaces/default" + path)
             assert refused.status_code == 403, refused.text
             assert "forbidden" in refused.json()["error"], refused.text
+    everywhere = subprocess.run(
+        [*argv, "-A"], capture_output=True, text=True, timeout=STARTED, check=False
+    )
+    assert everywhere.returncode == 1, everywhere.stdout
+    assert "cannot list Rollouts in all namespaces" in everywhere.stderr, everywhere.stderr
+    assert "Traceback" not in everywhere.stderr
 
 
 def test_dashboard_in_chromium_promotes_a_paused_canary(ns: Background, tmp_path: Path) -> None:
@@ -370,15 +402,23 @@ def test_dashboard_in_chromium_promotes_a_paused_canary(ns: Background, tmp_path
 
 
 def test_dashboard_in_chromium_shows_the_namespace_chosen(ns: Background, tmp_path: Path) -> None:
+    """Started with -A: every namespace's list first, then the namespace chosen."""
     shots = Path(os.environ.get("CHANGEOVER_ARTIFACTS") or tmp_path / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
     with _other_namespace(ns) as other:
         _two_namespaces(ns, other)
-        with dashboard(_cli(ns.namespace)) as board, browser_helpers.page() as (page, errors):
+        argv = [*_cli(ns.namespace), "-A"]
+        with dashboard(argv) as board, browser_helpers.page() as (page, errors):
             page.goto(f"{board.base}/dashboard/")
-            page.locator('tr[data-rollout="web"]').wait_for()  # the starting namespace's
-            assert page.url.endswith(f"#/namespaces/{ns.namespace}"), page.url
+            page.locator(f'td[data-namespace="{other}"]').wait_for()  # every namespace's
+            page.locator(f'td[data-namespace="{ns.namespace}"]').wait_for()
+            page.screenshot(path=str(shots / "kube-dashboard-all.png"), full_page=True)
             select = page.locator("select#namespace")
+            select.locator('option[value=""]').wait_for(state="attached")
+            assert select.input_value() == ""  # "all namespaces"
+            select.select_option(ns.namespace)
+            page.locator('tr[data-rollout="web"]').wait_for()
+            assert page.url.endswith(f"#/namespaces/{ns.namespace}"), page.url
             select.locator(f'option[value="{other}"]').wait_for(state="attached")
             select.select_option(other)
             page.locator('tr[data-rollout="api"]').wait_for()
