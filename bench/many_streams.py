@@ -242,7 +242,9 @@ def main(argv: list[str] | None = None) -> int:
                     port=common.free_port(),
                     backends={1: long_ports[0], 2: long_ports[1]},
                     stream=True,
-                    connections=2 * args.streams + 512,
+                    # Two slots per stream are not enough for nginx: it closes connections
+                    # to reuse their slots ("worker_connections are not enough").
+                    connections=4 * args.streams + 512,
                 )
                 sides.append(run_proxy(start, ctx, args, quick_port))
         finally:
